@@ -1,0 +1,23 @@
+"""framework: a define-by-run deep-learning framework on NumPy (CPU) and CuPy (CUDA).
+
+The API follows PyTorch's names and semantics: ``import framework as fw`` then ``fw.tensor``,
+``fw.nn.Conv2d``, ``fw.optim.AdamW``...
+"""
+
+from . import autograd
+from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+from .backend import device
+from .dtypes import (bool, double, dtype, float, float16, float32, float64, get_default_dtype, half,
+                     int, int8, int16, int32, int64, long, set_default_dtype, uint8)
+from .tensor import (Generator, Size, Tensor, arange, as_tensor, empty, empty_like, eye, from_numpy,
+                     full, full_like, is_tensor, linspace, manual_seed, normal, ones, ones_like, rand,
+                     rand_like, randint, randn, randn_like, randperm, seed, tensor, zeros, zeros_like)
+from . import ops  # noqa: E402  (binds Tensor methods)
+from .ops import *  # noqa: F401,F403,E402
+from .ops import all_ as all  # noqa: E402
+from .ops import any_ as any  # noqa: E402
+from .ops import max_ as max  # noqa: E402
+from .ops import min_ as min  # noqa: E402
+from .ops import sum_ as sum  # noqa: E402
+
+__version__ = "0.1.0"

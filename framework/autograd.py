@@ -1,0 +1,361 @@
+"""The define-by-run engine: Function nodes, grad modes, backward() and grad().
+
+A Function's ``forward`` works on raw arrays (NumPy or CuPy); its ``backward`` receives the output
+gradients as Tensors and returns input gradients built from differentiable Tensor operations, so
+running backward with ``create_graph=True`` records a graph of its own (gradients of gradients).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Sequence
+
+_state = threading.local()
+
+
+def is_grad_enabled() -> bool:
+    return getattr(_state, "grad", True)
+
+
+def _set_grad(mode: bool) -> None:
+    _state.grad = mode
+
+
+class _GradMode:
+    """Context manager and decorator, like ``torch.no_grad`` / ``torch.enable_grad``."""
+
+    mode = True
+
+    def __enter__(self):
+        self._prev = is_grad_enabled()
+        _set_grad(self.mode)
+        return self
+
+    def __exit__(self, *exc):
+        _set_grad(self._prev)
+        return False
+
+    def __call__(self, fn):
+        import functools
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with self.__class__():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(_GradMode):
+    mode = False
+
+
+class enable_grad(_GradMode):
+    mode = True
+
+
+class inference_mode(_GradMode):
+    """Like ``torch.inference_mode``; here the same as ``no_grad`` (no separate tensor kind)."""
+
+    mode = False
+
+    def __init__(self, mode: bool = True):
+        self.mode = not mode
+
+
+class set_grad_enabled(_GradMode):
+    def __init__(self, mode: bool):
+        self.mode = bool(mode)
+
+
+class Function:
+    """A node of the graph.
+
+    Subclasses implement ``forward(self, *arrays) -> array | tuple`` and
+    ``backward(self, *grad_outputs: Tensor) -> Tensor | None | tuple``. ``save_for_backward`` keeps
+    tensors (inputs or outputs) and records their versions, so that an in-place change made after
+    the forward is caught when backward reads them.
+    """
+
+    __slots__ = ("inputs", "needs_input_grad", "_saved", "_saved_versions", "_outputs", "_freed",
+                 "__dict__", "__weakref__")
+
+    # Set by subclasses whose output shares memory with their first input (views).
+    is_view = False
+
+    # Which inputs (by position) and whether the output are kept for backward; Function.__call__
+    # saves them after forward, when a graph is being recorded.
+    saves_inputs: tuple = ()
+    saves_output = False
+
+    def save_for_backward(self, *tensors):
+        self._saved = tensors
+        self._saved_versions = tuple(getattr(t, "_vc", (None,))[0] for t in tensors)
+
+    @property
+    def saved_tensors(self):
+        if self._freed:
+            raise RuntimeError(
+                f"{type(self).__name__}: trying to backward through the graph a second time (or to "
+                "access saved tensors after they have been freed). Specify retain_graph=True on the "
+                "first backward if you need to backward twice.")
+        for i, (t, v) in enumerate(zip(self._saved, self._saved_versions)):
+            if v is not None and t._vc[0] != v:
+                raise RuntimeError(
+                    f"one of the variables needed for gradient computation has been modified by an "
+                    f"inplace operation: input {i} of {type(self).__name__}, a tensor of shape "
+                    f"{tuple(t.shape)}, is at version {t._vc[0]}; expected version {v} instead.")
+        return self._saved
+
+    def forward(self, *xs):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, *gys):  # pragma: no cover - abstract
+        raise NotImplementedError(f"{type(self).__name__} is not differentiable")
+
+    @classmethod
+    def apply(cls, *inputs, **kwargs):
+        return cls(**kwargs)(*inputs)
+
+    def __init__(self, **kwargs):
+        self.__dict__.update(kwargs)
+
+    def __call__(self, *inputs):
+        from .tensor import Tensor
+
+        self._freed = False
+        self._saved = ()
+        self._saved_versions = ()
+        arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        try:
+            raw = self.forward(*arrays)
+        except (ValueError, IndexError, TypeError) as e:
+            shapes = ", ".join(str(tuple(a.shape)) if hasattr(a, "shape") else repr(a) for a in arrays)
+            raise type(e)(f"{type(self).__name__}: {e} (input shapes: {shapes})") from e
+        multi = isinstance(raw, tuple)
+        outs = raw if multi else (raw,)
+        need = is_grad_enabled() and any(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+        if need:
+            self.inputs = inputs
+            self.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+            results = tuple(Tensor._from_op(o, self, i) for i, o in enumerate(outs))
+            self._outputs = tuple(weakref.ref(r) for r in results)
+            if multi:
+                self._ometa = [(o.shape, o.dtype) for o in outs]
+            if self.is_view and isinstance(inputs[0], Tensor):
+                results[0]._vc = inputs[0]._vc
+            if self.saves_inputs or self.saves_output:
+                saved = [inputs[i] for i in self.saves_inputs]
+                if self.saves_output:
+                    saved.append(results[0])
+                self.save_for_backward(*saved)
+        else:
+            self.inputs = ()
+            results = tuple(Tensor(o) for o in outs)
+            if self.is_view and isinstance(inputs[0], Tensor):
+                results[0]._vc = inputs[0]._vc
+        return results if multi else results[0]
+
+    def _release(self):
+        self._freed = True
+        self._saved = ()
+        self.__dict__.clear()
+
+
+# ----------------------------------------------------------------------------------------- engine
+
+
+def _topo_order(roots):
+    """Functions reachable from ``roots`` in reverse topological order, without recursion."""
+    order, seen = [], set()
+    stack = [(fn, False) for fn in roots]
+    while stack:
+        fn, done = stack.pop()
+        if done:
+            order.append(fn)
+            continue
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        stack.append((fn, True))
+        for x in fn.inputs:
+            g = getattr(x, "grad_fn", None)
+            if g is not None and id(g) not in seen:
+                stack.append((g, False))
+    order.reverse()
+    return order
+
+
+def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None, allow_unused=False):
+    from .tensor import Tensor
+
+    if retain_graph is None:
+        retain_graph = create_graph
+    pending: dict[tuple[int, int], Tensor] = {}
+    roots = []
+    leaf_grads: dict[int, Tensor] = {}
+    for out, g in zip(outputs, grad_outputs):
+        if not out.requires_grad:
+            raise RuntimeError(f"element of a tensor of shape {tuple(out.shape)} does not require "
+                               "grad and does not have a grad_fn")
+        if g is None:
+            if out.numel() != 1:
+                raise RuntimeError(f"grad can be implicitly created only for scalar outputs; got "
+                                   f"shape {tuple(out.shape)}")
+            g = Tensor(_ones_like(out.data))
+        elif not isinstance(g, Tensor):
+            g = Tensor(g)
+        if tuple(g.shape) != tuple(out.shape):
+            raise RuntimeError(f"mismatch in shape: grad_output has shape {tuple(g.shape)} and "
+                               f"output has shape {tuple(out.shape)}")
+        if out.grad_fn is None:  # a leaf: its gradient is g itself
+            leaf_grads[id(out)] = g if id(out) not in leaf_grads else leaf_grads[id(out)] + g
+            continue
+        key = (id(out.grad_fn), out._out_idx)
+        pending[key] = g if key not in pending else pending[key] + g
+        roots.append(out.grad_fn)
+
+    wanted = {id(t): t for t in inputs} if inputs is not None else {}
+    leaves: dict[int, Tensor] = {}
+
+    def to_leaf(x, g):
+        i = id(x)
+        leaves[i] = x
+        leaf_grads[i] = g if i not in leaf_grads else leaf_grads[i] + g
+
+    for out, g in zip(outputs, grad_outputs):
+        if out.grad_fn is None and id(out) in leaf_grads:
+            leaves[id(out)] = out
+
+    with enable_grad() if create_graph else no_grad():
+        for fn in _topo_order(roots):
+            if fn._freed:
+                raise RuntimeError(
+                    f"{type(fn).__name__}: trying to backward through the graph a second time (or "
+                    "to access saved tensors after they have already been freed). Specify "
+                    "retain_graph=True if you need to backward through the graph a second time.")
+            gys = []
+            any_grad = False
+            for i, ref in enumerate(fn._outputs):
+                g = pending.pop((id(fn), i), None)
+                t = ref()
+                if g is not None and t is not None:
+                    for hook in t._hooks:
+                        r = hook(g)
+                        if r is not None:
+                            g = r
+                    if t._retains_grad and inputs is None:
+                        _accumulate_leaf(t, g, create_graph)
+                    if id(t) in wanted:
+                        leaf_grads[id(t)] = g
+                if g is not None:
+                    any_grad = True
+                gys.append(g)
+            if not any_grad:
+                if not retain_graph:
+                    fn._release()
+                continue
+            if len(gys) > 1 and any(g is None for g in gys):
+                for i in range(len(gys)):
+                    if gys[i] is None:
+                        shape, dt = fn._ometa[i]
+                        gys[i] = Tensor(_zeros_like_meta(fn, shape, dt))
+            gxs = fn.backward(*gys)
+            if not isinstance(gxs, tuple):
+                gxs = (gxs,)
+            if len(gxs) != len(fn.inputs):
+                raise RuntimeError(f"{type(fn).__name__}.backward returned {len(gxs)} gradients "
+                                   f"for {len(fn.inputs)} inputs")
+            for x, gx, need in zip(fn.inputs, gxs, fn.needs_input_grad):
+                if not need or gx is None:
+                    continue
+                if gx.shape != x.shape:
+                    raise RuntimeError(f"{type(fn).__name__}.backward: gradient of shape "
+                                       f"{tuple(gx.shape)} for an input of shape {tuple(x.shape)}")
+                if not create_graph and gx.requires_grad:
+                    gx = gx.detach()
+                if x.grad_fn is not None:
+                    key = (id(x.grad_fn), x._out_idx)
+                    pending[key] = gx if key not in pending else pending[key] + gx
+                else:
+                    to_leaf(x, gx)
+            if not retain_graph:
+                fn._release()
+
+    # Leaves: hooks see the whole gradient of this pass, then it is accumulated or returned.
+    for i, x in leaves.items():
+        g = leaf_grads[i]
+        for hook in x._hooks:
+            r = hook(g)
+            if r is not None:
+                g = r
+        leaf_grads[i] = g
+        if inputs is None:
+            _accumulate_leaf(x, g, create_graph)
+
+    if inputs is None:
+        return None
+    result = []
+    for t in inputs:
+        g = leaf_grads.get(id(t))
+        if g is None and not allow_unused:
+            raise RuntimeError(f"one of the differentiated tensors (shape {tuple(t.shape)}) appears "
+                               "not to have been used in the graph. Set allow_unused=True if this "
+                               "is the desired behavior.")
+        result.append(g)
+    return tuple(result)
+
+
+def _ones_like(a):
+    from .backend import get_array_module
+
+    return get_array_module(a).ones_like(a)
+
+
+def _zeros_like_meta(fn, shape, dt):
+    from .backend import get_array_module
+
+    x = next(x for x in fn.inputs if hasattr(x, "data"))
+    return get_array_module(x.data).zeros(shape, dtype=dt)
+
+
+def _accumulate_leaf(t, g, create_graph):
+    if g.dtype != t.dtype:
+        g = g.to(t.dtype)
+    if t.grad is None:
+        # Own the storage unless building a graph: later in-place accumulation must not alias.
+        t.grad = g if create_graph else g.detach()._own()
+    elif create_graph:
+        t.grad = t.grad + g
+    else:
+        t.grad.data += g.data
+
+
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
+    from .tensor import Tensor
+
+    if isinstance(tensors, Tensor):
+        tensors = [tensors]
+    if grad_tensors is None or isinstance(grad_tensors, Tensor):
+        grad_tensors = [grad_tensors] * len(tensors)
+    _run_backward(list(tensors), list(grad_tensors), retain_graph, create_graph)
+
+
+def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
+         allow_unused=False):
+    """Gradients of ``outputs`` with respect to ``inputs``, as ``torch.autograd.grad``."""
+    from .tensor import Tensor
+
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    single = isinstance(inputs, Tensor)
+    inputs = [inputs] if single else list(inputs)
+    if grad_outputs is None or isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs] * len(outputs)
+    elif isinstance(grad_outputs, Sequence):
+        grad_outputs = list(grad_outputs)
+    for t in inputs:
+        if not t.requires_grad:
+            raise RuntimeError(f"one of the differentiated tensors (shape {tuple(t.shape)}) does "
+                               "not require grad")
+    return _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs, allow_unused)

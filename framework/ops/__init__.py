@@ -1,0 +1,141 @@
+"""Differentiable operations, and the Tensor methods and operators that call them."""
+
+from __future__ import annotations
+
+from ..tensor import Tensor
+from . import basic, reduce, shape
+from .basic import *  # noqa: F401,F403
+from .basic import (abs, add, clamp, clone, cos, div, eq, exp, ge, gt, isnan, le, log, lt, maximum,
+                    minimum, mul, ne, neg, pow, relu, sigmoid, sin, sqrt, sub, tanh, where)
+from .reduce import *  # noqa: F401,F403
+from .reduce import (amax, amin, argmax, argmin, argsort, cumsum, logsumexp, mean, norm, sort, std,
+                     topk, var)
+from .reduce import all as all_
+from .reduce import any as any_
+from .reduce import log_softmax, softmax
+from .reduce import max as max_
+from .reduce import min as min_
+from .reduce import sum as sum_
+from .shape import *  # noqa: F401,F403
+from .shape import (_inplace, chunk, contiguous, expand, expand_as, flatten, flip, gather, getitem,
+                    index_select, masked_fill, matmul, narrow, permute, repeat, reshape,
+                    scatter_add, setitem, split, squeeze, transpose, unbind, unflatten, unsqueeze,
+                    view)
+
+
+def _r(fn):
+    return lambda self, other: fn(other, self)
+
+
+def _inplace_method(name, fn):
+    def method(self, *args, **kwargs):
+        other = args[0] if args else None
+        rg = isinstance(other, Tensor) and other.requires_grad
+        return _inplace(self, lambda old: fn(old, *args, **kwargs), name, rg)
+
+    method.__name__ = name
+    return method
+
+
+def _zero_(self):
+    self.data[...] = 0
+    self._vc[0] += 1
+    return self
+
+
+def _fill_(self, value):
+    if isinstance(value, Tensor):
+        value = value.item()
+    if self.requires_grad and self.is_leaf:
+        from ..autograd import is_grad_enabled
+
+        if is_grad_enabled():
+            raise RuntimeError("fill_: a leaf Variable that requires grad is being used in an "
+                               "in-place operation.")
+    self.data[...] = value
+    self._vc[0] += 1
+    return self
+
+
+def _copy_(self, src, non_blocking=False):
+    from ..backend import to_device
+
+    def make(old):
+        s = src.to(self.device) if isinstance(src, Tensor) else Tensor(to_device(src, self.device))
+        s = s.to(self.dtype)
+        return old * 0 + s if s.shape != old.shape else s + old * 0
+
+    rg = isinstance(src, Tensor) and src.requires_grad
+    return _inplace(self, make, "copy_", rg)
+
+
+_METHODS = {
+    "__add__": add, "__radd__": _r(add), "__sub__": sub, "__rsub__": _r(sub),
+    "__mul__": mul, "__rmul__": _r(mul), "__truediv__": div, "__rtruediv__": _r(div),
+    "__pow__": pow, "__rpow__": _r(pow), "__matmul__": matmul, "__rmatmul__": _r(matmul),
+    "__neg__": neg, "__abs__": abs,
+    "__eq__": eq, "__ne__": ne, "__lt__": lt, "__le__": le, "__gt__": gt, "__ge__": ge,
+    "__getitem__": getitem, "__setitem__": setitem,
+    "__invert__": lambda self: basic.logical_not(self) if self.data.dtype.kind == "b" else Tensor(~self.data),
+    "__and__": basic.logical_and, "__or__": basic.logical_or,
+    "__floordiv__": lambda a, b: div(a, b, rounding_mode="floor"),
+    "__mod__": lambda a, b: a - div(a, b, rounding_mode="floor") * b,
+    "add": add, "sub": sub, "mul": mul, "div": div, "pow": pow, "neg": neg, "matmul": matmul,
+    "exp": exp, "log": log, "sqrt": sqrt, "rsqrt": basic.rsqrt, "abs": abs, "sin": sin, "cos": cos,
+    "tanh": tanh, "sigmoid": sigmoid, "relu": relu, "clamp": clamp, "clip": clamp,
+    "square": basic.square, "sign": basic.sign, "floor": basic.floor, "ceil": basic.ceil,
+    "round": basic.round, "maximum": maximum, "minimum": minimum, "clone": clone,
+    "eq": eq, "ne": ne, "lt": lt, "le": le, "gt": gt, "ge": ge, "isnan": isnan,
+    "isfinite": basic.isfinite, "logical_not": basic.logical_not,
+    "sum": sum_, "mean": mean, "max": max_, "min": min_, "amax": amax, "amin": amin,
+    "argmax": argmax, "argmin": argmin, "var": var, "std": std, "logsumexp": logsumexp,
+    "softmax": softmax, "log_softmax": log_softmax, "cumsum": cumsum, "norm": norm, "topk": topk,
+    "sort": sort, "argsort": argsort, "all": all_, "any": any_, "prod": reduce.prod,
+    "reshape": reshape, "view": view, "flatten": flatten, "unflatten": unflatten, "permute": permute,
+    "transpose": transpose, "t": shape.t, "squeeze": squeeze, "unsqueeze": unsqueeze,
+    "expand": expand, "expand_as": expand_as, "repeat": repeat, "contiguous": contiguous,
+    "chunk": chunk, "split": split, "unbind": unbind, "gather": gather, "scatter_add": scatter_add,
+    "masked_fill": masked_fill, "flip": flip, "index_select": index_select, "narrow": narrow,
+    "where": lambda self, condition, other: where(condition, self, other),
+    "view_as": lambda self, other: reshape(self, other.shape),
+    "reshape_as": lambda self, other: reshape(self, other.shape),
+    "type_as": lambda self, other: self.to(other.dtype),
+    "zero_": _zero_, "fill_": _fill_, "copy_": _copy_,
+    "add_": _inplace_method("add_", add), "sub_": _inplace_method("sub_", sub),
+    "mul_": _inplace_method("mul_", mul), "div_": _inplace_method("div_", div),
+    "clamp_": _inplace_method("clamp_", clamp), "pow_": _inplace_method("pow_", pow),
+    "masked_fill_": _inplace_method("masked_fill_", masked_fill),
+    "scatter_add_": _inplace_method("scatter_add_", lambda old, dim, idx, src: scatter_add(old, dim, idx, src)),
+    "relu_": _inplace_method("relu_", relu), "sigmoid_": _inplace_method("sigmoid_", sigmoid),
+    "exp_": _inplace_method("exp_", exp), "neg_": _inplace_method("neg_", neg),
+    "__iadd__": _inplace_method("add_", add), "__isub__": _inplace_method("sub_", sub),
+    "__imul__": _inplace_method("mul_", mul), "__itruediv__": _inplace_method("div_", div),
+}
+
+
+def _uniform_(self, a=0.0, b=1.0, generator=None):
+    from ..tensor import _gen
+
+    return _fill_random(self, _gen(generator).uniform(a, b, self.shape))
+
+
+def _normal_(self, mean=0.0, std=1.0, generator=None):
+    from ..tensor import _gen
+
+    return _fill_random(self, _gen(generator).normal(mean, std, self.shape))
+
+
+def _fill_random(self, values):
+    from ..backend import to_device
+
+    self.data[...] = to_device(values.astype(self.data.dtype), self.device)
+    self._vc[0] += 1
+    return self
+
+
+_METHODS["uniform_"] = _uniform_
+_METHODS["normal_"] = _normal_
+
+for _name, _fn in _METHODS.items():
+    setattr(Tensor, _name, _fn)
+Tensor.__hash__ = lambda self: id(self)

@@ -1,0 +1,545 @@
+"""Element-wise arithmetic and unary functions, casts and device moves.
+
+Each Function's forward works on arrays; its backward is written with Tensor operations, so it is
+itself differentiable (gradients of gradients).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..autograd import Function
+from ..backend import device_of, get_array_module, to_device
+from ..tensor import Tensor
+
+
+def _arr(x):
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _check_devices(name, a, b):
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        da, db = device_of(a.data), device_of(b.data)
+        if da != db:
+            raise RuntimeError(f"{name}: expected all tensors to be on the same device, but found "
+                               f"at least two devices, {da} and {db}")
+
+
+def unbroadcast(g: Tensor, shape) -> Tensor:
+    """Sum ``g`` down to ``shape`` (the reduction that undoes NumPy broadcasting)."""
+    if g.shape == tuple(shape):
+        return g
+    return SumTo(shape=tuple(shape))(g)
+
+
+class SumTo(Function):
+    def forward(self, x):
+        self.in_shape = x.shape
+        return _sum_to(x, self.shape)
+
+    def backward(self, g):
+        return BroadcastTo(shape=self.in_shape)(g)
+
+
+def _sum_to(x, shape):
+    lead = x.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape) if s == 1 and x.shape[i + lead] != 1)
+    y = x.sum(axis=axes, keepdims=True) if axes else x
+    if lead:
+        y = y.reshape(shape)
+    return y
+
+
+class BroadcastTo(Function):
+    is_view = True
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        xp = get_array_module(x)
+        return xp.broadcast_to(x, self.shape)
+
+    def backward(self, g):
+        return unbroadcast(g, self.in_shape)
+
+
+def _promote(a, b):
+    dt = _dt.result_type(a, b)
+    if hasattr(a, "dtype") and a.dtype != dt:
+        a = a.astype(dt)
+    if hasattr(b, "dtype") and b.dtype != dt:
+        b = b.astype(dt)
+    return a, b
+
+
+def _shape(x):
+    return x.shape if isinstance(x, Tensor) else ()
+
+
+class Add(Function):
+    def forward(self, a, b):
+        a, b = _promote(a, b)
+        return a + b
+
+    def backward(self, g):
+        a, b = self.inputs
+        return (unbroadcast(g, _shape(a)) if self.needs_input_grad[0] else None,
+                unbroadcast(g, _shape(b)) if self.needs_input_grad[1] else None)
+
+
+class Sub(Function):
+    def forward(self, a, b):
+        a, b = _promote(a, b)
+        return a - b
+
+    def backward(self, g):
+        a, b = self.inputs
+        return (unbroadcast(g, _shape(a)) if self.needs_input_grad[0] else None,
+                unbroadcast(-g, _shape(b)) if self.needs_input_grad[1] else None)
+
+
+class Mul(Function):
+    saves_inputs = (0, 1)
+
+    def forward(self, a, b):
+        a, b = _promote(a, b)
+        return a * b
+
+    def backward(self, g):
+        a, b = self.saved_tensors
+        return (unbroadcast(g * b, _shape(a)) if self.needs_input_grad[0] else None,
+                unbroadcast(g * a, _shape(b)) if self.needs_input_grad[1] else None)
+
+
+class Div(Function):
+    saves_inputs = (0, 1)
+
+    def forward(self, a, b):
+        a, b = _promote(a, b)
+        out = a / b
+        if getattr(out, "dtype", None) is not None and out.dtype.kind == "f" and (
+                getattr(a, "dtype", np.float32).kind != "f" and getattr(b, "dtype", np.float32).kind != "f"):
+            out = out.astype(_dt.get_default_dtype().np)
+        return out
+
+    def backward(self, g):
+        a, b = self.saved_tensors
+        ga = unbroadcast(g / b, _shape(a)) if self.needs_input_grad[0] else None
+        gb = unbroadcast(-g * a / (b * b), _shape(b)) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
+class Pow(Function):
+    """``a ** b`` with tensors or scalars on either side."""
+
+    saves_inputs = (0, 1)
+    saves_output = True
+
+    def forward(self, a, b):
+        a, b = _promote(a, b)
+        return a**b
+
+    def backward(self, g):
+        a, b, y = self.saved_tensors
+        ga = gb = None
+        if self.needs_input_grad[0]:
+            if isinstance(b, Tensor):
+                ga = g * b * a ** (b - 1)
+            elif b == 0:
+                ga = g * 0.0
+            else:
+                ga = g * b * a ** (b - 1) if b != 1 else g
+            ga = unbroadcast(ga, _shape(a))
+        if self.needs_input_grad[1]:
+            la = log(a) if isinstance(a, Tensor) else math.log(a)
+            gb = unbroadcast(g * y * la, _shape(b))
+        return ga, gb
+
+
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, g):
+        return -g
+
+
+class Exp(Function):
+    saves_output = True
+
+    def forward(self, x):
+        return get_array_module(x).exp(x)
+
+    def backward(self, g):
+        (y,) = self.saved_tensors
+        return g * y
+
+
+class Log(Function):
+    saves_inputs = (0,)
+
+    def forward(self, x):
+        return get_array_module(x).log(x)
+
+    def backward(self, g):
+        (x,) = self.saved_tensors
+        return g / x
+
+
+class Sqrt(Function):
+    saves_output = True
+
+    def forward(self, x):
+        return get_array_module(x).sqrt(x)
+
+    def backward(self, g):
+        (y,) = self.saved_tensors
+        return g / (2 * y)
+
+
+class Sin(Function):
+    saves_inputs = (0,)
+
+    def forward(self, x):
+        return get_array_module(x).sin(x)
+
+    def backward(self, g):
+        (x,) = self.saved_tensors
+        return g * cos(x)
+
+
+class Cos(Function):
+    saves_inputs = (0,)
+
+    def forward(self, x):
+        return get_array_module(x).cos(x)
+
+    def backward(self, g):
+        (x,) = self.saved_tensors
+        return -g * sin(x)
+
+
+class Tanh(Function):
+    saves_output = True
+
+    def forward(self, x):
+        return get_array_module(x).tanh(x)
+
+    def backward(self, g):
+        (y,) = self.saved_tensors
+        return g * (1 - y * y)
+
+
+class Sigmoid(Function):
+    saves_output = True
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        # Stable on both tails: exp of a non-positive number only.
+        e = xp.exp(-xp.abs(x))
+        return xp.where(x >= 0, 1 / (1 + e), e / (1 + e)).astype(x.dtype, copy=False)
+
+    def backward(self, g):
+        (y,) = self.saved_tensors
+        return g * y * (1 - y)
+
+
+class Mask(Function):
+    """Multiply by a constant 0/1 mask (the derivative of piecewise functions: relu, clamp, abs)."""
+
+    def forward(self, x):
+        return x * self.mask
+
+    def backward(self, g):
+        return Mask(mask=self.mask)(g)
+
+
+class Relu(Function):
+    def forward(self, x):
+        self.mask = (x > 0).astype(x.dtype)
+        return x * self.mask
+
+    def backward(self, g):
+        return Mask(mask=self.mask)(g)
+
+
+class Abs(Function):
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.mask = xp.sign(x).astype(x.dtype)
+        return xp.abs(x)
+
+    def backward(self, g):
+        return Mask(mask=self.mask)(g)
+
+
+class Clamp(Function):
+    def forward(self, x, lo, hi):
+        xp = get_array_module(x)
+        y = x
+        if lo is not None:
+            y = xp.maximum(y, lo)
+        if hi is not None:
+            y = xp.minimum(y, hi)
+        y = y.astype(x.dtype, copy=False)
+        if x.dtype.kind == "f":
+            m = xp.ones(x.shape, dtype=bool)
+            if lo is not None:
+                m &= x >= lo
+            if hi is not None:
+                m &= x <= hi
+            self.mask = m.astype(x.dtype)
+        return y
+
+    def backward(self, g):
+        x, lo, hi = self.inputs
+        glo = ghi = None
+        if self.needs_input_grad[1]:
+            glo = unbroadcast(where(x < lo, g, 0.0), lo.shape)
+        if self.needs_input_grad[2]:
+            ghi = unbroadcast(where(x > hi, g, 0.0), hi.shape)
+        return Mask(mask=self.mask)(g) if self.needs_input_grad[0] else None, glo, ghi
+
+
+class Where(Function):
+    def forward(self, cond, a, b):
+        self.cond = cond
+        a, b = _promote(a, b)
+        xp = get_array_module(cond)
+        return xp.where(cond, a, b)
+
+    def backward(self, g):
+        _, a, b = self.inputs
+        ga = unbroadcast(where(self.cond, g, 0.0), _shape(a)) if self.needs_input_grad[1] else None
+        gb = unbroadcast(where(self.cond, 0.0, g), _shape(b)) if self.needs_input_grad[2] else None
+        return None, ga, gb
+
+
+class Cast(Function):
+    def forward(self, x):
+        self.src = x.dtype
+        return x.astype(self.dtype)
+
+    def backward(self, g):
+        if self.src.kind != "f":
+            return None
+        return Cast(dtype=self.src)(g)
+
+
+class ToDevice(Function):
+    def forward(self, x):
+        self.src = device_of(x)
+        return to_device(x, self.target)
+
+    def backward(self, g):
+        return ToDevice(target=self.src)(g)
+
+
+class Clone(Function):
+    def forward(self, x):
+        return x.copy()
+
+    def backward(self, g):
+        return g
+
+
+# ----------------------------------------------------------------------------- functional API
+
+
+def _wrap_scalar_like(x, other):
+    return x
+
+
+def add(input, other, alpha=1):
+    if alpha != 1:
+        other = other * alpha
+    _check_devices("add", input, other)
+    return Add()(input, other)
+
+
+def sub(input, other, alpha=1):
+    if alpha != 1:
+        other = other * alpha
+    _check_devices("sub", input, other)
+    return Sub()(input, other)
+
+
+def mul(input, other):
+    _check_devices("mul", input, other)
+    return Mul()(input, other)
+
+
+def div(input, other, rounding_mode=None):
+    _check_devices("div", input, other)
+    if rounding_mode is None:
+        return Div()(input, other)
+    a, b = _arr(input), _arr(other)
+    xp = get_array_module(a if hasattr(a, "dtype") else b)
+    q = a / b
+    q = xp.floor(q) if rounding_mode == "floor" else xp.trunc(q)
+    dt = _dt.result_type(a, b)
+    return Tensor(xp.asarray(q).astype(dt))
+
+
+def pow(input, exponent):
+    _check_devices("pow", input, exponent)
+    return Pow()(input, exponent)
+
+
+def neg(input):
+    return Neg()(input)
+
+
+def exp(input):
+    return Exp()(input)
+
+
+def log(input):
+    return Log()(input)
+
+
+def sqrt(input):
+    return Sqrt()(input)
+
+
+def rsqrt(input):
+    return 1 / sqrt(input)
+
+
+def sin(input):
+    return Sin()(input)
+
+
+def cos(input):
+    return Cos()(input)
+
+
+def tanh(input):
+    return Tanh()(input)
+
+
+def sigmoid(input):
+    return Sigmoid()(input)
+
+
+def relu(input):
+    return Relu()(input)
+
+
+def abs(input):
+    return Abs()(input)
+
+
+def square(input):
+    return input * input
+
+
+def clamp(input, min=None, max=None):
+    if min is None and max is None:
+        raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
+    return Clamp()(input, min, max)
+
+
+clip = clamp
+
+
+def where(condition, input, other):
+    c = _arr(condition)
+    return Where()(c, input, other)
+
+
+def maximum(input, other):
+    _check_devices("maximum", input, other)
+    a, b = _arr(input), _arr(other)
+    # Ties split the gradient evenly, as PyTorch does.
+    xp = get_array_module(a)
+    gt = (a > b)
+    eq = (a == b)
+    wa = gt + 0.5 * eq
+    return input * Tensor(wa.astype(_dt.result_type(a, b))) + other * Tensor(
+        (1 - wa).astype(_dt.result_type(a, b))) if _needs(input, other) else Tensor(xp.maximum(a, b))
+
+
+def minimum(input, other):
+    _check_devices("minimum", input, other)
+    a, b = _arr(input), _arr(other)
+    xp = get_array_module(a)
+    lt = (a < b)
+    eq = (a == b)
+    wa = lt + 0.5 * eq
+    return input * Tensor(wa.astype(_dt.result_type(a, b))) + other * Tensor(
+        (1 - wa).astype(_dt.result_type(a, b))) if _needs(input, other) else Tensor(xp.minimum(a, b))
+
+
+def _needs(*xs):
+    from ..autograd import is_grad_enabled
+
+    return is_grad_enabled() and any(isinstance(x, Tensor) and x.requires_grad for x in xs)
+
+
+def sign(input):
+    return Tensor(get_array_module(input.data).sign(input.data))
+
+
+def floor(input):
+    return Tensor(get_array_module(input.data).floor(input.data))
+
+
+def ceil(input):
+    return Tensor(get_array_module(input.data).ceil(input.data))
+
+
+def round(input, decimals=0):
+    return Tensor(get_array_module(input.data).round(input.data, decimals))
+
+
+def clone(input):
+    return Clone()(input)
+
+
+def _compare(op):
+    def f(input, other):
+        _check_devices(op.__name__, input, other)
+        a, b = _arr(input), _arr(other)
+        return Tensor(op(a, b))
+
+    return f
+
+
+eq = _compare(np.equal)
+ne = _compare(np.not_equal)
+lt = _compare(np.less)
+le = _compare(np.less_equal)
+gt = _compare(np.greater)
+ge = _compare(np.greater_equal)
+
+
+def logical_not(input):
+    return Tensor(~input.data.astype(bool))
+
+
+def logical_and(input, other):
+    return Tensor(_arr(input).astype(bool) & _arr(other).astype(bool))
+
+
+def logical_or(input, other):
+    return Tensor(_arr(input).astype(bool) | _arr(other).astype(bool))
+
+
+def isnan(input):
+    return Tensor(get_array_module(input.data).isnan(input.data))
+
+
+def isfinite(input):
+    return Tensor(get_array_module(input.data).isfinite(input.data))
+
+
+def allclose(input, other, rtol=1e-05, atol=1e-08, equal_nan=False):
+    xp = get_array_module(input.data)
+    return bool(xp.allclose(input.data, _arr(other), rtol=rtol, atol=atol, equal_nan=equal_nan))
+
+
+def equal(input, other):
+    return input.shape == other.shape and bool((input.data == other.data).all())

@@ -1,0 +1,283 @@
+"""Reductions, softmax family, cumulative sums, sorting."""
+
+from __future__ import annotations
+
+import builtins
+from collections import namedtuple
+
+from ..autograd import Function
+from ..backend import get_array_module
+from ..tensor import Tensor
+from .basic import BroadcastTo, exp, log, sqrt, where
+
+
+def _axes(dim, ndim):
+    if dim is None:
+        return tuple(range(ndim))
+    if isinstance(dim, int):
+        dim = (dim,)
+    out = []
+    for d in dim:
+        if not -builtins.max(ndim, 1) <= d < builtins.max(ndim, 1):
+            raise IndexError(f"Dimension out of range (expected to be in range of "
+                             f"[{-builtins.max(ndim, 1)}, {builtins.max(ndim, 1) - 1}], but got {d})")
+        out.append(d % ndim if ndim else 0)
+    return tuple(sorted(set(out)))
+
+
+def _kept_shape(shape, axes):
+    return tuple(1 if i in axes else s for i, s in enumerate(shape))
+
+
+class Sum(Function):
+    def forward(self, x):
+        self.in_shape = x.shape
+        self.ax = _axes(self.dim, x.ndim) if x.ndim else ()
+        dt = None
+        if x.dtype.kind in "bui":
+            dt = "int64"
+        return x.sum(axis=self.ax, keepdims=self.keepdim, dtype=dt)
+
+    def backward(self, g):
+        if not self.keepdim:
+            g = g.reshape(_kept_shape(self.in_shape, self.ax))
+        return BroadcastTo(shape=self.in_shape)(g)
+
+
+def sum(input, dim=None, keepdim=False, dtype=None):
+    out = Sum(dim=dim, keepdim=keepdim)(input)
+    return out if dtype is None else out.to(dtype)
+
+
+def mean(input, dim=None, keepdim=False, dtype=None):
+    if input.data.dtype.kind not in "fc" and dtype is None:
+        raise RuntimeError(f"mean(): could not infer output dtype. Input dtype must be either a "
+                           f"floating point or complex dtype. Got: {input.dtype}")
+    if dtype is not None:
+        input = input.to(dtype)
+    ax = _axes(dim, input.ndim) if input.ndim else ()
+    n = 1
+    for a in ax:
+        n *= input.shape[a]
+    return sum(input, dim, keepdim) / builtins.max(n, 1) if n else sum(input, dim, keepdim) * float("nan")
+
+
+class AMax(Function):
+    """amax / amin: ties share the gradient evenly (PyTorch's rule for amax/amin and max())."""
+
+    def forward(self, x):
+        self.in_shape = x.shape
+        self.ax = _axes(self.dim, x.ndim) if x.ndim else ()
+        if x.size == 0:
+            raise RuntimeError(f"{self.name}(): expected a non-empty tensor, got shape {x.shape}")
+        y = x.max(axis=self.ax, keepdims=True) if self.name == "amax" else x.min(axis=self.ax, keepdims=True)
+        m = (x == y).astype(x.dtype)
+        self.weights = m / m.sum(axis=self.ax, keepdims=True)
+        return y if self.keepdim else y.reshape([s for i, s in enumerate(x.shape) if i not in self.ax])
+
+    def backward(self, g):
+        if not self.keepdim:
+            g = g.reshape(_kept_shape(self.in_shape, self.ax))
+        return BroadcastTo(shape=self.in_shape)(g) * Tensor(self.weights)
+
+
+def amax(input, dim=(), keepdim=False):
+    return AMax(dim=None if dim == () else dim, keepdim=keepdim, name="amax")(input)
+
+
+def amin(input, dim=(), keepdim=False):
+    return AMax(dim=None if dim == () else dim, keepdim=keepdim, name="amin")(input)
+
+
+_MinMax = namedtuple("_MinMax", ["values", "indices"])
+
+
+def _select_along(input, dim, keepdim, argfn):
+    from .shape import gather
+
+    idx = argfn(input.data, axis=dim, keepdims=True)
+    vals = gather(input, dim, Tensor(idx))
+    if not keepdim:
+        vals = vals.squeeze(dim)
+        idx = idx.squeeze(dim)
+    return _MinMax(vals, Tensor(idx.astype("int64")))
+
+
+def max(input, dim=None, keepdim=False):
+    """``max(x)`` (the largest value), ``max(x, dim)`` (values, indices), or ``max(x, other)``."""
+    if isinstance(dim, Tensor):
+        from .basic import maximum
+
+        return maximum(input, dim)
+    if dim is None:
+        return amax(input)
+    xp = get_array_module(input.data)
+    return _select_along(input, dim, keepdim, xp.argmax)
+
+
+def min(input, dim=None, keepdim=False):
+    if isinstance(dim, Tensor):
+        from .basic import minimum
+
+        return minimum(input, dim)
+    if dim is None:
+        return amin(input)
+    xp = get_array_module(input.data)
+    return _select_along(input, dim, keepdim, xp.argmin)
+
+
+def argmax(input, dim=None, keepdim=False):
+    xp = get_array_module(input.data)
+    if dim is None:
+        return Tensor(xp.asarray(input.data.argmax()).astype("int64"))
+    return Tensor(xp.argmax(input.data, axis=dim, keepdims=keepdim).astype("int64"))
+
+
+def argmin(input, dim=None, keepdim=False):
+    xp = get_array_module(input.data)
+    if dim is None:
+        return Tensor(xp.asarray(input.data.argmin()).astype("int64"))
+    return Tensor(xp.argmin(input.data, axis=dim, keepdims=keepdim).astype("int64"))
+
+
+def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    if correction is None:
+        correction = 1 if unbiased is None or unbiased else 0
+    ax = _axes(dim, input.ndim) if input.ndim else ()
+    n = 1
+    for a in ax:
+        n *= input.shape[a]
+    mu = mean(input, dim=ax, keepdim=True)
+    d = input - mu
+    return sum(d * d, dim=ax, keepdim=keepdim) / (n - correction) if n - correction > 0 else (
+        sum(d * d, dim=ax, keepdim=keepdim) * float("nan"))
+
+
+def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
+    return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
+
+
+def logsumexp(input, dim, keepdim=False):
+    m = amax(input, dim, keepdim=True).detach()
+    m = where(Tensor(get_array_module(m.data).isfinite(m.data)), m, 0.0)
+    out = log(sum(exp(input - m), dim, keepdim=True)) + m
+    return out if keepdim else out.squeeze(dim) if isinstance(dim, int) else out.reshape(
+        [s for i, s in enumerate(out.shape) if i not in _axes(dim, input.ndim)])
+
+
+class Softmax(Function):
+    saves_output = True
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        e = xp.exp(x - x.max(axis=self.dim, keepdims=True))
+        return e / e.sum(axis=self.dim, keepdims=True)
+
+    def backward(self, g):
+        (y,) = self.saved_tensors
+        gy = g * y
+        return gy - y * sum(gy, self.dim, keepdim=True)
+
+
+class LogSoftmax(Function):
+    saves_output = True
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        s = x - x.max(axis=self.dim, keepdims=True)
+        return s - xp.log(xp.exp(s).sum(axis=self.dim, keepdims=True))
+
+    def backward(self, g):
+        (y,) = self.saved_tensors
+        return g - exp(y) * sum(g, self.dim, keepdim=True)
+
+
+def _float_input(input, dtype):
+    if dtype is not None:
+        input = input.to(dtype)
+    if input.data.dtype.kind != "f":
+        input = input.float()
+    return input
+
+
+def softmax(input, dim, dtype=None):
+    return Softmax(dim=dim)(_float_input(input, dtype))
+
+
+def log_softmax(input, dim, dtype=None):
+    return LogSoftmax(dim=dim)(_float_input(input, dtype))
+
+
+class Cumsum(Function):
+    def forward(self, x):
+        return x.cumsum(axis=self.dim)
+
+    def backward(self, g):
+        return Cumsum(dim=self.dim)(g.flip(self.dim)).flip(self.dim)
+
+
+def cumsum(input, dim, dtype=None):
+    if dtype is not None:
+        input = input.to(dtype)
+    return Cumsum(dim=dim)(input)
+
+
+def norm(input, p="fro", dim=None, keepdim=False):
+    if p in ("fro", 2, 2.0):
+        return sqrt(sum(input * input, dim, keepdim))
+    if p in (float("inf"), "inf"):
+        return amax(input.abs(), dim if dim is not None else (), keepdim)
+    if p == 1:
+        return sum(input.abs(), dim, keepdim)
+    return sum(input.abs() ** p, dim, keepdim) ** (1.0 / p)
+
+
+_Sorted = namedtuple("_Sorted", ["values", "indices"])
+
+
+def sort(input, dim=-1, descending=False, stable=False):
+    from .shape import gather
+
+    xp = get_array_module(input.data)
+    key = -input.data if descending and input.data.dtype.kind != "b" else input.data
+    idx = xp.argsort(key, axis=dim, kind="stable")
+    if descending and input.data.dtype.kind == "b":
+        idx = xp.flip(xp.argsort(input.data, axis=dim, kind="stable"), axis=dim)
+    idx_t = Tensor(idx.astype("int64"))
+    return _Sorted(gather(input, dim, idx_t), idx_t)
+
+
+def argsort(input, dim=-1, descending=False, stable=False):
+    return sort(input, dim, descending, stable).indices
+
+
+def topk(input, k, dim=-1, largest=True, sorted=True):
+    from .shape import gather
+
+    xp = get_array_module(input.data)
+    n = input.shape[dim]
+    if not 0 <= k <= n:
+        raise RuntimeError(f"topk: k ({k}) is out of range for dimension {dim} of size {n}")
+    key = -input.data if largest else input.data
+    idx = xp.argsort(key, axis=dim, kind="stable")
+    idx = xp.take(idx, xp.arange(k), axis=dim)
+    idx_t = Tensor(idx.astype("int64"))
+    return _Sorted(gather(input, dim, idx_t), idx_t)
+
+
+def all(input, dim=None, keepdim=False):
+    d = input.data.astype(bool)
+    return Tensor(d.all() if dim is None else d.all(axis=dim, keepdims=keepdim))
+
+
+def any(input, dim=None, keepdim=False):
+    d = input.data.astype(bool)
+    return Tensor(d.any() if dim is None else d.any(axis=dim, keepdims=keepdim))
+
+
+def prod(input, dim=None, keepdim=False):
+    # Differentiable through exp(sum(log|x|)) is wrong at zeros; use the product rule directly.
+    xp = get_array_module(input.data)
+    if input.requires_grad:
+        raise NotImplementedError("prod() is not differentiable in this framework yet")
+    return Tensor(xp.prod(input.data, axis=dim, keepdims=keepdim))

@@ -1,0 +1,535 @@
+"""The Tensor: an array (NumPy or CuPy) with an optional place in the autograd graph."""
+
+from __future__ import annotations
+
+import builtins
+import numbers
+
+import numpy as np
+
+from . import dtypes as _dt
+from .autograd import is_grad_enabled
+from .backend import CPU, device, device_of, get_array_module, to_device
+
+
+class Tensor:
+    """A multi-dimensional array that records the operations applied to it.
+
+    Created through the factory functions (``framework.tensor``, ``zeros``, ...) or by operations.
+    """
+
+    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_out_idx", "_vc", "_hooks",
+                 "_retains_grad", "__weakref__", "_is_param")
+
+    __array_priority__ = 1000  # NumPy scalars defer to Tensor's reflected operators
+
+    def __init__(self, data, requires_grad: bool = False):
+        self.data = data
+        self.requires_grad = requires_grad
+        self.grad = None
+        self.grad_fn = None
+        self._out_idx = 0
+        self._vc = [0]
+        self._hooks = []
+        self._retains_grad = False
+
+    @classmethod
+    def _from_op(cls, data, fn, idx):
+        t = cls.__new__(cls)
+        t.data = data
+        t.requires_grad = True
+        t.grad = None
+        t.grad_fn = fn
+        t._out_idx = idx
+        t._vc = [0]
+        t._hooks = []
+        t._retains_grad = False
+        return t
+
+    # ------------------------------------------------------------------ attributes
+    @property
+    def shape(self):
+        return Size(self.data.shape)
+
+    @property
+    def dtype(self):
+        return _dt.from_numpy_dtype(self.data.dtype)
+
+    @property
+    def device(self):
+        return device_of(self.data)
+
+    @property
+    def is_cuda(self):
+        return self.device.type == "cuda"
+
+    @property
+    def ndim(self):
+        return self.data.ndim
+
+    @property
+    def is_leaf(self):
+        return self.grad_fn is None
+
+    @property
+    def _version(self):
+        return self._vc[0]
+
+    @property
+    def T(self):
+        return self.permute(*reversed(range(self.ndim)))
+
+    @property
+    def mT(self):
+        return self.transpose(-2, -1)
+
+    def size(self, dim=None):
+        return self.shape if dim is None else self.data.shape[dim]
+
+    def numel(self):
+        return int(self.data.size)
+
+    def dim(self):
+        return self.data.ndim
+
+    def element_size(self):
+        return self.data.itemsize
+
+    def is_floating_point(self):
+        return self.data.dtype.kind == "f"
+
+    def __len__(self):
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    def item(self):
+        if self.data.size != 1:
+            raise RuntimeError(f"a Tensor with {self.data.size} elements cannot be converted to Scalar")
+        return self.data.reshape(()).item()
+
+    def numpy(self):
+        if self.requires_grad and is_grad_enabled() and self.grad_fn is not None:
+            raise RuntimeError("Can't call numpy() on Tensor that requires grad. Use "
+                               "tensor.detach().numpy() instead.")
+        if self.device.type != "cpu":
+            raise TypeError("can't convert a cuda tensor to numpy: use Tensor.cpu() first")
+        return self.data
+
+    def tolist(self):
+        return to_device(self.data, CPU).tolist()
+
+    def __array__(self, dtype=None, copy=None):
+        a = to_device(self.data, CPU)
+        return a if dtype is None else a.astype(dtype)
+
+    def __repr__(self):
+        a = to_device(self.data, CPU)
+        body = np.array2string(a, separator=", ", precision=4, prefix="tensor(")
+        extras = []
+        if self.device.type != "cpu":
+            extras.append(f"device='{self.device}'")
+        if a.dtype not in (np.float32, np.int64, np.bool_):
+            extras.append(f"dtype={self.dtype}")
+        if self.grad_fn is not None:
+            extras.append(f"grad_fn=<{type(self.grad_fn).__name__}>")
+        elif self.requires_grad:
+            extras.append("requires_grad=True")
+        return "tensor(" + body + "".join(", " + e for e in extras) + ")"
+
+    def __bool__(self):
+        if self.data.size != 1:
+            raise RuntimeError("Boolean value of Tensor with more than one value is ambiguous")
+        return builtins.bool(self.data.reshape(()).item())
+
+    def __float__(self):
+        return builtins.float(self.item())
+
+    def __int__(self):
+        return builtins.int(self.item())
+
+    def __index__(self):
+        if self.data.dtype.kind not in "iub" or self.data.size != 1:
+            raise TypeError("only integer tensors of a single element can be converted to an index")
+        return builtins.int(self.item())
+
+    def __hash__(self):
+        return id(self)
+
+    def __iter__(self):
+        if self.ndim == 0:
+            raise TypeError("iteration over a 0-d tensor")
+        return (self[i] for i in range(self.data.shape[0]))
+
+    # ------------------------------------------------------------------ autograd
+    def requires_grad_(self, requires_grad: bool = True):
+        if not self.is_leaf and not requires_grad:
+            raise RuntimeError("you can only change requires_grad flags of leaf variables")
+        if requires_grad and self.data.dtype.kind not in "fc":
+            raise RuntimeError(f"only Tensors of floating point dtype can require gradients, "
+                               f"got {self.dtype}")
+        self.requires_grad = requires_grad
+        return self
+
+    def detach(self):
+        t = Tensor(self.data)
+        t._vc = self._vc  # shares storage, hence the version counter
+        return t
+
+    def detach_(self):
+        self.grad_fn = None
+        self.requires_grad = False
+        return self
+
+    def retain_grad(self):
+        if self.grad_fn is not None:
+            self._retains_grad = True
+
+    @property
+    def retains_grad(self):
+        return self._retains_grad
+
+    def register_hook(self, hook):
+        """Call ``hook(grad)`` when this tensor's gradient is computed; it may return a new one."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        self._hooks.append(hook)
+
+        class _Handle:
+            def remove(_self):
+                if hook in self._hooks:
+                    self._hooks.remove(hook)
+
+        return _Handle()
+
+    def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
+        from .autograd import _run_backward
+
+        if inputs is not None:
+            raise NotImplementedError("backward(inputs=...) is not supported; use autograd.grad")
+        _run_backward([self], [gradient], retain_graph, create_graph)
+
+    def _own(self):
+        """Make sure this tensor's array is not shared with anything (used for .grad)."""
+        xp = get_array_module(self.data)
+        if not self.data.flags.c_contiguous or not self.data.flags.owndata:
+            self.data = xp.ascontiguousarray(self.data).copy()
+        return self
+
+    # ------------------------------------------------------------------ conversion
+    def to(self, *args, **kwargs):
+        """``to(device)``, ``to(dtype)``, ``to(device, dtype)``, ``to(other)``; a no-op returns self."""
+        dev, dt = kwargs.pop("device", None), kwargs.pop("dtype", None)
+        kwargs.pop("non_blocking", None)
+        copy = kwargs.pop("copy", False)
+        if kwargs:
+            raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
+        for a in args:
+            if isinstance(a, _dt.dtype):
+                dt = a
+            elif isinstance(a, Tensor):
+                dev, dt = a.device, a.dtype
+            elif a is not None:
+                dev = a
+        out = self
+        if dev is not None and device(dev) != self.device:
+            from .ops.basic import ToDevice
+
+            out = ToDevice(target=device(dev))(out)
+        if dt is not None and dt.np != out.data.dtype:
+            from .ops.basic import Cast
+
+            out = Cast(dtype=dt.np)(out)
+        if copy and out is self:
+            out = self.clone()
+        return out
+
+    def cpu(self):
+        return self.to("cpu")
+
+    def cuda(self, device_index=None):
+        return self.to(device("cuda", device_index or 0))
+
+    def type(self, dtype=None):
+        if dtype is None:
+            return f"framework.{self.dtype.name}"
+        return self.to(dtype)
+
+    def float(self):
+        return self.to(_dt.float32)
+
+    def double(self):
+        return self.to(_dt.float64)
+
+    def half(self):
+        return self.to(_dt.float16)
+
+    def long(self):
+        return self.to(_dt.int64)
+
+    def int(self):
+        return self.to(_dt.int32)
+
+    def bool(self):
+        return self.to(_dt.bool)
+
+    def byte(self):
+        return self.to(_dt.uint8)
+
+    def new_zeros(self, *size, dtype=None, device=None, requires_grad=False):
+        return zeros(*size, dtype=dtype or self.dtype, device=device or self.device,
+                     requires_grad=requires_grad)
+
+    def new_ones(self, *size, dtype=None, device=None, requires_grad=False):
+        return ones(*size, dtype=dtype or self.dtype, device=device or self.device,
+                    requires_grad=requires_grad)
+
+    def new_full(self, size, fill_value, dtype=None, device=None, requires_grad=False):
+        return full(size, fill_value, dtype=dtype or self.dtype, device=device or self.device,
+                    requires_grad=requires_grad)
+
+    def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
+        return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
+                      requires_grad=requires_grad)
+
+
+class Size(tuple):
+    """``torch.Size``: a tuple of ints."""
+
+    def numel(self):
+        n = 1
+        for s in self:
+            n *= s
+        return n
+
+    def __repr__(self):
+        return f"framework.Size({list(self)})"
+
+
+# ---------------------------------------------------------------------- random state
+
+_rng = np.random.default_rng()
+
+
+def manual_seed(seed: int):
+    """Seed the framework's global generator (CPU, and CuPy's when present)."""
+    global _rng
+    _rng = np.random.default_rng(seed)
+    from . import backend
+
+    if backend._CUDA_OK:
+        backend._cupy.random.seed(seed)
+    return Generator().manual_seed(seed)
+
+
+def seed() -> int:
+    s = np.random.SeedSequence().entropy % (2**63)
+    manual_seed(s)
+    return s
+
+
+class Generator:
+    """A random generator, as ``torch.Generator``: ``manual_seed(s)`` then pass it to samplers."""
+
+    def __init__(self, device="cpu"):
+        self.rng = np.random.default_rng()
+        self._seed = None
+
+    def manual_seed(self, seed: int):
+        self._seed = seed
+        self.rng = np.random.default_rng(seed)
+        return self
+
+    def initial_seed(self):
+        return self._seed
+
+
+def _gen(generator):
+    return generator.rng if generator is not None else _rng
+
+
+def default_generator():
+    return _rng
+
+
+# ---------------------------------------------------------------------- factories
+
+
+def _dtype_np(dtype, default=None):
+    if dtype is None:
+        return default
+    if isinstance(dtype, _dt.dtype):
+        return dtype.np
+    return np.dtype(dtype)
+
+
+def _place(a, dev, requires_grad):
+    if dev is not None:
+        a = to_device(a, device(dev))
+    t = Tensor(a)
+    if requires_grad:
+        t.requires_grad_(True)
+    return t
+
+
+def _size(size):
+    if len(size) == 1 and isinstance(size[0], (tuple, list, Size)):
+        return tuple(size[0])
+    return tuple(size)
+
+
+def tensor(data, dtype=None, device=None, requires_grad=False):
+    """A new leaf tensor that copies ``data`` (nested lists, scalars, arrays or a Tensor)."""
+    if isinstance(data, Tensor):
+        a = data.data.copy()
+    elif get_array_module(data) is not np or isinstance(data, np.ndarray):
+        a = data.copy()
+    else:
+        a = np.array(data)
+        if dtype is None:
+            if a.dtype.kind == "f":
+                a = a.astype(_dt.get_default_dtype().np)
+            elif a.dtype.kind in "iu":
+                a = a.astype(np.int64)
+            elif a.dtype.kind != "b":
+                raise TypeError(f"can't convert {type(data).__name__} of dtype {a.dtype} to a tensor")
+    if dtype is not None:
+        a = a.astype(_dtype_np(dtype), copy=False)
+    return _place(a, device, requires_grad)
+
+
+def as_tensor(data, dtype=None, device=None):
+    if isinstance(data, Tensor) and dtype is None and device is None:
+        return data
+    return tensor(data, dtype=dtype, device=device)
+
+
+def from_numpy(a: np.ndarray):
+    """A tensor sharing memory with the NumPy array ``a``."""
+    if not isinstance(a, np.ndarray):
+        raise TypeError(f"expected np.ndarray (got {type(a).__name__})")
+    _dt.from_numpy_dtype(a.dtype)
+    return Tensor(a)
+
+
+def _xp_for(dev):
+    if dev is None or device(dev).type == "cpu":
+        return np, None
+    from .backend import cupy_module
+
+    return cupy_module(), device(dev)
+
+
+def _filled(fill, size, dtype, device_, requires_grad, default=None):
+    size = _size(size)
+    dt = _dtype_np(dtype, default if default is not None else _dt.get_default_dtype().np)
+    xp, d = _xp_for(device_)
+    if d is not None:
+        with xp.cuda.Device(d.index):
+            a = xp.full(size, fill, dtype=dt)
+    else:
+        a = np.full(size, fill, dtype=dt)
+    return _place(a, None, requires_grad)
+
+
+def zeros(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(0, size, dtype, device, requires_grad)
+
+
+def ones(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(1, size, dtype, device, requires_grad)
+
+
+def empty(*size, dtype=None, device=None, requires_grad=False):
+    return _filled(0, size, dtype, device, requires_grad)
+
+
+def full(size, fill_value, dtype=None, device=None, requires_grad=False):
+    if dtype is None:
+        if isinstance(fill_value, builtins.bool):
+            dtype = _dt.bool
+        elif isinstance(fill_value, numbers.Integral):
+            dtype = _dt.int64
+    return _filled(fill_value, (size,) if isinstance(size, builtins.int) else size, dtype, device,
+                   requires_grad)
+
+
+def zeros_like(t, dtype=None, device=None, requires_grad=False):
+    return zeros(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def ones_like(t, dtype=None, device=None, requires_grad=False):
+    return ones(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def full_like(t, fill_value, dtype=None, device=None, requires_grad=False):
+    return full(t.shape, fill_value, dtype=dtype or t.dtype, device=device or t.device,
+                requires_grad=requires_grad)
+
+
+def empty_like(t, dtype=None, device=None, requires_grad=False):
+    return zeros_like(t, dtype, device, requires_grad)
+
+
+def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        ints = all(isinstance(v, numbers.Integral) for v in (start, end, step))
+        dtype = _dt.int64 if ints else _dt.get_default_dtype()
+    a = np.arange(start, end, step, dtype=_dtype_np(dtype))
+    return _place(a, device, requires_grad)
+
+
+def linspace(start, end, steps, dtype=None, device=None, requires_grad=False):
+    a = np.linspace(start, end, steps, dtype=np.float64).astype(
+        _dtype_np(dtype, _dt.get_default_dtype().np))
+    return _place(a, device, requires_grad)
+
+
+def eye(n, m=None, dtype=None, device=None, requires_grad=False):
+    a = np.eye(n, m, dtype=_dtype_np(dtype, _dt.get_default_dtype().np))
+    return _place(a, device, requires_grad)
+
+
+def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    a = _gen(generator).random(_size(size)).astype(_dtype_np(dtype, _dt.get_default_dtype().np))
+    return _place(a, device, requires_grad)
+
+
+def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
+    a = _gen(generator).standard_normal(_size(size)).astype(
+        _dtype_np(dtype, _dt.get_default_dtype().np))
+    return _place(a, device, requires_grad)
+
+
+def randint(low, high=None, size=None, generator=None, dtype=None, device=None, requires_grad=False):
+    if high is None:
+        low, high = 0, low
+    if size is None:
+        raise TypeError("randint() missing required argument 'size'")
+    a = _gen(generator).integers(low, high, size=tuple(size)).astype(_dtype_np(dtype, np.int64))
+    return _place(a, device, requires_grad)
+
+
+def randperm(n, generator=None, dtype=None, device=None):
+    a = _gen(generator).permutation(n).astype(_dtype_np(dtype, np.int64))
+    return _place(a, device, False)
+
+
+def rand_like(t, dtype=None, device=None, requires_grad=False):
+    return rand(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def randn_like(t, dtype=None, device=None, requires_grad=False):
+    return randn(t.shape, dtype=dtype or t.dtype, device=device or t.device, requires_grad=requires_grad)
+
+
+def normal(mean, std, size, generator=None, dtype=None, device=None):
+    a = _gen(generator).normal(mean, std, size=tuple(size)).astype(
+        _dtype_np(dtype, _dt.get_default_dtype().np))
+    return _place(a, device, False)
+
+
+def is_tensor(obj) -> builtins.bool:
+    return isinstance(obj, Tensor)
