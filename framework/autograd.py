@@ -12,6 +12,16 @@ import weakref
 from collections.abc import Sequence
 
 _state = threading.local()
+_TENSOR = None
+
+
+def _tensor_cls():
+    global _TENSOR
+    if _TENSOR is None:
+        from .tensor import Tensor
+
+        _TENSOR = Tensor
+    return _TENSOR
 
 
 def is_grad_enabled() -> bool:
@@ -78,8 +88,9 @@ class Function:
     the forward is caught when backward reads them.
     """
 
-    __slots__ = ("inputs", "needs_input_grad", "_saved", "_saved_versions", "_outputs", "_freed",
-                 "__dict__", "__weakref__")
+    __slots__ = ("inputs", "needs_input_grad", "_outputs", "_freed", "__dict__", "__weakref__")
+    _saved: tuple = ()
+    _saved_versions: tuple = ()
 
     # Set by subclasses whose output shares memory with their first input (views).
     is_view = False
@@ -122,12 +133,17 @@ class Function:
         self.__dict__.update(kwargs)
 
     def __call__(self, *inputs):
-        from .tensor import Tensor
-
+        Tensor = _tensor_cls()
         self._freed = False
-        self._saved = ()
-        self._saved_versions = ()
-        arrays = [x.data if isinstance(x, Tensor) else x for x in inputs]
+        arrays = []
+        need = False
+        for x in inputs:
+            if isinstance(x, Tensor):
+                arrays.append(x.data)
+                if x.requires_grad:
+                    need = True
+            else:
+                arrays.append(x)
         try:
             raw = self.forward(*arrays)
         except (ValueError, IndexError, TypeError) as e:
@@ -135,16 +151,13 @@ class Function:
             raise type(e)(f"{type(self).__name__}: {e} (input shapes: {shapes})") from e
         multi = isinstance(raw, tuple)
         outs = raw if multi else (raw,)
-        need = is_grad_enabled() and any(isinstance(x, Tensor) and x.requires_grad for x in inputs)
-        if need:
+        if need and is_grad_enabled():
             self.inputs = inputs
             self.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
-            results = tuple(Tensor._from_op(o, self, i) for i, o in enumerate(outs))
-            self._outputs = tuple(weakref.ref(r) for r in results)
+            results = tuple([Tensor._from_op(o, self, i) for i, o in enumerate(outs)])
+            self._outputs = tuple([weakref.ref(r) for r in results])
             if multi:
                 self._ometa = [(o.shape, o.dtype) for o in outs]
-            if self.is_view and isinstance(inputs[0], Tensor):
-                results[0]._vc = inputs[0]._vc
             if self.saves_inputs or self.saves_output:
                 saved = [inputs[i] for i in self.saves_inputs]
                 if self.saves_output:
@@ -152,9 +165,9 @@ class Function:
                 self.save_for_backward(*saved)
         else:
             self.inputs = ()
-            results = tuple(Tensor(o) for o in outs)
-            if self.is_view and isinstance(inputs[0], Tensor):
-                results[0]._vc = inputs[0]._vc
+            results = tuple([Tensor(o) for o in outs])
+        if self.is_view and isinstance(inputs[0], Tensor):
+            results[0]._vc = inputs[0]._vc
         return results if multi else results[0]
 
     def _release(self):

@@ -104,6 +104,8 @@ def permute(input, *dims):
 
 
 def transpose(input, dim0, dim1):
+    if input.ndim == 2 and dim0 != dim1:
+        return Permute(dims=(1, 0))(input)
     if input.ndim < 2 and dim0 in (0, -1) and dim1 in (0, -1):
         return input
     d = list(range(input.ndim))
