@@ -518,6 +518,12 @@ class MatMul(Function):
     def backward(self, g):
         a, b = self.saved_tensors
         ga = gb = None
+        if a.ndim == 2 and b.ndim == 2:
+            if self.needs_input_grad[0]:
+                ga = matmul(g, Permute(dims=(1, 0))(b))
+            if self.needs_input_grad[1]:
+                gb = matmul(Permute(dims=(1, 0))(a), g)
+            return ga, gb
         a2 = a if a.ndim > 1 else unsqueeze(a, 0)
         b2 = b if b.ndim > 1 else unsqueeze(b, -1)
         g2 = g
