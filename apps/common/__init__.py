@@ -1,0 +1,1 @@
+"""Small domain glue shared by the apps (progress reporting, ...)."""

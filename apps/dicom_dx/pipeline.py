@@ -1,0 +1,212 @@
+"""The grayscale display pipeline of DICOM PS3.3 C.11 and PS3.4 N.2, on NumPy arrays.
+
+Order (PS3.4 Figure N.2-1): stored values → Modality LUT (C.11.1: LUT sequence or Rescale
+Slope/Intercept) → VOI (C.11.2: VOI LUT sequence, or Window Center/Width with the VOI LUT Function
+LINEAR, LINEAR_EXACT or SIGMOID) → Presentation LUT shape: MONOCHROME1 is inverted *after* VOI
+(C.7.6.3.1.2). Our VOI output is normalised to [0, 1] instead of the stored bit range, so that the
+model and the display see the same scale whatever the bit depth.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+from pydicom.dataset import Dataset
+
+__all__ = [
+    "Window",
+    "apply_modality",
+    "padding_mask",
+    "choose_window",
+    "apply_window",
+    "apply_voi_lut_sequence",
+    "display",
+    "percentile_window",
+]
+
+
+@dataclass(frozen=True)
+class Window:
+    """A VOI window. `center`/`width` in modality units; `function` per PS3.3 C.11.2.1.3;
+    `source` says where it came from ("file", "percentile", "preset", "user")."""
+
+    center: float
+    width: float
+    function: str = "LINEAR"
+    source: str = "file"
+
+
+def _lut_values(item: Dataset, ds: Dataset) -> tuple[np.ndarray, int, int]:
+    """Decode a LUT item (Modality or VOI LUT Sequence item) → (table, first mapped value, bits).
+
+    LUT Descriptor (0028,3002) is [entries (0 means 65536), first stored value mapped, bits per
+    entry] (PS3.3 C.11.1.1.1). LUT Data may be US (a list) or OW (raw bytes)."""
+    desc = [int(v) for v in item.LUTDescriptor]
+    n = desc[0] or 65536
+    first = desc[1]
+    # The first-mapped value is US or SS following Pixel Representation; a signed one may be read
+    # as a large unsigned number.
+    if ds.get("PixelRepresentation", 0) == 1 and first >= 2**15:
+        first -= 2**16
+    data = item["LUTData"].value
+    if isinstance(data, (bytes, bytearray)):
+        little = True
+        if getattr(ds, "original_encoding", None) and ds.original_encoding[1] is not None:
+            little = bool(ds.original_encoding[1])
+        table = np.array(struct.unpack_from(f"{'<' if little else '>'}{n}H", data), dtype=np.float64)
+    else:
+        table = np.asarray([data] if isinstance(data, (int, float)) else list(data), dtype=np.float64)
+    return table[:n], first, desc[2]
+
+
+def _lookup(arr: np.ndarray, table: np.ndarray, first: int) -> np.ndarray:
+    """Map values through a LUT; values below/above the mapped range take the first/last entry."""
+    idx = np.clip(np.rint(arr).astype(np.int64) - first, 0, len(table) - 1)
+    return table[idx]
+
+
+def apply_modality(stored: np.ndarray, ds: Dataset) -> np.ndarray:
+    """Modality LUT (PS3.3 C.11.1): stored pixel values → modality values (e.g. HU), float64.
+
+    A Modality LUT Sequence wins over Rescale Slope/Intercept (the standard forbids both).
+    Without either, the stored values pass through unchanged."""
+    seq = ds.get("ModalityLUTSequence")
+    if seq:
+        table, first, _ = _lut_values(seq[0], ds)
+        return _lookup(stored, table, first)
+    out = stored.astype(np.float64)
+    slope = ds.get("RescaleSlope")
+    intercept = ds.get("RescaleIntercept")
+    if slope is not None or intercept is not None:
+        out = out * float(slope if slope is not None else 1.0) + float(intercept or 0.0)
+    return out
+
+
+def padding_mask(stored: np.ndarray, ds: Dataset) -> np.ndarray | None:
+    """Pixels marked by Pixel Padding Value (0028,0120) [and Range Limit (0028,0121)], PS3.3
+    C.7.5.1.1.2; checked on *stored* values before the Modality LUT. None when not present."""
+    pad = ds.get("PixelPaddingValue")
+    if pad is None:
+        return None
+    pad = int(pad)
+    limit = ds.get("PixelPaddingRangeLimit")
+    if limit is None:
+        return stored == pad
+    lo, hi = sorted((pad, int(limit)))
+    return (stored >= lo) & (stored <= hi)
+
+
+def percentile_window(
+    values: np.ndarray, mask: np.ndarray | None = None, lo: float = 0.5, hi: float = 99.5
+) -> Window:
+    """A LINEAR window spanning the [lo, hi] percentiles of the non-padded modality values,
+    for files that carry no VOI of their own."""
+    v = values[~mask] if mask is not None and (~mask).any() else values
+    # Subsample big images: percentiles of 1/16 of the pixels are as good and 16x cheaper.
+    flat = v.ravel()
+    if flat.size > 1 << 18:
+        flat = flat[:: max(1, flat.size >> 18)]
+    a, b = np.percentile(flat, [lo, hi]) if flat.size else (0.0, 1.0)
+    width = max(float(b - a), 1.0)
+    return Window(center=float(a + b) / 2.0 + 0.5, width=width + 1.0, function="LINEAR", source="percentile")
+
+
+def choose_window(ds: Dataset, index: int = 0) -> Window | None:
+    """The `index`-th Window Center/Width pair of the file (they are multi-valued when the file
+    offers several presets), with its VOI LUT Function; None when the file has no window."""
+    if "WindowCenter" not in ds or "WindowWidth" not in ds:
+        return None
+    c, w = ds["WindowCenter"], ds["WindowWidth"]
+    cs = list(c.value) if c.VM > 1 else [c.value]
+    ws = list(w.value) if w.VM > 1 else [w.value]
+    if not cs or not ws or cs[0] is None or ws[0] is None:
+        return None
+    i = min(index, len(cs) - 1, len(ws) - 1)
+    func = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
+    return Window(center=float(cs[i]), width=float(ws[i]), function=func, source="file")
+
+
+def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
+    """Window Center/Width (PS3.3 C.11.2.1.2 and C.11.2.1.3) → float64 in [0, 1].
+
+    LINEAR:       y = ((x - (c - 0.5)) / (w - 1) + 0.5), clipped; needs w ≥ 1.
+    LINEAR_EXACT: y = (x - c) / w + 0.5, clipped; needs w > 0.
+    SIGMOID:      y = 1 / (1 + exp(-4 (x - c) / w)); needs w > 0."""
+    c, w, func = window.center, window.width, window.function.upper()
+    x = values.astype(np.float64, copy=False)
+    if func in ("LINEAR", "LINEAR_EXACT"):
+        if func == "LINEAR":
+            if w < 1:
+                raise ValueError(f"Window Width {w} < 1 is not allowed for LINEAR (PS3.3 C.11.2.1.2)")
+            c, w = c - 0.5, w - 1.0
+        elif w <= 0:
+            raise ValueError(f"Window Width {w} <= 0 is not allowed for LINEAR_EXACT")
+        if w == 0:  # LINEAR with width 1: a pure threshold
+            return (x > c).astype(np.float64)
+        y = (x - c) / w + 0.5
+        # The standard's boundaries: x <= c - w/2 → min, x > c + w/2 → max.
+        y = np.where(x <= c - w / 2, 0.0, np.where(x > c + w / 2, 1.0, y))
+        return y
+    if func == "SIGMOID":
+        if w <= 0:
+            raise ValueError(f"Window Width {w} <= 0 is not allowed for SIGMOID")
+        return 1.0 / (1.0 + np.exp(np.clip(-4.0 * (x - c) / w, -700, 700)))
+    raise ValueError(f"unsupported VOI LUT Function {window.function!r} (PS3.3 C.11.2.1.3)")
+
+
+def apply_voi_lut_sequence(values: np.ndarray, ds: Dataset, index: int = 0) -> np.ndarray | None:
+    """VOI LUT Sequence (0028,3010) item `index` → float64 in [0, 1] (table / (2**bits - 1)).
+    None when the file has no VOI LUT Sequence."""
+    seq = ds.get("VOILUTSequence")
+    if not seq:
+        return None
+    item = seq[min(index, len(seq) - 1)]
+    table, first, bits = _lut_values(item, ds)
+    return _lookup(values, table, first) / float(2**bits - 1)
+
+
+def display(
+    stored: np.ndarray,
+    ds: Dataset,
+    *,
+    voi_index: int = 0,
+    window: Window | None = None,
+    prefer_lut: bool = True,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, Window | None]:
+    """The whole grayscale pipeline for one frame.
+
+    Args:
+        stored: (H, W) stored pixel values of a MONOCHROME1/2 frame.
+        ds: the dataset (its group 0028 attributes drive the pipeline).
+        voi_index: which of several windows / VOI LUTs of the file to use.
+        window: a caller's window (e.g. a preset) overriding the file's VOI.
+        prefer_lut: a VOI LUT Sequence wins over Window Center/Width when both are present
+            (pydicom's default, and what most viewers do).
+
+    Returns:
+        (image, values, mask, window): image float32 (H, W) in [0, 1], 1 = bright, after
+        MONOCHROME1 inversion; values float32 modality values; mask of padding pixels or None;
+        the window used (None when a VOI LUT Sequence was used).
+    """
+    mask = padding_mask(stored, ds)
+    values = apply_modality(stored, ds)
+    used: Window | None = window
+    out = None
+    if used is None and prefer_lut:
+        out = apply_voi_lut_sequence(values, ds, voi_index)
+    if out is None:
+        if used is None:
+            used = choose_window(ds, voi_index)
+        if used is None and not prefer_lut:
+            out = apply_voi_lut_sequence(values, ds, voi_index)
+        if out is None:
+            if used is None:
+                used = percentile_window(values, mask)
+            out = apply_window(values, used)
+    if str(ds.get("PhotometricInterpretation", "")).strip() == "MONOCHROME1":
+        out = 1.0 - out
+    if mask is not None:
+        out = np.where(mask, 0.0, out)  # padding renders black, whatever the polarity
+    return out.astype(np.float32), values.astype(np.float32), mask, used
