@@ -1,0 +1,204 @@
+"""The Optimizer base class: parameter groups, per-parameter state, state dicts.
+
+Layout of ``state_dict()`` follows ``torch.optim.Optimizer``::
+
+    {"state": {0: {"step": tensor(3.), "exp_avg": ..., ...}, 1: {...}},
+     "param_groups": [{"lr": 0.001, ..., "params": [0, 1]}, {..., "params": [2]}]}
+
+Parameters are numbered by their position across all groups, so a state dict can be loaded into
+a freshly built optimizer over the same model (or converted from PyTorch) without object ids.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..autograd import enable_grad
+from ..backend import get_array_module, to_device
+from ..tensor import Tensor
+
+
+class _RequiredParameter:
+    def __repr__(self):
+        return "<required parameter>"
+
+
+required = _RequiredParameter()
+
+
+class Optimizer:
+    """Base class of all optimizers.
+
+    Args:
+        params: an iterable of Tensors, or of dicts ``{"params": [...], <option>: value}`` (one
+            parameter group each; options missing from a group take the value in ``defaults``).
+        defaults: the default value of each option.
+
+    Subclasses implement ``step``; the update runs on the arrays in place (no graph is recorded)
+    and bumps each parameter's version counter, like PyTorch's in-place updates.
+    """
+
+    def __init__(self, params, defaults: dict[str, Any]):
+        self.defaults = defaults
+        self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
+        self.param_groups: list[dict[str, Any]] = []
+        if isinstance(params, Tensor):
+            raise TypeError("params argument given to the optimizer should be an iterable of Tensors "
+                            f"or dicts, but got {type(params).__name__}")
+        groups = list(params)
+        if len(groups) == 0:
+            raise ValueError("optimizer got an empty parameter list")
+        if not isinstance(groups[0], dict):
+            groups = [{"params": groups}]
+        for g in groups:
+            self.add_param_group(g)
+
+    def __repr__(self):
+        lines = [f"{type(self).__name__} ("]
+        for i, g in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for k in sorted(g):
+                if k != "params":
+                    lines.append(f"    {k}: {g[k]}")
+        return "\n".join(lines) + "\n)"
+
+    def __getstate__(self):
+        return {"defaults": self.defaults, "state": self.state, "param_groups": self.param_groups}
+
+    # ------------------------------------------------------------------ groups
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group of parameters with its own options (e.g. a new lr for a new head)."""
+        if not isinstance(param_group, dict):
+            raise TypeError(f"param_group must be a dict, but got {type(param_group).__name__}")
+        params = param_group["params"]
+        if isinstance(params, Tensor):
+            params = [params]
+        elif isinstance(params, set):
+            raise TypeError("optimizer parameters need to be organized in ordered collections, but "
+                            "the ordering of tensors in sets will change between runs. Please use a "
+                            "list instead.")
+        params = list(params)
+        for p in params:
+            if not isinstance(p, Tensor):
+                raise TypeError(f"optimizer can only optimize Tensors, but one of the params is "
+                                f"{type(p).__name__}")
+            if not p.is_leaf:
+                raise ValueError("can't optimize a non-leaf Tensor")
+        group = dict(param_group)
+        group["params"] = params
+        for name, default in self.defaults.items():
+            if default is required and name not in group:
+                raise ValueError(f"parameter group didn't specify a value of required optimization "
+                                 f"parameter {name}")
+            group.setdefault(name, default)
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        if len({id(p) for p in params}) != len(params):
+            raise ValueError("optimizer contains a parameter group with duplicate parameters")
+        if any(id(p) in seen for p in params):
+            raise ValueError("some parameters appear in more than one parameter group")
+        self.param_groups.append(group)
+
+    # ------------------------------------------------------------------ gradients
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        """Reset the gradients of all parameters: to ``None`` (default) or to zeros in place."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is None:
+                    continue
+                if set_to_none:
+                    p.grad = None
+                else:
+                    g = p.grad
+                    if g.grad_fn is not None:
+                        g = g.detach()
+                        p.grad = g
+                    g.data[...] = 0
+                    g._vc[0] += 1
+
+    def step(self, closure: Callable[[], Any] | None = None):
+        """Update the parameters once; ``closure`` (re-evaluates the loss) is called with grad on."""
+        loss = None
+        if closure is not None:
+            with enable_grad():
+                loss = closure()
+        for group in self.param_groups:
+            self._update_group(group)
+        return loss
+
+    def _update_group(self, group: dict[str, Any]) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ state dicts
+    def state_dict(self) -> dict[str, Any]:
+        """The optimizer's state (tensors are shared, not copied) and its groups' options."""
+        index: dict[int, int] = {}
+        groups = []
+        for g in self.param_groups:
+            packed = {k: v for k, v in g.items() if k != "params"}
+            ids = []
+            for p in g["params"]:
+                index.setdefault(id(p), len(index))
+                ids.append(index[id(p)])
+            packed["params"] = ids
+            groups.append(packed)
+        state = {index[id(p)]: s for p, s in self.state.items() if id(p) in index}
+        return {"state": state, "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load a state from :meth:`state_dict` (ours, or PyTorch's converted to framework tensors).
+
+        Floating-point state tensors are cast to their parameter's dtype and device, except
+        ``step`` (kept as saved), as PyTorch does.
+        """
+        saved_groups = state_dict["param_groups"]
+        groups = self.param_groups
+        if len(saved_groups) != len(groups):
+            raise ValueError(f"loaded state dict has {len(saved_groups)} parameter groups, but the "
+                             f"optimizer has {len(groups)}")
+        for i, (g, sg) in enumerate(zip(groups, saved_groups)):
+            if len(g["params"]) != len(sg["params"]):
+                raise ValueError(f"loaded state dict contains a parameter group {i} of "
+                                 f"{len(sg['params'])} parameters that doesn't match the size of the "
+                                 f"optimizer's group ({len(g['params'])} parameters)")
+        id_map = {}
+        for g, sg in zip(groups, saved_groups):
+            for p, pid in zip(g["params"], sg["params"]):
+                id_map[int(pid)] = p
+        self.state = defaultdict(dict)
+        for pid, s in state_dict["state"].items():
+            pid = int(pid)
+            if pid not in id_map:
+                continue
+            p = id_map[pid]
+            self.state[p] = {k: _cast_state(p, k, v) for k, v in s.items()}
+        new_groups = []
+        for g, sg in zip(groups, saved_groups):
+            ng = {k: copy.deepcopy(v) for k, v in sg.items() if k != "params"}
+            if isinstance(ng.get("betas"), list):  # a JSON round trip turns tuples into lists
+                ng["betas"] = tuple(ng["betas"])
+            ng["params"] = g["params"]
+            new_groups.append(ng)
+        self.param_groups = new_groups
+
+
+def _cast_state(p: Tensor, key: str, value):
+    if not isinstance(value, Tensor):
+        return copy.deepcopy(value)
+    if key == "step":
+        return Tensor(value.data.copy())
+    a = value.data
+    if a.dtype.kind == "f" and a.dtype != p.data.dtype:
+        a = a.astype(p.data.dtype)
+    a = to_device(a, p.device)
+    a = get_array_module(a).array(a, copy=True)
+    return Tensor(a)
+
+
+def params_with_grad(group: dict[str, Any]) -> Iterable[Tensor]:
+    """Parameters of ``group`` that have a gradient (the others are skipped, as in PyTorch)."""
+    for p in group["params"]:
+        if p.grad is not None:
+            yield p
