@@ -1,7 +1,27 @@
-"""Dashboard entry point: ``streamlit run streamlit_app.py``."""
+"""Dashboard entry point: ``streamlit run streamlit_app.py``.
+
+Registers the pages of ``apps/dashboard/`` with Streamlit's multipage navigation. Each page is
+presentation only: it calls the public functions of ``apps.dicom_dx``, ``apps.perception`` and
+``framework``.
+"""
+
+from pathlib import Path
 
 import streamlit as st
 
-st.set_page_config(page_title="DL suite", layout="wide")
-st.title("Deep-learning suite")
-st.write("DICOM diagnosis, driving perception and the framework they stand on.")
+HERE = Path(__file__).resolve().parent
+PAGES = HERE / "apps" / "dashboard"
+
+st.set_page_config(page_title="dlsuite dashboard", page_icon="🩻", layout="wide")
+
+pages = {
+    "Overview": [st.Page(PAGES / "home.py", title="Home", icon="🏠", default=True)],
+    "Radiology": [
+        st.Page(PAGES / "dicom.py", title="DICOM diagnosis", icon="🩻"),
+        st.Page(PAGES / "batch.py", title="Batch analysis", icon="🗂️"),
+    ],
+    "Driving": [st.Page(PAGES / "perception.py", title="Perception", icon="🚗")],
+    "Framework": [st.Page(PAGES / "framework_lab.py", title="Framework lab", icon="🧪")],
+}
+
+st.navigation(pages).run()

@@ -1,0 +1,249 @@
+"""DICOM diagnosis: upload studies or pick a bundled sample; a window/level viewer that honours the
+file's VOI and photometric interpretation; the input gate's verdict; findings against their operating
+thresholds; Grad-CAM per finding; metadata with the patient's identity masked unless asked for."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from apps.dashboard import common, present, uploads
+
+st.title("DICOM diagnosis")
+st.caption("Frontal chest radiographs: opacity, nodule/mass, pleural effusion, cardiomegaly, pneumothorax. "
+           "Research software, not a medical device.")
+common.device_badge()
+
+dx = common.require_app("dicom_dx", "read_dicom")
+if dx is None:
+    st.stop()
+
+
+# ------------------------------------------------------------------------------------------- cached
+@st.cache_resource(show_spinner="Loading the diagnosis model…")
+def _model():
+    return dx.load_model()
+
+
+@st.cache_data(show_spinner=False)
+def _samples() -> list[str]:
+    if common.has(dx, "sample_files"):
+        return [str(p) for p in dx.sample_files()]
+    root = Path(dx.__file__).parent / "assets"
+    return sorted(str(p) for p in root.rglob("*.dcm"))
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def _file_bytes(path: str) -> bytes:
+    return Path(path).read_bytes()
+
+
+# Decoded images and predictions live in cache_resource (shared, not copied): pickling a 3000-px float32
+# radiograph into cache_data on every rerun would cost more than decoding it. Nobody mutates them.
+@st.cache_resource(show_spinner="Decoding…", max_entries=16)
+def _read(digest: str, frame: int, _data: bytes):
+    return dx.read_dicom(_data, frame=frame)
+
+
+@st.cache_resource(show_spinner="Analysing…", max_entries=32)
+def _predict(digest: str, frame: int, _image):
+    return dx.predict(_model(), _image)
+
+
+@st.cache_resource(show_spinner="Computing Grad-CAM…", max_entries=64)
+def _explain(digest: str, frame: int, finding: str, _image):
+    return dx.explain(_model(), _image, finding)
+
+
+@st.cache_resource(show_spinner=False, max_entries=16)
+def _viewer_values(digest: str, frame: int, _image, max_side: int = 1024):
+    """(values, mask) downscaled once for the viewer, so slider moves only re-window ~1 Mpx."""
+    import cv2
+    import numpy as np
+
+    values = present.thumbnail(_image.values.astype(np.float32), max_side)
+    mask = _image.mask
+    if mask is not None:
+        mask = cv2.resize(mask.astype(np.uint8), values.shape[::-1], interpolation=cv2.INTER_NEAREST) > 0
+    return values, mask
+
+
+# ------------------------------------------------------------------------------------------- inputs
+source = st.radio("Input", ["Bundled sample", "Upload"], horizontal=True, key="dx_source")
+inputs: list[tuple[str, bytes]] = []
+if source == "Bundled sample":
+    samples = _samples()
+    if not samples:
+        st.info("No bundled sample studies yet (apps/dicom_dx/assets/).", icon="📭")
+    else:
+        pick = st.selectbox("Sample study", samples, format_func=lambda p: Path(p).name, key="dx_sample")
+        inputs = [(Path(pick).name, _file_bytes(pick))]
+else:
+    files = st.file_uploader("DICOM files (.dcm, or files without extension)", accept_multiple_files=True,
+                             key="dx_upload")
+    for f in files or []:
+        data = f.getvalue()
+        problem = uploads.check_dicom(f.name, data)
+        if problem:
+            st.error(problem, icon="🚫")
+        else:
+            inputs.append((f.name, data))
+
+if not inputs:
+    st.stop()
+
+
+def _analyse(name: str, data: bytes, frame: int = 0):
+    """(image, prediction, error message) for one input; errors are messages, never tracebacks."""
+    digest = hashlib.sha1(data).hexdigest()
+    try:
+        image = _read(digest, frame, data)
+    except Exception as exc:  # the reader raises typed errors whose message names the reason
+        return digest, None, None, f"{name}: {exc}"
+    if not common.has(dx, "predict") or not common.has(dx, "load_model"):
+        return digest, image, None, None
+    try:
+        return digest, image, _predict(digest, frame, image), None
+    except Exception as exc:
+        return digest, image, None, f"{name}: analysis failed ({exc})"
+
+
+if len(inputs) > 1:
+    summary = []
+    for name, data in inputs:
+        _, _, pred, err = _analyse(name, data)
+        if err:
+            summary.append({"file": name, "gate": "error", "positive findings": err})
+            continue
+        ok, reason = present.gate_verdict(pred) if pred is not None else (True, "")
+        pos = [r["finding"] for r in present.findings_rows(pred) if r["positive"]] if ok and pred else []
+        summary.append({"file": name, "gate": "accepted" if ok else f"rejected: {reason}",
+                        "positive findings": ", ".join(pos) or ("none" if ok else "—")})
+    st.subheader(f"{len(inputs)} files")
+    st.dataframe(pd.DataFrame(summary), hide_index=True, width="stretch")
+    names = [n for n, _ in inputs]
+    chosen = st.selectbox("Show", range(len(inputs)), format_func=lambda i: names[i], key="dx_show")
+    name, data = inputs[chosen]
+else:
+    name, data = inputs[0]
+
+frame = 0
+try:
+    header = dx.read_header(data) if common.has(dx, "read_header") else None
+except Exception:
+    header = None
+if header is not None and getattr(header, "n_frames", 1) > 1:
+    frame = st.slider("Frame", 0, header.n_frames - 1, 0, key="dx_frame")
+
+digest, image, pred, error = _analyse(name, data, frame)
+if error:
+    st.error(error, icon="🚫")
+    st.stop()
+
+meta = image.meta
+
+# --------------------------------------------------------------------------------------------- gate
+accepted, reason = present.gate_verdict(pred) if pred is not None else (True, "")
+if pred is None:
+    st.info("The diagnosis model is not available yet: showing the image and its metadata only.", icon="🚧")
+elif not accepted:
+    st.error(f"**Not analysed — this input is not a frontal chest radiograph.** {reason}", icon="⛔")
+
+viewer_col, result_col = st.columns([3, 2], gap="large")
+
+# ------------------------------------------------------------------------------------------- viewer
+with viewer_col:
+    st.subheader("Viewer")
+    if image.is_color or image.values is None:
+        st.caption(f"{meta.photometric} colour image: shown as decoded (window/level applies to grayscale).")
+        shown = present.thumbnail(image.image)
+    else:
+        import numpy as np
+
+        values, vmask = _viewer_values(digest, frame, image)
+        finite = values[np.isfinite(values)] if vmask is None else values[~vmask & np.isfinite(values)]
+        vmin, vmax = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        lo, hi = np.percentile(finite, [0.5, 99.5]) if finite.size else (0.0, 1.0)
+        file_win = image.window
+        presets = {}
+        if file_win is not None:
+            presets[f"File VOI ({file_win.source}: C {file_win.center:g} / W {file_win.width:g})"] = (
+                file_win.center, file_win.width)
+        else:
+            presets["File VOI LUT"] = None
+        presets["Percentile 0.5–99.5 %"] = ((lo + hi) / 2, max(hi - lo, 1.0))
+        presets["Full range"] = ((vmin + vmax) / 2, max(vmax - vmin, 1.0))
+        span = max(vmax - vmin, 1.0)
+        k = digest[:8]
+
+        def _apply_preset():
+            val = presets.get(st.session_state[f"wl_preset_{k}"])
+            if val is not None:
+                st.session_state[f"wl_c_{k}"], st.session_state[f"wl_w_{k}"] = float(val[0]), float(val[1])
+
+        first = next(iter(presets.values())) or presets["Percentile 0.5–99.5 %"]
+        st.session_state.setdefault(f"wl_c_{k}", float(first[0]))
+        st.session_state.setdefault(f"wl_w_{k}", float(first[1]))
+        preset = st.radio("Window preset", list(presets) + ["Custom"], key=f"wl_preset_{k}",
+                          on_change=_apply_preset, horizontal=True)
+        step = float(10 ** np.floor(np.log10(span / 500))) if span > 0 else 1.0
+        c1, c2 = st.columns(2)
+        center = c1.slider("Window centre (level)", vmin - span / 2, vmax + span / 2, key=f"wl_c_{k}",
+                           step=step, disabled=preset != "Custom")
+        width = c2.slider("Window width", 1.0, 2 * span, key=f"wl_w_{k}", step=step,
+                          disabled=preset != "Custom")
+        if presets.get(preset, 0) is None:  # the file's own VOI LUT sequence: keep the app's rendering
+            shown = present.thumbnail(image.image)
+        else:
+            win_fn = None
+            pipeline = getattr(dx, "pipeline", None)
+            if pipeline is not None and hasattr(pipeline, "apply_window") and hasattr(pipeline, "Window"):
+                func = file_win.function if (file_win is not None and preset.startswith("File")) else "LINEAR"
+                win_fn = lambda v, c, w: pipeline.apply_window(v, pipeline.Window(c, w, func, "user"))  # noqa: E731
+            shown = present.window_image(values, center, width, meta.photometric, vmask, win_fn)
+    st.image(present.to_uint8(shown), width="stretch",
+                       caption=f"{meta.modality or '?'} {meta.body_part or ''} {meta.view_position or ''} — "
+                               f"{meta.columns}×{meta.rows} px, {meta.photometric}")
+
+# ----------------------------------------------------------------------------------------- findings
+with result_col:
+    if pred is not None and accepted:
+        st.subheader("Findings")
+        rows = present.findings_rows(pred)
+        positives = [r["finding"] for r in rows if r["positive"]]
+        if positives:
+            st.warning("Positive at the operating threshold: " + ", ".join(f"**{p}**" for p in positives))
+        else:
+            st.success("No finding above its operating threshold.")
+        df = pd.DataFrame(rows)
+        if len(df):
+            df["decision"] = df["positive"].map({True: "POSITIVE", False: "negative"})
+            st.dataframe(
+                df[["finding", "probability", "threshold", "decision"]], hide_index=True, width="stretch",
+                column_config={
+                    "probability": st.column_config.ProgressColumn("probability", min_value=0.0,
+                                                                   max_value=1.0, format="%.3f"),
+                    "threshold": st.column_config.NumberColumn("threshold", format="%.3f"),
+                })
+        if common.has(dx, "explain") and len(df):
+            st.subheader("Grad-CAM")
+            names = [r["finding"] for r in rows if r["finding"].lower() not in ("no finding", "no_finding")]
+            default = names.index(positives[0]) if positives and positives[0] in names else 0
+            which = st.selectbox("Explain finding", names, index=default, key="dx_cam_finding")
+            opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="dx_cam_opacity")
+            try:
+                heat = _explain(digest, frame, which, image)
+                heat = present.field(heat, "heatmap", "cam", default=heat)
+                st.image(present.overlay(shown, heat, opacity), width="stretch",
+                         caption=f"Grad-CAM: {which} (opacity {opacity:.2f}), on the viewer's window")
+            except Exception as exc:
+                common.show_error("Grad-CAM failed", exc)
+
+    st.subheader("Metadata")
+    show_id = st.checkbox("Show patient identity", value=False, key="dx_show_phi",
+                          help="Patient attributes are masked by default.")
+    st.dataframe(pd.DataFrame(present.masked_metadata(meta, show_id)), hide_index=True, width="stretch",
+                 height=320)

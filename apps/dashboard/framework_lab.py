@@ -1,0 +1,132 @@
+"""Framework lab: train a small classifier live with our framework, and the benchmark figures (ours
+against PyTorch / cuDNN) read from ``benchmarks/results/*.json``."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from apps.dashboard import common, results
+
+try:  # the framework is a separate layer: if it is broken, the benchmark figures still show
+    from apps.dashboard import lab
+except Exception as exc:
+    lab, LAB_ERROR = None, f"{type(exc).__name__}: {exc}"
+
+ROOT = Path(__file__).resolve().parents[2]
+# overridable so tests can point the page at files they make
+RESULTS = Path(os.environ.get("DLSUITE_BENCHMARK_RESULTS", ROOT / "benchmarks" / "results"))
+
+
+
+def _rel(p: Path) -> str:
+    try:
+        return str(p.relative_to(ROOT))
+    except ValueError:
+        return str(p)
+
+
+st.title("Framework lab")
+common.device_badge()
+train_tab, bench_tab = st.tabs(["Train live", "Benchmarks"])
+
+# ------------------------------------------------------------------------------------------- training
+def _train_ui() -> None:
+    st.markdown("A multilayer perceptron learns a 2-D two-class problem, step by step, on the framework's "
+                "autograd. The curves and the decision map update while it trains.")
+    with st.form("train_form"):
+        c1, c2, c3 = st.columns(3)
+        dataset = c1.selectbox("Data set", lab.DATASETS, key="lab_dataset")
+        noise = c1.slider("Noise", 0.0, 0.3, 0.08, 0.01, key="lab_noise")
+        hidden = c2.select_slider("Hidden units", [4, 8, 16, 32, 64, 128], value=32, key="lab_hidden")
+        depth = c2.slider("Hidden layers", 1, 4, 2, key="lab_depth")
+        lr = c3.select_slider("Learning rate (Adam)", [0.001, 0.003, 0.01, 0.02, 0.05, 0.1], value=0.02,
+                              key="lab_lr")
+        steps = c3.slider("Steps", 20, 2000, 400, 20, key="lab_steps")
+        run = st.form_submit_button("Train", type="primary")
+
+    if run:
+        cfg = lab.TrainConfig(dataset=dataset, noise=noise, hidden=hidden, depth=depth, lr=lr, steps=steps)
+        progress = st.progress(0.0, text="Starting…")
+        cols = st.columns([3, 2])
+        loss_chart = cols[0].empty()
+        acc_chart = cols[0].empty()
+        picture = cols[1].empty()
+        history: list[dict] = []
+        x, y = lab.make_dataset(cfg.dataset, cfg.n, cfg.noise, cfg.seed)
+        t0 = time.perf_counter()
+        last_draw = 0.0
+        try:
+            for m in lab.train(cfg, every=max(1, steps // 100)):
+                history.append({k: m[k] for k in ("step", "loss", "train_acc", "val_acc")})
+                now = time.perf_counter()
+                # redraw at most ~8 times a second: the browser, not the maths, is the bottleneck
+                if now - last_draw > 0.12 or m["step"] == steps:
+                    last_draw = now
+                    df = pd.DataFrame(history).set_index("step")
+                    loss_chart.line_chart(df[["loss"]], height=220, y_label="cross-entropy")
+                    acc_chart.line_chart(df[["train_acc", "val_acc"]], height=220, y_label="accuracy")
+                    picture.image(lab.decision_image(m["predict"], x, y), caption="P(class 1) and the data",
+                                  width="stretch")
+                    progress.progress(m["step"] / steps, text=f"step {m['step']}/{steps} — loss "
+                                      f"{m['loss']:.4f}, validation accuracy {m['val_acc']:.1%}")
+            elapsed = time.perf_counter() - t0
+            final = history[-1]
+            st.session_state["lab_result"] = {**final, "seconds": elapsed, "api": m["api"],
+                                              "dataset": dataset}
+        except Exception as exc:
+            common.show_error("Training failed", exc)
+
+    res = st.session_state.get("lab_result")
+    if res:
+        st.success(f"Trained on **{res['dataset']}** in {res['seconds']:.1f} s with {res['api']}: "
+                   f"final loss {res['loss']:.4f}, train accuracy {res['train_acc']:.1%}, "
+                   f"validation accuracy {res['val_acc']:.1%}.")
+
+
+with train_tab:
+    if lab is None:
+        st.info(f"Live training is not available: the framework does not import ({LAB_ERROR}).", icon="🚧")
+    else:
+        _train_ui()
+
+# ----------------------------------------------------------------------------------------- benchmarks
+with bench_tab:
+    st.markdown(f"Figures written by the scripts in `benchmarks/` to `{_rel(RESULTS)}/`. Each "
+                "script times our code and a reference (PyTorch, cuDNN or pydicom) in the same run.")
+    files = results.load_benchmarks(RESULTS)
+    if not files:
+        st.info(f"No benchmark results yet: `{_rel(RESULTS)}/*.json` is absent. Run the scripts "
+                "in `benchmarks/` (e.g. `python -m benchmarks.<name>`) to produce them.", icon="📭")
+    for name, data, error in files:
+        st.subheader(name)
+        if error:
+            st.warning(f"{name}: {error}")
+            continue
+        recs = results.records(data)
+        if recs:
+            df = pd.DataFrame(recs)
+            st.dataframe(df, hide_index=True, width="stretch")
+            label = next((c for c in df.columns if df[c].dtype == object), None)
+            numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])
+                       and not pd.api.types.is_bool_dtype(df[c])]
+            ratio_cols = [c for c in numeric if "ratio" in c.lower() or "speedup" in c.lower()]
+            show = ratio_cols or numeric
+            if label and show:
+                st.bar_chart(df.set_index(label)[show], height=260, stack=False)
+        else:
+            flat = results.flatten_numbers(data)
+            if flat:
+                ser = pd.Series(flat, name="value")
+                st.dataframe(ser, width="stretch")
+                ratios = ser[[("ratio" in k.lower() or "speedup" in k.lower()) for k in ser.index]]
+                if len(ratios):
+                    st.bar_chart(ratios, height=240, horizontal=True)
+            else:
+                st.write("No numeric figures in this file.")
+        with st.expander("Raw JSON"):
+            st.json(data)

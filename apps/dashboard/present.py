@@ -1,0 +1,152 @@
+"""Small presentation helpers without Streamlit: image overlays, windowing for the viewer, and turning
+the apps' result objects into table rows.
+
+The apps return dataclasses or dicts; ``field`` reads either, so the pages don't depend on which.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, is_dataclass
+from typing import Any
+
+import numpy as np
+
+PHI_MASK = "•••• (hidden)"
+
+
+def field(obj: Any, *names: str, default: Any = None) -> Any:
+    """The first of ``names`` present on ``obj`` (attribute or mapping key), else ``default``."""
+    for name in names:
+        if isinstance(obj, dict) and name in obj:
+            return obj[name]
+        if not isinstance(obj, dict) and hasattr(obj, name):
+            return getattr(obj, name)
+    return default
+
+
+def as_dict(obj: Any) -> dict:
+    if isinstance(obj, dict):
+        return dict(obj)
+    if is_dataclass(obj):
+        return asdict(obj)
+    return {k: v for k, v in vars(obj).items() if not k.startswith("_")} if hasattr(obj, "__dict__") else {}
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float in [0, 1] (H, W) or (H, W, 3) → uint8 for ``st.image``."""
+    return (np.clip(np.nan_to_num(image), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def window_image(values: np.ndarray, center: float, width: float, photometric: str,
+                 mask: np.ndarray | None = None, apply_window=None) -> np.ndarray:
+    """Re-window modality values for the viewer: VOI (LINEAR, PS3.3 C.11.2.1.2) then MONOCHROME1
+    inversion *after* VOI (C.7.6.3.1.2), padding black. ``apply_window(values, Window)`` is the app's
+    implementation when given; the fallback is the same LINEAR formula. Returns float32 in [0, 1]."""
+    width = max(float(width), 1.0)
+    if apply_window is not None:
+        out = apply_window(values, center, width)
+    else:
+        c, w = center - 0.5, width - 1.0
+        x = values.astype(np.float64, copy=False)
+        out = np.clip((x - c) / max(w, 1e-9) + 0.5, 0.0, 1.0) if w > 0 else (x > c).astype(np.float64)
+    if photometric.strip().upper() == "MONOCHROME1":
+        out = 1.0 - out
+    if mask is not None:
+        out = np.where(mask, 0.0, out)
+    return np.asarray(out, np.float32)
+
+
+def _colormap(h: np.ndarray) -> np.ndarray:
+    """A perceptually ordered blue→cyan→yellow→red map of ``h`` in [0, 1] → (…, 3) float in [0, 1]."""
+    stops = np.array([0.0, 0.35, 0.65, 1.0])
+    colours = np.array([[0.05, 0.1, 0.6], [0.0, 0.8, 0.9], [1.0, 0.9, 0.1], [0.9, 0.05, 0.05]])
+    return np.stack([np.interp(h, stops, colours[:, c]) for c in range(3)], -1)
+
+
+def overlay(gray: np.ndarray, heat: np.ndarray, opacity: float) -> np.ndarray:
+    """Blend a heatmap over a grayscale (or RGB) image. ``gray`` float (H, W[, 3]) in [0, 1]; ``heat``
+    (h, w) in [0, 1], resized to (H, W) if needed; returns uint8 (H, W, 3). Transparency grows where
+    the heatmap is weak so the anatomy stays readable."""
+    base = gray if gray.ndim == 3 else np.repeat(gray[..., None], 3, -1)
+    heat = np.asarray(heat, np.float32)
+    if heat.shape != base.shape[:2]:
+        import cv2
+
+        heat = cv2.resize(heat, (base.shape[1], base.shape[0]), interpolation=cv2.INTER_LINEAR)
+    heat = np.clip(np.nan_to_num(heat), 0.0, 1.0)
+    a = (opacity * np.clip(heat * 1.5, 0.0, 1.0))[..., None]
+    return to_uint8((1 - a) * base[..., :3] + a * _colormap(heat))
+
+
+def thumbnail(image: np.ndarray, max_side: int = 1024) -> np.ndarray:
+    """Downscale (area interpolation) so the longest side is at most ``max_side``: a 3000-px radiograph
+    is 36 MB of float32 per rerun otherwise, and the screen shows ~1000 px anyway."""
+    h, w = image.shape[:2]
+    s = max(h, w)
+    if s <= max_side:
+        return image
+    import cv2
+
+    f = max_side / s
+    return cv2.resize(image, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+
+
+def masked_metadata(meta: Any, show_identity: bool) -> list[dict[str, str]]:
+    """Rows ``{"attribute", "value"}`` for the metadata table: the public attributes, then the patient
+    attributes, masked unless ``show_identity``."""
+    public = meta.public() if hasattr(meta, "public") else {k: v for k, v in as_dict(meta).items()
+                                                             if k != "phi"}
+    rows = [{"attribute": k, "value": "" if v is None else str(v)} for k, v in public.items()]
+    phi = field(meta, "phi", default={}) or {}
+    for k, v in phi.items():
+        rows.append({"attribute": k, "value": str(v) if show_identity else PHI_MASK})
+    return rows
+
+
+# ------------------------------------------------------------------------------------------- findings
+def gate_verdict(pred: Any) -> tuple[bool, str]:
+    """``(accepted, reason)`` from a prediction: either flat fields or a nested ``gate`` object."""
+    gate = field(pred, "gate", default=None)
+    src = gate if gate is not None and not isinstance(gate, (bool, str)) else pred
+    accepted = field(src, "accepted", "is_accepted", "passed", "ok", default=None)
+    if accepted is None and isinstance(gate, bool):
+        accepted = gate
+    if accepted is None:
+        decision = str(field(src, "decision", "verdict", default="accepted")).lower()
+        accepted = decision in ("accept", "accepted", "pass", "passed", "ok", "chest")
+    reason = field(src, "reason", "gate_reason", "message", default="") or ""
+    return bool(accepted), str(reason)
+
+
+def findings_rows(pred: Any) -> list[dict]:
+    """Rows ``{finding, probability, threshold, positive}`` from a prediction whose findings are a list
+    of objects/dicts or a mapping name → probability (with ``thresholds`` alongside)."""
+    findings = field(pred, "findings", "probabilities", "probs", default=None)
+    thresholds = field(pred, "thresholds", default={}) or {}
+    rows = []
+    if isinstance(findings, dict):
+        items = [(k, v) for k, v in findings.items()]
+        for name, v in items:
+            if isinstance(v, (int, float)):
+                p, t, pos = float(v), thresholds.get(name), None
+            else:
+                p = float(field(v, "probability", "prob", "p", "score"))
+                t = field(v, "threshold", default=thresholds.get(name))
+                pos = field(v, "positive", "present", "decision", default=None)
+            rows.append(_row(name, p, t, pos))
+    elif findings is not None:
+        for f in findings:
+            name = str(field(f, "name", "finding", "label"))
+            p = float(field(f, "probability", "prob", "p", "score"))
+            t = field(f, "threshold", default=thresholds.get(name))
+            rows.append(_row(name, p, t, field(f, "positive", "present", "decision", default=None)))
+    return rows
+
+
+def _row(name: str, p: float, t: Any, pos: Any) -> dict:
+    t = None if t is None else float(t)
+    if isinstance(pos, str):
+        pos = pos.lower() in ("positive", "present", "yes", "true", "1")
+    if pos is None:
+        pos = t is not None and p >= t
+    return {"finding": name, "probability": p, "threshold": t, "positive": bool(pos)}

@@ -1,0 +1,51 @@
+"""Reading benchmark results (``benchmarks/results/*.json``) and model cards for display.
+
+Plain Python without Streamlit or the framework, so the figures show even while other parts are broken.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+
+def load_benchmarks(directory: str | Path) -> list[tuple[str, dict | None, str | None]]:
+    """Read every ``*.json`` in ``directory``: a list of ``(file name, parsed object, error)``.
+
+    A file that is not valid JSON gets ``(name, None, reason)``; a missing directory gives ``[]``.
+    """
+    out = []
+    for path in sorted(Path(directory).glob("*.json")):
+        try:
+            out.append((path.name, json.loads(path.read_text()), None))
+        except (OSError, ValueError) as exc:
+            out.append((path.name, None, f"could not read: {exc}"))
+    return out
+
+
+def flatten_numbers(obj, prefix: str = "") -> dict[str, float]:
+    """All numeric leaves of a JSON object, keyed by their dotted path (list items by index)."""
+    out: dict[str, float] = {}
+    if isinstance(obj, bool):
+        return out
+    if isinstance(obj, (int, float)):
+        if math.isfinite(obj):
+            out[prefix or "value"] = float(obj)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(flatten_numbers(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.update(flatten_numbers(v, f"{prefix}[{i}]"))
+    return out
+
+
+def records(obj) -> list[dict] | None:
+    """The list of flat records in a benchmark result, if it has one (a top-level list of dicts or the
+    first dict value that is one), else ``None``; used for tables and grouped bar charts."""
+    candidates = [obj] if isinstance(obj, list) else list(obj.values()) if isinstance(obj, dict) else []
+    for c in candidates:
+        if isinstance(c, list) and c and all(isinstance(r, dict) for r in c):
+            return [{k: v for k, v in r.items() if not isinstance(v, (dict, list))} for r in c]
+    return None
