@@ -1,0 +1,187 @@
+"""Multi-object tracking: SORT (Bewley et al., "Simple Online and Realtime Tracking", ICIP 2016).
+
+Each track is a constant-velocity Kalman filter on ``[cx, cy, s, r, vcx, vcy, vs]`` (centre in pixels,
+scale s = area in pixels², aspect r = w / h held constant), as in the paper. Per frame: predict every
+track, associate detections to tracks by IoU with the Hungarian algorithm
+(``scipy.optimize.linear_sum_assignment``) within the same class, update matched tracks, start new
+tracks from unmatched detections. A track survives ``max_age`` frames without a detection (short
+occlusions, missed detections) and keeps its id; it is reported once it has ``min_hits`` hits.
+
+:class:`LineCounter` counts tracks whose centre crosses a line segment, per direction and class.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .metrics import box_iou
+
+
+def _xyxy_to_z(b: np.ndarray) -> np.ndarray:
+    w, h = b[2] - b[0], b[3] - b[1]
+    return np.array([b[0] + w / 2, b[1] + h / 2, w * h, w / max(h, 1e-6)], np.float64)
+
+
+def _x_to_xyxy(x: np.ndarray) -> np.ndarray:
+    s, r = max(x[2], 1e-6), max(x[3], 1e-6)
+    w = np.sqrt(s * r)
+    h = s / max(w, 1e-6)
+    return np.array([x[0] - w / 2, x[1] - h / 2, x[0] + w / 2, x[1] + h / 2], np.float64)
+
+
+class KalmanBoxTracker:
+    """A Kalman filter for one box (state dimension 7, measurement dimension 4)."""
+
+    F = np.eye(7)
+    F[0, 4] = F[1, 5] = F[2, 6] = 1.0
+    H = np.eye(4, 7)
+
+    def __init__(self, box: np.ndarray, cls: int, score: float, track_id: int):
+        self.x = np.zeros(7)
+        self.x[:4] = _xyxy_to_z(box)
+        # SORT's noise settings: uncertain initial velocities, noisier scale/aspect measurements
+        self.P = np.diag([10.0, 10.0, 10.0, 10.0, 1e4, 1e4, 1e4])
+        self.Q = np.diag([1.0, 1.0, 1.0, 1.0, 0.01, 0.01, 1e-4])
+        self.R = np.diag([1.0, 1.0, 10.0, 10.0])
+        self.id, self.cls, self.score = track_id, cls, score
+        self.hits, self.hit_streak, self.age, self.time_since_update = 1, 1, 0, 0
+        self.history: list[tuple[float, float]] = [tuple(self.x[:2])]
+
+    def predict(self) -> np.ndarray:
+        if self.x[2] + self.x[6] <= 0:   # keep the area positive
+            self.x[6] = 0.0
+        self.x = self.F @ self.x
+        self.P = self.F @ self.P @ self.F.T + self.Q
+        self.age += 1
+        if self.time_since_update > 0:
+            self.hit_streak = 0
+        self.time_since_update += 1
+        return self.box
+
+    def update(self, box: np.ndarray, score: float) -> None:
+        z = _xyxy_to_z(box)
+        y = z - self.H @ self.x
+        S = self.H @ self.P @ self.H.T + self.R
+        K = self.P @ self.H.T @ np.linalg.inv(S)
+        self.x = self.x + K @ y
+        self.P = (np.eye(7) - K @ self.H) @ self.P
+        self.time_since_update = 0
+        self.hits += 1
+        self.hit_streak += 1
+        self.score = score
+        self.history.append(tuple(self.x[:2]))
+        del self.history[:-64]
+
+    @property
+    def box(self) -> np.ndarray:
+        return _x_to_xyxy(self.x)
+
+
+@dataclass
+class Track:
+    """A reported track: ``box`` xyxy pixels, ``track_id``, ``cls``, ``score``, ``age`` (frames)."""
+
+    track_id: int
+    box: np.ndarray
+    cls: int
+    score: float
+    age: int
+    missed: int = 0
+
+
+class Sort:
+    """SORT tracker. ``update(boxes, scores, classes)`` once per frame returns the current tracks.
+
+    Args:
+        max_age: frames a track survives without a matched detection.
+        min_hits: hits before a track is reported (waived in the first ``min_hits`` frames).
+        iou_threshold: minimum IoU between a predicted track box and a detection to associate them.
+    """
+
+    def __init__(self, max_age: int = 5, min_hits: int = 2, iou_threshold: float = 0.3):
+        self.max_age, self.min_hits, self.iou_threshold = max_age, min_hits, iou_threshold
+        self.trackers: list[KalmanBoxTracker] = []
+        self.frame_count = 0
+        self._next_id = 1
+
+    def update(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> list[Track]:
+        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        scores = np.asarray(scores, np.float64).reshape(-1)
+        classes = np.asarray(classes, np.int64).reshape(-1)
+        self.frame_count += 1
+        preds = np.array([t.predict() for t in self.trackers]).reshape(-1, 4)
+        bad = ~np.isfinite(preds).all(1)
+        if bad.any():
+            self.trackers = [t for t, b in zip(self.trackers, bad) if not b]
+            preds = preds[~bad]
+        matched_d, matched_t = np.zeros(0, int), np.zeros(0, int)
+        if len(boxes) and len(self.trackers):
+            iou = box_iou(boxes, preds)
+            tcls = np.array([t.cls for t in self.trackers])
+            iou = np.where(classes[:, None] == tcls[None, :], iou, 0.0)
+            d, t = linear_sum_assignment(-iou)
+            ok = iou[d, t] >= self.iou_threshold
+            matched_d, matched_t = d[ok], t[ok]
+        for d, t in zip(matched_d, matched_t):
+            self.trackers[t].update(boxes[d], float(scores[d]))
+        unmatched = np.setdiff1d(np.arange(len(boxes)), matched_d)
+        for d in unmatched:
+            self.trackers.append(KalmanBoxTracker(boxes[d], int(classes[d]), float(scores[d]), self._next_id))
+            self._next_id += 1
+        out = []
+        alive = []
+        for t in self.trackers:
+            if t.time_since_update <= self.max_age:
+                alive.append(t)
+            else:
+                continue
+            recent = t.time_since_update == 0 and (t.hits >= self.min_hits or self.frame_count <= self.min_hits)
+            coasting = t.time_since_update > 0 and t.hits >= self.min_hits
+            if recent or coasting:
+                out.append(Track(t.id, t.box, t.cls, t.score, t.age, t.time_since_update))
+        self.trackers = alive
+        return out
+
+
+@dataclass
+class LineCounter:
+    """Counts tracks whose box centre crosses the segment ``p0 -> p1`` (pixels).
+
+    ``counts[cls]`` = [crossings to the left of p0->p1, crossings to the right]; each track counts once.
+    """
+
+    p0: tuple[float, float]
+    p1: tuple[float, float]
+    counts: dict = field(default_factory=dict)
+    _side: dict = field(default_factory=dict)
+    _done: set = field(default_factory=set)
+
+    def _which(self, x: float, y: float) -> float:
+        (x0, y0), (x1, y1) = self.p0, self.p1
+        return np.sign((x1 - x0) * (y - y0) - (y1 - y0) * (x - x0))
+
+    def _within(self, x: float, y: float) -> bool:
+        (x0, y0), (x1, y1) = self.p0, self.p1
+        d = np.array([x1 - x0, y1 - y0])
+        t = np.dot([x - x0, y - y0], d) / max(np.dot(d, d), 1e-9)
+        return 0.0 <= t <= 1.0
+
+    def update(self, tracks: list[Track]) -> None:
+        for tr in tracks:
+            cx, cy = (tr.box[0] + tr.box[2]) / 2, (tr.box[1] + tr.box[3]) / 2
+            s = self._which(cx, cy)
+            prev = self._side.get(tr.track_id)
+            if prev is not None and s != 0 and prev != 0 and s != prev and tr.track_id not in self._done \
+                    and self._within(cx, cy):
+                c = self.counts.setdefault(tr.cls, [0, 0])
+                c[0 if s < 0 else 1] += 1
+                self._done.add(tr.track_id)
+            if s != 0:
+                self._side[tr.track_id] = s
+
+    @property
+    def total(self) -> int:
+        return int(sum(sum(v) for v in self.counts.values()))
