@@ -111,7 +111,7 @@ with bench_tab:
         if recs:
             df = pd.DataFrame(recs)
             st.dataframe(df, hide_index=True, width="stretch")
-            label = next((c for c in df.columns if df[c].dtype == object), None)
+            label = next((c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])), None)
             numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])
                        and not pd.api.types.is_bool_dtype(df[c])]
             ratio_cols = [c for c in numeric if "ratio" in c.lower() or "speedup" in c.lower()]
