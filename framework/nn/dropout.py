@@ -1,0 +1,26 @@
+"""Dropout: zero elements with probability ``p`` in training, scale the rest by 1/(1-p)."""
+
+from __future__ import annotations
+
+from . import functional as F
+from .module import Module
+
+
+class Dropout(Module):
+    """Identity in eval mode; in training, each element is zeroed with probability ``p`` and the
+    survivors are scaled by ``1/(1-p)`` (inverted dropout, as PyTorch)."""
+
+    def __init__(self, p: float = 0.5, inplace: bool = False):
+        super().__init__()
+        if p < 0 or p > 1:
+            raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+        self.p = p
+        self.inplace = inplace
+
+    def forward(self, input):
+        if self.inplace:
+            return F.dropout(input, self.p, self.training, inplace=True)
+        return F.dropout(input, self.p, self.training)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}, inplace={self.inplace}"

@@ -1,0 +1,59 @@
+"""Linear (fully connected) layers and Identity."""
+
+from __future__ import annotations
+
+import math
+
+from ..tensor import empty
+from . import functional as F
+from . import init
+from .module import Module
+from .parameter import Parameter
+
+
+def _factory(device, dtype):
+    return {"device": device, "dtype": dtype}
+
+
+class Identity(Module):
+    """Returns its input unchanged (extra constructor arguments are ignored, as in PyTorch)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+
+    def forward(self, input):
+        return input
+
+
+class Linear(Module):
+    """``y = x Wᵀ + b``. Input ``(*, in_features)``, output ``(*, out_features)``.
+
+    ``weight``: ``(out_features, in_features)``, ``bias``: ``(out_features,)``, both drawn from
+    U(-1/sqrt(in_features), 1/sqrt(in_features)) as in PyTorch.
+    """
+
+    def __init__(self, in_features: int, out_features: int, bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        self.in_features = in_features
+        self.out_features = out_features
+        self.weight = Parameter(empty(out_features, in_features, **_factory(device, dtype)))
+        if bias:
+            self.bias = Parameter(empty(out_features, **_factory(device, dtype)))
+        else:
+            self.register_parameter("bias", None)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        init.kaiming_uniform_(self.weight, a=math.sqrt(5))
+        if self.bias is not None:
+            fan_in = self.weight.shape[1]
+            bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0
+            init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, input):
+        return F.linear(input, self.weight, self.bias)
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"bias={self.bias is not None}")
+

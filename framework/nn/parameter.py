@@ -1,0 +1,48 @@
+"""``Parameter``: a leaf Tensor that a Module registers as one of its learnable weights."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .. import dtypes as _dt
+from ..tensor import Tensor
+
+
+class Parameter(Tensor):
+    """A Tensor that, assigned as a Module attribute, is registered in the module's parameters.
+
+    ``Parameter(data=None, requires_grad=True)`` shares ``data``'s array (no copy), as PyTorch does.
+    Operations on a Parameter return plain Tensors.
+    """
+
+    def __init__(self, data=None, requires_grad: bool = True):
+        if data is None:
+            arr = np.empty((0,), dtype=_dt.get_default_dtype().np)
+            vc = [0]
+        elif isinstance(data, Tensor):
+            arr, vc = data.data, data._vc
+        else:
+            arr, vc = np.asarray(data), [0]
+        super().__init__(arr, requires_grad=False)
+        self._vc = vc
+        if requires_grad:
+            self.requires_grad_(True)
+
+    def __repr__(self):
+        return "Parameter containing:\n" + super().__repr__()
+
+    def __reduce_ex__(self, proto):  # no pickling anywhere in the project
+        raise TypeError("Parameters are not picklable; use framework.save (safetensors)")
+
+
+class Buffer(Tensor):
+    """A marker like ``torch.nn.Buffer``: assigned to a Module attribute, it becomes a buffer."""
+
+    def __init__(self, data, persistent: bool = True):
+        arr = data.data if isinstance(data, Tensor) else np.asarray(data)
+        super().__init__(arr)
+        self.persistent = persistent
+
+
+def is_parameter(t) -> bool:
+    return isinstance(t, Parameter)
