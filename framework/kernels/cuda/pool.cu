@@ -1,0 +1,143 @@
+// 2-D max and average pooling, forward and backward, NCHW, PyTorch's semantics:
+// - max: NaN propagates (the last NaN in window order wins), ties keep the first index; `idx` holds the
+//   flat position h*W + w inside the plane (what torch.nn.functional.max_pool2d returns);
+// - avg: windows clipped to the padded extent [-pad, H+pad); the divisor is the clipped window
+//   (count_include_pad) or the in-image part only, or `divisor` when it is > 0.
+// Output sizes (ceil_mode included) are computed on the host. Backward passes gather from the
+// outputs whose window holds each input, so there are no atomics and results are deterministic.
+#include "common.cuh"
+
+template <typename T>
+__global__ void fw_maxpool2d_forward(const T* __restrict__ x, T* __restrict__ y,
+                                     long long* __restrict__ idx, int NC, int H, int W, int P,
+                                     int Q, int kh, int kw, int sh, int sw, int ph, int pw, int dh,
+                                     int dw) {
+  const long long total = (long long)NC * P * Q;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    const int q = (int)(i % Q);
+    const long long t = i / Q;
+    const int p = (int)(t % P);
+    const long long plane = t / P;
+    const T* xp = x + plane * H * W;
+    float best = -__int_as_float(0x7f800000);  // -inf
+    int arg = -1;
+    for (int r = 0; r < kh; ++r) {
+      const int h = p * sh - ph + r * dh;
+      if (h < 0 || h >= H) continue;
+      for (int s = 0; s < kw; ++s) {
+        const int w = q * sw - pw + s * dw;
+        if (w < 0 || w >= W) continue;
+        const float v = fw_load_f(xp + h * W + w);
+        if (arg < 0 || v > best || v != v) {  // as PyTorch: the last NaN wins
+          best = v;
+          arg = h * W + w;
+        }
+      }
+    }
+    y[i] = FwType<T>::from_f(best);
+    if (idx) idx[i] = arg;
+  }
+}
+
+template <typename T>
+__global__ void fw_maxpool2d_backward(const T* __restrict__ gy, const long long* __restrict__ idx,
+                                      T* __restrict__ gx, int NC, int H, int W, int P, int Q,
+                                      int kh, int kw, int sh, int sw, int ph, int pw, int dh,
+                                      int dw) {
+  const long long total = (long long)NC * H * W;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    const int w = (int)(i % W);
+    const long long t = i / W;
+    const int h = (int)(t % H);
+    const long long plane = t / H;
+    const int me = h * W + w;
+    float acc = 0.f;
+    // Outputs p whose window [p*sh - ph, p*sh - ph + (kh-1)*dh] can hold h.
+    const int plo = max(0, (h + ph - (kh - 1) * dh + sh - 1) / sh);
+    const int phi = min(P - 1, (h + ph) / sh);
+    const int qlo = max(0, (w + pw - (kw - 1) * dw + sw - 1) / sw);
+    const int qhi = min(Q - 1, (w + pw) / sw);
+    for (int p = plo; p <= phi; ++p)
+      for (int q = qlo; q <= qhi; ++q) {
+        const long long o = (plane * P + p) * Q + q;
+        if (idx[o] == me) acc += fw_load_f(gy + o);
+      }
+    gx[i] = FwType<T>::from_f(acc);
+  }
+}
+
+__device__ __forceinline__ int fw_avg_divisor(int p, int q, int H, int W, int kh, int kw, int sh,
+                                              int sw, int ph, int pw, int count_include_pad,
+                                              int divisor) {
+  if (divisor > 0) return divisor;
+  int h0 = p * sh - ph, w0 = q * sw - pw;
+  int h1 = min(h0 + kh, H + ph), w1 = min(w0 + kw, W + pw);
+  if (count_include_pad) return (h1 - h0) * (w1 - w0);
+  h0 = max(h0, 0); w0 = max(w0, 0);
+  h1 = min(h1, H); w1 = min(w1, W);
+  return (h1 - h0) * (w1 - w0);
+}
+
+template <typename T>
+__global__ void fw_avgpool2d_forward(const T* __restrict__ x, T* __restrict__ y, int NC, int H,
+                                     int W, int P, int Q, int kh, int kw, int sh, int sw, int ph,
+                                     int pw, int count_include_pad, int divisor) {
+  const long long total = (long long)NC * P * Q;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    const int q = (int)(i % Q);
+    const long long t = i / Q;
+    const int p = (int)(t % P);
+    const long long plane = t / P;
+    const T* xp = x + plane * H * W;
+    const int h0 = max(p * sh - ph, 0), h1 = min(p * sh - ph + kh, H);
+    const int w0 = max(q * sw - pw, 0), w1 = min(q * sw - pw + kw, W);
+    float acc = 0.f;
+    for (int h = h0; h < h1; ++h)
+      for (int w = w0; w < w1; ++w) acc += fw_load_f(xp + h * W + w);
+    const int d = fw_avg_divisor(p, q, H, W, kh, kw, sh, sw, ph, pw, count_include_pad, divisor);
+    y[i] = FwType<T>::from_f(acc / (float)d);
+  }
+}
+
+template <typename T>
+__global__ void fw_avgpool2d_backward(const T* __restrict__ gy, T* __restrict__ gx, int NC, int H,
+                                      int W, int P, int Q, int kh, int kw, int sh, int sw, int ph,
+                                      int pw, int count_include_pad, int divisor) {
+  const long long total = (long long)NC * H * W;
+  for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < total;
+       i += (long long)gridDim.x * blockDim.x) {
+    const int w = (int)(i % W);
+    const long long t = i / W;
+    const int h = (int)(t % H);
+    const long long plane = t / H;
+    const int plo = max(0, (h + ph - kh + 1 + sh - 1) / sh);  // p*sh - ph + kh - 1 >= h
+    const int phi = min(P - 1, (h + ph) / sh);
+    const int qlo = max(0, (w + pw - kw + 1 + sw - 1) / sw);
+    const int qhi = min(Q - 1, (w + pw) / sw);
+    float acc = 0.f;
+    for (int p = plo; p <= phi; ++p)
+      for (int q = qlo; q <= qhi; ++q) {
+        const int d = fw_avg_divisor(p, q, H, W, kh, kw, sh, sw, ph, pw, count_include_pad, divisor);
+        acc += fw_load_f(gy + (plane * P + p) * Q + q) / (float)d;
+      }
+    gx[i] = FwType<T>::from_f(acc);
+  }
+}
+
+#ifdef FW_INSTANTIATE_FOR_NVCC_CHECK
+#define FW_POOL(T)                                                                                \
+  template __global__ void fw_maxpool2d_forward<T>(const T*, T*, long long*, int, int, int, int,  \
+                                                   int, int, int, int, int, int, int, int, int);  \
+  template __global__ void fw_maxpool2d_backward<T>(const T*, const long long*, T*, int, int, int, \
+                                                    int, int, int, int, int, int, int, int, int,  \
+                                                    int);                                          \
+  template __global__ void fw_avgpool2d_forward<T>(const T*, T*, int, int, int, int, int, int, int, \
+                                                   int, int, int, int, int, int);                 \
+  template __global__ void fw_avgpool2d_backward<T>(const T*, T*, int, int, int, int, int, int,   \
+                                                    int, int, int, int, int, int, int);
+FW_POOL(float)
+FW_POOL(fw_half)
+#endif
