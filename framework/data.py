@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from . import tensor as _tensor_mod
+from .tensor import _gen, default_generator
 from .backend import get_array_module
 from .tensor import Generator, Tensor
 
@@ -132,7 +132,7 @@ def random_split(dataset: Dataset, lengths: Sequence[int | float],
         lengths = counts
     if sum(lengths) != n:
         raise ValueError("Sum of input lengths does not equal the length of the input dataset!")
-    perm = _tensor_mod._gen(generator).permutation(n).tolist()
+    perm = _gen(generator).permutation(n).tolist()
     out, start = [], 0
     for k in lengths:
         out.append(Subset(dataset, perm[start:start + k]))
@@ -169,7 +169,7 @@ def _epoch_rng(generator: Generator | None) -> np.random.Generator:
     global one (so ``fw.manual_seed`` alone makes shuffling reproducible)."""
     if generator is not None:
         return generator.rng
-    seed = int(_tensor_mod.default_generator().integers(0, 2**63 - 1))
+    seed = int(default_generator().integers(0, 2**63 - 1))
     return np.random.default_rng(seed)
 
 
@@ -430,9 +430,17 @@ def _reraise(e: BaseException, n: int, indices) -> None:
     raise new from e
 
 
+def _base_seed(loader: DataLoader) -> int:
+    # Drawn by every iterator (as PyTorch does), so the batches for a given generator seed are the
+    # same with or without workers.
+    rng = loader.generator.rng if loader.generator is not None else default_generator()
+    return int(rng.integers(0, 2**63 - 1))
+
+
 class _SerialIter:
     def __init__(self, loader: DataLoader):
         self.loader = loader
+        self.base_seed = _base_seed(loader)
         self.indices = loader._index_stream()
         self.n = 0
 
@@ -459,10 +467,9 @@ class _ThreadedIter:
 
     def __init__(self, loader: DataLoader):
         self.loader = loader
+        base_seed = _base_seed(loader)
         self.indices = loader._index_stream()
         self.n = 0
-        base_seed = int(_epoch_rng(None).integers(0, 2**63 - 1)) if loader.generator is None else \
-            int(loader.generator.rng.integers(0, 2**63 - 1))
         counter = iter(range(loader.num_workers))
         lock = threading.Lock()
 
