@@ -20,9 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from .tensor import _gen, default_generator
 from .backend import get_array_module
-from .tensor import Generator, Tensor
+from .tensor import Generator, Tensor, _gen, default_generator
 
 __all__ = ["Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset", "random_split",
            "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "BatchSampler",
