@@ -1,4 +1,178 @@
-"""placeholder"""
+"""Batch analysis: a folder (or an uploaded zip) of studies through ``apps.dicom_dx.analyze`` into
+SQLite with a progress bar; then the results table with filters, summary charts and a CSV download.
+Re-running with the same results file resumes: instances already analysed by the model are skipped."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
 import streamlit as st
 
-st.title("batch")
+from apps.dashboard import common, present, uploads
+
+st.title("Batch analysis")
+st.caption("Point it at a folder of studies (recursive; DICOMDIR understood) or upload a zip. Results go to "
+           "SQLite with pseudonymous ids; a broken file is recorded with its reason and the batch goes on.")
+common.device_badge()
+
+dx = common.require_app("dicom_dx", "analyze")
+if dx is None:
+    st.stop()
+
+WORK = Path(tempfile.gettempdir()) / "dlsuite-dashboard"
+
+
+def _default_folder() -> str:
+    if common.has(dx, "sample_files"):
+        files = [Path(p) for p in dx.sample_files()]
+        if files:
+            return str(files[0].parent)
+    return str(Path(dx.__file__).parent / "assets")
+
+
+# -------------------------------------------------------------------------------------------- input
+how = st.radio("Studies", ["Folder on this machine", "Upload a zip"], horizontal=True, key="batch_how")
+folder: Path | None = None
+if how == "Folder on this machine":
+    text = st.text_input("Folder", value=_default_folder(), key="batch_folder")
+    folder = Path(text).expanduser()
+    if not folder.exists():
+        st.error(f"No such folder or file: {folder}", icon="🚫")
+        folder = None
+else:
+    up = st.file_uploader("Zip of DICOM files", type=["zip"], key="batch_zip")
+    if up is not None:
+        data = up.getvalue()
+        problem = uploads.check_zip(up.name, data)
+        if problem:
+            st.error(problem, icon="🚫")
+        else:
+            # one folder per archive content: uploading the same zip again resumes instead of re-analysing
+            folder = WORK / "uploads" / hashlib.sha1(data).hexdigest()[:16]
+            if not folder.exists():
+                n = uploads.safe_extract(data, folder)
+                st.caption(f"Unpacked {n} files.")
+
+default_db = WORK / "batch_results.sqlite"
+db_text = st.text_input("Results file (SQLite)", value=str(default_db), key="batch_db",
+                        help="Re-running into the same file resumes: finished instances are skipped.")
+db = Path(db_text).expanduser()
+
+run = st.button("Run analysis", type="primary", disabled=folder is None, key="batch_run")
+
+
+def _progress_callback(bar, status):
+    """Adapt the app's progress reports (done, total[, info]) or a dict/object with those fields."""
+    t0 = time.perf_counter()
+
+    def report(*args, **kwargs):
+        if args and isinstance(args[0], (int, float)) and len(args) >= 2:
+            done, total = args[0], args[1]
+        else:
+            src = args[0] if args else kwargs
+            done = present.field(src, "done", "n", "completed", default=kwargs.get("done", 0))
+            total = present.field(src, "total", default=kwargs.get("total", 0))
+        frac = min(1.0, done / total) if total else 0.0
+        rate = done / max(time.perf_counter() - t0, 1e-9)
+        bar.progress(frac, text=f"{done}/{total} instances — {rate:.1f}/s")
+
+    return report
+
+
+if run and folder is not None:
+    db.parent.mkdir(parents=True, exist_ok=True)
+    bar = st.progress(0.0, text="Finding studies…")
+    status = st.empty()
+    t0 = time.perf_counter()
+    try:
+        summary = dx.analyze([str(folder)], str(db), progress=_progress_callback(bar, status))
+        bar.progress(1.0, text=f"Done in {time.perf_counter() - t0:.1f} s")
+        st.session_state["batch_summary"] = present.as_dict(summary) if summary is not None else {}
+    except Exception as exc:
+        common.show_error("Batch analysis failed", exc)
+
+if st.session_state.get("batch_summary"):
+    s = st.session_state["batch_summary"]
+    facts = {k: v for k, v in s.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+    if facts:
+        cols = st.columns(min(len(facts), 6))
+        for col, (k, v) in zip(cols, list(facts.items())[:6]):
+            col.metric(k.replace("_", " "), f"{v:.2f}" if isinstance(v, float) else str(v))
+
+
+# ------------------------------------------------------------------------------------------ results
+@st.cache_data(show_spinner=False)
+def _load(path: str, mtime: float) -> pd.DataFrame:
+    """The results table; ``mtime`` is only part of the cache key so a new run is re-read."""
+    if common.has(dx, "read_results"):
+        return pd.DataFrame(dx.read_results(path))
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
+        best = max(tables, key=lambda t: con.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0])
+        return pd.read_sql_query(f'SELECT * FROM "{best}"', con)
+
+
+if not db.exists():
+    st.info("No results yet: run an analysis.", icon="📭")
+    st.stop()
+
+try:
+    df = _load(str(db), db.stat().st_mtime)
+except Exception as exc:
+    common.show_error(f"Could not read {db.name}", exc)
+    st.stop()
+
+cols = present.batch_columns(df)
+st.subheader(f"Results — {len(df)} instances in {db.name}")
+
+f1, f2, f3 = st.columns(3)
+findings = list(cols["prob"])
+want = f1.multiselect("Positive for", findings, key="batch_filter_findings")
+gate_vals = sorted(df[cols["gate"]].dropna().astype(str).unique()) if cols["gate"] else []
+gate_pick = f2.multiselect("Gate", gate_vals, key="batch_filter_gate")
+errors_only = f3.checkbox("Errors only", key="batch_filter_errors")
+
+view = df
+for name in want:
+    dec = cols["decision"].get(name)
+    if dec:
+        view = view[view[dec].astype(str).str.lower().isin(["1", "true", "positive", "yes"])]
+    elif name in cols["threshold"]:
+        view = view[view[cols["prob"][name]] >= view[cols["threshold"][name]]]
+if gate_pick:
+    view = view[view[cols["gate"]].astype(str).isin(gate_pick)]
+if errors_only and cols["error"]:
+    view = view[view[cols["error"]].notna() & (view[cols["error"]].astype(str) != "")]
+
+config = {c: st.column_config.ProgressColumn(n, min_value=0.0, max_value=1.0, format="%.3f")
+          for n, c in cols["prob"].items()}
+st.dataframe(view, hide_index=True, width="stretch", column_config=config, height=360)
+st.download_button("Download CSV", view.to_csv(index=False).encode(), file_name=f"{db.stem}.csv",
+                   mime="text/csv", key="batch_csv")
+
+st.subheader("Summary")
+c1, c2 = st.columns(2)
+if cols["gate"]:
+    c1.caption("Gate decisions")
+    c1.bar_chart(df[cols["gate"]].astype(str).value_counts(), height=240, horizontal=True)
+positives = {}
+for name, pcol in cols["prob"].items():
+    dec = cols["decision"].get(name)
+    if dec:
+        positives[name] = int(df[dec].astype(str).str.lower().isin(["1", "true", "positive", "yes"]).sum())
+    elif name in cols["threshold"]:
+        positives[name] = int((df[pcol] >= df[cols["threshold"][name]]).sum())
+if positives:
+    c2.caption("Positive instances per finding")
+    c2.bar_chart(pd.Series(positives, name="positive"), height=240, horizontal=True)
+if cols["error"]:
+    errs = df[cols["error"]].dropna().astype(str)
+    errs = errs[errs != ""]
+    if len(errs):
+        st.caption(f"{len(errs)} instances not analysed, by reason")
+        st.bar_chart(errs.str.split(":").str[0].value_counts(), height=200, horizontal=True)

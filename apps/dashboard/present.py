@@ -150,3 +150,45 @@ def _row(name: str, p: float, t: Any, pos: Any) -> dict:
     if pos is None:
         pos = t is not None and p >= t
     return {"finding": name, "probability": p, "threshold": t, "positive": bool(pos)}
+
+
+# ---------------------------------------------------------------------------------------- batch table
+_PROB = (("p_", ""), ("prob_", ""), ("", "_prob"), ("", "_probability"), ("", "_p"))
+_DEC = (("pos_", ""), ("", "_positive"), ("", "_decision"), ("dec_", ""), ("", "_pos"))
+_THR = (("thr_", ""), ("", "_threshold"), ("", "_thr"))
+
+
+def _match(col: str, patterns) -> str | None:
+    for pre, suf in patterns:
+        if col.startswith(pre) and col.endswith(suf) and len(col) > len(pre) + len(suf):
+            return col[len(pre):len(col) - len(suf)] if suf else col[len(pre):]
+    return None
+
+
+def batch_columns(df) -> dict:
+    """Which columns of a results table hold what: ``gate`` and ``error`` column names (or None), and
+    per finding the ``prob`` / ``decision`` / ``threshold`` columns, found from common naming schemes
+    (``p_<finding>``, ``<finding>_prob``, ``<finding>_positive``...)."""
+    cols = [str(c) for c in df.columns]
+    out: dict = {"gate": None, "error": None, "prob": {}, "decision": {}, "threshold": {}}
+    for c in cols:
+        low = c.lower()
+        if out["gate"] is None and "gate" in low and "reason" not in low and "score" not in low:
+            out["gate"] = c
+        if out["error"] is None and ("error" in low or low in ("failure", "reason")):
+            out["error"] = c
+    for c in cols:
+        if c in (out["gate"], out["error"]):
+            continue
+        for key, pats in (("prob", _PROB), ("decision", _DEC), ("threshold", _THR)):
+            name = _match(c, pats)
+            if name and (key != "prob" or _is_numeric(df[c])):
+                out[key].setdefault(name, c)
+                break
+    return out
+
+
+def _is_numeric(series) -> bool:
+    import pandas as pd
+
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
