@@ -30,6 +30,8 @@ def _rel(p: Path) -> str:
         return str(p)
 
 
+CNN_TASK = "shapes 16×16 (CNN)"
+
 st.title("Framework lab")
 common.device_badge()
 train_tab, bench_tab = st.tabs(["Train live", "Benchmarks"])
@@ -40,7 +42,10 @@ def _train_ui() -> None:
                 "autograd. The curves and the decision map update while it trains.")
     with st.form("train_form"):
         c1, c2, c3 = st.columns(3)
-        dataset = c1.selectbox("Data set", lab.DATASETS, key="lab_dataset")
+        choices = list(lab.DATASETS) + ([CNN_TASK] if lab._has_conv() else [])
+        dataset = c1.selectbox("Data set", choices, key="lab_dataset",
+                               help="2-D problems train an MLP; the image task trains a small CNN "
+                                    "(offered once framework.nn has Conv2d).")
         noise = c1.slider("Noise", 0.0, 0.3, 0.08, 0.01, key="lab_noise")
         hidden = c2.select_slider("Hidden units", [4, 8, 16, 32, 64, 128], value=32, key="lab_hidden")
         depth = c2.slider("Hidden layers", 1, 4, 2, key="lab_depth")
@@ -57,11 +62,16 @@ def _train_ui() -> None:
         acc_chart = cols[0].empty()
         picture = cols[1].empty()
         history: list[dict] = []
-        x, y = lab.make_dataset(cfg.dataset, cfg.n, cfg.noise, cfg.seed)
+        cnn = dataset == CNN_TASK
+        if cnn:
+            x, y = lab.make_shapes(64, noise=cfg.noise, seed=cfg.seed + 1)
+        else:
+            x, y = lab.make_dataset(cfg.dataset, cfg.n, cfg.noise, cfg.seed)
         t0 = time.perf_counter()
         last_draw = 0.0
         try:
-            for m in lab.train(cfg, every=max(1, steps // 100)):
+            trainer = lab.train_cnn if cnn else lab.train
+            for m in trainer(cfg, every=max(1, steps // 100)):
                 history.append({k: m[k] for k in ("step", "loss", "train_acc", "val_acc")})
                 now = time.perf_counter()
                 # redraw at most ~8 times a second: the browser, not the maths, is the bottleneck
@@ -70,8 +80,13 @@ def _train_ui() -> None:
                     df = pd.DataFrame(history).set_index("step")
                     loss_chart.line_chart(df[["loss"]], height=220, y_label="cross-entropy")
                     acc_chart.line_chart(df[["train_acc", "val_acc"]], height=220, y_label="accuracy")
-                    picture.image(lab.decision_image(m["predict"], x, y), caption="P(class 1) and the data",
-                                  width="stretch")
+                    if cnn:
+                        picture.image(lab.shapes_gallery(m["predict"], x, y),
+                                      caption="held-out images: green frame = right, red = wrong",
+                                      width="stretch")
+                    else:
+                        picture.image(lab.decision_image(m["predict"], x, y),
+                                      caption="P(class 1) and the data", width="stretch")
                     progress.progress(m["step"] / steps, text=f"step {m['step']}/{steps} — loss "
                                       f"{m['loss']:.4f}, validation accuracy {m['val_acc']:.1%}")
             elapsed = time.perf_counter() - t0

@@ -202,3 +202,104 @@ def decision_image(predict, x: np.ndarray, y: np.ndarray, size: int = 240) -> np
             r, c = np.clip(rows + dr, 0, size - 1), np.clip(cols + dc, 0, size - 1)
             img[r, c] = np.where(y[:, None] == 1, c1 * 0.8, c0 * 0.8)
     return img.clip(0, 255).astype(np.uint8)
+
+
+# ------------------------------------------------------------------------------- a tiny image task (CNN)
+SHAPES = ("square", "disc", "triangle", "cross")
+
+
+def make_shapes(n: int = 512, size: int = 16, noise: float = 0.15,
+                seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Noisy ``size``×``size`` images of one of :data:`SHAPES` at a random place, scale and brightness.
+
+    Returns ``x`` float32 ``(n, 1, size, size)`` and ``y`` int64 ``(n,)`` (balanced over the classes).
+    """
+    rng = np.random.default_rng(seed)
+    y = np.arange(n, dtype=np.int64) % len(SHAPES)
+    rng.shuffle(y)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    x = np.empty((n, 1, size, size), np.float32)
+    for i, c in enumerate(y):
+        r = rng.uniform(size * 0.2, size * 0.33)
+        cy, cx = rng.uniform(r, size - 1 - r, 2)
+        dy, dx = yy - cy, xx - cx
+        if c == 0:
+            m = (np.abs(dy) <= r * 0.85) & (np.abs(dx) <= r * 0.85)
+        elif c == 1:
+            m = dy * dy + dx * dx <= r * r
+        elif c == 2:  # apex up: inside when below the apex and within the widening sides
+            m = (dy <= r * 0.8) & (dy >= -r) & (np.abs(dx) <= (dy + r) * 0.6)
+        else:
+            m = ((np.abs(dy) <= r * 0.3) & (np.abs(dx) <= r)) | ((np.abs(dx) <= r * 0.3) & (np.abs(dy) <= r))
+        x[i, 0] = m * rng.uniform(0.6, 1.0) + rng.normal(0, noise, (size, size))
+    return x, y
+
+
+def _has_conv() -> bool:
+    if not _has_nn():
+        return False
+    import framework.nn as nn
+
+    return all(hasattr(nn, a) for a in ("Conv2d", "MaxPool2d", "Flatten"))
+
+
+def train_cnn(cfg: TrainConfig, every: int = 10) -> Iterator[dict]:
+    """Train a small CNN (two 3×3 conv blocks with max-pooling, then a linear classifier) on
+    :func:`make_shapes`; yields the same metrics as :func:`train`, with ``predict`` mapping
+    ``(m, 1, 16, 16)`` images to ``(m, 4)`` class probabilities. Needs ``framework.nn`` (Conv2d)."""
+    import framework.nn as nn
+    import framework.nn.functional as F
+    import framework.optim as optim
+
+    fw.manual_seed(cfg.seed)
+    x, y = make_shapes(cfg.n, noise=cfg.noise, seed=cfg.seed)
+    xv, yv = make_shapes(max(cfg.n // 2, 64), noise=cfg.noise, seed=cfg.seed + 1)
+    h = cfg.hidden
+    model = nn.Sequential(nn.Conv2d(1, h // 2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Conv2d(h // 2, h, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                          nn.Flatten(), nn.Linear(h * 4 * 4, len(SHAPES)))
+    opt = optim.Adam(model.parameters(), lr=cfg.lr)
+    rng = np.random.default_rng(cfg.seed)
+
+    def predict(images: np.ndarray) -> np.ndarray:
+        with fw.no_grad():
+            model.eval()
+            p = fw.softmax(model(fw.tensor(np.asarray(images, np.float32))), 1).numpy()
+            model.train()
+            return np.asarray(p)
+
+    def accuracy(xs, ys):
+        return float((predict(xs).argmax(1) == ys).mean())
+
+    losses = []
+    for step in range(1, cfg.steps + 1):
+        idx = rng.choice(len(x), size=min(cfg.batch_size, len(x)), replace=False)
+        loss = F.cross_entropy(model(fw.tensor(x[idx])), fw.tensor(y[idx]))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.item()))
+        if step % every == 0 or step == cfg.steps:
+            yield {"step": step, "loss": float(np.mean(losses)), "train_acc": accuracy(x, y),
+                   "val_acc": accuracy(xv, yv), "api": "framework.nn (Conv2d, MaxPool2d) + optim.Adam",
+                   "predict": predict}
+            losses = []
+
+
+def shapes_gallery(predict, x: np.ndarray, y: np.ndarray, count: int = 24, scale: int = 5) -> np.ndarray:
+    """A grid of the first ``count`` images, each framed green (right) or red (wrong); uint8 RGB."""
+    count = min(count, len(x))
+    pred = predict(x[:count]).argmax(1)
+    cols = 8
+    rows = -(-count // cols)
+    s = x.shape[-1] * scale
+    pad = 3
+    grid = np.full((rows * (s + 2 * pad), cols * (s + 2 * pad), 3), 255, np.uint8)
+    for i in range(count):
+        r, c = divmod(i, cols)
+        tile = np.kron(np.clip(x[i, 0], 0, 1), np.ones((scale, scale)))
+        frame = (40, 170, 60) if pred[i] == y[i] else (220, 40, 40)
+        y0, x0 = r * (s + 2 * pad), c * (s + 2 * pad)
+        grid[y0:y0 + s + 2 * pad, x0:x0 + s + 2 * pad] = frame
+        grid[y0 + pad:y0 + pad + s, x0 + pad:x0 + pad + s] = (tile[..., None] * 255).astype(np.uint8)
+    return grid

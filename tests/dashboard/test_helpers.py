@@ -164,3 +164,24 @@ def test_findings_rows_and_gate_from_various_shapes():
     assert present.gate_verdict(pred2) == (False, "not a chest radiograph (knee)")
     assert present.findings_rows(pred2) == [{"finding": "a", "probability": 0.9, "threshold": 0.95,
                                              "positive": False}]
+
+
+def test_shapes_dataset_and_gallery():
+    x, y = lab.make_shapes(40, seed=1)
+    assert x.shape == (40, 1, 16, 16) and x.dtype == np.float32
+    assert np.bincount(y).tolist() == [10, 10, 10, 10]
+    # square and disc fill more of their box than triangle and cross
+    clean, cy = lab.make_shapes(400, noise=0.0, seed=2)
+    area = [(clean[cy == c] > 0).sum((1, 2, 3)).mean() for c in range(4)]
+    assert min(area[0], area[1]) > 1.2 * max(area[2], area[3])
+    onehot = np.eye(4)[y]
+    g = lab.shapes_gallery(lambda imgs: onehot[: len(imgs)], x, y, count=16)
+    assert g.dtype == np.uint8 and g.shape[2] == 3
+    assert (g[..., 1] > 150).any() and not ((g[..., 0] > 200) & (g[..., 1] < 60)).any()  # all right: no red
+
+
+def test_cnn_task_learns_when_conv_available():
+    if not lab._has_conv():
+        pytest.skip("framework.nn Conv2d/MaxPool2d/Flatten not available yet")
+    hist = list(lab.train_cnn(lab.TrainConfig(steps=80, n=256, hidden=16, lr=0.01), every=80))
+    assert hist[-1]["val_acc"] > 0.6  # 4 classes: chance is 0.25
