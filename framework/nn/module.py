@@ -279,9 +279,16 @@ class Module:
 
     def apply(self, fn: Callable[[Module], None]) -> Module:
         """Call ``fn`` on every submodule (children first) and then on self, as PyTorch does."""
-        order = list(self.modules())
-        for m in reversed(order):
-            fn(m)
+        # Post-order (children before parents), iteratively; a shared module is visited each time
+        # it appears, as PyTorch's recursive apply does.
+        stack = [(self, False)]
+        while stack:
+            m, expanded = stack.pop()
+            if expanded:
+                fn(m)
+                continue
+            stack.append((m, True))
+            stack.extend((c, False) for c in reversed(list(m.children())))
         return self
 
     # ------------------------------------------------------------------ conversion
@@ -667,7 +674,8 @@ class _BackwardHookState:
         return gys
 
     def _on_input_grads(self, gxs):
-        grad_input = tuple(g if need else None for g, need in zip(gxs, self._in_needs))
+        # Inputs that do not require grad get zeros, as PyTorch's non-differentiable hook outputs.
+        grad_input = tuple(gxs)
         for hook in list(self.module._backward_hooks.values()):
             r = hook(self.module, grad_input, self.grad_output)
             if r is not None:
