@@ -12,85 +12,100 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from apps.dashboard import common, present, uploads
+from apps.dashboard import common, uploads
 
 st.title("Perception")
 st.caption("Cars, trucks/buses, pedestrians, cyclists, traffic lights and signs, detected and tracked on "
            "dash-camera frames.")
 common.device_badge()
 
-pc = common.require_app("perception", "load_detector", "detect")
+pc = common.require_app("perception")
 if pc is None:
+    st.stop()
+try:  # the public modules of the app: detector (load_model, Detector), demo (run, draw), synth
+    from apps.perception import demo as pdemo
+    from apps.perception import detector as pdet
+except Exception as exc:
+    st.info(f"**The perception pipeline is not available yet** ({type(exc).__name__}: {exc}).", icon="🚧")
     st.stop()
 
 WORK = Path(tempfile.gettempdir()) / "dlsuite-dashboard" / "video"
 
 
-@st.cache_resource(show_spinner="Loading the detector…")
-def _detector():
-    return pc.load_detector()
+@st.cache_resource(show_spinner="Loading the detector…", max_entries=8)
+def _detector(conf: float):
+    """One Detector per score threshold (the model is small; a shared one must not be mutated)."""
+    return pdet.load_model(conf=conf)
 
 
 @st.cache_data(show_spinner=False)
 def _sample_videos() -> list[str]:
-    if common.has(pc, "sample_video"):
-        v = pc.sample_video()
-        return [str(v)] if v else []
     root = Path(pc.__file__).parent / "assets"
     return sorted(str(p) for ext in uploads.VIDEO_EXTENSIONS for p in root.rglob(f"*.{ext}"))
 
 
-@st.cache_resource(show_spinner=False, max_entries=8)
-def _process(digest: str, src: str, conf: float, _progress=None):
-    """Run the app's video pipeline once per (video, threshold); returns (output path, result)."""
+@st.cache_resource(show_spinner="Rendering a synthetic drive…")
+def _synthetic_clip() -> str | None:
+    """Fallback when no clip is bundled: render a short one with the app's generator."""
+    from apps.perception import synth
+
     WORK.mkdir(parents=True, exist_ok=True)
+    out = WORK / "synthetic_drive.webm"
+    if not out.exists():
+        synth.write_video(str(out), n_frames=90, seed=7)
+    return str(out)
+
+
+def _frame_count(path: str) -> int:
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    finally:
+        cap.release()
+
+
+def _process(src: str, conf: float, out: str, live, bar, total: int) -> dict:
+    """The app's real-time pipeline on a file, every frame (no pacing), writing an annotated WebM;
+    frames are shown in ``live`` as they come (throttled) and ``bar`` follows progress."""
+    import time
+
+    last = [0.0]
+
+    def on_frame(res) -> None:
+        now = time.perf_counter()
+        if now - last[0] > 0.25:
+            last[0] = now
+            live.image(res.image, width="stretch", caption=f"frame {res.index}")
+            bar.progress(min(1.0, (res.index + 1) / total) if total else 0.0,
+                         text=f"frame {res.index + 1}" + (f"/{total}" if total else ""))
+
     # WebM/VP9: Chromium and Firefox play it, and OpenCV's wheels can write it (they lack H.264)
-    out = WORK / f"{digest[:16]}_{int(conf * 100)}.webm"
-    result = pc.process_video(src, str(out), detector=_detector(), conf=conf, progress=_progress)
-    return str(out), result
+    return pdemo.run(src, _detector(conf), track=True, headless=True, save=out, realtime=False,
+                     on_frame=on_frame)
 
 
-def _class_names() -> list[str]:
-    names = getattr(pc, "CLASSES", None) or getattr(pc, "CLASS_NAMES", None)
-    return list(names) if names else []
-
-
-def _detections_table(dets) -> pd.DataFrame:
-    boxes = np.asarray(present.field(dets, "boxes", default=np.zeros((0, 4))), float).reshape(-1, 4)
-    scores = np.asarray(present.field(dets, "scores", default=np.zeros(len(boxes))), float)
-    classes = present.field(dets, "classes", "labels", default=np.zeros(len(boxes), int))
-    names = _class_names()
-    labels = [names[int(c)] if names and not isinstance(c, str) and 0 <= int(c) < len(names) else str(c)
-              for c in classes]
-    return pd.DataFrame({"class": labels, "score": scores.round(3),
+def _detections_table(dets, classes) -> pd.DataFrame:
+    boxes = np.asarray(dets.boxes, float).reshape(-1, 4)
+    return pd.DataFrame({"class": [classes[int(c)] for c in dets.classes],
+                         "score": np.asarray(dets.scores, float).round(3),
                          "x1": boxes[:, 0].round(1), "y1": boxes[:, 1].round(1),
                          "x2": boxes[:, 2].round(1), "y2": boxes[:, 3].round(1)})
 
 
-def _show_timings(result) -> None:
-    fps = present.field(result, "fps", "fps_mean", default=None)
-    frames = present.field(result, "frames", "n_frames", default=None)
-    p50 = present.field(result, "latency_p50_ms", "p50_ms", default=None)
-    p95 = present.field(result, "latency_p95_ms", "p95_ms", default=None)
+def _show_summary(result: dict) -> None:
     cols = st.columns(4)
-    for col, label, val, fmt in ((cols[0], "Frames", frames, "{:.0f}"), (cols[1], "FPS", fps, "{:.1f}"),
-                                 (cols[2], "Latency p50", p50, "{:.1f} ms"),
-                                 (cols[3], "Latency p95", p95, "{:.1f} ms")):
-        if isinstance(val, (int, float)):
-            col.metric(label, fmt.format(val))
-    stages = present.field(result, "stage_ms", "stages_ms", "timings_ms", "stages", default=None)
-    if isinstance(stages, dict) and stages:
-        st.caption("Mean time per stage (ms per frame)")
-        ser = pd.Series({k: float(v) for k, v in stages.items() if isinstance(v, (int, float))}, name="ms")
-        st.bar_chart(ser, height=220, horizontal=True)
-    tracks = present.field(result, "track_ids", "tracks", default=None)
-    counts = present.field(result, "class_counts", "counts", default=None)
-    if tracks is not None:
-        n = tracks if isinstance(tracks, int) else len(tracks)
-        st.caption(f"{n} distinct tracks over the clip.")
-    if isinstance(counts, dict) and counts:
-        st.caption("Tracks per class")
-        st.bar_chart(pd.Series(counts, name="tracks"), height=200, horizontal=True)
+    cols[0].metric("Frames", f"{result.get('frames', 0)}")
+    cols[1].metric("FPS (end to end)", f"{result.get('fps', 0):.1f}")
+    cols[2].metric("Latency p50", f"{result.get('latency_ms_p50', float('nan')):.1f} ms")
+    cols[3].metric("Latency p95", f"{result.get('latency_ms_p95', float('nan')):.1f} ms")
+    stages = result.get("stage_ms") or {}
+    if stages:
+        st.caption("Mean milliseconds per frame, by stage")
+        st.bar_chart(pd.Series(stages, name="ms"), height=220, horizontal=True)
+    st.caption(f"{result.get('detections', 0)} detections over the clip; source status: "
+               f"{result.get('status', '?')}.")
 
 
 video_tab, snap_tab, live_tab = st.tabs(["Video", "Camera snapshot", "Live webcam"])
@@ -101,10 +116,16 @@ with video_tab:
     src_path, digest = None, None
     if src_kind == "Bundled synthetic clip":
         vids = _sample_videos()
-        if not vids:
-            st.info("No bundled clip yet (apps/perception/assets/).", icon="📭")
-        else:
+        if vids:
             src_path = st.selectbox("Clip", vids, format_func=lambda p: Path(p).name, key="pc_clip")
+        else:
+            try:
+                src_path = _synthetic_clip()
+                st.caption("No clip is bundled yet: a 3-second synthetic drive was rendered with the app's "
+                           "generator.")
+            except Exception as exc:
+                common.show_error("Could not render a synthetic clip", exc)
+        if src_path:
             digest = hashlib.sha1(f"{src_path}:{Path(src_path).stat().st_mtime}".encode()).hexdigest()
     else:
         up = st.file_uploader("Video file", type=list(uploads.VIDEO_EXTENSIONS), key="pc_upload")
@@ -120,31 +141,30 @@ with video_tab:
                 if not Path(src_path).exists():
                     Path(src_path).write_bytes(data)
     conf = st.slider("Score threshold", 0.05, 0.95, 0.3, 0.05, key="pc_conf")
-    if not common.has(pc, "process_video"):
-        st.info("Video processing is not available yet (`apps.perception.process_video` is missing).",
-                icon="🚧")
-    elif src_path:
-        if st.button("Run detection and tracking", type="primary", key="pc_run"):
-            bar = st.progress(0.0, text="Processing…")
-
-            def _progress(done, total=None, *_, **__):
-                frac = min(1.0, done / total) if total else 0.0
-                bar.progress(frac, text=f"frame {done}" + (f"/{total}" if total else ""))
-
-            try:
-                st.session_state["pc_last"] = (digest, conf) + _process(digest, src_path, conf, _progress)
-                bar.progress(1.0, text="Done")
-            except Exception as exc:
-                bar.empty()
-                common.show_error("Video processing failed", exc)
-        last = st.session_state.get("pc_last")
-        if last and last[0] == digest:
-            _, used_conf, out_path, result = last
-            if Path(out_path).exists():
-                st.video(Path(out_path).read_bytes(), format="video/webm")
-            st.caption(f"Annotated playback (score ≥ {used_conf:.2f}): boxes, class, score and track id; "
-                       "FPS and per-stage milliseconds are drawn on each frame.")
-            _show_timings(result)
+    if src_path and st.button("Run detection and tracking", type="primary", key="pc_run"):
+        out = str(WORK / f"{digest[:16]}_{int(conf * 100)}.webm")
+        bar = st.progress(0.0, text="Loading…")
+        live = st.empty()
+        try:
+            result = _process(src_path, conf, out, live, bar, _frame_count(src_path))
+            live.empty()
+            bar.empty()
+            if not result.get("frames"):
+                st.error("No frame could be read from this video (unsupported codec or broken file).",
+                         icon="🚫")
+            else:
+                st.session_state["pc_last"] = {"digest": digest, "conf": conf, "out": out, "result": result}
+        except Exception as exc:
+            live.empty()
+            bar.empty()
+            common.show_error("Video processing failed", exc)
+    last = st.session_state.get("pc_last")
+    if last and last["digest"] == digest:
+        if Path(last["out"]).exists():
+            st.video(Path(last["out"]).read_bytes(), format="video/webm")
+        st.caption(f"Annotated playback (score ≥ {last['conf']:.2f}): boxes, class, score and track id; FPS "
+                   "and per-stage milliseconds are drawn on each frame.")
+        _show_summary(last["result"])
 
 # ----------------------------------------------------------------------------------------- snapshot
 with snap_tab:
@@ -162,9 +182,10 @@ with snap_tab:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             snap_conf = st.slider("Score threshold", 0.05, 0.95, 0.3, 0.05, key="pc_snap_conf")
             try:
-                dets = pc.detect(_detector(), rgb, conf=snap_conf)
-                drawn = pc.draw_detections(rgb, dets) if common.has(pc, "draw_detections") else rgb
-                table = _detections_table(dets)
+                det = _detector(snap_conf)
+                dets = det(rgb)
+                drawn = pdemo.draw(rgb, dets, det.classes)
+                table = _detections_table(dets, det.classes)
                 st.image(drawn, caption=f"{len(table)} detections", width="stretch")
                 st.dataframe(table, hide_index=True, width="stretch")
             except Exception as exc:
@@ -185,15 +206,15 @@ with live_tab:
     else:
         from streamlit_webrtc import webrtc_streamer
 
-        detector = _detector()
         live_conf = st.slider("Score threshold", 0.05, 0.95, 0.3, 0.05, key="pc_live_conf")
+        detector = _detector(live_conf)
 
         def _callback(frame):
             import av
 
             rgb = frame.to_ndarray(format="rgb24")
-            dets = pc.detect(detector, rgb, conf=live_conf)
-            out = pc.draw_detections(rgb, dets) if common.has(pc, "draw_detections") else rgb
+            dets = detector(rgb)
+            out = pdemo.draw(rgb, dets, detector.classes, timing=detector.last_timing)
             return av.VideoFrame.from_ndarray(np.ascontiguousarray(out), format="rgb24")
 
         webrtc_streamer(key="pc_live", video_frame_callback=_callback,
