@@ -1,0 +1,168 @@
+"""apps.perception: real-time object detection and tracking on dash-camera frames.
+
+Classes: car, truck/bus, pedestrian, cyclist, traffic light, traffic sign (:data:`CLASSES`).
+
+Public API (what the dashboard and scripts call; frames are RGB uint8 (H, W, 3) NumPy arrays, boxes
+are float32 (K, 4) ``x1, y1, x2, y2`` in frame pixels):
+
+- ``load_default_model(device="cpu", conf=None) -> Detector``: the committed model
+  (``assets/detector.safetensors`` + ``assets/model_card.json``). Alias: ``load_detector``.
+  ``load_model(weights, card=None, device="cpu", conf=None) -> Detector`` for other weights.
+- ``detect(detector, frame, conf=None) -> Detections`` with ``.boxes``, ``.scores`` (K,), ``.classes`` (K,)
+  (int ids into CLASSES). ``detector(frame)`` does the same at the detector's threshold and fills
+  ``detector.last_timing`` (ms per stage).
+- ``draw_detections(frame, detections_or_tracks, timing=None, fps=None) -> RGB frame`` (annotated copy).
+- ``process_video(source, out_path=None, detector=None, conf=None, progress=None, on_frame=None,
+  track=True, max_frames=None, realtime=False, line=None) -> dict``: runs the whole pipeline on a video
+  file / folder / camera index / URL / iterable of frames; writes an annotated video when ``out_path``
+  is given (.webm = VP9, .mp4 = H.264 or MPEG-4); calls ``progress(done, total)`` and
+  ``on_frame(FrameResult)`` per frame (return True to stop). The dict has frames, fps,
+  latency_p50_ms, latency_p95_ms, stage_ms {capture, preprocess, model, decode, track, draw},
+  dropped, track_ids (distinct tracks), class_counts (distinct tracks per class), line_counts.
+- ``make_tracker(max_age=5, min_hits=2, iou_threshold=0.3) -> Sort``; ``tracker.update(boxes, scores,
+  classes) -> list[Track]`` (``.track_id``, ``.box``, ``.cls``, ``.score``) once per frame.
+- ``sample_video() -> str | None``: the bundled synthetic drive clip.
+- ``evaluate(samples, detections) -> dict``: COCO-style metrics (see :mod:`apps.perception.metrics`).
+
+CLI: ``python -m apps.perception {synth,cache,train,evaluate,demo,track}`` (console script ``perception``).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from .classes import CLASSES, NUM_CLASSES
+from .metrics import Detections, evaluate
+from .track import LineCounter, Sort, Track
+
+__all__ = [
+    "CLASSES",
+    "NUM_CLASSES",
+    "Detections",
+    "LineCounter",
+    "Sort",
+    "Track",
+    "detect",
+    "draw_detections",
+    "evaluate",
+    "load_default_model",
+    "load_detector",
+    "load_model",
+    "make_tracker",
+    "process_video",
+    "sample_video",
+]
+
+_ASSETS = os.path.join(os.path.dirname(__file__), "assets")
+
+
+def load_model(
+    weights: str | None = None, card: str | None = None, device: str = "cpu", conf: float | None = None
+):
+    """A :class:`~apps.perception.detector.Detector` from safetensors weights (default: committed model)."""
+    from .detector import DEFAULT_WEIGHTS
+    from .detector import load_model as _load
+
+    return _load(weights or DEFAULT_WEIGHTS, card, device, conf)
+
+
+def load_default_model(device: str = "cpu", conf: float | None = None):
+    """The committed default detector."""
+    return load_model(None, None, device, conf)
+
+
+load_detector = load_default_model
+
+
+def detect(detector, frame: np.ndarray, conf: float | None = None) -> Detections:
+    """Detections for one RGB frame at score threshold ``conf`` (default: the detector's)."""
+    if conf is None:
+        return detector(frame)
+    old = detector.conf
+    detector.conf = float(conf)
+    try:
+        return detector(frame)
+    finally:
+        detector.conf = old
+
+
+def draw_detections(
+    frame: np.ndarray, dets, timing: dict | None = None, fps: float | None = None
+) -> np.ndarray:
+    """An annotated copy of ``frame``: ``dets`` is a :class:`Detections` or a list of :class:`Track`."""
+    from .demo import draw
+
+    if isinstance(dets, list):
+        return draw(frame, Detections.empty(), CLASSES, dets, timing, fps)
+    return draw(frame, dets, CLASSES, None, timing, fps)
+
+
+def make_tracker(max_age: int = 5, min_hits: int = 2, iou_threshold: float = 0.3) -> Sort:
+    return Sort(max_age=max_age, min_hits=min_hits, iou_threshold=iou_threshold)
+
+
+def sample_video() -> str | None:
+    p = os.path.join(_ASSETS, "drive_clip.mp4")
+    return p if os.path.exists(p) else None
+
+
+def process_video(
+    source,
+    out_path: str | None = None,
+    detector=None,
+    conf: float | None = None,
+    progress=None,
+    on_frame=None,
+    track: bool = True,
+    max_frames: int | None = None,
+    realtime: bool = False,
+    line=None,
+) -> dict:
+    """Detect (and track) on every frame of ``source``; see the module docstring for the result keys."""
+    from .demo import run
+
+    det = detector or load_default_model()
+    total = None
+    if isinstance(source, str) and os.path.isfile(source):
+        import cv2
+
+        cap = cv2.VideoCapture(source)
+        total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
+        cap.release()
+    if max_frames is not None:
+        total = min(total, max_frames) if total else max_frames
+    ids: dict[int, int] = {}
+
+    def _cb(res):
+        for t in res.tracks:
+            ids.setdefault(t.track_id, t.cls)
+        if progress is not None:
+            progress(res.index + 1, total)
+        return on_frame(res) if on_frame is not None else None
+
+    old = det.conf
+    if conf is not None:
+        det.conf = float(conf)
+    try:
+        s = run(
+            source,
+            det,
+            track=track,
+            headless=True,
+            save=out_path,
+            realtime=realtime,
+            max_frames=max_frames,
+            line=line,
+            on_frame=_cb,
+        )
+    finally:
+        det.conf = old
+    s["latency_p50_ms"], s["latency_p95_ms"] = s["latency_ms_p50"], s["latency_ms_p95"]
+    s["track_ids"] = len(ids)
+    counts: dict[str, int] = {}
+    for c in ids.values():
+        counts[CLASSES[c]] = counts.get(CLASSES[c], 0) + 1
+    s["class_counts"] = counts
+    return s

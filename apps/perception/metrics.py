@@ -19,12 +19,17 @@ from .classes import CLASSES
 
 IOU_THRS = np.linspace(0.5, 0.95, 10)
 REC_THRS = np.linspace(0.0, 1.0, 101)
-AREA_RNGS = {"all": (0.0, 1e10), "small": (0.0, 32.0**2), "medium": (32.0**2, 96.0**2), "large": (96.0**2, 1e10)}
+AREA_RNGS = {
+    "all": (0.0, 1e10),
+    "small": (0.0, 32.0**2),
+    "medium": (32.0**2, 96.0**2),
+    "large": (96.0**2, 1e10),
+}
 
 
 @dataclass
 class Detections:
-    """Detections of one image: ``boxes`` float32 (K, 4) xyxy pixels, ``scores`` (K,), ``classes`` int (K,)."""
+    """One image's detections: ``boxes`` float32 (K, 4) xyxy pixels, ``scores`` (K,), ``classes`` (K,)."""
 
     boxes: np.ndarray
     scores: np.ndarray
@@ -145,7 +150,7 @@ def evaluate(gts, dets: list[Detections], num_classes: int = len(CLASSES), max_d
                     f1 = 2 * pr * rc / np.maximum(pr + rc, 1e-12)
                     k = int(np.argmax(f1))
                     f1_pr[c] = pr[k], rc[k]
-                pr = np.maximum.accumulate(pr[::-1])[::-1] if len(pr) else pr   # precision envelope
+                pr = np.maximum.accumulate(pr[::-1])[::-1] if len(pr) else pr  # precision envelope
                 q = np.zeros(R)
                 idx = np.searchsorted(rc, REC_THRS, side="left")
                 ok = idx < len(pr)
@@ -160,16 +165,25 @@ def evaluate(gts, dets: list[Detections], num_classes: int = len(CLASSES), max_d
     per_class = {}
     for c in range(num_classes):
         per_class[names[c]] = dict(
-            AP50=mean(prec[0, :, c, 0]), AP50_95=mean(prec[:, :, c, 0]), precision=float(f1_pr[c, 0]),
-            recall=float(f1_pr[c, 1]), n_gt=int(n_gt_all[c]),
+            AP50=mean(prec[0, :, c, 0]),
+            AP50_95=mean(prec[:, :, c, 0]),
+            precision=float(f1_pr[c, 0]),
+            recall=float(f1_pr[c, 1]),
+            n_gt=int(n_gt_all[c]),
         )
     has = n_gt_all > 0
     return dict(
-        mAP50=mean(prec[0, :, :, 0]), mAP50_95=mean(prec[:, :, :, 0]), mAP75=mean(prec[5, :, :, 0]),
-        AP_small=mean(prec[:, :, :, 1]), AP_medium=mean(prec[:, :, :, 2]), AP_large=mean(prec[:, :, :, 3]),
+        mAP50=mean(prec[0, :, :, 0]),
+        mAP50_95=mean(prec[:, :, :, 0]),
+        mAP75=mean(prec[5, :, :, 0]),
+        AP_small=mean(prec[:, :, :, 1]),
+        AP_medium=mean(prec[:, :, :, 2]),
+        AP_large=mean(prec[:, :, :, 3]),
         precision=float(f1_pr[has, 0].mean()) if has.any() else float("nan"),
         recall=float(f1_pr[has, 1].mean()) if has.any() else float("nan"),
-        per_class=per_class, n_images=len(gts), n_gt=int(n_gt_all.sum()),
+        per_class=per_class,
+        n_images=len(gts),
+        n_gt=int(n_gt_all.sum()),
         pr_curve={names[c]: prec[0, :, c, 0].round(4).tolist() for c in range(num_classes) if has[c]},
     )
 
@@ -179,7 +193,12 @@ def to_coco_detections(samples, dets: list[Detections]) -> list[dict]:
     out = []
     for s, d in zip(samples, dets):
         for (x1, y1, x2, y2), sc, c in zip(d.boxes.tolist(), d.scores.tolist(), d.classes.tolist()):
-            out.append(dict(image_id=int(s.image_id), category_id=int(c) + 1,
-                            bbox=[round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
-                            score=round(float(sc), 5)))
+            out.append(
+                dict(
+                    image_id=int(s.image_id),
+                    category_id=int(c) + 1,
+                    bbox=[round(x1, 2), round(y1, 2), round(x2 - x1, 2), round(y2 - y1, 2)],
+                    score=round(float(sc), 5),
+                )
+            )
     return out

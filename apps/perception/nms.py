@@ -30,7 +30,9 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_thr: float = 0.5) -> np.ndarr
     return order[keep]
 
 
-def batched_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_thr: float = 0.5) -> np.ndarray:
+def batched_nms(
+    boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, iou_thr: float = 0.5
+) -> np.ndarray:
     """Class-aware NMS: boxes of different classes never suppress each other.
 
     Shifts each class's boxes by a class-dependent offset larger than any coordinate, so one

@@ -51,7 +51,7 @@ class KalmanBoxTracker:
         self.history: list[tuple[float, float]] = [tuple(self.x[:2])]
 
     def predict(self) -> np.ndarray:
-        if self.x[2] + self.x[6] <= 0:   # keep the area positive
+        if self.x[2] + self.x[6] <= 0:  # keep the area positive
             self.x[6] = 0.0
         self.x = self.F @ self.x
         self.P = self.F @ self.P @ self.F.T + self.Q
@@ -138,7 +138,9 @@ class Sort:
                 alive.append(t)
             else:
                 continue
-            recent = t.time_since_update == 0 and (t.hits >= self.min_hits or self.frame_count <= self.min_hits)
+            recent = t.time_since_update == 0 and (
+                t.hits >= self.min_hits or self.frame_count <= self.min_hits
+            )
             coasting = t.time_since_update > 0 and t.hits >= self.min_hits
             if recent or coasting:
                 out.append(Track(t.id, t.box, t.cls, t.score, t.age, t.time_since_update))
@@ -174,8 +176,14 @@ class LineCounter:
             cx, cy = (tr.box[0] + tr.box[2]) / 2, (tr.box[1] + tr.box[3]) / 2
             s = self._which(cx, cy)
             prev = self._side.get(tr.track_id)
-            if prev is not None and s != 0 and prev != 0 and s != prev and tr.track_id not in self._done \
-                    and self._within(cx, cy):
+            if (
+                prev is not None
+                and s != 0
+                and prev != 0
+                and s != prev
+                and tr.track_id not in self._done
+                and self._within(cx, cy)
+            ):
                 c = self.counts.setdefault(tr.cls, [0, 0])
                 c[0 if s < 0 else 1] += 1
                 self._done.add(tr.track_id)

@@ -1,0 +1,213 @@
+"""Pre-processing (letterbox), cached training arrays, and CenterNet target encoding.
+
+Cache layout (``.npy`` only, no pickle): ``images.npy`` uint8 (N, S, S, 3) RGB letterboxed to the
+model size S, and ``boxes.npy`` float32 (M, 6) rows ``[image_index, class, x1, y1, x2, y2]`` in
+letterboxed pixels; ``class = -1`` marks an ignore region.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import cv2
+import numpy as np
+
+from .augment import augment
+from .classes import NUM_CLASSES
+
+PAD_VALUE = 114
+STRIDE = 4
+
+
+def letterbox(
+    img: np.ndarray, size: int | tuple[int, int] = 320
+) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Resize keeping the aspect ratio and pad to ``size`` (int = square, or (width, height)).
+
+    Returns (image uint8 (h, w, 3), (scale, pad_x, pad_y)); original = (letterboxed - pad) / scale.
+    """
+    tw, th = (size, size) if isinstance(size, int) else size
+    h, w = img.shape[:2]
+    r = min(tw / w, th / h)
+    nw, nh = int(round(w * r)), int(round(h * r))
+    px, py = (tw - nw) // 2, (th - nh) // 2
+    out = np.full((th, tw, 3), PAD_VALUE, np.uint8)
+    interp = cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR
+    out[py : py + nh, px : px + nw] = (
+        cv2.resize(img, (nw, nh), interpolation=interp) if (nw, nh) != (w, h) else img
+    )
+    return out, (r, float(px), float(py))
+
+
+def unletterbox_boxes(
+    boxes: np.ndarray, meta: tuple[float, float, float], width: int, height: int
+) -> np.ndarray:
+    """Map xyxy boxes from letterboxed to original pixels, clipped to the original frame."""
+    r, px, py = meta
+    b = np.asarray(boxes, np.float32).copy()
+    b[:, [0, 2]] = np.clip((b[:, [0, 2]] - px) / r, 0, width)
+    b[:, [1, 3]] = np.clip((b[:, [1, 3]] - py) / r, 0, height)
+    return b
+
+
+def build_cache(
+    out: str, n: int, seed: int, size: int = 320, width: int = 640, height: int = 480, progress=None
+) -> dict:
+    """Render ``n`` synthetic frames, letterbox them to ``size`` and save ``images.npy`` / ``boxes.npy``."""
+    from .synth import random_scene
+
+    os.makedirs(out, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    imgs = np.empty((n, size, size, 3), np.uint8)
+    rows = []
+    for k in range(n):
+        img, anns = random_scene(rng, width, height)
+        imgs[k], (r, px, py) = letterbox(img, size)
+        for a in anns:
+            x1, y1, x2, y2 = a["bbox"]
+            rows.append(
+                [k, -1 if a["ignore"] else a["cls"], x1 * r + px, y1 * r + py, x2 * r + px, y2 * r + py]
+            )
+        if progress is not None:
+            progress(k + 1, n)
+    np.save(os.path.join(out, "images.npy"), imgs)
+    np.save(os.path.join(out, "boxes.npy"), np.asarray(rows, np.float32).reshape(-1, 6))
+    meta = dict(n=n, seed=seed, size=size, source_size=[width, height], generator="apps.perception.synth")
+    with open(os.path.join(out, "meta.json"), "w") as f:
+        json.dump(meta, f)
+    return meta
+
+
+class CachedDataset:
+    """Cached frames as (image uint8 (S, S, 3), boxes float32 (K, 4), classes int64 (K,), ignore (M, 4))."""
+
+    def __init__(self, root: str, mmap: bool = True):
+        self.images = np.load(
+            os.path.join(root, "images.npy"), mmap_mode="r" if mmap else None, allow_pickle=False
+        )
+        rows = np.load(os.path.join(root, "boxes.npy"), allow_pickle=False)
+        idx = rows[:, 0].astype(np.int64)
+        order = np.argsort(idx, kind="stable")
+        rows, idx = rows[order], idx[order]
+        starts = np.searchsorted(idx, np.arange(len(self.images) + 1))
+        self._rows = rows
+        self._starts = starts
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int):
+        r = self._rows[self._starts[i] : self._starts[i + 1]]
+        lab = r[:, 1] >= 0
+        return (
+            np.asarray(self.images[i]),
+            r[lab, 2:6].copy(),
+            r[lab, 1].astype(np.int64),
+            r[~lab, 2:6].copy(),
+        )
+
+
+def gaussian_radius(h: np.ndarray, w: np.ndarray, min_overlap: float = 0.7) -> np.ndarray:
+    """CenterNet's radius (in output cells) within which a shifted box keeps IoU >= ``min_overlap``
+    with the original (the smallest of the three corner cases of CornerNet, Law & Deng 2018)."""
+    a1, b1 = 1.0, h + w
+    c1 = w * h * (1 - min_overlap) / (1 + min_overlap)
+    r1 = (b1 + np.sqrt(b1**2 - 4 * a1 * c1)) / 2
+    a2, b2 = 4.0, 2 * (h + w)
+    c2 = (1 - min_overlap) * w * h
+    r2 = (b2 + np.sqrt(b2**2 - 4 * a2 * c2)) / 2
+    a3, b3 = 4 * min_overlap, -2 * min_overlap * (h + w)
+    c3 = (min_overlap - 1) * w * h
+    r3 = (b3 + np.sqrt(b3**2 - 4 * a3 * c3)) / 2
+    return np.minimum(np.minimum(r1, r2), r3)
+
+
+def encode_targets(
+    boxes: np.ndarray,
+    classes: np.ndarray,
+    ignore: np.ndarray,
+    size: int,
+    num_classes: int = NUM_CLASSES,
+    stride: int = STRIDE,
+) -> dict[str, np.ndarray]:
+    """CenterNet targets on the stride-``stride`` grid (G = size // stride).
+
+    Returns ``heatmap`` (C, G, G) Gaussian peaks of 1 at object centres; ``hm_weight`` (1, G, G), 0 inside
+    ignore regions; ``reg`` (4, G, G) = [dx, dy, log(w / stride), log(h / stride)] where (dx, dy) is the
+    centre minus the cell; ``reg_weight`` (1, G, G). Regression is supervised on the 3x3 cells around each
+    centre, weighted by the Gaussian (as TTFNet does, it trains faster than the centre cell alone);
+    smaller objects are written last so they win shared cells.
+    """
+    G = size // stride
+    hm = np.zeros((num_classes, G, G), np.float32)
+    hw = np.ones((1, G, G), np.float32)
+    reg = np.zeros((4, G, G), np.float32)
+    rw = np.zeros((1, G, G), np.float32)
+    for x1, y1, x2, y2 in np.asarray(ignore).reshape(-1, 4) / stride:
+        hw[0, max(int(y1), 0) : max(int(np.ceil(y2)), 0), max(int(x1), 0) : max(int(np.ceil(x2)), 0)] = 0.0
+    b = np.asarray(boxes, np.float32).reshape(-1, 4) / stride
+    if len(b) == 0:
+        return dict(heatmap=hm, hm_weight=hw, reg=reg, reg_weight=rw)
+    w, h = np.maximum(b[:, 2] - b[:, 0], 1e-3), np.maximum(b[:, 3] - b[:, 1], 1e-3)
+    cx, cy = (b[:, 0] + b[:, 2]) / 2, (b[:, 1] + b[:, 3]) / 2
+    rad = np.maximum(0, gaussian_radius(h, w).astype(int))
+    yy, xx = np.arange(G)[:, None], np.arange(G)[None, :]
+    for k in np.argsort(-(w * h)):
+        px, py = int(np.clip(cx[k], 0, G - 1)), int(np.clip(cy[k], 0, G - 1))
+        sigma = (2 * rad[k] + 1) / 6.0
+        r = rad[k]
+        y0, y1_, x0, x1_ = max(py - r, 0), min(py + r + 1, G), max(px - r, 0), min(px + r + 1, G)
+        g = np.exp(-((yy[y0:y1_] - py) ** 2 + (xx[:, x0:x1_] - px) ** 2) / (2 * sigma**2))
+        c = int(classes[k])
+        hm[c, y0:y1_, x0:x1_] = np.maximum(hm[c, y0:y1_, x0:x1_], g)
+        hw[0, y0:y1_, x0:x1_] = 1.0
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                qx, qy = px + dx, py + dy
+                if not (0 <= qx < G and 0 <= qy < G):
+                    continue
+                wgt = float(np.exp(-(dx * dx + dy * dy) / (2 * max(sigma, 0.5) ** 2)))
+                reg[:, qy, qx] = (cx[k] - qx, cy[k] - qy, np.log(w[k]), np.log(h[k]))
+                rw[0, qy, qx] = wgt
+    return dict(heatmap=hm, hm_weight=hw, reg=reg, reg_weight=rw)
+
+
+class TrainDataset:
+    """Augmented training samples: (image float32 (3, S, S) in 0..1, targets dict)."""
+
+    def __init__(
+        self,
+        cache: CachedDataset,
+        size: int,
+        seed: int = 0,
+        augment_p: float = 1.0,
+        mosaic_p: float = 0.5,
+        epoch: int = 0,
+    ):
+        self.cache, self.size, self.seed, self.augment_p, self.mosaic_p = (
+            cache,
+            size,
+            seed,
+            augment_p,
+            mosaic_p,
+        )
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.cache)
+
+    def __getitem__(self, i: int):
+        rng = np.random.default_rng((self.seed, self.epoch, i))
+        if rng.random() < self.augment_p:
+            img, boxes, classes, ignore = augment(self.cache, i, rng, self.size, self.mosaic_p)
+        else:
+            img, boxes, classes, ignore = self.cache[i]
+        t = encode_targets(boxes, classes, ignore, self.size)
+        return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32) / 255.0, t
+
+
+def collate(batch) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    imgs = np.stack([b[0] for b in batch])
+    t = {k: np.stack([b[1][k] for b in batch]) for k in batch[0][1]}
+    return imgs, t

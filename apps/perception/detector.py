@@ -1,0 +1,133 @@
+"""Inference wrapper: frame in, boxes out, with per-stage timing.
+
+``Detector(frame)`` letterboxes an RGB frame to the model size, runs the network under
+``framework.no_grad()``, decodes peaks and maps the boxes back to frame pixels.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from .classes import CLASSES
+from .data import STRIDE, letterbox, unletterbox_boxes
+from .decode import decode
+from .metrics import Detections
+
+ASSETS = os.path.join(os.path.dirname(__file__), "assets")
+DEFAULT_WEIGHTS = os.path.join(ASSETS, "detector.safetensors")
+DEFAULT_CARD = os.path.join(ASSETS, "model_card.json")
+
+
+class Detector:
+    """A loaded detector.
+
+    Args:
+        model: a :class:`apps.perception.model.CenterNet` (set to eval mode here).
+        size: model input size in pixels (square letterbox).
+        conf: score threshold; nms_iou: class-aware NMS IoU after peak picking (None = off).
+        device: "cpu" or "cuda".
+    Attributes: ``classes`` (names), ``last_timing`` {"preprocess", "model", "decode"} in ms.
+    """
+
+    def __init__(
+        self,
+        model,
+        size: int = 320,
+        conf: float = 0.3,
+        nms_iou: float | None = 0.7,
+        device: str = "cpu",
+        classes: tuple[str, ...] = CLASSES,
+        card: dict | None = None,
+    ):
+        import framework as fw
+
+        self.fw = fw
+        self.model = model.to(device) if device != "cpu" else model
+        self.model.eval()
+        self.size, self.conf, self.nms_iou, self.device = size, conf, nms_iou, device
+        self.classes = tuple(classes)
+        self.card = card or {}
+        self.last_timing: dict[str, float] = {}
+
+    def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float]]:
+        """RGB uint8 (H, W, 3) -> float32 (1, 3, S, S) in 0..1, letterbox meta."""
+        img, meta = letterbox(frame, self.size)
+        x = np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32)
+        x *= 1.0 / 255.0
+        return x, meta
+
+    def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The network on a batch (N, 3, S, S): (heatmap logits, reg) as NumPy arrays."""
+        fw = self.fw
+        with fw.no_grad():
+            t = fw.from_numpy(x)
+            if self.device != "cpu":
+                t = t.to(self.device)
+            heat, reg = self.model(t)
+            return _to_numpy(heat), _to_numpy(reg)
+
+    def __call__(self, frame: np.ndarray) -> Detections:
+        """Detections for one RGB frame, boxes xyxy in frame pixels."""
+        t0 = time.perf_counter()
+        x, meta = self.preprocess(frame)
+        t1 = time.perf_counter()
+        heat, reg = self.forward(x)
+        t2 = time.perf_counter()
+        d = decode(heat, reg, STRIDE, self.conf, nms_iou=self.nms_iou)[0]
+        d.boxes = unletterbox_boxes(d.boxes, meta, frame.shape[1], frame.shape[0])
+        ok = (d.boxes[:, 2] - d.boxes[:, 0] >= 1) & (d.boxes[:, 3] - d.boxes[:, 1] >= 1)
+        d = Detections(d.boxes[ok], d.scores[ok], d.classes[ok])
+        t3 = time.perf_counter()
+        self.last_timing = dict(preprocess=(t1 - t0) * 1e3, model=(t2 - t1) * 1e3, decode=(t3 - t2) * 1e3)
+        return d
+
+    def detect_batch(self, frames: list[np.ndarray], conf: float | None = None) -> list[Detections]:
+        """Detections for several frames (one forward pass)."""
+        xs, metas = zip(*(self.preprocess(f) for f in frames))
+        heat, reg = self.forward(np.concatenate(xs))
+        dets = decode(heat, reg, STRIDE, self.conf if conf is None else conf, nms_iou=self.nms_iou)
+        for d, m, f in zip(dets, metas, frames):
+            d.boxes = unletterbox_boxes(d.boxes, m, f.shape[1], f.shape[0])
+        return dets
+
+
+def _to_numpy(t) -> np.ndarray:
+    a = t.numpy() if hasattr(t, "numpy") else t
+    if not isinstance(a, np.ndarray):  # CuPy array
+        a = a.get()
+    return a
+
+
+def load_model(
+    weights: str = DEFAULT_WEIGHTS, card: str | None = None, device: str = "cpu", conf: float | None = None
+) -> Detector:
+    """A :class:`Detector` from a safetensors file and its model card (defaults: the committed model)."""
+    import framework as fw
+
+    from .model import CenterNet
+
+    if not os.path.exists(weights):
+        raise FileNotFoundError(
+            f"weights {weights!r} not found (train with `python -m apps.perception train`)"
+        )
+    card_path = card or os.path.join(os.path.dirname(weights), "model_card.json")
+    meta = {}
+    if os.path.exists(card_path):
+        with open(card_path) as f:
+            meta = json.load(f)
+    arch = meta.get("architecture", {})
+    model = CenterNet(num_classes=len(meta.get("classes", CLASSES)), width=arch.get("width", 1.0))
+    state = fw.load(weights)
+    model.load_state_dict(state)
+    return Detector(
+        model,
+        size=int(meta.get("input_size", 320)),
+        conf=conf if conf is not None else float(meta.get("default_conf", 0.3)),
+        device=device,
+        classes=tuple(meta.get("classes", CLASSES)),
+        card=meta,
+    )

@@ -1,0 +1,252 @@
+"""Frame sources and a capture thread that keeps only the newest frame.
+
+Sources: a camera index (``0`` or ``"0"``), a video file, a network stream (``rtsp://``, ``http(s)://``),
+a folder of images (sorted by name), or any iterable of RGB frames (tests, the dashboard).
+
+:class:`LatestFrameCapture` reads in a background thread and overwrites a one-slot buffer, so when
+inference is slower than the camera the consumer always gets the newest frame and the latency stays
+bounded (the frames it never saw are counted as ``dropped``). Live sources that fail are reopened with
+exponential backoff (0.5 s doubling to 8 s) and the status says so; a file or folder ends cleanly.
+Files and folders are paced at their frame rate by default, as a camera would deliver them
+(``realtime=False`` hands over every frame instead, for offline processing).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+class SourceError(RuntimeError):
+    """A source that cannot be opened (the message says which and why)."""
+
+
+@dataclass
+class Frame:
+    """A captured frame: ``image`` uint8 (H, W, 3) RGB, ``index`` (0-based, counting every frame read),
+    ``t_capture`` (``time.perf_counter()`` seconds when it was read)."""
+
+    image: np.ndarray
+    index: int
+    t_capture: float
+
+
+def source_kind(source) -> str:
+    """'camera' | 'stream' | 'file' | 'folder' | 'iterable'; raises SourceError for a bad source."""
+    if isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()):
+        return "camera"
+    if isinstance(source, str):
+        if "://" in source:
+            return "stream"
+        if os.path.isdir(source):
+            return "folder"
+        if os.path.isfile(source):
+            return "file"
+        raise SourceError(
+            f"source {source!r}: no such file or folder (expected a camera index, a video file, "
+            "a folder of images or an rtsp:// / http:// URL)"
+        )
+    if isinstance(source, Iterable):
+        return "iterable"
+    raise SourceError(f"source of type {type(source).__name__} is not supported")
+
+
+class _Reader:
+    """Uniform blocking reader: ``read() -> RGB frame or None`` (None = failed / ended)."""
+
+    def __init__(self, source):
+        self.kind = source_kind(source)
+        self.source = source
+        self.fps = 30.0
+        self.cap = None
+        self._files: list[str] = []
+        self._pos = 0
+        self._it = None
+        self.open()
+
+    def open(self) -> None:
+        if self.kind in ("camera", "stream", "file"):
+            arg = int(self.source) if self.kind == "camera" else self.source
+            cap = cv2.VideoCapture(arg)
+            if not cap.isOpened():
+                cap.release()
+                what = {"camera": f"camera {arg}", "stream": f"stream {arg!r}", "file": f"video file {arg!r}"}
+                raise SourceError(
+                    f"cannot open {what[self.kind]}"
+                    + (" (is it a video OpenCV can decode?)" if self.kind == "file" else "")
+                )
+            fps = cap.get(cv2.CAP_PROP_FPS)
+            self.fps = float(fps) if fps and 1 <= fps <= 240 else 30.0
+            self.cap = cap
+        elif self.kind == "folder":
+            self._files = sorted(
+                p for p in glob.glob(os.path.join(self.source, "*")) if p.lower().endswith(IMAGE_EXTS)
+            )
+            if not self._files:
+                raise SourceError(f"folder {self.source!r} holds no images ({', '.join(IMAGE_EXTS)})")
+        else:
+            self._it = iter(self.source)
+
+    def read(self) -> np.ndarray | None:
+        if self.cap is not None:
+            ok, bgr = self.cap.read()
+            return bgr[..., ::-1].copy() if ok and bgr is not None else None
+        if self.kind == "folder":
+            while self._pos < len(self._files):
+                p = self._files[self._pos]
+                self._pos += 1
+                bgr = cv2.imread(p, cv2.IMREAD_COLOR)
+                if bgr is not None:
+                    return bgr[..., ::-1].copy()
+            return None
+        try:
+            return np.asarray(next(self._it), np.uint8)
+        except StopIteration:
+            return None
+
+    def close(self) -> None:
+        if self.cap is not None:
+            self.cap.release()
+            self.cap = None
+
+    @property
+    def live(self) -> bool:
+        return self.kind in ("camera", "stream")
+
+
+class LatestFrameCapture:
+    """Background capture into a one-frame buffer.
+
+    Args:
+        source: see module docstring.
+        realtime: pace files/folders/iterables at ``fps`` and drop what the consumer misses (default
+            True); False = hand every frame over, the reader waits for the consumer.
+        fps: pacing rate for folders and iterables (files use their own rate).
+        reconnect_timeout: seconds a live source may stay down before capture gives up.
+    Attributes: ``captured``, ``dropped``, ``status`` ("running" | "reconnecting ..." | "ended" |
+    "lost"), ``reconnects``.
+    """
+
+    def __init__(
+        self,
+        source,
+        realtime: bool = True,
+        fps: float | None = None,
+        reconnect_timeout: float = 30.0,
+        _reader_factory=_Reader,
+    ):
+        self._factory = _reader_factory
+        self.source = source
+        self.reader = _reader_factory(source)  # raises SourceError right away for a bad source
+        self.fps = float(fps) if fps else self.reader.fps
+        self.realtime = realtime
+        self.reconnect_timeout = reconnect_timeout
+        self.captured = self.dropped = self.reconnects = 0
+        self.status = "running"
+        self._slot: Frame | None = None
+        self._cv = threading.Condition()
+        self._stop = threading.Event()
+        self._done = False
+        self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+
+    def start(self) -> LatestFrameCapture:
+        self._thread.start()
+        return self
+
+    def _put(self, img: np.ndarray) -> None:
+        with self._cv:
+            if not self.realtime:
+                while self._slot is not None and not self._stop.is_set():
+                    self._cv.wait(0.05)
+            if self._slot is not None:
+                self.dropped += 1
+            self._slot = Frame(img, self.captured, time.perf_counter())
+            self.captured += 1
+            self._cv.notify_all()
+
+    def _reopen(self) -> bool:
+        """Reopen a live source with exponential backoff; False when it stays down too long."""
+        t0, delay, attempt = time.monotonic(), 0.5, 0
+        self.reader.close()
+        while not self._stop.is_set():
+            attempt += 1
+            self.status = f"reconnecting (attempt {attempt}, retry in {delay:.1f} s)"
+            if self._stop.wait(delay):
+                return False
+            try:
+                self.reader = self._factory(self.source)
+                self.reconnects += 1
+                self.status = "running"
+                return True
+            except SourceError:
+                pass
+            if time.monotonic() - t0 > self.reconnect_timeout:
+                self.status = "lost"
+                return False
+            delay = min(delay * 2, 8.0)
+        return False
+
+    def _run(self) -> None:
+        period = 1.0 / self.fps if self.fps > 0 else 0.0
+        paced = self.realtime and not self.reader.live
+        t_next = time.perf_counter()
+        try:
+            while not self._stop.is_set():
+                img = self.reader.read()
+                if img is None:
+                    if self.reader.live and self._reopen():
+                        continue
+                    if self.status == "running":
+                        self.status = "ended"
+                    break
+                if paced:
+                    # deliver at the source's frame rate, like a camera would
+                    t_next += period
+                    delay = t_next - time.perf_counter()
+                    if delay > 0:
+                        time.sleep(delay)
+                    else:
+                        t_next = time.perf_counter()
+                self._put(img)
+        finally:
+            self.reader.close()
+            with self._cv:
+                self._done = True
+                self._cv.notify_all()
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """The newest frame not yet returned; blocks until one arrives. None when the source ended."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cv:
+            while self._slot is None:
+                if self._done:
+                    return None
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return None
+                self._cv.wait(0.05 if left is None else min(left, 0.05))
+            f, self._slot = self._slot, None
+            self._cv.notify_all()
+            return f
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._cv:
+            self._cv.notify_all()
+        if self._thread.is_alive():
+            self._thread.join(timeout=2.0)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
