@@ -23,5 +23,6 @@ from . import data, optim  # noqa: E402
 from .serialization import load, save  # noqa: E402
 from . import amp, backends, cuda  # noqa: E402  (fw.cuda, fw.amp, fw.backends)
 from .amp import autocast  # noqa: E402
+from . import testing  # noqa: E402  (fw.testing.gradcheck / gradgradcheck)
 
 __version__ = "0.1.0"

@@ -1,0 +1,1505 @@
+"""Functional operations of neural networks, as ``torch.nn.functional`` (also ``framework.nn.functional``).
+
+Names, argument names, defaults and semantics follow PyTorch. Every operation is differentiable, and
+its backward is itself written with differentiable operations, so gradients of gradients work
+(``create_graph=True``); the convolution's backward is a pair of Functions (backward-data and
+backward-weight) whose own backwards are convolutions again.
+
+Array-level kernels live in ``framework.kernels`` (NumPy on the CPU; CUDA kernels for CuPy arrays when
+available). Shapes use PyTorch's letters: N batch, C channels, H/W height/width, L sequence length.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+
+from . import ops
+from .autograd import Function, is_grad_enabled, no_grad
+from .backend import get_array_module
+from .kernels import kernel
+from .ops.basic import Mask
+from .tensor import Tensor
+
+__all__ = [
+    # linear and convolution
+    "linear", "bilinear", "conv2d", "conv_transpose2d", "conv1d", "unfold",
+    # pooling and resampling
+    "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "max_pool1d",
+    "avg_pool1d", "interpolate", "upsample", "pad", "pixel_shuffle",
+    # normalisation and dropout
+    "batch_norm", "layer_norm", "group_norm", "instance_norm", "dropout", "dropout2d", "normalize",
+    # activations
+    "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "sigmoid", "tanh", "hardtanh",
+    "hardsigmoid", "hardswish", "softplus", "logsigmoid", "softsign", "softmax", "log_softmax", "glu",
+    "erf",
+    # embeddings and similarity
+    "embedding", "one_hot", "cosine_similarity", "pairwise_distance", "scaled_dot_product_attention",
+    # losses
+    "cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
+    "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "sigmoid_focal_loss",
+]
+
+
+# ============================================================================= helpers
+
+
+def _pair(v, name="argument"):
+    if isinstance(v, numbers.Integral):
+        return (int(v), int(v))
+    v = tuple(int(a) for a in v)
+    if len(v) == 1:
+        return (v[0], v[0])
+    if len(v) != 2:
+        raise ValueError(f"{name} must be an int or a pair of ints, got {v}")
+    return v
+
+
+def _shape(t):
+    return list(t.shape)
+
+
+def _float_dtype_check(name, *ts):
+    dts = {t.data.dtype for t in ts if isinstance(t, Tensor)}
+    if len(dts) > 1:
+        names = ", ".join(str(d) for d in sorted(dts, key=str))
+        raise RuntimeError(f"{name}: expected all inputs to have the same dtype, got {names}")
+
+
+def _reduce(loss: Tensor, reduction: str, name: str) -> Tensor:
+    if reduction == "none":
+        return loss
+    if reduction == "mean":
+        return loss.mean()
+    if reduction == "sum":
+        return loss.sum()
+    raise ValueError(f"{name}: {reduction!r} is not a valid value for reduction "
+                     "(use 'none', 'mean' or 'sum')")
+
+
+def _legacy_reduction(size_average, reduce, reduction):
+    if size_average is None and reduce is None:
+        return reduction
+    size_average = True if size_average is None else size_average
+    reduce = True if reduce is None else reduce
+    return "none" if not reduce else ("mean" if size_average else "sum")
+
+
+def _as_tensor_like(v, ref: Tensor) -> Tensor:
+    if isinstance(v, Tensor):
+        return v
+    xp = get_array_module(ref.data)
+    return Tensor(xp.asarray(v, dtype=ref.data.dtype))
+
+
+# ============================================================================= linear
+
+
+def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y = x W^T + b. input (*, in_features), weight (out_features, in_features), bias (out_features)."""
+    if input.shape[-1] != weight.shape[-1]:
+        raise RuntimeError(f"linear: mat1 and mat2 shapes cannot be multiplied (input {_shape(input)}, "
+                           f"weight {_shape(weight)}: in_features {input.shape[-1]} != {weight.shape[-1]})")
+    lead = input.shape[:-1]
+    x = input.reshape(-1, input.shape[-1]) if input.ndim != 2 else input
+    y = ops.matmul(x, weight.t() if weight.ndim == 2 else weight)
+    if bias is not None:
+        y = y + bias
+    return y.reshape(*lead, y.shape[-1]) if input.ndim != 2 else y
+
+
+def bilinear(input1: Tensor, input2: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """y_k = x1^T A_k x2 + b_k; weight (out, in1, in2)."""
+    t = ops.matmul(input1.unsqueeze(-2).unsqueeze(-3), weight)  # (*, out, 1, in2)
+    y = (t.squeeze(-2) * input2.unsqueeze(-2)).sum(-1)
+    return y + bias if bias is not None else y
+
+
+# ============================================================================= convolution
+
+
+class _Conv2d(Function):
+    """y = conv(x, w) (+ b). Backward: ConvBackwardData and ConvBackwardWeight (both differentiable)."""
+
+    saves_inputs = (0, 1)
+
+    def forward(self, x, w, b):
+        y = kernel("conv", "conv2d_forward", x)(x, w, self.stride, self.padding, self.dilation, self.groups)
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        return y
+
+    def backward(self, gy):
+        x, w = self.saved_tensors
+        geom = _geom(self)
+        gx = gw = gb = None
+        if gy.shape[2:] != self.out_hw:  # (cannot happen from the public API; defensive)
+            raise RuntimeError("conv2d backward: gradient shape mismatch")
+        if self.needs_input_grad[0]:
+            gx = _ConvBackwardData(x_shape=tuple(x.shape), **geom)(gy, w)
+        if self.needs_input_grad[1]:
+            gw = _ConvBackwardWeight(w_shape=tuple(w.shape), **geom)(x, gy)
+        if self.needs_input_grad[2]:
+            gb = gy.sum((0, 2, 3))
+        return gx, gw, gb
+
+
+def _geom(fn):
+    return {"stride": fn.stride, "padding": fn.padding, "dilation": fn.dilation, "groups": fn.groups}
+
+
+def _conv_raw(x, w, b=None, **geom):
+    """The _Conv2d Function on Tensors with resolved geometry."""
+    (sh, sw), (ph, pw), (dh, dw) = geom["stride"], geom["padding"], geom["dilation"]
+    h = (x.shape[2] + 2 * ph - dh * (w.shape[2] - 1) - 1) // sh + 1
+    wd = (x.shape[3] + 2 * pw - dw * (w.shape[3] - 1) - 1) // sw + 1
+    return _Conv2d(out_hw=(h, wd), **geom)(x, w, b)
+
+
+class _ConvBackwardData(Function):
+    """gx = conv^T(gy, w): the gradient of a convolution with respect to its input (and the forward of
+    a transposed convolution). Bilinear in (gy, w)."""
+
+    def forward(self, gy, w):
+        return kernel("conv", "conv2d_backward_input", gy)(gy, w, self.x_shape, self.stride, self.padding,
+                                                             self.dilation, self.groups)
+
+    def backward(self, ggx):
+        gy, w = self.inputs
+        geom = _geom(self)
+        g_gy = g_w = None
+        if self.needs_input_grad[0]:
+            g_gy = _conv_raw(ggx, w, **geom)
+            if g_gy.shape != gy.shape:  # output_padding >= stride (allowed when < dilation)
+                g_gy = g_gy[:, :, :gy.shape[2], :gy.shape[3]]
+        if self.needs_input_grad[1]:
+            g_w = _ConvBackwardWeight(w_shape=tuple(w.shape), **geom)(ggx, gy)
+        return g_gy, g_w
+
+
+class _ConvBackwardWeight(Function):
+    """gw = gy ⋆ x: the gradient of a convolution with respect to its weight. Bilinear in (x, gy)."""
+
+    def forward(self, x, gy):
+        return kernel("conv", "conv2d_backward_weight", x)(x, gy, self.w_shape, self.stride, self.padding,
+                                                            self.dilation, self.groups)
+
+    def backward(self, ggw):
+        x, gy = self.inputs
+        geom = _geom(self)
+        g_x = g_gy = None
+        if self.needs_input_grad[0]:
+            g_x = _ConvBackwardData(x_shape=tuple(x.shape), **geom)(gy, ggw)
+        if self.needs_input_grad[1]:
+            g_gy = _conv_raw(x, ggw, **geom)
+            if g_gy.shape != gy.shape:
+                g_gy = g_gy[:, :, :gy.shape[2], :gy.shape[3]]
+        return g_x, g_gy
+
+
+def _check_conv(name, input, weight, bias, groups, transposed=False):
+    if weight.ndim != 4:
+        raise RuntimeError(f"{name}: expected a 4-D weight (out_channels, in_channels/groups, kH, kW), "
+                           f"got weight of size {_shape(weight)}")
+    if input.ndim != 4:
+        raise RuntimeError(f"{name}: expected 3-D (unbatched) or 4-D (batched) input, got input of size "
+                           f"{_shape(input)}")
+    if groups < 1:
+        raise RuntimeError(f"{name}: non-positive groups is not supported (groups={groups})")
+    c = input.shape[1]
+    if not transposed:
+        if weight.shape[0] % groups:
+            raise RuntimeError(f"{name}: given groups={groups}, expected weight to be divisible by {groups} "
+                               f"at dimension 0, but got weight of size {_shape(weight)}")
+        if weight.shape[1] * groups != c:
+            raise RuntimeError(f"{name}: given groups={groups}, weight of size {_shape(weight)}, expected "
+                               f"input{_shape(input)} to have {weight.shape[1] * groups} channels, but got "
+                               f"{c} channels instead")
+        out_c = weight.shape[0]
+    else:
+        if weight.shape[0] != c or c % groups:
+            raise RuntimeError(f"{name}: given transposed=1, weight of size {_shape(weight)}, expected "
+                               f"input{_shape(input)} to have {weight.shape[0]} channels, but got {c} "
+                               f"channels instead (groups={groups})")
+        out_c = weight.shape[1] * groups
+    if bias is not None and tuple(bias.shape) != (out_c,):
+        raise RuntimeError(f"{name}: expected bias of size [{out_c}], got {_shape(bias)}")
+    _float_dtype_check(name, input, weight, bias)
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """2-D cross-correlation, as ``torch.nn.functional.conv2d``.
+
+    input (N, C_in, H, W) or (C_in, H, W); weight (C_out, C_in/groups, kH, kW); bias (C_out);
+    padding an int, a pair, ``'valid'`` (none) or ``'same'`` (output size = input size, stride 1;
+    an odd total padding puts the extra row/column at the bottom/right, as PyTorch).
+    Returns (N, C_out, H_out, W_out), H_out = (H + 2*padding - dilation*(kH - 1) - 1) // stride + 1.
+    """
+    unbatched = input.ndim == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    _check_conv("conv2d", input, weight, bias, groups)
+    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+    if isinstance(padding, str):
+        if padding == "valid":
+            padding = (0, 0)
+        elif padding == "same":
+            if stride != (1, 1):
+                raise ValueError("conv2d: padding='same' is not supported for strided convolutions")
+            pads = []
+            extra = []
+            for d, k in zip(dilation, weight.shape[2:]):
+                total = d * (k - 1)
+                pads.append(total // 2)
+                extra.append(total - 2 * (total // 2))
+            if any(extra):
+                input = pad(input, (0, extra[1], 0, extra[0]))
+            padding = tuple(pads)
+        else:
+            raise ValueError(f"conv2d: invalid padding string {padding!r}, should be one of 'valid', 'same'")
+    else:
+        padding = _pair(padding, "padding")
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
+        raise RuntimeError(f"conv2d: stride and dilation must be positive and padding non-negative, got "
+                           f"stride={stride}, padding={padding}, dilation={dilation}")
+    h = (input.shape[2] + 2 * padding[0] - dilation[0] * (weight.shape[2] - 1) - 1) // stride[0] + 1
+    w = (input.shape[3] + 2 * padding[1] - dilation[1] * (weight.shape[3] - 1) - 1) // stride[1] + 1
+    if h < 1 or w < 1:
+        raise RuntimeError(f"conv2d: calculated output size ({h}x{w}) is too small for input "
+                           f"{_shape(input)}, weight {_shape(weight)}, padding={padding}, "
+                           f"dilation={dilation}")
+    y = _Conv2d(stride=stride, padding=padding, dilation=dilation, groups=groups, out_hw=(h, w))(
+        input, weight, bias)
+    return y.squeeze(0) if unbatched else y
+
+
+def conv1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """1-D convolution through conv2d on a height-1 image. input (N, C, L), weight (C_out, C/g, k)."""
+    unbatched = input.ndim == 2
+    if unbatched:
+        input = input.unsqueeze(0)
+    one = lambda v: v[0] if isinstance(v, (tuple, list)) else v
+    pad_arg = padding if isinstance(padding, str) else (0, one(padding))
+    y = conv2d(input.unsqueeze(2), weight.unsqueeze(2), bias, (1, one(stride)), pad_arg, (1, one(dilation)),
+               groups).squeeze(2)
+    return y.squeeze(0) if unbatched else y
+
+
+def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+                     output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """Transposed convolution (the gradient of conv2d with respect to its input).
+
+    input (N, C_in, H, W); weight (C_in, C_out/groups, kH, kW); output (N, C_out, H_out, W_out) with
+    H_out = (H - 1)*stride - 2*padding + dilation*(kH - 1) + output_padding + 1.
+    """
+    unbatched = input.ndim == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    _check_conv("conv_transpose2d", input, weight, bias, groups, transposed=True)
+    stride, padding = _pair(stride, "stride"), _pair(padding, "padding")
+    dilation, output_padding = _pair(dilation, "dilation"), _pair(output_padding, "output_padding")
+    for op, s, d in zip(output_padding, stride, dilation):
+        if op >= max(s, d):
+            raise RuntimeError(f"conv_transpose2d: output padding must be smaller than either stride or "
+                               f"dilation, got output_padding={output_padding}, stride={stride}, "
+                               f"dilation={dilation}")
+    n, _, h, w = input.shape
+    kh, kw = weight.shape[2:]
+    ho = (h - 1) * stride[0] - 2 * padding[0] + dilation[0] * (kh - 1) + output_padding[0] + 1
+    wo = (w - 1) * stride[1] - 2 * padding[1] + dilation[1] * (kw - 1) + output_padding[1] + 1
+    if ho < 1 or wo < 1:
+        raise RuntimeError(f"conv_transpose2d: calculated output size ({ho}x{wo}) is too small for input "
+                           f"{_shape(input)} and weight {_shape(weight)}")
+    cout = weight.shape[1] * groups
+    y = _ConvBackwardData(x_shape=(n, cout, ho, wo), stride=stride, padding=padding, dilation=dilation,
+                          groups=groups)(input, weight)
+    if bias is not None:
+        y = y + bias.reshape(1, -1, 1, 1)
+    return y.squeeze(0) if unbatched else y
+
+
+def unfold(input: Tensor, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """Sliding local blocks (im2col): (N, C, H, W) -> (N, C*kH*kW, L), as ``torch.nn.functional.unfold``.
+
+    Implemented as a convolution with a one-hot weight (one output channel per (c, i, j)), so it is
+    differentiable to any order.
+    """
+    kh, kw = _pair(kernel_size)
+    n, c = input.shape[:2]
+    xp = get_array_module(input.data)
+    eye = xp.eye(kh * kw, dtype=input.data.dtype).reshape(kh * kw, 1, kh, kw)
+    w = Tensor(xp.ascontiguousarray(xp.tile(eye, (c, 1, 1, 1))))
+    y = conv2d(input, w, None, stride, padding, dilation, groups=c)
+    return y.reshape(n, c * kh * kw, -1)
+
+
+# ============================================================================= pooling
+
+
+class _MaxPool2d(Function):
+    def forward(self, x):
+        y, self.argpos = kernel("pool", "max_pool2d_forward", x)(x, *self.geom)
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, gy):
+        return _MaxPoolScatter(argpos=self.argpos, x_shape=self.x_shape, geom=self.geom)(gy)
+
+
+class _MaxPoolScatter(Function):
+    """Route window gradients to the winning inputs (linear; its adjoint is _MaxPoolGather)."""
+
+    def forward(self, gy):
+        return kernel("pool", "max_pool2d_backward", gy)(gy, self.argpos, self.x_shape, *self.geom)
+
+    def backward(self, ggx):
+        return _MaxPoolGather(argpos=self.argpos, x_shape=self.x_shape, geom=self.geom)(ggx)
+
+
+class _MaxPoolGather(Function):
+    def forward(self, gx):
+        return kernel("pool", "max_pool2d_gather", gx)(gx, self.argpos, *self.geom)
+
+    def backward(self, g):
+        return _MaxPoolScatter(argpos=self.argpos, x_shape=self.x_shape, geom=self.geom)(g)
+
+
+def _pool_args(name, kernel_size, stride, padding, dilation):
+    k = _pair(kernel_size, "kernel_size")
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and not stride) else _pair(stride, "stride")
+    p, d = _pair(padding, "padding"), _pair(dilation, "dilation")
+    if min(k) < 1 or min(s) < 1 or min(d) < 1:
+        raise RuntimeError(f"{name}: kernel_size, stride and dilation must be positive, got kernel_size={k}, "
+                           f"stride={s}, dilation={d}")
+    for pi, ki in zip(p, k):
+        if pi < 0 or pi > ki // 2:
+            raise RuntimeError(f"{name}: pad should be at most half of effective kernel size, but got "
+                               f"pad={p} and kernel_size={k}")
+    return k, s, p, d
+
+
+def _batched4(name, input):
+    if input.ndim == 3:
+        return input.unsqueeze(0), True
+    if input.ndim != 4:
+        raise RuntimeError(f"{name}: expected 3-D or 4-D input, got input of size {_shape(input)}")
+    return input, False
+
+
+def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    """Max pooling over (N, C, H, W) or (C, H, W). With ``return_indices`` also returns the flat
+    index (h*W + w) of each maximum within its input plane, as PyTorch (int64)."""
+    x, unbatched = _batched4("max_pool2d", input)
+    k, s, p, d = _pool_args("max_pool2d", kernel_size, stride, padding, dilation)
+    from .kernels.cpu.pool import pool_out_size
+
+    ho = pool_out_size(x.shape[2], k[0], s[0], p[0], d[0], ceil_mode)
+    wo = pool_out_size(x.shape[3], k[1], s[1], p[1], d[1], ceil_mode)
+    if ho < 1 or wo < 1:
+        raise RuntimeError(f"max_pool2d: given input size {_shape(input)}, calculated output size "
+                           f"({ho}x{wo}) is too small (kernel_size={k}, padding={p}, dilation={d})")
+    fn = _MaxPool2d(geom=(k, s, p, d, bool(ceil_mode)))
+    y = fn(x)
+    if unbatched:
+        y = y.squeeze(0)
+    if not return_indices:
+        return y
+    idx = kernel("pool", "max_pool2d_indices", fn.argpos)(fn.argpos, tuple(x.shape), k, s, p, d)
+    idx = Tensor(idx[0] if unbatched else idx)
+    return y, idx
+
+
+def max_pool1d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+               return_indices=False):
+    one = lambda v: v[0] if isinstance(v, (tuple, list)) else v
+    stride = kernel_size if stride is None else stride
+    out = max_pool2d(input.unsqueeze(-2), (1, one(kernel_size)), (1, one(stride)), (0, one(padding)),
+                     (1, one(dilation)), ceil_mode, return_indices)
+    if return_indices:
+        return out[0].squeeze(-2), out[1].squeeze(-2)
+    return out.squeeze(-2)
+
+
+class _AvgPool2d(Function):
+    """Average pooling; linear, so its backward (_AvgPoolBackward) has this as its own backward."""
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        return kernel("pool", "avg_pool2d_forward", x)(x, *self.geom)
+
+    def backward(self, gy):
+        return _AvgPoolBackward(x_shape=self.x_shape, geom=self.geom)(gy)
+
+
+class _AvgPoolBackward(Function):
+    def forward(self, gy):
+        return kernel("pool", "avg_pool2d_backward", gy)(gy, self.x_shape, *self.geom)
+
+    def backward(self, ggx):
+        return _AvgPool2d(geom=self.geom)(ggx)
+
+
+def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+    """Average pooling over (N, C, H, W) or (C, H, W); divisors follow PyTorch (padding cells count when
+    ``count_include_pad``; the ceil-mode overhang never does; ``divisor_override`` replaces both)."""
+    x, unbatched = _batched4("avg_pool2d", input)
+    k, s, p, _ = _pool_args("avg_pool2d", kernel_size, stride, padding, 1)
+    if divisor_override is not None and divisor_override == 0:
+        raise RuntimeError("avg_pool2d: divisor must be not zero")
+    y = _AvgPool2d(geom=(k, s, p, bool(ceil_mode), bool(count_include_pad), divisor_override))(x)
+    return y.squeeze(0) if unbatched else y
+
+
+def avg_pool1d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True):
+    one = lambda v: v[0] if isinstance(v, (tuple, list)) else v
+    return avg_pool2d(input.unsqueeze(-2), (1, one(kernel_size)),
+                      (1, one(stride if stride is not None else kernel_size)), (0, one(padding)), ceil_mode,
+                      count_include_pad).squeeze(-2)
+
+
+def _adaptive_ranges(n_in, n_out):
+    i = np.arange(n_out)
+    start = (i * n_in) // n_out
+    end = -((-(i + 1) * n_in) // n_out)  # ceil
+    return start, end
+
+
+def _out_size2(output_size, input):
+    o = (output_size, output_size) if output_size is None or isinstance(output_size, numbers.Integral) else (
+        tuple(output_size))
+    return tuple(int(input.shape[-2 + i]) if v is None else int(v) for i, v in enumerate(o))
+
+
+def _averaging_matrix(n_in, n_out, xp, dtype):
+    start, end = _adaptive_ranges(n_in, n_out)
+    m = np.zeros((n_out, n_in))
+    for o in range(n_out):  # one row per output cell (not per pixel)
+        m[o, start[o]:end[o]] = 1.0 / (end[o] - start[o])
+    return Tensor(xp.asarray(m.astype(dtype)))
+
+
+def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
+    """Adaptive average pooling: (N, C, H, W) -> (N, C, *output_size). The windows are separable, so
+    this is P_h @ x @ P_w^T with two small averaging matrices (differentiable to any order)."""
+    x, unbatched = _batched4("adaptive_avg_pool2d", input)
+    ho, wo = _out_size2(output_size, x)
+    h, w = x.shape[2:]
+    if (ho, wo) == (1, 1):
+        y = x.mean((2, 3), keepdim=True)
+    elif (ho, wo) == (h, w):
+        y = x
+    elif h % ho == 0 and w % wo == 0:
+        y = avg_pool2d(x, (h // ho, w // wo))
+    else:
+        xp = get_array_module(x.data)
+        y = x
+        if ho != h:
+            y = ops.matmul(_averaging_matrix(h, ho, xp, x.data.dtype), y)
+        if wo != w:
+            y = ops.matmul(y, _averaging_matrix(w, wo, xp, x.data.dtype).t())
+    return y.squeeze(0) if unbatched else y
+
+
+def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False):
+    """Adaptive max pooling: window i spans [floor(i*H/Ho), ceil((i+1)*H/Ho)) as in PyTorch."""
+    x, unbatched = _batched4("adaptive_max_pool2d", input)
+    ho, wo = _out_size2(output_size, x)
+    n, c, h, w = x.shape
+    if h % ho == 0 and w % wo == 0:
+        out = max_pool2d(x, (h // ho, w // wo), (h // ho, w // wo), return_indices=return_indices)
+    else:
+        xp = get_array_module(x.data)
+        rs, re = _adaptive_ranges(h, ho)
+        cs, ce = _adaptive_ranges(w, wo)
+        kh, kw = int((re - rs).max()), int((ce - cs).max())
+        # Candidate rows/cols per window; past the end, repeat the last (a repeat never wins a tie).
+        rows = np.minimum(rs[:, None] + np.arange(kh)[None], re[:, None] - 1)
+        cols = np.minimum(cs[:, None] + np.arange(kw)[None], ce[:, None] - 1)
+        flat = (rows[:, None, :, None] * w + cols[None, :, None, :]).reshape(ho, wo, kh * kw)
+        flat_x = xp.asarray(flat)
+        vals = x.data.reshape(n, c, h * w)[:, :, flat_x]  # (N, C, Ho, Wo, kh*kw)
+        best = xp.argmax(vals, axis=-1)
+        idx = xp.take_along_axis(xp.broadcast_to(flat_x, vals.shape), best[..., None], axis=-1)[..., 0]
+        idx = idx.astype(xp.int64)
+        y = ops.gather(x.reshape(n, c, h * w), 2, Tensor(idx.reshape(n, c, ho * wo))).reshape(n, c, ho, wo)
+        out = (y, Tensor(idx)) if return_indices else y
+    if unbatched:
+        return (out[0].squeeze(0), out[1].squeeze(0)) if return_indices else out.squeeze(0)
+    return out
+
+
+# ============================================================================= resampling
+
+
+def _scale_for(n_in, n_out, scale, align_corners):
+    """PyTorch's area_pixel_compute_scale (float64 here)."""
+    if align_corners:
+        return (n_in - 1) / (n_out - 1) if n_out > 1 else 0.0
+    return 1.0 / scale if scale is not None and scale > 0 else n_in / n_out
+
+
+def _linear_matrix(n_in, n_out, scale, align_corners, xp, dtype):
+    """(n_out, n_in) matrix of linear-interpolation weights (PyTorch's source-index rule)."""
+    s = _scale_for(n_in, n_out, scale, align_corners)
+    dst = np.arange(n_out, dtype=np.float64)
+    src = dst * s if align_corners else np.maximum(s * (dst + 0.5) - 0.5, 0.0)
+    i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    l1 = src - i0
+    m = np.zeros((n_out, n_in))
+    np.add.at(m, (np.arange(n_out), i0), 1.0 - l1)
+    np.add.at(m, (np.arange(n_out), i1), l1)
+    return Tensor(xp.asarray(m.astype(dtype)))
+
+
+def _nearest_index(n_in, n_out, scale, exact=False):
+    if n_out == n_in:
+        return np.arange(n_out)
+    s = np.float32(1.0 / scale if scale is not None and scale > 0 else n_in / n_out)
+    dst = np.arange(n_out, dtype=np.float32)
+    src = np.floor((dst + np.float32(0.5)) * s) if exact else np.floor(dst * s)
+    return np.minimum(src.astype(np.int64), n_in - 1)
+
+
+def _along(x: Tensor, axis: int, m: Tensor) -> Tensor:
+    """Apply the (n_out, n_in) matrix m along ``axis`` of x."""
+    if axis == x.ndim - 1:
+        return ops.matmul(x, m.t())
+    if axis == x.ndim - 2:
+        return ops.matmul(m, x)
+    return ops.matmul(x.transpose(axis, -1), m.t()).transpose(axis, -1)
+
+
+def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "nearest", align_corners=None,
+                recompute_scale_factor=None, antialias: bool = False) -> Tensor:
+    """Resize (N, C, *spatial) with 1-3 spatial dims, as ``torch.nn.functional.interpolate``.
+
+    Modes: 'nearest', 'nearest-exact', 'linear' (3-D), 'bilinear' (4-D), 'trilinear' (5-D), 'area'.
+    Linear modes apply one interpolation matrix per axis (separable, exact, differentiable to any
+    order); nearest modes gather rows (an integer upscale is a broadcast).
+    """
+    nsp = input.ndim - 2
+    if nsp < 1 or nsp > 3:
+        raise ValueError(f"interpolate: expected 3-D, 4-D or 5-D input, got {_shape(input)}")
+    if antialias:
+        raise NotImplementedError("interpolate: antialias=True is not supported")
+    if (size is None) == (scale_factor is None):
+        raise ValueError("interpolate: exactly one of size or scale_factor should be defined")
+    linear_modes = {"linear": 1, "bilinear": 2, "trilinear": 3}
+    if mode in linear_modes:
+        if linear_modes[mode] != nsp:
+            raise ValueError(f"interpolate: mode {mode!r} expects {linear_modes[mode] + 2}-D input, got "
+                             f"{input.ndim}-D input of size {_shape(input)}")
+        align_corners = bool(align_corners)
+    elif mode in ("nearest", "nearest-exact", "area"):
+        if align_corners is not None:
+            raise ValueError("align_corners option can only be set with the interpolating modes: "
+                             "linear | bilinear | bicubic | trilinear")
+    else:
+        raise NotImplementedError(f"interpolate: mode {mode!r} is not supported")
+    in_sz = input.shape[2:]
+    if size is not None:
+        out_sz = (size,) * nsp if isinstance(size, numbers.Integral) else tuple(int(v) for v in size)
+        if len(out_sz) != nsp:
+            raise ValueError(f"interpolate: size {size} does not match the {nsp} spatial dimensions of the "
+                             f"input")
+        scales = (None,) * nsp
+    else:
+        sf = (scale_factor,) * nsp if isinstance(scale_factor, numbers.Number) else tuple(scale_factor)
+        if len(sf) != nsp:
+            raise ValueError(f"interpolate: scale_factor {scale_factor} does not match the {nsp} spatial "
+                             f"dimensions of the input")
+        out_sz = tuple(int(math.floor(float(n) * float(f))) for n, f in zip(in_sz, sf))
+        scales = (None,) * nsp if recompute_scale_factor else tuple(float(f) for f in sf)
+    if min(out_sz) < 1:
+        raise ValueError(f"interpolate: output size {out_sz} must be positive (input {_shape(input)})")
+    xp = get_array_module(input.data)
+    y = input
+    if mode == "area":
+        if nsp != 2:
+            raise NotImplementedError("interpolate: mode 'area' supports 4-D input only")
+        return adaptive_avg_pool2d(input, out_sz)
+    for i in range(nsp):
+        axis = 2 + i
+        n_in, n_out = in_sz[i], out_sz[i]
+        if mode in linear_modes:
+            if n_in != n_out or scales[i] not in (None, 1.0):
+                m = _linear_matrix(n_in, n_out, scales[i], align_corners, xp, input.data.dtype)
+                y = _along(y, axis, m)
+            continue
+        idx = _nearest_index(n_in, n_out, scales[i], exact=(mode == "nearest-exact"))
+        if n_out == n_in and np.array_equal(idx, np.arange(n_in)):
+            continue
+        k = n_out // n_in
+        if n_out == k * n_in and np.array_equal(idx, np.arange(n_out) // k):
+            # Integer upscale: broadcast a new axis after ``axis`` and merge (gradient: a sum).
+            shp = list(y.shape)
+            y = y.unsqueeze(axis + 1).expand(*shp[:axis + 1], k, *shp[axis + 1:])
+            y = y.reshape(*shp[:axis], n_out, *shp[axis + 1:])
+        else:
+            key = (slice(None),) * axis + (xp.asarray(idx),)
+            y = y[key]
+    return y
+
+
+def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):
+    return interpolate(input, size, scale_factor, mode, align_corners)
+
+
+def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
+    """(N, C*r^2, H, W) -> (N, C, H*r, W*r)."""
+    n, c, h, w = input.shape
+    r = upscale_factor
+    if c % (r * r):
+        raise RuntimeError(f"pixel_shuffle expects its input's 'channel' dimension to be divisible by the "
+                           f"square of upscale_factor, but input.size(-3)={c} is not divisible by {r * r}")
+    x = input.reshape(n, c // (r * r), r, r, h, w).permute(0, 1, 4, 2, 5, 3)
+    return x.reshape(n, c // (r * r), h * r, w * r)
+
+
+class _PadConstant(Function):
+    """Constant padding (negative amounts crop). Linear; the adjoint pads by the negated amounts."""
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        pads = self.pads  # ((before, after), ...) for every axis
+        out_shape = tuple(s + a + b for s, (a, b) in zip(x.shape, pads))
+        if min(out_shape, default=1) < 0:
+            raise RuntimeError(f"pad: the input size {list(x.shape)} padded by {self.pads} gives a "
+                               f"negative size {list(out_shape)}")
+        out = xp.full(out_shape, self.value, dtype=x.dtype)
+        src = tuple(slice(max(-a, 0), s - max(-b, 0)) for s, (a, b) in zip(x.shape, pads))
+        dst = tuple(slice(max(a, 0), max(a, 0) + (sl.stop - sl.start)) for sl, (a, b) in zip(src, pads))
+        out[dst] = x[src]
+        return out
+
+    def backward(self, g):
+        return _PadConstant(pads=tuple((-a, -b) for a, b in self.pads), value=0)(g)
+
+
+def _pad_index(n, before, after, mode):
+    i = np.arange(-before, n + after)
+    if mode == "reflect":
+        if before >= n or after >= n:
+            raise RuntimeError(f"pad: padding size should be less than the corresponding input dimension, "
+                               f"but got padding ({before}, {after}) for a dimension of size {n}")
+        period = 2 * (n - 1)
+        i = np.abs(i) % period if period else np.zeros_like(i)
+        i = np.where(i >= n, period - i, i)
+        return i
+    if mode == "replicate":
+        return np.clip(i, 0, n - 1)
+    if mode == "circular":
+        if before > n or after > n:
+            raise RuntimeError("pad: padding value causes wrapping around more than once")
+        return i % n
+    raise NotImplementedError(f"pad: mode {mode!r} is not supported (constant, reflect, replicate, circular)")
+
+
+def pad(input: Tensor, pad, mode: str = "constant", value: float | None = None) -> Tensor:
+    """Pad the last len(pad)/2 dimensions: ``pad = (left, right, top, bottom, ...)`` (last dim first).
+
+    'constant' fills with ``value`` (0 by default; negative amounts crop); 'reflect' mirrors without
+    repeating the edge; 'replicate' repeats the edge; 'circular' wraps around.
+    """
+    pad = tuple(int(p) for p in pad)
+    if len(pad) % 2 or len(pad) // 2 > input.ndim:
+        raise ValueError(f"pad: padding length must be even and at most 2*ndim ({2 * input.ndim}), got "
+                         f"{len(pad)}")
+    k = len(pad) // 2
+    pairs = [(0, 0)] * (input.ndim - k) + [(pad[2 * i], pad[2 * i + 1]) for i in reversed(range(k))]
+    if mode == "constant":
+        if not any(a or b for a, b in pairs):
+            return input
+        return _PadConstant(pads=tuple(pairs), value=0 if value is None else value)(input)
+    if value not in (None, 0):
+        raise ValueError(f"pad: padding mode {mode!r} doesn't take in value argument")
+    y = input
+    xp = get_array_module(input.data)
+    for axis in range(input.ndim - k, input.ndim):
+        a, b = pairs[axis]
+        if a == 0 and b == 0:
+            continue
+        if a < 0 or b < 0:
+            raise RuntimeError(f"pad: negative padding is only supported in constant mode, got {pad}")
+        idx = _pad_index(input.shape[axis], a, b, mode)
+        y = y[(slice(None),) * axis + (xp.asarray(idx),)]
+    return y
+
+
+# ============================================================================= normalisation
+
+
+class _Standardize(Function):
+    """(x - mean) / sqrt(var + eps) over ``axes`` (biased variance).
+
+    First-order backward uses the saved arrays (one fused expression); under ``create_graph`` the
+    backward recomputes the statistics with Tensor operations so that it is itself differentiable.
+    """
+
+    saves_inputs = (0,)
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        mean = x.mean(axis=self.axes, keepdims=True)
+        d = x - mean
+        var = (d * d).mean(axis=self.axes, keepdims=True)
+        self.invstd = 1.0 / xp.sqrt(var + x.dtype.type(self.eps))
+        self.mean = mean
+        self.var = var
+        d *= self.invstd
+        self.xhat = d
+        return d
+
+    def backward(self, g):
+        if not is_grad_enabled():
+            gd = g.data
+            xh = self.xhat
+            t = gd - gd.mean(axis=self.axes, keepdims=True)
+            t -= xh * (gd * xh).mean(axis=self.axes, keepdims=True)
+            t *= self.invstd
+            return Tensor(t)
+        (x,) = self.saved_tensors
+        mu = x.mean(self.axes, keepdim=True)
+        d = x - mu
+        inv = ((d * d).mean(self.axes, keepdim=True) + self.eps) ** -0.5
+        xh = d * inv
+        return inv * (g - g.mean(self.axes, keepdim=True) - xh * (g * xh).mean(self.axes, keepdim=True))
+
+
+def _affine(y, weight, bias, shape):
+    if weight is not None:
+        y = y * weight.reshape(shape)
+    if bias is not None:
+        y = y + bias.reshape(shape)
+    return y
+
+
+def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
+               weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
+               momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Batch normalisation over (N, C, *). In training, normalises with the batch statistics (biased
+    variance) and updates the running statistics in place:
+    running = (1 - momentum) * running + momentum * batch_stat, with the unbiased variance, as PyTorch.
+    """
+    if input.ndim < 2:
+        raise ValueError(f"batch_norm: expected at least 2-D input (N, C, *), got {_shape(input)}")
+    c = input.shape[1]
+    for nm, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
+                  ("bias", bias)):
+        if t is not None and t.numel() != c:
+            raise RuntimeError(f"batch_norm: {nm} should contain {c} elements not {t.numel()} (input "
+                               f"{_shape(input)})")
+    shape = (1, c) + (1,) * (input.ndim - 2)
+    axes = (0,) + tuple(range(2, input.ndim))
+    if training:
+        n = input.numel() // c
+        if n <= 1:
+            raise ValueError(f"Expected more than 1 value per channel when training, got input size "
+                             f"{_shape(input)}")
+        fn = _Standardize(axes=axes, eps=eps)
+        y = fn(input)
+        if running_mean is not None or running_var is not None:
+            mom = 0.0 if momentum is None else momentum
+            with no_grad():
+                if running_mean is not None:
+                    rm = running_mean.data
+                    rm *= 1 - mom
+                    rm += (mom * fn.mean.reshape(c)).astype(rm.dtype)
+                    running_mean._vc[0] += 1
+                if running_var is not None:
+                    rv = running_var.data
+                    rv *= 1 - mom
+                    rv += (mom * fn.var.reshape(c) * (n / (n - 1))).astype(rv.dtype)
+                    running_var._vc[0] += 1
+        return _affine(y, weight, bias, shape)
+    if running_mean is None or running_var is None:
+        raise ValueError("batch_norm: running_mean and running_var must be given when training=False")
+    inv = (running_var + eps) ** -0.5
+    scale = inv * weight if weight is not None else inv
+    shift = -running_mean * scale
+    if bias is not None:
+        shift = shift + bias
+    return input * scale.reshape(shape).to(input.dtype) + shift.reshape(shape).to(input.dtype)
+
+
+def instance_norm(input: Tensor, running_mean=None, running_var=None, weight=None, bias=None,
+                  use_input_stats: bool = True, momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
+    """Instance normalisation: each (n, c) plane standardised over its spatial dims."""
+    if not use_input_stats:
+        return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
+    axes = tuple(range(2, input.ndim))
+    y = _Standardize(axes=axes, eps=eps)(input)
+    return _affine(y, weight, bias, (1, input.shape[1]) + (1,) * (input.ndim - 2))
+
+
+def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Standardise over the trailing ``normalized_shape`` dimensions, then scale and shift."""
+    ns = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
+    k = len(ns)
+    if tuple(input.shape[input.ndim - k:]) != tuple(ns) or k > input.ndim:
+        raise RuntimeError(f"layer_norm: given normalized_shape={list(ns)}, expected input with shape "
+                           f"[*, {', '.join(str(s) for s in ns)}], but got input of size {_shape(input)}")
+    axes = tuple(range(input.ndim - k, input.ndim))
+    y = _Standardize(axes=axes, eps=eps)(input)
+    if weight is not None:
+        y = y * weight
+    if bias is not None:
+        y = y + bias
+    return y
+
+
+def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,
+               eps: float = 1e-5) -> Tensor:
+    """Standardise each group of C/num_groups channels (with their spatial dims) per sample."""
+    n, c = input.shape[:2]
+    if c % num_groups:
+        raise RuntimeError(f"group_norm: expected number of channels in input ({c}) to be divisible by "
+                           f"num_groups ({num_groups}); input size {_shape(input)}")
+    y = _Standardize(axes=(2,), eps=eps)(input.reshape(n, num_groups, -1)).reshape(input.shape)
+    return _affine(y, weight, bias, (1, c) + (1,) * (input.ndim - 2))
+
+
+def _random_uniform(shape, like):
+    xp = get_array_module(like)
+    if xp is np:
+        from . import tensor as _t
+
+        return _t._rng.random(shape, dtype=np.float32)
+    return xp.random.random(shape, dtype=xp.float32)
+
+
+def dropout(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero each element with probability p and scale the rest by 1/(1-p) (identity when not training).
+    Uses the framework's generator (``framework.manual_seed``)."""
+    if p < 0 or p > 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0:
+        return input
+    return _dropout_mask(input, tuple(input.shape), p, inplace)
+
+
+def _dropout_mask(input, mask_shape, p, inplace):
+    dt = input.data.dtype
+    if p == 1:
+        mask = get_array_module(input.data).zeros(mask_shape, dtype=dt)
+    else:
+        keep = _random_uniform(mask_shape, input.data) >= p
+        mask = keep.astype(dt) * dt.type(1.0 / (1.0 - p))
+    if mask.shape != input.shape:
+        mask = get_array_module(mask).broadcast_to(mask, input.shape)
+    if inplace:
+        return input.mul_(Tensor(mask))
+    return Mask(mask=mask)(input)
+
+
+def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero whole channels: (N, C, H, W) or (C, H, W)."""
+    if p < 0 or p > 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0:
+        return input
+    shape = tuple(input.shape[:-2]) + (1, 1)
+    return _dropout_mask(input, shape, p, inplace)
+
+
+class _Norm2(Function):
+    """Euclidean norm along ``dim`` (keepdim). Its gradient at a zero vector is 0 (as PyTorch)."""
+
+    saves_inputs = (0,)
+    saves_output = True
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        return xp.sqrt((x * x).sum(axis=self.dim, keepdims=True))
+
+    def backward(self, g):
+        x, n = self.saved_tensors
+        safe = ops.where(n == 0, float("inf"), n)
+        return x * (g / safe)
+
+
+def _norm_keep(x, p, dim):
+    if p == 2:
+        return _Norm2(dim=dim)(x)
+    return ops.norm(x, p, dim, keepdim=True)
+
+
+def normalize(input: Tensor, p: float = 2.0, dim: int = 1, eps: float = 1e-12, out=None) -> Tensor:
+    """x / max(||x||_p, eps) along ``dim``."""
+    n = _norm_keep(input, p, dim)
+    return input / ops.clamp(n, min=eps)
+
+
+def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -> Tensor:
+    """sum((x1 / max(||x1||, eps)) * (x2 / max(||x2||, eps))) along ``dim`` (PyTorch's formulation; the
+    clamp does not take part in the gradient)."""
+    shape = np.broadcast_shapes(tuple(x1.shape), tuple(x2.shape))
+    x1, x2 = x1.expand(*shape), x2.expand(*shape)
+
+    def clamped(n):
+        xp = get_array_module(n.data)
+        return n + Tensor(xp.maximum(n.data, eps).astype(n.data.dtype) - n.data)
+
+    n1 = clamped(_Norm2(dim=dim)(x1))
+    n2 = clamped(_Norm2(dim=dim)(x2))
+    return ((x1 / n1) * (x2 / n2)).sum(dim)
+
+
+def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False):
+    d = x1 - x2 + eps
+    return ops.norm(d, p, -1, keepdim)
+
+
+# ============================================================================= activations
+
+
+def relu(input: Tensor, inplace: bool = False) -> Tensor:
+    return input.relu_() if inplace else ops.relu(input)
+
+
+def relu6(input: Tensor, inplace: bool = False) -> Tensor:
+    return hardtanh(input, 0.0, 6.0, inplace)
+
+
+def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
+    if inplace:
+        return input.clamp_(min_val, max_val)
+    return ops.clamp(input, min_val, max_val)
+
+
+class _Scale(Function):
+    """Multiply by a per-element constant chosen from the sign of x (leaky_relu's piecewise slope)."""
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.mask = xp.where(x > 0, x.dtype.type(1), x.dtype.type(self.slope))
+        return x * self.mask
+
+    def backward(self, g):
+        return Mask(mask=self.mask)(g)
+
+
+def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = False) -> Tensor:
+    y = _Scale(slope=negative_slope)(input)
+    if inplace:
+        return input.copy_(y)
+    return y
+
+
+def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    neg = alpha * (ops.exp(ops.clamp(input, max=0.0)) - 1)
+    return ops.where(input > 0, input, neg)
+
+
+def selu(input: Tensor, inplace: bool = False) -> Tensor:
+    alpha, scale = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
+    return scale * elu(input, alpha)
+
+
+class _Erf(Function):
+    saves_inputs = (0,)
+
+    def forward(self, x):
+        return _erf_array(x)
+
+    def backward(self, g):
+        (x,) = self.saved_tensors
+        return g * (2.0 / math.sqrt(math.pi)) * ops.exp(-(x * x))
+
+
+def _erf_array(x):
+    xp = get_array_module(x)
+    if xp is not np:
+        import cupyx.scipy.special as cs
+
+        return cs.erf(x)
+    try:
+        from scipy.special import erf as _erf
+    except ImportError:  # pragma: no cover - scipy is a dependency; keep a slow exact fallback
+        return np.vectorize(math.erf, otypes=[x.dtype])(x)
+    return _erf(x).astype(x.dtype, copy=False)
+
+
+def erf(input: Tensor) -> Tensor:
+    """The error function, differentiable (d/dx erf = 2/sqrt(pi) exp(-x^2))."""
+    return _Erf()(input)
+
+
+def gelu(input: Tensor, approximate: str = "none") -> Tensor:
+    """x * Phi(x): exact with erf ('none'), or the tanh approximation ('tanh')."""
+    if approximate == "none":
+        return input * (0.5 * (1.0 + erf(input * (1.0 / math.sqrt(2.0)))))
+    if approximate == "tanh":
+        inner = math.sqrt(2.0 / math.pi) * (input + 0.044715 * input * input * input)
+        return 0.5 * input * (1.0 + ops.tanh(inner))
+    raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
+
+
+def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    return input * ops.sigmoid(input)
+
+
+def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    return input * ops.tanh(softplus(input))
+
+
+def sigmoid(input: Tensor) -> Tensor:
+    return ops.sigmoid(input)
+
+
+def tanh(input: Tensor) -> Tensor:
+    return ops.tanh(input)
+
+
+def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
+    return ops.clamp(input / 6.0 + 0.5, 0.0, 1.0)
+
+
+def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    return input * hardsigmoid(input)
+
+
+class _LogSigmoid(Function):
+    """log(sigmoid(x)) = -softplus(-x), stable on both tails; gradient sigmoid(-x)."""
+
+    saves_inputs = (0,)
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        return (xp.minimum(x, 0) - xp.log1p(xp.exp(-xp.abs(x)))).astype(x.dtype, copy=False)
+
+    def backward(self, g):
+        (x,) = self.saved_tensors
+        return g * ops.sigmoid(-x)
+
+
+def logsigmoid(input: Tensor) -> Tensor:
+    return _LogSigmoid()(input)
+
+
+def softplus(input: Tensor, beta: float = 1.0, threshold: float = 20.0) -> Tensor:
+    """(1/beta) log(1 + exp(beta x)); linear where beta*x > threshold, as PyTorch."""
+    bx = input * beta if beta != 1 else input
+    soft = -_LogSigmoid()(-bx)
+    if beta != 1:
+        soft = soft / beta
+    return ops.where(bx > threshold, input, soft)
+
+
+def softsign(input: Tensor) -> Tensor:
+    return input / (1 + input.abs())
+
+
+def glu(input: Tensor, dim: int = -1) -> Tensor:
+    a, b = input.chunk(2, dim)
+    return a * ops.sigmoid(b)
+
+
+def _softmax_dim(ndim):
+    return 0 if ndim in (0, 1, 3) else 1
+
+
+def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    return ops.softmax(input, _softmax_dim(input.ndim) if dim is None else dim, dtype=dtype)
+
+
+def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    return ops.log_softmax(input, _softmax_dim(input.ndim) if dim is None else dim, dtype=dtype)
+
+
+# ============================================================================= embeddings
+
+
+class _Embedding(Function):
+    """Rows of ``weight`` at integer indices; with ``zero_rows`` set, rows equal to ``padding_idx``
+    read as zero (used by the double backward, where the padding row carries no gradient)."""
+
+    def forward(self, weight):
+        out = weight[self.idx]
+        if self.zero_rows and self.padding_idx is not None:
+            out = out * (self.idx != self.padding_idx)[..., None].astype(out.dtype)
+        self.num = weight.shape[0]
+        return out
+
+    def backward(self, g):
+        return _EmbeddingBackward(idx=self.idx, num=self.num, padding_idx=self.padding_idx)(g)
+
+
+class _EmbeddingBackward(Function):
+    def forward(self, g):
+        xp = get_array_module(g)
+        d = g.shape[-1]
+        out = xp.zeros((self.num, d), dtype=g.dtype)
+        from .ops.shape import add_at
+
+        add_at(xp, out, self.idx.reshape(-1), g.reshape(-1, d))
+        if self.padding_idx is not None:
+            out[self.padding_idx] = 0
+        return out
+
+    def backward(self, gg):
+        return _Embedding(idx=self.idx, padding_idx=self.padding_idx, zero_rows=True)(gg)
+
+
+def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max_norm: float | None = None,
+              norm_type: float = 2.0, scale_grad_by_freq: bool = False, sparse: bool = False) -> Tensor:
+    """weight[input]: input integer indices of any shape, weight (num_embeddings, embedding_dim).
+    The row ``padding_idx`` receives no gradient. ``max_norm`` renormalises the looked-up rows of
+    ``weight`` in place (as PyTorch)."""
+    idx = input.data if isinstance(input, Tensor) else np.asarray(input)
+    if idx.dtype.kind not in "iu":
+        raise RuntimeError(f"embedding: expected indices of an integer type, got {idx.dtype}")
+    num = weight.shape[0]
+    if idx.size and (int(idx.min()) < -num or int(idx.max()) >= num):
+        raise IndexError(f"embedding: index out of range in self (indices in [{int(idx.min())}, "
+                         f"{int(idx.max())}] for a weight of size {_shape(weight)})")
+    if padding_idx is not None:
+        if not -num <= padding_idx < num:
+            raise ValueError(f"embedding: padding_idx must be within num_embeddings ({num}), "
+                             f"got {padding_idx}")
+        padding_idx %= num
+    idx = idx % num
+    if max_norm is not None:
+        xp = get_array_module(weight.data)
+        rows = xp.unique(idx)
+        w = weight.data[rows]
+        norms = (xp.abs(w) ** norm_type).sum(-1) ** (1.0 / norm_type)
+        scale = xp.where(norms > max_norm, max_norm / (norms + 1e-7), 1.0).astype(w.dtype)
+        weight.data[rows] = w * scale[:, None]
+        weight._vc[0] += 1
+    if scale_grad_by_freq or sparse:
+        raise NotImplementedError("embedding: scale_grad_by_freq and sparse are not supported")
+    return _Embedding(idx=idx, padding_idx=padding_idx, zero_rows=False)(weight)
+
+
+def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
+    """(*) int64 class indices -> (*, num_classes) int64 one-hot."""
+    a = tensor.data
+    xp = get_array_module(a)
+    if a.dtype.kind not in "iu":
+        raise RuntimeError("one_hot is only applicable to index tensor of integer type")
+    if a.size and int(a.min()) < 0:
+        raise RuntimeError("one_hot: Class values must be non-negative.")
+    if num_classes == -1:
+        num_classes = int(a.max()) + 1 if a.size else 0
+    elif a.size and int(a.max()) >= num_classes:
+        raise RuntimeError(f"one_hot: Class values must be smaller than num_classes ({num_classes}).")
+    return Tensor((a[..., None] == xp.arange(num_classes)).astype(xp.int64))
+
+
+def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn_mask: Tensor | None = None,
+                                 dropout_p: float = 0.0, is_causal: bool = False, scale: float | None = None,
+                                 enable_gqa: bool = False) -> Tensor:
+    """softmax(Q K^T * scale + mask) V. query (*, L, E), key (*, S, E), value (*, S, Ev).
+    A boolean ``attn_mask`` marks positions that take part (True); a float mask is added."""
+    L, S = query.shape[-2], key.shape[-2]
+    if enable_gqa and query.ndim >= 3 and key.shape[-3] != query.shape[-3]:
+        rep = query.shape[-3] // key.shape[-3]
+        key = _repeat_heads(key, rep)
+        value = _repeat_heads(value, rep)
+    s = 1.0 / math.sqrt(query.shape[-1]) if scale is None else scale
+    scores = ops.matmul(query, key.transpose(-2, -1)) * s
+    xp = get_array_module(query.data)
+    if is_causal:
+        if attn_mask is not None:
+            raise RuntimeError("scaled_dot_product_attention: attn_mask and is_causal cannot both be set")
+        causal = xp.tril(xp.ones((L, S), dtype=bool))
+        scores = ops.masked_fill(scores, Tensor(~causal), float("-inf"))
+    if attn_mask is not None:
+        if attn_mask.data.dtype == bool:
+            scores = ops.masked_fill(scores, Tensor(~attn_mask.data), float("-inf"))
+        else:
+            scores = scores + attn_mask
+    attn = ops.softmax(scores, -1)
+    if dropout_p > 0:
+        attn = dropout(attn, dropout_p, True)
+    return ops.matmul(attn, value)
+
+
+def _repeat_heads(t, rep):
+    shp = list(t.shape)
+    t = t.unsqueeze(-3).expand(*shp[:-2], rep, *shp[-2:])
+    return t.reshape(*shp[:-3], shp[-3] * rep, *shp[-2:])
+
+
+# ============================================================================= losses
+
+
+class _PickClass(Function):
+    """out[n, d...] = x[n, target[n, d...], d...] (class axis 1). Linear; adjoint _PlaceClass."""
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.x_shape = x.shape
+        return xp.take_along_axis(x, self.target[:, None], axis=1)[:, 0]
+
+    def backward(self, g):
+        return _PlaceClass(target=self.target, x_shape=self.x_shape)(g)
+
+
+class _PlaceClass(Function):
+    def forward(self, g):
+        xp = get_array_module(g)
+        out = xp.zeros(self.x_shape, dtype=g.dtype)
+        xp.put_along_axis(out, self.target[:, None], g[:, None], axis=1)
+        return out
+
+    def backward(self, gg):
+        return _PickClass(target=self.target)(gg)
+
+
+def _class_targets(name, input, target, ignore_index):
+    """Check (N, C, d...) input against (N, d...) class-index target; returns (safe target, keep mask)."""
+    t = target.data
+    xp = get_array_module(t)
+    if t.dtype.kind not in "iu":
+        raise RuntimeError(f"{name}: expected target of an integer type (class indices) for input of size "
+                           f"{_shape(input)}, got {t.dtype}")
+    exp_shape = (input.shape[0],) + tuple(input.shape[2:])
+    if tuple(t.shape) != exp_shape:
+        raise ValueError(f"{name}: expected target of size {list(exp_shape)} for input of size "
+                         f"{_shape(input)}, got {list(t.shape)}")
+    keep = t != ignore_index
+    c = input.shape[1]
+    if t.size:
+        bad = keep & ((t < 0) | (t >= c))
+        if bool(bad.any()):
+            raise IndexError(f"{name}: Target {int(t[bad].reshape(-1)[0])} is out of bounds (classes: {c})")
+    safe = xp.where(keep, t, 0).astype(xp.int64)
+    return safe, keep
+
+
+def _batchify(input, target):
+    """Treat (C,) input / () target as a batch of one."""
+    if input.ndim == 1:
+        return input.unsqueeze(0), target.reshape(1) if target.ndim == 0 else target.unsqueeze(0), True
+    return input, target, False
+
+
+def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
+             ignore_index: int = -100, reduce=None, reduction: str = "mean") -> Tensor:
+    """Negative log-likelihood: -w[t] * input[n, t] per element; 'mean' divides by sum of w[t] over
+    non-ignored targets. input (N, C, d1, ...) log-probabilities, target (N, d1, ...) class indices."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    input, target, single = _batchify(input, target)
+    safe, keep = _class_targets("nll_loss", input, target, ignore_index)
+    xp = get_array_module(safe)
+    picked = _PickClass(target=safe)(input)
+    if weight is not None:
+        if weight.numel() != input.shape[1]:
+            raise RuntimeError(f"nll_loss: weight tensor should be defined either for all {input.shape[1]} "
+                               f"classes or no classes but got weight tensor of shape: {_shape(weight)}")
+        wt = weight.data[safe] * keep
+    else:
+        wt = keep.astype(input.data.dtype)
+    wt = Tensor(xp.asarray(wt, dtype=input.data.dtype))
+    loss = -picked * wt
+    if reduction == "none":
+        return loss[0] if single else loss
+    if reduction == "sum":
+        return loss.sum()
+    if reduction == "mean":
+        return loss.sum() / wt.sum()
+    return _reduce(loss, reduction, "nll_loss")
+
+
+def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
+                  ignore_index: int = -100, reduce=None, reduction: str = "mean",
+                  label_smoothing: float = 0.0) -> Tensor:
+    """Cross-entropy of logits ``input`` (N, C, d1, ...) or (C,) against class indices (N, d1, ...) or
+    class probabilities (same shape as input), as ``torch.nn.functional.cross_entropy``.
+
+    With ``label_smoothing`` e, the target becomes (1 - e) * target + e / C; for class indices the loss
+    is (1 - e) * nll + e/C * sum_c(-w_c log p_c), 'mean' dividing by the summed target weights.
+    """
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if not 0.0 <= label_smoothing <= 1.0:
+        raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
+    if target.data.dtype.kind == "f":
+        return _cross_entropy_probs(input, target, weight, reduction, label_smoothing)
+    input2, target2, single = _batchify(input, target)
+    logp = log_softmax(input2, 1)
+    nll = nll_loss(logp, target2, weight, None, ignore_index, None, reduction)
+    if label_smoothing == 0:
+        return nll[0] if single and reduction == "none" else nll
+    c = input2.shape[1]
+    safe, keep = _class_targets("cross_entropy", input2, target2, ignore_index)
+    wshape = (1, c) + (1,) * (input2.ndim - 2)
+    if weight is not None:
+        smooth = -(logp * weight.reshape(wshape)).sum(1)
+    else:
+        smooth = -logp.sum(1)
+    smooth = smooth * Tensor(keep.astype(input2.data.dtype))
+    if reduction == "mean":
+        if weight is not None:
+            denom = float((weight.data[safe] * keep).sum())
+        else:
+            denom = float(keep.sum())
+        red = smooth.sum() / denom if denom else smooth.sum() * float("nan")
+    elif reduction == "sum":
+        red = smooth.sum()
+    else:
+        red = smooth[0] if single else smooth
+        nll = nll[0] if single else nll
+    return (1 - label_smoothing) * nll + red * (label_smoothing / c)
+
+
+def _cross_entropy_probs(input, target, weight, reduction, label_smoothing):
+    if tuple(target.shape) != tuple(input.shape):
+        raise ValueError(f"cross_entropy: expected probability target of the same size as input "
+                         f"{_shape(input)}, got {_shape(target)}")
+    cdim = 0 if input.ndim == 1 else 1
+    c = input.shape[cdim]
+    logp = log_softmax(input, cdim)
+    if label_smoothing > 0:
+        target = target * (1 - label_smoothing) + label_smoothing / c
+    prod = logp * target
+    if weight is not None:
+        prod = prod * weight.reshape((c,) + (1,) * (input.ndim - cdim - 1))
+    loss = -prod.sum(cdim)
+    if reduction == "mean":
+        return loss.sum() / max(input.numel() // c, 1) if input.ndim > 1 else loss
+    return _reduce(loss, reduction, "cross_entropy")
+
+
+def _check_same_size(name, input, target):
+    if tuple(input.shape) != tuple(target.shape):
+        raise ValueError(f"{name}: using a target size ({_shape(target)}) that is different to the input "
+                         f"size ({_shape(input)}) is not supported; please ensure they have the same size")
+
+
+def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
+                         reduce=None, reduction: str = "mean") -> Tensor:
+    """-w (t log x + (1 - t) log(1 - x)), logs clamped at -100 as PyTorch; input probabilities in [0, 1]."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_same_size("binary_cross_entropy", input, target)
+    x = input.data
+    if x.size and (float(x.min()) < 0 or float(x.max()) > 1):
+        raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 and 1")
+    target = _as_tensor_like(target, input)
+    with np.errstate(divide="ignore"):
+        log_x = ops.clamp(ops.log(input), min=-100.0)
+        log_1mx = ops.clamp(ops.log(1 - input), min=-100.0)
+    loss = -(target * log_x + (1 - target) * log_1mx)
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "binary_cross_entropy")
+
+
+def binary_cross_entropy_with_logits(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                     size_average=None, reduce=None, reduction: str = "mean",
+                                     pos_weight: Tensor | None = None) -> Tensor:
+    """Sigmoid + binary cross-entropy, fused and stable: (1 - t) x - (1 + (pos_weight - 1) t) log sigmoid(x),
+    times ``weight``. ``pos_weight`` broadcasts against the last (class) dimension."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_same_size("binary_cross_entropy_with_logits", input, target)
+    target = _as_tensor_like(target, input)
+    ls = logsigmoid(input)
+    if pos_weight is not None:
+        lw = 1 + (pos_weight - 1) * target
+        loss = (1 - target) * input - lw * ls
+    else:
+        loss = (1 - target) * input - ls
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "binary_cross_entropy_with_logits")
+
+
+def sigmoid_focal_loss(inputs: Tensor, targets: Tensor, alpha: float = 0.25, gamma: float = 2,
+                       reduction: str = "none") -> Tensor:
+    """Focal loss of RetinaNet (Lin et al. 2017), as ``torchvision.ops.sigmoid_focal_loss``:
+    BCE-with-logits * (1 - p_t)^gamma, times alpha_t = alpha t + (1 - alpha)(1 - t) when alpha >= 0."""
+    p = ops.sigmoid(inputs)
+    ce = binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * ((1 - p_t) ** gamma) if gamma != 0 else ce
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"Invalid Value for arg 'reduction': '{reduction}' \n Supported reduction modes: "
+                         f"'none', 'mean', 'sum'")
+    return _reduce(loss, reduction, "sigmoid_focal_loss")
+
+
+def _pointwise_target(name, input, target):
+    target = _as_tensor_like(target, input)
+    if tuple(input.shape) != tuple(target.shape):
+        try:
+            np.broadcast_shapes(tuple(input.shape), tuple(target.shape))
+        except ValueError:
+            raise RuntimeError(f"{name}: the size of input {_shape(input)} does not broadcast with the "
+                               f"size of target {_shape(target)}") from None
+    return target
+
+
+def mse_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
+             weight: Tensor | None = None) -> Tensor:
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    target = _pointwise_target("mse_loss", input, target)
+    d = input - target
+    loss = d * d
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "mse_loss")
+
+
+def l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
+            weight: Tensor | None = None) -> Tensor:
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    target = _pointwise_target("l1_loss", input, target)
+    loss = (input - target).abs()
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "l1_loss")
+
+
+def smooth_l1_loss(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
+                   beta: float = 1.0) -> Tensor:
+    """0.5 d^2 / beta where |d| < beta, else |d| - 0.5 beta (beta = 0 gives the L1 loss)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if beta < 0:
+        raise RuntimeError("smooth_l1_loss does not support negative values for beta.")
+    target = _pointwise_target("smooth_l1_loss", input, target)
+    d = input - target
+    ad = d.abs()
+    if beta == 0:
+        return _reduce(ad, reduction, "smooth_l1_loss")
+    loss = ops.where(ad < beta, (0.5 / beta) * d * d, ad - 0.5 * beta)
+    return _reduce(loss, reduction, "smooth_l1_loss")
+
+
+def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: float = 1.0,
+               weight: Tensor | None = None) -> Tensor:
+    """0.5 d^2 where |d| < delta, else delta (|d| - 0.5 delta)."""
+    target = _pointwise_target("huber_loss", input, target)
+    d = input - target
+    ad = d.abs()
+    loss = ops.where(ad < delta, 0.5 * d * d, delta * (ad - 0.5 * delta))
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss, reduction, "huber_loss")
+
+
+def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",
+           log_target: bool = False) -> Tensor:
+    """Pointwise KL divergence with ``input`` as log-probabilities: target (log target - input)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    if log_target:
+        loss = ops.exp(target) * (target - input)
+    else:
+        t = target.data
+        xp = get_array_module(t)
+        logt = Tensor(xp.where(t > 0, xp.log(xp.where(t > 0, t, 1)), 0).astype(t.dtype))
+        loss = target * (logt - input)
+    if reduction == "batchmean":
+        return loss.sum() / input.shape[0]
+    return _reduce(loss, reduction, "kl_div")
+

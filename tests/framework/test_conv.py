@@ -1,0 +1,152 @@
+"""conv2d / conv_transpose2d against PyTorch (values and gradients), second derivatives, errors."""
+
+import numpy as np
+import pytest
+from functional_oracle import check
+
+import framework as fw
+import framework.functional as F
+from framework.testing import gradcheck, gradgradcheck
+
+torch = pytest.importorskip("torch")
+TF = torch.nn.functional
+
+# (N, C, H, W, K, kh, kw, stride, padding, dilation, groups)
+CONV_CASES = [
+    (2, 4, 9, 8, 6, 3, 3, 1, 1, 1, 1),
+    (2, 4, 9, 8, 6, 3, 2, (2, 1), (0, 2), (1, 2), 2),
+    (1, 6, 7, 7, 6, 3, 3, 2, 1, (2, 1), 6),          # depthwise
+    (2, 3, 7, 6, 6, 3, 3, 1, 1, 1, 3),               # depthwise with multiplier 2
+    (3, 4, 5, 6, 8, 1, 1, 1, 0, 1, 1),               # 1x1
+    (3, 4, 5, 6, 8, 1, 1, 2, 1, 1, 2),               # strided 1x1 with padding, grouped
+    (2, 3, 8, 8, 5, 2, 2, 3, 1, 1, 1),               # stride larger than kernel
+    (1, 2, 10, 9, 3, 5, 3, (3, 2), (2, 1), (1, 3), 1),
+]
+
+
+@pytest.mark.parametrize("case", CONV_CASES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv2d_matches_torch(case, dtype, rng):
+    n, c, h, w, k, kh, kw, s, p, d, g = case
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((k, c // g, kh, kw))
+    b = rng.standard_normal(k)
+    check(lambda x, w, b: F.conv2d(x, w, b, s, p, d, g), lambda x, w, b: TF.conv2d(x, w, b, s, p, d, g),
+          [x, wt, b], dtype=dtype)
+
+
+@pytest.mark.parametrize("k,d", [(3, 1), (4, 1), (2, 3), (5, 2)])
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_conv2d_string_padding(k, d, padding, rng):
+    x = rng.standard_normal((2, 3, 9, 8))
+    wt = rng.standard_normal((4, 3, k, k - 1 if k > 2 else k))
+    y = check(lambda x, w: F.conv2d(x, w, None, 1, padding, d),
+              lambda x, w: TF.conv2d(x, w, None, 1, padding, d), [x, wt])
+    if padding == "same":
+        assert tuple(y[0].shape[2:]) == (9, 8)
+
+
+def test_conv2d_unbatched_and_no_bias(rng):
+    x = rng.standard_normal((3, 6, 6))
+    wt = rng.standard_normal((2, 3, 3, 3))
+    check(lambda x, w: F.conv2d(x, w, padding=1), lambda x, w: TF.conv2d(x, w, padding=1), [x, wt])
+
+
+# (N, Cin, H, W, Cout, k, stride, padding, output_padding, groups, dilation)
+TRANSPOSE_CASES = [
+    (2, 4, 5, 6, 6, 3, 2, 1, 1, 1, 1),
+    (1, 4, 4, 4, 4, 4, 2, 1, 0, 2, 1),
+    (2, 3, 5, 5, 2, 3, 1, 0, 0, 1, 2),
+    (1, 6, 3, 4, 6, 3, 3, 2, 2, 3, 1),
+    (2, 2, 4, 3, 3, 2, 1, 0, 1, 1, 2),  # output_padding < dilation with stride 1
+]
+
+
+@pytest.mark.parametrize("case", TRANSPOSE_CASES)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv_transpose2d_matches_torch(case, dtype, rng):
+    n, ci, h, w, co, k, s, p, op, g, d = case
+    x = rng.standard_normal((n, ci, h, w))
+    wt = rng.standard_normal((ci, co // g, k, k))
+    b = rng.standard_normal(co)
+    check(lambda x, w, b: F.conv_transpose2d(x, w, b, s, p, op, g, d),
+          lambda x, w, b: TF.conv_transpose2d(x, w, b, s, p, op, g, d), [x, wt, b], dtype=dtype)
+
+
+def test_conv1d_and_unfold(rng):
+    x = rng.standard_normal((2, 3, 11))
+    wt = rng.standard_normal((4, 3, 3))
+    check(lambda x, w: F.conv1d(x, w, None, 2, 1), lambda x, w: TF.conv1d(x, w, None, 2, 1), [x, wt])
+    x = rng.standard_normal((2, 3, 6, 5))
+    check(lambda x: F.unfold(x, (2, 3), padding=1, stride=(1, 2)),
+          lambda x: TF.unfold(x, (2, 3), padding=1, stride=(1, 2)), [x])
+
+
+def _t(a, grad=True):
+    return fw.tensor(a, dtype=fw.float64, requires_grad=grad)
+
+
+@pytest.mark.parametrize("s,p,d,g", [(1, 1, 1, 1), (2, 0, 1, 2), (1, 1, 2, 1)])
+def test_conv2d_gradcheck_and_gradgradcheck(s, p, d, g, rng):
+    x = _t(rng.standard_normal((1, 2, 5, 4)))
+    w = _t(rng.standard_normal((2, 2 // g, 2, 2)))
+    b = _t(rng.standard_normal(2))
+    f = lambda x, w, b: F.conv2d(x, w, b, s, p, d, g)
+    assert gradcheck(f, (x, w, b))
+    assert gradgradcheck(f, (x, w, b))
+
+
+def test_conv_transpose2d_gradgradcheck(rng):
+    x = _t(rng.standard_normal((1, 2, 3, 3)))
+    w = _t(rng.standard_normal((2, 1, 2, 2)))
+    f = lambda x, w: F.conv_transpose2d(x, w, None, 2, 0, 1)
+    assert gradcheck(f, (x, w))
+    assert gradgradcheck(f, (x, w))
+
+
+def test_conv2d_double_backward_matches_torch(rng):
+    """The gradient penalty ||d out / d x||^2 differentiated again, against PyTorch."""
+    x = rng.standard_normal((2, 3, 6, 6))
+    wt = rng.standard_normal((4, 3, 3, 3))
+
+    def penalty(lib, conv):
+        xs = lib.tensor(x, requires_grad=True)
+        ws = lib.tensor(wt, requires_grad=True)
+        y = conv(xs, ws, None, 2, 1)
+        (gx,) = lib.autograd.grad((y * y).sum(), [xs], create_graph=True)
+        (gx * gx).sum().backward()
+        return xs.grad.numpy() if lib is fw else xs.grad.detach().numpy(), ws.grad.numpy() if lib is fw else (
+            ws.grad.detach().numpy())
+
+    a, b = penalty(fw, F.conv2d), penalty(torch, TF.conv2d)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(a[1], b[1], rtol=1e-9, atol=1e-9)
+
+
+def test_conv2d_float32_stays_float32(rng):
+    x = fw.tensor(rng.standard_normal((1, 2, 5, 5)).astype(np.float32), requires_grad=True)
+    w = fw.tensor(rng.standard_normal((3, 2, 3, 3)).astype(np.float32), requires_grad=True)
+    y = F.conv2d(x, w, padding=1)
+    y.sum().backward()
+    assert y.dtype == fw.float32 and x.grad.dtype == fw.float32 and w.grad.dtype == fw.float32
+
+
+def test_conv2d_errors_name_op_and_shapes():
+    x = fw.zeros(1, 4, 8, 8)
+    w = fw.zeros(6, 3, 3, 3)
+    with pytest.raises(RuntimeError, match=r"conv2d.*\[6, 3, 3, 3\].*\[1, 4, 8, 8\].*3 channels.*4 channels"):
+        F.conv2d(x, w)
+    with pytest.raises(RuntimeError, match=r"conv2d.*divisible by 4"):
+        F.conv2d(x, fw.zeros(6, 1, 3, 3), groups=4)
+    with pytest.raises(RuntimeError, match=r"conv2d.*too small"):
+        F.conv2d(fw.zeros(1, 3, 2, 2), fw.zeros(2, 3, 3, 3))
+    with pytest.raises(ValueError, match="same.*strided"):
+        F.conv2d(fw.zeros(1, 3, 8, 8), fw.zeros(2, 3, 3, 3), stride=2, padding="same")
+    with pytest.raises(RuntimeError, match=r"conv2d.*bias.*\[2\]"):
+        F.conv2d(fw.zeros(1, 3, 8, 8), fw.zeros(2, 3, 3, 3), fw.zeros(3))
+    with pytest.raises(RuntimeError, match=r"conv2d.*4-D weight"):
+        F.conv2d(x, fw.zeros(6, 4, 3))
+    with pytest.raises(RuntimeError, match=r"conv_transpose2d.*channels"):
+        F.conv_transpose2d(x, fw.zeros(3, 2, 3, 3))
+    with pytest.raises(RuntimeError, match="output padding"):
+        F.conv_transpose2d(x, fw.zeros(4, 2, 3, 3), stride=2, output_padding=2)
