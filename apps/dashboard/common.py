@@ -30,14 +30,33 @@ def require_app(name: str, *functions: str) -> ModuleType | None:
     mod, reason = import_app(name)
     title = APP_TITLES.get(name, name)
     if mod is None:
-        st.info(f"**{title} is not available yet.** It could not be imported ({reason}).", icon="🚧")
+        st.info(f"**{title} is not available yet.** It could not be imported ({reason}).", icon=":material/construction:")
         return None
     missing = [f for f in functions if not callable(getattr(mod, f, None))]
     if missing:
         st.info(f"**{title} is not available yet**: its public API lacks "
-                f"{', '.join(f'`{f}`' for f in missing)}.", icon="🚧")
+                f"{', '.join(f'`{f}`' for f in missing)}.", icon=":material/construction:")
         return None
     return mod
+
+
+def resolve(app: str, name: str, *modules: str):
+    """The public function ``name`` of ``apps.<app>``: exported at the top level, or else found in one
+    of the app's public ``modules`` (``apps.<app>.<module>.<name>``). ``None`` when absent."""
+    mod, _ = import_app(app)
+    if mod is None:
+        return None
+    fn = getattr(mod, name, None)
+    if callable(fn):
+        return fn
+    for sub in modules:
+        try:
+            fn = getattr(importlib.import_module(f"apps.{app}.{sub}"), name, None)
+        except Exception:
+            continue
+        if callable(fn):
+            return fn
+    return None
 
 
 def has(mod: ModuleType | None, name: str) -> bool:
@@ -47,7 +66,7 @@ def has(mod: ModuleType | None, name: str) -> bool:
 def show_error(context: str, exc: BaseException) -> None:
     """A one-line error for the user: what was being done and why it failed (no traceback)."""
     msg = str(exc).strip() or type(exc).__name__
-    st.error(f"{context}: {msg}", icon="⚠️")
+    st.error(f"{context}: {msg}", icon=":material/error:")
 
 
 def _cpu_name() -> str:

@@ -17,21 +17,33 @@ st.caption("Frontal chest radiographs: opacity, nodule/mass, pleural effusion, c
            "Research software, not a medical device.")
 common.device_badge()
 
-dx = common.require_app("dicom_dx", "read_dicom")
+dx = common.require_app("dicom_dx")
 if dx is None:
+    st.stop()
+# The app's public functions (top-level exports, else their public modules)
+read_dicom = common.resolve("dicom_dx", "read_dicom", "io")
+read_header = common.resolve("dicom_dx", "read_header", "io")
+load_model = common.resolve("dicom_dx", "load_model", "predict", "model", "infer")
+predict = common.resolve("dicom_dx", "predict", "predict", "infer")
+explain = common.resolve("dicom_dx", "explain", "explain")
+sample_files = common.resolve("dicom_dx", "sample_files", "samples", "assets")
+apply_window = common.resolve("dicom_dx", "apply_window", "pipeline")
+Window = common.resolve("dicom_dx", "Window", "pipeline")
+if read_dicom is None:
+    st.info("**The DICOM reader is not available yet** (`apps.dicom_dx.read_dicom`).", icon=":material/construction:")
     st.stop()
 
 
 # ------------------------------------------------------------------------------------------- cached
 @st.cache_resource(show_spinner="Loading the diagnosis model…")
 def _model():
-    return dx.load_model()
+    return load_model()
 
 
 @st.cache_data(show_spinner=False)
 def _samples() -> list[str]:
-    if common.has(dx, "sample_files"):
-        return [str(p) for p in dx.sample_files()]
+    if sample_files is not None:
+        return [str(p) for p in sample_files()]
     root = Path(dx.__file__).parent / "assets"
     return sorted(str(p) for p in root.rglob("*.dcm"))
 
@@ -45,17 +57,17 @@ def _file_bytes(path: str) -> bytes:
 # radiograph into cache_data on every rerun would cost more than decoding it. Nobody mutates them.
 @st.cache_resource(show_spinner="Decoding…", max_entries=16)
 def _read(digest: str, frame: int, _data: bytes):
-    return dx.read_dicom(_data, frame=frame)
+    return read_dicom(_data, frame=frame)
 
 
 @st.cache_resource(show_spinner="Analysing…", max_entries=32)
 def _predict(digest: str, frame: int, _image):
-    return dx.predict(_model(), _image)
+    return predict(_model(), _image)
 
 
 @st.cache_resource(show_spinner="Computing Grad-CAM…", max_entries=64)
 def _explain(digest: str, frame: int, finding: str, _image):
-    return dx.explain(_model(), _image, finding)
+    return explain(_model(), _image, finding)
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -77,7 +89,7 @@ inputs: list[tuple[str, bytes]] = []
 if source == "Bundled sample":
     samples = _samples()
     if not samples:
-        st.info("No bundled sample studies yet (apps/dicom_dx/assets/).", icon="📭")
+        st.info("No bundled sample studies yet (apps/dicom_dx/assets/).", icon=":material/inbox:")
     else:
         pick = st.selectbox("Sample study", samples, format_func=lambda p: Path(p).name, key="dx_sample")
         inputs = [(Path(pick).name, _file_bytes(pick))]
@@ -88,7 +100,7 @@ else:
         data = f.getvalue()
         problem = uploads.check_dicom(f.name, data)
         if problem:
-            st.error(problem, icon="🚫")
+            st.error(problem, icon=":material/do_not_disturb_on:")
         else:
             inputs.append((f.name, data))
 
@@ -103,7 +115,7 @@ def _analyse(name: str, data: bytes, frame: int = 0):
         image = _read(digest, frame, data)
     except Exception as exc:  # the reader raises typed errors whose message names the reason
         return digest, None, None, f"{name}: {exc}"
-    if not common.has(dx, "predict") or not common.has(dx, "load_model"):
+    if predict is None or load_model is None:
         return digest, image, None, None
     try:
         return digest, image, _predict(digest, frame, image), None
@@ -117,6 +129,9 @@ if len(inputs) > 1:
         _, _, pred, err = _analyse(name, data)
         if err:
             summary.append({"file": name, "gate": "error", "positive findings": err})
+            continue
+        if pred is None:
+            summary.append({"file": name, "gate": "not analysed (no model yet)", "positive findings": "—"})
             continue
         ok, reason = present.gate_verdict(pred) if pred is not None else (True, "")
         pos = [r["finding"] for r in present.findings_rows(pred) if r["positive"]] if ok and pred else []
@@ -132,7 +147,7 @@ else:
 
 frame = 0
 try:
-    header = dx.read_header(data) if common.has(dx, "read_header") else None
+    header = read_header(data) if read_header is not None else None
 except Exception:
     header = None
 if header is not None and getattr(header, "n_frames", 1) > 1:
@@ -140,7 +155,7 @@ if header is not None and getattr(header, "n_frames", 1) > 1:
 
 digest, image, pred, error = _analyse(name, data, frame)
 if error:
-    st.error(error, icon="🚫")
+    st.error(error, icon=":material/do_not_disturb_on:")
     st.stop()
 
 meta = image.meta
@@ -148,9 +163,9 @@ meta = image.meta
 # --------------------------------------------------------------------------------------------- gate
 accepted, reason = present.gate_verdict(pred) if pred is not None else (True, "")
 if pred is None:
-    st.info("The diagnosis model is not available yet: showing the image and its metadata only.", icon="🚧")
+    st.info("The diagnosis model is not available yet: showing the image and its metadata only.", icon=":material/construction:")
 elif not accepted:
-    st.error(f"**Not analysed — this input is not a frontal chest radiograph.** {reason}", icon="⛔")
+    st.error(f"**Not analysed — this input is not a frontal chest radiograph.** {reason}", icon=":material/block:")
 
 viewer_col, result_col = st.columns([3, 2], gap="large")
 
@@ -199,10 +214,9 @@ with viewer_col:
             shown = present.thumbnail(image.image)
         else:
             win_fn = None
-            pipeline = getattr(dx, "pipeline", None)
-            if pipeline is not None and hasattr(pipeline, "apply_window") and hasattr(pipeline, "Window"):
+            if apply_window is not None and Window is not None:  # the app's VOI (PS3.3 C.11.2.1.2/3)
                 func = file_win.function if (file_win is not None and preset.startswith("File")) else "LINEAR"
-                win_fn = lambda v, c, w: pipeline.apply_window(v, pipeline.Window(c, w, func, "user"))  # noqa: E731
+                win_fn = lambda v, c, w: apply_window(v, Window(c, w, func, "user"))  # noqa: E731
             shown = present.window_image(values, center, width, meta.photometric, vmask, win_fn)
     st.image(present.to_uint8(shown), width="stretch",
                        caption=f"{meta.modality or '?'} {meta.body_part or ''} {meta.view_position or ''} — "
@@ -228,7 +242,7 @@ with result_col:
                                                                    max_value=1.0, format="%.3f"),
                     "threshold": st.column_config.NumberColumn("threshold", format="%.3f"),
                 })
-        if common.has(dx, "explain") and len(df):
+        if explain is not None and len(df):
             st.subheader("Grad-CAM")
             names = [r["finding"] for r in rows if r["finding"].lower() not in ("no finding", "no_finding")]
             default = names.index(positives[0]) if positives and positives[0] in names else 0

@@ -105,7 +105,7 @@ def _train_ui() -> None:
 
 with train_tab:
     if lab is None:
-        st.info(f"Live training is not available: the framework does not import ({LAB_ERROR}).", icon="🚧")
+        st.info(f"Live training is not available: the framework does not import ({LAB_ERROR}).", icon=":material/construction:")
     else:
         _train_ui()
 
@@ -116,7 +116,7 @@ with bench_tab:
     files = results.load_benchmarks(RESULTS)
     if not files:
         st.info(f"No benchmark results yet: `{_rel(RESULTS)}/*.json` is absent. Run the scripts "
-                "in `benchmarks/` (e.g. `python -m benchmarks.<name>`) to produce them.", icon="📭")
+                "in `benchmarks/` (e.g. `python -m benchmarks.<name>`) to produce them.", icon=":material/inbox:")
     for name, data, error in files:
         st.subheader(name)
         if error:

@@ -81,7 +81,7 @@ for app, title in common.APP_TITLES.items():
     cards = _cards(app)
     if not cards:
         st.info("No model card found yet" + (f" (the app does not import: {reason})." if mod is None else
-                                             ". The default model has not been committed yet."), icon="🚧")
+                                             ". The default model has not been committed yet."), icon=":material/construction:")
     for source, card in cards:
         _show_card(source, card)
 
