@@ -213,7 +213,8 @@ class Tensor:
         """Make sure this tensor's array is not shared with anything (used for .grad)."""
         xp = get_array_module(self.data)
         if not self.data.flags.c_contiguous or not self.data.flags.owndata:
-            self.data = xp.ascontiguousarray(self.data).copy()
+            # (not ascontiguousarray: it turns a 0-d array into a 1-d one)
+            self.data = xp.array(self.data, copy=True, order="C")
         return self
 
     # ------------------------------------------------------------------ conversion
@@ -382,6 +383,8 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
     """A new leaf tensor that copies ``data`` (nested lists, scalars, arrays or a Tensor)."""
     if isinstance(data, Tensor):
         a = data.data.copy()
+    elif isinstance(data, np.generic):  # NumPy scalars keep their dtype, as in PyTorch
+        a = np.array(data)
     elif get_array_module(data) is not np or isinstance(data, np.ndarray):
         a = data.copy()
     else:

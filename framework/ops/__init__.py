@@ -38,20 +38,26 @@ def _inplace_method(name, fn):
 
 
 def _zero_(self):
-    self.data[...] = 0
-    self._vc[0] += 1
-    return self
+    return _fill_(self, 0)
 
 
 def _fill_(self, value):
+    from ..autograd import is_grad_enabled as is_grad_enabled_
+    from ..backend import get_array_module as get_array_module_
+
     if isinstance(value, Tensor):
         value = value.item()
     if self.requires_grad and self.is_leaf:
         from ..autograd import is_grad_enabled
 
         if is_grad_enabled():
-            raise RuntimeError("fill_: a leaf Variable that requires grad is being used in an "
+            name = "zero_" if value == 0 else "fill_"
+            raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an "
                                "in-place operation.")
+    if self.requires_grad and is_grad_enabled_():
+        # Recorded, so that no gradient flows back through the overwritten values.
+        mask = Tensor(get_array_module_(self.data).ones(self.data.shape, dtype=bool))
+        return _inplace(self, lambda old: masked_fill(old, mask, value), "fill_")
     self.data[...] = value
     self._vc[0] += 1
     return self

@@ -122,7 +122,7 @@ class Div(Function):
         a, b = _promote(a, b)
         out = a / b
         if getattr(out, "dtype", None) is not None and out.dtype.kind == "f" and (
-                getattr(a, "dtype", np.float32).kind != "f" and getattr(b, "dtype", np.float32).kind != "f"):
+                _kind(a) != "f" and _kind(b) != "f"):
             out = out.astype(_dt.get_default_dtype().np)
         return out
 
@@ -131,6 +131,11 @@ class Div(Function):
         ga = unbroadcast(g / b, _shape(a)) if self.needs_input_grad[0] else None
         gb = unbroadcast(-g * a / (b * b), _shape(b)) if self.needs_input_grad[1] else None
         return ga, gb
+
+
+def _kind(x):
+    """dtype kind of an array or Python scalar (a Python float counts as floating point)."""
+    return x.dtype.kind if hasattr(x, "dtype") else ("f" if isinstance(x, float) else "i")
 
 
 class Pow(Function):

@@ -279,6 +279,21 @@ def _inplace(t: Tensor, make, name, other_requires_grad=False):
     if grad_mode and t.is_leaf and t.requires_grad:
         raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place "
                            "operation.")
+    view_fn = t.grad_fn
+    if (grad_mode and isinstance(view_fn, GetItem) and getattr(view_fn, "is_view_result", False)
+            and isinstance(view_fn.inputs[0], Tensor)):
+        # ``t`` is a view (basic indexing) of a base that is in the graph: record the change on the
+        # base, as ``base[key] = make(base[key])``, so gradients through the base see it too. The
+        # view's array shares the base's memory, so it already holds the new values.
+        base, key = view_fn.inputs[0], view_fn.key
+        _inplace(base, lambda old: IndexPut(key=key)(old, make(GetItem(key=key)(old))), name,
+                 other_requires_grad)
+        nv = GetItem(key=key)(base)
+        import weakref
+
+        nv.grad_fn._outputs = (weakref.ref(t),)
+        t.grad_fn, t._out_idx, t.requires_grad = nv.grad_fn, 0, True
+        return t
     if grad_mode and (t.requires_grad or other_requires_grad):
         old = Tensor._from_op(t.data.copy(), t.grad_fn, t._out_idx) if t.grad_fn is not None else Tensor(
             t.data.copy())
@@ -524,6 +539,9 @@ class MatMul(Function):
             if self.needs_input_grad[1]:
                 gb = matmul(Permute(dims=(1, 0))(a), g)
             return ga, gb
+        if a.ndim == 1 and b.ndim == 1:  # dot product: g is a scalar
+            return (g * b if self.needs_input_grad[0] else None,
+                    g * a if self.needs_input_grad[1] else None)
         a2 = a if a.ndim > 1 else unsqueeze(a, 0)
         b2 = b if b.ndim > 1 else unsqueeze(b, -1)
         g2 = g
