@@ -1,6 +1,7 @@
 // 2-D max and average pooling, forward and backward, NCHW, PyTorch's semantics:
-// - max: NaN propagates (the last NaN in window order wins), ties keep the first index; `idx` holds the
-//   flat position h*W + w inside the plane (what torch.nn.functional.max_pool2d returns);
+// - max: NaN propagates (the first NaN in window order wins, like the framework's CPU kernel), ties
+//   keep the first tap; `argpos` holds the winning tap r*kw + s (int16), the same convention as
+//   framework/kernels/cpu/pool.py, so either back end's backward accepts it;
 // - avg: windows clipped to the padded extent [-pad, H+pad); the divisor is the clipped window
 //   (count_include_pad) or the in-image part only, or `divisor` when it is > 0.
 // Output sizes (ceil_mode included) are computed on the host. Backward passes gather from the
@@ -9,7 +10,7 @@
 
 template <typename T>
 __global__ void fw_maxpool2d_forward(const T* __restrict__ x, T* __restrict__ y,
-                                     long long* __restrict__ idx, int NC, int H, int W, int P,
+                                     short* __restrict__ argpos, int NC, int H, int W, int P,
                                      int Q, int kh, int kw, int sh, int sw, int ph, int pw, int dh,
                                      int dw) {
   const long long total = (long long)NC * P * Q;
@@ -29,19 +30,19 @@ __global__ void fw_maxpool2d_forward(const T* __restrict__ x, T* __restrict__ y,
         const int w = q * sw - pw + s * dw;
         if (w < 0 || w >= W) continue;
         const float v = fw_load_f(xp + h * W + w);
-        if (arg < 0 || v > best || v != v) {  // as PyTorch: the last NaN wins
+        if (arg < 0 || v > best || (v != v && best == best)) {
           best = v;
-          arg = h * W + w;
+          arg = r * kw + s;
         }
       }
     }
     y[i] = FwType<T>::from_f(best);
-    if (idx) idx[i] = arg;
+    argpos[i] = (short)(arg < 0 ? 0 : arg);
   }
 }
 
 template <typename T>
-__global__ void fw_maxpool2d_backward(const T* __restrict__ gy, const long long* __restrict__ idx,
+__global__ void fw_maxpool2d_backward(const T* __restrict__ gy, const short* __restrict__ argpos,
                                       T* __restrict__ gx, int NC, int H, int W, int P, int Q,
                                       int kh, int kw, int sh, int sw, int ph, int pw, int dh,
                                       int dw) {
@@ -52,7 +53,6 @@ __global__ void fw_maxpool2d_backward(const T* __restrict__ gy, const long long*
     const long long t = i / W;
     const int h = (int)(t % H);
     const long long plane = t / H;
-    const int me = h * W + w;
     float acc = 0.f;
     // Outputs p whose window [p*sh - ph, p*sh - ph + (kh-1)*dh] can hold h.
     const int plo = max(0, (h + ph - (kh - 1) * dh + sh - 1) / sh);
@@ -62,7 +62,8 @@ __global__ void fw_maxpool2d_backward(const T* __restrict__ gy, const long long*
     for (int p = plo; p <= phi; ++p)
       for (int q = qlo; q <= qhi; ++q) {
         const long long o = (plane * P + p) * Q + q;
-        if (idx[o] == me) acc += fw_load_f(gy + o);
+        const int t = argpos[o], r = t / kw, s = t - r * kw;
+        if (p * sh - ph + r * dh == h && q * sw - pw + s * dw == w) acc += fw_load_f(gy + o);
       }
     gx[i] = FwType<T>::from_f(acc);
   }
@@ -129,9 +130,9 @@ __global__ void fw_avgpool2d_backward(const T* __restrict__ gy, T* __restrict__ 
 
 #ifdef FW_INSTANTIATE_FOR_NVCC_CHECK
 #define FW_POOL(T)                                                                                \
-  template __global__ void fw_maxpool2d_forward<T>(const T*, T*, long long*, int, int, int, int,  \
+  template __global__ void fw_maxpool2d_forward<T>(const T*, T*, short*, int, int, int, int,  \
                                                    int, int, int, int, int, int, int, int, int);  \
-  template __global__ void fw_maxpool2d_backward<T>(const T*, const long long*, T*, int, int, int, \
+  template __global__ void fw_maxpool2d_backward<T>(const T*, const short*, T*, int, int, int, \
                                                     int, int, int, int, int, int, int, int, int,  \
                                                     int);                                          \
   template __global__ void fw_avgpool2d_forward<T>(const T*, T*, int, int, int, int, int, int, int, \

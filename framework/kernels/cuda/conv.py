@@ -1,0 +1,340 @@
+"""2-D convolution on CuPy arrays with the framework's own kernels (``conv_igemm.cu``,
+``depthwise.cu``).
+
+Array-level API, the same as ``framework.kernels.cpu.conv`` (``stride``, ``padding``, ``dilation``
+are pairs of ints, padding symmetric):
+
+    conv2d_forward(x, w, stride, padding, dilation, groups, *, bias=None, activation=None,
+                   residual=None) -> y                                  (N, K, P, Q)
+    conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups) -> gx      (N, C, H, W)
+    conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups) -> gw     (K, C/g, R, S)
+    conv2d_bias_act(x, w, bias, stride, padding, dilation, groups, activation=None, residual=None)
+
+The fused epilogue computes ``y = act(conv(x, w) + bias[k] + residual)`` with act in
+{None, "relu", "silu"} (the order of a ResNet block's ``relu(bn(conv(x)) + identity)`` once BN is
+folded into the conv).
+
+Precision: float16 runs on tensor cores (mma.sync m16n8k16) with float32 accumulation; float32
+runs on TF32 tensor cores when ``fw.backends.cudnn.allow_tf32`` is True (PyTorch's default) and the
+device is sm_80+, else on the exact FFMA kernel. float64, and every dtype when
+``fw.backends.cudnn.enabled`` is False, use the generic CuPy code of ``kernels.cpu.conv``.
+Depthwise convolutions (groups == C) use a dedicated direct kernel.
+
+Everything is deterministic: backward-filter splits its reduction over blocks but reduces the
+float32 partials in a fixed order (no atomics).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ... import backend
+from ..cpu import conv as _generic
+from . import _loader as L
+
+__all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_bias_act",
+           "MmaConfig", "FfmaConfig", "candidate_configs"]
+
+CU = "conv_igemm.cu"
+DW = "depthwise.cu"
+_ACT = {None: 0, "none": 0, "relu": 1, "silu": 2}
+
+
+@dataclass(frozen=True)
+class MmaConfig:
+    """Tensor-core tile: BM x BN block tile, BK reduction slice, warps, cp.async stages."""
+
+    bm: int
+    bn: int
+    bk: int
+    warps_m: int
+    warps_n: int
+    stages: int
+
+    def threads(self) -> int:
+        return self.warps_m * self.warps_n * 32
+
+    def smem(self, itemsize: int) -> int:
+        pad = 16 // itemsize
+        return self.stages * (self.bm + self.bn) * (self.bk + pad) * itemsize
+
+
+@dataclass(frozen=True)
+class FfmaConfig:
+    """Exact float32 tile: BM x BN block tile, BK slice, TM x TN outputs per thread."""
+
+    bm: int
+    bn: int
+    bk: int
+    tm: int
+    tn: int
+
+    def threads(self) -> int:
+        return (self.bm // self.tm) * (self.bn // self.tn)
+
+
+F16_CONFIGS = (MmaConfig(128, 128, 32, 2, 2, 3), MmaConfig(256, 128, 32, 4, 2, 3),
+               MmaConfig(128, 64, 32, 2, 2, 4), MmaConfig(64, 128, 32, 2, 2, 3),
+               MmaConfig(64, 64, 32, 2, 2, 4), MmaConfig(64, 32, 32, 2, 2, 4))
+TF32_CONFIGS = (MmaConfig(128, 128, 16, 2, 2, 4), MmaConfig(128, 64, 16, 2, 2, 4),
+                MmaConfig(64, 128, 16, 2, 2, 4), MmaConfig(64, 64, 16, 2, 2, 4),
+                MmaConfig(64, 32, 16, 2, 2, 4))
+FFMA_CONFIGS = (FfmaConfig(128, 64, 8, 8, 4), FfmaConfig(64, 64, 8, 4, 4), FfmaConfig(32, 64, 8, 4, 4))
+
+
+def _cp():
+    return backend.cupy_module()
+
+
+def _math(dtype, cc: int) -> str:
+    """'f16', 'tf32' or 'ffma' for an array dtype on a device of compute capability ``cc``."""
+    from ... import backends
+
+    if dtype == np.float16:
+        return "f16" if cc >= 80 else "ffma"
+    if dtype == np.float32:
+        return "tf32" if (backends.cudnn.allow_tf32 and cc >= 80) else "ffma"
+    raise TypeError(dtype)
+
+
+def _use_generic(*arrays) -> bool:
+    from ... import backends
+
+    return (not backends.cudnn.enabled) or any(a.dtype not in (np.float16, np.float32) for a in arrays)
+
+
+def _gemm_dims(mode, x_shape, w_shape, out_hw, groups):
+    n, c, h, w = x_shape
+    k, cg, r, s = w_shape
+    p, q = out_hw
+    kg = k // groups
+    if mode == 0:
+        return n * p * q, kg, r * s * cg
+    if mode == 1:
+        return n * h * w, cg, r * s * kg
+    return kg, cg * r * s, n * p * q
+
+
+def candidate_configs(math_kind: str, m: int, ng: int, groups: int, sms: int):
+    """The configurations worth trying, the heuristic's pick first.
+
+    The pick maximises (useful fraction of the padded tiles) x min(1, blocks / SMs), ties going
+    to the larger tile: large tiles reuse each loaded element more, but tiles mostly outside the
+    problem waste work and too few blocks leave SMs idle.
+    """
+    pool = {"f16": F16_CONFIGS, "tf32": TF32_CONFIGS, "ffma": FFMA_CONFIGS}[math_kind]
+
+    def score(cfg):
+        tm, tn = math.ceil(m / cfg.bm), math.ceil(ng / cfg.bn)
+        eff = (m * ng) / (tm * cfg.bm * tn * cfg.bn)
+        return (round(eff * min(1.0, tm * tn * groups / sms), 3), cfg.bm * cfg.bn)
+
+    return sorted(pool, key=score, reverse=True)
+
+
+def _split_k(cfg, m, ng, kr, groups, sms) -> tuple[int, int]:
+    """(splits, k_per_split) for backward-filter: enough blocks for ~2 waves, >= 8 slices each."""
+    blocks = math.ceil(m / cfg.bm) * math.ceil(ng / cfg.bn) * groups
+    want = max(1, (2 * sms) // max(blocks, 1))
+    most = max(1, kr // (8 * cfg.bk))
+    splits = max(1, min(want, most, 64))
+    kps = math.ceil(math.ceil(kr / splits) / cfg.bk) * cfg.bk
+    return math.ceil(kr / kps), kps
+
+
+def _aligned(a, cp):
+    a = cp.ascontiguousarray(a)
+    if a.data.ptr % 16:
+        a = a.copy()
+    return a
+
+
+def _nhwc(a, cp):
+    """NCHW -> NHWC with the tiled transpose kernel (coalesced both ways)."""
+    n, c, h, w = a.shape
+    out = cp.empty((n, h, w, c), dtype=a.dtype)
+    fn = L.get_function(CU, f"fw_nchw_to_nhwc<{L.cxx_type(a.dtype)}>")
+    L.launch(fn, (math.ceil(h * w / 32), math.ceil(c / 32), n), (32, 8),
+             (_aligned(a, cp), out) + L.i32(c, h * w))
+    return out
+
+
+def _geometry(x_shape, w_shape, stride, padding, dilation, groups, out_hw=None):
+    n, c, h, w = x_shape
+    k, cg, r, s = w_shape
+    if cg * groups != c or k % groups:
+        raise ValueError(f"conv2d: weight {tuple(w_shape)} does not fit input {tuple(x_shape)} with "
+                         f"groups={groups}")
+    if out_hw is None:
+        out_hw = (_generic.conv_out_size(h, r, stride[0], padding[0], dilation[0]),
+                  _generic.conv_out_size(w, s, stride[1], padding[1], dilation[1]))
+    p, q = out_hw
+    if p <= 0 or q <= 0:
+        raise ValueError(f"conv2d: output size {p}x{q} is empty for input {tuple(x_shape)}")
+    return (n, c, h, w, k, r, s, p, q, stride[0], stride[1], padding[0], padding[1],
+            dilation[0], dilation[1], groups)
+
+
+def _run_igemm(mode, a, b, out, geo, cfg, *, bias=None, residual=None, act=0):
+    """Launch the implicit GEMM for ``mode`` with ``cfg`` (handles split-K for mode 2)."""
+    cp = _cp()
+    n, c, h, w, k, r, s, p, q = geo[:9]
+    groups = geo[15]
+    m, ng, kr = _gemm_dims(mode, (n, c, h, w), (k, c // groups, r, s), (p, q), groups)
+    t = L.cxx_type(a.dtype)
+    itemsize = a.dtype.itemsize
+    vec = 16 // itemsize
+    if mode == 0:
+        va = vb = (c // groups) % vec == 0
+    elif mode == 1:
+        va = vb = (k // groups) % vec == 0
+    else:
+        va, vb = (p * q) % vec == 0, False
+    sms = L.sm_count()
+    if mode == 2:
+        splits, kps = _split_k(cfg, m, ng, kr, groups, sms)
+    else:
+        splits, kps = 1, max(kr, 1)
+    ws = cp.empty((splits, k * ng), dtype=cp.float32) if splits > 1 else None
+    grid = (math.ceil(m / cfg.bm), math.ceil(ng / cfg.bn), groups * splits)
+    if isinstance(cfg, MmaConfig):
+        name = (f"fw_conv_mma<{t}, {mode}, {cfg.bm}, {cfg.bn}, {cfg.bk}, {cfg.warps_m}, "
+                f"{cfg.warps_n}, {cfg.stages}, {str(va).lower()}, {str(vb).lower()}>")
+        smem = cfg.smem(itemsize)
+    else:
+        name = f"fw_conv_ffma<{t}, {mode}, {cfg.bm}, {cfg.bn}, {cfg.bk}, {cfg.tm}, {cfg.tn}>"
+        smem = 0
+    fn = L.get_function(CU, name, max_shared=smem)
+    args = (a, b, out, L.ptr_or_null(ws), L.ptr_or_null(bias), L.ptr_or_null(residual)) + L.i32(
+        *geo, act, splits, kps)
+    L.launch(fn, grid, (cfg.threads(),), args, shared_mem=smem)
+    if splits > 1:
+        total = k * ng
+        red = L.get_function(CU, f"fw_splitk_reduce<{t}>")
+        blocks, block = L.elementwise_grid(total)
+        L.launch(red, (blocks,), (block,), (ws, out, np.int64(total), np.int32(splits)))
+
+
+def _tuned(mode, a, b, out, geo, dtype, **epilogue):
+    cp = _cp()
+    dev, cc = L.device_key()
+    kind = _math(dtype, cc)
+    n, c, h, w, k, r, s, p, q = geo[:9]
+    groups = geo[15]
+    m, ng, _ = _gemm_dims(mode, (n, c, h, w), (k, c // groups, r, s), (p, q), groups)
+    cands = candidate_configs(kind, m, ng, groups, L.sm_count())
+    key = ("conv", mode, geo, np.dtype(dtype).str, kind, dev, cc, tuple(sorted(epilogue)))
+    # Tuning runs on scratch output so that a failed candidate cannot leave garbage behind.
+    scratch = cp.empty_like(out)
+    cfg = L.tuner.choose(key, cands, lambda cf: _run_igemm(mode, a, b, scratch, geo, cf, **epilogue))
+    _run_igemm(mode, a, b, out, geo, cfg, **epilogue)
+
+
+def _check_pair(x, w, what):
+    if x.dtype != w.dtype:
+        raise TypeError(f"{what}: input dtype {x.dtype} and weight dtype {w.dtype} differ (use autocast "
+                        "or cast one of them)")
+    dx, dw = backend.device_of(x), backend.device_of(w)
+    if dx != dw:
+        raise RuntimeError(f"{what}: input on {dx} but weight on {dw}")
+
+
+def _epilogue_generic(y, bias, residual, act, cp):
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1).astype(y.dtype)
+    if residual is not None:
+        y += residual
+    if act == 1:
+        cp.maximum(y, 0, out=y)
+    elif act == 2:
+        y *= 1 / (1 + cp.exp(-y))
+    return y
+
+
+# ----------------------------------------------------------------------------------- public API
+
+def _out(out, shape, dtype, cp):
+    """A fresh output, or the caller's ``out`` (tests pass NaN-filled arrays to catch unwritten cells)."""
+    if out is None:
+        return cp.empty(shape, dtype=dtype)
+    if tuple(out.shape) != tuple(shape) or out.dtype != dtype or not out.flags.c_contiguous:
+        raise ValueError(f"out must be a contiguous {dtype} array of shape {tuple(shape)}")
+    return out
+
+
+def conv2d_forward(x, w, stride, padding, dilation, groups, *, bias=None, activation=None,
+                   residual=None, out=None):
+    """y = act(conv2d(x, w) + bias + residual): x (N, C, H, W), w (K, C/groups, R, S) -> (N, K, P, Q)."""
+    cp = _cp()
+    _check_pair(x, w, "conv2d")
+    act = _ACT[activation]
+    geo = _geometry(x.shape, w.shape, stride, padding, dilation, groups)
+    if _use_generic(x, w):
+        y = _generic.conv2d_forward(x, w, stride, padding, dilation, groups)
+        return _epilogue_generic(y, bias, residual, act, cp)
+    n, c, h, wd, k, r, s, p, q = geo[:9]
+    if bias is not None:
+        bias = _aligned(bias.astype(x.dtype, copy=False), cp)
+    if residual is not None:
+        if residual.shape != (n, k, p, q):
+            raise ValueError(f"conv2d: residual {residual.shape} must have the output's shape {(n, k, p, q)}")
+        residual = _aligned(residual.astype(x.dtype, copy=False), cp)
+    y = _out(out, (n, k, p, q), x.dtype, cp)
+    if groups == c and groups > 1 and w.shape[1] == 1:
+        fn = L.get_function(DW, f"fw_dw_forward<{L.cxx_type(x.dtype)}>")
+        blocks, block = L.elementwise_grid(y.size)
+        L.launch(fn, (blocks,), (block,), (_aligned(x, cp), _aligned(w, cp), L.ptr_or_null(bias),
+                                          L.ptr_or_null(residual), y) + L.i32(*geo[:15], act))
+        return y
+    xa = _nhwc(x, cp)
+    wa = _aligned(w.transpose(0, 2, 3, 1), cp)  # KRSC: each filter's (r, s, c) run contiguous
+    _tuned(0, xa, wa, y, geo, x.dtype, bias=bias, residual=residual, act=act)
+    return y
+
+
+def conv2d_bias_act(x, w, bias, stride, padding, dilation, groups, activation=None, residual=None):
+    """The fused forward: ``act(conv2d(x, w) + bias + residual)`` in one kernel."""
+    return conv2d_forward(x, w, stride, padding, dilation, groups, bias=bias, activation=activation,
+                          residual=residual)
+
+
+def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups, *, out=None):
+    """dL/dx (N, C, H, W) from dL/dy (N, K, P, Q): the transposed convolution, as an implicit GEMM."""
+    cp = _cp()
+    _check_pair(gy, w, "conv2d backward (input)")
+    if _use_generic(gy, w):
+        return _generic.conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups)
+    geo = _geometry(tuple(x_shape), w.shape, stride, padding, dilation, groups, out_hw=gy.shape[2:])
+    n, c, h, wd, k, r, s = geo[:7]
+    gx = _out(out, (n, c, h, wd), gy.dtype, cp)
+    if groups == c and groups > 1 and w.shape[1] == 1:
+        fn = L.get_function(DW, f"fw_dw_backward_data<{L.cxx_type(gy.dtype)}>")
+        blocks, block = L.elementwise_grid(gx.size)
+        L.launch(fn, (blocks,), (block,), (_aligned(gy, cp), _aligned(w, cp), gx) + L.i32(*geo[:15]))
+        return gx
+    kg, cg = k // groups, c // groups
+    # B rows are input channels: w (g, Kg, Cg, R, S) -> (g, Cg, R, S, Kg) -> (C, R*S*Kg).
+    wt = _aligned(w.reshape(groups, kg, cg, r, s).transpose(0, 2, 3, 4, 1).reshape(c, r * s * kg), cp)
+    _tuned(1, _nhwc(gy, cp), wt, gx, geo, gy.dtype)
+    return gx
+
+
+def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups, *, out=None):
+    """dL/dw (K, C/groups, R, S) from x and dL/dy; deterministic split-K over N*P*Q."""
+    cp = _cp()
+    _check_pair(x, gy, "conv2d backward (weight)")
+    if _use_generic(x, gy):
+        return _generic.conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups)
+    geo = _geometry(x.shape, tuple(w_shape), stride, padding, dilation, groups, out_hw=gy.shape[2:])
+    gw = _out(out, tuple(w_shape), x.dtype, cp)
+    c = geo[1]
+    if groups == c and groups > 1 and w_shape[1] == 1:
+        k, r, s = geo[4:7]
+        fn = L.get_function(DW, f"fw_dw_backward_filter<{L.cxx_type(x.dtype)}>")
+        L.launch(fn, (k * r * s,), (256,), (_aligned(x, cp), _aligned(gy, cp), gw) + L.i32(*geo[:15]))
+        return gw
+    _tuned(2, _aligned(gy, cp), _aligned(x, cp), gw, geo, x.dtype)
+    return gw
