@@ -42,7 +42,7 @@ if how == "Folder on this machine":
     text = st.text_input("Folder", value=_default_folder(), key="batch_folder")
     folder = Path(text).expanduser()
     if not folder.exists():
-        st.error(f"No such folder or file: {folder}", icon=":material/do_not_disturb_on:")
+        st.error(f"No such folder or file: {folder}", icon=common.REFUSED)
         folder = None
 else:
     up = st.file_uploader("Zip of DICOM files", type=["zip"], key="batch_zip")
@@ -50,7 +50,7 @@ else:
         data = up.getvalue()
         problem = uploads.check_zip(up.name, data)
         if problem:
-            st.error(problem, icon=":material/do_not_disturb_on:")
+            st.error(problem, icon=common.REFUSED)
         else:
             # one folder per archive content: uploading the same zip again resumes instead of re-analysing
             folder = WORK / "uploads" / hashlib.sha1(data).hexdigest()[:16]
@@ -118,7 +118,7 @@ def _load(path: str, mtime: float) -> pd.DataFrame:
 
 
 if not db.exists():
-    st.info("No results yet: run an analysis.", icon=":material/inbox:")
+    st.info("No results yet: run an analysis.", icon=common.EMPTY)
     st.stop()
 
 try:

@@ -14,6 +14,10 @@ from types import ModuleType
 
 import streamlit as st
 
+# Material Symbols icons: they ship with Streamlit's front end, so they render without emoji fonts
+WIP, BLOCKED, EMPTY = ":material/construction:", ":material/block:", ":material/inbox:"
+ERROR, CAMERA, REFUSED = ":material/error:", ":material/photo_camera:", ":material/do_not_disturb_on:"
+
 APP_TITLES = {"dicom_dx": "DICOM diagnosis (apps.dicom_dx)", "perception": "Perception (apps.perception)"}
 
 
@@ -30,12 +34,12 @@ def require_app(name: str, *functions: str) -> ModuleType | None:
     mod, reason = import_app(name)
     title = APP_TITLES.get(name, name)
     if mod is None:
-        st.info(f"**{title} is not available yet.** It could not be imported ({reason}).", icon=":material/construction:")
+        st.info(f"**{title} is not available yet.** It could not be imported ({reason}).", icon=WIP)
         return None
     missing = [f for f in functions if not callable(getattr(mod, f, None))]
     if missing:
         st.info(f"**{title} is not available yet**: its public API lacks "
-                f"{', '.join(f'`{f}`' for f in missing)}.", icon=":material/construction:")
+                f"{', '.join(f'`{f}`' for f in missing)}.", icon=WIP)
         return None
     return mod
 
@@ -66,7 +70,7 @@ def has(mod: ModuleType | None, name: str) -> bool:
 def show_error(context: str, exc: BaseException) -> None:
     """A one-line error for the user: what was being done and why it failed (no traceback)."""
     msg = str(exc).strip() or type(exc).__name__
-    st.error(f"{context}: {msg}", icon=":material/error:")
+    st.error(f"{context}: {msg}", icon=ERROR)
 
 
 def _cpu_name() -> str:

@@ -30,7 +30,7 @@ sample_files = common.resolve("dicom_dx", "sample_files", "samples", "assets")
 apply_window = common.resolve("dicom_dx", "apply_window", "pipeline")
 Window = common.resolve("dicom_dx", "Window", "pipeline")
 if read_dicom is None:
-    st.info("**The DICOM reader is not available yet** (`apps.dicom_dx.read_dicom`).", icon=":material/construction:")
+    st.info("**The DICOM reader is not available yet** (`apps.dicom_dx.read_dicom`).", icon=common.WIP)
     st.stop()
 
 
@@ -89,7 +89,7 @@ inputs: list[tuple[str, bytes]] = []
 if source == "Bundled sample":
     samples = _samples()
     if not samples:
-        st.info("No bundled sample studies yet (apps/dicom_dx/assets/).", icon=":material/inbox:")
+        st.info("No bundled sample studies yet (apps/dicom_dx/assets/).", icon=common.EMPTY)
     else:
         pick = st.selectbox("Sample study", samples, format_func=lambda p: Path(p).name, key="dx_sample")
         inputs = [(Path(pick).name, _file_bytes(pick))]
@@ -100,7 +100,7 @@ else:
         data = f.getvalue()
         problem = uploads.check_dicom(f.name, data)
         if problem:
-            st.error(problem, icon=":material/do_not_disturb_on:")
+            st.error(problem, icon=common.REFUSED)
         else:
             inputs.append((f.name, data))
 
@@ -155,7 +155,7 @@ if header is not None and getattr(header, "n_frames", 1) > 1:
 
 digest, image, pred, error = _analyse(name, data, frame)
 if error:
-    st.error(error, icon=":material/do_not_disturb_on:")
+    st.error(error, icon=common.REFUSED)
     st.stop()
 
 meta = image.meta
@@ -163,9 +163,11 @@ meta = image.meta
 # --------------------------------------------------------------------------------------------- gate
 accepted, reason = present.gate_verdict(pred) if pred is not None else (True, "")
 if pred is None:
-    st.info("The diagnosis model is not available yet: showing the image and its metadata only.", icon=":material/construction:")
+    st.info("The diagnosis model is not available yet: showing the image and its metadata only.",
+            icon=common.WIP)
 elif not accepted:
-    st.error(f"**Not analysed — this input is not a frontal chest radiograph.** {reason}", icon=":material/block:")
+    st.error(f"**Not analysed — this input is not a frontal chest radiograph.** {reason}",
+             icon=common.BLOCKED)
 
 viewer_col, result_col = st.columns([3, 2], gap="large")
 

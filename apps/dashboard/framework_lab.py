@@ -105,7 +105,8 @@ def _train_ui() -> None:
 
 with train_tab:
     if lab is None:
-        st.info(f"Live training is not available: the framework does not import ({LAB_ERROR}).", icon=":material/construction:")
+        st.info(f"Live training is not available: the framework does not import ({LAB_ERROR}).",
+                icon=common.WIP)
     else:
         _train_ui()
 
@@ -116,7 +117,7 @@ with bench_tab:
     files = results.load_benchmarks(RESULTS)
     if not files:
         st.info(f"No benchmark results yet: `{_rel(RESULTS)}/*.json` is absent. Run the scripts "
-                "in `benchmarks/` (e.g. `python -m benchmarks.<name>`) to produce them.", icon=":material/inbox:")
+                "in `benchmarks/` (e.g. `python -m benchmarks.<name>`) to produce them.", icon=common.EMPTY)
     for name, data, error in files:
         st.subheader(name)
         if error:

@@ -80,8 +80,9 @@ for app, title in common.APP_TITLES.items():
     mod, reason = common.import_app(app)
     cards = _cards(app)
     if not cards:
-        st.info("No model card found yet" + (f" (the app does not import: {reason})." if mod is None else
-                                             ". The default model has not been committed yet."), icon=":material/construction:")
+        why = f" (the app does not import: {reason})." if mod is None else \
+            ". The default model has not been committed yet."
+        st.info("No model card found yet" + why, icon=common.WIP)
     for source, card in cards:
         _show_card(source, card)
 

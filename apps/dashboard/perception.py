@@ -26,7 +26,8 @@ try:  # the public modules of the app: detector (load_model, Detector), demo (ru
     from apps.perception import demo as pdemo
     from apps.perception import detector as pdet
 except Exception as exc:
-    st.info(f"**The perception pipeline is not available yet** ({type(exc).__name__}: {exc}).", icon=":material/construction:")
+    st.info(f"**The perception pipeline is not available yet** ({type(exc).__name__}: {exc}).",
+            icon=common.WIP)
     st.stop()
 
 WORK = Path(tempfile.gettempdir()) / "dlsuite-dashboard" / "video"
@@ -133,7 +134,7 @@ with video_tab:
             data = up.getvalue()
             problem = uploads.check_video(up.name, data)
             if problem:
-                st.error(problem, icon=":material/do_not_disturb_on:")
+                st.error(problem, icon=common.REFUSED)
             else:
                 digest = hashlib.sha1(data).hexdigest()
                 WORK.mkdir(parents=True, exist_ok=True)
@@ -151,7 +152,7 @@ with video_tab:
             bar.empty()
             if not result.get("frames"):
                 st.error("No frame could be read from this video (unsupported codec or broken file).",
-                         icon=":material/do_not_disturb_on:")
+                         icon=common.REFUSED)
             else:
                 st.session_state["pc_last"] = {"digest": digest, "conf": conf, "out": out, "result": result}
         except Exception as exc:
@@ -177,7 +178,7 @@ with snap_tab:
 
         bgr = cv2.imdecode(np.frombuffer(raw, np.uint8), cv2.IMREAD_COLOR)
         if bgr is None:
-            st.error("That file is not an image OpenCV can decode.", icon=":material/do_not_disturb_on:")
+            st.error("That file is not an image OpenCV can decode.", icon=common.REFUSED)
         else:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             snap_conf = st.slider("Score threshold", 0.05, 0.95, 0.3, 0.05, key="pc_snap_conf")
@@ -202,7 +203,7 @@ with live_tab:
     if not HAVE_WEBRTC:
         st.info("Live webcam needs the optional extra **streamlit-webrtc**: "
                 "`pip install -e \".[webrtc]\"`, then reload this page. The browser asks for camera access; "
-                "frames are processed on this machine.", icon=":material/photo_camera:")
+                "frames are processed on this machine.", icon=common.CAMERA)
     else:
         from streamlit_webrtc import webrtc_streamer
 
