@@ -23,7 +23,7 @@ if dx is None:
 # The app's public functions (top-level exports, else their public modules)
 read_dicom = common.resolve("dicom_dx", "read_dicom", "io")
 read_header = common.resolve("dicom_dx", "read_header", "io")
-load_model = common.resolve("dicom_dx", "load_model", "predict", "model", "infer")
+load_model = common.resolve("dicom_dx", "load_model", "predict", "infer")
 predict = common.resolve("dicom_dx", "predict", "predict", "infer")
 explain = common.resolve("dicom_dx", "explain", "explain")
 sample_files = common.resolve("dicom_dx", "sample_files", "samples", "assets")
