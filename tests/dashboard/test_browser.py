@@ -80,7 +80,8 @@ def browser(server):
 
 @pytest.fixture
 def page(browser):
-    ctx = browser.new_context(viewport={"width": 1440, "height": 1000})
+    # tall viewport: Streamlit scrolls inside its own container, so a full-page shot shows only the viewport
+    ctx = browser.new_context(viewport={"width": 1440, "height": 1800})
     pg = ctx.new_page()
     pg.set_default_timeout(120_000)
     yield pg
@@ -111,3 +112,81 @@ def test_home_page_loads(server, page, tmp_path):
     _wait_idle(page)
     assert page.get_by_text("Compute device").count() >= 1
     _shot(page, tmp_path, "home")
+
+
+def _resolve(app: str, name: str, *modules: str):
+    import importlib
+
+    for mod in (f"apps.{app}", *(f"apps.{app}.{m}" for m in modules)):
+        try:
+            fn = getattr(importlib.import_module(mod), name, None)
+        except Exception:
+            continue
+        if callable(fn):
+            return fn
+    return None
+
+
+@pytest.fixture(scope="module")
+def chest_dicom(tmp_path_factory) -> Path:
+    synth = pytest.importorskip("apps.dicom_dx.synth")
+    out = tmp_path_factory.mktemp("dicom")
+    synth.generate(out, n=1, seed=4, size_range=(600, 700), render_max=320)
+    return next(out.rglob("*.dcm"))
+
+
+def test_dicom_upload_shows_findings(server, page, tmp_path, chest_dicom):
+    if _resolve("dicom_dx", "predict", "predict", "infer") is None:
+        pytest.skip("apps.dicom_dx.predict (and its default model) not available yet")
+    page.goto(f"{server}/dicom")
+    page.get_by_text("Upload", exact=True).click()
+    page.locator("input[type=file]").set_input_files(str(chest_dicom))
+    page.get_by_text("Findings", exact=True).wait_for()
+    _wait_idle(page)
+    table = page.locator("[data-testid=stDataFrame]").filter(has_text="probability").first
+    content = table.text_content().lower()
+    for finding in ("opacity", "effusion", "cardiomegaly", "pneumothorax"):
+        assert finding in content, content[:400]
+    assert "threshold" in content
+    # the patient's name never reaches the page unless asked for
+    import pydicom
+
+    name = str(pydicom.dcmread(chest_dicom).PatientName)
+    assert name not in page.content()
+    assert page.get_by_text("Grad-CAM", exact=True).count() >= 1
+    _shot(page, tmp_path, "dicom_findings")
+
+
+def _small_clip(path: Path, frames: int = 12) -> Path:
+    import cv2
+    import numpy as np
+
+    synth = pytest.importorskip("apps.perception.synth")
+    img, _ = synth.random_scene(np.random.default_rng(5), 480, 360)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, (480, 360))
+    for i in range(frames):
+        w.write(np.ascontiguousarray(np.roll(img, 5 * i, axis=1)[..., ::-1]))
+    w.release()
+    return path
+
+
+def test_perception_video_upload_plays_annotated(server, page, tmp_path):
+    det = pytest.importorskip("apps.perception.detector")
+    if not Path(det.DEFAULT_WEIGHTS).exists():
+        pytest.skip("the default perception model is not committed yet")
+    clip = _small_clip(tmp_path / "drive.mp4")
+    page.goto(f"{server}/perception")
+    page.get_by_text("Upload", exact=True).first.click()
+    page.locator("input[type=file]").first.set_input_files(str(clip))
+    page.get_by_role("button", name="Run detection and tracking").click()
+    page.locator("video").first.wait_for()
+    _wait_idle(page)
+    assert page.get_by_text("FPS (end to end)").count() == 1
+    frames = page.locator("[data-testid=stMetric]").filter(has_text="Frames").first.text_content()
+    assert "12" in frames
+    src = page.locator("video").first.get_attribute("src")
+    assert src  # the annotated WebM is served by Streamlit's media endpoint
+    # the browser can decode the annotated WebM: wait until it knows the duration
+    page.wait_for_function("() => { const v = document.querySelector('video'); return v && v.duration > 0; }",
+                           timeout=30_000)
+    _shot(page, tmp_path, "perception_video")
