@@ -20,16 +20,19 @@ st.caption("Point it at a folder of studies (recursive; DICOMDIR understood) or 
            "SQLite with pseudonymous ids; a broken file is recorded with its reason and the batch goes on.")
 common.device_badge()
 
-dx = common.require_app("dicom_dx", "analyze")
+dx = common.require_app("dicom_dx")
 if dx is None:
     st.stop()
+analyze = common.resolve("dicom_dx", "analyze", "analyze", "batch")
+read_results = common.resolve("dicom_dx", "read_results", "analyze", "batch", "results")
+sample_files = common.resolve("dicom_dx", "sample_files", "samples", "assets")
 
 WORK = Path(tempfile.gettempdir()) / "dlsuite-dashboard"
 
 
 def _default_folder() -> str:
-    if common.has(dx, "sample_files"):
-        files = [Path(p) for p in dx.sample_files()]
+    if sample_files is not None:
+        files = [Path(p) for p in sample_files()]
         if files:
             return str(files[0].parent)
     return str(Path(dx.__file__).parent / "assets")
@@ -63,7 +66,10 @@ db_text = st.text_input("Results file (SQLite)", value=str(default_db), key="bat
                         help="Re-running into the same file resumes: finished instances are skipped.")
 db = Path(db_text).expanduser()
 
-run = st.button("Run analysis", type="primary", disabled=folder is None, key="batch_run")
+if analyze is None:
+    st.info("Running an analysis needs `apps.dicom_dx.analyze`, which is not available yet; existing "
+            "results files can still be browsed below.", icon=common.WIP)
+run = st.button("Run analysis", type="primary", disabled=folder is None or analyze is None, key="batch_run")
 
 
 def _progress_callback(bar, status):
@@ -90,7 +96,7 @@ if run and folder is not None:
     status = st.empty()
     t0 = time.perf_counter()
     try:
-        summary = dx.analyze([str(folder)], str(db), progress=_progress_callback(bar, status))
+        summary = analyze([str(folder)], str(db), progress=_progress_callback(bar, status))
         bar.progress(1.0, text=f"Done in {time.perf_counter() - t0:.1f} s")
         st.session_state["batch_summary"] = present.as_dict(summary) if summary is not None else {}
     except Exception as exc:
@@ -109,8 +115,8 @@ if st.session_state.get("batch_summary"):
 @st.cache_data(show_spinner=False)
 def _load(path: str, mtime: float) -> pd.DataFrame:
     """The results table; ``mtime`` is only part of the cache key so a new run is re-read."""
-    if common.has(dx, "read_results"):
-        return pd.DataFrame(dx.read_results(path))
+    if read_results is not None:
+        return pd.DataFrame(read_results(path))
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as con:
         tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")]
         best = max(tables, key=lambda t: con.execute(f'SELECT COUNT(*) FROM "{t}"').fetchone()[0])
@@ -141,7 +147,7 @@ view = df
 for name in want:
     dec = cols["decision"].get(name)
     if dec:
-        view = view[view[dec].astype(str).str.lower().isin(["1", "true", "positive", "yes"])]
+        view = view[present.truthy(view[dec])]
     elif name in cols["threshold"]:
         view = view[view[cols["prob"][name]] >= view[cols["threshold"][name]]]
 if gate_pick:
@@ -164,7 +170,7 @@ positives = {}
 for name, pcol in cols["prob"].items():
     dec = cols["decision"].get(name)
     if dec:
-        positives[name] = int(df[dec].astype(str).str.lower().isin(["1", "true", "positive", "yes"]).sum())
+        positives[name] = int(present.truthy(df[dec]).sum())
     elif name in cols["threshold"]:
         positives[name] = int((df[pcol] >= df[cols["threshold"][name]]).sum())
 if positives:

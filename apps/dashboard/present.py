@@ -192,3 +192,14 @@ def _is_numeric(series) -> bool:
     import pandas as pd
 
     return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def truthy(series):
+    """A boolean Series from a decision column stored as 0/1 (possibly float with NULLs), bool or text."""
+    import pandas as pd
+
+    if pd.api.types.is_bool_dtype(series):
+        return series.fillna(False).astype(bool)
+    if pd.api.types.is_numeric_dtype(series):
+        return series.fillna(0) > 0.5
+    return series.astype(str).str.strip().str.lower().isin(["1", "1.0", "true", "positive", "yes", "y"])
