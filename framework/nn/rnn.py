@@ -26,7 +26,7 @@ from . import functional as F
 from . import init
 from .module import Module
 from .parameter import Parameter
-from .utils.rnn import PackedSequence, _packed_rows
+from .utils.rnn import PackedSequence, _packed_rows, gather_rows, scatter_rows
 
 # ------------------------------------------------------------------------------ fused sequences
 
@@ -451,12 +451,8 @@ class RNNBase(Module):
             bs = np.asarray(input.batch_sizes.tolist(), dtype=np.int64)
             B, T = int(bs[0]), len(bs)
             rows = _packed_rows(bs, B)
-            n = int(bs.sum())
-            where = np.full(T * B, n, dtype=np.int64)
-            where[rows] = np.arange(n)
             data = input.data
-            pad = zeros(1, data.shape[1], dtype=data.dtype, device=data.device)
-            x = cat([data, pad], 0)[Tensor(where)].reshape(T, B, data.shape[1])
+            x = scatter_rows(data, rows, T * B).reshape(T, B, data.shape[1])
             return x, bs, ("packed", rows, input)
         if input.dim() not in (2, 3):
             raise ValueError(f"{type(self).__name__}: Expected input to be 2D or 3D, got {input.dim()}D "
@@ -501,7 +497,7 @@ class RNNBase(Module):
         finals = [stack(f, 0) for f in finals]
         if how[0] == "packed":
             packed = how[2]
-            data = x.reshape(T * B, x.shape[-1])[Tensor(how[1])]
+            data = gather_rows(x.reshape(T * B, x.shape[-1]), how[1])
             if packed.unsorted_indices is not None:
                 finals = [f.index_select(1, packed.unsorted_indices) for f in finals]
             out = PackedSequence(data, packed.batch_sizes, packed.sorted_indices, packed.unsorted_indices)

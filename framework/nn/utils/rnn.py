@@ -11,8 +11,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from ...autograd import Function
+from ...backend import get_array_module
 from ...ops import cat
-from ...tensor import Tensor, full
+from ...tensor import Tensor
 
 
 class PackedSequence(NamedTuple):
@@ -28,6 +30,44 @@ class PackedSequence(NamedTuple):
     @property
     def is_cuda(self) -> bool:
         return self.data.is_cuda
+
+
+class _GatherRows(Function):
+    """``x[idx]`` along dim 0 for UNIQUE ``idx`` (so the backward is a plain scatter, not add.at)."""
+
+    def forward(self, x):
+        self.n = x.shape[0]
+        return x[self.idx]
+
+    def backward(self, g):
+        return _ScatterRows(idx=self.idx, n=self.n, fill=0.0)(g)
+
+
+class _ScatterRows(Function):
+    """A ``(n, *)`` array filled with ``fill`` whose rows ``idx`` (unique) are ``x``'s rows."""
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        out = xp.full((self.n, *x.shape[1:]), self.fill, dtype=x.dtype)
+        out[self.idx] = x
+        return out
+
+    def backward(self, g):
+        return _GatherRows(idx=self.idx)(g)
+
+
+def gather_rows(x: Tensor, idx: np.ndarray) -> Tensor:
+    return _GatherRows(idx=_to_xp(idx, x))(x)
+
+
+def scatter_rows(x: Tensor, idx: np.ndarray, n: int, fill: float = 0.0) -> Tensor:
+    return _ScatterRows(idx=_to_xp(idx, x), n=n, fill=fill)(x)
+
+
+def _to_xp(idx, like):
+    from ...backend import to_device
+
+    return to_device(idx, like.device) if like.device.type != "cpu" else idx
 
 
 def _np_int(a) -> np.ndarray:
@@ -91,7 +131,7 @@ def pack_padded_sequence(input: Tensor, lengths, batch_first: bool = False,
         raise RuntimeError(f"lengths (max {lengths.max()}) exceed the padded length {T}")
     bs = _batch_sizes(lengths)
     rows = _packed_rows(bs, B)
-    data = input.reshape(T * B, *input.shape[2:])[Tensor(rows)]
+    data = gather_rows(input.reshape(T * B, *input.shape[2:]), rows)
     return PackedSequence(data, Tensor(bs), None if sorted_idx is None else Tensor(sorted_idx),
                           invert_permutation(sorted_idx))
 
@@ -111,12 +151,7 @@ def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False, pad
     else:
         T_out = T
     rows = _packed_rows(bs, B)
-    n = int(bs.sum())
-    # Every padded slot points at the packed row holding it, or at an extra padding row.
-    where = np.full(T_out * B, n, dtype=np.int64)
-    where[rows] = np.arange(n)
-    pad_row = full((1, *data.shape[1:]), padding_value, dtype=data.dtype, device=data.device)
-    padded = cat([data, pad_row], 0)[Tensor(where)].reshape(T_out, B, *data.shape[1:])
+    padded = scatter_rows(data, rows, T_out * B, padding_value).reshape(T_out, B, *data.shape[1:])
     lengths = (bs[None, :] > np.arange(B)[:, None]).sum(1).astype(np.int64)
     if sequence.unsorted_indices is not None:
         unsort = _np_int(sequence.unsorted_indices)
@@ -136,17 +171,10 @@ def pad_sequence(sequences, batch_first: bool = False, padding_value: float = 0.
     lengths = np.array([int(s.shape[0]) for s in seqs], dtype=np.int64)
     B, T = len(seqs), int(lengths.max())
     rest = tuple(seqs[0].shape[1:])
-    n = int(lengths.sum())
-    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
-    where = np.full((B, T), n, dtype=np.int64)
-    for b in range(B):
-        span = starts[b] + np.arange(lengths[b])
-        if padding_side == "right":
-            where[b, :lengths[b]] = span
-        else:
-            where[b, T - lengths[b]:] = span
-    pad_row = full((1, *rest), padding_value, dtype=seqs[0].dtype, device=seqs[0].device)
-    out = cat(seqs + [pad_row], 0)[Tensor(where.reshape(-1))].reshape(B, T, *rest)
+    # Destination row (b·T + t) of every element of the concatenated sequences.
+    dest = np.concatenate([b * T + (np.arange(n) if padding_side == "right" else T - n + np.arange(n))
+                           for b, n in enumerate(lengths)])
+    out = scatter_rows(cat(seqs, 0), dest, B * T, padding_value).reshape(B, T, *rest)
     return out if batch_first else out.transpose(0, 1)
 
 
