@@ -8,6 +8,10 @@
 
 typedef unsigned short fw_half;  // IEEE binary16 bits; arithmetic always happens in float
 
+// Index arithmetic and per-element bodies are host+device, so a host program (the test suite's
+// harness, built with nvcc and run on the CPU) can execute the very same code on small problems.
+#define FW_HD __host__ __device__ __forceinline__
+
 #if defined(__CUDA_ARCH__) && (__CUDA_ARCH__ >= 800)
 #define FW_SM80 1
 #else
@@ -28,22 +32,29 @@ __device__ __forceinline__ fw_half fw_f2h(float f) {
 
 template <typename T> struct FwType;
 template <> struct FwType<float> {
-  static __device__ __forceinline__ float to_f(float v) { return v; }
-  static __device__ __forceinline__ float from_f(float v) { return v; }
+  static FW_HD float to_f(float v) { return v; }
+  static FW_HD float from_f(float v) { return v; }
 };
 template <> struct FwType<fw_half> {
   static __device__ __forceinline__ float to_f(fw_half v) { return fw_h2f(v); }
   static __device__ __forceinline__ fw_half from_f(float v) { return fw_f2h(v); }
 };
 
-template <typename T> __device__ __forceinline__ float fw_load_f(const T* p) {
+FW_HD int fw_imin(int a, int b) { return a < b ? a : b; }
+FW_HD int fw_imax(int a, int b) { return a > b ? a : b; }
+
+template <typename T> FW_HD float fw_load_f(const T* p) {
   return FwType<T>::to_f(*p);
 }
 
 // Activation codes shared with the Python loaders: 0 none, 1 ReLU, 2 SiLU.
-__device__ __forceinline__ float fw_activate(float v, int act) {
+FW_HD float fw_activate(float v, int act) {
   if (act == 1) return v > 0.f ? v : 0.f;
+#ifdef __CUDA_ARCH__
   if (act == 2) return v / (1.f + __expf(-v));
+#else
+  if (act == 2) return v / (1.f + expf(-v));
+#endif
   return v;
 }
 

@@ -36,7 +36,7 @@ from ..cpu import conv as _generic
 from . import _loader as L
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_bias_act",
-           "MmaConfig", "FfmaConfig", "candidate_configs"]
+           "MmaConfig", "FfmaConfig", "candidate_configs", "gemm_operands", "vec_flags", "split_k"]
 
 CU = "conv_igemm.cu"
 DW = "depthwise.cu"
@@ -135,7 +135,39 @@ def candidate_configs(math_kind: str, m: int, ng: int, groups: int, sms: int):
     return sorted(pool, key=score, reverse=True)
 
 
-def _split_k(cfg, m, ng, kr, groups, sms) -> tuple[int, int]:
+def vec_flags(mode: int, geo, itemsize: int) -> tuple[bool, bool]:
+    """Whether operands A and B can be fetched as 16-byte runs along the reduction (see the .cu)."""
+    c, k, p, q, groups = geo[1], geo[4], geo[7], geo[8], geo[15]
+    vec = 16 // itemsize
+    if mode == 0:
+        return ((c // groups) % vec == 0,) * 2
+    if mode == 1:
+        return ((k // groups) % vec == 0,) * 2
+    return (p * q) % vec == 0, False
+
+
+def gemm_operands(mode: int, xp, t, w, groups: int, nhwc=None):
+    """The (A, B) arrays the implicit GEMM of ``mode`` reads, in the layouts conv_igemm.cu expects.
+
+    ``t`` is x for the forward, gy for backward-data, and the pair (gy, x) for backward-filter.
+    ``nhwc`` converts NCHW to NHWC (the GPU path passes its tiled-transpose kernel).
+    """
+    if nhwc is None:
+        def nhwc(a):
+            return xp.ascontiguousarray(a.transpose(0, 2, 3, 1))
+    if mode == 0:
+        return nhwc(t), xp.ascontiguousarray(w.transpose(0, 2, 3, 1))  # KRSC
+    if mode == 1:
+        k, cg, r, s = w.shape
+        kg = k // groups
+        # B rows are input channels: w (g, Kg, Cg, R, S) -> (g, Cg, R, S, Kg) -> (C, R*S*Kg).
+        wt = w.reshape(groups, kg, cg, r, s).transpose(0, 2, 3, 4, 1).reshape(groups * cg, r * s * kg)
+        return nhwc(t), xp.ascontiguousarray(wt)
+    gy, x = t
+    return xp.ascontiguousarray(gy), xp.ascontiguousarray(x)
+
+
+def split_k(cfg, m, ng, kr, groups, sms) -> tuple[int, int]:
     """(splits, k_per_split) for backward-filter: enough blocks for ~2 waves, >= 8 slices each."""
     blocks = math.ceil(m / cfg.bm) * math.ceil(ng / cfg.bn) * groups
     want = max(1, (2 * sms) // max(blocks, 1))
@@ -186,16 +218,10 @@ def _run_igemm(mode, a, b, out, geo, cfg, *, bias=None, residual=None, act=0):
     m, ng, kr = _gemm_dims(mode, (n, c, h, w), (k, c // groups, r, s), (p, q), groups)
     t = L.cxx_type(a.dtype)
     itemsize = a.dtype.itemsize
-    vec = 16 // itemsize
-    if mode == 0:
-        va = vb = (c // groups) % vec == 0
-    elif mode == 1:
-        va = vb = (k // groups) % vec == 0
-    else:
-        va, vb = (p * q) % vec == 0, False
+    va, vb = vec_flags(mode, geo, itemsize)
     sms = L.sm_count()
     if mode == 2:
-        splits, kps = _split_k(cfg, m, ng, kr, groups, sms)
+        splits, kps = split_k(cfg, m, ng, kr, groups, sms)
     else:
         splits, kps = 1, max(kr, 1)
     ws = cp.empty((splits, k * ng), dtype=cp.float32) if splits > 1 else None
@@ -289,9 +315,8 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, *, bias=None, activa
         L.launch(fn, (blocks,), (block,), (_aligned(x, cp), _aligned(w, cp), L.ptr_or_null(bias),
                                           L.ptr_or_null(residual), y) + L.i32(*geo[:15], act))
         return y
-    xa = _nhwc(x, cp)
-    wa = _aligned(w.transpose(0, 2, 3, 1), cp)  # KRSC: each filter's (r, s, c) run contiguous
-    _tuned(0, xa, wa, y, geo, x.dtype, bias=bias, residual=residual, act=act)
+    xa, wa = gemm_operands(0, cp, _aligned(x, cp), w, groups, nhwc=lambda a: _nhwc(a, cp))
+    _tuned(0, xa, _aligned(wa, cp), y, geo, x.dtype, bias=bias, residual=residual, act=act)
     return y
 
 
@@ -315,10 +340,8 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups, *, 
         blocks, block = L.elementwise_grid(gx.size)
         L.launch(fn, (blocks,), (block,), (_aligned(gy, cp), _aligned(w, cp), gx) + L.i32(*geo[:15]))
         return gx
-    kg, cg = k // groups, c // groups
-    # B rows are input channels: w (g, Kg, Cg, R, S) -> (g, Cg, R, S, Kg) -> (C, R*S*Kg).
-    wt = _aligned(w.reshape(groups, kg, cg, r, s).transpose(0, 2, 3, 4, 1).reshape(c, r * s * kg), cp)
-    _tuned(1, _nhwc(gy, cp), wt, gx, geo, gy.dtype)
+    ga, wt = gemm_operands(1, cp, _aligned(gy, cp), w, groups, nhwc=lambda a: _nhwc(a, cp))
+    _tuned(1, ga, _aligned(wt, cp), gx, geo, gy.dtype)
     return gx
 
 
@@ -336,5 +359,6 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups, *,
         fn = L.get_function(DW, f"fw_dw_backward_filter<{L.cxx_type(x.dtype)}>")
         L.launch(fn, (k * r * s,), (256,), (_aligned(x, cp), _aligned(gy, cp), gw) + L.i32(*geo[:15]))
         return gw
-    _tuned(2, _aligned(gy, cp), _aligned(x, cp), gw, geo, x.dtype)
+    a, b = gemm_operands(2, cp, (gy, x), None, groups)
+    _tuned(2, _aligned(a, cp), _aligned(b, cp), gw, geo, x.dtype)
     return gw

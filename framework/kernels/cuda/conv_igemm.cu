@@ -37,7 +37,7 @@ struct FwConv {
 };
 
 template <int MODE>
-__device__ __forceinline__ FwConv fw_make_conv(FW_CONV_ARGS) {
+FW_HD FwConv fw_make_conv(FW_CONV_ARGS) {
   FwConv c;
   c.N = N; c.C = C; c.H = H; c.W = W; c.K = K; c.R = R; c.S = S; c.P = P; c.Q = Q;
   c.sh = sh; c.sw = sw; c.ph = ph; c.pw = pw; c.dh = dh; c.dw = dw; c.groups = groups;
@@ -57,7 +57,7 @@ __device__ __forceinline__ FwConv fw_make_conv(FW_CONV_ARGS) {
 // (padding, stride holes, tile edges). For the vector loaders `k` is the first of a run of
 // contiguous elements along Kr that never crosses a filter tap (checked on the host).
 template <int MODE>
-__device__ __forceinline__ long long fw_a_offset(const FwConv& c, int g, int row, int k, int kend) {
+FW_HD long long fw_a_offset(const FwConv& c, int g, int row, int k, int kend) {
   if (row >= c.M || k >= kend) return -1;
   if (MODE == 0) {
     const int pq = c.P * c.Q;
@@ -87,7 +87,7 @@ __device__ __forceinline__ long long fw_a_offset(const FwConv& c, int g, int row
 }
 
 template <int MODE>
-__device__ __forceinline__ long long fw_b_offset(const FwConv& c, int g, int row, int k, int kend) {
+FW_HD long long fw_b_offset(const FwConv& c, int g, int row, int k, int kend) {
   if (row >= c.Ng || k >= kend) return -1;
   if (MODE == 0) {
     return (long long)(g * c.Kg + row) * c.Kr + k;
@@ -108,7 +108,7 @@ __device__ __forceinline__ long long fw_b_offset(const FwConv& c, int g, int row
 
 // Where D[row, col] of group g goes (mode 2 with splits > 1 goes to the workspace instead).
 template <int MODE>
-__device__ __forceinline__ long long fw_out_offset(const FwConv& c, int g, int row, int col) {
+FW_HD long long fw_out_offset(const FwConv& c, int g, int row, int col) {
   if (MODE == 0) {
     const int pq = c.P * c.Q;
     const int n = row / pq, rem = row - n * pq;
@@ -123,7 +123,7 @@ __device__ __forceinline__ long long fw_out_offset(const FwConv& c, int g, int r
 }
 
 template <typename T, int MODE>
-__device__ __forceinline__ void fw_store(const FwConv& c, int g, int split, int splits, int row,
+FW_HD void fw_store(const FwConv& c, int g, int split, int splits, int row,
                                          int col, float v, T* __restrict__ out,
                                          float* __restrict__ ws, const T* __restrict__ bias,
                                          const T* __restrict__ residual, int act) {
