@@ -1,0 +1,310 @@
+"""CPU speed of the framework relative to PyTorch, measured in the same run with the same threads.
+
+    python -m benchmarks.cpu [--threads N] [--repeat R] [--quick] [--out PATH]
+
+Prints one JSON document and writes it (with machine information) to
+``benchmarks/results/cpu.json``. Every figure is a ratio ``torch_time / our_time``: above 1 means
+the framework is faster. Times are medians over ``repeat`` runs after warm-up; our runs and
+PyTorch's are interleaved so that load from other processes affects both alike.
+
+Figures (issue 2's targets in brackets):
+- ``conv2d``: forward + backward (input, weight and bias gradients) for six layer shapes, and
+  their geometric mean [>= 1.0];
+- ``cnn_train_step``: one SGD step of conv-BN-ReLU x4, global pool, linear on 32 images of
+  64x64 [>= 0.8];
+- ``mlp_train_step``: one Adam step of a 3-layer MLP, width 64, batch 16 (framework overhead)
+  [>= 0.5];
+- ``lstm_packed``: forward + backward of a 1-layer LSTM (hidden 128) over a padded batch of
+  variable-length sequences given as a PackedSequence [>= 0.5].
+Each model runs from the same weights in both frameworks, and the JSON records the difference
+between their losses as a correctness check.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+
+
+def _early_thread_env() -> None:
+    """Without threadpoolctl, BLAS threads can only be set before NumPy loads: do it here."""
+    n = None
+    for i, a in enumerate(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv):
+            n = sys.argv[i + 1]
+        elif a.startswith("--threads="):
+            n = a.split("=", 1)[1]
+    n = n or str(os.cpu_count() or 1)
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(var, n)
+
+
+_early_thread_env()
+
+import numpy as np  # noqa: E402
+
+CONV_SHAPES = [  # (N, C, H=W, K, kernel, stride, pad)
+    (1, 3, 320, 16, 3, 2, 1),
+    (1, 64, 80, 64, 3, 1, 1),
+    (1, 64, 80, 128, 3, 2, 1),
+    (8, 32, 64, 64, 3, 1, 1),
+    (8, 128, 16, 128, 3, 1, 1),
+    (8, 128, 32, 256, 1, 1, 0),
+]
+TARGETS = {"conv2d_geomean": 1.0, "cnn_train_step": 0.8, "mlp_train_step": 0.5, "lstm_packed": 0.5}
+
+
+def _set_threads(n: int):
+    """Same thread count for PyTorch and for NumPy's BLAS (threadpoolctl if present)."""
+    import torch
+
+    torch.set_num_threads(n)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        return threadpool_limits(limits=n), "threadpoolctl"
+    except ImportError:  # env vars set before NumPy loaded are the fallback (see main)
+        return None, "environment (OMP/OPENBLAS/MKL_NUM_THREADS)"
+
+
+def _time_pair(ours, theirs, repeat: int, warmup: int = 2) -> tuple[float, float]:
+    """Median seconds of ``ours()`` and ``theirs()``, run alternately."""
+    for _ in range(warmup):
+        ours()
+        theirs()
+    to, tt = [], []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        ours()
+        t1 = time.perf_counter()
+        theirs()
+        t2 = time.perf_counter()
+        to.append(t1 - t0)
+        tt.append(t2 - t1)
+    return statistics.median(to), statistics.median(tt)
+
+
+def _figure(t_ours, t_torch, **extra):
+    return dict(ratio=round(t_torch / t_ours, 3), ours_ms=round(t_ours * 1e3, 3),
+                torch_ms=round(t_torch * 1e3, 3), **extra)
+
+
+def _to_fw(t):
+    import framework as fw
+
+    return fw.tensor(t.detach().numpy().copy())
+
+
+def _copy_weights(theirs, ours):
+    import framework as fw
+
+    ours.load_state_dict({k: fw.tensor(v.detach().numpy().copy()) for k, v in theirs.state_dict().items()})
+
+
+# ------------------------------------------------------------------------------------ conv2d
+
+
+def bench_conv(repeat: int, shapes=CONV_SHAPES):
+    import torch
+
+    import framework as fw
+    import framework.nn.functional as F
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for n, c, h, k, ks, s, p in shapes:
+        x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+        w = (rng.standard_normal((k, c, ks, ks), dtype=np.float32) / math.sqrt(c * ks * ks)).astype(np.float32)
+        b = rng.standard_normal(k, dtype=np.float32)
+        fx, fwt, fb = (fw.tensor(a, requires_grad=True) for a in (x, w, b))
+        tx, twt, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+        out_shape = tuple(F.conv2d(fx, fwt, fb, stride=s, padding=p).shape)
+        g = rng.standard_normal(out_shape, dtype=np.float32)
+        fg, tg = fw.tensor(g), torch.tensor(g)
+
+        def ours():
+            for t in (fx, fwt, fb):
+                t.grad = None
+            F.conv2d(fx, fwt, fb, stride=s, padding=p).backward(fg)
+
+        def theirs():
+            for t in (tx, twt, tb):
+                t.grad = None
+            torch.nn.functional.conv2d(tx, twt, tb, stride=s, padding=p).backward(tg)
+
+        ours()
+        theirs()
+        err = float(np.abs(fwt.grad.numpy() - twt.grad.numpy()).max() / (np.abs(twt.grad.numpy()).max() + 1e-12))
+        to, tt = _time_pair(ours, theirs, repeat)
+        rows.append(_figure(to, tt, shape=dict(N=n, C=c, HW=h, K=k, kernel=ks, stride=s, pad=p),
+                            weight_grad_rel_err=float(f"{err:.2e}")))
+    geo = math.exp(sum(math.log(r["ratio"]) for r in rows) / len(rows))
+    return {"geomean": round(geo, 3), "shapes": rows}
+
+
+# ------------------------------------------------------------------------------------ models
+
+
+def _cnn(nn):
+    def block(i, o, s):
+        return [nn.Conv2d(i, o, 3, stride=s, padding=1, bias=False), nn.BatchNorm2d(o), nn.ReLU()]
+
+    return nn.Sequential(*block(3, 16, 1), *block(16, 32, 2), *block(32, 64, 2), *block(64, 128, 2),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(128, 10))
+
+
+def _mlp(nn):
+    return nn.Sequential(nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 64), nn.ReLU(), nn.Linear(64, 10))
+
+
+def _train_pair(make, batch_shape, n_classes, opt_name, opt_kw, repeat):
+    import torch
+
+    import framework as fw
+    import framework.nn  # noqa: F401  (fw.nn)
+
+    torch.manual_seed(0)
+    tm = make(torch.nn)
+    fm = make(fw.nn)
+    _copy_weights(tm, fm)
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(batch_shape, dtype=np.float32)
+    y = rng.integers(0, n_classes, size=batch_shape[0])
+    fx, fy, tx, ty = fw.tensor(x), fw.tensor(y), torch.tensor(x), torch.tensor(y)
+    fo = getattr(fw.optim, opt_name)(fm.parameters(), **opt_kw)
+    to = getattr(torch.optim, opt_name)(tm.parameters(), foreach=False, **opt_kw)
+    losses = {}
+
+    def ours():
+        fo.zero_grad()
+        loss = fw.nn.functional.cross_entropy(fm(fx), fy)
+        loss.backward()
+        fo.step()
+        losses.setdefault("ours", loss.item())
+
+    def theirs():
+        to.zero_grad()
+        loss = torch.nn.functional.cross_entropy(tm(tx), ty)
+        loss.backward()
+        to.step()
+        losses.setdefault("torch", loss.item())
+
+    ours()
+    theirs()
+    diff = abs(losses["ours"] - losses["torch"])
+    t_o, t_t = _time_pair(ours, theirs, repeat)
+    return _figure(t_o, t_t, first_loss_abs_diff=float(f"{diff:.2e}"))
+
+
+def bench_cnn(repeat):
+    return _train_pair(_cnn, (32, 3, 64, 64), 10, "SGD", dict(lr=0.01, momentum=0.9), repeat)
+
+
+def bench_mlp(repeat):
+    return _train_pair(_mlp, (16, 64), 10, "Adam", dict(lr=1e-3), repeat)
+
+
+def bench_lstm(repeat, batch=16, max_len=40, input_size=32, hidden=128):
+    import torch
+
+    import framework as fw
+    import framework.nn  # noqa: F401  (fw.nn)
+
+    rng = np.random.default_rng(2)
+    lengths = sorted(rng.integers(5, max_len + 1, size=batch).tolist(), reverse=True)
+    lengths[0] = max_len
+    x = rng.standard_normal((batch, max_len, input_size), dtype=np.float32)
+    for i, n in enumerate(lengths):
+        x[i, n:] = 0  # padding
+    torch.manual_seed(0)
+    tm = torch.nn.LSTM(input_size, hidden, batch_first=True)
+    fm = fw.nn.LSTM(input_size, hidden, batch_first=True)
+    _copy_weights(tm, fm)
+    fx, tx = fw.tensor(x), torch.tensor(x)
+    f_len, t_len = list(lengths), torch.tensor(lengths)
+    outs = {}
+
+    def run(L, m, xx, ln, key):
+        for p in m.parameters():
+            p.grad = None
+        packed = L.nn.utils.rnn.pack_padded_sequence(xx, ln, batch_first=True, enforce_sorted=False)
+        out, (h, _) = m(packed)
+        padded, _ = L.nn.utils.rnn.pad_packed_sequence(out, batch_first=True)
+        loss = (padded * padded).sum() + h.sum()
+        loss.backward()
+        outs.setdefault(key, loss.item())
+
+    def ours():
+        run(fw, fm, fx, f_len, "ours")
+
+    def theirs():
+        run(torch, tm, tx, t_len, "torch")
+
+    ours()
+    theirs()
+    rel = abs(outs["ours"] - outs["torch"]) / abs(outs["torch"])
+    print(f"[benchmarks.cpu] lstm loss: ours {outs['ours']:.6g}, torch {outs['torch']:.6g}", file=sys.stderr)
+    t_o, t_t = _time_pair(ours, theirs, repeat)
+    return _figure(t_o, t_t, batch=batch, max_len=max_len, input_size=input_size, hidden=hidden,
+                   loss_rel_diff=float(f"{rel:.2e}"))
+
+
+# ------------------------------------------------------------------------------------ main
+
+
+def machine_info(threads: int, how: str) -> dict:
+    import torch
+
+    info = dict(python=platform.python_version(), numpy=np.__version__, torch=torch.__version__,
+                platform=platform.platform(), processor=platform.processor() or platform.machine(),
+                cpu_count=os.cpu_count(), threads=threads, thread_control=how)
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["blas"] = sorted({f"{d.get('internal_api')} {d.get('version')}" for d in threadpool_info()})
+    except ImportError:
+        pass
+    return info
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=None, help="threads for both (default: all cores)")
+    ap.add_argument("--repeat", type=int, default=7, help="timed runs per figure (median reported)")
+    ap.add_argument("--quick", action="store_true", help="3 repeats (a smoke test, noisy figures)")
+    ap.add_argument("--only", nargs="*", default=None,
+                    choices=["conv2d", "cnn_train_step", "mlp_train_step", "lstm_packed"])
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "cpu.json"))
+    args = ap.parse_args(argv)
+    threads = args.threads or os.cpu_count() or 1
+    limiter, how = _set_threads(threads)
+    repeat = 3 if args.quick else args.repeat
+    benches = {"conv2d": bench_conv, "cnn_train_step": bench_cnn, "mlp_train_step": bench_mlp,
+               "lstm_packed": bench_lstm}
+    figures = {}
+    for name, fn in benches.items():
+        if args.only is None or name in args.only:
+            print(f"[benchmarks.cpu] {name} ...", file=sys.stderr, flush=True)
+            figures[name] = fn(repeat)
+    result = {"benchmark": "cpu", "unit": "ratio torch_time / framework_time (>1: framework faster)",
+              "repeat": repeat, "machine": machine_info(threads, how), "targets": TARGETS,
+              "figures": figures,
+              "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(text + "\n")
+    del limiter
+    return result
+
+
+if __name__ == "__main__":
+    main()
