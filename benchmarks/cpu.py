@@ -111,40 +111,44 @@ def _copy_weights(theirs, ours):
 # ------------------------------------------------------------------------------------ conv2d
 
 
-def bench_conv(repeat: int, shapes=CONV_SHAPES):
+def _conv_case(shape, rng, repeat):
     import torch
 
     import framework as fw
     import framework.nn.functional as F
 
+    n, c, h, k, ks, s, p = shape
+    x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+    w = (rng.standard_normal((k, c, ks, ks)) / math.sqrt(c * ks * ks)).astype(np.float32)
+    b = rng.standard_normal(k, dtype=np.float32)
+    fx, fwt, fb = (fw.tensor(a, requires_grad=True) for a in (x, w, b))
+    tx, twt, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    out_shape = tuple(F.conv2d(fx, fwt, fb, stride=s, padding=p).shape)
+    g = rng.standard_normal(out_shape, dtype=np.float32)
+    fg, tg = fw.tensor(g), torch.tensor(g)
+
+    def ours():
+        for t in (fx, fwt, fb):
+            t.grad = None
+        F.conv2d(fx, fwt, fb, stride=s, padding=p).backward(fg)
+
+    def theirs():
+        for t in (tx, twt, tb):
+            t.grad = None
+        torch.nn.functional.conv2d(tx, twt, tb, stride=s, padding=p).backward(tg)
+
+    ours()
+    theirs()
+    ref = twt.grad.numpy()
+    err = float(np.abs(fwt.grad.numpy() - ref).max() / (np.abs(ref).max() + 1e-12))
+    to, tt = _time_pair(ours, theirs, repeat)
+    return _figure(to, tt, shape=dict(N=n, C=c, HW=h, K=k, kernel=ks, stride=s, pad=p),
+                   weight_grad_rel_err=float(f"{err:.2e}"))
+
+
+def bench_conv(repeat: int, shapes=CONV_SHAPES):
     rng = np.random.default_rng(0)
-    rows = []
-    for n, c, h, k, ks, s, p in shapes:
-        x = rng.standard_normal((n, c, h, h), dtype=np.float32)
-        w = (rng.standard_normal((k, c, ks, ks), dtype=np.float32) / math.sqrt(c * ks * ks)).astype(np.float32)
-        b = rng.standard_normal(k, dtype=np.float32)
-        fx, fwt, fb = (fw.tensor(a, requires_grad=True) for a in (x, w, b))
-        tx, twt, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-        out_shape = tuple(F.conv2d(fx, fwt, fb, stride=s, padding=p).shape)
-        g = rng.standard_normal(out_shape, dtype=np.float32)
-        fg, tg = fw.tensor(g), torch.tensor(g)
-
-        def ours():
-            for t in (fx, fwt, fb):
-                t.grad = None
-            F.conv2d(fx, fwt, fb, stride=s, padding=p).backward(fg)
-
-        def theirs():
-            for t in (tx, twt, tb):
-                t.grad = None
-            torch.nn.functional.conv2d(tx, twt, tb, stride=s, padding=p).backward(tg)
-
-        ours()
-        theirs()
-        err = float(np.abs(fwt.grad.numpy() - twt.grad.numpy()).max() / (np.abs(twt.grad.numpy()).max() + 1e-12))
-        to, tt = _time_pair(ours, theirs, repeat)
-        rows.append(_figure(to, tt, shape=dict(N=n, C=c, HW=h, K=k, kernel=ks, stride=s, pad=p),
-                            weight_grad_rel_err=float(f"{err:.2e}")))
+    rows = [_conv_case(shape, rng, repeat) for shape in shapes]
     geo = math.exp(sum(math.log(r["ratio"]) for r in rows) / len(rows))
     return {"geomean": round(geo, 3), "shapes": rows}
 
