@@ -870,9 +870,9 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
 def _random_uniform(shape, like):
     xp = get_array_module(like)
     if xp is np:
-        from . import tensor as _t
+        from .tensor import default_generator
 
-        return _t._rng.random(shape, dtype=np.float32)
+        return default_generator().random(shape, dtype=np.float32)
     return xp.random.random(shape, dtype=xp.float32)
 
 
@@ -1354,8 +1354,9 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
 
 def _cross_entropy_probs(input, target, weight, reduction, label_smoothing):
     if tuple(target.shape) != tuple(input.shape):
-        raise ValueError(f"cross_entropy: expected probability target of the same size as input "
-                         f"{_shape(input)}, got {_shape(target)}")
+        raise ValueError(f"cross_entropy: a floating-point target holds class probabilities and must have "
+                         f"the size of the input {_shape(input)}, got {_shape(target)} (class indices "
+                         f"must be an integer tensor)")
     cdim = 0 if input.ndim == 1 else 1
     c = input.shape[cdim]
     logp = log_softmax(input, cdim)
@@ -1495,10 +1496,10 @@ def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None, reduct
     if log_target:
         loss = ops.exp(target) * (target - input)
     else:
-        t = target.data
-        xp = get_array_module(t)
-        logt = Tensor(xp.where(t > 0, xp.log(xp.where(t > 0, t, 1)), 0).astype(t.dtype))
-        loss = target * (logt - input)
+        # xlogy(t, t): 0 where t == 0; differentiable in t where t > 0.
+        pos = Tensor(target.data > 0)
+        safe_t = ops.where(pos, target, 1.0)
+        loss = ops.where(pos, target * ops.log(safe_t), 0.0) - target * input
     if reduction == "batchmean":
         return loss.sum() / input.shape[0]
     return _reduce(loss, reduction, "kl_div")

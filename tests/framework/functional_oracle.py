@@ -12,9 +12,19 @@ import framework as fw
 TOL = {np.float64: (1e-9, 1e-10), np.float32: (2e-4, 2e-5)}
 
 
+class Const:
+    """Wrap an array that is passed to both libraries without requiring grad (e.g. class weights)."""
+
+    def __init__(self, a):
+        self.a = a
+
+
 def _to(a, lib, dtype):
     import torch
 
+    if isinstance(a, Const):
+        a = a.a.astype(dtype) if a.a.dtype.kind == "f" else a.a
+        return fw.tensor(a) if lib == "fw" else torch.tensor(a)
     if not isinstance(a, np.ndarray):
         return a
     if a.dtype.kind == "f":
@@ -43,8 +53,9 @@ def check(fw_fn, torch_fn, args, dtype=np.float64, grad=True, rtol=None, atol=No
     assert len(ys) == len(tys)
     for i, (y, ty) in enumerate(zip(ys, tys)):
         assert tuple(y.shape) == tuple(ty.shape), f"output {i}: shape {tuple(y.shape)} vs {tuple(ty.shape)}"
-        np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=rtol, atol=atol,
-                                   err_msg=f"output {i} differs")
+        np.testing.assert_allclose(
+            y.detach().numpy(), ty.detach().numpy(), rtol=rtol, atol=atol, err_msg=f"output {i} differs"
+        )
     if not grad:
         return ys
     rng = np.random.default_rng(seed)
@@ -63,6 +74,11 @@ def check(fw_fn, torch_fn, args, dtype=np.float64, grad=True, rtol=None, atol=No
                 assert f.grad is None or not np.any(f.grad.numpy()), f"input {i}: torch has no gradient"
                 continue
             assert f.grad is not None, f"input {i}: no gradient"
-            np.testing.assert_allclose(f.grad.numpy(), t.grad.numpy(), rtol=rtol, atol=atol * 10,
-                                       err_msg=f"gradient of input {i} differs")
+            np.testing.assert_allclose(
+                f.grad.numpy(),
+                t.grad.numpy(),
+                rtol=rtol,
+                atol=atol * 10,
+                err_msg=f"gradient of input {i} differs",
+            )
     return ys

@@ -15,11 +15,11 @@ TF = torch.nn.functional
 CONV_CASES = [
     (2, 4, 9, 8, 6, 3, 3, 1, 1, 1, 1),
     (2, 4, 9, 8, 6, 3, 2, (2, 1), (0, 2), (1, 2), 2),
-    (1, 6, 7, 7, 6, 3, 3, 2, 1, (2, 1), 6),          # depthwise
-    (2, 3, 7, 6, 6, 3, 3, 1, 1, 1, 3),               # depthwise with multiplier 2
-    (3, 4, 5, 6, 8, 1, 1, 1, 0, 1, 1),               # 1x1
-    (3, 4, 5, 6, 8, 1, 1, 2, 1, 1, 2),               # strided 1x1 with padding, grouped
-    (2, 3, 8, 8, 5, 2, 2, 3, 1, 1, 1),               # stride larger than kernel
+    (1, 6, 7, 7, 6, 3, 3, 2, 1, (2, 1), 6),  # depthwise
+    (2, 3, 7, 6, 6, 3, 3, 1, 1, 1, 3),  # depthwise with multiplier 2
+    (3, 4, 5, 6, 8, 1, 1, 1, 0, 1, 1),  # 1x1
+    (3, 4, 5, 6, 8, 1, 1, 2, 1, 1, 2),  # strided 1x1 with padding, grouped
+    (2, 3, 8, 8, 5, 2, 2, 3, 1, 1, 1),  # stride larger than kernel
     (1, 2, 10, 9, 3, 5, 3, (3, 2), (2, 1), (1, 3), 1),
 ]
 
@@ -31,8 +31,12 @@ def test_conv2d_matches_torch(case, dtype, rng):
     x = rng.standard_normal((n, c, h, w))
     wt = rng.standard_normal((k, c // g, kh, kw))
     b = rng.standard_normal(k)
-    check(lambda x, w, b: F.conv2d(x, w, b, s, p, d, g), lambda x, w, b: TF.conv2d(x, w, b, s, p, d, g),
-          [x, wt, b], dtype=dtype)
+    check(
+        lambda x, w, b: F.conv2d(x, w, b, s, p, d, g),
+        lambda x, w, b: TF.conv2d(x, w, b, s, p, d, g),
+        [x, wt, b],
+        dtype=dtype,
+    )
 
 
 @pytest.mark.parametrize("k,d", [(3, 1), (4, 1), (2, 3), (5, 2)])
@@ -40,8 +44,11 @@ def test_conv2d_matches_torch(case, dtype, rng):
 def test_conv2d_string_padding(k, d, padding, rng):
     x = rng.standard_normal((2, 3, 9, 8))
     wt = rng.standard_normal((4, 3, k, k - 1 if k > 2 else k))
-    y = check(lambda x, w: F.conv2d(x, w, None, 1, padding, d),
-              lambda x, w: TF.conv2d(x, w, None, 1, padding, d), [x, wt])
+    y = check(
+        lambda x, w: F.conv2d(x, w, None, 1, padding, d),
+        lambda x, w: TF.conv2d(x, w, None, 1, padding, d),
+        [x, wt],
+    )
     if padding == "same":
         assert tuple(y[0].shape[2:]) == (9, 8)
 
@@ -69,8 +76,12 @@ def test_conv_transpose2d_matches_torch(case, dtype, rng):
     x = rng.standard_normal((n, ci, h, w))
     wt = rng.standard_normal((ci, co // g, k, k))
     b = rng.standard_normal(co)
-    check(lambda x, w, b: F.conv_transpose2d(x, w, b, s, p, op, g, d),
-          lambda x, w, b: TF.conv_transpose2d(x, w, b, s, p, op, g, d), [x, wt, b], dtype=dtype)
+    check(
+        lambda x, w, b: F.conv_transpose2d(x, w, b, s, p, op, g, d),
+        lambda x, w, b: TF.conv_transpose2d(x, w, b, s, p, op, g, d),
+        [x, wt, b],
+        dtype=dtype,
+    )
 
 
 def test_conv1d_and_unfold(rng):
@@ -78,8 +89,11 @@ def test_conv1d_and_unfold(rng):
     wt = rng.standard_normal((4, 3, 3))
     check(lambda x, w: F.conv1d(x, w, None, 2, 1), lambda x, w: TF.conv1d(x, w, None, 2, 1), [x, wt])
     x = rng.standard_normal((2, 3, 6, 5))
-    check(lambda x: F.unfold(x, (2, 3), padding=1, stride=(1, 2)),
-          lambda x: TF.unfold(x, (2, 3), padding=1, stride=(1, 2)), [x])
+    check(
+        lambda x: F.unfold(x, (2, 3), padding=1, stride=(1, 2)),
+        lambda x: TF.unfold(x, (2, 3), padding=1, stride=(1, 2)),
+        [x],
+    )
 
 
 def _t(a, grad=True):
@@ -116,7 +130,8 @@ def test_conv2d_double_backward_matches_torch(rng):
         (gx,) = lib.autograd.grad((y * y).sum(), [xs], create_graph=True)
         (gx * gx).sum().backward()
         return xs.grad.numpy() if lib is fw else xs.grad.detach().numpy(), ws.grad.numpy() if lib is fw else (
-            ws.grad.detach().numpy())
+            ws.grad.detach().numpy()
+        )
 
     a, b = penalty(fw, F.conv2d), penalty(torch, TF.conv2d)
     np.testing.assert_allclose(a[0], b[0], rtol=1e-9, atol=1e-9)

@@ -1,0 +1,156 @@
+"""Normalisation and dropout against PyTorch, running statistics, second derivatives."""
+
+import numpy as np
+import pytest
+from functional_oracle import check
+
+import framework as fw
+import framework.functional as F
+from framework.testing import gradcheck, gradgradcheck
+
+torch = pytest.importorskip("torch")
+TF = torch.nn.functional
+
+
+@pytest.mark.parametrize("shape", [(4, 3), (3, 4, 5), (2, 3, 4, 5)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_training_and_running_stats(shape, dtype, affine, rng):
+    c = shape[1]
+    x = rng.standard_normal(shape) * 2 + 1
+    w, b = rng.standard_normal(c), rng.standard_normal(c)
+    rm, rv = rng.standard_normal(c), rng.random(c) + 0.5
+    frm, frv = fw.tensor(rm.astype(dtype)), fw.tensor(rv.astype(dtype))
+    trm, trv = torch.tensor(rm.astype(dtype)), torch.tensor(rv.astype(dtype))
+    if affine:
+        check(
+            lambda x, w, b: F.batch_norm(x, frm, frv, w, b, True, 0.3, 1e-3),
+            lambda x, w, b: TF.batch_norm(x, trm, trv, w, b, True, 0.3, 1e-3),
+            [x, w, b],
+            dtype=dtype,
+        )
+    else:
+        check(
+            lambda x: F.batch_norm(x, frm, frv, training=True),
+            lambda x: TF.batch_norm(x, trm, trv, training=True),
+            [x],
+            dtype=dtype,
+        )
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(frm.numpy(), trm.numpy(), rtol=tol, atol=tol)
+    np.testing.assert_allclose(frv.numpy(), trv.numpy(), rtol=tol, atol=tol)  # unbiased variance
+
+
+def test_batch_norm_eval_and_no_running_stats(rng):
+    x = rng.standard_normal((3, 4, 2, 2))
+    w, b, rm, rv = rng.standard_normal(4), rng.standard_normal(4), rng.standard_normal(4), rng.random(4) + 0.5
+    check(
+        lambda x, w, b, rm, rv: F.batch_norm(x, rm.detach(), rv.detach(), w, b, False),
+        lambda x, w, b, rm, rv: TF.batch_norm(x, rm.detach(), rv.detach(), w, b, False),
+        [x, w, b, rm, rv],
+    )
+    check(
+        lambda x: F.batch_norm(x, None, None, training=True),
+        lambda x: TF.batch_norm(x, None, None, training=True),
+        [x],
+    )
+
+
+def test_batch_norm_errors():
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        F.batch_norm(fw.zeros(1, 3), None, None, training=True)
+    with pytest.raises(RuntimeError, match="running_mean should contain 3 elements not 4"):
+        F.batch_norm(fw.zeros(2, 3), fw.zeros(4), fw.ones(4))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_layer_norm(dtype, rng):
+    x = rng.standard_normal((2, 3, 4, 5))
+    w, b = rng.standard_normal((4, 5)), rng.standard_normal((4, 5))
+    check(
+        lambda x, w, b: F.layer_norm(x, (4, 5), w, b),
+        lambda x, w, b: TF.layer_norm(x, (4, 5), w, b),
+        [x, w, b],
+        dtype=dtype,
+    )
+    check(
+        lambda x: F.layer_norm(x, 5, eps=1e-2), lambda x: TF.layer_norm(x, (5,), eps=1e-2), [x], dtype=dtype
+    )
+    with pytest.raises(RuntimeError, match=r"layer_norm.*normalized_shape=\[4\].*\[2, 3, 4, 5\]"):
+        F.layer_norm(fw.zeros(2, 3, 4, 5), [4])
+
+
+@pytest.mark.parametrize("groups", [1, 2, 6])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_group_norm(groups, dtype, rng):
+    x = rng.standard_normal((2, 6, 3, 4))
+    w, b = rng.standard_normal(6), rng.standard_normal(6)
+    check(
+        lambda x, w, b: F.group_norm(x, groups, w, b),
+        lambda x, w, b: TF.group_norm(x, groups, w, b),
+        [x, w, b],
+        dtype=dtype,
+    )
+    with pytest.raises(RuntimeError, match="divisible by num_groups"):
+        F.group_norm(fw.zeros(2, 6, 3), 4)
+
+
+def test_instance_norm(rng):
+    x = rng.standard_normal((2, 3, 4, 5))
+    w, b = rng.standard_normal(3), rng.standard_normal(3)
+    check(
+        lambda x, w, b: F.instance_norm(x, weight=w, bias=b),
+        lambda x, w, b: TF.instance_norm(x, weight=w, bias=b),
+        [x, w, b],
+    )
+
+
+def test_norms_second_derivatives(rng):
+    x = fw.tensor(rng.standard_normal((3, 2, 2)), dtype=fw.float64, requires_grad=True)
+    w = fw.tensor(rng.standard_normal(2), dtype=fw.float64, requires_grad=True)
+    b = fw.tensor(rng.standard_normal(2), dtype=fw.float64, requires_grad=True)
+    for f in (
+        lambda x, w, b: F.batch_norm(x, None, None, w, b, True) ** 2,
+        lambda x, w, b: F.layer_norm(x, (2,), w, b) ** 2,
+        lambda x, w, b: F.group_norm(x, 1, w, b) ** 2,
+    ):
+        assert gradcheck(f, (x, w, b))
+        assert gradgradcheck(f, (x, w, b))
+
+
+def test_batch_norm_double_backward_matches_torch(rng):
+    x = rng.standard_normal((4, 3, 2, 2))
+
+    def run(lib, bn):
+        xs = lib.tensor(x, requires_grad=True)
+        y = bn(xs, None, None, None, None, True)
+        (g,) = lib.autograd.grad((y**3).sum(), [xs], create_graph=True)
+        (g * g).sum().backward()
+        return xs.grad.detach().numpy()
+
+    np.testing.assert_allclose(run(fw, F.batch_norm), run(torch, TF.batch_norm), rtol=1e-8, atol=1e-9)
+
+
+def test_dropout_statistics_scaling_and_seed():
+    x = fw.ones(200, 100, requires_grad=True)
+    fw.manual_seed(3)
+    y = F.dropout(x, 0.3)
+    kept = y.detach().numpy() != 0
+    assert abs(kept.mean() - 0.7) < 0.02
+    np.testing.assert_allclose(y.detach().numpy()[kept], 1 / 0.7, rtol=1e-6)
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad.numpy(), kept / 0.7, rtol=1e-6)  # same mask in backward
+    fw.manual_seed(3)
+    np.testing.assert_array_equal(F.dropout(fw.ones(200, 100), 0.3).numpy(), y.detach().numpy())
+    assert F.dropout(x, 0.3, training=False) is x
+    assert not F.dropout(fw.ones(5), 1.0).numpy().any()
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        F.dropout(x, 1.5)
+
+
+def test_dropout2d_zeroes_whole_channels():
+    fw.manual_seed(0)
+    y = F.dropout2d(fw.ones(8, 16, 3, 3), 0.5).numpy()
+    per_channel = y.reshape(8, 16, 9)
+    assert np.all((per_channel == 0).all(-1) | (per_channel == 2).all(-1))
+    assert 0 < (per_channel == 0).all(-1).mean() < 1
