@@ -191,12 +191,14 @@ def load(f, map_location=None, weights_only: bool = True) -> Any:
     if structure is None:
         return {k: _to_tensor(a, dev) for k, a in tensors.items()}
     try:
-        doc = json.loads(structure)
+        doc = json.loads(structure, parse_constant=_reject_constant)
+        return _decode(path, doc, tensors, dev, set())
     except ValueError as e:
+        if isinstance(e, CheckpointError):
+            raise
         raise CheckpointError(path, f"object structure in the metadata is not valid JSON ({e})") from None
-    used: set[str] = set()
-    obj = _decode(path, doc, tensors, dev, used)
-    return obj
+    except RecursionError:
+        raise CheckpointError(path, "object structure in the metadata is nested too deeply") from None
 
 
 def _parse_header(path, raw: bytes):
@@ -205,9 +207,11 @@ def _parse_header(path, raw: bytes):
     except UnicodeDecodeError:
         raise CheckpointError(path, "header is not UTF-8 text (not a safetensors file)") from None
     try:
-        header = json.loads(text, parse_constant=_reject_constant)
+        header = json.loads(text, parse_constant=_reject_constant, object_pairs_hook=_unique_keys)
     except ValueError as e:
         raise CheckpointError(path, f"header is not valid JSON ({e})") from None
+    except RecursionError:
+        raise CheckpointError(path, "header JSON is nested too deeply") from None
     if not isinstance(header, dict):
         raise CheckpointError(path, f"header must be a JSON object, got {type(header).__name__}")
     metadata = header.pop("__metadata__", None)
@@ -239,6 +243,15 @@ def _parse_header(path, raw: bytes):
                                         f"bytes but data_offsets span {offs[1] - offs[0]}")
         entries[name] = (dt, tuple(shape), tuple(offs))
     return entries, metadata
+
+
+def _unique_keys(pairs):
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        seen = set()
+        dup = next(k for k, _ in pairs if k in seen or seen.add(k))
+        raise ValueError(f"duplicate key {dup!r}")
+    return d
 
 
 def _reject_constant(name):

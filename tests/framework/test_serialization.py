@@ -185,6 +185,19 @@ def test_damaged_files_raise_clear_errors(tmp_path, header, data, n, match):
     assert isinstance(e.value, ValueError) and isinstance(e.value, RuntimeError)
 
 
+def test_deeply_nested_or_duplicate_json_is_refused(tmp_path):
+    deep = b"[" * 100_000 + b"]" * 100_000
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        fw.load(_write(tmp_path / "a.safetensors", deep))
+    meta = {"framework.structure": "[" * 100_000 + "]" * 100_000}
+    with pytest.raises(CheckpointError, match="nested too deeply"):
+        fw.load(_write(tmp_path / "b.safetensors", {"__metadata__": meta}))
+    dup = b'{"t": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}, "t": {"dtype": "F32", ' \
+          b'"shape": [1], "data_offsets": [0, 4]}}'
+    with pytest.raises(CheckpointError, match="duplicate key 't'"):
+        fw.load(_write(tmp_path / "c.safetensors", dup, b"\0" * 4))
+
+
 def test_huge_or_lying_header_length_is_refused_before_reading(tmp_path):
     with pytest.raises(CheckpointError, match="exceeds"):
         fw.load(_write(tmp_path / "a.safetensors", b"{}", n=2**62))
