@@ -160,3 +160,30 @@ def test_resume_with_last_epoch_needs_initial_lr():
         fls.StepLR(o, step_size=2, last_epoch=3)
     with pytest.raises(TypeError, match="not an Optimizer"):
         fls.StepLR(object(), step_size=2)
+
+
+@pytest.mark.parametrize("make", [
+    lambda o: fls.StepLR(o, 3), lambda o: fls.MultiStepLR(o, [2, 2, 5]),
+    lambda o: fls.ExponentialLR(o, 0.9), lambda o: fls.CosineAnnealingLR(o, 7), lambda o: fls.LinearLR(o),
+    lambda o: fls.LambdaLR(o, lambda e: 0.5),
+    lambda o: fls.OneCycleLR(o, max_lr=1.0, total_steps=20), lambda o: fls.ReduceLROnPlateau(o),
+    lambda o: fls.SequentialLR(o, [fls.LinearLR(o), fls.StepLR(o, 2)], [3]),
+])
+def test_every_scheduler_state_saves_and_loads(tmp_path, make):
+    o, _ = _pair(lrs=(0.5,), momentum=0.9)
+    s = make(o)
+    for _ in range(4):
+        o.step()
+        s.step(1.0) if isinstance(s, fls.ReduceLROnPlateau) else s.step()
+    fw.save({"optim": o.state_dict(), "sched": s.state_dict()}, tmp_path / "s.safetensors")
+    o2, _ = _pair(lrs=(0.5,), momentum=0.9)
+    s2 = make(o2)
+    ck = fw.load(tmp_path / "s.safetensors")
+    o2.load_state_dict(ck["optim"])  # the current lr lives in the optimizer's groups
+    s2.load_state_dict(ck["sched"])
+    assert s2.last_epoch == s.last_epoch and s2.get_last_lr() == s.get_last_lr()
+    for _ in range(3):
+        for opt, sch in ((o, s), (o2, s2)):
+            opt.step()
+            sch.step(2.0) if isinstance(sch, fls.ReduceLROnPlateau) else sch.step()
+    assert s2.get_last_lr() == pytest.approx(s.get_last_lr(), rel=1e-12)
