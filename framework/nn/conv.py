@@ -11,15 +11,17 @@ from .module import Module
 from .parameter import Parameter
 
 
-def _pair(v):
+def _ntuple(v, n: int):
     if isinstance(v, (tuple, list)):
-        if len(v) != 2:
-            raise ValueError(f"expected an int or a pair, got {v!r}")
+        if len(v) != n:
+            raise ValueError(f"expected an int or a {n}-tuple, got {v!r}")
         return tuple(int(x) for x in v)
-    return (int(v), int(v))
+    return (int(v),) * n
 
 
 class _ConvNd(Module):
+    _n = 2  # spatial dimensions
+
     def __init__(self, in_channels, out_channels, kernel_size, stride, padding, dilation, transposed,
                  output_padding, groups, bias, padding_mode, device=None, dtype=None):
         super().__init__()
@@ -36,16 +38,17 @@ class _ConvNd(Module):
             if padding not in ("same", "valid"):
                 raise ValueError(f"Invalid padding string {padding!r}, should be one of "
                                  "{'valid', 'same'}")
-            if padding == "same" and any(s != 1 for s in _pair(stride)):
+            if padding == "same" and any(s != 1 for s in _ntuple(stride, self._n)):
                 raise ValueError("padding='same' is not supported for strided convolutions")
         self.in_channels = in_channels
         self.out_channels = out_channels
-        self.kernel_size = _pair(kernel_size)
-        self.stride = _pair(stride)
-        self.padding = padding if isinstance(padding, str) else _pair(padding)
-        self.dilation = _pair(dilation)
+        n = self._n
+        self.kernel_size = _ntuple(kernel_size, n)
+        self.stride = _ntuple(stride, n)
+        self.padding = padding if isinstance(padding, str) else _ntuple(padding, n)
+        self.dilation = _ntuple(dilation, n)
         self.transposed = transposed
-        self.output_padding = _pair(output_padding)
+        self.output_padding = _ntuple(output_padding, n)
         self.groups = groups
         self.padding_mode = padding_mode
         if transposed:
@@ -70,12 +73,13 @@ class _ConvNd(Module):
 
     def extra_repr(self) -> str:
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
-        if self.padding != (0, 0):
+        zero, one = (0,) * self._n, (1,) * self._n
+        if self.padding != zero:
             pad = repr(self.padding) if isinstance(self.padding, str) else self.padding
             s += f", padding={pad}"
-        if self.dilation != (1, 1):
+        if self.dilation != one:
             s += f", dilation={self.dilation}"
-        if self.output_padding != (0, 0):
+        if self.output_padding != zero:
             s += f", output_padding={self.output_padding}"
         if self.groups != 1:
             s += f", groups={self.groups}"
@@ -158,3 +162,28 @@ class ConvTranspose2d(_ConvNd):
         op = self._output_padding(input, output_size)
         return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, op,
                                   self.groups, self.dilation)
+
+
+class Conv1d(_ConvNd):
+    """1-D cross-correlation. Input ``(N, C_in, L)``, weight ``(C_out, C_in/groups, k)``."""
+
+    _n = 1
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0,
+                         groups, bias, padding_mode, device, dtype)
+
+    def _explicit_padding(self):
+        if self.padding == "valid":
+            return (0, 0)
+        if self.padding == "same":
+            total = self.dilation[0] * (self.kernel_size[0] - 1)
+            return (total // 2, total - total // 2)
+        return (self.padding[0], self.padding[0])
+
+    def forward(self, input):
+        if self.padding_mode != "zeros":
+            x = F.pad(input, self._explicit_padding(), mode=self.padding_mode)
+            return F.conv1d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)

@@ -18,9 +18,14 @@ class Dropout(Module):
         self.inplace = inplace
 
     def forward(self, input):
-        if self.inplace:
-            return F.dropout(input, self.p, self.training, inplace=True)
-        return F.dropout(input, self.p, self.training)
+        return F.dropout(input, self.p, self.training, self.inplace)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"
+
+
+class Dropout2d(Dropout):
+    """Zero whole channels: input ``(N, C, H, W)``, each (n, c) plane dropped with probability ``p``."""
+
+    def forward(self, input):
+        return F.dropout2d(input, self.p, self.training, self.inplace)
