@@ -37,7 +37,7 @@ def _early_thread_env() -> None:
     """Without threadpoolctl, BLAS threads can only be set before NumPy loads: do it here."""
     n = None
     for i, a in enumerate(sys.argv):
-        if a == "--threads" and i + 1 < len(sys.argv):
+        if a == "--threads" and i + 1 < len(sys.argv) and sys.argv[i + 1].isdigit():
             n = sys.argv[i + 1]
         elif a.startswith("--threads="):
             n = a.split("=", 1)[1]
@@ -263,12 +263,16 @@ def bench_lstm(repeat, batch=16, max_len=40, input_size=32, hidden=128):
 # ------------------------------------------------------------------------------------ main
 
 
-def machine_info(threads: int, how: str) -> dict:
+def machine_info() -> dict:
     import torch
 
     info = dict(python=platform.python_version(), numpy=np.__version__, torch=torch.__version__,
                 platform=platform.platform(), processor=platform.processor() or platform.machine(),
-                cpu_count=os.cpu_count(), threads=threads, thread_control=how)
+                cpu_count=os.cpu_count())
+    try:
+        info["load_average_1m"] = round(os.getloadavg()[0], 2)  # other processes on a shared machine
+    except OSError:
+        pass
     try:
         from threadpoolctl import threadpool_info
 
@@ -280,33 +284,44 @@ def machine_info(threads: int, how: str) -> dict:
 
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--threads", type=int, default=None, help="threads for both (default: all cores)")
+    ap.add_argument("--threads", type=int, nargs="+", default=None,
+                    help="thread counts to measure, for both frameworks (default: all cores); "
+                         "several need threadpoolctl")
     ap.add_argument("--repeat", type=int, default=7, help="timed runs per figure (median reported)")
     ap.add_argument("--quick", action="store_true", help="3 repeats (a smoke test, noisy figures)")
     ap.add_argument("--only", nargs="*", default=None,
                     choices=["conv2d", "cnn_train_step", "mlp_train_step", "lstm_packed"])
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "cpu.json"))
     args = ap.parse_args(argv)
-    threads = args.threads or os.cpu_count() or 1
-    limiter, how = _set_threads(threads)
+    thread_counts = args.threads or [os.cpu_count() or 1]
     repeat = 3 if args.quick else args.repeat
     benches = {"conv2d": bench_conv, "cnn_train_step": bench_cnn, "mlp_train_step": bench_mlp,
                "lstm_packed": bench_lstm}
-    figures = {}
-    for name, fn in benches.items():
-        if args.only is None or name in args.only:
-            print(f"[benchmarks.cpu] {name} ...", file=sys.stderr, flush=True)
-            figures[name] = fn(repeat)
+    runs = []
+    for threads in thread_counts:
+        limiter, how = _set_threads(threads)
+        if limiter is None and len(thread_counts) > 1:
+            raise SystemExit("several --threads values need threadpoolctl (pip install threadpoolctl)")
+        figures = {}
+        for name, fn in benches.items():
+            if args.only is None or name in args.only:
+                print(f"[benchmarks.cpu] threads={threads} {name} ...", file=sys.stderr, flush=True)
+                figures[name] = fn(repeat)
+        runs.append({"threads": threads, "thread_control": how, "figures": figures})
+        if limiter is not None:
+            limiter.restore_original_limits()
     result = {"benchmark": "cpu", "unit": "ratio torch_time / framework_time (>1: framework faster)",
-              "repeat": repeat, "machine": machine_info(threads, how), "targets": TARGETS,
-              "figures": figures,
+              "command": "python -m benchmarks.cpu " + " ".join(sys.argv[1:] if argv is None else argv),
+              "repeat": repeat, "machine": machine_info(), "targets": TARGETS,
+              "figures": runs[0]["figures"], "threads": runs[0]["threads"], "runs": runs,
               "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    if len(runs) == 1:
+        del result["runs"]
     text = json.dumps(result, indent=2)
     print(text)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(text + "\n")
-    del limiter
     return result
 
 
