@@ -555,8 +555,6 @@ class Module:
                 main += "\n  " + "\n  ".join(lines) + "\n"
         return main + ")"
 
-    def __getstate__(self):  # no pickling anywhere in the project
-        raise TypeError("Modules are not picklable; save model.state_dict() with framework.save")
 
 
 # ------------------------------------------------------------------------- helpers

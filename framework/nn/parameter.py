@@ -31,8 +31,15 @@ class Parameter(Tensor):
     def __repr__(self):
         return "Parameter containing:\n" + super().__repr__()
 
-    def __reduce_ex__(self, proto):  # no pickling anywhere in the project
-        raise TypeError("Parameters are not picklable; use framework.save (safetensors)")
+    def __deepcopy__(self, memo):
+        # copy.deepcopy(model) (EMA weights, best-model snapshots) copies the array and the grad.
+        if id(self) in memo:
+            return memo[id(self)]
+        new = Parameter(Tensor(self.data.copy()), requires_grad=self.requires_grad)
+        if self.grad is not None:
+            new.grad = Tensor(self.grad.data.copy())
+        memo[id(self)] = new
+        return new
 
 
 class Buffer(Tensor):

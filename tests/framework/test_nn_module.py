@@ -149,7 +149,7 @@ def test_non_persistent_buffer_and_registration_errors():
     del m.child
     assert "child" not in m._modules
     with pytest.raises(AttributeError):
-        m.missing
+        _ = m.missing
 
 
 def test_train_eval_apply_requires_grad_zero_grad():
@@ -323,7 +323,7 @@ def test_full_backward_hook_matches_torch(b_requires_grad):
     np.testing.assert_allclose(fa.grad.numpy(), ta.grad.numpy(), rtol=1e-5, atol=1e-6)
     if b_requires_grad:
         np.testing.assert_allclose(fb.grad.numpy(), tb.grad.numpy(), rtol=1e-5, atol=1e-6)
-    for (n, tp), fp in zip(t.named_parameters(), f.parameters()):
+    for tp, fp in zip(t.parameters(), f.parameters()):
         np.testing.assert_allclose(fp.grad.numpy(), tp.grad.numpy(), rtol=1e-5, atol=1e-6)
 
 
@@ -344,3 +344,17 @@ def test_hook_handle_as_context_manager():
         m(fw.ones(1))
     m(fw.ones(1))
     assert seen == [1]
+
+
+def test_deepcopy_gives_independent_parameters():
+    import copy
+
+    m = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
+    m[0].weight.grad = fw.ones(3, 2)
+    c = copy.deepcopy(m)
+    assert isinstance(c[0].weight, nn.Parameter) and c[0].weight is not m[0].weight
+    assert c[0].weight.requires_grad and c[0].weight.grad is not None
+    c[0].weight.data[...] = 5.0
+    assert float(m[0].weight.abs().max()) < 5.0
+    assert list(c.state_dict()) == list(m.state_dict())
+    c(fw.randn(4, 2)).sum().backward()
