@@ -198,16 +198,20 @@ def test_worker_exception_is_reraised_with_the_batch(workers):
 def test_prefetch_is_bounded_and_early_drop_shuts_down():
     ds = Squares(1000)
     dl = D.DataLoader(ds, batch_size=1, num_workers=2, prefetch_factor=3)
+    before = threading.active_count()
     it = iter(dl)
     next(it)
     time.sleep(0.05)
     assert ds.calls <= 1 + 2 * 3 + 2  # one consumed, a window of 6 in flight (+ slack for racing)
-    before = threading.active_count()
-    it.close()
-    del it
-    time.sleep(0.1)
+    del it  # dropped without close(): pending batches are cancelled, the threads exit
+    time.sleep(0.2)
     assert ds.calls < 20
     assert threading.active_count() <= before
+    for i, _ in enumerate(dl):  # leaving a for loop early drops the iterator the same way
+        if i == 2:
+            break
+    time.sleep(0.2)
+    assert ds.calls < 40 and threading.active_count() <= before
 
 
 def test_iterable_dataset():
