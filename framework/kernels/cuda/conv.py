@@ -130,9 +130,11 @@ def candidate_configs(math_kind: str, m: int, ng: int, groups: int, sms: int):
     def score(cfg):
         tm, tn = math.ceil(m / cfg.bm), math.ceil(ng / cfg.bn)
         eff = (m * ng) / (tm * cfg.bm * tn * cfg.bn)
-        return (round(eff * min(1.0, tm * tn * groups / sms), 3), cfg.bm * cfg.bn)
+        return eff * min(1.0, tm * tn * groups / sms)
 
-    return sorted(pool, key=score, reverse=True)
+    best = max(score(c) for c in pool)
+    # Scores within 2% of the best count as ties, won by the larger tile.
+    return sorted(pool, key=lambda c: (score(c) < 0.98 * best, -c.bm * c.bn, -score(c)))
 
 
 def vec_flags(mode: int, geo, itemsize: int) -> tuple[bool, bool]:
