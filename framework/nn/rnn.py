@@ -345,13 +345,43 @@ def _rnn_reference(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinea
 
 
 def _recompute_grads(fn, reference, gys):
-    """Input gradients of ``fn`` as a differentiable graph (used under ``create_graph=True``)."""
-    inputs = fn.inputs
+    """Input gradients of ``fn`` as a differentiable graph (used under ``create_graph=True``).
+
+    The sequence is recomputed with Tensor ops on detached stand-ins of the inputs and differentiated
+    there; the resulting gradient graph is then attached to the real inputs (and to ``gys``) through
+    one ``_Subgraph`` node. The stand-ins keep the inner differentiation from walking (and firing
+    hooks) upstream of this layer.
+    """
+    sources = [x for x in fn.inputs if isinstance(x, Tensor)] + [g for g in gys if isinstance(g, Tensor)]
+    stand = {id(x): Tensor(x.data, requires_grad=x.requires_grad) for x in sources}
+    sub_inputs = [stand.get(id(x), x) if isinstance(x, Tensor) else x for x in fn.inputs]
+    sub_gys = [stand[id(g)] if isinstance(g, Tensor) else g for g in gys]
     kwargs = {"nonlinearity": fn.nonlinearity} if reference is _rnn_reference else {}
-    outs = reference(*inputs, fn.batch_sizes, fn.reverse, **kwargs)
-    wanted = [x for x, need in zip(inputs, fn.needs_input_grad) if need]
-    grads = iter(autograd.grad(outs, wanted, grad_outputs=list(gys), create_graph=True, allow_unused=True))
-    return tuple(next(grads) if need else None for need in fn.needs_input_grad)
+    with autograd.enable_grad():
+        outs = reference(*sub_inputs, fn.batch_sizes, fn.reverse, **kwargs)
+        wanted = [x for x, need in zip(sub_inputs, fn.needs_input_grad) if need]
+        grads = autograd.grad(outs, wanted, grad_outputs=sub_gys, create_graph=True, allow_unused=True)
+    live = [g for g in grads if g is not None and g.requires_grad]
+    originals = [x for x in sources if x.requires_grad]
+    if live and originals:
+        attached = _Subgraph(outs=live, leaves=[stand[id(x)] for x in originals])(*originals)
+        attached = iter(attached if isinstance(attached, tuple) else (attached,))
+        grads = [next(attached) if (g is not None and g.requires_grad) else g for g in grads]
+    it = iter(grads)
+    return tuple(next(it) if need else None for need in fn.needs_input_grad)
+
+
+class _Subgraph(Function):
+    """A recorded graph (``outs`` computed from the leaves ``leaves``) used as one node whose inputs
+    are the tensors the leaves stand for; its backward differentiates the inner graph."""
+
+    def forward(self, *xs):
+        return tuple(o.data for o in self.outs)
+
+    def backward(self, *gs):
+        res = autograd.grad(self.outs, self.leaves, grad_outputs=list(gs), retain_graph=True,
+                            create_graph=autograd.is_grad_enabled(), allow_unused=True)
+        return tuple(res)
 
 
 _SEQ = {"LSTM": _LSTMSeq, "GRU": _GRUSeq, "RNN_TANH": _RNNSeq, "RNN_RELU": _RNNSeq}
