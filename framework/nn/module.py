@@ -16,7 +16,17 @@ from ..backend import get_array_module, to_device
 from ..tensor import Tensor
 from .parameter import Buffer, Parameter
 
-_IncompatibleKeys = namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])
+class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
+    """What ``load_state_dict`` returns: ``(missing_keys, unexpected_keys)``."""
+
+    __slots__ = ()
+
+    def __repr__(self):
+        if not self.missing_keys and not self.unexpected_keys:
+            return "<All keys matched successfully>"
+        return super().__repr__()
+
+    __str__ = __repr__
 
 
 class RemovableHandle:
@@ -619,13 +629,11 @@ class _BackwardHookState:
         self.module = module
         self.grad_output = None
         self.n_inputs = 0
-        self.input_idx: list[int] = []
         self.input_requires = False
 
     def wrap_inputs(self, args):
         idx = [i for i, a in enumerate(args) if isinstance(a, Tensor)]
         self.n_inputs = len(idx)
-        self.input_idx = idx
         self.input_requires = any(args[i].requires_grad for i in idx)
         if not self.input_requires or not self.module._backward_hooks:
             return args
@@ -637,7 +645,6 @@ class _BackwardHookState:
             # Inputs that do not require grad come back unchanged (the identity gives them a graph
             # node only when they take part in differentiation).
             args[i] = o if args[i].requires_grad else args[i]
-        self._in_needs = [args_i.requires_grad for args_i in tens]
         return tuple(args)
 
     def wrap_outputs(self, out):
