@@ -283,7 +283,7 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
             for x, gx, need in zip(fn.inputs, gxs, fn.needs_input_grad):
                 if not need or gx is None:
                     continue
-                if gx.shape != x.shape:
+                if gx.data.shape != x.data.shape:  # (arrays' shapes: no Size objects in the hot loop)
                     raise RuntimeError(f"{type(fn).__name__}.backward: gradient of shape "
                                        f"{tuple(gx.shape)} for an input of shape {tuple(x.shape)}")
                 if not create_graph and gx.requires_grad:
