@@ -16,6 +16,7 @@ from ..backend import get_array_module, to_device
 from ..tensor import Tensor
 from .parameter import Buffer, Parameter
 
+
 class _IncompatibleKeys(namedtuple("IncompatibleKeys", ["missing_keys", "unexpected_keys"])):
     """What ``load_state_dict`` returns: ``(missing_keys, unexpected_keys)``."""
 
