@@ -19,15 +19,8 @@ st.caption("Cars, trucks/buses, pedestrians, cyclists, traffic lights and signs,
            "dash-camera frames.")
 common.device_badge()
 
-pc = common.require_app("perception")
+pc = common.require_app("perception", "load_default_model", "detect", "draw_detections", "process_video")
 if pc is None:
-    st.stop()
-try:  # the public modules of the app: detector (load_model, Detector), demo (run, draw), synth
-    from apps.perception import demo as pdemo
-    from apps.perception import detector as pdet
-except Exception as exc:
-    st.info(f"**The perception pipeline is not available yet** ({type(exc).__name__}: {exc}).",
-            icon=common.WIP)
     st.stop()
 
 WORK = Path(tempfile.gettempdir()) / "dlsuite-dashboard" / "video"
@@ -36,11 +29,15 @@ WORK = Path(tempfile.gettempdir()) / "dlsuite-dashboard" / "video"
 @st.cache_resource(show_spinner="Loading the detector…", max_entries=8)
 def _detector(conf: float):
     """One Detector per score threshold (the model is small; a shared one must not be mutated)."""
-    return pdet.load_model(conf=conf)
+    return pc.load_default_model(conf=conf)
 
 
 @st.cache_data(show_spinner=False)
 def _sample_videos() -> list[str]:
+    if common.has(pc, "sample_video"):
+        clip = pc.sample_video()
+        if clip:
+            return [str(clip)]
     root = Path(pc.__file__).parent / "assets"
     return sorted(str(p) for ext in uploads.VIDEO_EXTENSIONS for p in root.rglob(f"*.{ext}"))
 
@@ -48,7 +45,7 @@ def _sample_videos() -> list[str]:
 @st.cache_resource(show_spinner="Rendering a synthetic drive…")
 def _synthetic_clip() -> str | None:
     """Fallback when no clip is bundled: render a short one with the app's generator."""
-    from apps.perception import synth
+    from apps.perception import synth  # the app's public generator
 
     WORK.mkdir(parents=True, exist_ok=True)
     out = WORK / "synthetic_drive.webm"
@@ -57,34 +54,26 @@ def _synthetic_clip() -> str | None:
     return str(out)
 
 
-def _frame_count(path: str) -> int:
-    import cv2
-
-    cap = cv2.VideoCapture(path)
-    try:
-        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-    finally:
-        cap.release()
-
-
-def _process(src: str, conf: float, out: str, live, bar, total: int) -> dict:
+def _process(src: str, conf: float, out: str, live, bar) -> dict:
     """The app's real-time pipeline on a file, every frame (no pacing), writing an annotated WebM;
     frames are shown in ``live`` as they come (throttled) and ``bar`` follows progress."""
     import time
 
     last = [0.0]
 
+    def progress(done: int, total: int | None) -> None:
+        bar.progress(min(1.0, done / total) if total else 0.0,
+                     text=f"frame {done}" + (f"/{total}" if total else ""))
+
     def on_frame(res) -> None:
         now = time.perf_counter()
-        if now - last[0] > 0.25:
+        if now - last[0] > 0.3:  # a glimpse of the annotated frames while the clip is processed
             last[0] = now
-            live.image(res.image, width="stretch", caption=f"frame {res.index}")
-            bar.progress(min(1.0, (res.index + 1) / total) if total else 0.0,
-                         text=f"frame {res.index + 1}" + (f"/{total}" if total else ""))
+            live.image(res.image, width="stretch", caption=f"frame {res.index + 1}")
 
     # WebM/VP9: Chromium and Firefox play it, and OpenCV's wheels can write it (they lack H.264)
-    return pdemo.run(src, _detector(conf), track=True, headless=True, save=out, realtime=False,
-                     on_frame=on_frame)
+    return pc.process_video(src, out, detector=_detector(conf), progress=progress, on_frame=on_frame,
+                            track=True, realtime=False)
 
 
 def _detections_table(dets, classes) -> pd.DataFrame:
@@ -99,12 +88,16 @@ def _show_summary(result: dict) -> None:
     cols = st.columns(4)
     cols[0].metric("Frames", f"{result.get('frames', 0)}")
     cols[1].metric("FPS (end to end)", f"{result.get('fps', 0):.1f}")
-    cols[2].metric("Latency p50", f"{result.get('latency_ms_p50', float('nan')):.1f} ms")
-    cols[3].metric("Latency p95", f"{result.get('latency_ms_p95', float('nan')):.1f} ms")
+    cols[2].metric("Latency p50", f"{result.get('latency_p50_ms', float('nan')):.1f} ms")
+    cols[3].metric("Latency p95", f"{result.get('latency_p95_ms', float('nan')):.1f} ms")
     stages = result.get("stage_ms") or {}
     if stages:
         st.caption("Mean milliseconds per frame, by stage")
         st.bar_chart(pd.Series(stages, name="ms"), height=220, horizontal=True)
+    counts = result.get("class_counts") or {}
+    if counts:
+        st.caption(f"{result.get('track_ids', 0)} distinct tracks, by class")
+        st.bar_chart(pd.Series(counts, name="tracks"), height=200, horizontal=True)
     st.caption(f"{result.get('detections', 0)} detections over the clip; source status: "
                f"{result.get('status', '?')}.")
 
@@ -147,7 +140,7 @@ with video_tab:
         bar = st.progress(0.0, text="Loading…")
         live = st.empty()
         try:
-            result = _process(src_path, conf, out, live, bar, _frame_count(src_path))
+            result = _process(src_path, conf, out, live, bar)
             live.empty()
             bar.empty()
             if not result.get("frames"):
@@ -183,10 +176,9 @@ with snap_tab:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             snap_conf = st.slider("Score threshold", 0.05, 0.95, 0.3, 0.05, key="pc_snap_conf")
             try:
-                det = _detector(snap_conf)
-                dets = det(rgb)
-                drawn = pdemo.draw(rgb, dets, det.classes)
-                table = _detections_table(dets, det.classes)
+                dets = pc.detect(_detector(snap_conf), rgb)
+                drawn = pc.draw_detections(rgb, dets)
+                table = _detections_table(dets, pc.CLASSES)
                 st.image(drawn, caption=f"{len(table)} detections", width="stretch")
                 st.dataframe(table, hide_index=True, width="stretch")
             except Exception as exc:
@@ -214,8 +206,8 @@ with live_tab:
             import av
 
             rgb = frame.to_ndarray(format="rgb24")
-            dets = detector(rgb)
-            out = pdemo.draw(rgb, dets, detector.classes, timing=detector.last_timing)
+            dets = pc.detect(detector, rgb)
+            out = pc.draw_detections(rgb, dets, timing=detector.last_timing)
             return av.VideoFrame.from_ndarray(np.ascontiguousarray(out), format="rgb24")
 
         webrtc_streamer(key="pc_live", video_frame_callback=_callback,
