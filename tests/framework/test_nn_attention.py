@@ -12,6 +12,7 @@ torch = pytest.importorskip("torch")
 def copy_weights(t, f):
     assert list(f.state_dict()) == list(t.state_dict())
     f.load_state_dict({k: v.detach().numpy() for k, v in t.state_dict().items()})
+    t.load_state_dict({k: torch.tensor(np.array(v.numpy())) for k, v in f.state_dict().items()}, strict=True)
 
 
 def close(a, b, tol):

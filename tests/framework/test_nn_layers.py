@@ -20,6 +20,8 @@ def sync(t, f):
     for k, v in t.state_dict().items():
         assert tuple(f.state_dict()[k].shape) == tuple(v.shape), k
     f.load_state_dict({k: v.detach().numpy() for k, v in t.state_dict().items()})
+    # And back: PyTorch accepts ours strictly (same keys, shapes and dtypes).
+    t.load_state_dict({k: torch.tensor(np.array(v.numpy())) for k, v in f.state_dict().items()}, strict=True)
 
 
 def close(a, b, tol):

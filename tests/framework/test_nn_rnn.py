@@ -16,6 +16,7 @@ def copy_weights(t, f):
     res = f.load_state_dict({k: v.detach().numpy() for k, v in t.state_dict().items()})
     assert res.missing_keys == [] and res.unexpected_keys == []
     assert list(f.state_dict()) == list(t.state_dict())
+    t.load_state_dict({k: torch.tensor(np.array(v.numpy())) for k, v in f.state_dict().items()}, strict=True)
     for (n, tp), (m, fp) in zip(t.named_parameters(), f.named_parameters()):
         assert n == m and tuple(tp.shape) == tuple(fp.shape)
 
