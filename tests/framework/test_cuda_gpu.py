@@ -1,0 +1,324 @@
+"""The CUDA kernels and device support on a real GPU (skipped without CuPy and a CUDA device).
+
+Every kernel against a float64 CPU reference over the issue's shape grid (N=1, odd H/W, C and K not
+multiples of the tile, stride 2, padding 0/1/3, dilation 2, groups, 1x1 and 7x7), outputs poisoned
+with NaN first so that an unwritten cell fails, tolerances by precision (fp32 exact ~1e-5 relative,
+TF32 ~1e-3, fp16 ~5e-3, relative to the reference's largest magnitude); every tile configuration;
+determinism; autograd on GPU against the CPU path; a small-CNN training step GPU against CPU.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import framework as fw
+from framework import backend
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not backend.cuda_available(),
+                                                  reason="needs CuPy and a CUDA GPU")]
+torch = pytest.importorskip("torch")
+
+if backend.cuda_available():  # pragma: no cover - exercised on GPU machines only
+    import cupy as cp
+
+    from framework.kernels.cuda import _loader as L
+    from framework.kernels.cuda import conv as cconv
+    from framework.kernels.cuda import norm as cnorm
+    from framework.kernels.cuda import pool as cpool
+
+    CC = L.device_key()[1]
+else:
+    cp = None
+    CC = 0
+
+TOL = {"fp32": 2e-5, "tf32": 3e-3, "fp16": 6e-3}
+PRECISIONS = ["fp32", "tf32", "fp16"]
+
+# (N, C, H, W, K, R, S, stride, padding, dilation, groups)
+GRID = [
+    (1, 3, 17, 15, 5, 3, 3, 1, 1, 1, 1),
+    (2, 16, 12, 12, 24, 3, 3, 2, 1, 1, 1),
+    (2, 8, 11, 9, 8, 3, 3, 1, 0, 2, 1),
+    (1, 4, 23, 23, 70, 7, 7, 2, 3, 1, 1),
+    (2, 64, 9, 7, 136, 1, 1, 1, 0, 1, 1),
+    (2, 32, 10, 10, 48, 3, 3, 1, 1, 1, 2),
+    (1, 24, 9, 8, 12, 3, 1, (2, 1), (1, 0), (1, 2), 3),
+    (3, 130, 7, 7, 66, 3, 3, 1, 1, 1, 1),
+    (4, 32, 15, 15, 32, 3, 3, 1, 1, 1, 32),  # depthwise
+    (2, 16, 14, 14, 32, 5, 5, 2, 2, 1, 16),  # depthwise, multiplier 2
+]
+
+
+def _pair(v):
+    return tuple(v) if isinstance(v, tuple) else (v, v)
+
+
+class _Precision:
+    def __init__(self, prec):
+        self.prec = prec
+
+    def __enter__(self):
+        self.old = fw.backends.cudnn.allow_tf32
+        fw.backends.cudnn.allow_tf32 = self.prec == "tf32"
+        return np.float16 if self.prec == "fp16" else np.float32
+
+    def __exit__(self, *exc):
+        fw.backends.cudnn.allow_tf32 = self.old
+
+
+def _poisoned(shape, dtype):
+    return cp.full(shape, cp.nan, dtype=dtype)
+
+
+def _rel_err(got, ref):
+    got = np.asarray(got, dtype=np.float64)
+    assert np.isfinite(got).all(), "NaN/inf in the output: a cell was not written (or overflowed)"
+    return np.abs(got - ref).max() / max(np.abs(ref).max(), 1e-30)
+
+
+def _case(case, dtype, seed=0):
+    n, c, h, w, k, r, s, st, pad, dil, g = case
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    wt = (rng.standard_normal((k, c // g, r, s)) / np.sqrt(c // g * r * s)).astype(dtype)
+    geo = (_pair(st), _pair(pad), _pair(dil), g)
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    wtt = torch.tensor(wt.astype(np.float64), requires_grad=True)
+    y = torch.nn.functional.conv2d(xt, wtt, None, *geo)
+    gy = rng.standard_normal(tuple(y.shape)).astype(dtype)
+    y.backward(torch.tensor(gy.astype(np.float64)))
+    return x, wt, gy, geo, y.detach().numpy(), xt.grad.numpy(), wtt.grad.numpy()
+
+
+@pytest.mark.parametrize("prec", PRECISIONS)
+@pytest.mark.parametrize("case", GRID, ids=[str(i) for i in range(len(GRID))])
+def test_conv_kernels_against_float64(case, prec):
+    with _Precision(prec) as dtype:
+        x, wt, gy, geo, y_ref, gx_ref, gw_ref = _case(case, dtype)
+        xd, wd, gyd = cp.asarray(x), cp.asarray(wt), cp.asarray(gy)
+        y = cconv.conv2d_forward(xd, wd, *geo, out=_poisoned(y_ref.shape, dtype))
+        gx = cconv.conv2d_backward_input(gyd, wd, x.shape, *geo, out=_poisoned(x.shape, dtype))
+        gw = cconv.conv2d_backward_weight(xd, gyd, wt.shape, *geo, out=_poisoned(wt.shape, dtype))
+        tol = TOL[prec]
+        assert _rel_err(y.get(), y_ref) < tol
+        assert _rel_err(gx.get(), gx_ref) < tol
+        # backward-filter reduces over N*P*Q terms: allow for the longer sum
+        assert _rel_err(gw.get(), gw_ref) < 2 * tol
+
+
+@pytest.mark.parametrize("math_kind", ["f16", "tf32", "ffma"])
+@pytest.mark.parametrize("mode", [0, 1, 2])
+def test_every_tile_configuration(math_kind, mode):
+    if math_kind != "ffma" and CC < 80:
+        pytest.skip("tensor-core paths need sm_80+")
+    pool = {"f16": cconv.F16_CONFIGS, "tf32": cconv.TF32_CONFIGS, "ffma": cconv.FFMA_CONFIGS}[math_kind]
+    dtype = np.float16 if math_kind == "f16" else np.float32
+    for case in [(2, 24, 13, 11, 40, 3, 3, 1, 1, 1, 1), (1, 3, 9, 9, 10, 3, 3, 2, 1, 1, 1)]:
+        x, wt, gy, geo, y_ref, gx_ref, gw_ref = _case(case, dtype, seed=1)
+        full = cconv._geometry(x.shape, wt.shape, *geo, out_hw=y_ref.shape[2:])
+        if mode == 0:
+            a, b = cconv.gemm_operands(0, cp, cp.asarray(x), cp.asarray(wt), geo[3])
+            ref, shape = y_ref, y_ref.shape
+        elif mode == 1:
+            a, b = cconv.gemm_operands(1, cp, cp.asarray(gy), cp.asarray(wt), geo[3])
+            ref, shape = gx_ref, x.shape
+        else:
+            a, b = cconv.gemm_operands(2, cp, (cp.asarray(gy), cp.asarray(x)), None, geo[3])
+            ref, shape = gw_ref, wt.shape
+        for cfg in pool:
+            out = _poisoned(shape, dtype)
+            cconv._run_igemm(mode, a, b, out, full, cfg)
+            tol = {"f16": 6e-3, "tf32": 3e-3, "ffma": 2e-5}[math_kind] * (2 if mode == 2 else 1)
+            assert _rel_err(out.get(), ref) < tol, cfg
+
+
+@pytest.mark.parametrize("act", [None, "relu", "silu"])
+def test_fused_epilogue(act):
+    x, wt, _, geo, y_ref, _, _ = _case((2, 16, 10, 10, 24, 3, 3, 1, 1, 1, 1), np.float32)
+    rng = np.random.default_rng(3)
+    bias = rng.standard_normal(24).astype(np.float32)
+    res = rng.standard_normal(y_ref.shape).astype(np.float32)
+    ref = torch.tensor(y_ref + bias.reshape(1, -1, 1, 1) + res)
+    ref = {None: ref, "relu": torch.relu(ref), "silu": torch.nn.functional.silu(ref)}[act].numpy()
+    with _Precision("fp32"):
+        y = cconv.conv2d_bias_act(cp.asarray(x), cp.asarray(wt), cp.asarray(bias), *geo, activation=act,
+                                  residual=cp.asarray(res))
+    assert _rel_err(y.get(), ref) < 2e-5
+
+
+def test_backward_filter_is_deterministic():
+    x, wt, gy, geo, *_ = _case((8, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1), np.float32)
+    xd, gyd = cp.asarray(x), cp.asarray(gy)
+    with _Precision("tf32"):
+        a = cconv.conv2d_backward_weight(xd, gyd, wt.shape, *geo).get()
+        b = cconv.conv2d_backward_weight(xd, gyd, wt.shape, *geo).get()
+    np.testing.assert_array_equal(a, b)
+
+
+def test_autotuner_caches_one_choice_per_shape():
+    old = fw.backends.cudnn.benchmark
+    try:
+        fw.backends.cudnn.benchmark = True
+        L.tuner.clear()
+        x, wt, _, geo, y_ref, _, _ = _case((4, 32, 20, 20, 64, 3, 3, 1, 1, 1, 1), np.float32)
+        for _ in range(2):
+            y = cconv.conv2d_forward(cp.asarray(x), cp.asarray(wt), *geo)
+        assert len(L.tuner.cache) == 1
+        assert _rel_err(y.get(), y_ref) < TOL["tf32"]
+    finally:
+        fw.backends.cudnn.benchmark = old
+
+
+@pytest.mark.parametrize("case", [(2, 3, 9, 7, 3, 2, 1, 1, False), (1, 4, 10, 11, 3, 2, 1, 2, True),
+                                  (2, 2, 8, 8, 2, 2, 0, 1, False)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_pool_kernels(case, dtype):
+    n, c, h, w, k, st, pad, dil, ceil = case
+    x = np.random.default_rng(0).standard_normal((n, c, h, w)).astype(dtype)
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    y = torch.nn.functional.max_pool2d(xt, k, st, pad, dil, ceil_mode=ceil)
+    gy = np.random.default_rng(1).standard_normal(tuple(y.shape)).astype(dtype)
+    y.backward(torch.tensor(gy.astype(np.float64)))
+    geom = ((k, k), (st, st), (pad, pad), (dil, dil), ceil)
+    yd, argpos = cpool.max_pool2d_forward(cp.asarray(x), *geom)
+    np.testing.assert_array_equal(yd.get().astype(np.float64), y.detach().numpy())
+    gx = cpool.max_pool2d_backward(cp.asarray(gy), argpos, x.shape, *geom)
+    np.testing.assert_allclose(gx.get(), xt.grad.numpy(), rtol=1e-3, atol=1e-3)
+    for cip in (True, False):
+        xt.grad = None
+        ya = torch.nn.functional.avg_pool2d(xt, k, st, pad, ceil, cip)
+        ya.backward(torch.ones_like(ya))
+        ga = ((k, k), (st, st), (pad, pad), ceil, cip, None)
+        yad = cpool.avg_pool2d_forward(cp.asarray(x), *ga)
+        np.testing.assert_allclose(yad.get(), ya.detach().numpy(), rtol=2e-3, atol=2e-3)
+        gxa = cpool.avg_pool2d_backward(cp.ones(yad.shape, dtype), x.shape, *ga)
+        np.testing.assert_allclose(gxa.get(), xt.grad.numpy(), rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("shape", [(4, 6, 5, 7), (32, 3, 1, 1), (2, 5)])
+@pytest.mark.parametrize("training", [True, False])
+def test_batch_norm_kernels(shape, training):
+    rng = np.random.default_rng(0)
+    x = (rng.standard_normal(shape) * 3 + 10).astype(np.float32)  # |mean| >> std: shifted sums
+    c = shape[1]
+    w, b = rng.standard_normal(c).astype(np.float32), rng.standard_normal(c).astype(np.float32)
+    rm, rv = rng.standard_normal(c).astype(np.float32), rng.random(c).astype(np.float32) + 0.5
+    gy = rng.standard_normal(shape).astype(np.float32)
+    xt = torch.tensor(x.astype(np.float64), requires_grad=True)
+    wt = torch.tensor(w.astype(np.float64), requires_grad=True)
+    bt = torch.tensor(b.astype(np.float64), requires_grad=True)
+    trm, trv = torch.tensor(rm.astype(np.float64)), torch.tensor(rv.astype(np.float64))
+    y = torch.nn.functional.batch_norm(xt, trm, trv, wt, bt, training, 0.1, 1e-5)
+    y.backward(torch.tensor(gy.astype(np.float64)))
+    drm, drv = cp.asarray(rm), cp.asarray(rv)
+    yd, mean, invstd = cnorm.batch_norm_forward(cp.asarray(x), cp.asarray(w), cp.asarray(b), drm, drv,
+                                                training, 0.1, 1e-5)
+    np.testing.assert_allclose(yd.get(), y.detach().numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(drm.get(), trm.numpy(), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(drv.get(), trv.numpy(), rtol=1e-4, atol=1e-5)
+    gx, gw, gb = cnorm.batch_norm_backward(cp.asarray(gy), cp.asarray(x), cp.asarray(w), mean, invstd,
+                                           training)
+    np.testing.assert_allclose(gx.get(), xt.grad.numpy(), rtol=1e-3, atol=1e-4)
+    np.testing.assert_allclose(gw.get(), wt.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(gb.get(), bt.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+# ------------------------------------------------------------------------- framework level
+
+def test_tensors_move_and_mixing_devices_fails_clearly():
+    a = fw.randn(3, 4)
+    g = a.cuda()
+    assert g.device == fw.device("cuda:0") and g.is_cuda
+    np.testing.assert_array_equal(g.cpu().numpy(), a.numpy())
+    with pytest.raises(RuntimeError, match="same device"):
+        a + g
+
+
+def test_memory_statistics():
+    fw.cuda.synchronize()
+    fw.cuda.reset_peak_memory_stats()
+    before = fw.cuda.memory_allocated()
+    t = fw.zeros(1024, 1024, device="cuda")
+    assert fw.cuda.memory_allocated() >= before + 4 * 1024 * 1024
+    peak = fw.cuda.max_memory_allocated()
+    del t
+    assert fw.cuda.max_memory_allocated() == peak >= fw.cuda.memory_allocated()
+    fw.cuda.empty_cache()
+    assert isinstance(fw.cuda.get_device_name(), str)
+
+
+def test_conv_autograd_gpu_matches_cpu():
+    F = pytest.importorskip("framework.nn.functional")
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal((2, 8, 11, 11)).astype(np.float32)
+    w0 = rng.standard_normal((12, 4, 3, 3)).astype(np.float32) * 0.2
+    b0 = rng.standard_normal(12).astype(np.float32)
+    grads = {}
+    with _Precision("fp32"):
+        for dev in ("cpu", "cuda"):
+            x = fw.tensor(x0, device=dev, requires_grad=True)
+            w = fw.tensor(w0, device=dev, requires_grad=True)
+            b = fw.tensor(b0, device=dev, requires_grad=True)
+            y = F.conv2d(x, w, b, stride=2, padding=1, groups=2)
+            (y * y).sum().backward()
+            grads[dev] = [t.detach().cpu().numpy() for t in (y, x.grad, w.grad, b.grad)]
+    for a, b in zip(grads["cpu"], grads["cuda"]):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+
+
+def test_small_cnn_training_step_gpu_matches_cpu():
+    nn = pytest.importorskip("framework.nn")
+    optim = pytest.importorskip("framework.optim")
+    F = pytest.importorskip("framework.nn.functional")
+
+    def make():
+        fw.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                             nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, stride=2, padding=1),
+                             nn.BatchNorm2d(32), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                             nn.Linear(32, 5))
+
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal((8, 3, 16, 16)).astype(np.float32)
+    t0 = rng.integers(0, 5, 8)
+    out = {}
+    with _Precision("fp32"):
+        for dev in ("cpu", "cuda"):
+            model = make().to(dev)
+            opt = optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+            for _ in range(2):
+                opt.zero_grad()
+                loss = F.cross_entropy(model(fw.tensor(x0, device=dev)), fw.tensor(t0, device=dev))
+                loss.backward()
+                opt.step()
+            out[dev] = (loss.item(), {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()})
+    assert out["cuda"][0] == pytest.approx(out["cpu"][0], rel=1e-4, abs=1e-5)
+    for k, v in out["cpu"][1].items():
+        np.testing.assert_allclose(out["cuda"][1][k], v, rtol=1e-3, atol=1e-4, err_msg=k)
+
+
+def test_autocast_cuda_casts_matmul_inputs():
+    a = fw.randn(4, 4, device="cuda")
+    with fw.autocast("cuda"):
+        ca, cb = fw.amp.cast_inputs("matmul", a, a)
+        (s,) = fw.amp.cast_inputs("softmax", ca)
+    assert ca.dtype == fw.float16 and s.dtype == fw.float32
+
+
+def test_gradscaler_on_cuda():
+    w = fw.tensor(np.ones(3, np.float32), device="cuda", requires_grad=True)
+
+    class Opt:
+        param_groups = [{"params": [w]}]
+        stepped = 0
+
+        def step(self):
+            Opt.stepped += 1
+
+    s = fw.amp.GradScaler()
+    (w * float("inf")).sum().backward()
+    s.scale(fw.tensor(1.0, device="cuda"))
+    assert s.step(Opt()) is None and Opt.stepped == 0
+    s.update()
+    assert s.get_scale() == 2.0**15
