@@ -539,3 +539,74 @@ def test_large_and_special_values():
     check(lambda L, x: L.log_softmax(x, dim=0), np.array([1000.0, 0.0, -1000.0]))
     with np.errstate(divide="ignore"):
         assert fw.tensor(0.0).log().item() == -math.inf == torch.tensor(0.0).log().item()
+
+
+# --------------------------------------------------------------------------- gradients of gradients
+
+
+def check_double(f, *arrays, seed=1):
+    """Hessian-vector products (create_graph=True, then backward) against PyTorch, float64."""
+    rng = np.random.default_rng(seed)
+    res = []
+    for L in (fw, torch):
+        xs = [L.tensor(a, requires_grad=a.dtype.kind == "f") for a in arrays]
+        outs = [o for o in _flat(f(L, *xs)) if o.requires_grad]
+        r = np.random.default_rng(seed)
+        loss = sum((o * L.tensor(r.normal(size=tuple(o.shape)))).sum() for o in outs)
+        diff = [x for x in xs if x.requires_grad]
+        gs = L.autograd.grad(loss, diff, create_graph=True)
+        r2 = np.random.default_rng(seed + 1)
+        # A non-linear function of the gradient, so that second derivatives of all kinds show up.
+        total = sum(((g * L.tensor(r2.normal(size=tuple(g.shape)))) ** 2).sum() + g.sum() for g in gs
+                    if g.requires_grad)
+        if isinstance(total, int):  # gradient does not depend on the inputs (linear op)
+            res.append(None)
+            continue
+        hv = L.autograd.grad(total, diff, allow_unused=True)
+        res.append([None if h is None else _np(h) for h in hv])
+    del rng
+    if res[1] is None:
+        return
+    assert res[0] is not None
+    for a, b in zip(*res):
+        if b is None:
+            assert a is None or np.all(a == 0)
+        else:
+            assert a is not None
+            np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("table,name", [(t, n) for t, tab in (("UNARY", UNARY), ("POSITIVE", POSITIVE_UNARY),
+                                                              ("REDUCE", REDUCE), ("SHAPE", SHAPE))
+                                        for n in tab])
+def test_second_order(table, name):
+    f = {"UNARY": UNARY, "POSITIVE": POSITIVE_UNARY, "REDUCE": REDUCE, "SHAPE": SHAPE}[table][name]
+    x = positive(3, 4) if table == "POSITIVE" else normal(3, 4, 5) if table in ("REDUCE", "SHAPE") else \
+        normal(3, 4)
+    if table == "SHAPE":
+        x = normal(2, 3, 4)
+    # Square first, so that even linear ops have a non-zero second derivative.
+    check_double(lambda L, t: f(L, t * t), x)
+
+
+@pytest.mark.parametrize("name", list(BINARY))
+def test_second_order_binary_broadcast(name):
+    y = normal(1, 4)
+    if name == "div":
+        y = np.sign(y) * (np.abs(y) + 1)
+    check_double(lambda L, a, b: BINARY[name](L, a * a, b * b * b), normal(3, 4), y)
+
+
+@pytest.mark.parametrize("name", ["slice_step", "bool_mask", "int_tensor_repeats", "two_advanced", "none"])
+def test_second_order_indexing(name):
+    check_double(lambda L, x: x[INDEX_KEYS[name](L)] ** 3, normal(3, 4, 5))
+
+
+def test_second_order_matmul_gather_scatter_pow():
+    check_double(lambda L, a, b: (a @ b) ** 2, normal(2, 3, 4), normal(4, 5))
+    check_double(lambda L, a, b: (a @ b) ** 2, normal(4), normal(4))
+    idx = R.integers(0, 5, size=(3, 4))
+    check_double(lambda L, t, i: L.gather(t * t, 1, i) ** 2, normal(3, 5), idx)
+    check_double(lambda L, t, i, s: t.scatter_add(1, i, s * s) ** 2, normal(3, 5), idx, normal(3, 4))
+    check_double(lambda L, a, b: a**b, positive(2, 3), normal(2, 3))
+    check_double(lambda L, x, m: x.masked_fill(m, 2.0) ** 3, normal(3, 4), R.random((3, 4)) > 0.5)
