@@ -127,6 +127,42 @@ with train_tab:
         _train_ui()
 
 # ----------------------------------------------------------------------------------------- benchmarks
+def _show_benchmark(data) -> None:
+    """One result file: what was measured against what, the ratios as a chart, every table of rows,
+    the targets met, the raw JSON."""
+    if not isinstance(data, (dict, list)):
+        st.write(data)
+        return
+    if isinstance(data, dict):
+        about = {k: data[k] for k in ("benchmark", "unit", "speedup", "device", "command", "generated",
+                                      "error", "reference_note") if isinstance(data.get(k), str)}
+        if about:
+            st.caption(" · ".join(f"**{k}**: {v}" for k, v in about.items()))
+    figures = results.ratios(data)
+    if figures:
+        ser = pd.Series(figures, name="ratio")
+        st.caption("Ratios against the reference measured in the same run (see the unit above for which "
+                   "way is better)")
+        st.bar_chart(ser, height=max(160, 26 * len(ser)), horizontal=True)
+    for path, rows in results.tables(data):
+        df = pd.DataFrame(rows)
+        st.caption(f"`{path}`")
+        st.dataframe(df, hide_index=True, width="stretch")
+    flags = results.flatten_flags(data.get("meets", {}) if isinstance(data, dict) else {})
+    if flags:
+        met = ["yes" if v else "NO" for v in flags.values()]
+        st.dataframe(pd.DataFrame({"target": list(flags), "met": met}), hide_index=True)
+    if not figures and not results.tables(data):
+        flat = results.flatten_numbers(data)
+        if flat:
+            st.dataframe(pd.Series(flat, name="value"), width="stretch")
+        else:
+            st.write("No numeric figures in this file.")
+    with st.expander("Raw JSON"):
+        st.json(data)
+
+
+# ----------------------------------------------------------------------------------------- benchmarks
 with bench_tab:
     st.markdown(f"Figures written by the scripts in `benchmarks/` to `{_rel(RESULTS)}/`. Each "
                 "script times our code and a reference (PyTorch, cuDNN or pydicom) in the same run.")
@@ -139,26 +175,4 @@ with bench_tab:
         if error:
             st.warning(f"{name}: {error}")
             continue
-        recs = results.records(data)
-        if recs:
-            df = pd.DataFrame(recs)
-            st.dataframe(df, hide_index=True, width="stretch")
-            label = next((c for c in df.columns if not pd.api.types.is_numeric_dtype(df[c])), None)
-            numeric = [c for c in df.columns if pd.api.types.is_numeric_dtype(df[c])
-                       and not pd.api.types.is_bool_dtype(df[c])]
-            ratio_cols = [c for c in numeric if "ratio" in c.lower() or "speedup" in c.lower()]
-            show = ratio_cols or numeric
-            if label and show:
-                st.bar_chart(df.set_index(label)[show], height=260, stack=False)
-        else:
-            flat = results.flatten_numbers(data)
-            if flat:
-                ser = pd.Series(flat, name="value")
-                st.dataframe(ser, width="stretch")
-                ratios = ser[[("ratio" in k.lower() or "speedup" in k.lower()) for k in ser.index]]
-                if len(ratios):
-                    st.bar_chart(ratios, height=240, horizontal=True)
-            else:
-                st.write("No numeric figures in this file.")
-        with st.expander("Raw JSON"):
-            st.json(data)
+        _show_benchmark(data)

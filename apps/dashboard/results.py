@@ -49,3 +49,52 @@ def records(obj) -> list[dict] | None:
         if isinstance(c, list) and c and all(isinstance(r, dict) for r in c):
             return [{k: v for k, v in r.items() if not isinstance(v, (dict, list))} for r in c]
     return None
+
+
+RATIO_WORDS = ("ratio", "speedup", "geomean")
+
+
+def ratios(obj) -> dict[str, float]:
+    """The numeric leaves that are ratios against a reference (their path names a ratio, a speedup or
+    a geometric mean of those): the figures worth a chart, all in the same unit."""
+    return {k: v for k, v in flatten_numbers(obj).items()
+            if any(w in k.rsplit(".", 1)[-1].lower() for w in RATIO_WORDS)}
+
+
+def flatten_flags(obj, prefix: str = "") -> dict[str, bool]:
+    """The boolean leaves (e.g. a ``meets`` section saying which targets are reached), by dotted path."""
+    out: dict[str, bool] = {}
+    if isinstance(obj, bool):
+        out[prefix or "value"] = obj
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(flatten_flags(v, f"{prefix}.{k}" if prefix else str(k)))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.update(flatten_flags(v, f"{prefix}[{i}]"))
+    return out
+
+
+def _flat_record(r: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in r.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flat_record(v, key + "."))
+        elif isinstance(v, list):
+            out[key] = ", ".join(map(str, v)) if all(not isinstance(x, (dict, list)) for x in v) else None
+        else:
+            out[key] = v
+    return out
+
+
+def tables(obj, prefix: str = "") -> list[tuple[str, list[dict]]]:
+    """Every list of records (dicts) anywhere in ``obj``, as ``(dotted path, flat rows)``; nested dicts
+    in a row become ``parent.child`` columns (e.g. a layer shape)."""
+    found = []
+    if isinstance(obj, list) and obj and all(isinstance(r, dict) for r in obj):
+        found.append((prefix or "rows", [_flat_record(r) for r in obj]))
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            found += tables(v, f"{prefix}.{k}" if prefix else str(k))
+    return found

@@ -45,16 +45,28 @@ def test_framework_lab_benchmarks_absent_and_present(tmp_path, monkeypatch, make
     at.switch_page("apps/dashboard/framework_lab.py").run()
     assert "No benchmark results yet" in texts(at.info)
 
-    (tmp_path / "conv2d.json").write_text(json.dumps({"device": "cpu", "results": [
-        {"shape": "N8 C64 32x32", "ours_ms": 3.1, "torch_ms": 2.0, "ratio": 1.55},
-        {"shape": "N8 C128 16x16", "ours_ms": 2.2, "torch_ms": 1.9, "ratio": 1.16}]}))
+    # the shapes written by benchmarks/cpu.py and benchmarks/perception.py
+    (tmp_path / "cpu.json").write_text(json.dumps({
+        "benchmark": "cpu", "unit": "ratio torch_time / framework_time (>1: framework faster)",
+        "figures": {"conv2d": {"geomean": 1.21, "shapes": [
+            {"ratio": 1.55, "ours_ms": 2.0, "torch_ms": 3.1, "shape": {"N": 8, "C": 64, "HW": 32}},
+            {"ratio": 0.95, "ours_ms": 2.2, "torch_ms": 2.09, "shape": {"N": 8, "C": 128, "HW": 16}}]},
+            "mlp_train_step": {"ratio": 0.61, "ours_ms": 0.9, "torch_ms": 0.55}}}))
+    (tmp_path / "perception.json").write_text(json.dumps({
+        "benchmark": "perception", "e2e_realtime": {"fps": 31.2, "latency_ms_p95": 40.1},
+        "model_ratio_ours_over_torch": 0.93, "meets": {"e2e_fps": True, "latency_p95": False}}))
     (tmp_path / "broken.json").write_text("{")
     at = make_app()
     at.switch_page("apps/dashboard/framework_lab.py").run()
     assert not at.exception
     assert "No benchmark results yet" not in texts(at.info)
-    assert "conv2d.json" in texts(at.subheader) and "broken.json" in texts(at.subheader)
+    heads = texts(at.subheader)
+    assert "cpu.json" in heads and "perception.json" in heads and "broken.json" in heads
     assert "could not read" in texts(at.warning)
     frames = [d.value for d in at.dataframe]
-    assert any("ratio" in df.columns and list(df["ratio"]) == [1.55, 1.16] for df in frames)
-    assert len(at.get("vega_lite_chart")) >= 1  # the bar chart of the ratios
+    shapes = next(df for df in frames if "shape.C" in df.columns)
+    assert list(shapes["ratio"]) == [1.55, 0.95] and list(shapes["shape.C"]) == [64, 128]
+    met = next(df for df in frames if "met" in df.columns)
+    assert dict(zip(met["target"], met["met"])) == {"e2e_fps": "yes", "latency_p95": "NO"}
+    assert len(at.get("vega_lite_chart")) >= 2  # one ratio chart per file with ratios
+    assert "framework faster" in texts(at.caption)
