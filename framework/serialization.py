@@ -64,7 +64,8 @@ class CheckpointError(ValueError, RuntimeError):
 
 def save(obj: Any, f) -> None:
     """Write ``obj`` (a state dict, an optimizer state dict, or any nesting of dicts, lists,
-    tuples, Tensors, NumPy arrays, numbers, strings, bools and None) to the path ``f``.
+    tuples, Tensors, NumPy arrays, numbers, strings, bools and None) to ``f``, a path or a
+    binary file object.
 
     Tensors are saved from the CPU, contiguous, with their dtype. Two references to the same
     tensor are stored twice (and load as two tensors).
@@ -123,14 +124,22 @@ def save(obj: Any, f) -> None:
     header["__metadata__"] = {_FORMAT_KEY: "pt", _STRUCTURE_KEY: json.dumps(structure)}
     raw = json.dumps(header, separators=(",", ":")).encode("utf-8")
     raw += b" " * (-len(raw) % 8)
+
+    def write(fh):
+        fh.write(struct.pack("<Q", len(raw)))
+        fh.write(raw)
+        for _, a in arrays:
+            # (reshape(-1): a flat view, so 0-d arrays work too; no copy on little-endian machines)
+            fh.write(a.astype(a.dtype.newbyteorder("<"), copy=False).reshape(-1).data)
+
+    if hasattr(f, "write"):  # an open binary file or io.BytesIO
+        write(f)
+        return
     path = os.fspath(f)
     tmp = path + ".tmp"
     # Write then rename, so an interrupted save never leaves a half-written checkpoint behind.
     with open(tmp, "wb") as fh:
-        fh.write(struct.pack("<Q", len(raw)))
-        fh.write(raw)
-        for _, a in arrays:
-            fh.write(a.astype(a.dtype.newbyteorder("<"), copy=False).tobytes(order="C"))
+        write(fh)
     os.replace(tmp, path)
 
 
@@ -151,18 +160,26 @@ def _cpu_array(a) -> np.ndarray:
 
 
 def load(f, map_location=None, weights_only: bool = True) -> Any:
-    """Read a file written by :func:`save` (or any safetensors file) and rebuild the object.
+    """Read a file written by :func:`save` (or any safetensors file; ``f`` a path or a binary
+    file object) and rebuild the object.
 
     ``map_location``: ``None`` or ``"cpu"`` keeps tensors on the CPU; a device (``"cuda"``,
     ``"cuda:1"``, ``fw.device(...)``) moves them there. ``weights_only`` is accepted for
     PyTorch compatibility: loading never runs code whatever its value.
     """
-    path = os.fspath(f)
-    try:
-        size = os.path.getsize(path)
-        fh = open(path, "rb")
-    except OSError as e:
-        raise FileNotFoundError(f"cannot open checkpoint {path!r}: {e.strerror}") from e
+    if hasattr(f, "read"):  # an open binary file or io.BytesIO: read from its current position
+        import io
+
+        path = getattr(f, "name", "<stream>")
+        fh = io.BytesIO(f.read())
+        size = len(fh.getbuffer())
+    else:
+        path = os.fspath(f)
+        try:
+            size = os.path.getsize(path)
+            fh = open(path, "rb")
+        except OSError as e:
+            raise FileNotFoundError(f"cannot open checkpoint {path!r}: {e.strerror}") from e
     with fh:
         if size < 8:
             raise CheckpointError(path, f"file is {size} bytes long, too short for a safetensors "

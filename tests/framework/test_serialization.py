@@ -75,6 +75,22 @@ def test_round_trip_top_level_non_dict(tmp_path):
         _eq(fw.load(tmp_path / "x.safetensors"), obj)
 
 
+def test_file_objects(tmp_path):
+    import io
+
+    obj = {"w": fw.randn(3, 2), "s": fw.tensor(1.5), "n": [1, (2.0, None)]}
+    buf = io.BytesIO()
+    fw.save(obj, buf)
+    buf.seek(0)
+    _eq(fw.load(buf), obj)
+    with open(tmp_path / "f.safetensors", "wb") as fh:
+        fw.save(obj, fh)
+    with open(tmp_path / "f.safetensors", "rb") as fh:
+        _eq(fw.load(fh), obj)
+    with pytest.raises(CheckpointError, match="<stream>"):
+        fw.load(io.BytesIO(b"\x01\x00"))
+
+
 def test_save_rejects_unsupported_objects(tmp_path):
     with pytest.raises(TypeError, match="cannot store an object of type object"):
         fw.save({"a": object()}, tmp_path / "x.safetensors")
