@@ -122,3 +122,40 @@ def test_parameters_init_and_eval_dropout():
     t = torch.nn.MultiheadAttention(4, 2, kdim=3, vdim=3)
     g = nn.MultiheadAttention(4, 2, kdim=3, vdim=3)
     assert list(g.state_dict()) == list(t.state_dict())
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("activation", ["relu", "gelu"])
+def test_transformer_encoder_and_decoder_match_torch(norm_first, activation):
+    torch.manual_seed(2)
+    kw = dict(d_model=8, nhead=2, dim_feedforward=16, dropout=0.0, activation=activation, batch_first=True,
+              norm_first=norm_first)
+    t_enc = torch.nn.TransformerEncoder(torch.nn.TransformerEncoderLayer(**kw), 2, enable_nested_tensor=False)
+    f_enc = nn.TransformerEncoder(nn.TransformerEncoderLayer(**kw), 2)
+    t_dec = torch.nn.TransformerDecoder(torch.nn.TransformerDecoderLayer(**kw), 2, norm=torch.nn.LayerNorm(8))
+    f_dec = nn.TransformerDecoder(nn.TransformerDecoderLayer(**kw), 2, norm=nn.LayerNorm(8))
+    for t, f in ((t_enc, f_enc), (t_dec, f_dec)):
+        t.double()
+        f.double()
+        copy_weights(t, f)
+    rng = np.random.default_rng(3)
+    src, tgt = rng.standard_normal((2, 5, 8)), rng.standard_normal((2, 4, 8))
+    kpm = np.zeros((2, 5), bool)
+    kpm[1, 3:] = True
+    causal = np.triu(np.ones((4, 4), bool), 1)
+    tsrc, ttgt = torch.tensor(src, requires_grad=True), torch.tensor(tgt, requires_grad=True)
+    fsrc, ftgt = fw.tensor(src, requires_grad=True), fw.tensor(tgt, requires_grad=True)
+    tm = t_enc(tsrc, src_key_padding_mask=torch.tensor(kpm))
+    fm = f_enc(fsrc, src_key_padding_mask=fw.tensor(kpm))
+    close(fm, tm, 1e-9)
+    to = t_dec(ttgt, tm, tgt_mask=torch.tensor(causal), memory_key_padding_mask=torch.tensor(kpm))
+    fo = f_dec(ftgt, fm, tgt_mask=fw.tensor(causal), memory_key_padding_mask=fw.tensor(kpm))
+    close(fo, to, 1e-9)
+    g = rng.standard_normal(tuple(to.shape))
+    (to * torch.tensor(g)).sum().backward()
+    (fo * fw.tensor(g)).sum().backward()
+    close(fsrc.grad, tsrc.grad, 1e-8)
+    close(ftgt.grad, ttgt.grad, 1e-8)
+    for tp, fp in zip(list(t_enc.parameters()) + list(t_dec.parameters()),
+                      list(f_enc.parameters()) + list(f_dec.parameters())):
+        close(fp.grad, tp.grad, 1e-8)
