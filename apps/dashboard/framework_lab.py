@@ -127,6 +127,17 @@ with train_tab:
         _train_ui()
 
 # ----------------------------------------------------------------------------------------- benchmarks
+def _ratio_chart(figures: dict[str, float]):
+    import altair as alt
+
+    df = pd.DataFrame({"figure": list(figures), "ratio": list(figures.values())})
+    bars = alt.Chart(df).mark_bar().encode(
+        y=alt.Y("figure:N", sort=None, title=None, axis=alt.Axis(labelLimit=420)),
+        x=alt.X("ratio:Q", title="ratio"), tooltip=["figure", alt.Tooltip("ratio:Q", format=".3f")])
+    parity = alt.Chart(pd.DataFrame({"x": [1.0]})).mark_rule(color="gray", strokeDash=[4, 3]).encode(x="x:Q")
+    return bars + parity
+
+
 def _show_benchmark(data) -> None:
     """One result file: what was measured against what, the ratios as a chart, every table of rows,
     the targets met, the raw JSON."""
@@ -140,10 +151,9 @@ def _show_benchmark(data) -> None:
             st.caption(" · ".join(f"**{k}**: {v}" for k, v in about.items()))
     figures = results.ratios(data)
     if figures:
-        ser = pd.Series(figures, name="ratio")
-        st.caption("Ratios against the reference measured in the same run (see the unit above for which "
-                   "way is better)")
-        st.bar_chart(ser, height=max(160, 26 * len(ser)), horizontal=True)
+        st.caption("Ratios against the reference measured in the same run (the unit above says which way "
+                   "is better; the grey line marks parity)")
+        st.altair_chart(_ratio_chart(figures), width="stretch", height=max(140, 30 * len(figures) + 50))
     for path, rows in results.tables(data):
         df = pd.DataFrame(rows)
         st.caption(f"`{path}`")

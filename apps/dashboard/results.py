@@ -54,11 +54,47 @@ def records(obj) -> list[dict] | None:
 RATIO_WORDS = ("ratio", "speedup", "geomean")
 
 
+def _item_label(item, i: int) -> str:
+    """A short name for a list item: its name/op/shape field when it has one, else its index."""
+    if isinstance(item, dict):
+        for key in ("name", "op", "case", "layer", "shape"):
+            v = item.get(key)
+            if isinstance(v, dict):
+                return " ".join(f"{k}{x}" for k, x in v.items())
+            if isinstance(v, (list, tuple)):
+                return "×".join(map(str, v)) + (f" {item['precision']}" if "precision" in item else "")
+            if isinstance(v, str):
+                return v
+    return str(i)
+
+
+def _labelled_numbers(obj, prefix: str = "") -> dict[str, float]:
+    out: dict[str, float] = {}
+    if isinstance(obj, bool):
+        return out
+    if isinstance(obj, (int, float)):
+        if math.isfinite(obj):
+            out[prefix or "value"] = float(obj)
+    elif isinstance(obj, dict):
+        for k, v in obj.items():
+            out.update(_labelled_numbers(v, f"{prefix} · {k}" if prefix else str(k)))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            out.update(_labelled_numbers(v, f"{prefix} [{_item_label(v, i)}]"))
+    return out
+
+
 def ratios(obj) -> dict[str, float]:
-    """The numeric leaves that are ratios against a reference (their path names a ratio, a speedup or
-    a geometric mean of those): the figures worth a chart, all in the same unit."""
-    return {k: v for k, v in flatten_numbers(obj).items()
-            if any(w in k.rsplit(".", 1)[-1].lower() for w in RATIO_WORDS)}
+    """The numeric leaves that are ratios against a reference (their key names a ratio, a speedup or a
+    geometric mean of those): the figures worth a chart, all in the same unit. Keys are readable paths
+    (``figures · conv2d · shapes [N8 C64 HW32] · ratio``); a leading part common to all is dropped."""
+    found = {k: v for k, v in _labelled_numbers(obj).items()
+             if any(w in k.rsplit(" · ", 1)[-1].lower() for w in RATIO_WORDS)}
+    parts = [k.split(" · ") for k in found]
+    drop = 0
+    while parts and all(len(p) > drop + 1 and p[drop] == parts[0][drop] for p in parts):
+        drop += 1
+    return {" · ".join(p[drop:]): v for p, v in zip(parts, found.values())}
 
 
 def flatten_flags(obj, prefix: str = "") -> dict[str, bool]:
