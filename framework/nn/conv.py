@@ -75,8 +75,7 @@ class _ConvNd(Module):
         s = f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}"
         zero, one = (0,) * self._n, (1,) * self._n
         if self.padding != zero:
-            pad = repr(self.padding) if isinstance(self.padding, str) else self.padding
-            s += f", padding={pad}"
+            s += f", padding={self.padding}"
         if self.dilation != one:
             s += f", dilation={self.dilation}"
         if self.output_padding != zero:

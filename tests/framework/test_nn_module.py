@@ -239,6 +239,18 @@ def test_repr_matches_torch():
         (nn.AdaptiveAvgPool2d((1, 1)), torch.nn.AdaptiveAvgPool2d((1, 1))),
         (nn.Upsample(scale_factor=2, mode="nearest"), torch.nn.Upsample(scale_factor=2, mode="nearest")),
     ]
+    for name, args, kwargs in [
+        ("RNN", (3, 4), {"nonlinearity": "relu"}), ("Conv1d", (3, 4, 3), {"padding": "same"}),
+        ("InstanceNorm2d", (3,), {}), ("PReLU", (), {}), ("Bilinear", (2, 3, 4), {}), ("ELU", (), {}),
+        ("Hardtanh", (), {}), ("Softplus", (), {}), ("ZeroPad2d", (1,), {}), ("ConstantPad2d", (1, 2.0), {}),
+        ("ReflectionPad2d", (1,), {}), ("PixelShuffle", (2,), {}), ("MaxPool1d", (2,), {}),
+        ("AvgPool2d", (2,), {}), ("GLU", (), {}), ("ReLU6", (), {}), ("Dropout2d", (), {}),
+        ("Upsample", (), {"size": (3, 4), "mode": "bilinear"}),
+        ("ConvTranspose2d", (3, 4, 3), {"stride": 2, "output_padding": 1}), ("Embedding", (5, 3), {}),
+        ("Unflatten", (1, (2, 3)), {}), ("RNNCell", (2, 3), {}), ("GRUCell", (2, 3), {"bias": False}),
+        ("CosineSimilarity", (), {}), ("SmoothL1Loss", (), {}), ("CrossEntropyLoss", (), {}),
+    ]:
+        pairs.append((getattr(nn, name)(*args, **kwargs), getattr(torch.nn, name)(*args, **kwargs)))
     for f, t in pairs:
         assert repr(f) == repr(t)
 
