@@ -243,3 +243,35 @@ def test_pack_pad_utilities_match_torch():
     unpacked = rnn_utils.unpack_sequence(fp)
     for a, s in zip(unpacked, seqs):
         np.testing.assert_array_equal(a.detach().numpy(), s)
+
+
+def test_random_lengths_lstm_matches_torch_hypothesis():
+    hyp = pytest.importorskip("hypothesis")
+    st = pytest.importorskip("hypothesis.strategies")
+
+    @hyp.settings(max_examples=12, deadline=None)
+    @hyp.given(lengths=st.lists(st.integers(1, 6), min_size=1, max_size=5), sort=st.booleans(),
+               bidirectional=st.booleans(), seed=st.integers(0, 1000))
+    def run(lengths, sort, bidirectional, seed):
+        if sort:
+            lengths = sorted(lengths, reverse=True)
+        torch.manual_seed(seed)
+        t = torch.nn.LSTM(2, 3, bidirectional=bidirectional).double()
+        f = nn.LSTM(2, 3, bidirectional=bidirectional).double()
+        f.load_state_dict({k: v.detach().numpy() for k, v in t.state_dict().items()})
+        x = np.random.default_rng(seed).standard_normal((max(lengths), len(lengths), 2))
+        tx, fx = torch.tensor(x, requires_grad=True), fw.tensor(x, requires_grad=True)
+        tp = torch.nn.utils.rnn.pack_padded_sequence(tx, lengths, enforce_sorted=sort)
+        fp = rnn_utils.pack_padded_sequence(fx, lengths, enforce_sorted=sort)
+        to, (th, tc) = t(tp)
+        fo, (fh, fc) = f(fp)
+        to = torch.nn.utils.rnn.pad_packed_sequence(to)[0]
+        fo = rnn_utils.pad_packed_sequence(fo)[0]
+        close(fo, to, 1e-10)
+        close(fh, th, 1e-10)
+        close(fc, tc, 1e-10)
+        (to.sum() + (th * tc).sum()).backward()
+        (fo.sum() + (fh * fc).sum()).backward()
+        close(fx.grad, tx.grad, 1e-10)
+
+    run()
