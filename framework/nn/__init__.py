@@ -24,7 +24,7 @@ from .activation import (
                          Tanh,
 )
 from .attention import MultiheadAttention
-from .container import ModuleDict, ModuleList, ParameterList, Sequential
+from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .conv import Conv1d, Conv2d, ConvTranspose2d
 from .distance import CosineSimilarity, PairwiseDistance
 from .dropout import Dropout, Dropout2d
@@ -59,7 +59,7 @@ from .upsampling import Upsample
 
 __all__ = [
     "functional", "init", "utils", "Module", "Parameter", "Buffer",
-    "Sequential", "ModuleList", "ModuleDict", "ParameterList", "Identity", "Flatten", "Unflatten",
+    "Sequential", "ModuleList", "ModuleDict", "ParameterList", "ParameterDict", "Identity", "Flatten", "Unflatten",
     "Linear", "Bilinear", "Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool1d", "MaxPool2d", "AvgPool1d",
     "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample", "PixelShuffle",
     "ZeroPad2d", "ConstantPad2d", "ReflectionPad2d", "ReplicationPad2d", "CircularPad2d",

@@ -213,6 +213,17 @@ def test_containers():
     assert list(md.state_dict()) == ["a.weight", "a.bias", "c.weight", "c.bias"]
     x = fw.randn(2, 2)
     np.testing.assert_array_equal(nn.Identity(3, foo=1)(x).numpy(), x.numpy())
+    pl = nn.ParameterList([fw.ones(2), nn.Parameter(fw.zeros(3))])
+    pd = nn.ParameterDict({"a": fw.ones(1)})
+    pd["b"] = nn.Parameter(fw.zeros(2))
+    holder = nn.Module()
+    holder.pl, holder.pd = pl, pd
+    assert list(holder.state_dict()) == ["pl.0", "pl.1", "pd.a", "pd.b"]
+    tp = torch.nn.Module()
+    tp.pl = torch.nn.ParameterList([torch.ones(2), torch.zeros(3)])
+    tp.pd = torch.nn.ParameterDict({"a": torch.ones(1), "b": torch.zeros(2)})
+    assert list(tp.state_dict()) == list(holder.state_dict())
+    assert all(isinstance(p, nn.Parameter) and p.requires_grad for p in holder.parameters())
 
 
 def test_repr_matches_torch():
