@@ -78,6 +78,7 @@ def cmd_train(a):
         val_images=a.val_images,
         mosaic=a.mosaic,
         time_budget_min=a.time_budget,
+        crop=a.crop or None,
     )
     print(json.dumps(st))
 
@@ -163,6 +164,7 @@ def main(argv=None):
     t.add_argument("--width", type=float, default=1.0)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--mosaic", type=float, default=0.3)
+    t.add_argument("--crop", type=int, default=224, help="random training crops (0 = whole frames)")
     t.add_argument("--eval-every", type=int, default=500)
     t.add_argument("--val-images", type=int, default=300)
     t.add_argument(

@@ -68,6 +68,20 @@ def affine(img, boxes, classes, ignore, rng, size, scale=(0.7, 1.4), translate=0
     return out, b, c, ig
 
 
+def crop(img, boxes, classes, ignore, rng, size):
+    """A random ``size`` x ``size`` window, biased to the image rows holding objects (when any)."""
+    H, W = img.shape[:2]
+    x0 = int(rng.integers(0, W - size + 1))
+    if len(boxes) and rng.random() < 0.8:
+        cy = float(np.mean((boxes[:, 1] + boxes[:, 3]) / 2))
+        y0 = int(np.clip(cy - size / 2 + rng.uniform(-0.25, 0.25) * size, 0, H - size))
+    else:
+        y0 = int(rng.integers(0, H - size + 1))
+    b, c, ig = _clip(boxes, classes, ignore, x0, y0, x0 + size, y0 + size)
+    off = np.array([x0, y0, x0, y0], np.float32)
+    return np.ascontiguousarray(img[y0 : y0 + size, x0 : x0 + size]), b - off, c, ig - off
+
+
 def mosaic(cache, indices, rng, size):
     """Four frames tiled around a random centre, each zoomed by 0.6-1.0 and cropped to its quadrant."""
     xc, yc = (rng.uniform(0.3, 0.7, 2) * size).astype(int)

@@ -184,15 +184,13 @@ class TrainDataset:
         augment_p: float = 1.0,
         mosaic_p: float = 0.5,
         epoch: int = 0,
+        crop: int | None = None,
     ):
-        self.cache, self.size, self.seed, self.augment_p, self.mosaic_p = (
-            cache,
-            size,
-            seed,
-            augment_p,
-            mosaic_p,
-        )
-        self.epoch = epoch
+        self.cache, self.size, self.seed = cache, size, seed
+        self.augment_p, self.mosaic_p, self.epoch = augment_p, mosaic_p, epoch
+        # the network is fully convolutional: training on crops (objects keep their scale) costs
+        # (crop / size)^2 of the full frame per sample
+        self.crop = crop if crop and crop < size else None
 
     def __len__(self) -> int:
         return len(self.cache)
@@ -203,7 +201,13 @@ class TrainDataset:
             img, boxes, classes, ignore = augment(self.cache, i, rng, self.size, self.mosaic_p)
         else:
             img, boxes, classes, ignore = self.cache[i]
-        t = encode_targets(boxes, classes, ignore, self.size)
+        size = self.size
+        if self.crop:
+            from .augment import crop as _crop
+
+            img, boxes, classes, ignore = _crop(img, boxes, classes, ignore, rng, self.crop)
+            size = self.crop
+        t = encode_targets(boxes, classes, ignore, size)
         return np.ascontiguousarray(img.transpose(2, 0, 1), dtype=np.float32) / 255.0, t
 
 

@@ -6,9 +6,10 @@ no NMS for most scenes, so post-processing costs well under a millisecond on a C
 per-level outputs and NMS over thousands of candidates.
 
 Architecture (input (N, 3, S, S), values 0..1, S divisible by 32):
-- backbone: strided 3x3 conv-BN-ReLU blocks down to stride 32 (channels 16, 24, 32, 64, 96);
+- backbone: a 4x4 stride-4 patchify stem, then 3x3 conv-BN-ReLU blocks down to stride 32
+  (channels 16, 24, 40, 64, 96);
 - neck: FPN-style top-down path (1x1 lateral convs, nearest x2 upsampling, sums) back to stride 4;
-- head at stride 4: depthwise 3x3 + pointwise conv, then 1x1 outputs:
+- head at stride 4: depthwise 3x3 conv-BN-ReLU, then 1x1 outputs:
   ``heatmap`` logits (N, C, S/4, S/4) and ``reg`` (N, 4, S/4, S/4) = [dx, dy, log w, log h] with
   (dx, dy) the centre offset from the cell in cells and (w, h) in cells.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import math
 
+import framework as fw
 import framework.nn as nn
 import framework.nn.functional as F
 
@@ -30,7 +32,9 @@ class ConvBNAct(nn.Module):
 
     def __init__(self, cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1, act: bool = True):
         super().__init__()
-        self.conv = nn.Conv2d(cin, cout, k, stride=stride, padding=k // 2, groups=groups, bias=False)
+        self.conv = nn.Conv2d(
+            cin, cout, k, stride=stride, padding=0 if k == stride else k // 2, groups=groups, bias=False
+        )
         self.bn = nn.BatchNorm2d(cout)
         self.act = act
 
@@ -44,29 +48,30 @@ class CenterNet(nn.Module):
 
     def __init__(self, num_classes: int = NUM_CLASSES, width: float = 1.0, neck: int = 48, head: int = 32):
         super().__init__()
-        c = [max(8, int(round(v * width))) for v in (16, 24, 32, 64, 96)]
+        c = [max(8, int(round(v * width))) for v in (16, 24, 40, 64, 96)]
         neck, head = max(8, int(round(neck * width))), max(8, int(round(head * width)))
         self.num_classes = num_classes
-        self.stem = ConvBNAct(3, c[0], 3, 2)  # /2
-        self.s1 = ConvBNAct(c[0], c[1], 3, 2)  # /4
+        # patchify stem (4x4 stride 4): no activations at stride 2, the costliest memory traffic on a CPU
+        self.stem = ConvBNAct(3, c[0], 4, 4)  # /4
+        self.s1 = ConvBNAct(c[0], c[1], 3)  # /4
         self.s2 = nn.Sequential(ConvBNAct(c[1], c[2], 3, 2), ConvBNAct(c[2], c[2], 3))  # /8
         self.s3 = nn.Sequential(ConvBNAct(c[2], c[3], 3, 2), ConvBNAct(c[3], c[3], 3))  # /16
         self.s4 = nn.Sequential(ConvBNAct(c[3], c[4], 3, 2), ConvBNAct(c[4], c[4], 3))  # /32
         self.lat4 = ConvBNAct(c[4], neck, 1)
         self.lat3 = ConvBNAct(c[3], neck, 1)
         self.lat2 = ConvBNAct(c[2], neck, 1)
-        self.lat1 = ConvBNAct(c[1], neck, 1)
         self.fuse3 = ConvBNAct(neck, neck, 3)
-        self.fuse2 = ConvBNAct(neck, neck, 3)
-        self.dw = ConvBNAct(neck, neck, 3, groups=neck)
-        self.pw = ConvBNAct(neck, head, 1)
+        self.fuse2 = ConvBNAct(neck, head, 3)
+        self.lat1 = ConvBNAct(c[1], head, 1)
+        self.dw = ConvBNAct(head, head, 3, groups=head)
         self.hm = nn.Conv2d(head, num_classes, 1)
         self.reg = nn.Conv2d(head, 4, 1)
         # CenterNet's focal-loss prior: start with heatmap probability 0.1 everywhere
-        with_prior = -math.log((1 - 0.1) / 0.1)
-        self.hm.bias.data[...] = with_prior
-        self.reg.bias.data[...] = 0.0
-        self.reg.bias.data[2:] = 1.0  # log(w/4) ~ 1: objects a few cells wide
+        prior = -math.log((1 - 0.1) / 0.1)
+        with fw.no_grad():
+            self.hm.bias.fill_(prior)
+            self.reg.bias.fill_(0.0)
+            self.reg.bias[2:].fill_(1.0)  # log(w / 4) = 1: objects a few cells wide
 
     @staticmethod
     def _up(x):
@@ -80,8 +85,7 @@ class CenterNet(nn.Module):
         x4 = self.s4(x3)
         p = self.fuse3(self.lat3(x3) + self._up(self.lat4(x4)))
         p = self.fuse2(self.lat2(x2) + self._up(p))
-        p = self.lat1(x1) + self._up(p)
-        p = self.pw(self.dw(p))
+        p = self.dw(self.lat1(x1) + self._up(p))
         return self.hm(p), self.reg(p)
 
 

@@ -834,7 +834,7 @@ def write_video(
     labels_json: str | None = None,
     progress=None,
 ) -> str:
-    """Render a drive to ``path`` (H.264 'avc1' when OpenCV has it, for browsers; else 'mp4v').
+    """Render a drive to ``path`` (codec chosen by :func:`apps.perception.video.open_writer`).
     Optionally write per-frame ground truth (boxes, classes, track ids) to ``labels_json``."""
     from .video import open_writer
 

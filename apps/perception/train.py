@@ -30,24 +30,27 @@ from .losses import focal_heatmap_loss, reg_l1_loss
 from .model import CenterNet, count_parameters
 
 
-def cosine_lr(step: int, total: int, base: float, warmup: int, final_frac: float = 0.02) -> float:
-    if step < warmup:
-        return base * (step + 1) / warmup
-    t = min(1.0, (step - warmup) / max(1, total - warmup))
-    return base * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * t)))
+def cosine_lr(
+    step: int, total: int, base: float, warmup: int, final_frac: float = 0.02, frac: float | None = None
+) -> float:
+    """Linear warm-up over ``warmup`` steps times a cosine from ``base`` to ``final_frac * base``;
+    the cosine follows ``frac`` (0..1, e.g. elapsed / time budget) when given, else ``step / total``."""
+    t = min(1.0, step / max(1, total) if frac is None else frac)
+    warm = min(1.0, (step + 1) / max(1, warmup))
+    return base * warm * (final_frac + (1 - final_frac) * 0.5 * (1 + math.cos(math.pi * t)))
 
 
 class EMA:
     """Exponential moving average of a model's state (parameters and BatchNorm buffers), as NumPy."""
 
-    def __init__(self, model, decay: float = 0.998):
+    def __init__(self, model, decay: float = 0.995):
         self.decay = decay
         self.state = {k: np.array(_np(v), copy=True) for k, v in model.state_dict().items()}
         self.updates = 0
 
     def update(self, model) -> None:
         self.updates += 1
-        d = self.decay * (1 - math.exp(-self.updates / 200.0))  # short warm-up of the decay (YOLOv5's ramp)
+        d = self.decay * (1 - math.exp(-self.updates / 100.0))  # short warm-up of the decay (YOLOv5's ramp)
         for k, v in model.state_dict().items():
             a = _np(v)
             if a.dtype.kind == "f":
@@ -123,6 +126,7 @@ def train(
     mosaic: float = 0.3,
     log_every: int = 20,
     time_budget_min: float | None = None,
+    crop: int | None = 224,
     progress: bool = True,
 ) -> dict:
     """Train; returns the final state dict (step, best metrics). See the module docstring for outputs."""
@@ -131,7 +135,7 @@ def train(
     os.makedirs(out, exist_ok=True)
     fw.manual_seed(seed)
     cache = CachedDataset(data)
-    ds = TrainDataset(cache, size, seed=seed, mosaic_p=mosaic)
+    ds = TrainDataset(cache, size, seed=seed, mosaic_p=mosaic, crop=crop)
     model = CenterNet(len(CLASSES), width=width)
     if device != "cpu":
         model = model.to(device)
@@ -153,7 +157,7 @@ def train(
             state = json.load(f)
         ema.updates = state["step"]
         print(f"resumed from step {state['step']}", file=sys.stderr)
-    warmup = min(300, steps // 10)
+    warmup = min(200, max(1, steps // 10))
     log = open(os.path.join(out, "log.jsonl"), "a")
     pbar = None
     if progress:
@@ -212,6 +216,8 @@ def train(
                     weight_decay=weight_decay,
                     seed=seed,
                     mosaic=mosaic,
+                    crop=crop,
+                    time_budget_min=time_budget_min,
                     minutes=round((time.time() - t_start) / 60, 1),
                 ),
             )
@@ -221,10 +227,15 @@ def train(
     step = state["step"]
     try:
         for step, imgs, tg in _batches(ds, batch, seed, state["step"], steps):
-            if time_budget_min is not None and (time.time() - t_start) / 60 > time_budget_min:
-                print(f"time budget of {time_budget_min} min reached at step {step}", file=sys.stderr)
-                break
-            cur_lr = cosine_lr(step, steps, lr, warmup)
+            if time_budget_min is not None:
+                # the schedule follows the wall clock: a budget, not a step count, fixes the length
+                frac = (time.time() - t_start) / 60 / time_budget_min
+                if frac >= 1:
+                    print(f"time budget of {time_budget_min} min reached at step {step}", file=sys.stderr)
+                    break
+                cur_lr = cosine_lr(step, steps, lr, warmup, frac=max(frac, step / steps))
+            else:
+                cur_lr = cosine_lr(step, steps, lr, warmup)
             for g in opt.param_groups:
                 g["lr"] = cur_lr
             x = fw.from_numpy(imgs)

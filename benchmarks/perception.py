@@ -1,0 +1,221 @@
+"""Perception speed: the demo pipeline end to end, headless, on a synthetic 640x480 clip at 30 FPS,
+and the model alone against the same network run by PyTorch CPU (weights copied; names match).
+
+    python -m benchmarks.perception [--frames 300] [--threads 2] [--out benchmarks/results/perception.json]
+
+Prints JSON: end-to-end FPS, capture-to-display latency p50/p95, dropped frames, per-stage ms, model
+ms (ours, PyTorch) and their ratio, and the targets. ``--threads`` pins BLAS / PyTorch threads (2 = the
+issue's "2 CPU cores"). On a CUDA machine with CuPy it adds batch-1 model throughput on the GPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+
+
+def torch_model(num_classes: int = 6, width: float = 1.0, neck: int = 48, head: int = 32):
+    """The detector of :mod:`apps.perception.model` written with torch.nn, same parameter names."""
+    import math
+
+    import torch
+    import torch.nn as tnn
+    import torch.nn.functional as tF
+
+    class ConvBNAct(tnn.Module):
+        def __init__(self, cin, cout, k=3, stride=1, groups=1, act=True):
+            super().__init__()
+            self.conv = tnn.Conv2d(
+                cin, cout, k, stride=stride, padding=0 if k == stride else k // 2, groups=groups, bias=False
+            )
+            self.bn = tnn.BatchNorm2d(cout)
+            self.act = act
+
+        def forward(self, x):
+            x = self.bn(self.conv(x))
+            return tF.relu(x) if self.act else x
+
+    class CenterNet(tnn.Module):
+        def __init__(self):
+            super().__init__()
+            c = [max(8, int(round(v * width))) for v in (16, 24, 40, 64, 96)]
+            n, h = max(8, int(round(neck * width))), max(8, int(round(head * width)))
+            self.stem = ConvBNAct(3, c[0], 4, 4)
+            self.s1 = ConvBNAct(c[0], c[1], 3)
+            self.s2 = tnn.Sequential(ConvBNAct(c[1], c[2], 3, 2), ConvBNAct(c[2], c[2], 3))
+            self.s3 = tnn.Sequential(ConvBNAct(c[2], c[3], 3, 2), ConvBNAct(c[3], c[3], 3))
+            self.s4 = tnn.Sequential(ConvBNAct(c[3], c[4], 3, 2), ConvBNAct(c[4], c[4], 3))
+            self.lat4 = ConvBNAct(c[4], n, 1)
+            self.lat3 = ConvBNAct(c[3], n, 1)
+            self.lat2 = ConvBNAct(c[2], n, 1)
+            self.fuse3 = ConvBNAct(n, n, 3)
+            self.fuse2 = ConvBNAct(n, h, 3)
+            self.lat1 = ConvBNAct(c[1], h, 1)
+            self.dw = ConvBNAct(h, h, 3, groups=h)
+            self.hm = tnn.Conv2d(h, num_classes, 1)
+            self.reg = tnn.Conv2d(h, 4, 1)
+            with torch.no_grad():
+                self.hm.bias.fill_(-math.log(9.0))
+
+        def forward(self, x):
+            up = lambda t: tF.interpolate(t, scale_factor=2, mode="nearest")  # noqa: E731
+            x1 = self.s1(self.stem(x))
+            x2 = self.s2(x1)
+            x3 = self.s3(x2)
+            x4 = self.s4(x3)
+            p = self.fuse3(self.lat3(x3) + up(self.lat4(x4)))
+            p = self.fuse2(self.lat2(x2) + up(p))
+            p = self.dw(self.lat1(x1) + up(p))
+            return self.hm(p), self.reg(p)
+
+    return CenterNet()
+
+
+def copy_to_torch(fw_model, t_model) -> None:
+    """Copy every parameter and buffer by name (raises on a missing or mis-shaped name)."""
+    import numpy as np
+    import torch
+
+    src = fw_model.state_dict()
+    dst = t_model.state_dict()
+    missing = set(dst) ^ set(src)
+    if missing:
+        raise KeyError(f"state dict names differ: {sorted(missing)[:6]}")
+    t_model.load_state_dict({k: torch.from_numpy(np.array(src[k].numpy())) for k in dst})
+
+
+def _time(fn, n: int, warm: int = 3) -> list[float]:
+    for _ in range(warm):
+        fn()
+    out = []
+    for _ in range(n):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1e3)
+    return out
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--frames", type=int, default=300)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--model-reps", type=int, default=30)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(v, str(a.threads))
+
+    import numpy as np
+
+    import framework as fw
+    from apps.perception import load_default_model
+    from apps.perception.demo import run
+    from apps.perception.synth import write_video
+
+    det = load_default_model()
+    size = det.size
+    tmp = tempfile.mkdtemp(prefix="perception-bench-")
+    clip = os.path.join(tmp, "clip.mp4")
+    write_video(clip, a.frames, seed=7, width=640, height=480, fps=30.0)
+
+    # 1) the demo pipeline, paced like a 30 FPS camera: drops and latency are what a user sees
+    s = run(clip, det, track=True, headless=True, save=None, realtime=True)
+    # 2) the same frames without pacing (throughput when the source is never the bottleneck)
+    s_all = run(clip, det, track=True, headless=True, save=None, realtime=False)
+
+    # 3) the model alone, batch 1, ours vs PyTorch with the same weights
+    x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+    xt = fw.from_numpy(x)
+    det.model.eval()
+
+    def ours():
+        with fw.no_grad():
+            det.model(xt)
+
+    ours_ms = _time(ours, a.model_reps)
+    result = dict(
+        benchmark="perception",
+        input_size=size,
+        clip="640x480 synthetic drive, 30 FPS",
+        frames=a.frames,
+        threads=a.threads,
+        cpu_count=os.cpu_count(),
+        python=platform.python_version(),
+        e2e_realtime=dict(
+            fps=s["fps"],
+            latency_ms_p50=s["latency_ms_p50"],
+            latency_ms_p95=s["latency_ms_p95"],
+            captured=s["captured"],
+            processed=s["frames"],
+            dropped=s["dropped"],
+            stage_ms=s["stage_ms"],
+        ),
+        e2e_every_frame=dict(
+            fps=s_all["fps"],
+            latency_ms_p50=s_all["latency_ms_p50"],
+            latency_ms_p95=s_all["latency_ms_p95"],
+            stage_ms=s_all["stage_ms"],
+        ),
+        model_ms_ours=dict(p50=float(np.median(ours_ms)), mean=float(np.mean(ours_ms))),
+    )
+    try:
+        import torch
+
+        torch.set_num_threads(a.threads)
+        tm = torch_model(len(det.classes), det.card.get("architecture", {}).get("width", 1.0))
+        copy_to_torch(det.model, tm)
+        tm.eval()
+        xx = torch.from_numpy(x)
+        with torch.no_grad():
+            h_t, r_t = tm(xx)
+            with fw.no_grad():
+                h_o, r_o = det.model(xt)
+            max_diff = float(
+                max(np.abs(h_t.numpy() - h_o.numpy()).max(), np.abs(r_t.numpy() - r_o.numpy()).max())
+            )
+
+        def ref():
+            with torch.no_grad():
+                tm(xx)
+
+        torch_ms = _time(ref, a.model_reps)
+        result["model_ms_torch"] = dict(p50=float(np.median(torch_ms)), mean=float(np.mean(torch_ms)))
+        result["model_ratio_ours_over_torch"] = round(
+            result["model_ms_ours"]["p50"] / result["model_ms_torch"]["p50"], 3
+        )
+        result["max_abs_output_diff_vs_torch"] = max_diff
+    except ImportError:
+        result["model_ms_torch"] = None
+    if fw.cuda.is_available():
+        xg = xt.to("cuda")
+        det.model.to("cuda")
+
+        def gpu():
+            with fw.no_grad():
+                h, _ = det.model(xg)
+                h.numpy() if hasattr(h, "numpy") else None
+
+        g = _time(gpu, 100, warm=10)
+        result["gpu_model_fps_batch1"] = round(1e3 / float(np.median(g)), 1)
+    result["targets"] = dict(e2e_fps=">= 30", latency_ms_p95="<= 50", model_ratio="<= 1.0", gpu_fps=">= 300")
+    result["meets"] = dict(
+        e2e_fps=result["e2e_realtime"]["fps"] >= 29.5,
+        latency_p95=result["e2e_realtime"]["latency_ms_p95"] <= 50,
+        model_ratio=(result.get("model_ratio_ours_over_torch") or 99) <= 1.0,
+    )
+    text = json.dumps(result, indent=1)
+    print(text)
+    if a.out:
+        os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
+        with open(a.out, "w") as f:
+            f.write(text + "\n")
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)

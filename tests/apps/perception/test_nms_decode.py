@@ -1,0 +1,79 @@
+"""NMS against a brute-force reference; the decoder on hand-made heatmaps and on encoded targets."""
+
+import numpy as np
+import pytest
+
+from apps.perception.data import encode_targets
+from apps.perception.decode import decode, max_pool3x3
+from apps.perception.metrics import box_iou
+from apps.perception.nms import batched_nms, nms
+
+
+def _reference(boxes, scores, classes, thr):
+    keep = []
+    for i in np.argsort(-scores, kind="stable"):
+        if all(
+            classes[j] != classes[i] or box_iou(boxes[i : i + 1], boxes[j : j + 1])[0, 0] <= thr for j in keep
+        ):
+            keep.append(i)
+    return np.array(keep, np.int64)
+
+
+@pytest.mark.parametrize("thr", [0.3, 0.5, 0.7])
+def test_nms_matches_brute_force(rng, thr):
+    xy = rng.uniform(0, 60, (150, 2))
+    boxes = np.c_[xy, xy + rng.uniform(10, 40, (150, 2))].astype(np.float32)
+    scores = rng.random(150).astype(np.float32)
+    classes = rng.integers(0, 3, 150)
+    np.testing.assert_array_equal(
+        batched_nms(boxes, scores, classes, thr), _reference(boxes, scores, classes, thr)
+    )
+    np.testing.assert_array_equal(nms(boxes, scores, thr), _reference(boxes, scores, np.zeros(150), thr))
+
+
+def test_nms_empty_and_class_separation():
+    assert nms(np.zeros((0, 4)), np.zeros(0)).size == 0
+    b = np.array([[0, 0, 10, 10], [0, 0, 10, 10]], np.float32)
+    assert len(batched_nms(b, np.array([0.9, 0.8]), np.array([0, 1]))) == 2  # other class: kept
+    assert nms(b, np.array([0.8, 0.9])).tolist() == [1]
+
+
+def test_max_pool3x3_matches_loop(rng):
+    x = rng.random((2, 3, 7, 9)).astype(np.float32)
+    p = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+    ref = np.max([p[..., i : i + 7, j : j + 9] for i in range(3) for j in range(3)], axis=0)
+    np.testing.assert_array_equal(max_pool3x3(x), ref)
+
+
+def test_decode_hand_made_heatmap():
+    heat = np.zeros((1, 3, 20, 20), np.float32)
+    reg = np.zeros((1, 4, 20, 20), np.float32)
+    heat[0, 1, 5, 8] = 0.9  # a peak of class 1 at cell (x=8, y=5)
+    heat[0, 1, 5, 9] = 0.6  # its neighbour: not a peak
+    heat[0, 2, 15, 3] = 0.5  # a second object, class 2
+    heat[0, 0, 0, 0] = 0.1  # below the threshold
+    reg[0, :, 5, 8] = [0.25, 0.5, np.log(3.0), np.log(2.0)]
+    reg[0, :, 15, 3] = [0.0, 0.0, 0.0, np.log(4.0)]
+    (d,) = decode(heat, reg, stride=4, conf=0.3, logits=False)
+    assert d.classes.tolist() == [1, 2]
+    np.testing.assert_allclose(d.scores, [0.9, 0.5])
+    cx, cy, w, h = (8 + 0.25) * 4, (5 + 0.5) * 4, 3 * 4, 2 * 4
+    np.testing.assert_allclose(d.boxes[0], [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], rtol=1e-6)
+    np.testing.assert_allclose(d.boxes[1], [12 - 2, 60 - 8, 12 + 2, 60 + 8], rtol=1e-6)
+
+
+def test_encode_then_decode_round_trip():
+    boxes = np.array([[10, 20, 50, 44], [100, 60, 108, 90], [30, 100, 90, 150]], np.float32)
+    classes = np.array([0, 2, 1])
+    t = encode_targets(boxes, classes, np.zeros((0, 4)), 160)
+    assert t["heatmap"].shape == (6, 40, 40) and t["heatmap"].max() == 1.0
+    assert (t["heatmap"] == 1.0).sum() == 3
+    (d,) = decode(t["heatmap"][None], t["reg"][None], stride=4, conf=0.99, logits=False)
+    order = np.argsort(d.boxes[:, 0])
+    np.testing.assert_allclose(d.boxes[order], boxes[np.argsort(boxes[:, 0])], atol=1e-3)
+    assert sorted(d.classes.tolist()) == [0, 1, 2]
+
+
+def test_ignore_regions_zero_the_weight():
+    t = encode_targets(np.zeros((0, 4)), np.zeros(0, int), np.array([[0, 0, 40, 20]]), 160)
+    assert t["hm_weight"][0, :5, :10].sum() == 0 and t["hm_weight"][0, 5:, :].min() == 1

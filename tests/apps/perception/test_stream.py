@@ -1,0 +1,95 @@
+"""Capture thread: keeps only the newest frame for a slow consumer, hands over every frame offline,
+reconnects a lost live source, and gives clear errors for bad sources."""
+
+import time
+
+import numpy as np
+import pytest
+
+from apps.perception.stream import LatestFrameCapture, SourceError, _Reader, source_kind
+
+
+def _frames(n, h=8, w=8):
+    for i in range(n):
+        yield np.full((h, w, 3), i % 256, np.uint8)
+
+
+def test_slow_consumer_gets_fresh_frames_and_drops_stale_ones():
+    cap = LatestFrameCapture(_frames(60), realtime=True, fps=200.0).start()  # a 200 FPS "camera"
+    got = []
+    while True:
+        f = cap.read()
+        if f is None:
+            break
+        got.append(f)
+        age_ms = (time.perf_counter() - f.t_capture) * 1e3
+        assert age_ms < 100  # never a backlog (a queue would age by 15 ms per frame)
+        time.sleep(0.02)  # a consumer at 50 FPS
+    cap.stop()
+    idx = [f.index for f in got]
+    assert idx == sorted(idx) and len(set(idx)) == len(idx)
+    assert cap.captured == 60
+    assert cap.dropped > 20 and len(got) + cap.dropped == 60
+    assert cap.status == "ended"
+
+
+def test_offline_mode_delivers_every_frame():
+    cap = LatestFrameCapture(_frames(25), realtime=False).start()
+    got = []
+    while (f := cap.read()) is not None:
+        got.append(int(f.image[0, 0, 0]))
+        time.sleep(0.002)
+    cap.stop()
+    assert got == list(range(25)) and cap.dropped == 0
+
+
+class _FlakyCamera:
+    """A live source that fails after 5 frames, refuses one reopen, then works again."""
+
+    opens = 0
+
+    def __init__(self, source):
+        type(self).opens += 1
+        if type(self).opens == 2:
+            raise SourceError("camera 0 unplugged")
+        self.kind, self.fps, self.n = "camera", 100.0, 0
+        self.limit = 5 if type(self).opens == 1 else 3
+
+    live = True
+
+    def read(self):
+        self.n += 1
+        time.sleep(0.005)
+        return np.zeros((4, 4, 3), np.uint8) if self.n <= self.limit else None
+
+    def close(self):
+        pass
+
+
+def test_reconnects_with_backoff():
+    _FlakyCamera.opens = 0
+    cap = LatestFrameCapture(0, reconnect_timeout=5.0, _reader_factory=_FlakyCamera).start()
+    statuses, n = set(), 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 4.0 and cap.reconnects < 1:
+        statuses.add(cap.status.split(" ")[0])
+        n += cap.read(timeout=0.1) is not None
+    cap.stop()
+    assert cap.reconnects == 1 and _FlakyCamera.opens == 3
+    assert "reconnecting" in statuses
+
+
+def test_bad_sources():
+    with pytest.raises(SourceError, match="no such file or folder"):
+        LatestFrameCapture("/nonexistent/clip.mp4")
+    assert source_kind("rtsp://127.0.0.1:1/x") == "stream"
+    assert source_kind(3) == "camera" and source_kind("0") == "camera"
+
+
+def test_unreadable_file_and_empty_folder(tmp_path):
+    bad = tmp_path / "clip.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(SourceError, match="cannot open video file"):
+        _Reader(str(bad))
+    with pytest.raises(SourceError, match="holds no images"):
+        _Reader(str(tmp_path))
