@@ -1,0 +1,148 @@
+"""Model input: preprocessing shared by training and inference, a decoded-once cache, augmentation.
+
+Preprocessing (stored in the model card): displayed grayscale image in [0, 1] (after the DICOM
+display pipeline) → area-resized to size × size → standardised per image (zero mean, unit
+variance). Per-image standardisation makes the input indifferent to the file's window level and
+width, which vary a lot between sites and presets.
+
+The cache holds the resized images as uint8 (N, S, S) .npy files (no pickle), so training epochs
+never re-decode DICOM.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from apps.dicom_dx.io import DicomReadError, read_dicom
+from apps.dicom_dx.loaders import Record
+
+__all__ = [
+    "resize",
+    "standardize",
+    "preprocess",
+    "load_gray",
+    "build_cache",
+    "load_cache",
+    "augment",
+    "batches",
+]
+
+
+def resize(gray: np.ndarray, size: int) -> np.ndarray:
+    """(H, W) float in [0, 1] → (size, size) float32, area interpolation (anti-aliased)."""
+    return cv2.resize(np.asarray(gray, np.float32), (size, size), interpolation=cv2.INTER_AREA)
+
+
+def standardize(x: np.ndarray) -> np.ndarray:
+    """Per-image zero mean, unit variance over the last two axes; x: (..., S, S)."""
+    m = x.mean(axis=(-2, -1), keepdims=True)
+    s = x.std(axis=(-2, -1), keepdims=True)
+    return ((x - m) / (s + 1e-3)).astype(np.float32)
+
+
+def preprocess(gray: np.ndarray, size: int) -> np.ndarray:
+    """(H, W) display image → (1, size, size) float32 model input."""
+    return standardize(resize(gray, size))[None]
+
+
+def load_gray(rec_or_path) -> np.ndarray:
+    """A record's (or path's) displayed grayscale image in [0, 1]: DICOM through read_dicom, other
+    image files through OpenCV (8/16 bit)."""
+    if isinstance(rec_or_path, Record):
+        if rec_or_path.image is not None:
+            return rec_or_path.image
+        path = rec_or_path.path
+    else:
+        path = rec_or_path
+    path = Path(path)
+    if path.suffix.lower() in (".png", ".jpg", ".jpeg", ".tif", ".tiff"):
+        im = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if im is None:
+            raise DicomReadError(f"{path.name}: unreadable image file", reason="not_image")
+        if im.ndim == 3:
+            im = cv2.cvtColor(im[..., :3], cv2.COLOR_BGR2GRAY)
+        return im.astype(np.float32) / (65535.0 if im.dtype == np.uint16 else 255.0)
+    return read_dicom(path).gray
+
+
+def _one(args):
+    rec, size = args
+    try:
+        return (np.clip(resize(load_gray(rec), size) * 255 + 0.5, 0, 255).astype(np.uint8), "")
+    except (DicomReadError, OSError, ValueError) as e:
+        return None, getattr(e, "reason", type(e).__name__)
+
+
+def build_cache(
+    records: list[Record], out: str | Path, size: int, workers: int | None = None, progress=None
+) -> Path:
+    """Decode every record once and store images_{size}.npy (uint8 (N, S, S)), labels.npy
+    (float32 (N, 5), NaN unknown), chest.npy (int8 (N,)) and index.json (paths, skipped files)."""
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    workers = workers or min(2, os.cpu_count() or 1)
+    images, labels, chest, paths, skipped = [], [], [], [], []
+    jobs = [(r, size) for r in records]
+    it = map(_one, jobs) if workers <= 1 else ProcessPoolExecutor(workers).map(_one, jobs, chunksize=16)
+    for i, (rec, (img, err)) in enumerate(zip(records, it)):
+        if img is None:
+            skipped.append({"path": str(rec.path), "reason": err})
+        else:
+            images.append(img)
+            labels.append(rec.labels)
+            chest.append(rec.frontal_chest)
+            paths.append(str(rec.path) if rec.path else f"<memory:{rec.group}>")
+        if progress is not None:
+            progress(i + 1, len(records))
+    np.save(out / f"images_{size}.npy", np.stack(images) if images else np.zeros((0, size, size), np.uint8))
+    np.save(
+        out / "labels.npy", np.stack(labels).astype(np.float32) if labels else np.zeros((0, 5), np.float32)
+    )
+    np.save(out / "chest.npy", np.asarray(chest, np.int8))
+    (out / "index.json").write_text(json.dumps({"size": size, "paths": paths, "skipped": skipped}, indent=1))
+    return out
+
+
+def load_cache(path: str | Path, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    p = Path(path)
+    return (
+        np.load(p / f"images_{size}.npy", allow_pickle=False),
+        np.load(p / "labels.npy", allow_pickle=False),
+        np.load(p / "chest.npy", allow_pickle=False),
+    )
+
+
+def augment(batch_u8: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Acquisition-like augmentation on (B, S, S) uint8 → float32 in [0, 1]: small rotation, scale
+    and shift (patient positioning), gamma and contrast (processing), blur or noise (detector).
+    No horizontal flip: the heart's side is anatomy, not nuisance."""
+    b, s, _ = batch_u8.shape
+    out = np.empty((b, s, s), np.float32)
+    for i in range(b):
+        x = batch_u8[i].astype(np.float32) / 255.0
+        m = cv2.getRotationMatrix2D(
+            (s / 2 + rng.uniform(-0.04, 0.04) * s, s / 2 + rng.uniform(-0.04, 0.04) * s),
+            rng.uniform(-7, 7),
+            rng.uniform(0.92, 1.08),
+        )
+        x = cv2.warpAffine(x, m, (s, s), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        x = np.clip(x, 0, 1) ** rng.uniform(0.75, 1.35)
+        if rng.random() < 0.3:
+            x = cv2.GaussianBlur(x, (3, 3), rng.uniform(0.3, 0.9))
+        if rng.random() < 0.3:
+            x = x + rng.normal(0, rng.uniform(0.005, 0.02), x.shape).astype(np.float32)
+        out[i] = x
+    return out
+
+
+def batches(n: int, batch_size: int, rng: np.random.Generator | None = None):
+    """Index batches over range(n), shuffled when rng is given; the last partial batch is kept."""
+    idx = rng.permutation(n) if rng is not None else np.arange(n)
+    for i in range(0, n, batch_size):
+        yield idx[i : i + batch_size]

@@ -1,0 +1,282 @@
+"""Training: cache → epochs with augmentation → per-epoch validation, checkpoint → thresholds → model card.
+
+Loss: binary cross-entropy with logits on six outputs. The five finding outputs are trained on
+chest radiographs with known labels only (a NaN label, or a gate negative, contributes nothing);
+the frontal-chest output is trained on everything. Operating thresholds are chosen on the
+validation set: for each finding the highest threshold reaching the stated sensitivity, and for the
+gate the threshold that keeps `gate_sensitivity` of the validation chest radiographs.
+
+Resumable: `checkpoint.safetensors` (model, optimizer, scheduler, epoch, RNG state, history) is
+written after every epoch; `--resume` continues from it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+import framework as fw
+import framework.nn.functional as F
+from apps.dicom_dx import data as D
+from apps.dicom_dx.loaders import load_any, split_records
+from apps.dicom_dx.metrics import auroc, multilabel_report, threshold_at_sensitivity
+from apps.dicom_dx.model import OUTPUTS, build_model, save_model
+from apps.dicom_dx.synth import FINDINGS
+
+__all__ = ["TrainConfig", "train", "predict_arrays"]
+log = logging.getLogger("apps.dicom_dx.train")
+
+
+@dataclass
+class TrainConfig:
+    data: str
+    out: str
+    val: str | None = None
+    size: int = 128
+    epochs: int = 12
+    batch_size: int = 32
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    sensitivity: float = 0.9
+    gate_sensitivity: float = 0.995
+    widths: tuple[int, int, int, int] = (16, 24, 48, 96)
+    device: str = "cpu"
+    workers: int = 2
+    resume: bool = False
+    max_train: int | None = None  # cap (for smoke tests)
+    cache: str | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def _cache(source: str, cfg: TrainConfig, name: str, progress=None):
+    cache_dir = Path(cfg.cache) / name if cfg.cache else Path(cfg.out) / "cache" / name
+    if not (cache_dir / f"images_{cfg.size}.npy").exists():
+        recs = load_any(source)
+        log.info("decoding %d images of %s once into %s", len(recs), name, cache_dir)
+        D.build_cache(recs, cache_dir, cfg.size, workers=cfg.workers, progress=progress)
+    return D.load_cache(cache_dir, cfg.size)
+
+
+def _split_cache(cfg: TrainConfig, progress=None):
+    """(train arrays, val arrays); without --val, a patient-grouped 85/15 split of --data."""
+    if cfg.val:
+        return _cache(cfg.data, cfg, "train", progress), _cache(cfg.val, cfg, "val", progress)
+    cache_dir = Path(cfg.cache or Path(cfg.out) / "cache")
+    if not (cache_dir / "train" / f"images_{cfg.size}.npy").exists():
+        tr, va = split_records(load_any(cfg.data), (0.85, 0.15), seed=cfg.seed)
+        D.build_cache(tr, cache_dir / "train", cfg.size, workers=cfg.workers, progress=progress)
+        D.build_cache(va, cache_dir / "val", cfg.size, workers=cfg.workers, progress=progress)
+    return D.load_cache(cache_dir / "train", cfg.size), D.load_cache(cache_dir / "val", cfg.size)
+
+
+def _targets(labels: np.ndarray, chest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(targets, weights), both (N, 6): findings weighted 1 where known on chest images."""
+    n = len(labels)
+    t = np.zeros((n, len(OUTPUTS)), np.float32)
+    w = np.zeros((n, len(OUTPUTS)), np.float32)
+    known = ~np.isnan(labels) & (chest[:, None] == 1)
+    t[:, : len(FINDINGS)] = np.where(known, labels, 0)
+    w[:, : len(FINDINGS)] = known
+    t[:, -1] = chest
+    w[:, -1] = 1.0
+    return t, w
+
+
+def predict_arrays(model, images_u8: np.ndarray, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
+    """Probabilities (N, 6) for cached uint8 images (N, S, S), no augmentation."""
+    model.eval()
+    out = []
+    with fw.no_grad():
+        for idx in D.batches(len(images_u8), batch_size):
+            x = D.standardize(images_u8[idx].astype(np.float32) / 255.0)[:, None]
+            logits = model(fw.tensor(x, device=device))
+            out.append(1 / (1 + np.exp(-np.asarray(logits.to("cpu").numpy(), np.float64))))
+    return np.concatenate(out) if out else np.zeros((0, len(OUTPUTS)))
+
+
+def _validate(model, val, cfg) -> dict:
+    images, labels, chest = val
+    p = predict_arrays(model, images, device=cfg.device)
+    ch = chest == 1
+    aucs = {f: auroc(labels[ch, k], p[ch, k]) for k, f in enumerate(FINDINGS)}
+    return {
+        "auroc": aucs,
+        "macro_auroc": float(np.nanmean(list(aucs.values()))),
+        "gate_auroc": auroc(chest.astype(np.float32), p[:, -1]),
+        "probs": p,
+    }
+
+
+def train(cfg: TrainConfig, progress=None) -> dict:
+    """Train and write model.safetensors + model_card.json into cfg.out; returns the card."""
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.time()
+    (tr_x, tr_y, tr_c), val = _split_cache(cfg)
+    if cfg.max_train:
+        tr_x, tr_y, tr_c = tr_x[: cfg.max_train], tr_y[: cfg.max_train], tr_c[: cfg.max_train]
+    targets, weights = _targets(tr_y, tr_c)
+    log.info("train %d images (%d chest), val %d images", len(tr_x), int(tr_c.sum()), len(val[0]))
+    fw.manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    model = build_model({"widths": list(cfg.widths)})
+    model.to(cfg.device)
+    opt = fw.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = max(1, int(np.ceil(len(tr_x) / cfg.batch_size)))
+    sched = fw.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=cfg.lr, total_steps=cfg.epochs * steps_per_epoch, pct_start=0.15
+    )
+    history: list[dict] = []
+    start_epoch = 0
+    ckpt = out / "checkpoint.safetensors"
+    if cfg.resume and ckpt.exists():
+        state = fw.load(str(ckpt))
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        meta = json.loads(state["meta"])
+        start_epoch, history = int(meta["epoch"]), meta["history"]
+        rng = np.random.default_rng(cfg.seed + 1000 * start_epoch)
+        log.info("resumed from epoch %d", start_epoch)
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+    for epoch in range(start_epoch, cfg.epochs):
+        model.train()
+        te = time.time()
+        losses = []
+        it = D.batches(len(tr_x), cfg.batch_size, rng)
+        bar = (
+            tqdm(
+                it,
+                total=steps_per_epoch,
+                desc=f"epoch {epoch + 1}/{cfg.epochs}",
+                file=sys.stderr,
+                disable=tqdm is None or not sys.stderr.isatty(),
+            )
+            if tqdm
+            else it
+        )
+        for idx in bar:
+            x = D.standardize(D.augment(tr_x[idx], rng))[:, None]
+            t = fw.tensor(targets[idx], device=cfg.device)
+            w = fw.tensor(weights[idx], device=cfg.device)
+            logits = model(fw.tensor(x, device=cfg.device))
+            loss = F.binary_cross_entropy_with_logits(logits, t, weight=w, reduction="sum") / float(
+                max(weights[idx].sum(), 1.0)
+            )
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            losses.append(float(loss.item()))
+            if tqdm and hasattr(bar, "set_postfix"):
+                bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
+        v = _validate(model, val, cfg)
+        rec = {
+            "epoch": epoch + 1,
+            "loss": float(np.mean(losses)),
+            "val_macro_auroc": v["macro_auroc"],
+            "val_auroc": v["auroc"],
+            "val_gate_auroc": v["gate_auroc"],
+            "seconds": round(time.time() - te, 1),
+        }
+        history.append(rec)
+        log.info(
+            "epoch %d/%d loss %.4f val macro AUROC %.4f gate AUROC %.4f (%s) %.0fs",
+            epoch + 1,
+            cfg.epochs,
+            rec["loss"],
+            rec["val_macro_auroc"],
+            rec["val_gate_auroc"],
+            " ".join(f"{k}={a:.3f}" for k, a in v["auroc"].items()),
+            rec["seconds"],
+        )
+        fw.save(
+            {
+                "model": model.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scheduler": sched.state_dict(),
+                "meta": json.dumps({"epoch": epoch + 1, "history": history}),
+            },
+            str(ckpt),
+        )
+        if progress is not None:
+            progress(epoch + 1, cfg.epochs, rec)
+    # Operating points on the validation set.
+    v = _validate(model, val, cfg)
+    images, labels, chest = val
+    p = v["probs"]
+    ch = chest == 1
+    thresholds = {
+        f: threshold_at_sensitivity(labels[ch, k], p[ch, k], cfg.sensitivity) for k, f in enumerate(FINDINGS)
+    }
+    gate_thr = float(np.quantile(p[ch, -1], 1 - cfg.gate_sensitivity)) if ch.any() else 0.5
+    report = multilabel_report(labels[ch], p[ch, : len(FINDINGS)], list(FINDINGS), thresholds)
+    gate_val = {
+        "threshold": gate_thr,
+        "chest_rejected": float((p[ch, -1] < gate_thr).mean()) if ch.any() else None,
+        "negatives_rejected": float((p[~ch, -1] < gate_thr).mean()) if (~ch).any() else None,
+        "n_chest": int(ch.sum()),
+        "n_negatives": int((~ch).sum()),
+    }
+    card = {
+        "name": "dicom_dx chest radiograph classifier",
+        "version": time.strftime("%Y%m%d-%H%M%S", time.gmtime()),
+        "outputs": list(OUTPUTS),
+        "findings": list(FINDINGS),
+        "architecture": {
+            "type": "ChestNet (compact ResNet)",
+            "widths": list(cfg.widths),
+            "dropout": 0.0,
+            "parameters": int(sum(int(np.prod(q.shape)) for q in model.parameters())),
+        },
+        "preprocessing": {
+            "input": "DICOM display pipeline (Modality LUT, VOI, MONOCHROME1 inverted) → gray [0,1]",
+            "resize": f"area interpolation to {cfg.size}x{cfg.size} (aspect not kept)",
+            "normalise": "per-image zero mean, unit variance",
+            "size": cfg.size,
+        },
+        "thresholds": thresholds,
+        "threshold_rule": f"highest threshold with sensitivity ≥ {cfg.sensitivity} on validation",
+        "gate": {
+            "threshold": gate_thr,
+            "rule": f"keeps {cfg.gate_sensitivity:.1%} of validation chest radiographs",
+            "validation": gate_val,
+        },
+        "validation": {"macro_auroc": report["macro_auroc"], "findings": report["findings"]},
+        "history": history,
+        "data": {
+            "train": cfg.data,
+            "val": cfg.val or "85/15 split of train by patient",
+            "n_train": int(len(tr_x)),
+            "n_val": int(len(images)),
+            **cfg.extra,
+        },
+        "training": {
+            "epochs": cfg.epochs,
+            "batch_size": cfg.batch_size,
+            "lr": cfg.lr,
+            "weight_decay": cfg.weight_decay,
+            "optimizer": "AdamW + OneCycleLR",
+            "seed": cfg.seed,
+            "augmentation": "rotation ±7°, scale ±8%, shift ±4%, gamma 0.75–1.35, blur, noise",
+            "loss": "masked BCE with logits",
+            "device": cfg.device,
+            "seconds": round(time.time() - t0, 1),
+            "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "python": platform.python_version(),
+        },
+        "config": {k: v for k, v in asdict(cfg).items() if k not in ("extra",)},
+    }
+    save_model(model, card, out / "model.safetensors", out / "model_card.json")
+    return card
