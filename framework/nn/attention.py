@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 
+from ..backend import get_array_module
 from ..ops import cat
 from ..tensor import Tensor, empty, zeros
 from . import functional as F
@@ -20,8 +21,8 @@ def _float_mask(mask, dtype, name):
     if mask is None:
         return None
     if mask.dtype.name == "bool":
-        out = np.where(mask.data, -np.inf, 0.0).astype(dtype.np)
-        return Tensor(out) if mask.device.type == "cpu" else Tensor(out).to(mask.device)
+        xp = get_array_module(mask.data)
+        return Tensor(xp.where(mask.data, -np.inf, 0.0).astype(dtype.np))
     if not mask.is_floating_point():
         raise AssertionError(f"only bool and floating types of {name} are supported")
     return mask.to(dtype)
@@ -150,7 +151,7 @@ class MultiheadAttention(Module):
         dt = query.dtype
         if is_causal and attn_mask is None:
             S0 = key.shape[0]
-            attn_mask = Tensor(np.triu(np.ones((L, S0), dtype=bool), 1))
+            attn_mask = Tensor(np.triu(np.ones((L, S0), dtype=bool), 1)).to(query.device)
         attn_mask = _float_mask(attn_mask, dt, "attn_mask")
         key_padding_mask = _float_mask(key_padding_mask, dt, "key_padding_mask")
 
