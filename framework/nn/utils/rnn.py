@@ -120,7 +120,7 @@ def pack_padded_sequence(input: Tensor, lengths, batch_first: bool = False,
         lengths = lengths[sorted_idx]
     bdim = 0 if batch_first else 1
     if sorted_idx is not None:
-        input = input.index_select(bdim, Tensor(sorted_idx))
+        input = input.index_select(bdim, Tensor(_to_xp(sorted_idx, input)))
     if batch_first:
         input = input.transpose(0, 1)
     T, B = int(input.shape[0]), int(input.shape[1])
@@ -132,8 +132,11 @@ def pack_padded_sequence(input: Tensor, lengths, batch_first: bool = False,
     bs = _batch_sizes(lengths)
     rows = _packed_rows(bs, B)
     data = gather_rows(input.reshape(T * B, *input.shape[2:]), rows)
-    return PackedSequence(data, Tensor(bs), None if sorted_idx is None else Tensor(sorted_idx),
-                          invert_permutation(sorted_idx))
+    if sorted_idx is None:
+        return PackedSequence(data, Tensor(bs), None, None)
+    # Like PyTorch: batch_sizes on the CPU, the permutations on the data's device.
+    return PackedSequence(data, Tensor(bs), Tensor(_to_xp(sorted_idx, data)),
+                          Tensor(_to_xp(invert_permutation(sorted_idx).data, data)))
 
 
 def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False, padding_value: float = 0.0,
@@ -155,7 +158,7 @@ def pad_packed_sequence(sequence: PackedSequence, batch_first: bool = False, pad
     lengths = (bs[None, :] > np.arange(B)[:, None]).sum(1).astype(np.int64)
     if sequence.unsorted_indices is not None:
         unsort = _np_int(sequence.unsorted_indices)
-        padded = padded.index_select(1, Tensor(unsort))
+        padded = padded.index_select(1, Tensor(_to_xp(unsort, padded)))
         lengths = lengths[unsort]
     if batch_first:
         padded = padded.transpose(0, 1)
