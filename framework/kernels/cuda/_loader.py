@@ -22,16 +22,22 @@ from ... import backend
 KERNEL_DIR = Path(__file__).resolve().parent
 CU_FILES = ("conv_igemm.cu", "depthwise.cu", "pool.cu", "norm.cu")
 
-# -std=c++17 for `if constexpr`-free templates with lambdas; -I finds common.cuh; NVRTC's default
-# -ftz=true (CuPy's) is kept: the fp32 tests allow for flushed denormals.
-_OPTIONS = ("-std=c++17", f"-I{KERNEL_DIR}")
+# -std=c++17 for the device lambdas in the kernel templates. CuPy's default -ftz=true is kept: the
+# fp32 tests allow for flushed denormals.
+_OPTIONS = ("-std=c++17",)
 
 _lock = threading.Lock()
 _functions: dict[tuple, object] = {}
 
 
 def source(filename: str) -> str:
-    return (KERNEL_DIR / filename).read_text()
+    """The file's text with ``#include "common.cuh"`` expanded in place.
+
+    Expanding (rather than passing -I) makes the header part of the text CuPy hashes for its
+    on-disk kernel cache, so editing the header can never leave a stale binary behind.
+    """
+    text = (KERNEL_DIR / filename).read_text()
+    return text.replace('#include "common.cuh"', (KERNEL_DIR / "common.cuh").read_text())
 
 
 def cxx_type(dtype) -> str:

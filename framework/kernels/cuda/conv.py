@@ -36,7 +36,8 @@ from ..cpu import conv as _generic
 from . import _loader as L
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_bias_act",
-           "MmaConfig", "FfmaConfig", "candidate_configs", "gemm_operands", "vec_flags", "split_k"]
+           "MmaConfig", "FfmaConfig", "candidate_configs", "gemm_operands", "vec_flags", "split_k",
+           "kernel_name", "all_kernel_names"]
 
 CU = "conv_igemm.cu"
 DW = "depthwise.cu"
@@ -212,6 +213,30 @@ def _geometry(x_shape, w_shape, stride, padding, dilation, groups, out_hw=None):
             dilation[0], dilation[1], groups)
 
 
+def kernel_name(mode: int, cfg, t: str, va: bool, vb: bool) -> str:
+    """The CuPy name expression of the implicit-GEMM kernel for a mode, tile config and loader kind."""
+    if isinstance(cfg, MmaConfig):
+        return (f"fw_conv_mma<{t}, {mode}, {cfg.bm}, {cfg.bn}, {cfg.bk}, {cfg.warps_m}, "
+                f"{cfg.warps_n}, {cfg.stages}, {str(va).lower()}, {str(vb).lower()}>")
+    return f"fw_conv_ffma<{t}, {mode}, {cfg.bm}, {cfg.bn}, {cfg.bk}, {cfg.tm}, {cfg.tn}>"
+
+
+def all_kernel_names() -> dict[str, list[str]]:
+    """Every name expression this module can request, by .cu file (for warm-up and tests)."""
+    igemm = []
+    for t, pools in (("fw_half", (F16_CONFIGS, FFMA_CONFIGS)), ("float", (TF32_CONFIGS, FFMA_CONFIGS))):
+        for pool in pools:
+            for cfg in pool:
+                for mode in (0, 1, 2):
+                    for va, vb in ((True, True), (False, False)) if mode < 2 else ((True, False),
+                                                                                  (False, False)):
+                        igemm.append(kernel_name(mode, cfg, t, va, vb))
+        igemm += [f"fw_splitk_reduce<{t}>", f"fw_nchw_to_nhwc<{t}>"]
+    dw = [f"{k}<{t}>" for t in ("float", "fw_half")
+          for k in ("fw_dw_forward", "fw_dw_backward_data", "fw_dw_backward_filter")]
+    return {CU: sorted(set(igemm)), DW: dw}
+
+
 def _run_igemm(mode, a, b, out, geo, cfg, *, bias=None, residual=None, act=0):
     """Launch the implicit GEMM for ``mode`` with ``cfg`` (handles split-K for mode 2)."""
     cp = _cp()
@@ -228,13 +253,8 @@ def _run_igemm(mode, a, b, out, geo, cfg, *, bias=None, residual=None, act=0):
         splits, kps = 1, max(kr, 1)
     ws = cp.empty((splits, k * ng), dtype=cp.float32) if splits > 1 else None
     grid = (math.ceil(m / cfg.bm), math.ceil(ng / cfg.bn), groups * splits)
-    if isinstance(cfg, MmaConfig):
-        name = (f"fw_conv_mma<{t}, {mode}, {cfg.bm}, {cfg.bn}, {cfg.bk}, {cfg.warps_m}, "
-                f"{cfg.warps_n}, {cfg.stages}, {str(va).lower()}, {str(vb).lower()}>")
-        smem = cfg.smem(itemsize)
-    else:
-        name = f"fw_conv_ffma<{t}, {mode}, {cfg.bm}, {cfg.bn}, {cfg.bk}, {cfg.tm}, {cfg.tn}>"
-        smem = 0
+    name = kernel_name(mode, cfg, t, va, vb)
+    smem = cfg.smem(itemsize) if isinstance(cfg, MmaConfig) else 0
     fn = L.get_function(CU, name, max_shared=smem)
     args = (a, b, out, L.ptr_or_null(ws), L.ptr_or_null(bias), L.ptr_or_null(residual)) + L.i32(
         *geo, act, splits, kps)
@@ -255,9 +275,16 @@ def _tuned(mode, a, b, out, geo, dtype, **epilogue):
     m, ng, _ = _gemm_dims(mode, (n, c, h, w), (k, c // groups, r, s), (p, q), groups)
     cands = candidate_configs(kind, m, ng, groups, L.sm_count())
     key = ("conv", mode, geo, np.dtype(dtype).str, kind, dev, cc, tuple(sorted(epilogue)))
-    # Tuning runs on scratch output so that a failed candidate cannot leave garbage behind.
-    scratch = cp.empty_like(out)
-    cfg = L.tuner.choose(key, cands, lambda cf: _run_igemm(mode, a, b, scratch, geo, cf, **epilogue))
+    from ... import backends
+
+    scratch = []
+
+    def trial(cf):  # tuning writes to scratch, so that a failed candidate leaves no garbage behind
+        if not scratch:
+            scratch.append(cp.empty_like(out))
+        _run_igemm(mode, a, b, scratch[0], geo, cf, **epilogue)
+
+    cfg = L.tuner.choose(key, cands, trial) if backends.cudnn.benchmark else cands[0]
     _run_igemm(mode, a, b, out, geo, cfg, **epilogue)
 
 

@@ -28,6 +28,13 @@ CU = "norm.cu"
 _ACT = {None: 0, "none": 0, "relu": 1, "silu": 2}
 
 
+def all_kernel_names() -> dict[str, list[str]]:
+    """Every name expression this module can request (for warm-up and tests)."""
+    return {CU: [f"{k}<{t}>" for t in ("float", "fw_half")
+                 for k in ("fw_bn_partial", "fw_bn_finalize", "fw_bn_apply", "fw_bn_bwd_partial",
+                           "fw_bn_bwd_apply")] + ["fw_bn_bwd_finalize"]}
+
+
 def _splits(c: int, m: int) -> int:
     """Blocks per channel: enough for ~4 blocks per SM overall, each with >= 4096 elements."""
     want = max(1, (4 * L.sm_count()) // max(c, 1))

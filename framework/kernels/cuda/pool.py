@@ -20,6 +20,13 @@ __all__ = ["max_pool2d_forward", "max_pool2d_backward", "avg_pool2d_forward", "a
 CU = "pool.cu"
 
 
+def all_kernel_names() -> dict[str, list[str]]:
+    """Every name expression this module can request (for warm-up and tests)."""
+    return {CU: [f"{k}<{t}>" for t in ("float", "fw_half")
+                 for k in ("fw_maxpool2d_forward", "fw_maxpool2d_backward", "fw_avgpool2d_forward",
+                           "fw_avgpool2d_backward")]}
+
+
 def _out_hw(x_shape, kernel_size, stride, padding, dilation, ceil_mode):
     h, w = x_shape[2:]
     return (_generic.pool_out_size(h, kernel_size[0], stride[0], padding[0], dilation[0], ceil_mode),
