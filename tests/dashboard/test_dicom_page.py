@@ -143,3 +143,65 @@ def test_several_files_get_a_summary(app, studies):
     assert not app.exception
     values = dict(zip(app.dataframe[-1].value["attribute"], app.dataframe[-1].value["value"]))
     assert values["body_part"] == "KNEE"
+
+
+class _FakeModel:
+    """Stands in for the diagnosis model to test the page's rendering of the app's documented result
+    shape (gate verdict + findings with thresholds) independently of the model's training."""
+
+
+def _fake_api(monkeypatch, accepted: bool):
+    import numpy as np
+
+    import apps.dicom_dx as dx
+
+    calls = {"explain": []}
+
+    def predict(model, image):
+        assert isinstance(model, _FakeModel) and image.image.ndim == 2
+        gate = {"accepted": accepted, "reason": "" if accepted else "body part KNEE is not the chest"}
+        findings = [{"name": n, "probability": p, "threshold": t} for n, p, t in
+                    (("opacity", 0.83, 0.4), ("nodule_mass", 0.12, 0.3), ("effusion", 0.05, 0.35),
+                     ("cardiomegaly", 0.51, 0.5), ("pneumothorax", 0.02, 0.2))]
+        return {"gate": gate, "findings": findings if accepted else []}
+
+    def explain(model, image, finding):
+        calls["explain"].append(finding)
+        h, w = image.image.shape
+        yy, xx = np.mgrid[0:h, 0:w]
+        return np.exp(-((yy - h / 2) ** 2 + (xx - w / 3) ** 2) / (2 * (h / 6) ** 2))
+
+    monkeypatch.setattr(dx, "load_model", lambda: _FakeModel(), raising=False)
+    monkeypatch.setattr(dx, "predict", predict, raising=False)
+    monkeypatch.setattr(dx, "explain", explain, raising=False)
+    return calls
+
+
+def test_page_renders_findings_and_gradcam(app, studies, monkeypatch):
+    calls = _fake_api(monkeypatch, accepted=True)
+    _upload(app, studies["chest"])
+    assert not app.exception, app.exception
+    table = next(d.value for d in app.dataframe if "finding" in d.value.columns)
+    assert list(table["finding"]) == ["opacity", "nodule_mass", "effusion", "cardiomegaly", "pneumothorax"]
+    assert list(table["decision"]) == ["POSITIVE", "negative", "negative", "POSITIVE", "negative"]
+    assert "**opacity**" in texts(app.warning) and "**cardiomegaly**" in texts(app.warning)
+    assert app.selectbox(key="dx_cam_finding").value == "opacity"  # the first positive finding
+    assert calls["explain"] == ["opacity"]
+    n_images = len(app.get("image"))
+    assert n_images == 2  # viewer + Grad-CAM overlay
+    app.selectbox(key="dx_cam_finding").set_value("cardiomegaly").run()
+    app.slider(key="dx_cam_opacity").set_value(0.8).run()
+    assert not app.exception
+    assert calls["explain"] == ["opacity", "cardiomegaly"]  # cached: the opacity slider recomputes nothing
+    captions = [img.caption for el in app.get("image") for img in el.proto.imgs]
+    assert any("Grad-CAM: cardiomegaly (opacity 0.80)" in c for c in captions), captions
+
+
+def test_page_shows_gate_rejection_without_findings(app, studies, monkeypatch):
+    calls = _fake_api(monkeypatch, accepted=False)
+    _upload(app, studies["knee"])
+    assert not app.exception, app.exception
+    assert "not a frontal chest radiograph" in texts(app.error)
+    assert "body part KNEE is not the chest" in texts(app.error)
+    assert "Findings" not in texts(app.subheader) and "Grad-CAM" not in texts(app.subheader)
+    assert calls["explain"] == []
