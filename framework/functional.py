@@ -1248,9 +1248,12 @@ class _PickClass(Function):
 class _PlaceClass(Function):
     def forward(self, g):
         xp = get_array_module(g)
-        out = xp.zeros(self.x_shape, dtype=g.dtype)
-        xp.put_along_axis(out, self.target[:, None], g[:, None], axis=1)
-        return out
+        if xp is np:
+            out = np.zeros(self.x_shape, dtype=g.dtype)
+            np.put_along_axis(out, self.target[:, None], g[:, None], axis=1)
+            return out
+        classes = xp.arange(self.x_shape[1]).reshape((1, -1) + (1,) * (len(self.x_shape) - 2))
+        return (self.target[:, None] == classes) * g[:, None]
 
     def backward(self, gg):
         return _PickClass(target=self.target)(gg)

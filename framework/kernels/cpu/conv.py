@@ -11,7 +11,13 @@ below run over the kh*kw kernel taps at most.
 
 from __future__ import annotations
 
+import os
+
+import numpy as np
+
 from ...backend import get_array_module
+
+_THREADS = int(os.environ.get("FW_IM2COL_THREADS", os.cpu_count() or 1))
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv_out_size"]
 
@@ -29,49 +35,41 @@ def _pad(xp, x, ph, pw):
     return out
 
 
-def _im2col(xp, x, kh, kw, stride, padding, dilation, ho, wo, cmajor):
-    """Patches of ``x``.
+_POOL = None
 
-    cmajor=False: (N, C*kh*kw, Ho*Wo), rows ordered (c, i, j) as the weight's flattening.
-    cmajor=True:  (C*kh*kw, N*Ho*Wo), for one long matrix product over the batch.
+
+def _split_channels(xp, fn, c, work_bytes):
+    """Run ``fn(c0, c1)`` over channel ranges, two halves in parallel when the work is large.
+
+    The strided copies of im2col / col2im are single-threaded NumPy loops (they release the GIL)
+    while the matrix products already use every core; splitting the copies keeps both cores busy.
     """
-    n, c = x.shape[:2]
-    sh, sw = stride
-    dh, dw = dilation
-    xpad = _pad(xp, x, *padding)
-    if kh == kw == 1:
-        v = xpad[:, :, :sh * (ho - 1) + 1:sh, :sw * (wo - 1) + 1:sw]
-        if cmajor:
-            return xp.ascontiguousarray(v.transpose(1, 0, 2, 3)).reshape(c, n * ho * wo)
-        return xp.ascontiguousarray(v).reshape(n, c, ho * wo)
-    # Copy tap by tap: kh*kw strided slab copies, each a long vectorised move.
-    if cmajor:
-        col = xp.empty((c, kh, kw, n, ho, wo), dtype=x.dtype)
-        src = xpad.transpose(1, 0, 2, 3)
-    else:
-        col = xp.empty((n, c, kh, kw, ho, wo), dtype=x.dtype)
-        src = xpad
-    for i in range(kh):
-        r0 = i * dh
-        for j in range(kw):
-            c0 = j * dw
-            sl = src[:, :, r0:r0 + sh * (ho - 1) + 1:sh, c0:c0 + sw * (wo - 1) + 1:sw]
-            if cmajor:
-                col[:, i, j] = sl
-            else:
-                col[:, :, i, j] = sl
-    if cmajor:
-        return col.reshape(c * kh * kw, n * ho * wo)
-    return col.reshape(n, c * kh * kw, ho * wo)
+    global _POOL
+    if xp is not np or c < 2 or work_bytes < (1 << 19) or _THREADS < 2:
+        fn(0, c)
+        return
+    if _POOL is None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fw-im2col")
+    half = c // 2
+    fut = _POOL.submit(fn, half, c)
+    fn(0, half)
+    fut.result()
 
 
 def _taps(xp, col, xpad, kh, kw, stride, dilation, ho, wo):
     """Fill ``col`` (C, kh, kw, Ho, Wo) from one padded image ``xpad`` (C, Hp, Wp)."""
     sh, sw = stride
     dh, dw = dilation
-    for i in range(kh):
-        for j in range(kw):
-            col[:, i, j] = xpad[:, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
+
+    def run(c0, c1):
+        for i in range(kh):
+            for j in range(kw):
+                col[c0:c1, i, j] = xpad[c0:c1, i * dh:i * dh + sh * (ho - 1) + 1:sh,
+                                        j * dw:j * dw + sw * (wo - 1) + 1:sw]
+
+    _split_channels(xp, run, col.shape[0], col.nbytes)
 
 
 def _per_sample_cols(xp, x, kh, kw, stride, padding, dilation, ho, wo):
@@ -109,8 +107,6 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     kg = k // g
     if g > 1 and cg == 1 and kg == 1:
         return _depthwise_forward(xp, x, w, stride, padding, dilation, ho, wo)
-    if x.dtype != w.dtype:
-        raise TypeError(f"conv2d: input dtype {x.dtype} and weight dtype {w.dtype} differ")
     y = xp.empty((n, k, ho, wo), dtype=x.dtype)
     w3 = w.reshape(g, kg, cg * kh * kw)
     for b, col in _per_sample_cols(xp, x, kh, kw, stride, padding, dilation, ho, wo):
@@ -136,20 +132,27 @@ def _depthwise_forward(xp, x, w, stride, padding, dilation, ho, wo):
     return y
 
 
-def _col2im(xp, gcol, x_shape, kh, kw, stride, padding, dilation, ho, wo):
-    """Adjoint of _im2col (cmajor=False layout (N, C, kh, kw, Ho, Wo)): scatter-add the taps."""
-    n, c, h, wd = x_shape
+def _col2im_into(xp, gx, gcol, kh, kw, stride, padding, dilation, ho, wo, gxp):
+    """Adjoint of im2col for one image: scatter-add gcol (C, kh, kw, Ho, Wo) into gx (C, H, W).
+
+    ``gxp`` is a zeroed padded work buffer (C, H + 2ph, W + 2pw) (or None when there is no padding).
+    """
+    c, h, wd = gx.shape
     ph, pw = padding
     sh, sw = stride
     dh, dw = dilation
-    gxp = xp.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=gcol.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            gxp[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw] += (
-                gcol[:, :, i, j])
-    if ph or pw:
-        return xp.ascontiguousarray(gxp[:, :, ph:ph + h, pw:pw + wd])
-    return gxp
+    dst = gxp if gxp is not None else gx
+
+    def run(c0, c1):
+        for i in range(kh):
+            for j in range(kw):
+                dst[c0:c1, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw] += (
+                    gcol[c0:c1, i, j])
+
+    dst[...] = 0
+    _split_channels(xp, run, c, gcol.nbytes)
+    if gxp is not None:
+        gx[...] = gxp[:, ph:ph + h, pw:pw + wd]
 
 
 def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
@@ -157,50 +160,78 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     xp = get_array_module(gy)
     n, k, ho, wo = gy.shape
     _, cg, kh, kw = w.shape
-    c = x_shape[1]
+    c, h, wd = x_shape[1:]
     g = groups
     kg = k // g
+    ph, pw = padding
     if g > 1 and cg == 1 and kg == 1:
-        gcol = gy[:, :, None, None] * w.reshape(1, c, kh, kw, 1, 1)
-    elif g == 1:
-        w2 = w.reshape(k, cg * kh * kw)
-        if n == 1:
-            gcol = xp.matmul(w2.T, gy.reshape(n, k, ho * wo))
-        else:
-            # One long product: (C*kh*kw, K) @ (K, N*L).
-            gyt = xp.ascontiguousarray(gy.transpose(1, 0, 2, 3)).reshape(k, n * ho * wo)
-            gcol = (w2.T @ gyt).reshape(c * kh * kw, n, ho * wo).transpose(1, 0, 2)
-    else:
-        w3 = w.reshape(g, kg, cg * kh * kw).transpose(0, 2, 1)
-        gcol = xp.matmul(w3, gy.reshape(n, g, kg, ho * wo))
-    if kh == kw == 1 and stride == (1, 1) and padding == (0, 0):
-        return xp.ascontiguousarray(gcol).reshape(x_shape)
-    gcol = gcol.reshape(n, c, kh, kw, ho, wo)
-    return _col2im(xp, gcol, x_shape, kh, kw, stride, padding, dilation, ho, wo)
+        return _depthwise_backward_input(xp, gy, w, x_shape, stride, padding, dilation)
+    gx = xp.empty(x_shape, dtype=gy.dtype)
+    wt = w.reshape(g, kg, cg * kh * kw).transpose(0, 2, 1)  # (G, Cg*kk, Kg)
+    direct = kh == kw == 1 and stride == (1, 1) and padding == (0, 0)
+    gcol = None if direct else xp.empty((g, cg * kh * kw, ho * wo), dtype=gy.dtype)
+    gxp = xp.empty((c, h + 2 * ph, wd + 2 * pw), dtype=gy.dtype) if (ph or pw) else None
+    for b in range(n):
+        gyb = gy[b].reshape(g, kg, ho * wo)
+        if direct:
+            xp.matmul(wt, gyb, out=gx[b].reshape(g, cg, h * wd))
+            continue
+        xp.matmul(wt, gyb, out=gcol)
+        _col2im_into(xp, gx[b], gcol.reshape(c, kh, kw, ho, wo), kh, kw, stride, padding, dilation, ho, wo,
+                     gxp)
+    return gx
+
+
+def _depthwise_backward_input(xp, gy, w, x_shape, stride, padding, dilation):
+    n, c, h, wd = x_shape
+    kh, kw = w.shape[2:]
+    ho, wo = gy.shape[2:]
+    ph, pw = padding
+    sh, sw = stride
+    dh, dw = dilation
+    m = gy.shape[1] // c  # output channels per input channel
+    gxp = xp.zeros((n, c, h + 2 * ph, wd + 2 * pw), dtype=gy.dtype)
+    g5 = gy.reshape(n, c, m, ho, wo)
+    w5 = w.reshape(c, m, kh, kw)
+    for i in range(kh):
+        for j in range(kw):
+            contrib = g5[:, :, 0] * w5[:, 0, i, j].reshape(1, c, 1, 1)
+            for r in range(1, m):
+                contrib += g5[:, :, r] * w5[:, r, i, j].reshape(1, c, 1, 1)
+            gxp[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw] += contrib
+    return xp.ascontiguousarray(gxp[:, :, ph:ph + h, pw:pw + wd])
 
 
 def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups):
-    """Gradient of conv2d_forward with respect to w: gy (K, N*L) times patches (N*L, C*kh*kw)."""
+    """Gradient of conv2d_forward with respect to w: sum over images of gy_n (K, L) @ col_n^T."""
     xp = get_array_module(x)
     n, k, ho, wo = gy.shape
     _, cg, kh, kw = w_shape
     g = groups
     kg = k // g
-    if g > 1 and cg == 1 and kg == 1:
-        c = x.shape[1]
-        xpad = _pad(xp, x, *padding)
-        sh, sw = stride
-        dh, dw = dilation
-        gw = xp.empty((c, 1, kh, kw), dtype=gy.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                sl = xpad[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
-                gw[:, 0, i, j] = xp.einsum("nchw,nchw->c", sl, gy)
-        return gw
-    col = _im2col(xp, x, kh, kw, stride, padding, dilation, ho, wo, cmajor=True)  # (C*kk, N*L)
-    gyt = gy.transpose(1, 0, 2, 3).reshape(k, n * ho * wo) if n > 1 else gy.reshape(k, ho * wo)
-    if g == 1:
-        return (gyt @ col.T).reshape(w_shape)
-    col = col.reshape(g, cg * kh * kw, n * ho * wo)
-    gw = xp.matmul(gyt.reshape(g, kg, n * ho * wo), col.transpose(0, 2, 1))
+    if g > 1 and cg == 1:
+        return _depthwise_backward_weight(xp, x, gy, w_shape, stride, padding, dilation)
+    gw = xp.zeros((g, kg, cg * kh * kw), dtype=gy.dtype)
+    tmp = xp.empty_like(gw)
+    for b, col in _per_sample_cols(xp, x, kh, kw, stride, padding, dilation, ho, wo):
+        colg = col.reshape(g, cg * kh * kw, ho * wo).transpose(0, 2, 1)
+        xp.matmul(gy[b].reshape(g, kg, ho * wo), colg, out=tmp)
+        gw += tmp
+    return gw.reshape(w_shape)
+
+
+def _depthwise_backward_weight(xp, x, gy, w_shape, stride, padding, dilation):
+    n, c = x.shape[:2]
+    kh, kw = w_shape[2:]
+    ho, wo = gy.shape[2:]
+    sh, sw = stride
+    dh, dw = dilation
+    m = gy.shape[1] // c
+    xpad = _pad(xp, x, *padding)
+    g5 = gy.reshape(n, c, m, ho, wo)
+    gw = xp.empty((c, m, kh, kw), dtype=gy.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            sl = xpad[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
+            gw[:, :, i, j] = xp.einsum("nchw,nmchw->cm", sl, g5.transpose(0, 2, 1, 3, 4))
     return gw.reshape(w_shape)
