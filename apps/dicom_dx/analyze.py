@@ -1,0 +1,464 @@
+"""Batch analysis: folders, files and DICOMDIRs in, one SQLite row per instance out.
+
+Pipeline: a process pool decodes and preprocesses files (DICOM parsing and the display pipeline are
+CPU-bound Python/NumPy) while the main process batches the model's inference and writes rows, so
+decoding and inference overlap. Each batch is committed in one transaction: an interrupted run
+loses at most the batch in flight, and a re-run skips every instance already analysed by the same
+model version (matched first by a file fingerprint, without reading the file, then by the
+pseudonymised SOP Instance UID). A broken file gets a row with its error reason and the batch goes
+on. Rows, logs and exports carry pseudonymous ids unless include_phi=True.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from apps.dicom_dx.data import preprocess
+from apps.dicom_dx.deid import pseudonym, pseudonym_key, safe_path_label
+from apps.dicom_dx.gate import GateConfig, check_image, check_metadata
+from apps.dicom_dx.inference import Predictor, load_default_model
+from apps.dicom_dx.io import DicomReadError, read_dicom
+from apps.dicom_dx.synth import FINDINGS
+
+__all__ = [
+    "AnalyzeSummary",
+    "iter_inputs",
+    "analyze",
+    "open_db",
+    "export_csv",
+    "export_json",
+    "SCHEMA_COLUMNS",
+]
+log = logging.getLogger("apps.dicom_dx.analyze")
+
+SCHEMA_COLUMNS = (
+    [
+        "instance_key",
+        "model_version",
+        "file_key",
+        "file",
+        "study_id",
+        "series_id",
+        "instance_id",
+        "status",
+        "gate_stage",
+        "gate_reason",
+        "p_chest",
+    ]
+    + [f"p_{f}" for f in FINDINGS]
+    + [f"dx_{f}" for f in FINDINGS]
+    + [
+        "no_finding",
+        "error_reason",
+        "error_detail",
+        "modality",
+        "body_part",
+        "view_position",
+        "rows",
+        "columns",
+        "decode_ms",
+        "infer_ms",
+        "total_ms",
+        "heatmaps",
+        "analysed_utc",
+        "patient_id",
+        "patient_name",
+    ]
+)
+_TYPES = {
+    "p_chest": "REAL",
+    "rows": "INTEGER",
+    "columns": "INTEGER",
+    "no_finding": "INTEGER",
+    "decode_ms": "REAL",
+    "infer_ms": "REAL",
+    "total_ms": "REAL",
+    **{f"p_{f}": "REAL" for f in FINDINGS},
+    **{f"dx_{f}": "INTEGER" for f in FINDINGS},
+}
+
+
+@dataclass
+class AnalyzeSummary:
+    total: int = 0
+    analysed: int = 0
+    skipped: int = 0
+    accepted: int = 0
+    rejected: int = 0
+    errors: int = 0
+    seconds: float = 0.0
+    decode_seconds: float = 0.0
+    infer_seconds: float = 0.0
+    error_reasons: dict[str, int] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def open_db(path: str | os.PathLike) -> sqlite3.Connection:
+    """Open (creating if needed) the results database; WAL so readers (the dashboard) never block."""
+    con = sqlite3.connect(str(path), timeout=30)
+    con.execute("PRAGMA journal_mode=WAL")
+    cols = ", ".join(f"{c} {_TYPES.get(c, 'TEXT')}" for c in SCHEMA_COLUMNS)
+    con.execute(f"CREATE TABLE IF NOT EXISTS results ({cols}, PRIMARY KEY (instance_key, model_version))")
+    con.execute("CREATE INDEX IF NOT EXISTS results_file ON results (file_key, model_version)")
+    con.commit()
+    return con
+
+
+def _looks_dicom(p: Path) -> bool:
+    if p.suffix.lower() in (".dcm", ".dicom", ".dic"):
+        return True
+    if p.suffix:  # .csv, .png, .json, ... in an export folder are not instances
+        return False
+    try:
+        with open(p, "rb") as fh:
+            head = fh.read(132)
+        return head[128:132] == b"DICM" or (len(head) > 4 and head[:2] in (b"\x08\x00", b"\x02\x00"))
+    except OSError:
+        return False
+
+
+def _dicomdir_files(path: Path) -> list[Path]:
+    import pydicom
+
+    ds = pydicom.dcmread(str(path))
+    out = []
+    for rec in ds.get("DirectoryRecordSequence", []):
+        ref = rec.get("ReferencedFileID")
+        if ref:
+            parts = list(ref) if not isinstance(ref, str) else [ref]
+            out.append(path.parent.joinpath(*parts))
+    return out
+
+
+def iter_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[Path]:
+    """Files to analyse, in a stable order: folders recursively (DICOM-looking files only), files
+    as given, DICOMDIR files expanded to the instances they reference. Raises FileNotFoundError for
+    an input that does not exist (a usage error)."""
+    seen: set[Path] = set()
+    for item in inputs:
+        p = Path(item)
+        if not p.exists():
+            raise FileNotFoundError(f"input does not exist: {p}")
+        if p.is_dir():
+            files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            files = [f for f in files if f.name.upper() != "DICOMDIR" and _looks_dicom(f)]
+        elif p.name.upper() == "DICOMDIR":
+            files = _dicomdir_files(p)
+        else:
+            files = [p]
+        for f in files:
+            r = f.resolve()
+            if r not in seen:
+                seen.add(r)
+                yield f
+
+
+def _file_key(p: Path, key: bytes) -> str:
+    st = p.stat()
+    return pseudonym(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}", "file", key)
+
+
+def _decode_job(path: str, size: int, gate: GateConfig, key: bytes, include_phi: bool) -> dict:
+    """Runs in a worker: read, display pipeline, metadata gate, preprocessing."""
+    t0 = time.perf_counter()
+    p = Path(path)
+    label = str(p) if include_phi else safe_path_label(p)
+    out: dict = {"path": path, "file": label}
+    try:
+        img = read_dicom(p)
+    except DicomReadError as e:
+        detail = str(e) if include_phi else str(e).replace(p.name, label)
+        out.update(status="error", error_reason=e.reason, error_detail=detail)
+        out["decode_ms"] = (time.perf_counter() - t0) * 1e3
+        return out
+    except (OSError, ValueError, MemoryError) as e:
+        out.update(status="error", error_reason="unreadable", error_detail=type(e).__name__)
+        out["decode_ms"] = (time.perf_counter() - t0) * 1e3
+        return out
+    m = img.meta
+    out.update(
+        instance_id=pseudonym(m.sop_uid, "instance", key),
+        study_id=pseudonym(m.study_uid, "study", key),
+        series_id=pseudonym(m.series_uid, "series", key),
+        modality=m.modality,
+        body_part=m.body_part,
+        view_position=m.view_position,
+        rows=m.rows,
+        columns=m.columns,
+    )
+    if include_phi:
+        out.update(
+            patient_id=m.phi.get("PatientID", ""),
+            patient_name=m.phi.get("PatientName", ""),
+            study_id=m.study_uid,
+            series_id=m.series_uid,
+            instance_id=m.sop_uid,
+        )
+    pre = check_metadata(m, gate) or check_image(img, gate)
+    if pre is not None:
+        out.update(status="rejected", gate_stage=pre.stage, gate_reason=pre.reason)
+    else:
+        out["x"] = preprocess(img.gray, size)
+        # the gate's final decision needs the model; keep what decide() needs besides p_chest
+        out["status"] = "pending"
+    out["decode_ms"] = (time.perf_counter() - t0) * 1e3
+    return out
+
+
+class _Inline:
+    """A stand-in executor that runs jobs in the caller (workers=0, and tests)."""
+
+    def submit(self, fn, *args):
+        f: Future = Future()
+        try:
+            f.set_result(fn(*args))
+        except BaseException as e:  # noqa: BLE001
+            f.set_exception(e)
+        return f
+
+    def shutdown(self, wait=True, cancel_futures=False):
+        pass
+
+
+def analyze(
+    inputs: Iterable[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    predictor: Predictor | None = None,
+    csv_path: str | os.PathLike | None = None,
+    json_path: str | os.PathLike | None = None,
+    heatmaps: str | os.PathLike | None = None,
+    workers: int = 2,
+    batch_size: int = 16,
+    include_phi: bool = False,
+    progress: Callable[[int, int, dict], None] | None = None,
+    limit: int | None = None,
+) -> AnalyzeSummary:
+    """Analyse every instance under `inputs` into the SQLite database `out`.
+
+    progress(done, total, row) is called after each instance (row: the stored values, without
+    pixels). Returns counts and timings. Re-running resumes: instances already in the database for
+    this model version are skipped."""
+    t_start = time.perf_counter()
+    pred = predictor or load_default_model()
+    key = pseudonym_key()
+    version = pred.version
+    gate = pred.gate_config
+    con = open_db(out)
+    done_files = {r[0] for r in con.execute("SELECT file_key FROM results WHERE model_version=?", (version,))}
+    done_instances = {
+        r[0] for r in con.execute("SELECT instance_key FROM results WHERE model_version=?", (version,))
+    }
+    files = list(iter_inputs(inputs))
+    if limit is not None:
+        files = files[:limit]
+    summary = AnalyzeSummary(total=len(files))
+    todo = []
+    for f in files:
+        fk = _file_key(f, key)
+        if fk in done_files:
+            summary.skipped += 1
+        else:
+            todo.append((f, fk))
+    log.info(
+        "%d files, %d already analysed by model %s, %d to do", len(files), summary.skipped, version, len(todo)
+    )
+    if progress is not None and summary.skipped:
+        progress(summary.skipped, summary.total, {"status": "skipped"})
+    ex = ProcessPoolExecutor(workers) if workers > 0 else _Inline()
+    pending: dict[Future, tuple[Path, str]] = {}
+    window = max(2 * batch_size, 4 * max(workers, 1))
+    it = iter(todo)
+    ready: list[dict] = []
+    done_count = summary.skipped
+    try:
+
+        def refill():
+            while len(pending) < window:
+                try:
+                    f, fk = next(it)
+                except StopIteration:
+                    return
+                fut = ex.submit(_decode_job, str(f), pred.size, gate, key, include_phi)
+                pending[fut] = (f, fk)
+
+        refill()
+        while pending or ready:
+            if pending:
+                finished, _ = wait(
+                    list(pending), timeout=None if len(ready) < batch_size else 0, return_when=FIRST_COMPLETED
+                )
+                for fut in finished:
+                    f, fk = pending.pop(fut)
+                    try:
+                        res = fut.result()
+                    except Exception as e:  # noqa: BLE001 - a worker crash must not stop the batch
+                        res = {
+                            "path": str(f),
+                            "file": safe_path_label(f),
+                            "status": "error",
+                            "error_reason": "worker_failed",
+                            "error_detail": type(e).__name__,
+                        }
+                    res["file_key"] = fk
+                    ready.append(res)
+                refill()
+            if len(ready) >= batch_size or (not pending and ready):
+                batch, ready = ready[:batch_size], ready[batch_size:]
+                rows = _finish(batch, pred, gate, heatmaps, done_instances, version, key, summary)
+                _write(con, rows)
+                for r in rows:
+                    done_count += 1
+                    if progress is not None:
+                        progress(done_count, summary.total, r)
+    except KeyboardInterrupt:
+        log.warning("interrupted: %d instances stored; re-run to resume", done_count)
+        raise
+    finally:
+        ex.shutdown(wait=False, cancel_futures=True)
+        summary.seconds = time.perf_counter() - t_start
+        if csv_path:
+            export_csv(con, csv_path, version)
+        if json_path:
+            export_json(con, json_path, version)
+        con.close()
+    log.info(
+        "done: %d analysed (%d accepted, %d rejected, %d errors), %d skipped in %.1fs",
+        summary.analysed,
+        summary.accepted,
+        summary.rejected,
+        summary.errors,
+        summary.skipped,
+        summary.seconds,
+    )
+    return summary
+
+
+def _finish(
+    batch: list[dict],
+    pred: Predictor,
+    gate: GateConfig,
+    heatmaps,
+    done_instances: set,
+    version: str,
+    key: bytes,
+    summary: AnalyzeSummary,
+) -> list[dict]:
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    todo = [r for r in batch if r.get("status") == "pending"]
+    infer_ms = 0.0
+    if todo:
+        t0 = time.perf_counter()
+        probs = pred.probabilities(np.stack([r["x"] for r in todo]))
+        infer_ms = (time.perf_counter() - t0) * 1e3 / len(todo)
+        summary.infer_seconds += infer_ms * len(todo) / 1e3
+        thr = pred.thresholds
+        for r, p in zip(todo, probs):
+            r["p_chest"] = float(p[-1])
+            r["infer_ms"] = infer_ms
+            if r["p_chest"] < gate.image_threshold:
+                r.update(
+                    status="rejected",
+                    gate_stage="image",
+                    gate_reason=f"image does not look like a frontal chest radiograph "
+                    f"(p={r['p_chest']:.3f} < {gate.image_threshold:.3f})",
+                )
+                continue
+            r["status"] = "accepted"
+            for k, f in enumerate(FINDINGS):
+                r[f"p_{f}"] = float(p[k])
+                r[f"dx_{f}"] = int(p[k] >= thr[f])
+            r["no_finding"] = int(not any(r[f"dx_{f}"] for f in FINDINGS))
+            if heatmaps and any(r[f"dx_{f}"] for f in FINDINGS):
+                r["heatmaps"] = json.dumps(_heatmaps(r, pred, heatmaps))
+    rows = []
+    for r in batch:
+        r.pop("x", None)
+        r.pop("path")
+        inst = r.get("instance_id") or ""
+        r["instance_key"] = pseudonym(inst, "key", key) if inst else f"file:{r['file_key']}"
+        if r["instance_key"] in done_instances:  # same instance reached through another path
+            summary.skipped += 1
+            continue
+        done_instances.add(r["instance_key"])
+        r["model_version"] = version
+        r["analysed_utc"] = now
+        r["total_ms"] = float(r.get("decode_ms", 0.0)) + float(r.get("infer_ms", 0.0) or 0.0)
+        summary.decode_seconds += float(r.get("decode_ms", 0.0)) / 1e3
+        summary.analysed += 1
+        st = r["status"]
+        if st == "accepted":
+            summary.accepted += 1
+        elif st == "rejected":
+            summary.rejected += 1
+        else:
+            summary.errors += 1
+            summary.error_reasons[r["error_reason"]] = summary.error_reasons.get(r["error_reason"], 0) + 1
+            log.warning("%s: %s", r["file"], r["error_reason"])
+        rows.append(r)
+    return rows
+
+
+def _heatmaps(row: dict, pred: Predictor, out_dir) -> list[str]:
+    from apps.dicom_dx.explain import gradcam, write_overlays
+
+    img = read_dicom(row["path"])
+    pos = [f for f in FINDINGS if row.get(f"dx_{f}")]
+    cams = gradcam(pred, row["x"], pos)
+    import cv2
+
+    h, w = img.gray.shape
+    cams = {f: cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for f, c in cams.items()}
+    stem = row.get("instance_id") or row["file_key"]
+    return [str(p) for p in write_overlays(img, cams, out_dir, stem)]
+
+
+def _write(con: sqlite3.Connection, rows: list[dict]) -> None:
+    if not rows:
+        return
+    cols = list(SCHEMA_COLUMNS)
+    sql = f"INSERT OR REPLACE INTO results ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+    with con:  # one transaction per batch
+        con.executemany(sql, [tuple(r.get(c) for c in cols) for r in rows])
+
+
+def _rows(con: sqlite3.Connection, version: str | None):
+    cur = con.execute(
+        "SELECT * FROM results" + (" WHERE model_version=?" if version else "") + " ORDER BY file",
+        (version,) if version else (),
+    )
+    names = [d[0] for d in cur.description]
+    return names, [dict(zip(names, r)) for r in cur]
+
+
+def export_csv(con_or_path, path: str | os.PathLike, version: str | None = None) -> Path:
+    con = open_db(con_or_path) if not isinstance(con_or_path, sqlite3.Connection) else con_or_path
+    names, rows = _rows(con, version)
+    names = [
+        n for n in names if not (n in ("patient_id", "patient_name") and all(r[n] is None for r in rows))
+    ]
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=names, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(rows)
+    return Path(path)
+
+
+def export_json(con_or_path, path: str | os.PathLike, version: str | None = None) -> Path:
+    con = open_db(con_or_path) if not isinstance(con_or_path, sqlite3.Connection) else con_or_path
+    _, rows = _rows(con, version)
+    Path(path).write_text(json.dumps(rows, indent=1))
+    return Path(path)
