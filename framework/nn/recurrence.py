@@ -31,16 +31,18 @@ def _sizes(batch_sizes, T, B):
 class _LSTMSeq(Function):
     """One LSTM layer in one direction over a padded, time-major batch.
 
-    Inputs: x ``(T, B, I)``, h0 ``(B, H)``, c0 ``(B, H)``, w_ih ``(4H, I)``, w_hh ``(4H, H)``,
-    b_ih, b_hh ``(4H,)`` or None. Attributes: ``batch_sizes`` (or None), ``reverse``.
-    Outputs: y ``(T, B, H)`` (zero where a sequence has ended), h_n, c_n ``(B, H)``.
-    Gates in PyTorch's order i, f, g, o:  c' = f·c + i·g,  h' = o·tanh(c').
+    Inputs: x ``(T, B, I)``, h0 ``(B, P)``, c0 ``(B, H)``, w_ih ``(4H, I)``, w_hh ``(4H, P)``,
+    b_ih, b_hh ``(4H,)`` or None, and optionally w_hr ``(P, H)`` (LSTM with projections; else
+    P = H). Attributes: ``batch_sizes`` (or None), ``reverse``.
+    Outputs: y ``(T, B, P)`` (zero where a sequence has ended), h_n ``(B, P)``, c_n ``(B, H)``.
+    Gates in PyTorch's order i, f, g, o:  c' = f·c + i·g,  h' = o·tanh(c')  (then h' ← W_hr h').
     """
 
-    def forward(self, x, h0, c0, w_ih, w_hh, b_ih, b_hh):
+    def forward(self, x, h0, c0, w_ih, w_hh, b_ih, b_hh, w_hr=None):
         xp = get_array_module(x)
         T, B, _ = x.shape
-        H = w_hh.shape[1]
+        H = w_hh.shape[0] // 4
+        P = H if w_hr is None else w_hr.shape[0]
         G = (x.reshape(T * B, -1) @ w_ih.T).reshape(T, B, 4 * H)
         if b_ih is not None:
             G += b_ih + b_hh
@@ -48,10 +50,11 @@ class _LSTMSeq(Function):
         scale = xp.full(4 * H, 0.5, dtype=G.dtype)
         scale[2 * H:3 * H] = 1.0
         acts = xp.empty_like(G)
-        Hp = xp.zeros((T, B, H), dtype=x.dtype)
+        Hp = xp.zeros((T, B, P), dtype=x.dtype)
         Cp = xp.zeros((T, B, H), dtype=x.dtype)
         Tc = xp.zeros((T, B, H), dtype=x.dtype)
-        Y = xp.zeros((T, B, H), dtype=x.dtype)
+        Y = xp.zeros((T, B, P), dtype=x.dtype)
+        R = None if w_hr is None else xp.zeros((T, B, H), dtype=x.dtype)  # o·tanh(c) before W_hr
         h = h0.copy()
         c = c0.copy()
         w_hhT = w_hh.T
@@ -72,25 +75,32 @@ class _LSTMSeq(Function):
             tc = Tc[t, :bs]
             xp.tanh(cn, out=tc)
             hn = Y[t, :bs]
-            xp.multiply(a[:, 3 * H:], tc, out=hn)
+            if R is None:
+                xp.multiply(a[:, 3 * H:], tc, out=hn)
+            else:
+                r = R[t, :bs]
+                xp.multiply(a[:, 3 * H:], tc, out=r)
+                xp.matmul(r, w_hr.T, out=hn)
             c[:bs] = cn
             h[:bs] = hn
-        self.acts, self.Hp, self.Cp, self.Tc = acts, Hp, Cp, Tc
+        self.acts, self.Hp, self.Cp, self.Tc, self.R = acts, Hp, Cp, Tc, R
         return Y, h, c
 
     def backward(self, gY, ghn, gcn):
         if autograd.is_grad_enabled():  # create_graph: differentiate a Tensor-op recomputation
             return _recompute_grads(self, _lstm_reference, (gY, ghn, gcn))
-        x, h0, c0, w_ih, w_hh, b_ih, b_hh = (getattr(v, "data", v) for v in self.inputs)
+        x, h0, c0, w_ih, w_hh, b_ih, b_hh, *rest = (getattr(v, "data", v) for v in self.inputs)
+        w_hr = rest[0] if rest else None
         need = self.needs_input_grad
         xp = get_array_module(x)
         T, B, _ = x.shape
-        H = w_hh.shape[1]
-        acts, Hp, Cp, Tc = self.acts, self.Hp, self.Cp, self.Tc
+        H = w_hh.shape[0] // 4
+        acts, Hp, Cp, Tc, R = self.acts, self.Hp, self.Cp, self.Tc, self.R
         gY = gY.data
         dh = ghn.data.copy()
         dc = gcn.data.copy()
         dG = xp.zeros((T, B, 4 * H), dtype=x.dtype)
+        dHout = None if w_hr is None else xp.zeros_like(self.Hp)  # grads of the projected outputs
         sizes = _sizes(self.batch_sizes, T, B)
         for t in _steps(T, not self.reverse):
             bs = sizes[t]
@@ -98,6 +108,9 @@ class _LSTMSeq(Function):
             i, f, g, o = a[:, :H], a[:, H:2 * H], a[:, 2 * H:3 * H], a[:, 3 * H:]
             tc = Tc[t, :bs]
             dht = dh[:bs] + gY[t, :bs]
+            if w_hr is not None:
+                dHout[t, :bs] = dht
+                dht = dht @ w_hr
             dct = dc[:bs] + dht * o * (1 - tc * tc)
             d = dG[t, :bs]
             d[:, :H] = dct * g
@@ -109,7 +122,14 @@ class _LSTMSeq(Function):
             d[:, 3 * H:] *= o * (1 - o)
             dh[:bs] = d @ w_hh
             dc[:bs] = dct * f
-        return _weight_grads(need, x, dG, Hp, w_ih, dh, dc, b_ih is not None, xp)
+        grads = _weight_grads(need, x, dG, Hp, w_ih, dh, dc, b_ih is not None, xp)
+        if w_hr is None:
+            return grads
+        dw_hr = None
+        if need[7]:
+            n = T * B
+            dw_hr = Tensor(dHout.reshape(n, -1).T @ R.reshape(n, -1))
+        return grads + (dw_hr,)
 
 
 def _weight_grads(need, x, dGi, Hp, w_ih, dh0, dc0, has_bias, xp, dGh=None):
@@ -278,7 +298,7 @@ def _pad_rows(y, B):
     return y if bs == B else cat([y, zeros(B - bs, y.shape[1], dtype=y.dtype, device=y.device)], 0)
 
 
-def _lstm_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
+def _lstm_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, *rest, batch_sizes=None, reverse=False):
     T, B = x.shape[0], x.shape[1]
     h, c = h0, c0
     ys = [None] * T
@@ -291,12 +311,14 @@ def _lstm_reference(x, h0, c0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
         i, f, gg, o = g.chunk(4, 1)
         cn = f.sigmoid() * c[:bs] + i.sigmoid() * gg.tanh()
         hn = o.sigmoid() * cn.tanh()
+        if rest and rest[0] is not None:  # projection (proj_size > 0)
+            hn = hn @ rest[0].t()
         ys[t] = _pad_rows(hn, B)
         h, c = _advance(h, hn, bs, B), _advance(c, cn, bs, B)
     return stack(ys, 0), h, c
 
 
-def _gru_reference(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
+def _gru_reference(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes=None, reverse=False):
     T, B = x.shape[0], x.shape[1]
     h = h0
     ys = [None] * T
@@ -317,7 +339,7 @@ def _gru_reference(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse):
     return stack(ys, 0), h
 
 
-def _rnn_reference(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes, reverse, nonlinearity="tanh"):
+def _rnn_reference(x, h0, w_ih, w_hh, b_ih, b_hh, batch_sizes=None, reverse=False, nonlinearity="tanh"):
     T, B = x.shape[0], x.shape[1]
     h = h0
     ys = [None] * T
@@ -347,7 +369,7 @@ def _recompute_grads(fn, reference, gys):
     sub_gys = [stand[id(g)] if isinstance(g, Tensor) else g for g in gys]
     kwargs = {"nonlinearity": fn.nonlinearity} if reference is _rnn_reference else {}
     with autograd.enable_grad():
-        outs = reference(*sub_inputs, fn.batch_sizes, fn.reverse, **kwargs)
+        outs = reference(*sub_inputs, batch_sizes=fn.batch_sizes, reverse=fn.reverse, **kwargs)
         wanted = [x for x, need in zip(sub_inputs, fn.needs_input_grad) if need]
         grads = autograd.grad(outs, wanted, grad_outputs=sub_gys, create_graph=True, allow_unused=True)
     live = [g for g in grads if g is not None and g.requires_grad]

@@ -28,15 +28,20 @@ class RNNBase(Module):
     Parameters per layer ``k`` and direction (suffix ``""`` or ``"_reverse"``): ``weight_ih_l{k}``
     ``(G·H, I_k)``, ``weight_hh_l{k}`` ``(G·H, H)``, ``bias_ih_l{k}``, ``bias_hh_l{k}`` ``(G·H,)``,
     with ``G`` = 4 (LSTM), 3 (GRU) or 1 and ``I_k`` = input_size for k = 0, else ``D·H``; all drawn
-    from U(-1/sqrt(H), 1/sqrt(H)).
+    from U(-1/sqrt(H), 1/sqrt(H)). An LSTM with ``proj_size = P > 0`` also has ``weight_hr_l{k}``
+    ``(P, H)``; its outputs and hidden states then have size P (``weight_hh`` is ``(4H, P)``).
     """
 
     def __init__(self, mode: str, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
                  proj_size: int = 0, device=None, dtype=None):
         super().__init__()
-        if proj_size:
-            raise NotImplementedError("proj_size > 0 (LSTM with projections) is not supported")
+        if proj_size < 0:
+            raise ValueError("proj_size should be a positive integer or zero to disable projections")
+        if proj_size and mode != "LSTM":
+            raise ValueError("proj_size argument is only supported for LSTM, not RNN or GRU")
+        if proj_size >= hidden_size:
+            raise ValueError("proj_size has to be smaller than hidden_size")
         if not 0 <= dropout <= 1:
             raise ValueError("dropout should be a number in range [0, 1] representing the probability "
                              "of an element being zeroed")
@@ -53,16 +58,20 @@ class RNNBase(Module):
         self.proj_size = proj_size
         num_directions = 2 if bidirectional else 1
         gate = _GATES[mode] * hidden_size
+        real_hidden = proj_size if proj_size > 0 else hidden_size
         self._flat_weights_names = []
         for layer in range(num_layers):
             for direction in range(num_directions):
-                in_size = input_size if layer == 0 else hidden_size * num_directions
+                in_size = input_size if layer == 0 else real_hidden * num_directions
                 sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
                 names = [f"weight_ih{sfx}", f"weight_hh{sfx}"]
-                shapes = [(gate, in_size), (gate, hidden_size)]
+                shapes = [(gate, in_size), (gate, real_hidden)]
                 if bias:
                     names += [f"bias_ih{sfx}", f"bias_hh{sfx}"]
                     shapes += [(gate,), (gate,)]
+                if proj_size > 0:
+                    names.append(f"weight_hr{sfx}")
+                    shapes.append((proj_size, hidden_size))
                 for name, shape in zip(names, shapes):
                     setattr(self, name, Parameter(empty(*shape, device=device, dtype=dtype)))
                 self._flat_weights_names.extend(names)
@@ -84,15 +93,20 @@ class RNNBase(Module):
     def _layer_names(self, layer, direction):
         sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
         names = [f"weight_ih{sfx}", f"weight_hh{sfx}"]
-        return names + ([f"bias_ih{sfx}", f"bias_hh{sfx}"] if self.bias else [])
+        names += [f"bias_ih{sfx}", f"bias_hh{sfx}"] if self.bias else []
+        return names + ([f"weight_hr{sfx}"] if self.proj_size > 0 else [])
 
     def _weights(self, layer, direction):
-        names = self._layer_names(layer, direction)
-        ws = [getattr(self, n) for n in names]
-        return ws if self.bias else ws + [None, None]
+        """[w_ih, w_hh, b_ih, b_hh] (biases None without bias), then w_hr with projections."""
+        sfx = f"_l{layer}" + ("_reverse" if direction == 1 else "")
+        ws = [getattr(self, f"weight_ih{sfx}"), getattr(self, f"weight_hh{sfx}")]
+        ws += [getattr(self, f"bias_ih{sfx}"), getattr(self, f"bias_hh{sfx}")] if self.bias else [None, None]
+        return ws + ([getattr(self, f"weight_hr{sfx}")] if self.proj_size > 0 else [])
 
     def extra_repr(self) -> str:
         s = f"{self.input_size}, {self.hidden_size}"
+        if self.proj_size != 0:
+            s += f", proj_size={self.proj_size}"
         if self.num_layers != 1:
             s += f", num_layers={self.num_layers}"
         if self.bias is not True:
@@ -170,14 +184,16 @@ class RNNBase(Module):
         return out, finals
 
     def _initial_states(self, hx, how, B, D, x, n_states):
-        shape = (self.num_layers * D, B, self.hidden_size)
+        # h has the projected size with proj_size > 0; c always has hidden_size.
+        h_size = self.proj_size if self.proj_size > 0 else self.hidden_size
+        shapes = [(self.num_layers * D, B, h_size), (self.num_layers * D, B, self.hidden_size)][:n_states]
         if hx is None:
-            return [zeros(*shape, dtype=x.dtype, device=x.device) for _ in range(n_states)]
+            return [zeros(*shape, dtype=x.dtype, device=x.device) for shape in shapes]
         hs = list(hx) if n_states == 2 else [hx]
         if len(hs) != n_states:
             raise ValueError(f"{type(self).__name__}: expected {n_states} initial state tensors")
         out = []
-        for h in hs:
+        for h, shape in zip(hs, shapes):
             if how[0] == "unbatched":
                 if h.dim() != 2:
                     raise RuntimeError(f"For unbatched 2-D input, hx should also be 2-D but got {h.dim()}-D "

@@ -275,3 +275,41 @@ def test_random_lengths_lstm_matches_torch_hypothesis():
         close(fx.grad, tx.grad, 1e-10)
 
     run()
+
+
+@pytest.mark.parametrize("dt", DTYPES, ids=["f64", "f32"])
+def test_lstm_with_projections_matches_torch(dt):
+    tdt, fdt, tol = dt
+    torch.manual_seed(4)
+    kw = dict(num_layers=2, bidirectional=True, proj_size=3)
+    t = torch.nn.LSTM(4, 6, **kw).to(tdt)
+    f = nn.LSTM(4, 6, **kw).to(fdt)
+    copy_weights(t, f)
+    assert repr(f) == repr(t)
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((5, 3, 4))
+    h0, c0 = rng.standard_normal((4, 3, 3)), rng.standard_normal((4, 3, 6))
+    tx = torch.tensor(x, dtype=tdt, requires_grad=True)
+    fx = fw.tensor(x, dtype=fdt, requires_grad=True)
+    lengths = [5, 2, 4]
+    to, (th, tc) = t(torch.nn.utils.rnn.pack_padded_sequence(tx, lengths, enforce_sorted=False),
+                     (torch.tensor(h0, dtype=tdt), torch.tensor(c0, dtype=tdt)))
+    fo, (fh, fc) = f(rnn_utils.pack_padded_sequence(fx, lengths, enforce_sorted=False),
+                     (fw.tensor(h0, dtype=fdt), fw.tensor(c0, dtype=fdt)))
+    close(fo.data, to.data, tol)
+    close(fh, th, tol)
+    close(fc, tc, tol)
+    (to.data.sum() + (th * th).sum() + tc.sum()).backward()
+    (fo.data.sum() + (fh * fh).sum() + fc.sum()).backward()
+    close(fx.grad, tx.grad, tol)
+    for tp, fp in zip(t.parameters(), f.parameters()):
+        close(fp.grad, tp.grad, 10 * tol)
+    # create_graph path
+    tx.grad = None
+    fx.grad = None
+    (tg,) = torch.autograd.grad((t(tx)[0] ** 2).sum(), tx, create_graph=True)
+    (fg,) = fw.autograd.grad((f(fx)[0] ** 2).sum(), fx, create_graph=True)
+    close(fg, tg, tol)
+    (tg ** 2).sum().backward()
+    (fg ** 2).sum().backward()
+    close(f.weight_hr_l1_reverse.grad, t.weight_hr_l1_reverse.grad, 10 * tol)
