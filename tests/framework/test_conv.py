@@ -165,3 +165,20 @@ def test_conv2d_errors_name_op_and_shapes():
         F.conv_transpose2d(x, fw.zeros(3, 2, 3, 3))
     with pytest.raises(RuntimeError, match="output padding"):
         F.conv_transpose2d(x, fw.zeros(4, 2, 3, 3), stride=2, output_padding=2)
+
+
+@pytest.mark.parametrize(
+    "shape,k", [((6, 3, 32, 32), 3), ((2, 2, 64, 64), 3), ((6, 3, 32, 32), 1), ((2, 2, 64, 64), 1)]
+)
+def test_conv2d_image_chunking(shape, k, rng):
+    """Large images run one per product, small ones several per product (with a partial last chunk)."""
+    x = rng.standard_normal(shape)
+    wt = rng.standard_normal((4, shape[1], k, k))
+    p = k // 2
+    check(lambda x, w: F.conv2d(x, w, None, 1, p), lambda x, w: TF.conv2d(x, w, None, 1, p), [x, wt])
+    check(
+        lambda x, w: F.conv2d(x, w, None, 2, p, 1, 1),
+        lambda x, w: TF.conv2d(x, w, None, 2, p, 1, 1),
+        [x, wt],
+        dtype=np.float32,
+    )

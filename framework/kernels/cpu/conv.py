@@ -58,42 +58,66 @@ def _split_channels(xp, fn, c, work_bytes):
     fut.result()
 
 
-def _taps(xp, col, xpad, kh, kw, stride, dilation, ho, wo):
-    """Fill ``col`` (C, kh, kw, Ho, Wo) from one padded image ``xpad`` (C, Hp, Wp)."""
+def _taps(xp, col, src, kh, kw, stride, dilation, ho, wo):
+    """Fill ``col`` (C, kh, kw, B, Ho, Wo) from padded images ``src`` (C, B, Hp, Wp)."""
     sh, sw = stride
     dh, dw = dilation
 
     def run(c0, c1):
         for i in range(kh):
             for j in range(kw):
-                col[c0:c1, i, j] = xpad[c0:c1, i * dh:i * dh + sh * (ho - 1) + 1:sh,
-                                        j * dw:j * dw + sw * (wo - 1) + 1:sw]
+                col[c0:c1, i, j] = src[c0:c1, :, i * dh:i * dh + sh * (ho - 1) + 1:sh,
+                                       j * dw:j * dw + sw * (wo - 1) + 1:sw]
 
     _split_channels(xp, run, col.shape[0], col.nbytes)
 
 
-def _per_sample_cols(xp, x, kh, kw, stride, padding, dilation, ho, wo):
-    """Yield (n, col_n) with col_n (C*kh*kw, Ho*Wo), one image at a time in a reused buffer.
+# Columns per matrix product: enough for BLAS to run at full speed, small enough to stay in cache.
+_TARGET_COLS = 4096
+_MAX_CHUNK_BYTES = 32 << 20
 
-    Working image by image keeps the patch matrix in cache for the product that follows and avoids
-    allocating (and page-faulting) a batch-sized patch matrix.
+
+def _chunk(n, c_rows, cols_per_image, itemsize):
+    nb = max(1, -(-_TARGET_COLS // max(cols_per_image, 1)))
+    nb = min(nb, max(1, _MAX_CHUNK_BYTES // max(c_rows * cols_per_image * itemsize, 1)))
+    return min(nb, n)
+
+
+def _is_pointwise(kh, kw, stride, padding):
+    return kh == kw == 1 and stride == (1, 1) and padding == (0, 0)
+
+
+def _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo):
+    """Yield (b0, b1, col) over chunks of images, col (C*kh*kw, (b1-b0)*Ho*Wo) in a reused buffer.
+
+    Working on a few images at a time keeps the patch matrix in cache for the product that follows
+    and avoids allocating (and page-faulting) a batch-sized patch matrix.
     """
     n, c, h, w = x.shape
     ph, pw = padding
-    if kh == kw == 1 and stride == (1, 1) and padding == (0, 0):
-        for b in range(n):
-            yield b, x[b].reshape(c, h * w)
+    L = ho * wo
+    nb = _chunk(n, c * kh * kw, L, x.dtype.itemsize)
+    if _is_pointwise(kh, kw, stride, padding):
+        for b0 in range(0, n, nb):
+            b1 = min(b0 + nb, n)
+            if b1 - b0 == 1:
+                yield b0, b1, x[b0].reshape(c, L)
+            else:
+                yield b0, b1, xp.ascontiguousarray(x[b0:b1].transpose(1, 0, 2, 3)).reshape(c, -1)
         return
-    xpad = xp.zeros((c, h + 2 * ph, w + 2 * pw), dtype=x.dtype) if (ph or pw) else None
-    col = xp.empty((c, kh, kw, ho, wo), dtype=x.dtype)
-    for b in range(n):
+    xpad = xp.zeros((c, nb, h + 2 * ph, w + 2 * pw), dtype=x.dtype) if (ph or pw) else None
+    col = xp.empty((c, kh, kw, nb, ho, wo), dtype=x.dtype)
+    for b0 in range(0, n, nb):
+        b1 = min(b0 + nb, n)
+        m = b1 - b0
         if xpad is not None:
-            xpad[:, ph:ph + h, pw:pw + w] = x[b]
-            src = xpad
+            xpad[:, :m, ph:ph + h, pw:pw + w] = x[b0:b1].transpose(1, 0, 2, 3)
+            src = xpad[:, :m]
         else:
-            src = x[b]
-        _taps(xp, col, src, kh, kw, stride, dilation, ho, wo)
-        yield b, col.reshape(c * kh * kw, ho * wo)
+            src = x[b0:b1].transpose(1, 0, 2, 3)
+        cm = col[:, :, :, :m] if m < nb else col
+        _taps(xp, cm, src, kh, kw, stride, dilation, ho, wo)
+        yield b0, b1, cm.reshape(c * kh * kw, m * L)
 
 
 def conv2d_forward(x, w, stride, padding, dilation, groups):
@@ -107,13 +131,17 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     kg = k // g
     if g > 1 and cg == 1 and kg == 1:
         return _depthwise_forward(xp, x, w, stride, padding, dilation, ho, wo)
+    L = ho * wo
     y = xp.empty((n, k, ho, wo), dtype=x.dtype)
     w3 = w.reshape(g, kg, cg * kh * kw)
-    for b, col in _per_sample_cols(xp, x, kh, kw, stride, padding, dilation, ho, wo):
-        if g == 1:
-            xp.matmul(w3[0], col, out=y[b].reshape(k, ho * wo))
+    for b0, b1, col in _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo):
+        m = b1 - b0
+        colg = col.reshape(g, cg * kh * kw, m * L)
+        if m == 1:
+            xp.matmul(w3, colg, out=y[b0].reshape(g, kg, L))
         else:
-            xp.matmul(w3, col.reshape(g, cg * kh * kw, ho * wo), out=y[b].reshape(g, kg, ho * wo))
+            yt = xp.matmul(w3, colg)  # (G, Kg, m*L)
+            y[b0:b1] = yt.reshape(k, m, ho, wo).transpose(1, 0, 2, 3)
     return y
 
 
@@ -132,27 +160,26 @@ def _depthwise_forward(xp, x, w, stride, padding, dilation, ho, wo):
     return y
 
 
-def _col2im_into(xp, gx, gcol, kh, kw, stride, padding, dilation, ho, wo, gxp):
-    """Adjoint of im2col for one image: scatter-add gcol (C, kh, kw, Ho, Wo) into gx (C, H, W).
-
-    ``gxp`` is a zeroed padded work buffer (C, H + 2ph, W + 2pw) (or None when there is no padding).
-    """
-    c, h, wd = gx.shape
-    ph, pw = padding
+def _col2im_into(xp, dst, gcol, kh, kw, stride, dilation, ho, wo):
+    """Adjoint of im2col: scatter-add gcol (C, kh, kw, B, Ho, Wo) into the zeroed dst (C, B, Hp, Wp)."""
     sh, sw = stride
     dh, dw = dilation
-    dst = gxp if gxp is not None else gx
 
     def run(c0, c1):
         for i in range(kh):
             for j in range(kw):
-                dst[c0:c1, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw] += (
+                dst[c0:c1, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw] += (
                     gcol[c0:c1, i, j])
 
-    dst[...] = 0
-    _split_channels(xp, run, c, gcol.nbytes)
-    if gxp is not None:
-        gx[...] = gxp[:, ph:ph + h, pw:pw + wd]
+    _split_channels(xp, run, dst.shape[0], gcol.nbytes)
+
+
+def _gy_chunk(xp, gy, b0, b1):
+    """gy[b0:b1] as a (K, m*L) matrix (a view for one image, a copy otherwise)."""
+    k = gy.shape[1]
+    if b1 - b0 == 1:
+        return gy[b0].reshape(k, -1)
+    return xp.ascontiguousarray(gy[b0:b1].transpose(1, 0, 2, 3)).reshape(k, -1)
 
 
 def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
@@ -166,19 +193,27 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     ph, pw = padding
     if g > 1 and cg == 1 and kg == 1:
         return _depthwise_backward_input(xp, gy, w, x_shape, stride, padding, dilation)
+    L = ho * wo
     gx = xp.empty(x_shape, dtype=gy.dtype)
     wt = w.reshape(g, kg, cg * kh * kw).transpose(0, 2, 1)  # (G, Cg*kk, Kg)
-    direct = kh == kw == 1 and stride == (1, 1) and padding == (0, 0)
-    gcol = None if direct else xp.empty((g, cg * kh * kw, ho * wo), dtype=gy.dtype)
-    gxp = xp.empty((c, h + 2 * ph, wd + 2 * pw), dtype=gy.dtype) if (ph or pw) else None
-    for b in range(n):
-        gyb = gy[b].reshape(g, kg, ho * wo)
-        if direct:
-            xp.matmul(wt, gyb, out=gx[b].reshape(g, cg, h * wd))
+    pointwise = _is_pointwise(kh, kw, stride, padding)
+    nb = _chunk(n, c * kh * kw, L, gy.dtype.itemsize)
+    dst = None if pointwise else xp.empty((c, nb, h + 2 * ph, wd + 2 * pw), dtype=gy.dtype)
+    for b0 in range(0, n, nb):
+        b1 = min(b0 + nb, n)
+        m = b1 - b0
+        gyt = _gy_chunk(xp, gy, b0, b1).reshape(g, kg, m * L)
+        if pointwise:
+            if m == 1:
+                xp.matmul(wt, gyt, out=gx[b0].reshape(g, cg, L))
+            else:
+                gx[b0:b1] = xp.matmul(wt, gyt).reshape(c, m, h, wd).transpose(1, 0, 2, 3)
             continue
-        xp.matmul(wt, gyb, out=gcol)
-        _col2im_into(xp, gx[b], gcol.reshape(c, kh, kw, ho, wo), kh, kw, stride, padding, dilation, ho, wo,
-                     gxp)
+        gcol = xp.matmul(wt, gyt).reshape(c, kh, kw, m, ho, wo)
+        dm = dst[:, :m]
+        dm[...] = 0
+        _col2im_into(xp, dm, gcol, kh, kw, stride, dilation, ho, wo)
+        gx[b0:b1] = dm[:, :, ph:ph + h, pw:pw + wd].transpose(1, 0, 2, 3)
     return gx
 
 
@@ -211,12 +246,15 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups):
     kg = k // g
     if g > 1 and cg == 1:
         return _depthwise_backward_weight(xp, x, gy, w_shape, stride, padding, dilation)
-    gw = xp.zeros((g, kg, cg * kh * kw), dtype=gy.dtype)
-    tmp = xp.empty_like(gw)
-    for b, col in _per_sample_cols(xp, x, kh, kw, stride, padding, dilation, ho, wo):
-        colg = col.reshape(g, cg * kh * kw, ho * wo).transpose(0, 2, 1)
-        xp.matmul(gy[b].reshape(g, kg, ho * wo), colg, out=tmp)
-        gw += tmp
+    gw = None
+    for b0, b1, col in _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo):
+        gyt = _gy_chunk(xp, gy, b0, b1)
+        colg = col.reshape(g, cg * kh * kw, -1).transpose(0, 2, 1)
+        part = xp.matmul(gyt.reshape(g, kg, -1), colg)
+        if gw is None:
+            gw = part
+        else:
+            gw += part
     return gw.reshape(w_shape)
 
 
