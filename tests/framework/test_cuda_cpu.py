@@ -195,3 +195,39 @@ def test_autotuner_without_benchmark_takes_the_heuristic_pick_and_caches_nothing
     calls = []
     assert t.choose("k", ["a", "b"], calls.append) == "a"
     assert calls == [] and t.cache == {}
+
+
+# ------------------------------------------------------------------------- benchmark model code
+
+def test_benchmark_models_build_and_train_alike_on_cpu():
+    """The ResNet-18 / detector builders of benchmarks.gpu_conv give the same network in both
+    frameworks (checked on the CPU at a small size: same outputs and same loss after one step)."""
+    torch = pytest.importorskip("torch")
+    from benchmarks import gpu_conv
+    from framework import nn, optim
+
+    torch.manual_seed(0)
+    tm = gpu_conv.resnet18(torch.nn, num_classes=10).double()
+    fm = gpu_conv.resnet18(nn, num_classes=10)
+    fm.load_state_dict({k: fw.tensor(v.numpy()) for k, v in tm.state_dict().items()})
+    fm = fm.double()
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal((2, 3, 32, 32))
+    t0 = rng.integers(0, 10, 2)
+    losses = []
+    for model, lib, opt_mod, ce in ((tm, torch, torch.optim, torch.nn.functional.cross_entropy),
+                                    (fm, fw, optim, nn.functional.cross_entropy)):
+        opt = opt_mod.SGD(model.parameters(), lr=0.1, momentum=0.9)
+        x, t = lib.tensor(x0), lib.tensor(t0)
+        gpu_conv.train_step_fn(model, opt, x, t, ce)()
+        losses.append(ce(model(x), t).item())
+    assert losses[1] == pytest.approx(losses[0], rel=1e-6)
+
+    td = gpu_conv.detector(torch.nn).double().eval()
+    fd = gpu_conv.detector(nn)
+    fd.load_state_dict({k: fw.tensor(v.numpy()) for k, v in td.state_dict().items()})
+    fd = fd.double().eval()
+    d0 = rng.standard_normal((1, 3, 64, 64))
+    with torch.no_grad(), fw.no_grad():
+        np.testing.assert_allclose(fd(fw.tensor(d0)).numpy(), td(torch.tensor(d0)).numpy(), rtol=1e-8,
+                                   atol=1e-8)
