@@ -1158,7 +1158,7 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
     if idx.dtype.kind not in "iu":
         raise RuntimeError(f"embedding: expected indices of an integer type, got {idx.dtype}")
     num = weight.shape[0]
-    if idx.size and (int(idx.min()) < -num or int(idx.max()) >= num):
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= num):
         raise IndexError(f"embedding: index out of range in self (indices in [{int(idx.min())}, "
                          f"{int(idx.max())}] for a weight of size {_shape(weight)})")
     if padding_idx is not None:
@@ -1166,7 +1166,6 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
             raise ValueError(f"embedding: padding_idx must be within num_embeddings ({num}), "
                              f"got {padding_idx}")
         padding_idx %= num
-    idx = idx % num
     if max_norm is not None:
         xp = get_array_module(weight.data)
         rows = xp.unique(idx)

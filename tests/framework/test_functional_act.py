@@ -122,6 +122,8 @@ def test_embedding_and_padding_idx(rng):
     assert gradgradcheck(lambda w: F.embedding(fw.tensor(idx), w, padding_idx=2) ** 2, (wt,))
     with pytest.raises(IndexError, match="embedding.*out of range"):
         F.embedding(fw.tensor([5]), fw.zeros(5, 3))
+    with pytest.raises(IndexError, match="embedding.*out of range"):
+        F.embedding(fw.tensor([-1]), fw.zeros(5, 3))
 
 
 def test_embedding_max_norm(rng):
