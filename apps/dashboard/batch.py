@@ -106,8 +106,8 @@ if st.session_state.get("batch_summary"):
     s = st.session_state["batch_summary"]
     facts = {k: v for k, v in s.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
     if facts:
-        cols = st.columns(min(len(facts), 6))
-        for col, (k, v) in zip(cols, list(facts.items())[:6]):
+        cols = st.columns(min(len(facts), 7))
+        for col, (k, v) in zip(cols, list(facts.items())[:7]):
             col.metric(k.replace("_", " "), f"{v:.2f}" if isinstance(v, float) else str(v))
 
 
@@ -155,6 +155,14 @@ if gate_pick:
 if errors_only and cols["error"]:
     view = view[view[cols["error"]].notna() & (view[cols["error"]].astype(str) != "")]
 
+PHI_COLUMNS = ("patient_id", "patient_name")
+show_phi = st.checkbox("Show patient identity columns", value=False, key="batch_show_phi",
+                       help="Only filled when the analysis was run with include_phi; hidden by default.")
+if not show_phi:
+    view = view.drop(columns=[c for c in view.columns if str(c).lower() in PHI_COLUMNS])
+first = [c for c in ("file", cols["gate"], "gate_reason", *cols["decision"].values(), *cols["prob"].values(),
+                     "no_finding", cols["error"], "error_detail") if c in view.columns]
+view = view[list(dict.fromkeys(first)) + [c for c in view.columns if c not in first]]
 config = {c: st.column_config.ProgressColumn(n, min_value=0.0, max_value=1.0, format="%.3f")
           for n, c in cols["prob"].items()}
 st.dataframe(view, hide_index=True, width="stretch", column_config=config, height=360)

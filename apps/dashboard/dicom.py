@@ -23,8 +23,8 @@ if dx is None:
 # The app's public functions (top-level exports, else their public modules)
 read_dicom = common.resolve("dicom_dx", "read_dicom", "io")
 read_header = common.resolve("dicom_dx", "read_header", "io")
-load_model = common.resolve("dicom_dx", "load_model", "predict", "infer")
-predict = common.resolve("dicom_dx", "predict", "predict", "infer")
+load_model = common.resolve("dicom_dx", "load_default_model", "inference")
+predict = common.resolve("dicom_dx", "predict", "inference")
 explain = common.resolve("dicom_dx", "explain", "explain")
 sample_files = common.resolve("dicom_dx", "sample_files", "samples", "assets")
 apply_window = common.resolve("dicom_dx", "apply_window", "pipeline")
@@ -38,6 +38,16 @@ if read_dicom is None:
 @st.cache_resource(show_spinner="Loading the diagnosis model…")
 def _model():
     return load_model()
+
+
+def _model_or_reason():
+    """(model, None), or (None, why it is unavailable): a missing model leaves the viewer working."""
+    if predict is None or load_model is None:
+        return None, "apps.dicom_dx has no predict / load_default_model yet"
+    try:
+        return _model(), None
+    except Exception as exc:  # e.g. the default weights are not committed yet
+        return None, str(exc) or type(exc).__name__
 
 
 @st.cache_data(show_spinner=False)
@@ -62,12 +72,12 @@ def _read(digest: str, frame: int, _data: bytes):
 
 @st.cache_resource(show_spinner="Analysing…", max_entries=32)
 def _predict(digest: str, frame: int, _image):
-    return predict(_model(), _image)
+    return predict(_image, _model())
 
 
 @st.cache_resource(show_spinner="Computing Grad-CAM…", max_entries=64)
 def _explain(digest: str, frame: int, finding: str, _image):
-    return explain(_model(), _image, finding)
+    return explain(_image, _model(), [finding])[finding]
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
@@ -115,7 +125,7 @@ def _analyse(name: str, data: bytes, frame: int = 0):
         image = _read(digest, frame, data)
     except Exception as exc:  # the reader raises typed errors whose message names the reason
         return digest, None, None, f"{name}: {exc}"
-    if predict is None or load_model is None:
+    if _model_or_reason()[0] is None:
         return digest, image, None, None
     try:
         return digest, image, _predict(digest, frame, image), None
@@ -163,8 +173,8 @@ meta = image.meta
 # --------------------------------------------------------------------------------------------- gate
 accepted, reason = present.gate_verdict(pred) if pred is not None else (True, "")
 if pred is None:
-    st.info("The diagnosis model is not available yet: showing the image and its metadata only.",
-            icon=common.WIP)
+    st.info(f"The diagnosis model is not available ({_model_or_reason()[1]}): showing the image and its "
+            "metadata only.", icon=common.WIP)
 elif not accepted:
     st.error(f"**Not analysed — this input is not a frontal chest radiograph.** {reason}",
              icon=common.BLOCKED)

@@ -119,21 +119,27 @@ def gate_verdict(pred: Any) -> tuple[bool, str]:
 
 
 def findings_rows(pred: Any) -> list[dict]:
-    """Rows ``{finding, probability, threshold, positive}`` from a prediction whose findings are a list
-    of objects/dicts or a mapping name → probability (with ``thresholds`` alongside)."""
-    findings = field(pred, "findings", "probabilities", "probs", default=None)
+    """Rows ``{finding, probability, threshold, positive}`` from a prediction.
+
+    Accepted shapes: ``probabilities`` (name → p) with ``findings`` (name → bool decision) and
+    ``thresholds`` (name → t) — apps.dicom_dx's ``Prediction``; or ``findings`` as a list of objects or
+    dicts with name/probability/threshold; or ``findings`` as name → probability."""
+    probs = field(pred, "probabilities", "probs", default=None)
+    findings = field(pred, "findings", default=None)
     thresholds = field(pred, "thresholds", default={}) or {}
     rows = []
-    if isinstance(findings, dict):
-        items = [(k, v) for k, v in findings.items()]
-        for name, v in items:
-            if isinstance(v, (int, float)):
-                p, t, pos = float(v), thresholds.get(name), None
+    if isinstance(probs, dict) and probs:
+        decisions = findings if isinstance(findings, dict) else {}
+        for name, p in probs.items():
+            rows.append(_row(name, float(p), thresholds.get(name), decisions.get(name)))
+    elif isinstance(findings, dict):
+        for name, v in findings.items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                rows.append(_row(name, float(v), thresholds.get(name), None))
             else:
                 p = float(field(v, "probability", "prob", "p", "score"))
                 t = field(v, "threshold", default=thresholds.get(name))
-                pos = field(v, "positive", "present", "decision", default=None)
-            rows.append(_row(name, p, t, pos))
+                rows.append(_row(name, p, t, field(v, "positive", "present", "decision", default=None)))
     elif findings is not None:
         for f in findings:
             name = str(field(f, "name", "finding", "label"))
@@ -154,7 +160,7 @@ def _row(name: str, p: float, t: Any, pos: Any) -> dict:
 
 # ---------------------------------------------------------------------------------------- batch table
 _PROB = (("p_", ""), ("prob_", ""), ("", "_prob"), ("", "_probability"), ("", "_p"))
-_DEC = (("pos_", ""), ("", "_positive"), ("", "_decision"), ("dec_", ""), ("", "_pos"))
+_DEC = (("dx_", ""), ("pos_", ""), ("", "_positive"), ("", "_decision"), ("dec_", ""), ("", "_pos"))
 _THR = (("thr_", ""), ("", "_threshold"), ("", "_thr"))
 
 
@@ -170,12 +176,16 @@ def batch_columns(df) -> dict:
     per finding the ``prob`` / ``decision`` / ``threshold`` columns, found from common naming schemes
     (``p_<finding>``, ``<finding>_prob``, ``<finding>_positive``...)."""
     cols = [str(c) for c in df.columns]
+    low = {c.lower(): c for c in cols}
     out: dict = {"gate": None, "error": None, "prob": {}, "decision": {}, "threshold": {}}
+    # apps.dicom_dx's schema: status (accepted / rejected / error), error_reason
+    out["gate"] = low.get("status") or low.get("gate") or low.get("gate_decision")
+    out["error"] = low.get("error_reason") or low.get("error")
     for c in cols:
-        low = c.lower()
-        if out["gate"] is None and "gate" in low and "reason" not in low and "score" not in low:
+        lc = c.lower()
+        if out["gate"] is None and "gate" in lc and "reason" not in lc and "score" not in lc:
             out["gate"] = c
-        if out["error"] is None and ("error" in low or low in ("failure", "reason")):
+        if out["error"] is None and "error" in lc:
             out["error"] = c
     for c in cols:
         if c in (out["gate"], out["error"]):
@@ -185,6 +195,8 @@ def batch_columns(df) -> dict:
             if name and (key != "prob" or _is_numeric(df[c])):
                 out[key].setdefault(name, c)
                 break
+    # a probability with neither a decision nor a threshold (e.g. the gate's p_chest) is not a finding
+    out["prob"] = {n: c for n, c in out["prob"].items() if n in out["decision"] or n in out["threshold"]}
     return out
 
 

@@ -68,11 +68,17 @@ def test_zip_upload_is_validated(app, tmp_path):
     assert "not a readable zip" in texts(app.error)
 
 
-def test_analyze_runs_and_resumes(app, tmp_path):
+def test_analyze_runs_and_resumes(app, tmp_path, monkeypatch):
     from apps.dashboard import common
 
     if common.resolve("dicom_dx", "analyze", "analyze", "batch") is None:
         pytest.skip("apps.dicom_dx.analyze not available yet")
+    analyze_mod = pytest.importorskip("apps.dicom_dx.analyze")
+    inference = pytest.importorskip("apps.dicom_dx.inference")
+    if not (inference.ASSETS / "model.safetensors").exists():
+        # the pipeline is what is tested here, not the weights: a tiny untrained model of the app's own
+        tiny = inference.untrained_predictor(size=64)
+        monkeypatch.setattr(analyze_mod, "load_default_model", lambda *a, **k: tiny)
     synth = pytest.importorskip("apps.dicom_dx.synth")
     folder = tmp_path / "studies"
     synth.generate(folder, n=2, seed=2, negatives=1, size_range=(300, 360), render_max=256)
@@ -84,8 +90,14 @@ def test_analyze_runs_and_resumes(app, tmp_path):
     assert not app.exception, app.exception
     assert not [e for e in app.error if "failed" in str(e.value)], texts(app.error)
     assert f"{n_files} instances" in texts(app.subheader)
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["total"] == str(n_files) and metrics["errors"] == "1" and metrics["skipped"] == "0"
     first = app.dataframe[0].value
+    assert set(first["status"]) <= {"accepted", "rejected", "error"}
+    assert "patient_name" not in first.columns
     app.button(key="batch_run").click().run(timeout=300)  # resumes: nothing new, nothing lost
     assert not app.exception
     assert f"{n_files} instances" in texts(app.subheader)
     assert len(app.dataframe[0].value) == len(first)
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["skipped"] == str(n_files) and metrics["analysed"] == "0"

@@ -106,10 +106,9 @@ def test_truncated_dicom_names_the_reason(app, studies):
 
 
 def _model_ready():
-    from apps.dashboard import common
-
-    if common.resolve("dicom_dx", "predict", "predict", "infer") is None:
-        pytest.skip("apps.dicom_dx.predict (and its default model) not available yet")
+    inference = pytest.importorskip("apps.dicom_dx.inference")
+    if not (inference.ASSETS / "model.safetensors").exists():
+        pytest.skip("the default diagnosis model is not committed yet (apps/dicom_dx/assets/)")
 
 
 def test_findings_table_for_a_chest(app, studies):
@@ -151,29 +150,38 @@ class _FakeModel:
 
 
 def _fake_api(monkeypatch, accepted: bool):
+    """apps.dicom_dx.inference / explain stand-ins with the real signatures and result shapes."""
+    from types import SimpleNamespace
+
     import numpy as np
 
-    import apps.dicom_dx as dx
+    import apps.dicom_dx.explain as explain_mod
+    import apps.dicom_dx.inference as inference
 
     calls = {"explain": []}
+    probs = {"opacity": 0.83, "nodule_mass": 0.12, "effusion": 0.05, "cardiomegaly": 0.51,
+             "pneumothorax": 0.02}
+    thr = {"opacity": 0.4, "nodule_mass": 0.3, "effusion": 0.35, "cardiomegaly": 0.5, "pneumothorax": 0.2}
 
-    def predict(model, image):
-        assert isinstance(model, _FakeModel) and image.image.ndim == 2
-        gate = {"accepted": accepted, "reason": "" if accepted else "body part KNEE is not the chest"}
-        findings = [{"name": n, "probability": p, "threshold": t} for n, p, t in
-                    (("opacity", 0.83, 0.4), ("nodule_mass", 0.12, 0.3), ("effusion", 0.05, 0.35),
-                     ("cardiomegaly", 0.51, 0.5), ("pneumothorax", 0.02, 0.2))]
-        return {"gate": gate, "findings": findings if accepted else []}
+    def predict(image, predictor=None):
+        assert isinstance(predictor, _FakeModel) and image.image.ndim == 2
+        reason = "" if accepted else "body part KNEE is not the chest"
+        gate = SimpleNamespace(accepted=accepted, reason=reason)
+        if not accepted:
+            return SimpleNamespace(gate=gate, accepted=False, probabilities={}, findings={}, thresholds={})
+        return SimpleNamespace(gate=gate, accepted=True, probabilities=probs, thresholds=thr,
+                               findings={f: probs[f] >= thr[f] for f in probs})
 
-    def explain(model, image, finding):
-        calls["explain"].append(finding)
+    def explain(image, predictor=None, findings=None):
+        calls["explain"].extend(findings)
         h, w = image.image.shape
         yy, xx = np.mgrid[0:h, 0:w]
-        return np.exp(-((yy - h / 2) ** 2 + (xx - w / 3) ** 2) / (2 * (h / 6) ** 2))
+        heat = np.exp(-((yy - h / 2) ** 2 + (xx - w / 3) ** 2) / (2 * (h / 6) ** 2)).astype(np.float32)
+        return {f: heat for f in findings}
 
-    monkeypatch.setattr(dx, "load_model", lambda: _FakeModel(), raising=False)
-    monkeypatch.setattr(dx, "predict", predict, raising=False)
-    monkeypatch.setattr(dx, "explain", explain, raising=False)
+    monkeypatch.setattr(inference, "load_default_model", lambda weights=None, device="cpu": _FakeModel())
+    monkeypatch.setattr(inference, "predict", predict)
+    monkeypatch.setattr(explain_mod, "explain", explain)
     return calls
 
 
