@@ -304,6 +304,8 @@ def test_lstm_with_projections_matches_torch(dt):
     close(fx.grad, tx.grad, tol)
     for tp, fp in zip(t.parameters(), f.parameters()):
         close(fp.grad, tp.grad, 10 * tol)
+    if tdt != torch.float64:
+        return
     # create_graph path
     tx.grad = None
     fx.grad = None
