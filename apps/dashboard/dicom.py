@@ -149,8 +149,8 @@ if len(inputs) > 1:
                         "positive findings": ", ".join(pos) or ("none" if ok else "—")})
     st.subheader(f"{len(inputs)} files")
     st.dataframe(pd.DataFrame(summary), hide_index=True, width="stretch")
-    names = [n for n, _ in inputs]
-    chosen = st.selectbox("Show", range(len(inputs)), format_func=lambda i: names[i], key="dx_show")
+    file_names = [n for n, _ in inputs]
+    chosen = st.selectbox("Show", range(len(inputs)), format_func=lambda i: file_names[i], key="dx_show")
     name, data = inputs[chosen]
 else:
     name, data = inputs[0]
@@ -256,9 +256,10 @@ with result_col:
                 })
         if explain is not None and len(df):
             st.subheader("Grad-CAM")
-            names = [r["finding"] for r in rows if r["finding"].lower() not in ("no finding", "no_finding")]
-            default = names.index(positives[0]) if positives and positives[0] in names else 0
-            which = st.selectbox("Explain finding", names, index=default, key="dx_cam_finding")
+            cam_names = [r["finding"] for r in rows
+                         if r["finding"].lower() not in ("no finding", "no_finding")]
+            default = cam_names.index(positives[0]) if positives and positives[0] in cam_names else 0
+            which = st.selectbox("Explain finding", cam_names, index=default, key="dx_cam_finding")
             opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="dx_cam_opacity")
             try:
                 heat = _explain(digest, frame, which, image)
