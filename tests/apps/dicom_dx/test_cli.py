@@ -1,0 +1,114 @@
+"""The command line: exit codes, synth, analyze and explain end to end with a tiny saved model."""
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+
+from apps.dicom_dx.__main__ import main
+from apps.dicom_dx.model import load_model, save_model
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory, tiny_predictor):
+    d = tmp_path_factory.mktemp("model")
+    save_model(tiny_predictor.model, tiny_predictor.card, d / "model.safetensors")
+    return d / "model.safetensors"
+
+
+def test_save_load_round_trip(tiny_model, tiny_predictor):
+    import framework as fw
+
+    model, card = load_model(tiny_model)
+    x = fw.tensor(np.random.default_rng(0).standard_normal((2, 1, 32, 32)).astype(np.float32))
+    tiny_predictor.model.eval()
+    with fw.no_grad():
+        np.testing.assert_allclose(model(x).numpy(), tiny_predictor.model(x).numpy(), atol=1e-6)
+    assert card["version"] == tiny_predictor.card["version"]
+
+
+def test_usage_errors_exit_2(tmp_path, capsys):
+    assert main([]) == 2
+    assert main(["bogus"]) == 2
+    assert main(["analyze", str(tmp_path / "missing"), "--out", str(tmp_path / "r.sqlite")]) == 2
+    assert main(["explain", str(tmp_path / "missing.dcm"), "--out", str(tmp_path)]) == 2
+    assert main(["evaluate", "--data", str(tmp_path / "missing")]) == 2
+    assert main(["--help"]) == 0
+
+
+def test_synth_analyze_explain(tmp_path, tiny_model, capsys):
+    assert (
+        main(
+            [
+                "-q",
+                "synth",
+                "--out",
+                str(tmp_path / "s"),
+                "--n",
+                "2",
+                "--negatives",
+                "1",
+                "--seed",
+                "3",
+                "--min-size",
+                "64",
+                "--max-size",
+                "80",
+            ]
+        )
+        == 0
+    )
+    assert (tmp_path / "s" / "labels.csv").exists() and len(list((tmp_path / "s").rglob("*.dcm"))) == 3
+    (tmp_path / "s" / "bad.dcm").write_bytes(b"garbage")
+    capsys.readouterr()
+    rc = main(
+        [
+            "-q",
+            "analyze",
+            str(tmp_path / "s"),
+            "--out",
+            str(tmp_path / "r.sqlite"),
+            "--model",
+            str(tiny_model),
+            "--workers",
+            "0",
+            "--csv",
+            str(tmp_path / "r.csv"),
+        ]
+    )
+    assert rc == 0  # a broken file is recorded, not a failure
+    out = json.loads(capsys.readouterr().out)
+    assert out["analysed"] == 4 and out["errors"] == 1 and out["error_reasons"] == {"not_dicom": 1}
+    assert len(sqlite3.connect(tmp_path / "r.sqlite").execute("SELECT * FROM results").fetchall()) == 4
+    rc = main(
+        [
+            "-q",
+            "explain",
+            str(tmp_path / "s" / "chest" / "000000.dcm"),
+            "--out",
+            str(tmp_path / "h"),
+            "--model",
+            str(tiny_model),
+            "--findings",
+            "opacity",
+        ]
+    )
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["accepted"] and len(res["heatmaps"]) == 1 and "000000" not in res["file"]
+    assert (
+        main(
+            [
+                "-q",
+                "explain",
+                str(tmp_path / "s" / "bad.dcm"),
+                "--out",
+                str(tmp_path / "h"),
+                "--model",
+                str(tiny_model),
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out)["error"] == "not_dicom"
