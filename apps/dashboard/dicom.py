@@ -179,7 +179,27 @@ elif not accepted:
     st.error(f"**Not analysed — this input is not a frontal chest radiograph.** {reason}",
              icon=common.BLOCKED)
 
-viewer_col, result_col = st.columns([3, 2], gap="large")
+# ----------------------------------------------------------------------------------------- findings
+rows = present.findings_rows(pred) if pred is not None and accepted else []
+positives = [r["finding"] for r in rows if r["positive"]]
+if pred is not None and accepted:
+    st.subheader("Findings")
+    if positives:
+        st.warning("Positive at the operating threshold: " + ", ".join(f"**{p}**" for p in positives))
+    else:
+        st.success("No finding above its operating threshold.")
+    if rows:
+        df = pd.DataFrame(rows)
+        df["decision"] = df["positive"].map({True: "POSITIVE", False: "negative"})
+        st.dataframe(
+            df[["finding", "probability", "threshold", "decision"]], hide_index=True, width="stretch",
+            column_config={
+                "probability": st.column_config.ProgressColumn("probability", min_value=0.0, max_value=1.0,
+                                                               format="%.3f", width="large"),
+                "threshold": st.column_config.NumberColumn("threshold", format="%.3f"),
+            })
+show_cam = bool(rows) and explain is not None
+viewer_col, side_col = st.columns(2, gap="medium")
 
 # ------------------------------------------------------------------------------------------- viewer
 with viewer_col:
@@ -231,44 +251,28 @@ with viewer_col:
                 win_fn = lambda v, c, w: apply_window(v, Window(c, w, func, "user"))  # noqa: E731
             shown = present.window_image(values, center, width, meta.photometric, vmask, win_fn)
     st.image(present.to_uint8(shown), width="stretch",
-                       caption=f"{meta.modality or '?'} {meta.body_part or ''} {meta.view_position or ''} — "
-                               f"{meta.columns}×{meta.rows} px, {meta.photometric}")
+             caption=f"{meta.modality or '?'} {meta.body_part or ''} {meta.view_position or ''} — "
+                     f"{meta.columns}×{meta.rows} px, {meta.photometric}")
 
-# ----------------------------------------------------------------------------------------- findings
-with result_col:
-    if pred is not None and accepted:
-        st.subheader("Findings")
-        rows = present.findings_rows(pred)
-        positives = [r["finding"] for r in rows if r["positive"]]
-        if positives:
-            st.warning("Positive at the operating threshold: " + ", ".join(f"**{p}**" for p in positives))
-        else:
-            st.success("No finding above its operating threshold.")
-        df = pd.DataFrame(rows)
-        if len(df):
-            df["decision"] = df["positive"].map({True: "POSITIVE", False: "negative"})
-            st.dataframe(
-                df[["finding", "probability", "threshold", "decision"]], hide_index=True, width="stretch",
-                column_config={
-                    "probability": st.column_config.ProgressColumn("probability", min_value=0.0,
-                                                                   max_value=1.0, format="%.3f"),
-                    "threshold": st.column_config.NumberColumn("threshold", format="%.3f"),
-                })
-        if explain is not None and len(df):
-            st.subheader("Grad-CAM")
-            cam_names = [r["finding"] for r in rows
-                         if r["finding"].lower() not in ("no finding", "no_finding")]
-            default = cam_names.index(positives[0]) if positives and positives[0] in cam_names else 0
-            which = st.selectbox("Explain finding", cam_names, index=default, key="dx_cam_finding")
-            opacity = st.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="dx_cam_opacity")
-            try:
-                heat = _explain(digest, frame, which, image)
-                heat = present.field(heat, "heatmap", "cam", default=heat)
-                st.image(present.overlay(shown, heat, opacity), width="stretch",
-                         caption=f"Grad-CAM: {which} (opacity {opacity:.2f}), on the viewer's window")
-            except Exception as exc:
-                common.show_error("Grad-CAM failed", exc)
+# ------------------------------------------------------------------------------------------ Grad-CAM
+if show_cam:
+    with side_col:
+        st.subheader("Grad-CAM")
+        cam_names = [r["finding"] for r in rows if r["finding"].lower() not in ("no finding", "no_finding")]
+        default = cam_names.index(positives[0]) if positives and positives[0] in cam_names else 0
+        c1, c2 = st.columns(2)
+        which = c1.selectbox("Explain finding", cam_names, index=default, key="dx_cam_finding")
+        opacity = c2.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="dx_cam_opacity")
+        try:
+            heat = _explain(digest, frame, which, image)
+            heat = present.field(heat, "heatmap", "cam", default=heat)
+            st.image(present.overlay(shown, heat, opacity), width="stretch",
+                     caption=f"Grad-CAM: {which} (opacity {opacity:.2f}), on the viewer's window")
+        except Exception as exc:
+            common.show_error("Grad-CAM failed", exc)
 
+# ------------------------------------------------------------------------------------------ metadata
+with side_col if not show_cam else st.container():
     st.subheader("Metadata")
     show_id = st.checkbox("Show patient identity", value=False, key="dx_show_phi",
                           help="Patient attributes are masked by default.")
