@@ -165,7 +165,8 @@ first = [c for c in ("file", cols["gate"], "gate_reason", *cols["decision"].valu
 view = view[list(dict.fromkeys(first)) + [c for c in view.columns if c not in first]]
 config = {c: st.column_config.ProgressColumn(n, min_value=0.0, max_value=1.0, format="%.3f")
           for n, c in cols["prob"].items()}
-st.dataframe(view, hide_index=True, width="stretch", column_config=config, height=360)
+st.dataframe(view, hide_index=True, width="stretch", column_config=config,
+             height=min(400, 35 * (len(view) + 1) + 3))
 st.download_button("Download CSV", view.to_csv(index=False).encode(), file_name=f"{db.stem}.csv",
                    mime="text/csv", key="batch_csv")
 
