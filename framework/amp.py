@@ -342,7 +342,7 @@ class GradScaler:
         One flag per array module is accumulated on the device and read once, so a CUDA optimizer
         costs a single synchronisation.
         """
-        flags = []
+        flags = {}  # array module -> running "some gradient is not finite" flag, kept on its device
         for group in optimizer.param_groups:
             for p in group["params"]:
                 g = p.grad
@@ -353,10 +353,9 @@ class GradScaler:
                 xp = get_array_module(g.data)
                 data = g.data
                 data *= data.dtype.type(inv_scale)
-                flags.append(xp.logical_not(xp.isfinite(data).all()))
-        if not flags:
-            return False
-        return bool(any(bool(f) for f in flags))
+                bad = xp.logical_not(xp.isfinite(data).all())
+                flags[xp] = bad if xp not in flags else xp.logical_or(flags[xp], bad)
+        return any(bool(f) for f in flags.values())
 
     def unscale_(self, optimizer) -> None:
         """Divide the optimizer's gradients by the scale (once per iteration), recording inf/NaN."""

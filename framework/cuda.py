@@ -12,13 +12,17 @@ every allocation (usage only grows at allocation time, so the peak is exact).
 
 from __future__ import annotations
 
+import functools
+
+from . import amp as _amp
 from . import backend
+from .dtypes import float16 as _float16
 
 __all__ = ["is_available", "device_count", "current_device", "set_device", "device", "synchronize",
            "get_device_name", "get_device_capability", "get_device_properties", "memory_allocated",
            "max_memory_allocated", "memory_reserved", "max_memory_reserved",
            "reset_peak_memory_stats", "empty_cache", "manual_seed", "manual_seed_all", "Event",
-           "Stream", "current_stream"]
+           "Stream", "current_stream", "amp"]
 
 
 def is_available() -> bool:
@@ -208,3 +212,13 @@ def Stream(device=None, priority: int = 0):  # noqa: N802 - PyTorch's name
 
 def current_stream(device=None):
     return _cp().cuda.get_current_stream()
+
+
+class amp:  # noqa: N801 - ``torch.cuda.amp``'s spelling
+    """``fw.cuda.amp.autocast(...)`` / ``fw.cuda.amp.GradScaler(...)``: the CUDA shorthands PyTorch kept."""
+
+    @staticmethod
+    def autocast(enabled: bool = True, dtype=_float16, cache_enabled: bool = True):
+        return _amp.autocast("cuda", dtype=dtype, enabled=enabled, cache_enabled=cache_enabled)
+
+    GradScaler = functools.partial(_amp.GradScaler, "cuda")
