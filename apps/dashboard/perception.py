@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from apps.dashboard import common, uploads
+from apps.dashboard import common, present, uploads
 
 st.title("Perception")
 st.caption("Cars, trucks/buses, pedestrians, cyclists, traffic lights and signs, detected and tracked on "
@@ -54,26 +54,42 @@ def _synthetic_clip() -> str | None:
     return str(out)
 
 
+def _source_fps(path: str) -> float:
+    import cv2
+
+    cap = cv2.VideoCapture(path)
+    try:
+        return float(cap.get(cv2.CAP_PROP_FPS) or 30.0)
+    finally:
+        cap.release()
+
+
 def _process(src: str, conf: float, out: str, live, bar) -> dict:
-    """The app's real-time pipeline on a file, every frame (no pacing), writing an annotated WebM;
-    frames are shown in ``live`` as they come (throttled) and ``bar`` follows progress."""
+    """The app's real-time pipeline on a file, every frame (no pacing). Annotated frames are kept as
+    JPEG (a few ms each, so the measured FPS stays the pipeline's) and encoded to WebM afterwards;
+    ``live`` shows some of them while the clip is processed and ``bar`` follows progress."""
     import time
 
     last = [0.0]
+    frames: list[bytes] = []
 
     def progress(done: int, total: int | None) -> None:
         bar.progress(min(1.0, done / total) if total else 0.0,
                      text=f"frame {done}" + (f"/{total}" if total else ""))
 
     def on_frame(res) -> None:
+        frames.append(present.jpeg(res.image))
         now = time.perf_counter()
         if now - last[0] > 0.3:  # a glimpse of the annotated frames while the clip is processed
             last[0] = now
             live.image(res.image, width="stretch", caption=f"frame {res.index + 1}")
 
-    # WebM/VP9: Chromium and Firefox play it, and OpenCV's wheels can write it (they lack H.264)
-    return pc.process_video(src, out, detector=_detector(conf), progress=progress, on_frame=on_frame,
-                            track=True, realtime=False)
+    result = pc.process_video(src, None, detector=_detector(conf), progress=progress, on_frame=on_frame,
+                              track=True, realtime=False)
+    if frames:
+        bar.progress(1.0, text="Encoding the annotated video…")
+        present.encode_webm(frames, _source_fps(src), out)
+    return result
 
 
 def _detections_table(dets, classes) -> pd.DataFrame:

@@ -185,3 +185,26 @@ def test_cnn_task_learns_when_conv_available():
         pytest.skip("framework.nn Conv2d/MaxPool2d/Flatten not available yet")
     hist = list(lab.train_cnn(lab.TrainConfig(steps=80, n=256, hidden=16, lr=0.01), every=80))
     assert hist[-1]["val_acc"] > 0.6  # 4 classes: chance is 0.25
+
+
+def test_encode_webm_round_trip(tmp_path):
+    cv2 = pytest.importorskip("cv2")
+    frames = []
+    for i in range(6):
+        rgb = np.zeros((48, 64, 3), np.uint8)
+        rgb[:, : 10 * (i + 1), 0] = 255  # a red bar growing to the right
+        frames.append(present.jpeg(rgb))
+    path = present.encode_webm(frames, 10.0, str(tmp_path / "clip.webm"))
+    cap = cv2.VideoCapture(path)
+    read = []
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        read.append(bgr)
+    cap.release()
+    assert len(read) == 6 and read[0].shape == (48, 64, 3)
+    # the bar is red (BGR: high R channel) and grows
+    assert read[-1][:, 55, 2].mean() > 150 and read[0][:, 55, 2].mean() < 60
+    with pytest.raises(ValueError):
+        present.encode_webm([], 10.0, str(tmp_path / "none.webm"))
