@@ -1,8 +1,8 @@
 """Automatic mixed precision: ``autocast`` and ``GradScaler`` with PyTorch's semantics.
 
 ``autocast(device_type, dtype=None, enabled=True, cache_enabled=None)`` is a context manager (and a
-decorator). Inside it, operations of the framework ask :func:`cast_inputs` how to cast their floating
-point inputs, following PyTorch's policy:
+decorator). Inside it, operations of the framework ask :func:`cast_inputs` (or carry the
+:func:`autocast_op` decorator) how to cast their floating point inputs, following PyTorch's policy:
 
 - ``"lower"`` ops (matmul, linear, conv, ...) run in the autocast dtype (float16 by default on CUDA);
 - ``"fp32"`` ops (reductions, softmax, losses, norms, exp/log, ...) run in float32;
@@ -32,7 +32,7 @@ import numpy as np
 from . import dtypes as _dt
 from .backend import device_of, get_array_module
 
-__all__ = ["autocast", "GradScaler", "cast_inputs", "op_policy", "is_autocast_enabled",
+__all__ = ["autocast", "GradScaler", "cast_inputs", "autocast_op", "op_policy", "is_autocast_enabled",
            "get_autocast_dtype", "custom_fwd", "custom_bwd"]
 
 # Op names as the framework's functions call them (PyTorch's names where they exist).
@@ -198,9 +198,10 @@ def cast_inputs(op: str, *args):
     Called by the framework's functions at their entry, e.g. ``x, w, b = cast_inputs("conv2d", x, w, b)``.
     Non-tensor arguments pass through.
     """
-    active = _active_devices()
-    if not active:
+    st = _state
+    if not (st.enabled["cuda"] or st.enabled["cpu"]):  # the common case costs two lookups
         return args
+    active = _active_devices()
     policy = op_policy(op)
     if policy == "none":
         return args
@@ -216,6 +217,33 @@ def cast_inputs(op: str, *args):
             target = np.dtype(np.float32) if np.dtype(np.float32) in kinds else kinds[0]
         return tuple(_cast(a, target) if _eligible(a, device_type) else a for a in args)
     return args
+
+
+def autocast_op(op: str):
+    """Decorator giving a function ``op``'s autocast policy: its Tensor arguments (positional and
+    keyword) are cast by :func:`cast_inputs` on entry. Free when autocast is off.
+
+        @amp.autocast_op("conv2d")
+        def conv2d(input, weight, bias=None, ...): ...
+    """
+    policy = op_policy(op)
+
+    def deco(fn):
+        if policy == "none":
+            return fn
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            st = _state
+            if not (st.enabled["cuda"] or st.enabled["cpu"]):
+                return fn(*args, **kwargs)
+            keys = list(kwargs)
+            cast = cast_inputs(op, *args, *kwargs.values())
+            return fn(*cast[:len(args)], **dict(zip(keys, cast[len(args):])))
+
+        return wrapper
+
+    return deco
 
 
 def custom_fwd(fwd=None, *, device_type: str = "cuda", cast_inputs=None):

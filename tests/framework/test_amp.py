@@ -136,6 +136,24 @@ def test_decorator_and_custom_fwd():
     assert g(_t((2, 2), dtype=fw.float16)) == (fw.float16, False)  # outside: untouched
 
 
+def test_autocast_op_decorator_casts_positional_and_keyword_tensors():
+    @amp.autocast_op("conv2d")
+    def conv_like(x, w, bias=None, stride=1):
+        return x.dtype, w.dtype, None if bias is None else bias.dtype, stride
+
+    @amp.autocast_op("softmax")
+    def softmax_like(x, dim=-1):
+        return x.dtype
+
+    x, w, b = _t((1, 2)), _t((2, 2)), _t((2,))
+    assert conv_like(x, w, bias=b, stride=2) == (fw.float32,) * 3 + (2,)
+    with fw.autocast("cpu"):
+        assert conv_like(x, w, bias=b, stride=2) == (fw.float16,) * 3 + (2,)
+        assert conv_like(x, w=w) == (fw.float16, fw.float16, None, 1)
+        assert softmax_like(_t((2,), dtype=fw.float16)) == fw.float32
+    assert amp.autocast_op("relu")(softmax_like) is softmax_like  # no policy: undecorated
+
+
 # ------------------------------------------------------------------------------ GradScaler
 
 torch = pytest.importorskip("torch")
