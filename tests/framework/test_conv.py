@@ -182,3 +182,22 @@ def test_conv2d_image_chunking(shape, k, rng):
         [x, wt],
         dtype=np.float32,
     )
+
+
+@pytest.mark.parametrize("padding", [0, 1, 2])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv2d_winograd_path(padding, dtype, rng):
+    """3x3 stride-1 convolutions with >= 32 channels on >= 32x32 images take the Winograd kernels."""
+    from framework.kernels.cpu import winograd
+
+    x = rng.standard_normal((2, 32, 35, 34))
+    wt = rng.standard_normal((32, 32, 3, 3)) * 0.1
+    assert winograd.applicable(x.shape, wt.shape, (1, 1), (padding, padding), (1, 1), 1)
+    check(
+        lambda x, w: F.conv2d(x, w, None, 1, padding),
+        lambda x, w: TF.conv2d(x, w, None, 1, padding),
+        [x, wt],
+        dtype=dtype,
+        rtol=1e-9 if dtype == np.float64 else 1e-4,
+        atol=1e-9 if dtype == np.float64 else 1e-4,
+    )

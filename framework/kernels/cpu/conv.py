@@ -16,8 +16,12 @@ import os
 import numpy as np
 
 from ...backend import get_array_module
+from . import winograd
 
-_THREADS = int(os.environ.get("FW_IM2COL_THREADS", os.cpu_count() or 1))
+# Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions with at least 16 channels in and out
+# (FRAMEWORK_CONV_WINOGRAD=0 turns it off and uses im2col everywhere).
+_WINOGRAD = os.environ.get("FRAMEWORK_CONV_WINOGRAD", "1") != "0"
+_THREADS = int(os.environ.get("FRAMEWORK_CONV_THREADS", os.cpu_count() or 1))
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv_out_size"]
 
@@ -131,6 +135,8 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     kg = k // g
     if g > 1 and cg == 1 and kg == 1:
         return _depthwise_forward(xp, x, w, stride, padding, dilation, ho, wo)
+    if _WINOGRAD and winograd.applicable(x.shape, w.shape, stride, padding, dilation, groups):
+        return winograd.conv3x3_forward(x, w, padding[0])
     L = ho * wo
     y = xp.empty((n, k, ho, wo), dtype=x.dtype)
     w3 = w.reshape(g, kg, cg * kh * kw)
@@ -193,6 +199,8 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     ph, pw = padding
     if g > 1 and cg == 1 and kg == 1:
         return _depthwise_backward_input(xp, gy, w, x_shape, stride, padding, dilation)
+    if _WINOGRAD and winograd.applicable(x_shape, w.shape, stride, padding, dilation, groups):
+        return winograd.conv3x3_backward_input(gy, w, x_shape, padding[0])
     L = ho * wo
     gx = xp.empty(x_shape, dtype=gy.dtype)
     wt = w.reshape(g, kg, cg * kh * kw).transpose(0, 2, 1)  # (G, Cg*kk, Kg)
@@ -246,6 +254,8 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups):
     kg = k // g
     if g > 1 and cg == 1:
         return _depthwise_backward_weight(xp, x, gy, w_shape, stride, padding, dilation)
+    if _WINOGRAD and winograd.applicable(x.shape, w_shape, stride, padding, dilation, groups):
+        return winograd.conv3x3_backward_weight(x, gy, padding[0])
     gw = None
     for b0, b1, col in _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo):
         gyt = _gy_chunk(xp, gy, b0, b1)
