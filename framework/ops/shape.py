@@ -267,6 +267,31 @@ def setitem(input, key, value):
              value.requires_grad if isinstance(value, Tensor) else False)
 
 
+def _view_of(t: Tensor):
+    """``(base, view, unview)`` when ``t`` is a view (basic indexing, reshape, permute) of a
+    tensor in the graph: ``view(b)`` recomputes ``t`` from a base ``b`` and ``unview(b, v)`` is
+    ``b`` with the viewed part replaced by ``v``. None otherwise."""
+    fn = t.grad_fn
+    if fn is None or fn._freed or not fn.inputs or not isinstance(fn.inputs[0], Tensor):
+        return None
+    base = fn.inputs[0]
+    if isinstance(fn, GetItem) and getattr(fn, "is_view_result", False):
+        key = fn.key
+        return base, lambda b: GetItem(key=key)(b), lambda b, v: IndexPut(key=key)(b, v)
+    if isinstance(fn, (Reshape, Permute)):
+        xp = get_array_module(t.data)
+        shares = getattr(xp, "may_share_memory", None)
+        if shares is not None and not shares(t.data, base.data):
+            return None  # reshape had to copy: not a view, as in PyTorch
+        if isinstance(fn, Reshape):
+            shape, in_shape = fn.shape, fn.in_shape
+            return base, lambda b: Reshape(shape=shape)(b), lambda b, v: Reshape(shape=in_shape)(v)
+        dims = fn.dims
+        inv = tuple(int(i) for i in np.argsort(dims))
+        return base, lambda b: Permute(dims=dims)(b), lambda b, v: Permute(dims=inv)(v)
+    return None
+
+
 def _inplace(t: Tensor, make, name, other_requires_grad=False):
     """Run ``make(old)`` out of place and make ``t`` hold the result, in place.
 
@@ -279,16 +304,15 @@ def _inplace(t: Tensor, make, name, other_requires_grad=False):
     if grad_mode and t.is_leaf and t.requires_grad:
         raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place "
                            "operation.")
-    view_fn = t.grad_fn
-    if (grad_mode and isinstance(view_fn, GetItem) and getattr(view_fn, "is_view_result", False)
-            and isinstance(view_fn.inputs[0], Tensor)):
-        # ``t`` is a view (basic indexing) of a base that is in the graph: record the change on the
-        # base, as ``base[key] = make(base[key])``, so gradients through the base see it too. The
-        # view's array shares the base's memory, so it already holds the new values.
-        base, key = view_fn.inputs[0], view_fn.key
-        _inplace(base, lambda old: IndexPut(key=key)(old, make(GetItem(key=key)(old))), name,
-                 other_requires_grad)
-        nv = GetItem(key=key)(base)
+    view = _view_of(t) if grad_mode else None
+    if view is not None:
+        # ``t`` is a view of a base that is in the graph: record the change on the base, as
+        # ``base = unview(base, make(view(base)))``, so that gradients through the base see it too
+        # (PyTorch rebases views the same way). The view's array shares the base's memory, so it
+        # already holds the new values afterwards; only its graph is re-derived.
+        base, to_view, unview = view
+        _inplace(base, lambda old: unview(old, make(to_view(old))), name, other_requires_grad)
+        nv = to_view(base)
         import weakref
 
         nv.grad_fn._outputs = (weakref.ref(t),)

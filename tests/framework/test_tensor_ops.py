@@ -437,6 +437,22 @@ def test_inplace_ops_on_intermediates_match_torch():
     check(f, normal(3, 4), normal(3, 4))
 
 
+def test_inplace_on_reshape_and_permute_views_reaches_the_base():
+    def f(L, x, y):
+        a = x * 2
+        a.view(-1).mul_(y.reshape(-1))  # a view: ``a`` changes, and so must its gradient
+        b = x * 3
+        b.t()[1:].add_(y.t()[1:] * y.t()[1:])
+        c = (x * 4).t()
+        c.reshape(-1).mul_(2.0)  # reshape of a transposed array copies: ``c`` is unchanged
+        d = x * 5
+        d.permute(1, 0)[0].zero_()
+        return a, b, c, d
+
+    check(f, normal(2, 3), normal(2, 3))
+    check(f, normal(2, 3), normal(2, 3), dtype="float32")
+
+
 def test_inplace_ops_bump_version_and_share_with_views():
     x = fw.zeros(2, 3)
     v = x[0]
