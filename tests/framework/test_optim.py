@@ -96,6 +96,21 @@ def test_adam_and_adamw_trajectories_match_torch(rng, kw, cls):
     _assert_same(ours, theirs)
 
 
+RMSPROP_CASES = [
+    dict(),
+    dict(lr=0.01, alpha=0.9, eps=1e-6, weight_decay=0.1),
+    dict(lr=0.01, momentum=0.9),
+    dict(lr=0.005, centered=True, momentum=0.5, maximize=True),
+]
+
+
+@pytest.mark.parametrize("kw", RMSPROP_CASES)
+def test_rmsprop_trajectory_matches_torch(rng, kw):
+    ours, theirs = _make(rng)
+    _run(fw.optim.RMSprop(ours, **kw), torch.optim.RMSprop(theirs, foreach=False, **kw), ours, theirs)
+    _assert_same(ours, theirs)
+
+
 def test_adamw_default_weight_decay_and_float32(rng):
     assert fw.optim.AdamW([fw.zeros(1, requires_grad=True)]).defaults["weight_decay"] == 1e-2
     a = rng.normal(size=(4, 3)).astype(np.float32)
@@ -199,6 +214,7 @@ def test_state_dict_structure_matches_torch(rng):
     lambda ps: fw.optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True),
     lambda ps: fw.optim.Adam(ps, lr=0.05, amsgrad=True),
     lambda ps: fw.optim.AdamW(ps, lr=0.05),
+    lambda ps: fw.optim.RMSprop(ps, lr=0.01, momentum=0.9, centered=True),
 ])
 def test_state_dict_resume_equals_uninterrupted_run(rng, tmp_path, make):
     """10 steps, checkpoint through fw.save/fw.load, 10 more on a fresh optimizer == 20 steps."""
