@@ -149,3 +149,21 @@ def test_pool_and_norm_launches_match_kernel_signatures(launches, dtype):
         y, mean, invstd = cnorm.batch_norm_forward(x, w, b, rm, rv, training, 0.1, 1e-5, "relu")
         cnorm.batch_norm_backward(_fa(np.ones(x.shape, dtype)), x, w, mean, invstd, training)
     _verify(launches.calls)
+
+
+def test_tensor_core_build_failure_falls_back_to_ffma(launches, monkeypatch):
+    real = launches.get_function
+
+    def failing(filename, name, max_shared=0):
+        if name.startswith("fw_conv_mma"):
+            raise RuntimeError("simulated NVRTC failure")
+        return real(filename, name, max_shared)
+
+    monkeypatch.setattr(_loader, "get_function", failing)
+    monkeypatch.setattr(cconv, "_broken", set())
+    x, w = _arr((2, 16, 9, 9), np.float16), _arr((24, 16, 3, 3), np.float16, 1)
+    with pytest.warns(RuntimeWarning, match="f16 tensor-core kernels failed"):
+        cconv.conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1)
+    cconv.conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1)  # no second warning, straight to FFMA
+    assert [c[1].split("<")[0] for c in launches.calls].count("fw_conv_ffma") == 2
+    _verify(launches.calls)

@@ -266,17 +266,25 @@ def _run_igemm(mode, a, b, out, geo, cfg, *, bias=None, residual=None, act=0):
         L.launch(red, (blocks,), (block,), (ws, out, np.int64(total), np.int32(splits)))
 
 
+# (device, math kind) pairs whose kernels failed to build or launch on this device: later calls use
+# the exact FFMA kernels instead (a warning says so once).
+_broken: set = set()
+
+
 def _tuned(mode, a, b, out, geo, dtype, **epilogue):
+    """Run the implicit GEMM with the tuned (or heuristic) configuration for this problem."""
+    from ... import backends
+
     cp = _cp()
     dev, cc = L.device_key()
     kind = _math(dtype, cc)
+    if (dev, kind) in _broken:
+        kind = "ffma"
     n, c, h, w, k, r, s, p, q = geo[:9]
     groups = geo[15]
     m, ng, _ = _gemm_dims(mode, (n, c, h, w), (k, c // groups, r, s), (p, q), groups)
     cands = candidate_configs(kind, m, ng, groups, L.sm_count())
     key = ("conv", mode, geo, np.dtype(dtype).str, kind, dev, cc, tuple(sorted(epilogue)))
-    from ... import backends
-
     scratch = []
 
     def trial(cf):  # tuning writes to scratch, so that a failed candidate leaves no garbage behind
@@ -284,8 +292,19 @@ def _tuned(mode, a, b, out, geo, dtype, **epilogue):
             scratch.append(cp.empty_like(out))
         _run_igemm(mode, a, b, scratch[0], geo, cf, **epilogue)
 
-    cfg = L.tuner.choose(key, cands, trial) if backends.cudnn.benchmark else cands[0]
-    _run_igemm(mode, a, b, out, geo, cfg, **epilogue)
+    try:
+        cfg = L.tuner.choose(key, cands, trial) if backends.cudnn.benchmark else cands[0]
+        _run_igemm(mode, a, b, out, geo, cfg, **epilogue)
+    except Exception as e:  # a build or launch-configuration failure (not a wrong result)
+        if kind == "ffma":
+            raise
+        import warnings
+
+        warnings.warn(f"framework CUDA conv: the {kind} tensor-core kernels failed on device {dev} "
+                      f"({type(e).__name__}: {str(e)[:300]}); using the FFMA kernels from now on",
+                      RuntimeWarning, stacklevel=3)
+        _broken.add((dev, kind))
+        _tuned(mode, a, b, out, geo, dtype, **epilogue)
 
 
 def _check_pair(x, w, what):
