@@ -174,7 +174,7 @@ st.subheader("Summary")
 c1, c2 = st.columns(2)
 if cols["gate"]:
     c1.caption("Gate decisions")
-    c1.bar_chart(df[cols["gate"]].astype(str).value_counts(), height=240, horizontal=True)
+    common.hbar(df[cols["gate"]].astype(str).value_counts().to_dict(), "instances", c1, fmt=".0f")
 positives = {}
 for name, pcol in cols["prob"].items():
     dec = cols["decision"].get(name)
@@ -184,10 +184,10 @@ for name, pcol in cols["prob"].items():
         positives[name] = int((df[pcol] >= df[cols["threshold"][name]]).sum())
 if positives:
     c2.caption("Positive instances per finding")
-    c2.bar_chart(pd.Series(positives, name="positive"), height=240, horizontal=True)
+    common.hbar(positives, "positive instances", c2, fmt=".0f")
 if cols["error"]:
     errs = df[cols["error"]].dropna().astype(str)
     errs = errs[errs != ""]
     if len(errs):
         st.caption(f"{len(errs)} instances not analysed, by reason")
-        st.bar_chart(errs.str.split(":").str[0].value_counts(), height=200, horizontal=True)
+        common.hbar(errs.str.split(":").str[0].value_counts().to_dict(), "instances", fmt=".0f")

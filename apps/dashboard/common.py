@@ -130,3 +130,17 @@ def device_badge() -> None:
     info = device_info()
     label = f"GPU: {info['name']}" if info["device"].startswith("cuda") else "CPU (no CUDA GPU visible)"
     st.sidebar.caption(f"Compute: {label}")
+
+
+def hbar(values: dict, value_name: str, container=None, fmt: str = ".2f") -> None:
+    """A horizontal bar chart that keeps the order of ``values`` (st.bar_chart sorts the labels
+    alphabetically, which scrambles pipeline stages); one bar per key, labels never truncated."""
+    import altair as alt
+    import pandas as pd
+
+    df = pd.DataFrame({"label": [str(k) for k in values], value_name: [float(v) for v in values.values()]})
+    chart = alt.Chart(df).mark_bar().encode(
+        y=alt.Y("label:N", sort=None, title=None, axis=alt.Axis(labelLimit=360)),
+        x=alt.X(f"{value_name}:Q", title=value_name),
+        tooltip=["label", alt.Tooltip(f"{value_name}:Q", format=fmt)])
+    (container or st).altair_chart(chart, width="stretch", height=max(120, 28 * len(df) + 50))

@@ -109,11 +109,11 @@ def _show_summary(result: dict) -> None:
     stages = result.get("stage_ms") or {}
     if stages:
         st.caption("Mean milliseconds per frame, by stage")
-        st.bar_chart(pd.Series(stages, name="ms"), height=220, horizontal=True)
+        common.hbar(stages, "ms per frame")
     counts = result.get("class_counts") or {}
     if counts:
         st.caption(f"{result.get('track_ids', 0)} distinct tracks, by class")
-        st.bar_chart(pd.Series(counts, name="tracks"), height=200, horizontal=True)
+        common.hbar(dict(sorted(counts.items(), key=lambda kv: -kv[1])), "tracks", fmt=".0f")
     st.caption(f"{result.get('detections', 0)} detections over the clip; source status: "
                f"{result.get('status', '?')}.")
 
