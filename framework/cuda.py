@@ -20,7 +20,7 @@ from .dtypes import float16 as _float16
 
 __all__ = ["is_available", "device_count", "current_device", "set_device", "device", "synchronize",
            "get_device_name", "get_device_capability", "get_device_properties", "memory_allocated",
-           "max_memory_allocated", "memory_reserved", "max_memory_reserved",
+           "max_memory_allocated", "memory_reserved", "max_memory_reserved", "mem_get_info",
            "reset_peak_memory_stats", "empty_cache", "manual_seed", "manual_seed_all", "Event",
            "Stream", "current_stream", "amp"]
 
@@ -159,6 +159,14 @@ def max_memory_allocated(device=None) -> int:
 def max_memory_reserved(device=None) -> int:
     idx = _index(device)
     return max(_tracker.peak_total.get(idx, 0), memory_reserved(idx))
+
+
+def mem_get_info(device=None) -> tuple[int, int]:
+    """(free, total) bytes of device memory, from the driver."""
+    cp = _cp()
+    with cp.cuda.Device(_index(device)):
+        free, total = cp.cuda.runtime.memGetInfo()
+    return int(free), int(total)
 
 
 def reset_peak_memory_stats(device=None) -> None:
