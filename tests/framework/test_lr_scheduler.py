@@ -45,6 +45,10 @@ CASES = {
     "ExponentialLR": (lambda m, o: m.ExponentialLR(o, gamma=0.9)),
     "CosineAnnealingLR": (lambda m, o: m.CosineAnnealingLR(o, T_max=10, eta_min=0.001)),
     "LinearLR": (lambda m, o: m.LinearLR(o, start_factor=0.2, end_factor=0.9, total_iters=8)),
+    "ConstantLR": (lambda m, o: m.ConstantLR(o, factor=0.25, total_iters=6)),
+    "PolynomialLR": (lambda m, o: m.PolynomialLR(o, total_iters=12, power=2.0)),
+    "CosineAnnealingWarmRestarts": (lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=4, eta_min=1e-3)),
+    "CosineAnnealingWarmRestarts-mult": (lambda m, o: m.CosineAnnealingWarmRestarts(o, T_0=3, T_mult=2)),
     "LambdaLR": (lambda m, o: m.LambdaLR(o, lr_lambda=lambda e: 0.95**e + 0.01 * e)),
     "LambdaLR-per-group": (lambda m, o: m.LambdaLR(o, lr_lambda=[lambda e: 1 / (1 + e), lambda e: e % 3])),
 }
@@ -70,6 +74,16 @@ def test_cosine_closed_form_values():
         s.step()
         expected = 0.1 + 0.9 * (1 + math.cos(math.pi * t / 8)) / 2
         assert math.isclose(s.get_last_lr()[0], expected, rel_tol=1e-12)
+
+
+def test_warm_restarts_with_fractional_epochs_matches_torch():
+    o, t = _pair()
+    so = fls.CosineAnnealingWarmRestarts(o, T_0=2, T_mult=3, eta_min=0.01)
+    st = tls.CosineAnnealingWarmRestarts(t, T_0=2, T_mult=3, eta_min=0.01)
+    for e in np.arange(0, 20, 0.37):
+        so.step(float(e))
+        st.step(float(e))
+        assert so.get_last_lr() == pytest.approx(st.get_last_lr(), rel=1e-12)
 
 
 def test_sequential_warmup_then_cosine_matches_torch():
@@ -165,7 +179,8 @@ def test_resume_with_last_epoch_needs_initial_lr():
 @pytest.mark.parametrize("make", [
     lambda o: fls.StepLR(o, 3), lambda o: fls.MultiStepLR(o, [2, 2, 5]),
     lambda o: fls.ExponentialLR(o, 0.9), lambda o: fls.CosineAnnealingLR(o, 7), lambda o: fls.LinearLR(o),
-    lambda o: fls.LambdaLR(o, lambda e: 0.5),
+    lambda o: fls.LambdaLR(o, lambda e: 0.5), lambda o: fls.CosineAnnealingWarmRestarts(o, 3, 2),
+    lambda o: fls.PolynomialLR(o, 10), lambda o: fls.ConstantLR(o),
     lambda o: fls.OneCycleLR(o, max_lr=1.0, total_steps=20), lambda o: fls.ReduceLROnPlateau(o),
     lambda o: fls.SequentialLR(o, [fls.LinearLR(o), fls.StepLR(o, 2)], [3]),
 ])
