@@ -1327,31 +1327,90 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, s
         raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
     if target.data.dtype.kind == "f":
         return _cross_entropy_probs(input, target, weight, reduction, label_smoothing)
+    if reduction not in ("none", "mean", "sum"):
+        return _reduce(input, reduction, "cross_entropy")  # raises the usual message
     input2, target2, single = _batchify(input, target)
-    logp = log_softmax(input2, 1)
-    nll = nll_loss(logp, target2, weight, None, ignore_index, None, reduction)
-    if label_smoothing == 0:
-        return nll[0] if single and reduction == "none" else nll
-    c = input2.shape[1]
     safe, keep = _class_targets("cross_entropy", input2, target2, ignore_index)
-    wshape = (1, c) + (1,) * (input2.ndim - 2)
-    if weight is not None:
-        smooth = -(logp * weight.reshape(wshape)).sum(1)
-    else:
-        smooth = -logp.sum(1)
-    smooth = smooth * Tensor(keep.astype(input2.data.dtype))
-    if reduction == "mean":
-        if weight is not None:
-            denom = float((weight.data[safe] * keep).sum())
+    c = input2.shape[1]
+    if weight is not None and weight.numel() != c:
+        raise RuntimeError(f"cross_entropy: weight tensor should be defined either for all {c} classes or no "
+                           f"classes but got weight tensor of shape: {_shape(weight)}")
+    wc = None if weight is None else weight.data.astype(input2.data.dtype, copy=False)
+    fn = _CrossEntropy(target=safe, keep=keep, wc=wc, eps=float(label_smoothing), reduction=reduction)
+    loss = fn(input2)
+    return loss[0] if single and reduction == "none" else loss
+
+
+class _CrossEntropy(Function):
+    """Fused log-softmax + (weighted, smoothed, masked) negative log-likelihood over class axis 1.
+
+    Per element i: loss_i = keep_i * [(1 - e) (-w[t_i] log p[i, t_i]) + e/C sum_c(-w_c log p[i, c])];
+    'mean' divides by D = sum_i keep_i w[t_i] (PyTorch's normalisation). With q = dL/dlog p, the
+    input gradient is q - softmax(x) * sum_c q; the backward builds it with Tensor operations when a
+    graph is being recorded, so it is differentiable again.
+    """
+
+    saves_inputs = (0,)
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        dt = x.dtype
+        m = x.max(axis=1, keepdims=True)
+        z = x - m
+        lse = xp.log(xp.exp(z).sum(axis=1, keepdims=True))
+        logp = z - lse
+        self.logp = logp
+        c = x.shape[1]
+        keep = self.keep.astype(dt)
+        wt = keep if self.wc is None else self.wc[self.target] * keep  # w[t_i] keep_i
+        picked = xp.take_along_axis(logp, self.target[:, None], axis=1)[:, 0]
+        loss = -(1 - self.eps) * wt * picked
+        if self.eps:
+            wshape = (1, c) + (1,) * (x.ndim - 2)
+            sm = logp.sum(axis=1) if self.wc is None else (logp * self.wc.reshape(wshape)).sum(axis=1)
+            loss = loss - (self.eps / c) * keep * sm
+        self.wt, self.keepf = wt, keep
+        if self.reduction == "none":
+            return loss.astype(dt, copy=False)
+        total = loss.sum()
+        if self.reduction == "sum":
+            return xp.asarray(total, dtype=dt)
+        self.denom = wt.sum()
+        return xp.asarray(total / self.denom, dtype=dt)
+
+    def _dlogp(self, xp, dt):
+        """q / a: dL/dlog p for a unit upstream gradient (before the reduction's scale)."""
+        c = self.logp.shape[1]
+        at_target = (-(1 - self.eps) * self.wt)[:, None]
+        if xp is np:
+            q = np.zeros(self.logp.shape, dtype=dt)
+            np.put_along_axis(q, self.target[:, None], at_target, axis=1)
         else:
-            denom = float(keep.sum())
-        red = smooth.sum() / denom if denom else smooth.sum() * float("nan")
-    elif reduction == "sum":
-        red = smooth.sum()
-    else:
-        red = smooth[0] if single else smooth
-        nll = nll[0] if single else nll
-    return (1 - label_smoothing) * nll + red * (label_smoothing / c)
+            classes = xp.arange(c).reshape((1, -1) + (1,) * (self.logp.ndim - 2))
+            q = ((self.target[:, None] == classes) * at_target).astype(dt)
+        if self.eps:
+            wshape = (1, c) + (1,) * (q.ndim - 2)
+            wc = xp.ones(wshape, dtype=dt) if self.wc is None else self.wc.reshape(wshape)
+            q = q - (self.eps / c) * self.keepf[:, None] * wc
+        return q
+
+    def backward(self, g):
+        xp = get_array_module(self.logp)
+        dt = self.logp.dtype
+        q0 = self._dlogp(xp, dt)
+        if self.reduction == "none":
+            scale = g.unsqueeze(1)
+        elif self.reduction == "sum":
+            scale = g
+        else:
+            scale = g / float(self.denom)
+        if not is_grad_enabled():
+            q = q0 * scale.data
+            p = xp.exp(self.logp)
+            return Tensor(q - p * q.sum(axis=1, keepdims=True))
+        (x,) = self.saved_tensors
+        q = Tensor(q0) * scale
+        return q - ops.softmax(x, 1) * q.sum(1, keepdim=True)
 
 
 def _cross_entropy_probs(input, target, weight, reduction, label_smoothing):
