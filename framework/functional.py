@@ -544,14 +544,34 @@ def _scale_for(n_in, n_out, scale, align_corners):
     return 1.0 / scale if scale is not None and scale > 0 else n_in / n_out
 
 
-def _linear_matrix(n_in, n_out, scale, align_corners, xp, dtype):
-    """(n_out, n_in) matrix of linear-interpolation weights (PyTorch's source-index rule)."""
+def _linear_taps(n_in, n_out, scale, align_corners):
+    """Source indices i0, i1 and weight l1 of each output (PyTorch's area_pixel source-index rule)."""
     s = _scale_for(n_in, n_out, scale, align_corners)
     dst = np.arange(n_out, dtype=np.float64)
     src = dst * s if align_corners else np.maximum(s * (dst + 0.5) - 0.5, 0.0)
     i0 = np.minimum(np.floor(src).astype(np.int64), n_in - 1)
     i1 = np.minimum(i0 + 1, n_in - 1)
-    l1 = src - i0
+    return i0, i1, src - i0
+
+
+def _lerp_along(x: Tensor, axis: int, n_in, n_out, scale, align_corners) -> Tensor:
+    """Linear interpolation along ``axis``: a small dense matrix product for short axes (BLAS), a
+    gather of two neighbours and a blend for long ones (linear in the output size)."""
+    xp = get_array_module(x.data)
+    dt = x.data.dtype
+    if n_in <= 64:
+        return _along(x, axis, _linear_matrix(n_in, n_out, scale, align_corners, xp, dt))
+    i0, i1, l1 = _linear_taps(n_in, n_out, scale, align_corners)
+    pre = (slice(None),) * axis
+    a = x[pre + (xp.asarray(i0),)]
+    b = x[pre + (xp.asarray(i1),)]
+    w = Tensor(xp.asarray(l1.astype(dt)).reshape((n_out,) + (1,) * (x.ndim - axis - 1)))
+    return a + (b - a) * w
+
+
+def _linear_matrix(n_in, n_out, scale, align_corners, xp, dtype):
+    """(n_out, n_in) matrix of linear-interpolation weights (PyTorch's source-index rule)."""
+    i0, i1, l1 = _linear_taps(n_in, n_out, scale, align_corners)
     m = np.zeros((n_out, n_in))
     np.add.at(m, (np.arange(n_out), i0), 1.0 - l1)
     np.add.at(m, (np.arange(n_out), i1), l1)
@@ -630,8 +650,7 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         n_in, n_out = in_sz[i], out_sz[i]
         if mode in linear_modes:
             if n_in != n_out or scales[i] not in (None, 1.0):
-                m = _linear_matrix(n_in, n_out, scales[i], align_corners, xp, input.data.dtype)
-                y = _along(y, axis, m)
+                y = _lerp_along(y, axis, n_in, n_out, scales[i], align_corners)
             continue
         idx = _nearest_index(n_in, n_out, scales[i], exact=(mode == "nearest-exact"))
         if n_out == n_in and np.array_equal(idx, np.arange(n_in)):

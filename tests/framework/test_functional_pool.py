@@ -213,3 +213,20 @@ def test_pad_constant_value_and_negative(rng):
 def test_pixel_shuffle(rng):
     x = rng.standard_normal((2, 8, 3, 4))
     check(lambda x: F.pixel_shuffle(x, 2), lambda x: TF.pixel_shuffle(x, 2), [x])
+
+
+@pytest.mark.parametrize("ac", [False, True])
+def test_interpolate_bilinear_long_axes(ac, rng):
+    """Long axes use a gather-and-blend path instead of a dense interpolation matrix."""
+    x = rng.standard_normal((1, 2, 70, 9))
+    check(
+        lambda x: F.interpolate(x, (150, 100), mode="bilinear", align_corners=ac),
+        lambda x: TF.interpolate(x, (150, 100), mode="bilinear", align_corners=ac),
+        [x],
+    )
+    check(
+        lambda x: F.interpolate(x, scale_factor=0.45, mode="bilinear", align_corners=ac),
+        lambda x: TF.interpolate(x, scale_factor=0.45, mode="bilinear", align_corners=ac),
+        [x],
+        dtype=np.float32,
+    )
