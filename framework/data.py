@@ -24,7 +24,8 @@ from .backend import get_array_module
 from .tensor import Generator, Tensor, _gen, default_generator
 
 __all__ = ["Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset", "random_split",
-           "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "BatchSampler",
+           "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler",
+           "BatchSampler",
            "DataLoader", "default_collate", "default_convert", "get_worker_info"]
 
 
@@ -216,6 +217,34 @@ class SubsetRandomSampler(Sampler):
 
     def __len__(self):
         return len(self.indices)
+
+
+class WeightedRandomSampler(Sampler):
+    """``num_samples`` indices drawn with probability proportional to ``weights`` (e.g. inverse
+    class frequencies, to rebalance a skewed data set); with ``replacement=False`` each index at
+    most once. Weights need not sum to one."""
+
+    def __init__(self, weights, num_samples: int, replacement: bool = True,
+                 generator: Generator | None = None):
+        if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples <= 0:
+            raise ValueError(f"num_samples should be a positive integer value, but got "
+                             f"num_samples={num_samples}")
+        w = np.asarray(weights.tolist() if isinstance(weights, Tensor) else weights, dtype=np.float64)
+        if w.ndim != 1 or not np.all(np.isfinite(w)) or np.any(w < 0) or w.sum() <= 0:
+            raise ValueError("weights must be a 1-D sequence of non-negative finite numbers, not all 0")
+        if not replacement and num_samples > np.count_nonzero(w):
+            raise ValueError(f"cannot draw {num_samples} samples without replacement from "
+                             f"{np.count_nonzero(w)} non-zero weights")
+        self.weights, self.num_samples, self.replacement = w, num_samples, replacement
+        self.generator = generator
+
+    def __iter__(self):
+        rng = _epoch_rng(self.generator)
+        p = self.weights / self.weights.sum()
+        return iter(rng.choice(len(p), size=self.num_samples, replace=self.replacement, p=p).tolist())
+
+    def __len__(self):
+        return self.num_samples
 
 
 class BatchSampler(Sampler):

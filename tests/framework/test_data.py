@@ -79,6 +79,24 @@ def test_samplers():
     assert sorted(s) == [10, 20, 30]
 
 
+def test_weighted_random_sampler():
+    w = [1.0, 0.0, 3.0, 6.0]
+    draws = list(D.WeightedRandomSampler(w, 20_000, generator=fw.Generator().manual_seed(0)))
+    counts = np.bincount(draws, minlength=4) / len(draws)
+    np.testing.assert_allclose(counts, np.array(w) / 10, atol=0.015)  # ~5 sigma at n=20000
+    assert counts[1] == 0
+    again = list(D.WeightedRandomSampler(fw.tensor(w), 20_000, generator=fw.Generator().manual_seed(0)))
+    assert draws == again
+    once = list(D.WeightedRandomSampler(w, 3, replacement=False))
+    assert sorted(once) == [0, 2, 3]
+    with pytest.raises(ValueError, match="without replacement"):
+        D.WeightedRandomSampler(w, 4, replacement=False)
+    with pytest.raises(ValueError, match="non-negative"):
+        D.WeightedRandomSampler([1.0, -1.0], 2)
+    dl = D.DataLoader(Squares(4), batch_size=5, sampler=D.WeightedRandomSampler(w, 10))
+    assert len(dl) == 2 and all(1 not in b[1].tolist() for b in dl)
+
+
 Point = collections.namedtuple("Point", "x y")
 
 
