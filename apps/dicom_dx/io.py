@@ -114,8 +114,8 @@ _PLUGIN_ORDER: dict[str, tuple[str, ...]] = {
     "1.2.840.10008.1.2.4.70": ("gdcm", "pylibjpeg"),  # lossless SV1
     "1.2.840.10008.1.2.4.80": ("pyjpegls", "gdcm", "pylibjpeg"),
     "1.2.840.10008.1.2.4.81": ("pyjpegls", "gdcm", "pylibjpeg"),
-    "1.2.840.10008.1.2.4.90": ("pylibjpeg", "gdcm", "pillow"),  # pylibjpeg → openjpeg here
-    "1.2.840.10008.1.2.4.91": ("pylibjpeg", "gdcm", "pillow"),
+    "1.2.840.10008.1.2.4.90": ("gdcm", "pylibjpeg", "pillow"),  # GDCM's OpenJPEG is ~2x faster here
+    "1.2.840.10008.1.2.4.91": ("gdcm", "pylibjpeg", "pillow"),
     "1.2.840.10008.1.2.4.201": ("pylibjpeg",),  # HTJ2K (openjpeg)
     "1.2.840.10008.1.2.4.202": ("pylibjpeg",),
     "1.2.840.10008.1.2.4.203": ("pylibjpeg",),

@@ -112,3 +112,24 @@ def test_synth_analyze_explain(tmp_path, tiny_model, capsys):
         == 0
     )
     assert json.loads(capsys.readouterr().out)["error"] == "not_dicom"
+
+
+def test_results_back_as_dicom(tmp_path, tiny_synth, tiny_predictor):
+    import pydicom
+
+    from apps.dicom_dx.explain import explain, overlay
+    from apps.dicom_dx.inference import predict
+    from apps.dicom_dx.io import read_dicom
+    from apps.dicom_dx.report import write_secondary_capture, write_text_sr
+
+    src = tiny_synth / "chest" / "000001.dcm"
+    res = predict(src, tiny_predictor)
+    sr = pydicom.dcmread(write_text_sr(src, res, tmp_path / "sr.dcm"))
+    s = pydicom.dcmread(src, stop_before_pixels=True)
+    assert sr.StudyInstanceUID == s.StudyInstanceUID and sr.Modality == "SR"
+    texts = [it.TextValue for it in sr.ContentSequence if it.ValueType == "TEXT"]
+    assert any("opacity" in t.lower() or "p=" in t for t in texts) and len(texts) == 7
+    img = read_dicom(src)
+    ov = overlay(img.gray, explain(img, tiny_predictor, ["opacity"])["opacity"])
+    sc = read_dicom(write_secondary_capture(src, ov, tmp_path / "sc.dcm"))
+    np.testing.assert_allclose(sc.image * 255, ov, atol=0.5)
