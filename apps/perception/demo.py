@@ -20,8 +20,8 @@ from .track import LineCounter, Sort, Track
 
 STAGES = ("capture", "preprocess", "model", "decode", "track", "draw")
 
-# One colour per class (BGR for OpenCV drawing), chosen to stay apart on road scenes.
-COLORS_BGR = [(255, 178, 29), (0, 140, 255), (60, 60, 240), (200, 80, 200), (80, 220, 80), (0, 220, 220)]
+# One RGB colour per class, chosen to stay apart on road scenes (we draw on RGB arrays directly).
+COLORS = [(29, 178, 255), (255, 140, 0), (240, 60, 60), (200, 80, 200), (80, 220, 80), (220, 220, 0)]
 
 
 @dataclass
@@ -51,7 +51,7 @@ def draw(
 ) -> np.ndarray:
     """An annotated copy of ``frame_rgb`` (RGB uint8). With ``tracks`` the track boxes and ids are drawn,
     otherwise the raw detections."""
-    img = np.ascontiguousarray(frame_rgb[..., ::-1])  # BGR for OpenCV, then back
+    img = np.array(frame_rgb, dtype=np.uint8, order="C", copy=True)
     H, W = img.shape[:2]
     fs = max(0.35, W / 1600)
     items = (
@@ -61,7 +61,7 @@ def draw(
     )
     for box, c, s, tid, missed in items:
         x1, y1, x2, y2 = (int(round(v)) for v in box)
-        col = COLORS_BGR[int(c) % len(COLORS_BGR)]
+        col = COLORS[int(c) % len(COLORS)]
         cv2.rectangle(img, (x1, y1), (x2, y2), col, 1 if missed else 2, cv2.LINE_AA)
         label = f"{classes[int(c)]} {s:.2f}" + (f" #{tid}" if tid is not None else "")
         (tw, th), _ = cv2.getTextSize(label, cv2.FONT_HERSHEY_SIMPLEX, fs, 1)
@@ -81,10 +81,10 @@ def draw(
         lines.append(status.upper())
     for i, t in enumerate(lines):
         y = int(18 * fs / 0.45) * (i + 1)
-        col = (0, 0, 255) if t == status.upper() else (255, 255, 255)
+        col = (255, 0, 0) if t == status.upper() else (255, 255, 255)
         cv2.putText(img, t, (6, y), cv2.FONT_HERSHEY_SIMPLEX, fs * 1.1, (0, 0, 0), 3, cv2.LINE_AA)
         cv2.putText(img, t, (6, y), cv2.FONT_HERSHEY_SIMPLEX, fs * 1.1, col, 1, cv2.LINE_AA)
-    return np.ascontiguousarray(img[..., ::-1])
+    return img
 
 
 def _pct(v, q):
