@@ -4,8 +4,10 @@
 
 Prints one JSON document and writes it (with machine information) to
 ``benchmarks/results/cpu.json``. Every figure is a ratio ``torch_time / our_time``: above 1 means
-the framework is faster. Times are medians over ``repeat`` runs after warm-up; our runs and
-PyTorch's are interleaved so that load from other processes affects both alike.
+the framework is faster. Times are medians over ``repeat`` samples after warm-up (a sample
+times enough back-to-back calls to last ~50 ms); our samples and PyTorch's alternate so that load
+from other processes affects both alike. ``cpu_time_ratio`` is the same ratio in process CPU time
+(steadier on a shared machine for single-threaded runs).
 
 Figures (issue 2's targets in brackets):
 - ``conv2d``: forward + backward (input, weight and bias gradients) for six layer shapes, and
@@ -74,26 +76,41 @@ def _set_threads(n: int):
         return None, "environment (OMP/OPENBLAS/MKL_NUM_THREADS)"
 
 
-def _time_pair(ours, theirs, repeat: int, warmup: int = 2) -> tuple[float, float]:
-    """Median seconds of ``ours()`` and ``theirs()``, run alternately."""
+def _time_pair(ours, theirs, repeat: int, warmup: int = 2, min_sample_s: float = 0.05):
+    """Median wall-clock and CPU (process) seconds per call of ``ours()`` and ``theirs()``:
+    ``(wall_ours, wall_torch, cpu_ours, cpu_torch)``. The two alternate; each sample times enough
+    back-to-back calls to last about ``min_sample_s``, so that millisecond-scale steps are not
+    at the mercy of the scheduler's time slices."""
+    t0 = time.perf_counter()
     for _ in range(warmup):
         ours()
         theirs()
-    to, tt = [], []
+    per_call = (time.perf_counter() - t0) / (2 * warmup)
+    inner = max(1, int(min_sample_s / max(per_call, 1e-6)))
+    wo, wt, co, ct = [], [], [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        ours()
-        t1 = time.perf_counter()
-        theirs()
-        t2 = time.perf_counter()
-        to.append(t1 - t0)
-        tt.append(t2 - t1)
-    return statistics.median(to), statistics.median(tt)
+        c0, t0 = time.process_time(), time.perf_counter()
+        for _ in range(inner):
+            ours()
+        c1, t1 = time.process_time(), time.perf_counter()
+        for _ in range(inner):
+            theirs()
+        c2, t2 = time.process_time(), time.perf_counter()
+        wo.append((t1 - t0) / inner)
+        wt.append((t2 - t1) / inner)
+        co.append((c1 - c0) / inner)
+        ct.append((c2 - c1) / inner)
+    return tuple(statistics.median(v) for v in (wo, wt, co, ct))
 
 
-def _figure(t_ours, t_torch, **extra):
+def _figure(times, **extra):
+    """``ratio`` from wall-clock medians. ``cpu_time_ratio`` compares the CPU time the process
+    used (all its threads): on a machine shared with other jobs it is the steadier figure for
+    single-threaded runs, since time spent preempted is not counted."""
+    t_ours, t_torch, c_ours, c_torch = times
     return dict(ratio=round(t_torch / t_ours, 3), ours_ms=round(t_ours * 1e3, 3),
-                torch_ms=round(t_torch * 1e3, 3), **extra)
+                torch_ms=round(t_torch * 1e3, 3),
+                cpu_time_ratio=round(c_torch / c_ours, 3) if c_ours > 0 else None, **extra)
 
 
 def _to_fw(t):
@@ -141,16 +158,19 @@ def _conv_case(shape, rng, repeat):
     theirs()
     ref = twt.grad.numpy()
     err = float(np.abs(fwt.grad.numpy() - ref).max() / (np.abs(ref).max() + 1e-12))
-    to, tt = _time_pair(ours, theirs, repeat)
-    return _figure(to, tt, shape=dict(N=n, C=c, HW=h, K=k, kernel=ks, stride=s, pad=p),
+    times = _time_pair(ours, theirs, repeat)
+    return _figure(times, shape=dict(N=n, C=c, HW=h, K=k, kernel=ks, stride=s, pad=p),
                    weight_grad_rel_err=float(f"{err:.2e}"))
 
 
 def bench_conv(repeat: int, shapes=CONV_SHAPES):
     rng = np.random.default_rng(0)
     rows = [_conv_case(shape, rng, repeat) for shape in shapes]
-    geo = math.exp(sum(math.log(r["ratio"]) for r in rows) / len(rows))
-    return {"geomean": round(geo, 3), "shapes": rows}
+    def geo(key):
+        vals = [r[key] for r in rows if r[key]]
+        return round(math.exp(sum(math.log(v) for v in vals) / len(vals)), 3) if vals else None
+
+    return {"geomean": geo("ratio"), "cpu_time_geomean": geo("cpu_time_ratio"), "shapes": rows}
 
 
 # ------------------------------------------------------------------------------------ models
@@ -203,8 +223,7 @@ def _train_pair(make, batch_shape, n_classes, opt_name, opt_kw, repeat):
     ours()
     theirs()
     diff = abs(losses["ours"] - losses["torch"])
-    t_o, t_t = _time_pair(ours, theirs, repeat)
-    return _figure(t_o, t_t, first_loss_abs_diff=float(f"{diff:.2e}"))
+    return _figure(_time_pair(ours, theirs, repeat), first_loss_abs_diff=float(f"{diff:.2e}"))
 
 
 def bench_cnn(repeat):
@@ -255,8 +274,8 @@ def bench_lstm(repeat, batch=16, max_len=40, input_size=32, hidden=128):
     theirs()
     rel = abs(outs["ours"] - outs["torch"]) / abs(outs["torch"])
     print(f"[benchmarks.cpu] lstm loss: ours {outs['ours']:.6g}, torch {outs['torch']:.6g}", file=sys.stderr)
-    t_o, t_t = _time_pair(ours, theirs, repeat)
-    return _figure(t_o, t_t, batch=batch, max_len=max_len, input_size=input_size, hidden=hidden,
+    times = _time_pair(ours, theirs, repeat)
+    return _figure(times, batch=batch, max_len=max_len, input_size=input_size, hidden=hidden,
                    loss_rel_diff=float(f"{rel:.2e}"))
 
 
