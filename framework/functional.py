@@ -774,22 +774,69 @@ class _Standardize(Function):
         self.var = var
         d *= self.invstd
         self.xhat = d
-        return d
+        return d.copy()  # private xhat: an in-place op on the output must not change it
 
-    def backward(self, g):
-        if not is_grad_enabled():
-            gd = g.data
-            xh = self.xhat
-            t = gd - gd.mean(axis=self.axes, keepdims=True)
-            t -= xh * (gd * xh).mean(axis=self.axes, keepdims=True)
-            t *= self.invstd
-            return Tensor(t)
-        (x,) = self.saved_tensors
+    def _grad_arrays(self, gd):
+        xh = self.xhat
+        t = gd - gd.mean(axis=self.axes, keepdims=True)
+        t -= xh * (gd * xh).mean(axis=self.axes, keepdims=True)
+        t *= self.invstd
+        return t
+
+    def _xhat_tensor(self, x):
         mu = x.mean(self.axes, keepdim=True)
         d = x - mu
         inv = ((d * d).mean(self.axes, keepdim=True) + self.eps) ** -0.5
-        xh = d * inv
+        return d * inv, inv
+
+    def _grad_tensors(self, g, xh, inv):
         return inv * (g - g.mean(self.axes, keepdim=True) - xh * (g * xh).mean(self.axes, keepdim=True))
+
+    def backward(self, g):
+        if not is_grad_enabled():
+            return Tensor(self._grad_arrays(g.data))
+        (x,) = self.saved_tensors
+        xh, inv = self._xhat_tensor(x)
+        return self._grad_tensors(g, xh, inv)
+
+
+class _NormAffine(_Standardize):
+    """Standardisation fused with the affine map: y = xhat * w + b (w, b of shape ``pshape``, or None)."""
+
+    def forward(self, x, w, b):
+        xh = _Standardize.forward(self, x)
+        y = xh
+        if w is not None:
+            y *= w.reshape(self.pshape)
+        if b is not None:
+            y += b.reshape(self.pshape)
+        return y
+
+    def backward(self, g):
+        _, w, b = self.inputs
+        need = self.needs_input_grad
+        other = tuple(i for i in range(g.ndim) if self.pshape[i] == 1)
+        if not is_grad_enabled():
+            gd = g.data
+            gw = gb = None
+            if need[2]:
+                gb = Tensor(gd.sum(axis=other).reshape(b.shape))
+            if need[1]:
+                gw = Tensor((gd * self.xhat).sum(axis=other).reshape(w.shape))
+            gx = None
+            if need[0]:
+                gxh = gd * w.data.reshape(self.pshape) if w is not None else gd
+                gx = Tensor(self._grad_arrays(gxh))
+            return gx, gw, gb
+        (x,) = self.saved_tensors
+        xh, inv = self._xhat_tensor(x)
+        gb = g.sum(other).reshape(b.shape) if need[2] else None
+        gw = (g * xh).sum(other).reshape(w.shape) if need[1] else None
+        gx = None
+        if need[0]:
+            gxh = g * w.reshape(self.pshape) if w is not None else g
+            gx = self._grad_tensors(gxh, xh, inv)
+        return gx, gw, gb
 
 
 def _affine(y, weight, bias, shape):
@@ -822,8 +869,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
         if n <= 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got input size "
                              f"{_shape(input)}")
-        fn = _Standardize(axes=axes, eps=eps)
-        y = fn(input)
+        fn = _NormAffine(axes=axes, eps=eps, pshape=shape)
+        y = fn(input, weight, bias)
         if running_mean is not None or running_var is not None:
             mom = 0.0 if momentum is None else momentum
             with no_grad():
@@ -837,7 +884,7 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                     rv *= 1 - mom
                     rv += (mom * fn.var.reshape(c) * (n / (n - 1))).astype(rv.dtype)
                     running_var._vc[0] += 1
-        return _affine(y, weight, bias, shape)
+        return y
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm: running_mean and running_var must be given when training=False")
     inv = (running_var + eps) ** -0.5
@@ -854,8 +901,8 @@ def instance_norm(input: Tensor, running_mean=None, running_var=None, weight=Non
     if not use_input_stats:
         return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
     axes = tuple(range(2, input.ndim))
-    y = _Standardize(axes=axes, eps=eps)(input)
-    return _affine(y, weight, bias, (1, input.shape[1]) + (1,) * (input.ndim - 2))
+    pshape = (1, input.shape[1]) + (1,) * (input.ndim - 2)
+    return _NormAffine(axes=axes, eps=eps, pshape=pshape)(input, weight, bias)
 
 
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
@@ -867,12 +914,8 @@ def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bi
         raise RuntimeError(f"layer_norm: given normalized_shape={list(ns)}, expected input with shape "
                            f"[*, {', '.join(str(s) for s in ns)}], but got input of size {_shape(input)}")
     axes = tuple(range(input.ndim - k, input.ndim))
-    y = _Standardize(axes=axes, eps=eps)(input)
-    if weight is not None:
-        y = y * weight
-    if bias is not None:
-        y = y + bias
-    return y
+    pshape = (1,) * (input.ndim - k) + tuple(ns)
+    return _NormAffine(axes=axes, eps=eps, pshape=pshape)(input, weight, bias)
 
 
 def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bias: Tensor | None = None,

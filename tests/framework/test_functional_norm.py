@@ -154,3 +154,18 @@ def test_dropout2d_zeroes_whole_channels():
     per_channel = y.reshape(8, 16, 9)
     assert np.all((per_channel == 0).all(-1) | (per_channel == 2).all(-1))
     assert 0 < (per_channel == 0).all(-1).mean() < 1
+
+
+def test_batch_norm_output_modified_in_place_keeps_gradient(rng):
+    """nn.ReLU(inplace=True) after a norm layer: the saved normalised values must not be overwritten."""
+    x = rng.standard_normal((4, 3, 2, 2))
+    check(
+        lambda x: F.relu(F.batch_norm(x, None, None, training=True), inplace=True),
+        lambda x: TF.relu(TF.batch_norm(x, None, None, training=True), inplace=True),
+        [x],
+    )
+    check(
+        lambda x: F.relu(F.group_norm(x, 3), inplace=True),
+        lambda x: TF.relu(TF.group_norm(x, 3), inplace=True),
+        [x],
+    )
