@@ -243,3 +243,31 @@ def test_a_pickle_payload_is_rejected_without_running_it(tmp_path):
 def test_missing_file_is_file_not_found(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope"):
         fw.load(tmp_path / "nope.safetensors")
+
+
+try:
+    from hypothesis import given
+    from hypothesis import strategies as st
+except ImportError:  # pragma: no cover
+    given = None
+
+if given is not None:
+    _DTYPES = ["float16", "float32", "float64", "int32", "int64", "uint8", "bool"]
+    _arrays = st.builds(
+        lambda shape, dt, seed: fw.tensor(np.random.default_rng(seed).normal(size=shape) * 50).to(
+            getattr(fw, dt)),
+        st.lists(st.integers(0, 3), max_size=3).map(tuple), st.sampled_from(_DTYPES), st.integers(0, 99))
+    _scalars = (st.none() | st.booleans() | st.integers(-2**62, 2**62) | st.text(max_size=5)
+                | st.floats(allow_nan=False))
+    _keys = st.text(max_size=4) | st.integers(-5, 5) | st.booleans() | st.none() | st.floats(-2, 2)
+    _objs = st.recursive(
+        _scalars | _arrays,
+        lambda kids: (st.lists(kids, max_size=3) | st.lists(kids, max_size=3).map(tuple)
+                      | st.dictionaries(_keys, kids, max_size=3)),
+        max_leaves=8)
+
+    @given(obj=_objs)
+    def test_random_nested_objects_round_trip_exactly(tmp_path_factory, obj):
+        path = tmp_path_factory.mktemp("rt") / "o.safetensors"
+        fw.save(obj, path)
+        _eq(fw.load(path), obj)
