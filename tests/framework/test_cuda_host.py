@@ -116,14 +116,21 @@ def test_implicit_gemm_indexing_matches_torch(harness, tmp_path, case, mode):
         a, b = cconv.gemm_operands(2, np, (gy, x), None, groups)
         expect, out_shape = wtt.grad.numpy(), wt.shape
     va, vb = cconv.vec_flags(mode, geo, 4)
-    # Every loader variant the kernels have, whatever this shape allows, plus split-K on mode 2.
-    variants = [(False, False, 1, kr)]
+    # Every loader variant the kernels have, whatever this shape allows, plus split-K on mode 2
+    # and the forward's channel padding (C not a multiple of the vector).
+    variants = [(False, False, 1, kr, a, b, geo)]
     if va or vb:
-        variants.append((va, vb, 1, kr))
+        variants.append((va, vb, 1, kr, a, b, geo))
     if mode == 2:
         kps = 8
-        variants.append((va, vb, math.ceil(kr / kps), kps))
-    for v_a, v_b, splits, kps in variants:
+        variants.append((va, vb, math.ceil(kr / kps), kps, a, b, geo))
+    pad = cconv.padded_channels(c, groups, 4)
+    if mode == 0 and pad != c:
+        ap, bp = cconv.gemm_operands(0, np, x, wt, groups, pad_c=pad)
+        gp = (n, pad) + geo[2:]
+        assert cconv.vec_flags(0, gp, 4) == (True, True)
+        variants.append((True, True, 1, r * s * pad, ap, bp, gp))
+    for v_a, v_b, splits, kps, a, b, geo in variants:
         (out,) = _run(harness, tmp_path, f"conv{mode}", [int(v_a), int(v_b), splits, kps, 0, *geo],
                       [a, b, None, None], 1)
         got = np.fromfile(out, dtype=np.float32).reshape(out_shape)

@@ -41,6 +41,7 @@ def _fake_cupy():
     cp.ndarray = FakeArray
     cp.float32, cp.float16, cp.int16 = np.float32, np.float16, np.int16
     cp.empty = lambda shape, dtype=np.float32: _fa(np.empty(shape, dtype))
+    cp.zeros = lambda shape, dtype=np.float32: _fa(np.zeros(shape, dtype))
     cp.full = lambda shape, v, dtype=np.float32: _fa(np.full(shape, v, dtype))
     cp.empty_like = lambda a: _fa(np.empty_like(np.asarray(a)))
     cp.ascontiguousarray = lambda a, dtype=None: _fa(np.ascontiguousarray(a, dtype))

@@ -37,7 +37,7 @@ from . import _loader as L
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_bias_act",
            "MmaConfig", "FfmaConfig", "candidate_configs", "gemm_operands", "vec_flags", "split_k",
-           "kernel_name", "all_kernel_names"]
+           "kernel_name", "all_kernel_names", "padded_channels"]
 
 CU = "conv_igemm.cu"
 DW = "depthwise.cu"
@@ -149,16 +149,29 @@ def vec_flags(mode: int, geo, itemsize: int) -> tuple[bool, bool]:
     return (p * q) % vec == 0, False
 
 
-def gemm_operands(mode: int, xp, t, w, groups: int, nhwc=None):
+def gemm_operands(mode: int, xp, t, w, groups: int, nhwc=None, pad_c: int = 0):
     """The (A, B) arrays the implicit GEMM of ``mode`` reads, in the layouts conv_igemm.cu expects.
 
     ``t`` is x for the forward, gy for backward-data, and the pair (gy, x) for backward-filter.
     ``nhwc`` converts NCHW to NHWC (the GPU path passes its tiled-transpose kernel).
+    ``pad_c`` (forward, groups == 1): zero-pad the input channels of x and w to ``pad_c``, so that
+    a layer like the first one (C = 3) still gets the 16-byte loaders; the caller then passes
+    ``C = pad_c`` in the geometry (see :func:`padded_channels`).
     """
     if nhwc is None:
         def nhwc(a):
             return xp.ascontiguousarray(a.transpose(0, 2, 3, 1))
     if mode == 0:
+        c = t.shape[1]
+        if pad_c > c:
+            if groups != 1:
+                raise ValueError("channel padding is for groups == 1 only")
+            n, _, h, wd = t.shape
+            xa = xp.zeros((n, h, wd, pad_c), dtype=t.dtype)
+            xa[..., :c] = t.transpose(0, 2, 3, 1)
+            wa = xp.zeros((w.shape[0], w.shape[2], w.shape[3], pad_c), dtype=w.dtype)
+            wa[..., :c] = w.transpose(0, 2, 3, 1)
+            return xa, wa
         return nhwc(t), xp.ascontiguousarray(w.transpose(0, 2, 3, 1))  # KRSC
     if mode == 1:
         k, cg, r, s = w.shape
@@ -168,6 +181,14 @@ def gemm_operands(mode: int, xp, t, w, groups: int, nhwc=None):
         return nhwc(t), xp.ascontiguousarray(wt)
     gy, x = t
     return xp.ascontiguousarray(gy), xp.ascontiguousarray(x)
+
+
+def padded_channels(c: int, groups: int, itemsize: int) -> int:
+    """Input channels after padding for the forward's 16-byte loaders (``c`` itself if not needed)."""
+    vec = 16 // itemsize
+    if groups != 1 or c % vec == 0:
+        return c
+    return -(-c // vec) * vec
 
 
 def split_k(cfg, m, ng, kr, groups, sms) -> tuple[int, int]:
@@ -363,7 +384,15 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, *, bias=None, activa
         L.launch(fn, (blocks,), (block,), (_aligned(x, cp), _aligned(w, cp), L.ptr_or_null(bias),
                                           L.ptr_or_null(residual), y) + L.i32(*geo[:15], act))
         return y
-    xa, wa = gemm_operands(0, cp, _aligned(x, cp), w, groups, nhwc=lambda a: _nhwc(a, cp))
+    dev, cc = L.device_key()
+    pad_c = 0
+    if _math(x.dtype, cc) != "ffma" and (dev, _math(x.dtype, cc)) not in _broken:
+        # Tensor-core paths: pad C to the 16-byte vector (3 -> 8 halves / 4 floats) rather than fall
+        # back to element loads; the FFMA path loads elements anyway, so it is not padded.
+        pad_c = padded_channels(c, groups, x.dtype.itemsize)
+        if pad_c != c:
+            geo = (n, pad_c) + geo[2:]
+    xa, wa = gemm_operands(0, cp, _aligned(x, cp), w, groups, nhwc=lambda a: _nhwc(a, cp), pad_c=pad_c)
     _tuned(0, xa, _aligned(wa, cp), y, geo, x.dtype, bias=bias, residual=residual, act=act)
     return y
 
