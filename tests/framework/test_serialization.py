@@ -271,3 +271,22 @@ if given is not None:
         path = tmp_path_factory.mktemp("rt") / "o.safetensors"
         fw.save(obj, path)
         _eq(fw.load(path), obj)
+
+    @given(data=st.data())
+    def test_corrupted_bytes_load_or_raise_checkpoint_error(tmp_path_factory, data):
+        """Whatever bytes of a real checkpoint are changed, load() succeeds or raises
+        CheckpointError: never another exception type, never a crash."""
+        d = tmp_path_factory.mktemp("fuzz")
+        fw.save({"state": {0: {"step": fw.tensor(2.0), "m": fw.ones(2, 3)}}, "lr": (0.1, [1, None]),
+                 "w": fw.arange(4)}, d / "ok.safetensors")
+        raw = bytearray((d / "ok.safetensors").read_bytes())
+        n = struct.unpack("<Q", raw[:8])[0]
+        for _ in range(data.draw(st.integers(1, 4))):
+            i = data.draw(st.integers(0, 8 + n - 1))  # the length and the JSON header
+            raw[i] = data.draw(st.integers(0, 255))
+        cut = data.draw(st.none() | st.integers(0, len(raw)))
+        (d / "bad.safetensors").write_bytes(bytes(raw[:cut]))
+        try:
+            fw.load(d / "bad.safetensors")
+        except CheckpointError:
+            pass
