@@ -19,7 +19,7 @@ from .optimizer import Optimizer
 
 __all__ = ["LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR",
            "ConstantLR", "PolynomialLR", "CosineAnnealingWarmRestarts", "LambdaLR", "SequentialLR",
-           "OneCycleLR", "ReduceLROnPlateau"]
+           "ChainedScheduler", "OneCycleLR", "ReduceLROnPlateau"]
 
 
 class LRScheduler:
@@ -391,6 +391,30 @@ class SequentialLR(LRScheduler):
         self.__dict__.update(state_dict)
         for s, sd in zip(self._schedulers, subs):
             s.load_state_dict(sd)
+
+
+class ChainedScheduler(SequentialLR):
+    """Step every scheduler in ``schedulers`` at each step, so that their (multiplicative) effects
+    compose, e.g. a warm-up ``LinearLR`` with an ``ExponentialLR`` decay."""
+
+    def __init__(self, schedulers: Sequence[LRScheduler], optimizer: Optimizer | None = None):
+        if len(schedulers) < 1:
+            raise ValueError("ChainedScheduler expects at least one scheduler to be chained")
+        optimizer = optimizer or schedulers[0].optimizer
+        for i, s in enumerate(schedulers):
+            if isinstance(s, ReduceLROnPlateau):
+                raise ValueError(f"ChainedScheduler does not support ReduceLROnPlateau (index {i})")
+            if getattr(s, "optimizer", None) is not optimizer:
+                raise ValueError(f"ChainedScheduler expects all schedulers to belong to the same "
+                                 f"optimizer, but scheduler {i} ({type(s).__name__}) does not")
+        self._schedulers = list(schedulers)
+        self.optimizer = optimizer
+        self._last_lr = self._current()
+
+    def step(self):
+        for s in self._schedulers:
+            s.step()
+        self._last_lr = self._current()
 
 
 class OneCycleLR(LRScheduler):
