@@ -21,7 +21,7 @@ are float32 (K, 4) ``x1, y1, x2, y2`` in frame pixels):
   dropped, track_ids (distinct tracks), class_counts (distinct tracks per class), line_counts.
 - ``make_tracker(max_age=5, min_hits=2, iou_threshold=0.3) -> Sort``; ``tracker.update(boxes, scores,
   classes) -> list[Track]`` (``.track_id``, ``.box``, ``.cls``, ``.score``) once per frame.
-- ``sample_video() -> str | None``: the bundled synthetic drive clip.
+- ``sample_video() -> str | None``: the bundled synthetic drive clip; ``model_card() -> dict``.
 - ``evaluate(samples, detections) -> dict``: COCO-style metrics (see :mod:`apps.perception.metrics`).
 
 CLI: ``python -m apps.perception {synth,cache,train,evaluate,demo,track}`` (console script ``perception``).
@@ -51,6 +51,7 @@ __all__ = [
     "load_detector",
     "load_model",
     "make_tracker",
+    "model_card",
     "process_video",
     "sample_video",
 ]
@@ -101,6 +102,14 @@ def draw_detections(
 
 def make_tracker(max_age: int = 5, min_hits: int = 2, iou_threshold: float = 0.3) -> Sort:
     return Sort(max_age=max_age, min_hits=min_hits, iou_threshold=iou_threshold)
+
+
+def model_card() -> dict:
+    """The committed default model's card (classes, input size, metrics, training, retrain command)."""
+    import json
+
+    with open(os.path.join(_ASSETS, "model_card.json")) as f:
+        return json.load(f)
 
 
 def sample_video() -> str | None:

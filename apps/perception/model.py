@@ -44,7 +44,7 @@ class ConvBNAct(nn.Module):
 
 
 class CenterNet(nn.Module):
-    """The detector. ``width`` scales every channel count (1.0 = about 0.2 M parameters)."""
+    """The detector. ``width`` scales every channel count (1.0 = 0.27 M parameters)."""
 
     def __init__(self, num_classes: int = NUM_CLASSES, width: float = 1.0, neck: int = 48, head: int = 32):
         super().__init__()
