@@ -54,14 +54,15 @@ class Adam(Optimizer):
             g = p.grad.data
             if maximize:
                 g = -g
-            xp_zeros = _zeros_like(w)
             state = self.state[p]
             if len(state) == 0:
-                state["step"] = Tensor(_scalar_like(w, 0.0))
-                state["exp_avg"] = Tensor(xp_zeros())
-                state["exp_avg_sq"] = Tensor(xp_zeros())
+                xp = get_array_module(w)
+                # PyTorch keeps ``step`` as a float32 CPU scalar tensor (unless capturable/fused).
+                state["step"] = Tensor(np.array(0.0, dtype=np.float32))
+                state["exp_avg"] = Tensor(xp.zeros_like(w))
+                state["exp_avg_sq"] = Tensor(xp.zeros_like(w))
                 if amsgrad:
-                    state["max_exp_avg_sq"] = Tensor(xp_zeros())
+                    state["max_exp_avg_sq"] = Tensor(xp.zeros_like(w))
             step_t = state["step"].data
             step_t += 1
             step = float(step_t)
@@ -71,8 +72,7 @@ class Adam(Optimizer):
                 else:
                     g = g + wd * w
             m, v = state["exp_avg"].data, state["exp_avg_sq"].data
-            # torch.lerp(m, g, w) for w < 0.5 is m + w * (g - m)
-            m += (1 - beta1) * (g - m)
+            _lerp_(m, g, 1 - beta1)
             v *= beta2
             v += (1 - beta2) * (g * g)
             bias_correction1 = 1 - beta1**step
@@ -90,14 +90,13 @@ class Adam(Optimizer):
             p._vc[0] += 1
 
 
-def _zeros_like(a):
-    xp = get_array_module(a)
-    return lambda: xp.zeros_like(a)
-
-
-def _scalar_like(a, value):
-    # PyTorch keeps ``step`` as a float32 CPU scalar tensor (unless capturable or fused).
-    return np.array(value, dtype=np.float32)
+def _lerp_(start, end, weight: float):
+    """``start = lerp(start, end, weight)`` in place, with the two formulas torch.lerp uses (the
+    one anchored on the nearer end point), so that results agree to the last bit."""
+    if weight < 0.5:
+        start += weight * (end - start)
+    else:
+        start[...] = end - (end - start) * (1 - weight)
 
 
 def _maximum_(out, other):

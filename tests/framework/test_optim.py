@@ -83,6 +83,7 @@ ADAM_CASES = [
     dict(lr=0.05, weight_decay=0.1),
     dict(lr=0.05, amsgrad=True),
     dict(lr=0.02, amsgrad=True, weight_decay=0.05, maximize=True),
+    dict(lr=0.05, betas=(0.3, 0.4)),  # beta1 < 0.5: torch.lerp's other formula
 ]
 
 
