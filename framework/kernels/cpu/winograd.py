@@ -41,26 +41,41 @@ def _split(xp, fn, n, work):
     _split_channels(xp, fn, n, work)
 
 
-def _input_transform(xp, x, b0, b1, p, th, tw, v, xpad):
+def _pad_buffers(xp, c, nb, th, tw, dtype):
+    """Zeroed padded image buffers, even and odd columns apart: (C, nb, 2*th + 2, tw + 1) each.
+
+    With the columns de-interleaved, every column of a tile is a unit-stride slice (tile t spans
+    padded columns 2t..2t+3 = even[t], odd[t], even[t+1], odd[t+1]), so the transforms vectorise.
+    """
+    shape = (c, nb, 2 * th + 2, tw + 1)
+    return xp.zeros(shape, dtype=dtype), xp.zeros(shape, dtype=dtype)
+
+
+def _input_transform(xp, x, b0, b1, p, th, tw, v, bufs):
     """V (16, C, m*th*tw) = B^T d B for every 4x4 input tile of images b0:b1."""
     m = b1 - b0
     c, h, w = x.shape[1:]
-    xpad[:, :m, p:p + h, p:p + w] = x[b0:b1].transpose(1, 0, 2, 3)
-    src = xpad[:, :m]
+    xe, xo = bufs
+    src = x[b0:b1].transpose(1, 0, 2, 3)
+    e0, o0 = p % 2, 1 - p % 2  # first x column landing on an even / odd padded column (p + col)
+    ne, no = len(range(e0, w, 2)), len(range(o0, w, 2))
+    xe[:, :m, p:p + h, (p + e0) // 2:(p + e0) // 2 + ne] = src[..., e0::2]
+    xo[:, :m, p:p + h, (p + o0) // 2:(p + o0) // 2 + no] = src[..., o0::2]
     v5 = v.reshape(16, c, m, th, tw)
 
     def run(c0, c1):
-        s = src[c0:c1]
-        # Rows of each tile (stride 2 between tiles): r_i (c, m, th, Wp)
-        r = [s[:, :, i:i + 2 * th - 1:2, :] for i in range(4)]
-        t = (r[0] - r[2], r[1] + r[2], r[2] - r[1], r[1] - r[3])
+        t = []
+        for buf in (xe, xo):
+            s = buf[c0:c1, :m]
+            r = [s[:, :, i:i + 2 * th - 1:2] for i in range(4)]  # (c, m, th, tw + 1)
+            t.append((r[0] - r[2], r[1] + r[2], r[2] - r[1], r[1] - r[3]))
         for a in range(4):
-            ta = t[a]
-            cols = [ta[:, :, :, j:j + 2 * tw - 1:2] for j in range(4)]
-            xp.subtract(cols[0], cols[2], out=v5[4 * a + 0, c0:c1])
-            xp.add(cols[1], cols[2], out=v5[4 * a + 1, c0:c1])
-            xp.subtract(cols[2], cols[1], out=v5[4 * a + 2, c0:c1])
-            xp.subtract(cols[1], cols[3], out=v5[4 * a + 3, c0:c1])
+            ev, od = t[0][a], t[1][a]
+            q0, q1, q2, q3 = ev[..., :tw], od[..., :tw], ev[..., 1:], od[..., 1:]
+            xp.subtract(q0, q2, out=v5[4 * a + 0, c0:c1])
+            xp.add(q1, q2, out=v5[4 * a + 1, c0:c1])
+            xp.subtract(q2, q1, out=v5[4 * a + 2, c0:c1])
+            xp.subtract(q1, q3, out=v5[4 * a + 3, c0:c1])
 
     _split(xp, run, c, v.nbytes // 2)
 
@@ -78,19 +93,18 @@ def _output_transform(xp, mm, y, b0, b1, th, tw, ho, wo):
     m = b1 - b0
     k = mm.shape[1]
     m5 = mm.reshape(4, 4, k, m, th, tw)
-    out = xp.empty((k, m, 2 * th, 2 * tw), dtype=mm.dtype)
 
     def run(k0, k1):
         M = m5[:, :, k0:k1]
-        s0 = M[0] + M[1] + M[2]  # (4, k, m, th, tw)
+        s0 = M[0] + M[1] + M[2]  # (4, k, m, th, tw): rows of A^T M
         s1 = M[1] - M[2] - M[3]
-        for r, s in enumerate((s0, s1)):
-            o = out[k0:k1, :, r::2]
-            xp.add(s[0] + s[1], s[2], out=o[:, :, :, 0::2])
-            xp.subtract(s[1] - s[2], s[3], out=o[:, :, :, 1::2])
+        for r, sr in enumerate((s0, s1)):
+            nr = (ho - r + 1) // 2
+            for c, val in enumerate((sr[0] + sr[1] + sr[2], sr[1] - sr[2] - sr[3])):
+                nc = (wo - c + 1) // 2
+                y[b0:b1, k0:k1, r::2, c::2] = val[:, :, :nr, :nc].transpose(1, 0, 2, 3)
 
     _split(xp, run, k, mm.nbytes // 2)
-    y[b0:b1] = out[:, :, :ho, :wo].transpose(1, 0, 2, 3)
 
 
 def _grad_output_transform(xp, gy, b0, b1, th, tw, mg):
@@ -133,13 +147,13 @@ def conv3x3_forward(x, w, p):
     u = _weight_transform(xp, w)
     y = xp.empty((n, k, ho, wo), dtype=x.dtype)
     nb = _chunk(n, th * tw)
-    xpad = xp.zeros((c, nb, 2 * th + 2, 2 * tw + 2), dtype=x.dtype)
+    bufs = _pad_buffers(xp, c, nb, th, tw, x.dtype)
     v = xp.empty((16, c, nb * th * tw), dtype=x.dtype)
     for b0 in range(0, n, nb):
         b1 = min(b0 + nb, n)
         m = b1 - b0
         vm = v if m == nb else xp.empty((16, c, m * th * tw), dtype=x.dtype)
-        _input_transform(xp, x, b0, b1, p, th, tw, vm, xpad)
+        _input_transform(xp, x, b0, b1, p, th, tw, vm, bufs)
         mm = xp.matmul(u, vm)  # (16, K, m*T)
         _output_transform(xp, mm, y, b0, b1, th, tw, ho, wo)
     return y
@@ -159,7 +173,7 @@ def conv3x3_backward_weight(x, gy, p):
     k = gy.shape[1]
     ho, wo, th, tw = _tiles(h, wd, p)
     nb = _chunk(n, th * tw)
-    xpad = xp.zeros((c, nb, 2 * th + 2, 2 * tw + 2), dtype=x.dtype)
+    bufs = _pad_buffers(xp, c, nb, th, tw, x.dtype)
     v = xp.empty((16, c, nb * th * tw), dtype=x.dtype)
     mg = xp.empty((16, k, nb * th * tw), dtype=x.dtype)
     du = None
@@ -168,7 +182,7 @@ def conv3x3_backward_weight(x, gy, p):
         m = b1 - b0
         vm = v if m == nb else xp.empty((16, c, m * th * tw), dtype=x.dtype)
         mgm = mg if m == nb else xp.empty((16, k, m * th * tw), dtype=x.dtype)
-        _input_transform(xp, x, b0, b1, p, th, tw, vm, xpad)
+        _input_transform(xp, x, b0, b1, p, th, tw, vm, bufs)
         _grad_output_transform(xp, gy, b0, b1, th, tw, mgm)
         part = xp.matmul(mgm, vm.transpose(0, 2, 1))  # (16, K, C)
         if du is None:
