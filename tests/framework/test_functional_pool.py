@@ -230,3 +230,12 @@ def test_interpolate_bilinear_long_axes(ac, rng):
         [x],
         dtype=np.float32,
     )
+
+
+def test_max_pool2d_propagates_nan():
+    x = np.arange(16.0).reshape(1, 1, 4, 4)
+    x[0, 0, 1, 0] = np.nan
+    y, idx = F.max_pool2d(fw.tensor(x), 2, return_indices=True)
+    ty, tidx = TF.max_pool2d(torch.tensor(x), 2, return_indices=True)
+    np.testing.assert_array_equal(np.isnan(y.numpy()), np.isnan(ty.numpy()))
+    np.testing.assert_array_equal(idx.numpy(), tidx.numpy())

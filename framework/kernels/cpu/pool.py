@@ -62,13 +62,16 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
     xpad = _padded(xp, x, padding, need, -xp.inf)
     y = _tap(xpad, 0, 0, stride, dilation, (ho, wo)).copy()
     argpos = xp.zeros(y.shape, dtype=xp.int16)
+    # NaN must win (as in PyTorch); checking once keeps the common case to one compare per tap.
+    has_nan = x.dtype.kind == "f" and bool(xp.isnan(x).any())
+    better = xp.empty(y.shape, dtype=bool)
     for t in range(1, kh * kw):
         v = _tap(xpad, t // kw, t % kw, stride, dilation, (ho, wo))
-        better = v > y
-        if x.dtype.kind == "f":
+        xp.greater(v, y, out=better)
+        if has_nan:
             better |= xp.isnan(v) & ~xp.isnan(y)
         xp.copyto(y, v, where=better)
-        argpos[better] = t
+        xp.copyto(argpos, t, where=better)
     return y, argpos
 
 
