@@ -94,7 +94,7 @@ def main(argv=None) -> dict:
         "model_version": pred.version,
         "cpu_count": os.cpu_count(),
         "python": platform.python_version(),
-        "note": "decode time (ours) includes the display pipeline, gate checks and resizing to the model input",
+        "note": "decode time (ours) includes the display pipeline, gate checks and resizing to the input",
     }
     print(json.dumps(out, indent=1))
     if a.out:

@@ -849,3 +849,28 @@ def generate(
         wr.writeheader()
         wr.writerows(rows)
     return path
+
+
+SAMPLES = (
+    ("chest_normal", "chest", {}),
+    ("chest_opacity", "chest", {"opacity": 1.0}),
+    ("chest_nodule", "chest", {"nodule": 1.0}),
+    ("chest_effusion_cardiomegaly", "chest", {"effusion": 1.0, "cardiomegaly": 1.0}),
+    ("chest_pneumothorax", "chest", {"pneumothorax": 1.0}),
+    ("knee", "knee", {}),
+    ("ct_slice", "ct", {}),
+)
+
+
+def make_samples(out: str | Path, seed: int = 2024, size: int = 640) -> list[Path]:
+    """The small bundled sample files (apps/dicom_dx/assets/samples): one per finding, a normal study
+    and two gate negatives, JPEG-LS lossless at ~size px to keep the repository small."""
+    out = Path(out)
+    paths = []
+    for i, (name, kind, prev) in enumerate(SAMPLES):
+        rng = np.random.default_rng([seed, i])
+        study = make_study(rng, kind=kind, prevalence=prev, size_range=(size, size + 1), render_max=size)
+        ds = to_dataset(study, rng, transfer_syntax=JPEGLSLossless if kind == "chest" else None)
+        write_dataset(ds, out / f"{name}.dcm")
+        paths.append(out / f"{name}.dcm")
+    return paths
