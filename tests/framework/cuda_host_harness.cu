@@ -54,40 +54,52 @@ static float gather(const FwConv& c, int g, int row, int k, int kend, bool vec, 
   return src[off + (k - kc)];
 }
 
+// ints: vec_a vec_b splits k_per_split act, the 16 geometry ints, nphases, then 10 ints per phase
+// (see FW_CONV_ARGS). Every phase writes into the same output, as the GPU launches do.
 template <int MODE>
 static void run_conv(const int* a, char** files) {
   const bool va = a[0], vb = a[1];
-  const int splits = a[2], kps = a[3], act = a[4];
+  const int splits = a[2], kps_arg = a[3], act = a[4];
   const int* g16 = a + 5;  // N C H W K R S P Q sh sw ph pw dh dw groups
-  const FwConv c = fw_make_conv<MODE>(g16[0], g16[1], g16[2], g16[3], g16[4], g16[5], g16[6],
-                                      g16[7], g16[8], g16[9], g16[10], g16[11], g16[12], g16[13],
-                                      g16[14], g16[15]);
+  const int nph = a[21];
   std::vector<float> A = read_file<float>(files[0]), B = read_file<float>(files[1]);
   std::vector<float> bias = read_file<float>(files[2]), res = read_file<float>(files[3]);
-  long long out_size = MODE == 0   ? (long long)c.N * c.K * c.P * c.Q
-                       : MODE == 1 ? (long long)c.N * c.C * c.H * c.W
-                                   : (long long)c.K * c.Ng;
-  std::vector<float> out(out_size, __builtin_nanf("")), ws;
-  if (splits > 1) ws.assign((size_t)splits * c.K * c.Ng, __builtin_nanf(""));
-  for (int g = 0; g < c.groups; ++g)
-    for (int sp = 0; sp < splits; ++sp) {
-      const int kbeg = sp * kps, kend = kbeg + kps < c.Kr ? kbeg + kps : c.Kr;
-      for (int row = 0; row < c.M; ++row)
-        for (int col = 0; col < c.Ng; ++col) {
-          float acc = 0.f;
-          for (int k = kbeg; k < kend; ++k)
-            acc = fmaf(gather<MODE, true>(c, g, row, k, kend, va, A.data()),
-                       gather<MODE, false>(c, g, col, k, kend, vb, B.data()), acc);
-          fw_store<float, MODE>(c, g, sp, splits, row, col, acc, out.data(), ws.data(), ptr(bias),
-                                ptr(res), act);
-        }
-    }
-  if (splits > 1)  // fw_splitk_reduce's order
-    for (long long i = 0; i < out_size; ++i) {
-      float s = 0.f;
-      for (int k = 0; k < splits; ++k) s += ws[k * out_size + i];
-      out[i] = s;
-    }
+  const FwConv c0 = fw_make_conv<0>(g16[0], g16[1], g16[2], g16[3], g16[4], g16[5], g16[6], g16[7],
+                                    g16[8], g16[9], g16[10], g16[11], g16[12], g16[13], g16[14],
+                                    g16[15], 0, 0, 0, 1, g16[5], 0, 1, g16[6], g16[2], g16[3]);
+  long long out_size = MODE == 0   ? (long long)c0.N * c0.K * c0.P * c0.Q
+                       : MODE == 1 ? (long long)c0.N * c0.C * c0.H * c0.W
+                                   : (long long)c0.K * c0.Cg * c0.R * c0.S;
+  std::vector<float> out(out_size, __builtin_nanf(""));
+  for (int ph = 0; ph < nph; ++ph) {
+    const int* q = a + 22 + 10 * ph;
+    const FwConv c = fw_make_conv<MODE>(g16[0], g16[1], g16[2], g16[3], g16[4], g16[5], g16[6],
+                                        g16[7], g16[8], g16[9], g16[10], g16[11], g16[12], g16[13],
+                                        g16[14], g16[15], q[0], q[1], q[2], q[3], q[4], q[5], q[6],
+                                        q[7], q[8], q[9]);
+    const int kps = kps_arg > 0 ? kps_arg : (c.Kr > 0 ? c.Kr : 1);
+    std::vector<float> ws;
+    if (splits > 1) ws.assign((size_t)splits * c.K * c.Ng, __builtin_nanf(""));
+    for (int g = 0; g < c.groups; ++g)
+      for (int sp = 0; sp < splits; ++sp) {
+        const int kbeg = sp * kps, kend = kbeg + kps < c.Kr ? kbeg + kps : c.Kr;
+        for (int row = 0; row < c.M; ++row)
+          for (int col = 0; col < c.Ng; ++col) {
+            float acc = 0.f;
+            for (int k = kbeg; k < kend; ++k)
+              acc = fmaf(gather<MODE, true>(c, g, row, k, kend, va, A.data()),
+                         gather<MODE, false>(c, g, col, k, kend, vb, B.data()), acc);
+            fw_store<float, MODE>(c, g, sp, splits, row, col, acc, out.data(), ws.data(),
+                                  ptr(bias), ptr(res), act);
+          }
+      }
+    if (splits > 1)  // fw_splitk_reduce's order
+      for (long long i = 0; i < out_size; ++i) {
+        float s = 0.f;
+        for (int k = 0; k < splits; ++k) s += ws[k * out_size + i];
+        out[i] = s;
+      }
+  }
   write_file(files[4], out);
 }
 

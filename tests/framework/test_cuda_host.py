@@ -62,6 +62,7 @@ CONV_GRID = [
     (2, 8, 11, 9, 8, 3, 3, 1, 0, 2, 1),     # dilation 2, padding 0
     (1, 4, 13, 13, 6, 7, 7, 2, 3, 1, 1),    # 7x7, padding 3, stride 2
     (2, 16, 5, 6, 20, 1, 1, 1, 0, 1, 1),    # 1x1
+    (2, 8, 9, 8, 12, 1, 1, 2, 0, 1, 1),     # 1x1 stride 2 (ResNet shortcut): phases without taps
     (2, 8, 7, 7, 12, 3, 3, 1, 1, 1, 2),     # groups 2 (Cg=4, Kg=6)
     (1, 12, 9, 8, 6, 3, 1, (2, 1), (1, 0), (1, 2), 3),  # groups 3, per-axis stride/pad/dilation
     (2, 8, 10, 7, 8, 2, 3, (1, 2), (0, 2), (2, 1), 1),  # even kernel height, per-axis geometry
@@ -131,8 +132,11 @@ def test_implicit_gemm_indexing_matches_torch(harness, tmp_path, case, mode):
         assert cconv.vec_flags(0, gp, 4) == (True, True)
         variants.append((True, True, 1, r * s * pad, ap, bp, gp))
     for v_a, v_b, splits, kps, a, b, geo in variants:
-        (out,) = _run(harness, tmp_path, f"conv{mode}", [int(v_a), int(v_b), splits, kps, 0, *geo],
-                      [a, b, None, None], 1)
+        phases = cconv.bwd_data_phases(geo) if mode == 1 else [cconv.default_phase(geo)]
+        if mode == 1:
+            kps = 0  # each phase's own Kr
+        ints = [int(v_a), int(v_b), splits, kps, 0, *geo, len(phases), *[v for ph in phases for v in ph]]
+        (out,) = _run(harness, tmp_path, f"conv{mode}", ints, [a, b, None, None], 1)
         got = np.fromfile(out, dtype=np.float32).reshape(out_shape)
         assert np.isfinite(got).all(), "an output cell was never written"
         np.testing.assert_allclose(got, expect, rtol=1e-4, atol=1e-4,
@@ -151,7 +155,8 @@ def test_fused_epilogue_bias_residual_activation(harness, tmp_path, act):
     expect = _ref(x, wt, bias, res, act, st, pad, dil, groups).numpy()
     geo = _geo(x.shape, wt.shape, expect.shape[2:], st, pad, dil, groups)
     a, b = cconv.gemm_operands(0, np, x, wt, groups)
-    (out,) = _run(harness, tmp_path, "conv0", [1, 1, 1, 10**6, act, *geo], [a, b, bias, res], 1)
+    ints = [1, 1, 1, 10**6, act, *geo, 1, *cconv.default_phase(geo)]
+    (out,) = _run(harness, tmp_path, "conv0", ints, [a, b, bias, res], 1)
     got = np.fromfile(out, dtype=np.float32).reshape(expect.shape)
     np.testing.assert_allclose(got, expect, rtol=1e-4, atol=1e-4)
 

@@ -37,7 +37,8 @@ from . import _loader as L
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv2d_bias_act",
            "MmaConfig", "FfmaConfig", "candidate_configs", "gemm_operands", "vec_flags", "split_k",
-           "kernel_name", "all_kernel_names", "padded_channels"]
+           "kernel_name", "all_kernel_names", "padded_channels", "bwd_data_phases",
+           "default_phase"]
 
 CU = "conv_igemm.cu"
 DW = "depthwise.cu"
@@ -107,7 +108,8 @@ def _use_generic(*arrays) -> bool:
     return (not backends.cudnn.enabled) or any(a.dtype not in (np.float16, np.float32) for a in arrays)
 
 
-def _gemm_dims(mode, x_shape, w_shape, out_hw, groups):
+def _gemm_dims(mode, x_shape, w_shape, out_hw, groups, phase=None):
+    """(M, Ng, Kr) of the GEMM of ``mode`` (for backward-data: of one stride ``phase``)."""
     n, c, h, w = x_shape
     k, cg, r, s = w_shape
     p, q = out_hw
@@ -115,8 +117,42 @@ def _gemm_dims(mode, x_shape, w_shape, out_hw, groups):
     if mode == 0:
         return n * p * q, kg, r * s * cg
     if mode == 1:
-        return n * h * w, cg, r * s * kg
+        if phase is None:
+            return n * h * w, cg, r * s * kg
+        _, _, _, _, rn, _, _, sn, hq, wq = phase
+        return n * hq * wq, cg, rn * sn * kg
     return kg, cg * r * s, n * p * q
+
+
+def default_phase(geo) -> tuple:
+    """The phase arguments of a launch that is not split by stride phase (all pixels, all taps)."""
+    h, w, r, s = geo[2], geo[3], geo[5], geo[6]
+    return (0, 0, 0, 1, r, 0, 1, s, h, w)
+
+
+def bwd_data_phases(geo) -> list[tuple]:
+    """Backward-data split by stride phase: (oh, ow, r0, rst, rn, s0, sst, sn, Hq, Wq) per phase.
+
+    Input rows h = oh + hq*sh receive gradient only from the taps r with (oh + ph - r*dh) divisible
+    by sh, a residue class, hence an arithmetic progression r0, r0 + rst, ...; likewise for columns.
+    With stride 1 this is one phase holding every pixel and tap.
+    """
+    n, c, h, w, k, r, s, p, q, sh, sw, ph, pw, dh, dw, g = geo
+
+    def taps(o, count, st, pad, dil):
+        valid = [t for t in range(count) if (o + pad - t * dil) % st == 0]
+        if not valid:
+            return 0, 1, 0
+        step = valid[1] - valid[0] if len(valid) > 1 else 1
+        assert valid == list(range(valid[0], valid[0] + step * len(valid), step))
+        return valid[0], step, len(valid)
+
+    out = []
+    for oh in range(min(sh, h)):
+        for ow in range(min(sw, w)):
+            out.append((oh, ow, *taps(oh, r, sh, ph, dh), *taps(ow, s, sw, pw, dw),
+                        -(-(h - oh) // sh), -(-(w - ow) // sw)))
+    return out
 
 
 def candidate_configs(math_kind: str, m: int, ng: int, groups: int, sms: int):
@@ -258,12 +294,13 @@ def all_kernel_names() -> dict[str, list[str]]:
     return {CU: sorted(set(igemm)), DW: dw}
 
 
-def _run_igemm(mode, a, b, out, geo, cfg, *, bias=None, residual=None, act=0):
+def _run_igemm(mode, a, b, out, geo, cfg, *, phase=None, bias=None, residual=None, act=0):
     """Launch the implicit GEMM for ``mode`` with ``cfg`` (handles split-K for mode 2)."""
     cp = _cp()
     n, c, h, w, k, r, s, p, q = geo[:9]
     groups = geo[15]
-    m, ng, kr = _gemm_dims(mode, (n, c, h, w), (k, c // groups, r, s), (p, q), groups)
+    phase = default_phase(geo) if phase is None else phase
+    m, ng, kr = _gemm_dims(mode, (n, c, h, w), (k, c // groups, r, s), (p, q), groups, phase)
     t = L.cxx_type(a.dtype)
     itemsize = a.dtype.itemsize
     va, vb = vec_flags(mode, geo, itemsize)
@@ -278,7 +315,7 @@ def _run_igemm(mode, a, b, out, geo, cfg, *, bias=None, residual=None, act=0):
     smem = cfg.smem(itemsize) if isinstance(cfg, MmaConfig) else 0
     fn = L.get_function(CU, name, max_shared=smem)
     args = (a, b, out, L.ptr_or_null(ws), L.ptr_or_null(bias), L.ptr_or_null(residual)) + L.i32(
-        *geo, act, splits, kps)
+        *geo, *phase, act, splits, kps)
     L.launch(fn, grid, (cfg.threads(),), args, shared_mem=smem)
     if splits > 1:
         total = k * ng
@@ -292,7 +329,7 @@ def _run_igemm(mode, a, b, out, geo, cfg, *, bias=None, residual=None, act=0):
 _broken: set = set()
 
 
-def _tuned(mode, a, b, out, geo, dtype, **epilogue):
+def _tuned(mode, a, b, out, geo, dtype, phase=None, **epilogue):
     """Run the implicit GEMM with the tuned (or heuristic) configuration for this problem."""
     from ... import backends
 
@@ -303,19 +340,19 @@ def _tuned(mode, a, b, out, geo, dtype, **epilogue):
         kind = "ffma"
     n, c, h, w, k, r, s, p, q = geo[:9]
     groups = geo[15]
-    m, ng, _ = _gemm_dims(mode, (n, c, h, w), (k, c // groups, r, s), (p, q), groups)
+    m, ng, _ = _gemm_dims(mode, (n, c, h, w), (k, c // groups, r, s), (p, q), groups, phase)
     cands = candidate_configs(kind, m, ng, groups, L.sm_count())
-    key = ("conv", mode, geo, np.dtype(dtype).str, kind, dev, cc, tuple(sorted(epilogue)))
+    key = ("conv", mode, geo, phase, np.dtype(dtype).str, kind, dev, cc, tuple(sorted(epilogue)))
     scratch = []
 
     def trial(cf):  # tuning writes to scratch, so that a failed candidate leaves no garbage behind
         if not scratch:
             scratch.append(cp.empty_like(out))
-        _run_igemm(mode, a, b, scratch[0], geo, cf, **epilogue)
+        _run_igemm(mode, a, b, scratch[0], geo, cf, phase=phase, **epilogue)
 
     try:
         cfg = L.tuner.choose(key, cands, trial) if backends.cudnn.benchmark else cands[0]
-        _run_igemm(mode, a, b, out, geo, cfg, **epilogue)
+        _run_igemm(mode, a, b, out, geo, cfg, phase=phase, **epilogue)
     except Exception as e:  # a build or launch-configuration failure (not a wrong result)
         if kind == "ffma":
             raise
@@ -325,7 +362,7 @@ def _tuned(mode, a, b, out, geo, dtype, **epilogue):
                       f"({type(e).__name__}: {str(e)[:300]}); using the FFMA kernels from now on",
                       RuntimeWarning, stacklevel=3)
         _broken.add((dev, kind))
-        _tuned(mode, a, b, out, geo, dtype, **epilogue)
+        _tuned(mode, a, b, out, geo, dtype, phase=phase, **epilogue)
 
 
 def _check_pair(x, w, what):
@@ -418,7 +455,9 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups, *, 
         L.launch(fn, (blocks,), (block,), (_aligned(gy, cp), _aligned(w, cp), gx) + L.i32(*geo[:15]))
         return gx
     ga, wt = gemm_operands(1, cp, _aligned(gy, cp), w, groups, nhwc=lambda a: _nhwc(a, cp))
-    _tuned(1, ga, _aligned(wt, cp), gx, geo, gy.dtype)
+    wt = _aligned(wt, cp)
+    for phase in bwd_data_phases(geo):  # one GEMM per stride phase: no multiplications by holes
+        _tuned(1, ga, wt, gx, geo, gy.dtype, phase=phase)
     return gx
 
 

@@ -6,9 +6,10 @@
 //
 //   mode 0, forward       M = N*P*Q (output pixels)  Ng = Kg (out channels)  Kr = R*S*Cg
 //                         A = x in NHWC, gathered;   B = w in KRSC (row nn = filter nn)
-//   mode 1, backward-data M = N*H*W (input pixels)   Ng = Cg (in channels)   Kr = R*S*Kg
-//                         A = gy in NHWC, gathered where (h + pad - r*dil) is a multiple of the
-//                         stride; B = w in "CRSK" (row c = w[:, c] of the group, k innermost)
+//   mode 1, backward-data M = N*Hq*Wq (the input pixels of one stride phase)   Ng = Cg
+//                         Kr = rn*sn*Kg (the taps that reach that phase); one GEMM per phase
+//                         A = gy in NHWC, gathered; B = w in "CRSK" (row c = w[:, c] of the
+//                         group, k innermost)
 //   mode 2, backward-filt M = Kg (out channels)      Ng = Cg*R*S             Kr = N*P*Q
 //                         A = gy in NCHW (row = channel, Kr contiguous within an image);
 //                         B = x in NCHW, gathered (row = (c, r, s))
@@ -27,12 +28,20 @@
 
 #include "common.cuh"
 
+// The last ten describe one stride phase of backward-data (mode 1; the other modes ignore them):
+// the input pixels h = oh + hq*sh (hq < Hq), w = ow + wq*sw (wq < Wq), and the only taps that can
+// reach them, r = r0 + ri*rst (ri < rn), s = s0 + si*sst (si < sn). Splitting backward-data into
+// sh*sw such GEMMs skips the stride holes instead of multiplying zeros (4x fewer MACs at stride 2).
 #define FW_CONV_ARGS                                                                          \
   int N, int C, int H, int W, int K, int R, int S, int P, int Q, int sh, int sw, int ph,     \
-      int pw, int dh, int dw, int groups
+      int pw, int dh, int dw, int groups, int oh, int ow, int r0, int rst, int rn, int s0,   \
+      int sst, int sn, int Hq, int Wq
+#define FW_CONV_NAMES \
+  N, C, H, W, K, R, S, P, Q, sh, sw, ph, pw, dh, dw, groups, oh, ow, r0, rst, rn, s0, sst, sn, Hq, Wq
 
 struct FwConv {
   int N, C, H, W, K, R, S, P, Q, sh, sw, ph, pw, dh, dw, groups, Cg, Kg;
+  int oh, ow, r0, rst, rn, s0, sst, sn, Hq, Wq;
   int M, Ng, Kr;
 };
 
@@ -43,10 +52,12 @@ FW_HD FwConv fw_make_conv(FW_CONV_ARGS) {
   c.sh = sh; c.sw = sw; c.ph = ph; c.pw = pw; c.dh = dh; c.dw = dw; c.groups = groups;
   c.Cg = C / groups;
   c.Kg = K / groups;
+  c.oh = oh; c.ow = ow; c.r0 = r0; c.rst = rst; c.rn = rn; c.s0 = s0; c.sst = sst; c.sn = sn;
+  c.Hq = Hq; c.Wq = Wq;
   if (MODE == 0) {
     c.M = N * P * Q; c.Ng = c.Kg; c.Kr = R * S * c.Cg;
   } else if (MODE == 1) {
-    c.M = N * H * W; c.Ng = c.Cg; c.Kr = R * S * c.Kg;
+    c.M = N * Hq * Wq; c.Ng = c.Cg; c.Kr = rn * sn * c.Kg;
   } else {
     c.M = c.Kg; c.Ng = c.Cg * R * S; c.Kr = N * P * Q;
   }
@@ -69,11 +80,13 @@ FW_HD long long fw_a_offset(const FwConv& c, int g, int row, int k, int kend) {
     if (h < 0 || h >= c.H || w < 0 || w >= c.W) return -1;
     return ((long long)(n * c.H + h) * c.W + w) * c.C + g * c.Cg + ci;
   } else if (MODE == 1) {
-    const int hw = c.H * c.W;
-    const int n = row / hw, rem = row - n * hw;
-    const int h = rem / c.W, w = rem - h * c.W;
+    const int hwq = c.Hq * c.Wq;
+    const int n = row / hwq, rem = row - n * hwq;
+    const int hq = rem / c.Wq, wq = rem - hq * c.Wq;
+    const int h = c.oh + hq * c.sh, w = c.ow + wq * c.sw;
     const int rs = k / c.Kg, kk = k - rs * c.Kg;
-    const int r = rs / c.S, s = rs - r * c.S;
+    const int ri = rs / c.sn, si = rs - ri * c.sn;
+    const int r = c.r0 + ri * c.rst, s = c.s0 + si * c.sst;
     const int tp = h + c.ph - r * c.dh, tq = w + c.pw - s * c.dw;
     if (tp < 0 || tq < 0) return -1;
     const int p = tp / c.sh, q = tq / c.sw;
@@ -91,8 +104,11 @@ FW_HD long long fw_b_offset(const FwConv& c, int g, int row, int k, int kend) {
   if (row >= c.Ng || k >= kend) return -1;
   if (MODE == 0) {
     return (long long)(g * c.Kg + row) * c.Kr + k;
-  } else if (MODE == 1) {
-    return (long long)(g * c.Cg + row) * c.Kr + k;
+  } else if (MODE == 1) {  // w in "CRSK": the row holds every tap; this phase reads some of them
+    const int rs = k / c.Kg, kk = k - rs * c.Kg;
+    const int ri = rs / c.sn, si = rs - ri * c.sn;
+    const int r = c.r0 + ri * c.rst, s = c.s0 + si * c.sst;
+    return ((long long)(g * c.Cg + row) * c.R * c.S + r * c.S + s) * c.Kg + kk;
   } else {
     const int rsz = c.R * c.S;
     const int ci = row / rsz, rs = row - ci * rsz;
@@ -114,9 +130,11 @@ FW_HD long long fw_out_offset(const FwConv& c, int g, int row, int col) {
     const int n = row / pq, rem = row - n * pq;
     return ((long long)n * c.K + g * c.Kg + col) * pq + rem;
   } else if (MODE == 1) {
-    const int hw = c.H * c.W;
-    const int n = row / hw, rem = row - n * hw;
-    return ((long long)n * c.C + g * c.Cg + col) * hw + rem;
+    const int hwq = c.Hq * c.Wq;
+    const int n = row / hwq, rem = row - n * hwq;
+    const int hq = rem / c.Wq, wq = rem - hq * c.Wq;
+    const int h = c.oh + hq * c.sh, w = c.ow + wq * c.sw;
+    return (((long long)n * c.C + g * c.Cg + col) * c.H + h) * c.W + w;
   } else {
     return (long long)(g * c.Kg + row) * c.Ng + col;
   }
@@ -169,7 +187,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   T* As = reinterpret_cast<T*>(fw_smem);
   T* Bs = As + STAGES * BM * LDS;
 
-  const FwConv c = fw_make_conv<MODE>(N, C, H, W, K, R, S, P, Q, sh, sw, ph, pw, dh, dw, groups);
+  const FwConv c = fw_make_conv<MODE>(FW_CONV_NAMES);
   const int g = blockIdx.z / splits, split = blockIdx.z - g * splits;
   const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
   const int kbeg = split * k_per_split;
@@ -322,7 +340,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
   __shared__ __align__(16) float As[2][BK][LA];
   __shared__ __align__(16) float Bs[2][BK][LB];
 
-  const FwConv c = fw_make_conv<MODE>(N, C, H, W, K, R, S, P, Q, sh, sw, ph, pw, dh, dw, groups);
+  const FwConv c = fw_make_conv<MODE>(FW_CONV_NAMES);
   const int g = blockIdx.z / splits, split = blockIdx.z - g * splits;
   const int m0 = blockIdx.x * BM, n0 = blockIdx.y * BN;
   const int kbeg = split * k_per_split;
@@ -433,11 +451,13 @@ __global__ void fw_nchw_to_nhwc(const T* __restrict__ in, T* __restrict__ out, i
 #define FW_MMA(T, MODE, BM, BN, BK, WM, WN, ST, VA, VB) \
   template __global__ void fw_conv_mma<T, MODE, BM, BN, BK, WM, WN, ST, VA, VB>(     \
       const T*, const T*, T*, float*, const T*, const T*, int, int, int, int, int, int, int, int, \
-      int, int, int, int, int, int, int, int, int, int, int);
+      int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, \
+      int, int, int);
 #define FW_FFMA(T, MODE, BM, BN, BK, TM, TN) \
   template __global__ void fw_conv_ffma<T, MODE, BM, BN, BK, TM, TN>(                \
       const T*, const T*, T*, float*, const T*, const T*, int, int, int, int, int, int, int, int, \
-      int, int, int, int, int, int, int, int, int, int, int);
+      int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, int, \
+      int, int, int);
 FW_MMA(fw_half, 0, 64, 64, 32, 2, 2, 4, true, true)
 FW_MMA(fw_half, 2, 64, 32, 32, 2, 2, 3, true, false)
 FW_MMA(float, 1, 64, 64, 16, 2, 2, 4, true, false)
