@@ -5,10 +5,15 @@ Array-level API, the same as ``framework.kernels.cpu.conv`` (``stride``, ``paddi
 are pairs of ints, padding symmetric):
 
     conv2d_forward(x, w, stride, padding, dilation, groups, *, bias=None, activation=None,
-                   residual=None) -> y                                  (N, K, P, Q)
-    conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups) -> gx      (N, C, H, W)
-    conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups) -> gw     (K, C/g, R, S)
+                   residual=None, out=None) -> y                        (N, K, P, Q)
+    conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups, *, out=None)
+        -> gx                                                           (N, C, H, W)
+    conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups, *, out=None)
+        -> gw                                                           (K, C/groups, R, S)
     conv2d_bias_act(x, w, bias, stride, padding, dilation, groups, activation=None, residual=None)
+
+``out=`` takes a preallocated contiguous result (the GPU tests pass NaN-filled ones, so that a cell
+the kernels forget to write shows). Backward-data runs one implicit GEMM per stride phase.
 
 The fused epilogue computes ``y = act(conv(x, w) + bias[k] + residual)`` with act in
 {None, "relu", "silu"} (the order of a ResNet block's ``relu(bn(conv(x)) + identity)`` once BN is
