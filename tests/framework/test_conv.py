@@ -201,3 +201,12 @@ def test_conv2d_winograd_path(padding, dtype, rng):
         rtol=1e-9 if dtype == np.float64 else 1e-4,
         atol=1e-9 if dtype == np.float64 else 1e-4,
     )
+
+
+def test_conv2d_float16_keeps_dtype(rng):
+    x = rng.standard_normal((1, 32, 32, 32)).astype(np.float16)
+    w = (rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float16)
+    y = F.conv2d(fw.tensor(x), fw.tensor(w), padding=1)
+    ref = TF.conv2d(torch.tensor(x, dtype=torch.float32), torch.tensor(w, dtype=torch.float32), padding=1)
+    assert y.dtype == fw.float16
+    np.testing.assert_allclose(y.numpy().astype(np.float32), ref.numpy(), rtol=2e-2, atol=2e-2)

@@ -42,6 +42,12 @@ def _pad(xp, x, ph, pw):
 _POOL = None
 
 
+def _use_winograd(a, x_shape, w_shape, stride, padding, dilation, groups):
+    # float16 would lose too much in the transforms; CuPy arrays have their own kernels.
+    return (_WINOGRAD and a.dtype in (np.float32, np.float64) and isinstance(a, np.ndarray)
+            and winograd.applicable(x_shape, w_shape, stride, padding, dilation, groups))
+
+
 def _split_channels(xp, fn, c, work_bytes):
     """Run ``fn(c0, c1)`` over channel ranges, two halves in parallel when the work is large.
 
@@ -135,7 +141,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     kg = k // g
     if g > 1 and cg == 1 and kg == 1:
         return _depthwise_forward(xp, x, w, stride, padding, dilation, ho, wo)
-    if _WINOGRAD and winograd.applicable(x.shape, w.shape, stride, padding, dilation, groups):
+    if _use_winograd(x, x.shape, w.shape, stride, padding, dilation, groups):
         return winograd.conv3x3_forward(x, w, padding[0])
     L = ho * wo
     y = xp.empty((n, k, ho, wo), dtype=x.dtype)
@@ -199,7 +205,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     ph, pw = padding
     if g > 1 and cg == 1 and kg == 1:
         return _depthwise_backward_input(xp, gy, w, x_shape, stride, padding, dilation)
-    if _WINOGRAD and winograd.applicable(x_shape, w.shape, stride, padding, dilation, groups):
+    if _use_winograd(gy, x_shape, w.shape, stride, padding, dilation, groups):
         return winograd.conv3x3_backward_input(gy, w, x_shape, padding[0])
     L = ho * wo
     gx = xp.empty(x_shape, dtype=gy.dtype)
@@ -254,7 +260,7 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups):
     kg = k // g
     if g > 1 and cg == 1:
         return _depthwise_backward_weight(xp, x, gy, w_shape, stride, padding, dilation)
-    if _WINOGRAD and winograd.applicable(x.shape, w_shape, stride, padding, dilation, groups):
+    if _use_winograd(x, x.shape, w_shape, stride, padding, dilation, groups):
         return winograd.conv3x3_backward_weight(x, gy, padding[0])
     gw = None
     for b0, b1, col in _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo):
