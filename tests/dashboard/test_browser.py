@@ -89,6 +89,14 @@ def page(browser):
 
 
 def _shot(page, tmp_path, name: str) -> Path:
+    # charts are drawn asynchronously after the script finishes: wait until each has its canvas
+    try:
+        page.wait_for_function(
+            "() => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')]"
+            ".every(c => c.querySelector('canvas, svg'))", timeout=20_000)
+    except Exception:
+        pass  # a screenshot without a chart is still worth keeping; the assertions are elsewhere
+    page.wait_for_timeout(500)
     path = tmp_path / f"{name}.png"
     page.screenshot(path=str(path), full_page=True)
     keep = os.environ.get("DLSUITE_SCREENSHOTS")
@@ -179,6 +187,9 @@ def test_perception_video_upload_plays_annotated(server, page, tmp_path):
     page.goto(f"{server}/perception")
     page.get_by_text("Upload", exact=True).first.click()
     page.locator("input[type=file]").first.set_input_files(str(clip))
+    # the upload must have reached the server (file chip shown, script idle) before the click
+    page.get_by_text("drive.mp4").first.wait_for()
+    _wait_idle(page)
     page.get_by_role("button", name="Run detection and tracking").click()
     video = page.locator("video[data-testid=stVideo]")  # (the camera widget has a hidden <video> too)
     video.wait_for()
