@@ -40,6 +40,7 @@ def _pad(xp, x, ph, pw):
 
 
 _POOL = None
+_POOL_PID = None
 
 
 def _use_winograd(a, x_shape, w_shape, stride, padding, dilation, groups):
@@ -54,14 +55,15 @@ def _split_channels(xp, fn, c, work_bytes):
     The strided copies of im2col / col2im are single-threaded NumPy loops (they release the GIL)
     while the matrix products already use every core; splitting the copies keeps both cores busy.
     """
-    global _POOL
+    global _POOL, _POOL_PID
     if xp is not np or c < 2 or work_bytes < (1 << 19) or _THREADS < 2:
         fn(0, c)
         return
-    if _POOL is None:
+    if _POOL is None or _POOL_PID != os.getpid():  # (re)create after a fork: threads do not survive it
         from concurrent.futures import ThreadPoolExecutor
 
         _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fw-im2col")
+        _POOL_PID = os.getpid()
     half = c // 2
     fut = _POOL.submit(fn, half, c)
     fn(0, half)
