@@ -22,9 +22,10 @@ from ... import backend
 KERNEL_DIR = Path(__file__).resolve().parent
 CU_FILES = ("conv_igemm.cu", "depthwise.cu", "pool.cu", "norm.cu")
 
-# -std=c++17 for the device lambdas in the kernel templates. CuPy's default -ftz=true is kept: the
-# fp32 tests allow for flushed denormals.
-_OPTIONS = ("-std=c++17",)
+# No -std flag: the sources need only C++11 (device lambdas, static_assert) and NVRTC's default
+# dialect covers that, so nothing can clash with options CuPy adds itself. CuPy's default
+# -ftz=true is kept: the fp32 tests allow for flushed denormals.
+_OPTIONS: tuple = ()
 
 _lock = threading.Lock()
 _functions: dict[tuple, object] = {}
