@@ -81,7 +81,7 @@ def browser(server):
 @pytest.fixture
 def page(browser):
     # tall viewport: Streamlit scrolls inside its own container, so a full-page shot shows only the viewport
-    ctx = browser.new_context(viewport={"width": 1440, "height": 1800})
+    ctx = browser.new_context(viewport={"width": 1440, "height": 2100})
     pg = ctx.new_page()
     pg.set_default_timeout(120_000)
     yield pg
@@ -149,7 +149,9 @@ def test_dicom_upload_shows_findings(server, page, tmp_path, chest_dicom):
         pytest.skip("the default diagnosis model is not committed yet (apps/dicom_dx/assets/)")
     page.goto(f"{server}/dicom")
     page.get_by_text("Upload", exact=True).click()
-    page.locator("input[type=file]").set_input_files(str(chest_dicom))
+    uploader = page.locator("[data-testid=stFileUploader]").filter(has_text="DICOM files")
+    uploader.wait_for()
+    uploader.locator("input[type=file]").set_input_files(str(chest_dicom))
     page.get_by_text("Findings", exact=True).wait_for()
     _wait_idle(page)
     table = page.locator("[data-testid=stDataFrame]").filter(has_text="probability").first
@@ -186,7 +188,9 @@ def test_perception_video_upload_plays_annotated(server, page, tmp_path):
     clip = _small_clip(tmp_path / "drive.mp4")
     page.goto(f"{server}/perception")
     page.get_by_text("Upload", exact=True).first.click()
-    page.locator("input[type=file]").first.set_input_files(str(clip))
+    uploader = page.locator("[data-testid=stFileUploader]").filter(has_text="Video file")
+    uploader.wait_for()  # rendered by the rerun that the radio click started
+    uploader.locator("input[type=file]").set_input_files(str(clip))
     # the upload must have reached the server (file chip shown, script idle) before the click
     page.get_by_text("drive.mp4").first.wait_for()
     _wait_idle(page)
