@@ -290,3 +290,34 @@ if given is not None:
             fw.load(d / "bad.safetensors")
         except CheckpointError:
             pass
+
+
+def test_model_and_optimizer_checkpoint_round_trip(tmp_path):
+    """A training checkpoint (model with BatchNorm buffers, optimizer, epoch) restores exactly."""
+    nn = pytest.importorskip("framework.nn", reason="fw.nn is built separately")
+
+    def make():
+        fw.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(4 * 5 * 5, 2))
+
+    model = make()
+    opt = fw.optim.AdamW(model.parameters(), lr=1e-2)
+    x = fw.randn(6, 3, 5, 5)
+    for _ in range(3):
+        opt.zero_grad()
+        model(x).square().mean().backward()
+        opt.step()
+    fw.save({"model": model.state_dict(), "optim": opt.state_dict(), "epoch": 3}, tmp_path / "ck.safetensors")
+    ck = fw.load(tmp_path / "ck.safetensors")
+    assert ck["epoch"] == 3 and ck["model"]["1.num_batches_tracked"].dtype == fw.int64
+    model2 = make()
+    model2.load_state_dict(ck["model"])
+    opt2 = fw.optim.AdamW(model2.parameters(), lr=1e-2)
+    opt2.load_state_dict(ck["optim"])
+    for m, o in ((model, opt), (model2, opt2)):
+        o.zero_grad()
+        m(x).square().mean().backward()
+        o.step()
+        m.eval()
+    np.testing.assert_array_equal(model(x).detach().numpy(), model2(x).detach().numpy())
