@@ -23,3 +23,16 @@ def make_app():
 @pytest.fixture
 def app(make_app):
     return make_app()
+
+
+@pytest.fixture(autouse=True)
+def fresh_streamlit_caches():
+    """Streamlit's caches are process-wide and outlive an AppTest: clear them around each test so
+    that a model or a result cached by one test (e.g. a stand-in model) never leaks into another."""
+    import streamlit as st
+
+    st.cache_resource.clear()
+    st.cache_data.clear()
+    yield
+    st.cache_resource.clear()
+    st.cache_data.clear()

