@@ -9,17 +9,21 @@ argument list would otherwise only show on a GPU, as a crash or as garbage.
 
 from __future__ import annotations
 
+import sys
 import types
+from pathlib import Path
 
 import numpy as np
 import pytest
-from cuda_nvrtc_util import NVRTC, compile_ptx, entry_params
 
 from framework import backend
 from framework.kernels.cuda import _loader
 from framework.kernels.cuda import conv as cconv
 from framework.kernels.cuda import norm as cnorm
 from framework.kernels.cuda import pool as cpool
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helper beside this file
+from cuda_nvrtc_util import NVRTC, compile_ptx, entry_params  # noqa: E402
 
 pytestmark = pytest.mark.skipif(NVRTC is None, reason="libnvrtc not found (pip install nvidia-cuda-nvrtc)")
 

@@ -9,10 +9,15 @@ test_cuda_compile.py through nvcc).
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
-from cuda_nvrtc_util import NVRTC, compile_ptx
 
 from framework.kernels.cuda import _loader, conv, norm, pool
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the helper beside this file
+from cuda_nvrtc_util import NVRTC, compile_ptx  # noqa: E402
 
 pytestmark = pytest.mark.skipif(NVRTC is None, reason="libnvrtc not found (pip install nvidia-cuda-nvrtc)")
 
