@@ -234,3 +234,30 @@ def test_bundled_samples_are_offered_and_shown(app):
     assert values["modality"] == ds.Modality
     if "predict" in dir(dx) and (Path(dx.__file__).parent / "assets" / "model.safetensors").exists():
         assert "not a frontal chest radiograph" in texts(app.error)  # a CT slice never gets findings
+
+
+def _testdata(name):
+    from pydicom.data import get_testdata_file
+
+    path = get_testdata_file(name, download=False)
+    if path is None:
+        pytest.skip(f"pydicom test file {name} not installed")
+    return path
+
+
+def test_multiframe_file_gets_a_frame_slider(app):
+    path = _testdata("rtdose.dcm")  # RT dose grid, 15 frames
+    n_frames = int(pydicom.dcmread(path, stop_before_pixels=True).NumberOfFrames)
+    _upload(app, path)
+    assert not app.exception, app.exception
+    frame = app.slider(key="dx_frame")
+    assert frame.max == n_frames - 1
+    frame.set_value(n_frames - 1).run()
+    assert not app.exception and not app.error, texts(app.error)
+    assert len(app.get("image")) >= 1
+
+
+def test_colour_file_is_shown_as_decoded(app):
+    _upload(app, _testdata("SC_rgb_rle.dcm"))
+    assert not app.exception, app.exception
+    assert "colour image" in texts(app.caption)
