@@ -41,6 +41,9 @@ def _pad(xp, x, ph, pw):
 
 _POOL = None
 _POOL_PID = None
+# Below this much copying, handing half to the other thread costs more than it saves (a thread
+# wake-up can take milliseconds on a loaded machine).
+_SPLIT_MIN_BYTES = 2 << 20
 
 
 def _use_winograd(a, x_shape, w_shape, stride, padding, dilation, groups):
@@ -56,7 +59,7 @@ def _split_channels(xp, fn, c, work_bytes):
     while the matrix products already use every core; splitting the copies keeps both cores busy.
     """
     global _POOL, _POOL_PID
-    if xp is not np or c < 2 or work_bytes < (1 << 19) or _THREADS < 2:
+    if xp is not np or c < 2 or work_bytes < _SPLIT_MIN_BYTES or _THREADS < 2:
         fn(0, c)
         return
     if _POOL is None or _POOL_PID != os.getpid():  # (re)create after a fork: threads do not survive it

@@ -77,7 +77,7 @@ def _input_transform(xp, x, b0, b1, p, th, tw, v, bufs):
             xp.subtract(q2, q1, out=v5[4 * a + 2, c0:c1])
             xp.subtract(q1, q3, out=v5[4 * a + 3, c0:c1])
 
-    _split(xp, run, c, v.nbytes // 2)
+    _split(xp, run, c, v.nbytes)
 
 
 def _weight_transform(xp, w):
@@ -104,7 +104,7 @@ def _output_transform(xp, mm, y, b0, b1, th, tw, ho, wo):
                 nc = (wo - c + 1) // 2
                 y[b0:b1, k0:k1, r::2, c::2] = val[:, :, :nr, :nc].transpose(1, 0, 2, 3)
 
-    _split(xp, run, k, mm.nbytes // 2)
+    _split(xp, run, k, mm.nbytes)
 
 
 def _grad_output_transform(xp, gy, b0, b1, th, tw, mg):
@@ -126,7 +126,7 @@ def _grad_output_transform(xp, gy, b0, b1, th, tw, mg):
             xp.subtract(c0, c1, out=m5[4 * a + 2, k0:k1])
             xp.negative(c1, out=m5[4 * a + 3, k0:k1])
 
-    _split(xp, run, k, mg.nbytes // 2)
+    _split(xp, run, k, mg.nbytes)
 
 
 def _tiles(h, w, p):
