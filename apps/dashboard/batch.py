@@ -48,7 +48,8 @@ if how == "Folder on this machine":
         st.error(f"No such folder or file: {folder}", icon=common.REFUSED)
         folder = None
 else:
-    up = st.file_uploader("Zip of DICOM files", type=["zip"], key="batch_zip")
+    up = st.file_uploader("Zip of DICOM files", type=["zip"], key="batch_zip",
+                          max_upload_size=uploads.MAX_ZIP_BYTES // uploads.MiB)
     if up is not None:
         data = up.getvalue()
         problem = uploads.check_zip(up.name, data)

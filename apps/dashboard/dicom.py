@@ -104,8 +104,9 @@ if source == "Bundled sample":
         pick = st.selectbox("Sample study", samples, format_func=lambda p: Path(p).name, key="dx_sample")
         inputs = [(Path(pick).name, _file_bytes(pick))]
 else:
+    # no type filter: DICOM files often have no extension; the browser refuses files over the limit
     files = st.file_uploader("DICOM files (.dcm, or files without extension)", accept_multiple_files=True,
-                             key="dx_upload")
+                             key="dx_upload", max_upload_size=uploads.MAX_DICOM_BYTES // uploads.MiB)
     for f in files or []:
         data = f.getvalue()
         problem = uploads.check_dicom(f.name, data)
@@ -119,12 +120,14 @@ if not inputs:
 
 
 def _analyse(name: str, data: bytes, frame: int = 0):
-    """(image, prediction, error message) for one input; errors are messages, never tracebacks."""
+    """(digest, image, prediction, error message) for one input; errors are messages, never tracebacks.
+    image is None when unreadable; prediction is None when no model is available."""
     digest = hashlib.sha1(data).hexdigest()
     try:
         image = _read(digest, frame, data)
     except Exception as exc:  # the reader raises typed errors whose message names the reason
-        return digest, None, None, f"{name}: {exc}"
+        msg = str(exc).removeprefix("<bytes>: ") or type(exc).__name__
+        return digest, None, None, f"{name}: {msg}"
     if _model_or_reason()[0] is None:
         return digest, image, None, None
     try:

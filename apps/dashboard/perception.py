@@ -138,7 +138,8 @@ with video_tab:
         if src_path:
             digest = hashlib.sha1(f"{src_path}:{Path(src_path).stat().st_mtime}".encode()).hexdigest()
     else:
-        up = st.file_uploader("Video file", type=list(uploads.VIDEO_EXTENSIONS), key="pc_upload")
+        up = st.file_uploader("Video file", type=list(uploads.VIDEO_EXTENSIONS), key="pc_upload",
+                              max_upload_size=uploads.MAX_VIDEO_BYTES // uploads.MiB)
         if up is not None:
             data = up.getvalue()
             problem = uploads.check_video(up.name, data)
