@@ -6,7 +6,15 @@ kernels in ``framework.kernels.cuda.conv`` take precedence when present).
 Shapes: ``x`` (N, C, H, W); ``w`` (K, C/groups, kh, kw); ``y`` (N, K, Ho, Wo) with
 ``Ho = (H + 2*ph - dh*(kh - 1) - 1) // sh + 1``. ``stride``, ``padding`` and ``dilation`` are pairs of
 ints (padding symmetric; callers pad asymmetric cases first). No loop runs over pixels: the loops
-below run over the kh*kw kernel taps at most.
+below run over the kh*kw kernel taps and over chunks of images.
+
+Strategy: images are processed a few at a time (enough columns for an efficient BLAS product, few
+enough that the patch matrix stays in cache); a 1x1 stride-1 convolution is a plain product with
+no copy; depthwise convolutions are sums of shifted images; 3x3 stride-1 convolutions with >= 32
+channels on >= 32x32 images use Winograd F(2x2, 3x3) (``winograd.py``). The strided copies of
+im2col/col2im run on two threads when large (NumPy releases the GIL while copying).
+Environment: FRAMEWORK_CONV_WINOGRAD=0 disables Winograd; FRAMEWORK_CONV_THREADS=1 disables the
+copy thread.
 """
 
 from __future__ import annotations
@@ -18,8 +26,6 @@ import numpy as np
 from ...backend import get_array_module
 from . import winograd
 
-# Winograd F(2x2, 3x3) for 3x3 stride-1 convolutions with at least 16 channels in and out
-# (FRAMEWORK_CONV_WINOGRAD=0 turns it off and uses im2col everywhere).
 _WINOGRAD = os.environ.get("FRAMEWORK_CONV_WINOGRAD", "1") != "0"
 _THREADS = int(os.environ.get("FRAMEWORK_CONV_THREADS", os.cpu_count() or 1))
 
