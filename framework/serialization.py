@@ -198,11 +198,12 @@ def load(f, map_location=None, weights_only: bool = True) -> Any:
         tensors = {}
         for name, (dt, shape, (b, e)) in entries.items():
             fh.seek(8 + n + b)
-            buf = fh.read(e - b)
-            if len(buf) != e - b:
+            # Read straight into the array (one copy of the data, not two); sizes were checked
+            # against the file above, so this allocation is bounded by the file's size.
+            a = np.empty(shape, dtype=dt)
+            if e > b and fh.readinto(memoryview(a.reshape(-1)).cast("B")) != e - b:
                 raise CheckpointError(path, f"tensor {name!r}: file ended while reading its data")
-            a = np.frombuffer(buf, dtype=dt).reshape(shape).astype(dt.newbyteorder("="))
-            tensors[name] = a
+            tensors[name] = a if dt.isnative else a.astype(dt.newbyteorder("="))
     dev = None if map_location is None else _device(map_location)
     structure = metadata.get(_STRUCTURE_KEY) if metadata else None
     if structure is None:
