@@ -83,6 +83,28 @@ def threshold_at_sensitivity(y, scores, sensitivity: float = 0.9) -> float:
     return float(pos[min(max(k, 0), len(pos) - 1)])
 
 
+def operating_threshold(y, scores, sensitivity: float = 0.9) -> float:
+    """The operating threshold for a stated sensitivity: maximise specificity subject to
+    sensitivity ≥ `sensitivity`, then, among thresholds with that specificity, take the most
+    sensitive one, and place the threshold midway between that positive score and the next lower
+    negative score (so that a well-separated finding is not cut at its 10th-percentile positive).
+    Rule: score ≥ threshold."""
+    y, s = _valid(y, scores)
+    if not y.any():
+        return 0.5
+    t_hi = threshold_at_sensitivity(y, s, sensitivity)
+    neg = np.sort(s[~y])
+    fp_hi = int((neg >= t_hi).sum())
+    # Lowest positive score that adds no false positive beyond those at t_hi.
+    pos = np.sort(s[y])
+    below_neg = neg[neg < t_hi]
+    floor = below_neg[-1] if len(below_neg) else -np.inf
+    cands = pos[(pos > floor) & (pos <= t_hi)]
+    t_lo = float(cands[0]) if len(cands) else t_hi
+    assert int((neg >= t_lo).sum()) == fp_hi
+    return float((t_lo + floor) / 2) if np.isfinite(floor) else float(t_lo / 2 if t_lo > 0 else t_lo)
+
+
 def confusion(y, scores, threshold: float) -> dict[str, int]:
     y, s = _valid(y, scores)
     pred = s >= threshold

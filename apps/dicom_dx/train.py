@@ -26,11 +26,11 @@ import framework as fw
 import framework.nn.functional as F
 from apps.dicom_dx import data as D
 from apps.dicom_dx.loaders import load_any, split_records
-from apps.dicom_dx.metrics import auroc, multilabel_report, threshold_at_sensitivity
+from apps.dicom_dx.metrics import auroc, multilabel_report, operating_threshold
 from apps.dicom_dx.model import OUTPUTS, build_model, save_model
 from apps.dicom_dx.synth import FINDINGS
 
-__all__ = ["TrainConfig", "train", "predict_arrays"]
+__all__ = ["TrainConfig", "train", "predict_arrays", "choose_thresholds"]
 log = logging.getLogger("apps.dicom_dx.train")
 
 
@@ -113,6 +113,19 @@ def _validate(model, val, cfg) -> dict:
         "gate_auroc": auroc(chest.astype(np.float32), p[:, -1]),
         "probs": p,
     }
+
+
+def choose_thresholds(
+    p: np.ndarray, labels: np.ndarray, chest: np.ndarray, sensitivity: float, gate_sensitivity: float
+) -> tuple[dict[str, float], float]:
+    """Per-finding operating thresholds on chest images, and the gate threshold on the
+    frontal-chest output (positives = chest radiographs, negatives = the rest)."""
+    ch = chest == 1
+    thresholds = {
+        f: operating_threshold(labels[ch, k], p[ch, k], sensitivity) for k, f in enumerate(FINDINGS)
+    }
+    gate_thr = operating_threshold(ch.astype(np.float32), p[:, -1], gate_sensitivity) if ch.any() else 0.5
+    return thresholds, float(gate_thr)
 
 
 def train(cfg: TrainConfig, progress=None) -> dict:
@@ -217,10 +230,7 @@ def train(cfg: TrainConfig, progress=None) -> dict:
     images, labels, chest = val
     p = v["probs"]
     ch = chest == 1
-    thresholds = {
-        f: threshold_at_sensitivity(labels[ch, k], p[ch, k], cfg.sensitivity) for k, f in enumerate(FINDINGS)
-    }
-    gate_thr = float(np.quantile(p[ch, -1], 1 - cfg.gate_sensitivity)) if ch.any() else 0.5
+    thresholds, gate_thr = choose_thresholds(p, labels, chest, cfg.sensitivity, cfg.gate_sensitivity)
     report = multilabel_report(labels[ch], p[ch, : len(FINDINGS)], list(FINDINGS), thresholds)
     gate_val = {
         "threshold": gate_thr,
@@ -247,10 +257,13 @@ def train(cfg: TrainConfig, progress=None) -> dict:
             "size": cfg.size,
         },
         "thresholds": thresholds,
-        "threshold_rule": f"highest threshold with sensitivity ≥ {cfg.sensitivity} on validation",
+        "threshold_rule": f"max specificity with sensitivity ≥ {cfg.sensitivity} on validation, "
+        "set midway to the next lower negative score (metrics.operating_threshold)",
         "gate": {
             "threshold": gate_thr,
-            "rule": f"keeps {cfg.gate_sensitivity:.1%} of validation chest radiographs",
+            "rule": "metrics.operating_threshold on the frontal-chest output at sensitivity "
+            f"{cfg.gate_sensitivity}"
+            " (validation chest radiographs against negatives)",
             "validation": gate_val,
         },
         "validation": {"macro_auroc": report["macro_auroc"], "findings": report["findings"]},

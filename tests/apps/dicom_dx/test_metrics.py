@@ -65,3 +65,18 @@ def test_reliability_png_and_report(tmp_path):
     import cv2
 
     assert cv2.imread(str(path)).shape == (480, 480, 3)
+
+
+def test_operating_threshold_keeps_sensitivity_and_centres_in_the_gap():
+    rng = np.random.default_rng(4)
+    y = rng.integers(0, 2, 400)
+    s = rng.random(400) + 0.7 * y
+    for target in (0.8, 0.9):
+        t = M.operating_threshold(y, s, target)
+        best = M.sens_spec(y, s, M.threshold_at_sensitivity(y, s, target))
+        sens, spec = M.sens_spec(y, s, t)
+        assert sens >= best[0] >= target and spec == best[1]
+    # Perfectly separated: the threshold sits between the classes, all positives kept.
+    y = np.array([0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1])
+    s = np.array([0.1, 0.2, 0.3, 0.9, 0.95, 0.96, 0.97, 0.98, 0.99, 0.991, 0.992, 0.993, 0.999])
+    assert M.operating_threshold(y, s, 0.9) == (0.9 + 0.3) / 2
