@@ -27,7 +27,17 @@ from ...backend import get_array_module
 from . import winograd
 
 _WINOGRAD = os.environ.get("FRAMEWORK_CONV_WINOGRAD", "1") != "0"
-_THREADS = int(os.environ.get("FRAMEWORK_CONV_THREADS", os.cpu_count() or 1))
+
+def _default_threads() -> int:
+    """FRAMEWORK_CONV_THREADS, else the BLAS/OpenMP thread setting, else the number of CPUs."""
+    for var in ("FRAMEWORK_CONV_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        v = os.environ.get(var, "")
+        if v.isdigit() and int(v) > 0:
+            return int(v)
+    return os.cpu_count() or 1
+
+
+_THREADS = _default_threads()
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv_out_size"]
 
