@@ -128,12 +128,21 @@ with train_tab:
 
 # ----------------------------------------------------------------------------------------- benchmarks
 def _ratio_chart(figures: dict[str, float]):
+    """Bars from parity (1) to each ratio on a log axis: equal distances mean equal factors, and the
+    side of the parity line says which implementation is faster."""
     import altair as alt
 
     df = pd.DataFrame({"figure": list(figures), "ratio": list(figures.values())})
+    df = df[df["ratio"] > 0]
+    df["parity"] = 1.0
+    df["side"] = df["ratio"].map(lambda r: "above 1" if r >= 1 else "below 1")
     bars = alt.Chart(df).mark_bar().encode(
         y=alt.Y("figure:N", sort=None, title=None, axis=alt.Axis(labelLimit=420)),
-        x=alt.X("ratio:Q", title="ratio"), tooltip=["figure", alt.Tooltip("ratio:Q", format=".3f")])
+        x=alt.X("ratio:Q", title="ratio (log scale)", scale=alt.Scale(type="log")),
+        x2="parity:Q",
+        color=alt.Color("side:N", scale=alt.Scale(domain=["above 1", "below 1"],
+                                                  range=["#2e8b57", "#e07b39"]), legend=None),
+        tooltip=["figure", alt.Tooltip("ratio:Q", format=".3f")])
     parity = alt.Chart(pd.DataFrame({"x": [1.0]})).mark_rule(color="gray", strokeDash=[4, 3]).encode(x="x:Q")
     return bars + parity
 

@@ -57,6 +57,8 @@ RATIO_WORDS = ("ratio", "speedup", "geomean")
 def _item_label(item, i: int) -> str:
     """A short name for a list item: its name/op/shape field when it has one, else its index."""
     if isinstance(item, dict):
+        if isinstance(item.get("threads"), int):
+            return f"{item['threads']} thread" + ("s" if item["threads"] != 1 else "")
         for key in ("name", "op", "case", "layer", "shape"):
             v = item.get(key)
             if isinstance(v, dict):
@@ -68,6 +70,9 @@ def _item_label(item, i: int) -> str:
     return str(i)
 
 
+NOT_FIGURES = ("targets", "machine", "meets")  # sections that describe the run, not its results
+
+
 def _labelled_numbers(obj, prefix: str = "") -> dict[str, float]:
     out: dict[str, float] = {}
     if isinstance(obj, bool):
@@ -76,7 +81,12 @@ def _labelled_numbers(obj, prefix: str = "") -> dict[str, float]:
         if math.isfinite(obj):
             out[prefix or "value"] = float(obj)
     elif isinstance(obj, dict):
+        runs = obj.get("runs")
         for k, v in obj.items():
+            if k in NOT_FIGURES:
+                continue
+            if k == "figures" and isinstance(runs, list) and runs:
+                continue  # benchmarks/cpu.py repeats its first run as `figures`; `runs` has them all
             out.update(_labelled_numbers(v, f"{prefix} · {k}" if prefix else str(k)))
     elif isinstance(obj, list):
         for i, v in enumerate(obj):
@@ -88,9 +98,15 @@ def ratios(obj) -> dict[str, float]:
     """The numeric leaves that are ratios against a reference (their key names a ratio, a speedup or a
     geometric mean of those): the figures worth a chart, all in the same unit. Keys are readable paths
     (``figures · conv2d · shapes [N8 C64 HW32] · ratio``); a leading part common to all is dropped."""
-    found = {k: v for k, v in _labelled_numbers(obj).items()
-             if any(w in k.rsplit(" · ", 1)[-1].lower() for w in RATIO_WORDS)}
-    parts = [k.split(" · ") for k in found]
+    def is_ratio(key: str) -> bool:
+        last = key.rsplit(" · ", 1)[-1].lower()
+        # CPU-time ratios are a secondary view of the same measurement
+        return any(w in last for w in RATIO_WORDS) and not last.startswith("cpu_time")
+
+    found = {k: v for k, v in _labelled_numbers(obj).items() if is_ratio(k)}
+    # container names say nothing on a chart label
+    parts = [[x.removeprefix("runs [").removesuffix("]") if x.startswith("runs [") else x
+              for x in k.split(" · ") if x not in ("figures", "results")] for k in found]
     drop = 0
     while parts and all(len(p) > drop + 1 and p[drop] == parts[0][drop] for p in parts):
         drop += 1
