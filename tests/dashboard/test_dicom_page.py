@@ -253,7 +253,9 @@ def test_multiframe_file_gets_a_frame_slider(app):
     frame = app.slider(key="dx_frame")
     assert frame.max == n_frames - 1
     frame.set_value(n_frames - 1).run()
-    assert not app.exception and not app.error, texts(app.error)
+    assert not app.exception, app.exception
+    # with the model, the gate turns an RT dose grid away; nothing else may go wrong
+    assert all("not a frontal chest radiograph" in str(e.value) for e in app.error), texts(app.error)
     assert len(app.get("image")) >= 1
 
 
