@@ -108,19 +108,25 @@ def _output_transform(xp, mm, y, b0, b1, th, tw, ho, wo):
 
 
 def _grad_output_transform(xp, gy, b0, b1, th, tw, mg):
-    """Mg (16, K, m*th*tw) = A dY A^T for every 2x2 tile of gy[b0:b1] (zero past the edge)."""
+    """Mg (16, K, m*th*tw) = A dY A^T for every 2x2 tile of gy[b0:b1] (zero past the edge).
+
+    The four (row, column) parities of gy are copied apart first, so every step is unit-stride.
+    """
     m = b1 - b0
     k, ho, wo = gy.shape[1:]
-    g = xp.zeros((k, m, 2 * th, 2 * tw), dtype=gy.dtype)
-    g[:, :, :ho, :wo] = gy[b0:b1].transpose(1, 0, 2, 3)
+    par = {}
+    for r in (0, 1):
+        for c in (0, 1):
+            a = xp.zeros((k, m, th, tw), dtype=gy.dtype)
+            a[:, :, :(ho - r + 1) // 2, :(wo - c + 1) // 2] = gy[b0:b1, :, r::2, c::2].transpose(1, 0, 2, 3)
+            par[r, c] = a
     m5 = mg.reshape(16, k, m, th, tw)
 
     def run(k0, k1):
-        gk = g[k0:k1]
-        r0, r1 = gk[:, :, 0::2], gk[:, :, 1::2]
-        q = (r0, r0 + r1, r0 - r1, -r1)
-        for a in range(4):
-            c0, c1 = q[a][..., 0::2], q[a][..., 1::2]
+        p00, p01, p10, p11 = (par[rc][k0:k1] for rc in ((0, 0), (0, 1), (1, 0), (1, 1)))
+        # Rows of A dY: (even column, odd column) pairs.
+        q = ((p00, p01), (p00 + p10, p01 + p11), (p00 - p10, p01 - p11), (-p10, -p11))
+        for a, (c0, c1) in enumerate(q):
             m5[4 * a + 0, k0:k1] = c0
             xp.add(c0, c1, out=m5[4 * a + 1, k0:k1])
             xp.subtract(c0, c1, out=m5[4 * a + 2, k0:k1])
