@@ -70,7 +70,9 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
         xp.greater(v, y, out=better)
         if has_nan:
             better |= xp.isnan(v) & ~xp.isnan(y)
-        xp.copyto(y, v, where=better)
+            xp.copyto(y, v, where=better)
+        else:
+            xp.maximum(y, v, out=y)
         xp.copyto(argpos, t, where=better)
     return y, argpos
 
@@ -83,9 +85,15 @@ def max_pool2d_backward(gy, argpos, x_shape, kernel_size, stride, padding, dilat
     ph, pw = padding
     kh, kw = kernel_size
     gxp = xp.zeros((n, c, max(h + 2 * ph, need[0]), max(w + 2 * pw, need[1])), dtype=gy.dtype)
-    zero = gy.dtype.type(0)
+    overlap = any(s < d * (k - 1) + 1 for s, d, k in zip(stride, dilation, kernel_size))
+    hit = xp.empty(argpos.shape, dtype=bool)
     for t in range(kh * kw):
-        _tap(gxp, t // kw, t % kw, stride, dilation, (ho, wo))[...] += xp.where(argpos == t, gy, zero)
+        dst = _tap(gxp, t // kw, t % kw, stride, dilation, (ho, wo))
+        xp.equal(argpos, t, out=hit)
+        if overlap:
+            dst += gy * hit
+        else:  # each input cell is in at most one window: write, no accumulation
+            xp.multiply(gy, hit, out=dst)
     return xp.ascontiguousarray(gxp[:, :, ph:ph + h, pw:pw + w])
 
 
