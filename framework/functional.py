@@ -764,17 +764,21 @@ class _Standardize(Function):
 
     saves_inputs = (0,)
 
-    def forward(self, x):
+    def _stats(self, x):
+        """xhat (kept for backward) and its statistics."""
         xp = get_array_module(x)
         mean = x.mean(axis=self.axes, keepdims=True)
         d = x - mean
-        var = (d * d).mean(axis=self.axes, keepdims=True)
+        n = x.size // mean.size
+        var = _sum_prod(d, d, self.axes) / n
         self.invstd = 1.0 / xp.sqrt(var + x.dtype.type(self.eps))
-        self.mean = mean
-        self.var = var
+        self.mean, self.var, self.n = mean, var, n
         d *= self.invstd
         self.xhat = d
-        return d.copy()  # private xhat: an in-place op on the output must not change it
+        return d
+
+    def forward(self, x):
+        return self._stats(x).copy()  # private xhat: an in-place op on the output must not change it
 
     def _grad_arrays(self, gd):
         xh = self.xhat
@@ -804,10 +808,8 @@ class _NormAffine(_Standardize):
     """Standardisation fused with the affine map: y = xhat * w + b (w, b of shape ``pshape``, or None)."""
 
     def forward(self, x, w, b):
-        xh = _Standardize.forward(self, x)
-        y = xh
-        if w is not None:
-            y *= w.reshape(self.pshape)
+        xh = self._stats(x)
+        y = xh * w.reshape(self.pshape) if w is not None else xh.copy()
         if b is not None:
             y += b.reshape(self.pshape)
         return y
@@ -816,6 +818,8 @@ class _NormAffine(_Standardize):
         _, w, b = self.inputs
         need = self.needs_input_grad
         other = tuple(i for i in range(g.ndim) if self.pshape[i] == 1)
+        if not is_grad_enabled() and set(other) == set(self.axes):
+            return self._batch_grads(g.data, w, b)
         if not is_grad_enabled():
             gd = g.data
             gw = gb = None
@@ -837,6 +841,37 @@ class _NormAffine(_Standardize):
             gxh = g * w.reshape(self.pshape) if w is not None else g
             gx = self._grad_tensors(gxh, xh, inv)
         return gx, gw, gb
+
+
+    def _batch_grads(self, gd, w, b):
+        """Parameters per reduced slice (batch/instance norm over all other axes): the sums that give
+        the parameter gradients also give the input gradient,
+        gx = invstd * w * (g - sum(g)/n - xhat * sum(g * xhat)/n)."""
+        need = self.needs_input_grad
+        xh = self.xhat
+        sg = gd.sum(axis=self.axes, keepdims=True)
+        sgx = _sum_prod(gd, xh, self.axes)
+        gx = None
+        if need[0]:
+            scale = self.invstd if w is None else self.invstd * w.data.reshape(self.pshape)
+            t = gd - sg / self.n
+            t -= xh * (sgx / self.n)
+            t *= scale
+            gx = Tensor(t)
+        gw = Tensor(sgx.reshape(w.shape)) if need[1] else None
+        gb = Tensor(sg.reshape(b.shape)) if need[2] else None
+        return gx, gw, gb
+
+
+def _sum_prod(a, b, axes):
+    """sum(a * b) over ``axes`` (keepdims) without the temporary product on NumPy (einsum)."""
+    xp = get_array_module(a)
+    if xp is not np or a.ndim > 20:
+        return (a * b).sum(axis=axes, keepdims=True)
+    letters = "abcdefghijklmnopqrstuvwxyz"[:a.ndim]
+    out = "".join(ch for i, ch in enumerate(letters) if i not in axes)
+    r = np.einsum(f"{letters},{letters}->{out}", a, b)
+    return r.reshape(tuple(1 if i in axes else s for i, s in enumerate(a.shape)))
 
 
 def _affine(y, weight, bias, shape):
