@@ -307,7 +307,13 @@ def _parse(src, label: str, stop_before_pixels: bool) -> Dataset:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
-            ds = pydicom.dcmread(src, stop_before_pixels=stop_before_pixels)
+            # With a path, large values (Pixel Data) are read lazily: a multi-frame file then has only
+            # the requested frame read from disk (see _decode).
+            ds = pydicom.dcmread(
+                src,
+                stop_before_pixels=stop_before_pixels,
+                defer_size="1 MB" if isinstance(src, str) else None,
+            )
         except InvalidDicomError:
             if hasattr(src, "seek"):
                 src.seek(0)
@@ -398,7 +404,7 @@ def _last_line(msg: str) -> str:
     return (line.split(": ", 1)[-1] if ": " in line else line)[:160]
 
 
-def _decode(ds: Dataset, frame: int, label: str) -> np.ndarray:
+def _decode(ds: Dataset, frame: int, label: str, path: str | None = None) -> np.ndarray:
     ts = UID(str(ds.file_meta.TransferSyntaxUID))
     order = _PLUGIN_ORDER.get(str(ts), ("",))
     errors: list[str] = []
@@ -406,6 +412,12 @@ def _decode(ds: Dataset, frame: int, label: str) -> np.ndarray:
         warnings.simplefilter("ignore")
         for plugin in order:
             try:
+                if path is not None:
+                    try:
+                        # pydicom reads just this frame's bytes (native) or fragments (encapsulated).
+                        return _pixel_array(path, index=frame, decoding_plugin=plugin)
+                    except (ValueError, AttributeError, KeyError, TypeError, OSError):
+                        pass  # anything odd: the in-memory path below gives the typed error
                 return _pixel_array(ds, index=frame, decoding_plugin=plugin)
             except NotImplementedError as e:
                 raise UnsupportedTransferSyntaxError(f"{label}: no decoder for {ts.name} ({e})") from None
@@ -460,7 +472,13 @@ def read_dicom(
     meta = _meta(ds)
     if not 0 <= frame < meta.n_frames:
         raise ValueError(f"frame {frame} out of range: the file has {meta.n_frames} frame(s)")
-    arr = _decode(ds, frame, label)
+    multi = (
+        isinstance(src, str)
+        and meta.n_frames > 1
+        and str(ds.file_meta.get("TransferSyntaxUID", "")) != "1.2.840.10008.1.2.1.99"
+        and getattr(ds, "preamble", None) is not None
+    )
+    arr = _decode(ds, frame, label, path=src if multi else None)
     if arr.ndim == 3 and meta.samples_per_pixel == 1 and meta.n_frames > 1:
         arr = arr[0]  # defensive: some plugins return (1, H, W)
     photometric = meta.photometric.upper()

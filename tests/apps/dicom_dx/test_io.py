@@ -243,3 +243,13 @@ def test_percentile_window_when_file_has_none():
     assert img.window.source == "percentile"
     lo, hi = np.percentile(img.values, [0.5, 99.5])
     assert (img.image[img.values <= lo] <= 0.01).all() and (img.image[img.values >= hi] >= 0.99).all()
+
+
+@pytest.mark.parametrize("name", ["rtdose.dcm", "rtdose_rle.dcm", "rtdose_expb.dcm"])
+def test_multiframe_grayscale_frame_by_frame(name):
+    """Frames are read from the file one at a time (native and RLE, both byte orders)."""
+    path = _file(name)
+    ds = pydicom.dcmread(path)
+    ref = apply_modality_lut(pixel_array(ds), ds)
+    for f in (0, 7, ds.NumberOfFrames - 1):
+        np.testing.assert_allclose(dio.read_dicom(path, frame=f).values, ref[f], rtol=1e-6)
