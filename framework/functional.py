@@ -126,7 +126,14 @@ class _Conv2d(Function):
     saves_inputs = (0, 1)
 
     def forward(self, x, w, b):
-        y = kernel("conv", "conv2d_forward", x)(x, w, self.stride, self.padding, self.dilation, self.groups)
+        fn = kernel("conv", "conv2d_forward", x)
+        if getattr(self, "keep_transform", False) and fn.__module__ == _CPU_CONV:
+            # The CPU kernels can hand work from the forward (Winograd's input transform) to the
+            # weight gradient instead of recomputing it.
+            self.kept = {}
+            y = fn(x, w, self.stride, self.padding, self.dilation, self.groups, keep=self.kept)
+        else:
+            y = fn(x, w, self.stride, self.padding, self.dilation, self.groups)
         if b is not None:
             y += b.reshape(1, -1, 1, 1)
         return y
@@ -140,10 +147,14 @@ class _Conv2d(Function):
         if self.needs_input_grad[0]:
             gx = _ConvBackwardData(x_shape=tuple(x.shape), **geom)(gy, w)
         if self.needs_input_grad[1]:
-            gw = _ConvBackwardWeight(w_shape=tuple(w.shape), **geom)(x, gy)
+            gw = _ConvBackwardWeight(w_shape=tuple(w.shape), kept=getattr(self, "kept", None), **geom)(x, gy)
+            self.kept = None  # used once; a second backward (retain_graph) recomputes
         if self.needs_input_grad[2]:
             gb = gy.sum((0, 2, 3))
         return gx, gw, gb
+
+
+_CPU_CONV = "framework.kernels.cpu.conv"
 
 
 def _geom(fn):
@@ -183,8 +194,11 @@ class _ConvBackwardWeight(Function):
     """gw = gy ⋆ x: the gradient of a convolution with respect to its weight. Bilinear in (x, gy)."""
 
     def forward(self, x, gy):
-        return kernel("conv", "conv2d_backward_weight", x)(x, gy, self.w_shape, self.stride, self.padding,
-                                                            self.dilation, self.groups)
+        fn = kernel("conv", "conv2d_backward_weight", x)
+        kept = getattr(self, "kept", None)
+        if kept and fn.__module__ == _CPU_CONV:
+            return fn(x, gy, self.w_shape, self.stride, self.padding, self.dilation, self.groups, kept=kept)
+        return fn(x, gy, self.w_shape, self.stride, self.padding, self.dilation, self.groups)
 
     def backward(self, ggw):
         x, gy = self.inputs
@@ -271,8 +285,9 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
         raise RuntimeError(f"conv2d: calculated output size ({h}x{w}) is too small for input "
                            f"{_shape(input)}, weight {_shape(weight)}, padding={padding}, "
                            f"dilation={dilation}")
-    y = _Conv2d(stride=stride, padding=padding, dilation=dilation, groups=groups, out_hw=(h, w))(
-        input, weight, bias)
+    keep = weight.requires_grad and is_grad_enabled()
+    y = _Conv2d(stride=stride, padding=padding, dilation=dilation, groups=groups, out_hw=(h, w),
+                keep_transform=keep)(input, weight, bias)
     return y.squeeze(0) if unbatched else y
 
 

@@ -210,3 +210,18 @@ def test_conv2d_float16_keeps_dtype(rng):
     ref = TF.conv2d(torch.tensor(x, dtype=torch.float32), torch.tensor(w, dtype=torch.float32), padding=1)
     assert y.dtype == fw.float16
     np.testing.assert_allclose(y.numpy().astype(np.float32), ref.numpy(), rtol=2e-2, atol=2e-2)
+
+
+def test_conv2d_winograd_backward_twice_with_retain_graph(rng):
+    """The forward's kept transform serves the first backward; a retained second one recomputes it."""
+    x = fw.tensor(rng.standard_normal((1, 32, 32, 32)).astype(np.float32), requires_grad=True)
+    w = fw.tensor((rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32), requires_grad=True)
+    y = F.conv2d(x, w, padding=1)
+    y.sum().backward(retain_graph=True)
+    first = w.grad.numpy().copy()
+    w.grad = None
+    y.sum().backward()
+    np.testing.assert_allclose(w.grad.numpy(), first, rtol=1e-5, atol=1e-5)
+    tw = torch.tensor(w.detach().numpy(), requires_grad=True)
+    TF.conv2d(torch.tensor(x.detach().numpy()), tw, padding=1).sum().backward()
+    np.testing.assert_allclose(first, tw.grad.numpy(), rtol=1e-4, atol=1e-3)

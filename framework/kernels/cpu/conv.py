@@ -151,7 +151,7 @@ def _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo):
         yield b0, b1, cm.reshape(c * kh * kw, m * L)
 
 
-def conv2d_forward(x, w, stride, padding, dilation, groups):
+def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None):
     """y[n, k] = sum_c,i,j w[k, c, i, j] * x[n, g(k)*Cg + c, ho*sh + i*dh - ph, wo*sw + j*dw - pw]."""
     xp = get_array_module(x)
     n, c, h, wd = x.shape
@@ -163,6 +163,11 @@ def conv2d_forward(x, w, stride, padding, dilation, groups):
     if g > 1 and cg == 1 and kg == 1:
         return _depthwise_forward(xp, x, w, stride, padding, dilation, ho, wo)
     if _use_winograd(x, x.shape, w.shape, stride, padding, dilation, groups):
+        # ``keep`` (a dict, CPU only): holds the input transform for conv2d_backward_weight(kept=...).
+        if keep is not None and winograd.transform_bytes(x.shape, padding[0], x.dtype.itemsize) <= (
+                winograd.KEEP_MAX_BYTES):
+            keep["winograd"] = []
+            return winograd.conv3x3_forward(x, w, padding[0], keep["winograd"])
         return winograd.conv3x3_forward(x, w, padding[0])
     L = ho * wo
     y = xp.empty((n, k, ho, wo), dtype=x.dtype)
@@ -272,7 +277,7 @@ def _depthwise_backward_input(xp, gy, w, x_shape, stride, padding, dilation):
     return xp.ascontiguousarray(gxp[:, :, ph:ph + h, pw:pw + wd])
 
 
-def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups):
+def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups, kept=None):
     """Gradient of conv2d_forward with respect to w: sum over images of gy_n (K, L) @ col_n^T."""
     xp = get_array_module(x)
     n, k, ho, wo = gy.shape
@@ -282,7 +287,7 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups):
     if g > 1 and cg == 1:
         return _depthwise_backward_weight(xp, x, gy, w_shape, stride, padding, dilation)
     if _use_winograd(x, x.shape, w_shape, stride, padding, dilation, groups):
-        return winograd.conv3x3_backward_weight(x, gy, padding[0])
+        return winograd.conv3x3_backward_weight(x, gy, padding[0], (kept or {}).get("winograd"))
     gw = None
     for b0, b1, col in _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo):
         gyt = _gy_chunk(xp, gy, b0, b1)

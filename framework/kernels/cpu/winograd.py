@@ -145,7 +145,17 @@ def _chunk(n, tiles_per_image):
     return max(1, min(n, -(-_TARGET_TILES // max(tiles_per_image, 1))))
 
 
-def conv3x3_forward(x, w, p):
+# Largest input transform kept from the forward pass for the weight gradient.
+KEEP_MAX_BYTES = 256 << 20
+
+
+def transform_bytes(x_shape, p, itemsize):
+    _, _, th, tw = _tiles(x_shape[2], x_shape[3], p)
+    return 16 * x_shape[0] * x_shape[1] * th * tw * itemsize
+
+
+def conv3x3_forward(x, w, p, keep=None):
+    """keep: a list that receives the input transform of every chunk (reused by the weight gradient)."""
     xp = get_array_module(x)
     n, c, h, wd = x.shape
     k = w.shape[0]
@@ -158,7 +168,11 @@ def conv3x3_forward(x, w, p):
     for b0 in range(0, n, nb):
         b1 = min(b0 + nb, n)
         m = b1 - b0
-        vm = v if m == nb else xp.empty((16, c, m * th * tw), dtype=x.dtype)
+        if keep is not None:
+            vm = xp.empty((16, c, m * th * tw), dtype=x.dtype)
+            keep.append(vm)
+        else:
+            vm = v if m == nb else xp.empty((16, c, m * th * tw), dtype=x.dtype)
         _input_transform(xp, x, b0, b1, p, th, tw, vm, bufs)
         mm = xp.matmul(u, vm)  # (16, K, m*T)
         _output_transform(xp, mm, y, b0, b1, th, tw, ho, wo)
@@ -173,22 +187,26 @@ def conv3x3_backward_input(gy, w, x_shape, p):
     return conv3x3_forward(gy, xp.ascontiguousarray(wf), 2 - p)
 
 
-def conv3x3_backward_weight(x, gy, p):
+def conv3x3_backward_weight(x, gy, p, kept=None):
+    """kept: the input transforms saved by conv3x3_forward(keep=...) for this x (skips recomputing)."""
     xp = get_array_module(x)
     n, c, h, wd = x.shape
     k = gy.shape[1]
     ho, wo, th, tw = _tiles(h, wd, p)
     nb = _chunk(n, th * tw)
-    bufs = _pad_buffers(xp, c, nb, th, tw, x.dtype)
-    v = xp.empty((16, c, nb * th * tw), dtype=x.dtype)
+    bufs = _pad_buffers(xp, c, nb, th, tw, x.dtype) if kept is None else None
+    v = xp.empty((16, c, nb * th * tw), dtype=x.dtype) if kept is None else None
     mg = xp.empty((16, k, nb * th * tw), dtype=x.dtype)
     du = None
-    for b0 in range(0, n, nb):
+    for i, b0 in enumerate(range(0, n, nb)):
         b1 = min(b0 + nb, n)
         m = b1 - b0
-        vm = v if m == nb else xp.empty((16, c, m * th * tw), dtype=x.dtype)
         mgm = mg if m == nb else xp.empty((16, k, m * th * tw), dtype=x.dtype)
-        _input_transform(xp, x, b0, b1, p, th, tw, vm, bufs)
+        if kept is not None:
+            vm = kept[i]
+        else:
+            vm = v if m == nb else xp.empty((16, c, m * th * tw), dtype=x.dtype)
+            _input_transform(xp, x, b0, b1, p, th, tw, vm, bufs)
         _grad_output_transform(xp, gy, b0, b1, th, tw, mgm)
         part = xp.matmul(mgm, vm.transpose(0, 2, 1))  # (16, K, C)
         if du is None:
