@@ -444,6 +444,15 @@ def _rows(con: sqlite3.Connection, version: str | None):
     return names, [dict(zip(names, r)) for r in cur]
 
 
+def read_results(path: str | os.PathLike, model_version: str | None = None) -> list[dict]:
+    """All rows of a results database (read-only; optionally one model version), ordered by file label."""
+    con = sqlite3.connect(f"file:{Path(path)}?mode=ro", uri=True)
+    try:
+        return _rows(con, model_version)[1]
+    finally:
+        con.close()
+
+
 def export_csv(con_or_path, path: str | os.PathLike, version: str | None = None) -> Path:
     con = open_db(con_or_path) if not isinstance(con_or_path, sqlite3.Connection) else con_or_path
     names, rows = _rows(con, version)

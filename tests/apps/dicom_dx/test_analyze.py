@@ -110,3 +110,22 @@ def test_dicomdir_input_expands_to_its_instances(tmp_path, tiny_predictor):
 def test_missing_input_is_a_usage_error(tmp_path):
     with pytest.raises(FileNotFoundError):
         list(iter_inputs([tmp_path / "nope"]))
+
+
+def test_read_results_and_package_api(folder, tmp_path, tiny_predictor):
+    import apps.dicom_dx as dx
+
+    analyze([folder / "chest"], tmp_path / "q.sqlite", predictor=tiny_predictor, workers=0)
+    rows = dx.read_results(tmp_path / "q.sqlite")
+    assert len(rows) == 6 and {"status", "p_opacity", "gate_reason"} <= set(rows[0])
+    for name in (
+        "read_dicom",
+        "predict",
+        "overlay",
+        "read_results",
+        "load_default_model",
+        "sample_files",
+        "model_card",
+    ):
+        assert name in dir(dx) and callable(getattr(dx, name))
+    assert len(dx.sample_files()) >= 5 and dx.model_card()["findings"] == list(dx.FINDINGS)
