@@ -17,6 +17,7 @@ import logging
 import platform
 import sys
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -154,7 +155,13 @@ def train(cfg: TrainConfig, progress=None) -> dict:
         state = fw.load(str(ckpt))
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        meta_epoch = int(json.loads(state["meta"])["epoch"])
+        # Rebuild the schedule for the (possibly changed) number of epochs and fast-forward it, rather
+        # than loading a state whose total step count may be smaller than this run's.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for _ in range(meta_epoch * steps_per_epoch):
+                sched.step()
         meta = json.loads(state["meta"])
         start_epoch, history = int(meta["epoch"]), meta["history"]
         rng = np.random.default_rng(cfg.seed + 1000 * start_epoch)
