@@ -436,10 +436,10 @@ def _write(con: sqlite3.Connection, rows: list[dict]) -> None:
 
 
 def _rows(con: sqlite3.Connection, version: str | None):
-    cur = con.execute(
-        "SELECT * FROM results" + (" WHERE model_version=?" if version else "") + " ORDER BY file",
-        (version,) if version else (),
-    )
+    cols = {r[1] for r in con.execute("PRAGMA table_info(results)")}
+    where = " WHERE model_version=?" if version and "model_version" in cols else ""
+    order = " ORDER BY file" if "file" in cols else " ORDER BY rowid"
+    cur = con.execute("SELECT * FROM results" + where + order, (version,) if where else ())
     names = [d[0] for d in cur.description]
     return names, [dict(zip(names, r)) for r in cur]
 
