@@ -129,3 +129,21 @@ def test_read_results_and_package_api(folder, tmp_path, tiny_predictor):
     ):
         assert name in dir(dx) and callable(getattr(dx, name))
     assert len(dx.sample_files()) >= 5 and dx.model_card()["findings"] == list(dx.FINDINGS)
+
+
+def test_heatmaps_for_positive_findings(folder, tmp_path, tiny_predictor):
+    import dataclasses
+
+    card = dict(tiny_predictor.card, thresholds=dict.fromkeys(tiny_predictor.card["thresholds"], 0.0))
+    everything_positive = dataclasses.replace(tiny_predictor, card=card)
+    analyze(
+        [folder / "chest"],
+        tmp_path / "h.sqlite",
+        predictor=everything_positive,
+        workers=0,
+        heatmaps=tmp_path / "maps",
+    )
+    rows = _rows(tmp_path / "h.sqlite")
+    pngs = sorted((tmp_path / "maps").glob("*.png"))
+    assert len(pngs) == 6 * 5 and all(r["heatmaps"] for r in rows)
+    assert not [p for p in pngs if "000000" in p.name]  # named by pseudonymous instance id
