@@ -253,3 +253,14 @@ def test_multiframe_grayscale_frame_by_frame(name):
     ref = apply_modality_lut(pixel_array(ds), ds)
     for f in (0, 7, ds.NumberOfFrames - 1):
         np.testing.assert_allclose(dio.read_dicom(path, frame=f).values, ref[f], rtol=1e-6)
+
+
+def test_missing_transfer_syntax_uid_is_inferred(tmp_path):
+    src = _file("MR_small.dcm")  # explicit VR little endian
+    ds = pydicom.dcmread(src)
+    del ds.file_meta.TransferSyntaxUID
+    pydicom.dcmwrite(tmp_path / "nots.dcm", ds, implicit_vr=False, little_endian=True)
+    assert "TransferSyntaxUID" not in pydicom.dcmread(tmp_path / "nots.dcm").file_meta
+    img = dio.read_dicom(tmp_path / "nots.dcm")
+    np.testing.assert_array_equal(img.values, dio.read_dicom(src).values)
+    assert img.meta.transfer_syntax == "1.2.840.10008.1.2.1"
