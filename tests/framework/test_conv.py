@@ -225,3 +225,10 @@ def test_conv2d_winograd_backward_twice_with_retain_graph(rng):
     tw = torch.tensor(w.detach().numpy(), requires_grad=True)
     TF.conv2d(torch.tensor(x.detach().numpy()), tw, padding=1).sum().backward()
     np.testing.assert_allclose(first, tw.grad.numpy(), rtol=1e-4, atol=1e-3)
+
+
+def test_conv2d_winograd_bands_of_a_large_image(rng):
+    """A large image is transformed in bands of tile rows (odd sizes: partial last band and tiles)."""
+    x = rng.standard_normal((1, 32, 67, 66))
+    wt = rng.standard_normal((32, 32, 3, 3)) * 0.1
+    check(lambda x, w: F.conv2d(x, w, None, 1, 1), lambda x, w: TF.conv2d(x, w, None, 1, 1), [x, wt])

@@ -56,23 +56,25 @@ def _pad_buffers(xp, c, nb, th, tw, dtype):
     return xp.zeros(shape, dtype=dtype), xp.zeros(shape, dtype=dtype)
 
 
-def _input_transform(xp, x, b0, b1, p, th, tw, v, bufs):
-    """V (16, C, m*th*tw) = B^T d B for every 4x4 input tile of images b0:b1."""
+def _input_transform(xp, x, b0, b1, r0, r1, p, tw, v, bufs):
+    """V (16, C, m*(r1-r0)*tw) = B^T d B for the 4x4 input tiles of images b0:b1, tile rows r0:r1."""
     m = b1 - b0
     c, h, w = x.shape[1:]
     xe, xo = bufs
-    src = x[b0:b1].transpose(1, 0, 2, 3)
-    e0, o0 = p % 2, 1 - p % 2  # first x column landing on an even / odd padded column (p + col)
-    ne, no = len(range(e0, w, 2)), len(range(o0, w, 2))
-    xe[:, :m, p:p + h, (p + e0) // 2:(p + e0) // 2 + ne] = src[..., e0::2]
-    xo[:, :m, p:p + h, (p + o0) // 2:(p + o0) // 2 + no] = src[..., o0::2]
-    v5 = v.reshape(16, c, m, th, tw)
+    if r0 == 0:  # a new group of images: fill the padded buffers
+        src = x[b0:b1].transpose(1, 0, 2, 3)
+        e0, o0 = p % 2, 1 - p % 2  # first x column landing on an even / odd padded column (p + col)
+        ne, no = len(range(e0, w, 2)), len(range(o0, w, 2))
+        xe[:, :m, p:p + h, (p + e0) // 2:(p + e0) // 2 + ne] = src[..., e0::2]
+        xo[:, :m, p:p + h, (p + o0) // 2:(p + o0) // 2 + no] = src[..., o0::2]
+    nr = r1 - r0
+    v5 = v.reshape(16, c, m, nr, tw)
 
     def run(c0, c1):
         t = []
         for buf in (xe, xo):
-            s = buf[c0:c1, :m]
-            r = [s[:, :, i:i + 2 * th - 1:2] for i in range(4)]  # (c, m, th, tw + 1)
+            s = buf[c0:c1, :m, 2 * r0:]
+            r = [s[:, :, i:i + 2 * nr - 1:2] for i in range(4)]  # (c, m, nr, tw + 1)
             t.append((r[0] - r[2], r[1] + r[2], r[2] - r[1], r[1] - r[3]))
         for a in range(4):
             ev, od = t[0][a], t[1][a]
@@ -93,39 +95,42 @@ def _weight_transform(xp, w):
     return u.reshape(16, k, c)
 
 
-def _output_transform(xp, mm, y, b0, b1, th, tw, ho, wo):
-    """Y tiles (2x2) = A^T M A from M (16, K, m*th*tw), written into y[b0:b1] (cropped to Ho x Wo)."""
+def _output_transform(xp, mm, y, b0, b1, r0, r1, tw, ho, wo):
+    """Y tiles (2x2) = A^T M A from M (16, K, m*(r1-r0)*tw), written into y[b0:b1] (cropped)."""
     m = b1 - b0
     k = mm.shape[1]
-    m5 = mm.reshape(4, 4, k, m, th, tw)
+    m5 = mm.reshape(4, 4, k, m, r1 - r0, tw)
+    top = min(2 * r1, ho)
 
     def run(k0, k1):
         M = m5[:, :, k0:k1]
         s0 = M[0] + M[1] + M[2]  # (4, k, m, th, tw): rows of A^T M
         s1 = M[1] - M[2] - M[3]
         for r, sr in enumerate((s0, s1)):
-            nr = (ho - r + 1) // 2
+            nr = len(range(2 * r0 + r, top, 2))
             for c, val in enumerate((sr[0] + sr[1] + sr[2], sr[1] - sr[2] - sr[3])):
                 nc = (wo - c + 1) // 2
-                y[b0:b1, k0:k1, r::2, c::2] = val[:, :, :nr, :nc].transpose(1, 0, 2, 3)
+                y[b0:b1, k0:k1, 2 * r0 + r:top:2, c::2] = val[:, :, :nr, :nc].transpose(1, 0, 2, 3)
 
     _split(xp, run, k, mm.nbytes)
 
 
-def _grad_output_transform(xp, gy, b0, b1, th, tw, mg):
+def _grad_output_transform(xp, gy, b0, b1, r0, r1, tw, mg):
     """Mg (16, K, m*th*tw) = A dY A^T for every 2x2 tile of gy[b0:b1] (zero past the edge).
 
     The four (row, column) parities of gy are copied apart first, so every step is unit-stride.
     """
     m = b1 - b0
     k, ho, wo = gy.shape[1:]
+    top = min(2 * r1, ho)
     par = {}
     for r in (0, 1):
+        nr = len(range(2 * r0 + r, top, 2))
         for c in (0, 1):
-            a = xp.zeros((k, m, th, tw), dtype=gy.dtype)
-            a[:, :, :(ho - r + 1) // 2, :(wo - c + 1) // 2] = gy[b0:b1, :, r::2, c::2].transpose(1, 0, 2, 3)
+            a = xp.zeros((k, m, r1 - r0, tw), dtype=gy.dtype)
+            a[:, :, :nr, :(wo - c + 1) // 2] = gy[b0:b1, :, 2 * r0 + r:top:2, c::2].transpose(1, 0, 2, 3)
             par[r, c] = a
-    m5 = mg.reshape(16, k, m, th, tw)
+    m5 = mg.reshape(16, k, m, r1 - r0, tw)
 
     def run(k0, k1):
         p00, p01, p10, p11 = (par[rc][k0:k1] for rc in ((0, 0), (0, 1), (1, 0), (1, 1)))
@@ -146,8 +151,15 @@ def _tiles(h, w, p):
     return ho, wo, th, tw
 
 
-def _chunk(n, tiles_per_image):
-    return max(1, min(n, -(-_TARGET_TILES // max(tiles_per_image, 1))))
+def _chunks(n, th, tw):
+    """(b0, b1, r0, r1): groups of whole images, or bands of tile rows of one large image, of about
+    _TARGET_TILES tiles each (so that the transforms stay in cache)."""
+    per_image = th * tw
+    if per_image > 2 * _TARGET_TILES:
+        rows = max(1, _TARGET_TILES // tw)
+        return [(b, b + 1, r0, min(r0 + rows, th)) for b in range(n) for r0 in range(0, th, rows)]
+    nb = max(1, min(n, -(-_TARGET_TILES // per_image)))
+    return [(b0, min(b0 + nb, n), 0, th) for b0 in range(0, n, nb)]
 
 
 # Largest input transform kept from the forward pass for the weight gradient.
@@ -167,20 +179,21 @@ def conv3x3_forward(x, w, p, keep=None):
     ho, wo, th, tw = _tiles(h, wd, p)
     u = _weight_transform(xp, w)
     y = xp.empty((n, k, ho, wo), dtype=x.dtype)
-    nb = _chunk(n, th * tw)
+    chunks = _chunks(n, th, tw)
+    nb = max(b1 - b0 for b0, b1, _, _ in chunks)
     bufs = _pad_buffers(xp, c, nb, th, tw, x.dtype)
-    v = xp.empty((16, c, nb * th * tw), dtype=x.dtype)
-    for b0 in range(0, n, nb):
-        b1 = min(b0 + nb, n)
-        m = b1 - b0
+    size = max((b1 - b0) * (r1 - r0) for b0, b1, r0, r1 in chunks) * tw
+    v = xp.empty((16, c, size), dtype=x.dtype)
+    for b0, b1, r0, r1 in chunks:
+        t = (b1 - b0) * (r1 - r0) * tw
         if keep is not None:
-            vm = xp.empty((16, c, m * th * tw), dtype=x.dtype)
+            vm = xp.empty((16, c, t), dtype=x.dtype)
             keep.append(vm)
         else:
-            vm = v if m == nb else xp.empty((16, c, m * th * tw), dtype=x.dtype)
-        _input_transform(xp, x, b0, b1, p, th, tw, vm, bufs)
-        mm = xp.matmul(u, vm)  # (16, K, m*T)
-        _output_transform(xp, mm, y, b0, b1, th, tw, ho, wo)
+            vm = v if t == size else xp.empty((16, c, t), dtype=x.dtype)
+        _input_transform(xp, x, b0, b1, r0, r1, p, tw, vm, bufs)
+        mm = xp.matmul(u, vm)  # (16, K, tiles)
+        _output_transform(xp, mm, y, b0, b1, r0, r1, tw, ho, wo)
     return y
 
 
@@ -198,21 +211,22 @@ def conv3x3_backward_weight(x, gy, p, kept=None):
     n, c, h, wd = x.shape
     k = gy.shape[1]
     ho, wo, th, tw = _tiles(h, wd, p)
-    nb = _chunk(n, th * tw)
+    chunks = _chunks(n, th, tw)
+    nb = max(b1 - b0 for b0, b1, _, _ in chunks)
+    size = max((b1 - b0) * (r1 - r0) for b0, b1, r0, r1 in chunks) * tw
     bufs = _pad_buffers(xp, c, nb, th, tw, x.dtype) if kept is None else None
-    v = xp.empty((16, c, nb * th * tw), dtype=x.dtype) if kept is None else None
-    mg = xp.empty((16, k, nb * th * tw), dtype=x.dtype)
+    v = xp.empty((16, c, size), dtype=x.dtype) if kept is None else None
+    mg = xp.empty((16, k, size), dtype=x.dtype)
     du = None
-    for i, b0 in enumerate(range(0, n, nb)):
-        b1 = min(b0 + nb, n)
-        m = b1 - b0
-        mgm = mg if m == nb else xp.empty((16, k, m * th * tw), dtype=x.dtype)
+    for i, (b0, b1, r0, r1) in enumerate(chunks):
+        t = (b1 - b0) * (r1 - r0) * tw
+        mgm = mg if t == size else xp.empty((16, k, t), dtype=x.dtype)
         if kept is not None:
             vm = kept[i]
         else:
-            vm = v if m == nb else xp.empty((16, c, m * th * tw), dtype=x.dtype)
-            _input_transform(xp, x, b0, b1, p, th, tw, vm, bufs)
-        _grad_output_transform(xp, gy, b0, b1, th, tw, mgm)
+            vm = v if t == size else xp.empty((16, c, t), dtype=x.dtype)
+            _input_transform(xp, x, b0, b1, r0, r1, p, tw, vm, bufs)
+        _grad_output_transform(xp, gy, b0, b1, r0, r1, tw, mgm)
         part = xp.matmul(mgm, vm.transpose(0, 2, 1))  # (16, K, C)
         if du is None:
             du = part
