@@ -18,13 +18,13 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from apps.dicom_dx.data import preprocess
+from apps.dicom_dx.data import preprocess, process_pool
 from apps.dicom_dx.deid import pseudonym, pseudonym_key, safe_path_label
 from apps.dicom_dx.gate import GateConfig, check_image, check_metadata
 from apps.dicom_dx.inference import Predictor, load_default_model
@@ -278,7 +278,7 @@ def analyze(
     )
     if progress is not None and summary.skipped:
         progress(summary.skipped, summary.total, {"status": "skipped"})
-    ex = ProcessPoolExecutor(workers) if workers > 0 else _Inline()
+    ex = process_pool(workers) if workers > 0 else _Inline()
     pending: dict[Future, tuple[Path, str]] = {}
     window = max(2 * batch_size, 4 * max(workers, 1))
     it = iter(todo)

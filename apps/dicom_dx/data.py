@@ -79,6 +79,19 @@ def _one(args):
         return None, getattr(e, "reason", type(e).__name__)
 
 
+def process_pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool that is safe to start from a multi-threaded host (a Streamlit server): fork
+    only while this process has a single thread, else spawn (forking a threaded process can
+    deadlock on locks held by other threads)."""
+    import multiprocessing
+    import threading
+
+    ctx = multiprocessing.get_context(
+        "fork" if threading.active_count() == 1 and os.name == "posix" else "spawn"
+    )
+    return ProcessPoolExecutor(workers, mp_context=ctx)
+
+
 def build_cache(
     records: list[Record], out: str | Path, size: int, workers: int | None = None, progress=None
 ) -> Path:
@@ -89,7 +102,7 @@ def build_cache(
     workers = workers or min(2, os.cpu_count() or 1)
     images, labels, chest, paths, skipped = [], [], [], [], []
     jobs = [(r, size) for r in records]
-    it = map(_one, jobs) if workers <= 1 else ProcessPoolExecutor(workers).map(_one, jobs, chunksize=16)
+    it = map(_one, jobs) if workers <= 1 else process_pool(workers).map(_one, jobs, chunksize=16)
     for i, (rec, (img, err)) in enumerate(zip(records, it)):
         if img is None:
             skipped.append({"path": str(rec.path), "reason": err})

@@ -13,12 +13,12 @@ import json
 import logging
 import os
 import time
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import numpy as np
 
 from apps.dicom_dx.analyze import _decode_job
+from apps.dicom_dx.data import process_pool
 from apps.dicom_dx.deid import pseudonym_key
 from apps.dicom_dx.inference import Predictor, load_default_model
 from apps.dicom_dx.loaders import load_any
@@ -49,7 +49,7 @@ def evaluate(
         records = records[:limit]
     key = pseudonym_key()
     jobs = [(str(r.path), pred.size, pred.gate_config, key, False) for r in records]
-    ex = ProcessPoolExecutor(workers) if workers > 0 else None
+    ex = process_pool(workers) if workers > 0 else None
     results = ex.map(_decode_job, *zip(*jobs), chunksize=8) if ex else (_decode_job(*j) for j in jobs)
     n = len(records)
     probs = np.full((n, len(FINDINGS) + 1), np.nan)

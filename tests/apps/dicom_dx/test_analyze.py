@@ -147,3 +147,17 @@ def test_heatmaps_for_positive_findings(folder, tmp_path, tiny_predictor):
     pngs = sorted((tmp_path / "maps").glob("*.png"))
     assert len(pngs) == 6 * 5 and all(r["heatmaps"] for r in rows)
     assert not [p for p in pngs if "000000" in p.name]  # named by pseudonymous instance id
+
+
+def test_workers_spawned_from_a_threaded_host(folder, tmp_path, tiny_predictor):
+    """Inside a multi-threaded server (Streamlit) the pool must spawn, not fork."""
+    import threading
+
+    stop = threading.Event()
+    t = threading.Thread(target=stop.wait, daemon=True)
+    t.start()
+    try:
+        s = analyze([folder / "chest"], tmp_path / "t.sqlite", predictor=tiny_predictor, workers=2)
+    finally:
+        stop.set()
+    assert s.analysed == 6 and s.errors == 0
