@@ -36,3 +36,19 @@ def test_train_writes_card_and_resumes(tiny_synth, tmp_path):
     assert card2["history"][0] == json.loads(json.dumps(card["history"][0]))
     model, c = load_model(tmp_path / "m" / "model.safetensors")
     assert c["version"] == card2["version"] and sum(int(np.prod(p.shape)) for p in model.parameters()) > 0
+
+
+def test_train_without_val_splits_by_patient(tiny_synth, tmp_path):
+    cfg = TrainConfig(
+        data=str(tiny_synth),
+        out=str(tmp_path / "m"),
+        size=32,
+        batch_size=8,
+        widths=(4, 8, 8, 8),
+        workers=1,
+        epochs=1,
+        max_train=8,
+    )
+    card = train(cfg)
+    assert card["data"]["n_train"] == 8 and card["data"]["n_val"] >= 1
+    assert (tmp_path / "m" / "cache" / "val" / "images_32.npy").exists()
