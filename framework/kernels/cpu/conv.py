@@ -108,7 +108,9 @@ _TARGET_COLS = 4096
 _MAX_CHUNK_BYTES = 32 << 20
 
 
-def _chunk(n, c_rows, cols_per_image, itemsize):
+def _chunk(n, c_rows, cols_per_image, itemsize, pointwise=False):
+    if pointwise and cols_per_image >= 256:
+        return 1  # each image is already a matrix: no transposing copies (measured faster)
     nb = max(1, -(-_TARGET_COLS // max(cols_per_image, 1)))
     nb = min(nb, max(1, _MAX_CHUNK_BYTES // max(c_rows * cols_per_image * itemsize, 1)))
     return min(nb, n)
@@ -127,7 +129,7 @@ def _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo):
     n, c, h, w = x.shape
     ph, pw = padding
     L = ho * wo
-    nb = _chunk(n, c * kh * kw, L, x.dtype.itemsize)
+    nb = _chunk(n, c * kh * kw, L, x.dtype.itemsize, _is_pointwise(kh, kw, stride, padding))
     if _is_pointwise(kh, kw, stride, padding):
         for b0 in range(0, n, nb):
             b1 = min(b0 + nb, n)
@@ -237,7 +239,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     gx = xp.empty(x_shape, dtype=gy.dtype)
     wt = w.reshape(g, kg, cg * kh * kw).transpose(0, 2, 1)  # (G, Cg*kk, Kg)
     pointwise = _is_pointwise(kh, kw, stride, padding)
-    nb = _chunk(n, c * kh * kw, L, gy.dtype.itemsize)
+    nb = _chunk(n, c * kh * kw, L, gy.dtype.itemsize, pointwise)
     dst = None if pointwise else xp.empty((c, nb, h + 2 * ph, wd + 2 * pw), dtype=gy.dtype)
     for b0 in range(0, n, nb):
         b1 = min(b0 + nb, n)
