@@ -264,7 +264,9 @@ if show_cam:
         cam_names = [r["finding"] for r in rows if r["finding"].lower() not in ("no finding", "no_finding")]
         default = cam_names.index(positives[0]) if positives and positives[0] in cam_names else 0
         c1, c2 = st.columns(2)
-        which = c1.selectbox("Explain finding", cam_names, index=default, key="dx_cam_finding")
+        # keyed per image: the default (the first positive finding) differs from one image to the next,
+        # and a shared key would keep the previous image's choice while showing the new default
+        which = c1.selectbox("Explain finding", cam_names, index=default, key=f"dx_cam_finding_{digest[:12]}")
         opacity = c2.slider("Heatmap opacity", 0.0, 1.0, 0.5, 0.05, key="dx_cam_opacity")
         try:
             heat = _explain(digest, frame, which, image)

@@ -165,6 +165,11 @@ def test_dicom_upload_shows_findings(server, page, tmp_path, chest_dicom):
     name = str(pydicom.dcmread(chest_dicom).PatientName)
     assert name not in page.content()
     assert page.get_by_text("Grad-CAM", exact=True).count() >= 1
+    # the overlay is the finding the select box shows (a bundled sample with another default finding
+    # was on screen before the upload)
+    shown = page.get_by_role("combobox", name="Explain finding").input_value().strip()
+    caption = page.get_by_text("Grad-CAM: ", exact=False).last.inner_text()
+    assert caption.startswith(f"Grad-CAM: {shown} ("), (shown, caption)
     _shot(page, tmp_path, "dicom_findings")
 
 

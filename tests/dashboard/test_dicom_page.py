@@ -124,6 +124,13 @@ def test_findings_table_for_a_chest(app, studies):
     assert ((table["probability"] >= 0) & (table["probability"] <= 1)).all()
     assert set(table["decision"]) <= {"POSITIVE", "negative"}
     assert list(table["decision"] == "POSITIVE") == list(table["probability"] >= table["threshold"])
+    # the Grad-CAM shown is the one selected, even though a bundled sample with other positive
+    # findings (hence another default) was on screen before the upload
+    shown = _cam_select(app).value
+    positives = list(table.loc[table["decision"] == "POSITIVE", "finding"])
+    assert shown == (positives[0] if positives else table["finding"].iloc[0])
+    captions = [img.caption for el in app.get("image") for img in el.proto.imgs]
+    assert any(c.startswith(f"Grad-CAM: {shown} (") for c in captions), (shown, captions)
 
 
 def test_gate_rejects_a_knee_without_findings(app, studies):
@@ -186,6 +193,10 @@ def _fake_api(monkeypatch, accepted: bool):
     return calls
 
 
+def _cam_select(app):
+    return next(sb for sb in app.selectbox if sb.label == "Explain finding")
+
+
 def test_page_renders_findings_and_gradcam(app, studies, monkeypatch):
     calls = _fake_api(monkeypatch, accepted=True)
     _upload(app, studies["chest"])
@@ -194,12 +205,12 @@ def test_page_renders_findings_and_gradcam(app, studies, monkeypatch):
     assert list(table["finding"]) == ["opacity", "nodule_mass", "effusion", "cardiomegaly", "pneumothorax"]
     assert list(table["decision"]) == ["POSITIVE", "negative", "negative", "POSITIVE", "negative"]
     assert "**opacity**" in texts(app.warning) and "**cardiomegaly**" in texts(app.warning)
-    assert app.selectbox(key="dx_cam_finding").value == "opacity"  # the first positive finding
+    assert _cam_select(app).value == "opacity"  # the first positive finding
     assert calls["explain"][-1] == "opacity"  # (the bundled sample shown before the upload may add one)
     before = len(calls["explain"])
     n_images = len(app.get("image"))
     assert n_images == 2  # viewer + Grad-CAM overlay
-    app.selectbox(key="dx_cam_finding").set_value("cardiomegaly").run()
+    _cam_select(app).set_value("cardiomegaly").run()
     app.slider(key="dx_cam_opacity").set_value(0.8).run()
     assert not app.exception
     # one new Grad-CAM for the new finding; the opacity slider recomputes nothing (cached)
