@@ -164,7 +164,9 @@ try:
 except Exception:
     header = None
 if header is not None and getattr(header, "n_frames", 1) > 1:
-    frame = st.slider("Frame", 0, header.n_frames - 1, 0, key="dx_frame")
+    # keyed per file: another file's frame index may be out of this one's range
+    file_key = hashlib.sha1(data).hexdigest()[:12]
+    frame = st.slider("Frame", 0, header.n_frames - 1, 0, key=f"dx_frame_{file_key}")
 
 digest, image, pred, error = _analyse(name, data, frame)
 if error:

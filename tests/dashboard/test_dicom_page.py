@@ -261,7 +261,7 @@ def test_multiframe_file_gets_a_frame_slider(app):
     n_frames = int(pydicom.dcmread(path, stop_before_pixels=True).NumberOfFrames)
     _upload(app, path)
     assert not app.exception, app.exception
-    frame = app.slider(key="dx_frame")
+    frame = next(sl for sl in app.slider if sl.label == "Frame")
     assert frame.max == n_frames - 1
     frame.set_value(n_frames - 1).run()
     assert not app.exception, app.exception
