@@ -906,6 +906,11 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     """
     if input.ndim < 2:
         raise ValueError(f"batch_norm: expected at least 2-D input (N, C, *), got {_shape(input)}")
+    from .amp import cast_inputs
+
+    # Autocast runs the normalisation in float32; the running statistics are never cast (they are
+    # updated in place).
+    input, weight, bias = cast_inputs("batch_norm", input, weight, bias)
     c = input.shape[1]
     for nm, t in (("running_mean", running_mean), ("running_var", running_var), ("weight", weight),
                   ("bias", bias)):
@@ -1677,3 +1682,20 @@ def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None, reduct
         return loss.sum() / input.shape[0]
     return _reduce(loss, reduction, "kl_div")
 
+
+
+def _apply_autocast_policies():
+    """Give each function its autocast policy (``framework.amp``): matrix products and convolutions
+    run in the autocast dtype, norms, softmax and losses in float32. Free when autocast is off."""
+    from . import amp
+
+    g = globals()
+    for name in ("linear", "bilinear", "conv1d", "conv2d", "conv_transpose2d", "scaled_dot_product_attention",
+                 "softplus", "layer_norm", "group_norm", "instance_norm", "normalize", "cosine_similarity",
+                 "nll_loss", "cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits",
+                 "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "sigmoid_focal_loss",
+                 "softmax", "log_softmax"):
+        g[name] = amp.autocast_op(name)(g[name])
+
+
+_apply_autocast_policies()
