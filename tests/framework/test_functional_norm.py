@@ -169,3 +169,17 @@ def test_batch_norm_output_modified_in_place_keeps_gradient(rng):
         lambda x: TF.relu(TF.group_norm(x, 3), inplace=True),
         [x],
     )
+
+
+def test_autocast_policies_of_functional_ops():
+    x = fw.randn(2, 3, 8, 8)
+    w = fw.randn(4, 3, 3, 3, requires_grad=True)
+    rm, rv = fw.zeros(4), fw.ones(4)
+    with fw.autocast("cpu"):
+        y = F.conv2d(x, w, padding=1)
+        z = F.batch_norm(y, rm, rv, training=True)
+        loss = F.cross_entropy(z.mean((2, 3)), fw.tensor([0, 1]))
+    assert y.dtype == fw.float16 and z.dtype == fw.float32 and loss.dtype == fw.float32
+    assert rm.dtype == fw.float32 and np.any(rm.numpy() != 0)  # updated in place, never cast
+    loss.backward()
+    assert w.grad.dtype == fw.float32
