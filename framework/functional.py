@@ -32,7 +32,8 @@ __all__ = [
     # normalisation and dropout
     "batch_norm", "layer_norm", "group_norm", "instance_norm", "dropout", "dropout2d", "normalize",
     # activations
-    "relu", "relu6", "leaky_relu", "elu", "selu", "gelu", "silu", "mish", "sigmoid", "tanh", "hardtanh",
+    "relu", "relu6", "leaky_relu", "prelu", "threshold", "elu", "celu", "selu", "gelu", "silu", "mish",
+    "sigmoid", "tanh", "hardtanh",
     "hardsigmoid", "hardswish", "softplus", "logsigmoid", "softsign", "softmax", "log_softmax", "glu",
     "erf",
     # embeddings and similarity
@@ -1111,6 +1112,24 @@ def leaky_relu(input: Tensor, negative_slope: float = 0.01, inplace: bool = Fals
     return y
 
 
+def prelu(input: Tensor, weight: Tensor) -> Tensor:
+    """max(0, x) + weight * min(0, x); weight has 1 or C (= input.shape[1]) elements."""
+    if weight.numel() != 1 and (input.ndim < 2 or weight.numel() != input.shape[1]):
+        raise RuntimeError(f"prelu: mismatch of parameter numbers and input channel size: weight has "
+                           f"{weight.numel()} elements, input {_shape(input)}")
+    w = weight.reshape((1, -1) + (1,) * (input.ndim - 2)) if weight.numel() != 1 else weight.reshape(())
+    return ops.where(input > 0, input, w * input)
+
+
+def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
+    """x where x > threshold, else value."""
+    return ops.where(input > threshold, input, value)
+
+
+def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
+    return ops.where(input > 0, input, alpha * (ops.exp(ops.clamp(input, max=0.0) / alpha) - 1))
+
+
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     neg = alpha * (ops.exp(ops.clamp(input, max=0.0)) - 1)
     return ops.where(input > 0, input, neg)
@@ -1691,6 +1710,7 @@ def _apply_autocast_policies():
 
     g = globals()
     for name in ("linear", "bilinear", "conv1d", "conv2d", "conv_transpose2d", "scaled_dot_product_attention",
+                 "prelu",
                  "softplus", "layer_norm", "group_norm", "instance_norm", "normalize", "cosine_similarity",
                  "nll_loss", "cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits",
                  "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "sigmoid_focal_loss",

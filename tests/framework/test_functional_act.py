@@ -74,6 +74,16 @@ def test_activation_second_derivatives(name, rng):
     assert gradgradcheck(ACTS[name][0], (x,))
 
 
+@pytest.mark.parametrize("channels", [1, 4])
+def test_prelu_threshold_celu(channels, rng):
+    x = _away_from_kinks(rng, (2, 4, 3))
+    w = rng.random(channels)
+    check(F.prelu, TF.prelu, [x, w])
+    check(lambda x: F.threshold(x, 0.5, -2.0), lambda x: TF.threshold(x, 0.5, -2.0), [x])
+    # (PyTorch's celu backward uses a float32 1/alpha even in float64)
+    check(lambda x: F.celu(x, 0.7), lambda x: TF.celu(x, 0.7), [x], rtol=1e-7)
+
+
 def test_gelu_exact_erf_accuracy():
     x = np.linspace(-6, 6, 1001)
     y = F.gelu(fw.tensor(x, dtype=fw.float64)).numpy()
