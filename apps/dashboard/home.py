@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pandas as pd
 import streamlit as st
 
 from apps.dashboard import common, results
@@ -55,22 +56,22 @@ def _cards(app: str) -> list[tuple[str, dict]]:
 
 
 def _show_card(source: str, card: dict) -> None:
-    name = card.get("name") or card.get("model") or card.get("architecture") or Path(source).stem
+    name = card.get("name") or card.get("model") or Path(source).stem
     st.markdown(f"**{name}** — `{source}`")
-    metrics = {}
-    for key in ("metrics", "validation_metrics", "val_metrics", "test_metrics", "evaluation", "validation"):
-        if isinstance(card.get(key), dict):
-            metrics.update(results.flatten_numbers(card[key]))
-    headline = [(k, v) for k, v in metrics.items() if "/" not in k][:6]
-    if headline:
-        cols = st.columns(len(headline))
-        for col, (k, v) in zip(cols, headline):
-            col.metric(k, f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}")
-    facts = {k: (", ".join(map(str, v)) if isinstance(v, list) else v) for k, v in card.items()
-             if isinstance(v, (str, int, float, list)) and not (isinstance(v, list) and len(v) > 20)}
-    if facts:
-        st.table({"field": list(facts), "value": [str(v) for v in facts.values()]})
-    with st.expander("Full model card"):
+    summary = results.card_summary(card)
+    headline = list(summary["headline"].items())
+    for start in range(0, min(len(headline), 12), 6):  # at most two rows of six
+        row = headline[start:start + 6]
+        for col, (k, v) in zip(st.columns(6), row):
+            col.metric(k.split(" · ", 1)[-1], f"{v:.3f}" if abs(v) < 100 else f"{v:,.0f}", help=k)
+    for title, rows in summary["tables"].items():
+        st.caption(title)
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    if summary["facts"]:
+        facts = summary["facts"]
+        with st.expander("About this model"):
+            st.table({"field": list(facts), "value": [str(v) for v in facts.values()]})
+    with st.expander("Full model card (JSON)"):
         st.json(card)
 
 

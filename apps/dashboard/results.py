@@ -150,3 +150,60 @@ def tables(obj, prefix: str = "") -> list[tuple[str, list[dict]]]:
         for k, v in obj.items():
             found += tables(v, f"{prefix}.{k}" if prefix else str(k))
     return found
+
+
+# ---------------------------------------------------------------------------------------- model cards
+METRIC_SECTIONS = ("metrics", "validation", "test", "evaluation", "val_metrics", "test_metrics")
+
+
+def _scalar(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _is_count(key: str) -> bool:
+    k = key.lower()
+    return k == "n" or k.startswith("n_") or k in ("tp", "fp", "tn", "fn", "epoch", "seconds", "seed")
+
+
+def card_summary(card: dict) -> dict:
+    """What a model card says, arranged for display.
+
+    Returns ``facts`` (top-level text and short lists), ``headline`` (label → number: the overall
+    metrics of each metric section, e.g. ``validation · macro_auroc``, counts left out) and ``tables``
+    (title → rows: every mapping of name → metrics, e.g. per finding or per class)."""
+    facts = {}
+    for k, v in card.items():
+        if isinstance(v, str) or _scalar(v):
+            facts[k] = v
+        elif isinstance(v, list) and len(v) <= 20 and all(isinstance(x, (str, int, float)) for x in v):
+            facts[k] = ", ".join(map(str, v))
+    headline: dict[str, float] = {}
+    tables: dict[str, list[dict]] = {}
+
+    def per_item_table(title: str, d: dict) -> bool:
+        """name → {metric: number} becomes a table; True when ``d`` was one."""
+        if d and all(isinstance(x, dict) for x in d.values()) and \
+                all(any(_scalar(y) for y in x.values()) for x in d.values()):
+            tables[title] = [{"name": name, **{m: y for m, y in x.items() if _scalar(y)}}
+                             for name, x in d.items()]
+            return True
+        return False
+
+    def walk(section: str, d: dict, depth: int, with_tables: bool) -> None:
+        for k, v in d.items():
+            if _scalar(v) and not _is_count(k):
+                headline[f"{section} · {k}"] = float(v)
+            elif isinstance(v, dict) and depth < 1:
+                if not (with_tables and per_item_table(f"{section} · {k}", v)):
+                    walk(f"{section} · {k}", v, depth + 1, False)
+
+    # the first metric section gives the per-item tables; the others add their overall figures
+    first = True
+    for section in METRIC_SECTIONS:
+        if isinstance(card.get(section), dict):
+            walk(section, card[section], 0, first)
+            first = False
+    for k, v in card.items():
+        if k.startswith("per_") and isinstance(v, dict):
+            per_item_table(k, v)
+    return {"facts": facts, "headline": headline, "tables": tables}

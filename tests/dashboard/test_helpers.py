@@ -209,3 +209,19 @@ def test_encode_webm_round_trip(tmp_path):
     assert read[-1][:, 55, 2].mean() > 150 and read[0][:, 55, 2].mean() < 60
     with pytest.raises(ValueError):
         present.encode_webm([], 10.0, str(tmp_path / "none.webm"))
+
+
+def test_card_summary():
+    card = {"name": "net", "classes": ["a", "b"], "history": [{"epoch": 1}],
+            "validation": {"macro_auroc": 0.97, "n": 300,
+                           "findings": {"a": {"auroc": 0.99, "threshold": 0.4, "confusion": {"tp": 3}},
+                                        "b": {"auroc": 0.95, "threshold": 0.6}}},
+            "test": {"set1": {"macro_auroc": 0.96, "seed": 3, "findings": {"a": {"auroc": 0.9}}}},
+            "per_class": {"a": {"AP50": 0.8}, "b": {"AP50": 0.7}}}
+    s = results.card_summary(card)
+    assert s["facts"] == {"name": "net", "classes": "a, b"}  # no history dump
+    assert s["headline"] == {"validation · macro_auroc": 0.97, "test · set1 · macro_auroc": 0.96}
+    assert s["tables"]["validation · findings"] == [{"name": "a", "auroc": 0.99, "threshold": 0.4},
+                                                    {"name": "b", "auroc": 0.95, "threshold": 0.6}]
+    assert [r["AP50"] for r in s["tables"]["per_class"]] == [0.8, 0.7]
+    assert len(s["tables"]) == 2
