@@ -40,7 +40,9 @@ __all__ = [
     "embedding", "one_hot", "cosine_similarity", "pairwise_distance", "scaled_dot_product_attention",
     # losses
     "cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
-    "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "sigmoid_focal_loss",
+    "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "sigmoid_focal_loss", "margin_ranking_loss",
+    "hinge_embedding_loss", "soft_margin_loss", "multilabel_soft_margin_loss", "cosine_embedding_loss",
+    "triplet_margin_loss", "poisson_nll_loss", "gaussian_nll_loss",
 ]
 
 
@@ -1684,6 +1686,96 @@ def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: fl
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction, "huber_loss")
+
+
+def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0,
+                        size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+    """max(0, -y (x1 - x2) + margin)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _reduce(ops.relu(-target * (input1 - input2) + margin), reduction, "margin_ranking_loss")
+
+
+def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, size_average=None,
+                         reduce=None, reduction: str = "mean") -> Tensor:
+    """x where y = 1, max(0, margin - x) where y = -1."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    t = _as_tensor_like(target, input)
+    loss = ops.where(t == 1, input, 0.0) + ops.where(t == -1, ops.relu(margin - input), 0.0)
+    return _reduce(loss, reduction, "hinge_embedding_loss")
+
+
+def soft_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
+                     reduction: str = "mean") -> Tensor:
+    """log(1 + exp(-y x))."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    return _reduce(-logsigmoid(_as_tensor_like(target, input) * input), reduction, "soft_margin_loss")
+
+
+def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
+                                size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+    """-mean_c [y log sigmoid(x) + (1 - y) log sigmoid(-x)] per sample (N, C)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    t = _as_tensor_like(target, input)
+    loss = -(t * logsigmoid(input) + (1 - t) * logsigmoid(-input))
+    if weight is not None:
+        loss = loss * weight
+    return _reduce(loss.mean(-1), reduction, "multilabel_soft_margin_loss")
+
+
+def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0,
+                          size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
+    """1 - cos(x1, x2) where y = 1, max(0, cos(x1, x2) - margin) where y = -1 (eps 1e-12 as PyTorch)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    eps = 1e-12
+    prod = (input1 * input2).sum(-1)
+    mag = ((input1 * input1).sum(-1) + eps) * ((input2 * input2).sum(-1) + eps)
+    cos = prod / ops.sqrt(mag)
+    t = _as_tensor_like(target, input1)
+    loss = ops.where(t == 1, 1 - cos, 0.0) + ops.where(t == -1, ops.relu(cos - margin), 0.0)
+    return _reduce(loss, reduction, "cosine_embedding_loss")
+
+
+def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0,
+                        p: float = 2, eps: float = 1e-6, swap: bool = False, size_average=None,
+                        reduce=None, reduction: str = "mean") -> Tensor:
+    """max(d(a, p) - d(a, n) + margin, 0) with d the p-norm distance (pairwise_distance)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    d_ap = pairwise_distance(anchor, positive, p, eps)
+    d_an = pairwise_distance(anchor, negative, p, eps)
+    if swap:
+        d_an = ops.minimum(d_an, pairwise_distance(positive, negative, p, eps))
+    return _reduce(ops.relu(d_ap - d_an + margin), reduction, "triplet_margin_loss")
+
+
+def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False,
+                     size_average=None, eps: float = 1e-8, reduce=None, reduction: str = "mean") -> Tensor:
+    """exp(x) - y x (log_input) or x - y log(x + eps); ``full`` adds Stirling's term for y > 1."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    t = _as_tensor_like(target, input)
+    loss = ops.exp(input) - t * input if log_input else input - t * ops.log(input + eps)
+    if full:
+        td = t.data
+        xp = get_array_module(td)
+        safe = xp.where(td > 1, td, 2.0)
+        st = xp.where(td > 1, safe * xp.log(safe) - safe + 0.5 * xp.log(2 * math.pi * safe), 0.0)
+        loss = loss + Tensor(st.astype(td.dtype))
+    return _reduce(loss, reduction, "poisson_nll_loss")
+
+
+def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor, full: bool = False, eps: float = 1e-6,
+                      reduction: str = "mean") -> Tensor:
+    """0.5 (log(max(var, eps)) + (x - y)^2 / max(var, eps)) (+ 0.5 log(2 pi) when ``full``)."""
+    v = var
+    if v.ndim == input.ndim - 1 or (v.ndim == input.ndim and v.shape[-1] == 1 and input.shape[-1] != 1):
+        v = v.reshape(*input.shape[:-1], 1) if v.ndim == input.ndim - 1 else v
+    with no_grad():
+        clamped = ops.clamp(v, min=eps)
+    v = v + (clamped - v).detach()  # the clamp is not differentiated, as in PyTorch
+    d = input - target
+    loss = 0.5 * (ops.log(v) + d * d / v)
+    if full:
+        loss = loss + 0.5 * math.log(2 * math.pi)
+    return _reduce(loss, reduction, "gaussian_nll_loss")
 
 
 def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None, reduction: str = "mean",

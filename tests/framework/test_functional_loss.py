@@ -228,3 +228,41 @@ def test_kl_div(log_target, rng):
         lambda x, t: TF.kl_div(x, t, reduction="sum", log_target=log_target),
         [x, t],
     )
+
+
+@pytest.mark.parametrize("reduction", REDUCTIONS)
+def test_margin_and_embedding_losses(reduction, rng):
+    a, b = rng.standard_normal((6, 5)), rng.standard_normal((6, 5))
+    c = rng.standard_normal((6, 5))
+    y = np.where(rng.random(6) > 0.5, 1.0, -1.0)
+    x1, x2 = rng.standard_normal(6), rng.standard_normal(6)
+    r = dict(reduction=reduction)
+    check(lambda p, q: F.margin_ranking_loss(p, q, fw.tensor(y), 0.3, **r),
+          lambda p, q: TF.margin_ranking_loss(p, q, torch.tensor(y), 0.3, **r), [x1, x2])
+    check(lambda p: F.hinge_embedding_loss(p, fw.tensor(y), 0.7, **r),
+          lambda p: TF.hinge_embedding_loss(p, torch.tensor(y), 0.7, **r), [x1])
+    check(lambda p: F.soft_margin_loss(p, fw.tensor(y), **r),
+          lambda p: TF.soft_margin_loss(p, torch.tensor(y), **r), [x1])
+    t = (rng.random((6, 5)) > 0.5).astype(float)
+    check(lambda p: F.multilabel_soft_margin_loss(p, fw.tensor(t), **r),
+          lambda p: TF.multilabel_soft_margin_loss(p, torch.tensor(t), **r), [a])
+    check(lambda p, q: F.cosine_embedding_loss(p, q, fw.tensor(y), 0.1, **r),
+          lambda p, q: TF.cosine_embedding_loss(p, q, torch.tensor(y), 0.1, **r), [a, b])
+    for swap in (False, True):
+        check(lambda p, q, s, swap=swap: F.triplet_margin_loss(p, q, s, 0.5, swap=swap, **r),
+              lambda p, q, s, swap=swap: TF.triplet_margin_loss(p, q, s, 0.5, swap=swap, **r), [a, b, c])
+
+
+@pytest.mark.parametrize("full", [False, True])
+def test_likelihood_losses(full, rng):
+    x = rng.standard_normal((4, 3))
+    y = rng.poisson(2.0, (4, 3)).astype(float)
+    check(lambda p: F.poisson_nll_loss(p, fw.tensor(y), full=full),
+          lambda p: TF.poisson_nll_loss(p, torch.tensor(y), full=full), [x])
+    check(lambda p: F.poisson_nll_loss(p, fw.tensor(y), log_input=False, full=full),
+          lambda p: TF.poisson_nll_loss(p, torch.tensor(y), log_input=False, full=full), [np.abs(x) + 0.1])
+    v = rng.random((4, 3)) + 0.1
+    check(lambda p, t, v: F.gaussian_nll_loss(p, t, v, full=full),
+          lambda p, t, v: TF.gaussian_nll_loss(p, t, v, full=full), [x, y, v])
+    check(lambda p, t, v: F.gaussian_nll_loss(p, t, v, full=full, reduction="none"),
+          lambda p, t, v: TF.gaussian_nll_loss(p, t, v, full=full, reduction="none"), [x, y, v[:, :1]])
