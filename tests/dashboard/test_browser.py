@@ -94,6 +94,7 @@ def _shot(page, tmp_path, name: str) -> Path:
         page.wait_for_function(
             "() => [...document.querySelectorAll('[data-testid=stVegaLiteChart]')]"
             ".every(c => c.querySelector('canvas, svg'))", timeout=20_000)
+        page.wait_for_function("() => !document.querySelector('[data-testid=stSkeleton]')", timeout=20_000)
     except Exception:
         pass  # a screenshot without a chart is still worth keeping; the assertions are elsewhere
     page.wait_for_timeout(500)
