@@ -28,7 +28,7 @@ __all__ = [
     "linear", "bilinear", "conv2d", "conv_transpose2d", "conv1d", "unfold",
     # pooling and resampling
     "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "max_pool1d",
-    "avg_pool1d", "interpolate", "upsample", "pad", "pixel_shuffle",
+    "avg_pool1d", "interpolate", "upsample", "pad", "pixel_shuffle", "grid_sample", "affine_grid",
     # normalisation and dropout
     "batch_norm", "layer_norm", "group_norm", "instance_norm", "dropout", "dropout2d", "normalize",
     # activations
@@ -683,6 +683,78 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
             key = (slice(None),) * axis + (xp.asarray(idx),)
             y = y[key]
     return y
+
+
+def affine_grid(theta: Tensor, size, align_corners: bool = False) -> Tensor:
+    """Sampling grid (N, H, W, 2) of the affine maps theta (N, 2, 3) over an output of size (N, C, H, W);
+    coordinates in [-1, 1], x first, as ``torch.nn.functional.affine_grid``."""
+    n, _, h, w = (int(v) for v in size)
+    if tuple(theta.shape) != (n, 2, 3):
+        raise ValueError(f"affine_grid: expected theta of size [{n}, 2, 3] for size {list(size)}, got "
+                         f"{_shape(theta)}")
+    xp = get_array_module(theta.data)
+
+    def base(k):
+        v = np.linspace(-1.0, 1.0, k) if k > 1 else np.zeros(1)
+        return v if align_corners else v * (k - 1) / k
+
+    gy, gx = np.meshgrid(base(h), base(w), indexing="ij")
+    b3 = np.stack([gx, gy, np.ones_like(gx)], -1).reshape(1, h * w, 3)
+    grid = ops.matmul(Tensor(xp.asarray(b3.astype(theta.data.dtype))), theta.transpose(1, 2))
+    return grid.reshape(n, h, w, 2)
+
+
+def grid_sample(input: Tensor, grid: Tensor, mode: str = "bilinear", padding_mode: str = "zeros",
+                align_corners: bool | None = None) -> Tensor:
+    """Sample input (N, C, H, W) at grid (N, Ho, Wo, 2) locations in [-1, 1] (x, y), as
+    ``torch.nn.functional.grid_sample`` for 4-D inputs: modes 'bilinear' and 'nearest', padding
+    'zeros' and 'border'. Differentiable with respect to the input and (bilinear) the grid."""
+    if mode not in ("bilinear", "nearest") or padding_mode not in ("zeros", "border"):
+        raise NotImplementedError(f"grid_sample: mode {mode!r} / padding_mode {padding_mode!r} is not "
+                                  f"supported (bilinear, nearest; zeros, border)")
+    if input.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2 or grid.shape[0] != input.shape[0]:
+        raise RuntimeError(f"grid_sample: expected input (N, C, H, W) and grid (N, Ho, Wo, 2), got "
+                           f"{_shape(input)} and {_shape(grid)}")
+    ac = bool(align_corners)
+    n, c, h, w = input.shape
+    ho, wo = grid.shape[1:3]
+    xp = get_array_module(input.data)
+
+    def unnormalize(g, size):
+        u = (g + 1) * ((size - 1) / 2) if ac else ((g + 1) * size - 1) / 2
+        if padding_mode == "border":
+            u = ops.clamp(u, 0.0, float(size - 1))
+        return u
+
+    ix = unnormalize(grid[..., 0], w)  # (N, Ho, Wo)
+    iy = unnormalize(grid[..., 1], h)
+    flat = input.reshape(n, c, h * w)
+
+    def tap(yy, xx):
+        """Values at integer positions (arrays (N, Ho, Wo)); zero outside the image."""
+        inside = (yy >= 0) & (yy < h) & (xx >= 0) & (xx < w)
+        idx = (np.clip(yy, 0, h - 1) * w + np.clip(xx, 0, w - 1)) if xp is np else (
+            xp.clip(yy, 0, h - 1) * w + xp.clip(xx, 0, w - 1))
+        idx = xp.broadcast_to(idx.reshape(n, 1, ho * wo), (n, c, ho * wo)).astype(xp.int64)
+        v = ops.gather(flat, 2, Tensor(xp.ascontiguousarray(idx))).reshape(n, c, ho, wo)
+        return v, Tensor(inside.astype(input.data.dtype)).reshape(n, 1, ho, wo)
+
+    if mode == "nearest":
+        v, m = tap(xp.rint(iy.data).astype(xp.int64), xp.rint(ix.data).astype(xp.int64))
+        return v * m
+    x0 = xp.floor(ix.data)
+    y0 = xp.floor(iy.data)
+    wx1 = (ix - Tensor(x0)).reshape(n, 1, ho, wo)
+    wy1 = (iy - Tensor(y0)).reshape(n, 1, ho, wo)
+    wx0, wy0 = 1 - wx1, 1 - wy1
+    x0i, y0i = x0.astype(xp.int64), y0.astype(xp.int64)
+    out = None
+    for yy, wy in ((y0i, wy0), (y0i + 1, wy1)):
+        for xx, wx in ((x0i, wx0), (x0i + 1, wx1)):
+            v, m = tap(yy, xx)
+            term = v * (wy * wx * m)
+            out = term if out is None else out + term
+    return out
 
 
 def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=None):

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from functional_oracle import check
+from functional_oracle import Const, check
 
 import framework as fw
 import framework.functional as F
@@ -239,3 +239,17 @@ def test_max_pool2d_propagates_nan():
     ty, tidx = TF.max_pool2d(torch.tensor(x), 2, return_indices=True)
     np.testing.assert_array_equal(np.isnan(y.numpy()), np.isnan(ty.numpy()))
     np.testing.assert_array_equal(idx.numpy(), tidx.numpy())
+
+
+@pytest.mark.parametrize("mode", ["bilinear", "nearest"])
+@pytest.mark.parametrize("padding_mode", ["zeros", "border"])
+@pytest.mark.parametrize("ac", [False, True])
+def test_grid_sample_and_affine_grid(mode, padding_mode, ac, rng):
+    x = rng.standard_normal((2, 3, 5, 6))
+    grid = rng.uniform(-1.2, 1.2, (2, 4, 7, 2))
+    check(lambda x, g: F.grid_sample(x, g, mode, padding_mode, ac),
+          lambda x, g: TF.grid_sample(x, g, mode, padding_mode, ac),
+          [x, grid if mode == "bilinear" else Const(grid)])  # nearest: no gradient for the grid
+    theta = rng.standard_normal((2, 2, 3)) * 0.5
+    check(lambda t: F.affine_grid(t, (2, 3, 4, 5), ac), lambda t: TF.affine_grid(t, (2, 3, 4, 5), ac),
+          [theta])
