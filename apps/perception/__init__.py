@@ -31,11 +31,26 @@ from __future__ import annotations
 
 import os
 
-import numpy as np
-
 from .classes import CLASSES, NUM_CLASSES
-from .metrics import Detections, evaluate
-from .track import LineCounter, Sort, Track
+
+# NumPy-based names load on first use, so that the CLI can set the BLAS / conv thread counts before
+# NumPy starts (see ``__main__``).
+_LAZY = {
+    "Detections": "metrics",
+    "evaluate": "metrics",
+    "LineCounter": "track",
+    "Sort": "track",
+    "Track": "track",
+}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "CLASSES",
@@ -77,7 +92,7 @@ def load_default_model(device: str = "cpu", conf: float | None = None):
 load_detector = load_default_model
 
 
-def detect(detector, frame: np.ndarray, conf: float | None = None) -> Detections:
+def detect(detector, frame, conf: float | None = None):
     """Detections for one RGB frame at score threshold ``conf`` (default: the detector's)."""
     if conf is None:
         return detector(frame)
@@ -89,18 +104,19 @@ def detect(detector, frame: np.ndarray, conf: float | None = None) -> Detections
         detector.conf = old
 
 
-def draw_detections(
-    frame: np.ndarray, dets, timing: dict | None = None, fps: float | None = None
-) -> np.ndarray:
+def draw_detections(frame, dets, timing: dict | None = None, fps: float | None = None):
     """An annotated copy of ``frame``: ``dets`` is a :class:`Detections` or a list of :class:`Track`."""
     from .demo import draw
+    from .metrics import Detections
 
     if isinstance(dets, list):
         return draw(frame, Detections.empty(), CLASSES, dets, timing, fps)
     return draw(frame, dets, CLASSES, None, timing, fps)
 
 
-def make_tracker(max_age: int = 5, min_hits: int = 2, iou_threshold: float = 0.3) -> Sort:
+def make_tracker(max_age: int = 5, min_hits: int = 2, iou_threshold: float = 0.3):
+    from .track import Sort
+
     return Sort(max_age=max_age, min_hits=min_hits, iou_threshold=iou_threshold)
 
 

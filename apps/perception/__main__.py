@@ -125,8 +125,34 @@ def cmd_demo(a, track=True):
         print(json.dumps(s))
 
 
+def _set_threads(argv) -> None:
+    """``--threads N`` (default 1) before NumPy loads: BLAS and the framework's convolution pool.
+
+    One inference thread leaves the second core to capture and video encoding, and keeps the model time
+    steady on a loaded machine (multi-threaded BLAS stalls when its threads are descheduled). Variables
+    already set in the environment win.
+    """
+    n = "1"
+    if "--threads" in argv:
+        i = argv.index("--threads")
+        n = argv[i + 1] if i + 1 < len(argv) else n
+        del argv[i : i + 2]
+    for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "FRAMEWORK_CONV_THREADS"):
+        os.environ.setdefault(v, n)
+
+
 def main(argv=None):
-    p = argparse.ArgumentParser(prog="perception", description="Driving perception: detection and tracking.")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "numpy" not in sys.modules:
+        _set_threads(argv)
+    elif "--threads" in argv:
+        i = argv.index("--threads")
+        del argv[i : i + 2]
+    p = argparse.ArgumentParser(
+        prog="perception",
+        description="Driving perception: detection and tracking. Global option: --threads N (default 1) "
+        "for BLAS and the framework's convolutions, set before NumPy loads.",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
 
     s = sub.add_parser(

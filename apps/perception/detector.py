@@ -85,6 +85,12 @@ class Detector:
         self.last_timing = dict(preprocess=(t1 - t0) * 1e3, model=(t2 - t1) * 1e3, decode=(t3 - t2) * 1e3)
         return d
 
+    def warmup(self, n: int = 10) -> None:
+        """Run the network on a blank input ``n`` times (buffers, thread pools, caches)."""
+        x = np.zeros((1, 3, self.size, self.size), np.float32)
+        for _ in range(n):
+            self.forward(x)
+
     def detect_batch(self, frames: list[np.ndarray], conf: float | None = None) -> list[Detections]:
         """Detections for several frames (one forward pass)."""
         xs, metas = zip(*(self.preprocess(f) for f in frames))
