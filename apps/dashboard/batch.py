@@ -73,20 +73,16 @@ if analyze is None:
 run = st.button("Run analysis", type="primary", disabled=folder is None or analyze is None, key="batch_run")
 
 
-def _progress_callback(bar, status):
-    """Adapt the app's progress reports (done, total[, info]) or a dict/object with those fields."""
+def _progress_callback(bar):
+    """The app's ``progress(done, total, row)`` drawn as a progress bar with the rate and last status."""
     t0 = time.perf_counter()
 
-    def report(*args, **kwargs):
-        if args and isinstance(args[0], (int, float)) and len(args) >= 2:
-            done, total = args[0], args[1]
-        else:
-            src = args[0] if args else kwargs
-            done = present.field(src, "done", "n", "completed", default=kwargs.get("done", 0))
-            total = present.field(src, "total", default=kwargs.get("total", 0))
+    def report(done: int, total: int, row: dict | None = None) -> None:
         frac = min(1.0, done / total) if total else 0.0
         rate = done / max(time.perf_counter() - t0, 1e-9)
-        bar.progress(frac, text=f"{done}/{total} instances — {rate:.1f}/s")
+        last = (row or {}).get("status", "")
+        text = f"{done}/{total} instances — {rate:.1f}/s" + (f" — last: {last}" if last else "")
+        bar.progress(frac, text=text)
 
     return report
 
@@ -94,10 +90,9 @@ def _progress_callback(bar, status):
 if run and folder is not None:
     db.parent.mkdir(parents=True, exist_ok=True)
     bar = st.progress(0.0, text="Finding studies…")
-    status = st.empty()
     t0 = time.perf_counter()
     try:
-        summary = analyze([str(folder)], str(db), progress=_progress_callback(bar, status))
+        summary = analyze([str(folder)], str(db), progress=_progress_callback(bar))
         bar.progress(1.0, text=f"Done in {time.perf_counter() - t0:.1f} s")
         st.session_state["batch_summary"] = present.as_dict(summary) if summary is not None else {}
     except Exception as exc:
