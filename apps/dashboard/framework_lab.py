@@ -128,20 +128,17 @@ with train_tab:
 
 # ----------------------------------------------------------------------------------------- benchmarks
 def _ratio_chart(figures: dict[str, float]):
-    """Bars from parity (1) to each ratio on a log axis: equal distances mean equal factors, and the
-    side of the parity line says which implementation is faster."""
+    """Bars from parity (1) to each ratio on a log axis: equal distances mean equal factors. One colour:
+    whether above 1 is good depends on the ratio's direction, which the file's unit states."""
     import altair as alt
 
     df = pd.DataFrame({"figure": list(figures), "ratio": list(figures.values())})
     df = df[df["ratio"] > 0]
     df["parity"] = 1.0
-    df["side"] = df["ratio"].map(lambda r: "above 1" if r >= 1 else "below 1")
     bars = alt.Chart(df).mark_bar().encode(
         y=alt.Y("figure:N", sort=None, title=None, axis=alt.Axis(labelLimit=420)),
         x=alt.X("ratio:Q", title="ratio (log scale)", scale=alt.Scale(type="log")),
         x2="parity:Q",
-        color=alt.Color("side:N", scale=alt.Scale(domain=["above 1", "below 1"],
-                                                  range=["#2e8b57", "#e07b39"]), legend=None),
         tooltip=["figure", alt.Tooltip("ratio:Q", format=".3f")])
     parity = alt.Chart(pd.DataFrame({"x": [1.0]})).mark_rule(color="gray", strokeDash=[4, 3]).encode(x="x:Q")
     return bars + parity
@@ -158,6 +155,10 @@ def _show_benchmark(data) -> None:
                                       "error", "reference_note") if isinstance(data.get(k), str)}
         if about:
             st.caption(" · ".join(f"**{k}**: {v}" for k, v in about.items()))
+    key = results.key_figures(data)
+    if key:
+        for col, (k, v) in zip(st.columns(min(len(key), 4)) * 2, key.items()):
+            col.metric(k, f"{v:.3g}")
     figures = results.ratios(data)
     if figures:
         st.caption("Ratios against the reference measured in the same run (the unit above says which way "
@@ -165,6 +166,8 @@ def _show_benchmark(data) -> None:
         st.altair_chart(_ratio_chart(figures), width="stretch", height=max(140, 30 * len(figures) + 50))
     for path, rows in results.tables(data):
         df = pd.DataFrame(rows)
+        if df.shape[1] > 14:  # a whole nested run flattened: the raw JSON below reads better
+            continue
         st.caption(f"`{path}`")
         st.dataframe(df, hide_index=True, width="stretch")
     flags = results.flatten_flags(data.get("meets", {}) if isinstance(data, dict) else {})

@@ -100,8 +100,8 @@ def ratios(obj) -> dict[str, float]:
     (``figures · conv2d · shapes [N8 C64 HW32] · ratio``); a leading part common to all is dropped."""
     def is_ratio(key: str) -> bool:
         last = key.rsplit(" · ", 1)[-1].lower()
-        # CPU-time ratios are a secondary view of the same measurement
-        return any(w in last for w in RATIO_WORDS) and not last.startswith("cpu_time")
+        # CPU-time ratios are a secondary view of the same measurement; a target is not a measurement
+        return any(w in last for w in RATIO_WORDS) and not last.startswith(("cpu_time", "target"))
 
     found = {k: v for k, v in _labelled_numbers(obj).items() if is_ratio(k)}
     # container names say nothing on a chart label
@@ -207,3 +207,22 @@ def card_summary(card: dict) -> dict:
         if k.startswith("per_") and isinstance(v, dict):
             per_item_table(k, v)
     return {"facts": facts, "headline": headline, "tables": tables}
+
+
+KEY_FIGURE_WORDS = ("fps", "latency", "per_s", "throughput", "share")
+
+
+def key_figures(obj, limit: int = 8) -> dict[str, float]:
+    """Speeds and latencies near the top of a result (``analyze_images_per_s``, ``e2e_realtime ·
+    fps``, ``latency_ms_p95``...), for a row of metrics above the details; at most ``limit``."""
+    out: dict[str, float] = {}
+    if not isinstance(obj, dict):
+        return out
+    for k, v in obj.items():
+        if k in NOT_FIGURES:
+            continue
+        items = [(k, v)] if not isinstance(v, dict) else [(f"{k} · {k2}", v2) for k2, v2 in v.items()]
+        for name, x in items:
+            if _scalar(x) and any(w in name.rsplit(" · ", 1)[-1].lower() for w in KEY_FIGURE_WORDS):
+                out[name] = float(x)
+    return dict(list(out.items())[:limit])

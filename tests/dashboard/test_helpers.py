@@ -225,3 +225,12 @@ def test_card_summary():
                                                     {"name": "b", "auroc": 0.95, "threshold": 0.6}]
     assert [r["AP50"] for r in s["tables"]["per_class"]] == [0.8, 0.7]
     assert len(s["tables"]) == 2
+
+
+def test_benchmark_key_figures_and_ratio_selection():
+    doc = {"benchmark": "perception", "e2e_realtime": {"fps": 30.1, "latency_ms_p95": 22.0, "frames": 300},
+           "analyze_images_per_s": 8.5, "targets": {"e2e_fps": 30}, "target_ratio": 3.0,
+           "model_ratio_ours_over_torch": 0.9, "cpu_time_ratio": 0.7}
+    assert results.key_figures(doc) == {"e2e_realtime · fps": 30.1, "e2e_realtime · latency_ms_p95": 22.0,
+                                        "analyze_images_per_s": 8.5}
+    assert results.ratios(doc) == {"model_ratio_ours_over_torch": 0.9}  # no target, no CPU-time view
