@@ -24,6 +24,9 @@ if pc is None:
     st.stop()
 
 WORK = Path(tempfile.gettempdir()) / "dlsuite-dashboard" / "video"
+# The annotated frames are kept (as JPEG, ~50 KB each) until the WebM is written: cap a run at two
+# minutes of 30 FPS video; the CLI (`python -m apps.perception demo --headless --save`) has no cap.
+MAX_FRAMES = 3600
 
 
 @st.cache_resource(show_spinner="Loading the detector…", max_entries=8)
@@ -85,7 +88,7 @@ def _process(src: str, conf: float, out: str, live, bar) -> dict:
             live.image(res.image, width="stretch", caption=f"frame {res.index + 1}")
 
     result = pc.process_video(src, None, detector=_detector(conf), progress=progress, on_frame=on_frame,
-                              track=True, realtime=False)
+                              track=True, realtime=False, max_frames=MAX_FRAMES)
     if frames:
         bar.progress(1.0, text="Encoding the annotated video…")
         present.encode_webm(frames, _source_fps(src), out)
@@ -176,6 +179,8 @@ with video_tab:
         st.caption(f"Annotated playback (score ≥ {last['conf']:.2f}): boxes, class, score and track id; FPS "
                    "and per-stage milliseconds are drawn on each frame.")
         _show_summary(last["result"])
+        if last["result"].get("frames", 0) >= MAX_FRAMES:
+            st.caption(f"Only the first {MAX_FRAMES} frames were processed here; the CLI has no limit.")
 
 # ----------------------------------------------------------------------------------------- snapshot
 with snap_tab:
