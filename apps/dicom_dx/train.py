@@ -40,10 +40,10 @@ class TrainConfig:
     data: str
     out: str
     val: str | None = None
-    size: int = 128
-    epochs: int = 12
+    size: int = 160
+    epochs: int = 20
     batch_size: int = 32
-    lr: float = 2e-3
+    lr: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0
     sensitivity: float = 0.9
