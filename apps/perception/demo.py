@@ -80,10 +80,14 @@ def draw(
     if status and status != "running":
         lines.append(status.upper())
     for i, t in enumerate(lines):
-        y = int(18 * fs / 0.45) * (i + 1)
+        ts = max(0.45, W / 1300)
+        y = int(20 * ts / 0.45) * (i + 1)
         col = (255, 0, 0) if t == status.upper() else (255, 255, 255)
-        cv2.putText(img, t, (6, y), cv2.FONT_HERSHEY_SIMPLEX, fs * 1.1, (0, 0, 0), 3, cv2.LINE_AA)
-        cv2.putText(img, t, (6, y), cv2.FONT_HERSHEY_SIMPLEX, fs * 1.1, col, 1, cv2.LINE_AA)
+        (tw, th), base = cv2.getTextSize(t, cv2.FONT_HERSHEY_SIMPLEX, ts, 1)
+        cv2.rectangle(
+            img, (2, y - th - 3), (10 + tw, y + base), (0, 0, 0), -1
+        )  # a dark plate keeps it legible
+        cv2.putText(img, t, (6, y), cv2.FONT_HERSHEY_SIMPLEX, ts, col, 1, cv2.LINE_AA)
     return img
 
 
@@ -127,7 +131,7 @@ def run(
     lat, stage_all, n, n_det = [], {k: [] for k in STAGES}, 0, 0
     if hasattr(detector, "warmup"):
         detector.warmup()  # first calls allocate buffers and thread pools: keep them out of the figures
-    fps_ema, t_prev = None, None
+    fps_ema, t_prev, last_status = None, None, "running"
     t_start = time.perf_counter()
     cap.start()
     try:
@@ -191,8 +195,9 @@ def run(
                     dict(counter.counts) if counter else {},
                 )
                 stop = bool(on_frame(res)) or stop
-            if log is not None and cap.status != "running":
-                log(cap.status)
+            if log is not None and cap.status != last_status:
+                log(f"source: {cap.status}")  # only on changes (reconnecting, back to running, ended)
+                last_status = cap.status
             if stop:
                 break
     finally:
