@@ -237,7 +237,7 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
         leaves[i] = x
         leaf_grads[i] = g if i not in leaf_grads else leaf_grads[i] + g
 
-    for out, g in zip(outputs, grad_outputs):
+    for out in outputs:
         if out.grad_fn is None and id(out) in leaf_grads:
             leaves[id(out)] = out
 

@@ -5,22 +5,86 @@ from __future__ import annotations
 from ..tensor import Tensor
 from . import basic, reduce, shape
 from .basic import *  # noqa: F401,F403
-from .basic import (abs, add, clamp, clone, cos, div, eq, exp, ge, gt, isnan, le, log, lt, maximum,
-                    minimum, mul, ne, neg, pow, relu, sigmoid, sin, sqrt, sub, tanh, where)
+from .basic import (
+    abs,
+    add,
+    clamp,
+    clone,
+    cos,
+    div,
+    eq,
+    exp,
+    ge,
+    gt,
+    isnan,
+    le,
+    log,
+    lt,
+    maximum,
+    minimum,
+    mul,
+    ne,
+    neg,
+    pow,
+    relu,
+    sigmoid,
+    sin,
+    sqrt,
+    sub,
+    tanh,
+    where,
+)
 from .reduce import *  # noqa: F401,F403
-from .reduce import (amax, amin, argmax, argmin, argsort, cumsum, logsumexp, mean, norm, sort, std,
-                     topk, var)
 from .reduce import all as all_
+from .reduce import (
+    amax,
+    amin,
+    argmax,
+    argmin,
+    argsort,
+    cumsum,
+    log_softmax,
+    logsumexp,
+    mean,
+    norm,
+    softmax,
+    sort,
+    std,
+    topk,
+    var,
+)
 from .reduce import any as any_
-from .reduce import log_softmax, softmax
 from .reduce import max as max_
 from .reduce import min as min_
 from .reduce import sum as sum_
 from .shape import *  # noqa: F401,F403
-from .shape import (_inplace, chunk, contiguous, expand, expand_as, flatten, flip, gather, getitem,
-                    index_select, masked_fill, matmul, narrow, permute, repeat, reshape,
-                    scatter_add, setitem, split, squeeze, transpose, unbind, unflatten, unsqueeze,
-                    view)
+from .shape import (
+    _inplace,
+    chunk,
+    contiguous,
+    expand,
+    expand_as,
+    flatten,
+    flip,
+    gather,
+    getitem,
+    index_select,
+    masked_fill,
+    matmul,
+    narrow,
+    permute,
+    repeat,
+    reshape,
+    scatter_add,
+    setitem,
+    split,
+    squeeze,
+    transpose,
+    unbind,
+    unflatten,
+    unsqueeze,
+    view,
+)
 
 
 def _r(fn):
@@ -111,7 +175,7 @@ _METHODS = {
     "mul_": _inplace_method("mul_", mul), "div_": _inplace_method("div_", div),
     "clamp_": _inplace_method("clamp_", clamp), "pow_": _inplace_method("pow_", pow),
     "masked_fill_": _inplace_method("masked_fill_", masked_fill),
-    "scatter_add_": _inplace_method("scatter_add_", lambda old, dim, idx, src: scatter_add(old, dim, idx, src)),
+    "scatter_add_": _inplace_method("scatter_add_", scatter_add),
     "relu_": _inplace_method("relu_", relu), "sigmoid_": _inplace_method("sigmoid_", sigmoid),
     "exp_": _inplace_method("exp_", exp), "neg_": _inplace_method("neg_", neg),
     "__iadd__": _inplace_method("add_", add), "__isub__": _inplace_method("sub_", sub),

@@ -48,7 +48,8 @@ class SumTo(Function):
 
 def _sum_to(x, shape):
     lead = x.ndim - len(shape)
-    axes = tuple(range(lead)) + tuple(i + lead for i, s in enumerate(shape) if s == 1 and x.shape[i + lead] != 1)
+    axes = tuple(range(lead)) + tuple(
+        i + lead for i, s in enumerate(shape) if s == 1 and x.shape[i + lead] != 1)
     y = x.sum(axis=axes, keepdims=True) if axes else x
     if lead:
         y = y.reshape(shape)
