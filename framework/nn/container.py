@@ -135,51 +135,61 @@ class ModuleList(Module):
         raise NotImplementedError("ModuleList has no forward(); iterate over it instead")
 
 
-class ModuleDict(Module):
+class _KeyedContainer(Module):
+    """The dict interface shared by ModuleDict and ParameterDict, over the registry named ``_store``."""
+
+    _store = ""  # "_modules" or "_parameters"
+
+    def _items_of(self):
+        return getattr(self, self._store)
+
+    def __getitem__(self, key: str):
+        return self._items_of()[key]
+
+    def __delitem__(self, key: str) -> None:
+        del self._items_of()[key]
+
+    def __len__(self) -> int:
+        return len(self._items_of())
+
+    def __iter__(self):
+        return iter(self._items_of())
+
+    def __contains__(self, key) -> bool:
+        return key in self._items_of()
+
+    def keys(self):
+        return self._items_of().keys()
+
+    def items(self):
+        return self._items_of().items()
+
+    def values(self):
+        return self._items_of().values()
+
+    def update(self, entries) -> None:
+        for key, v in entries.items() if hasattr(entries, "items") else entries:
+            self[key] = v
+
+
+class ModuleDict(_KeyedContainer):
     """An ordered dict of modules, registered under their keys."""
+
+    _store = "_modules"
 
     def __init__(self, modules=None):
         super().__init__()
         if modules is not None:
             self.update(modules)
 
-    def __getitem__(self, key: str) -> Module:
-        return self._modules[key]
-
     def __setitem__(self, key: str, module: Module) -> None:
         self.add_module(key, module)
-
-    def __delitem__(self, key: str) -> None:
-        del self._modules[key]
-
-    def __len__(self) -> int:
-        return len(self._modules)
-
-    def __iter__(self):
-        return iter(self._modules)
-
-    def __contains__(self, key) -> bool:
-        return key in self._modules
 
     def clear(self) -> None:
         self._modules.clear()
 
     def pop(self, key: str) -> Module:
         return self._modules.pop(key)
-
-    def keys(self):
-        return self._modules.keys()
-
-    def items(self):
-        return self._modules.items()
-
-    def values(self):
-        return self._modules.values()
-
-    def update(self, modules) -> None:
-        items = modules.items() if hasattr(modules, "items") else modules
-        for key, m in items:
-            self[key] = m
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("ModuleDict has no forward(); index it instead")
@@ -220,45 +230,18 @@ class ParameterList(Module):
                          for i, p in enumerate(self))
 
 
-class ParameterDict(Module):
+class ParameterDict(_KeyedContainer):
     """An ordered dict of Parameters registered under their keys."""
+
+    _store = "_parameters"
 
     def __init__(self, parameters=None):
         super().__init__()
         if parameters is not None:
             self.update(parameters)
 
-    def __getitem__(self, key: str):
-        return self._parameters[key]
-
     def __setitem__(self, key: str, value) -> None:
         self.register_parameter(key, _as_param(value))
-
-    def __delitem__(self, key: str) -> None:
-        del self._parameters[key]
-
-    def __len__(self) -> int:
-        return len(self._parameters)
-
-    def __iter__(self):
-        return iter(self._parameters)
-
-    def __contains__(self, key) -> bool:
-        return key in self._parameters
-
-    def keys(self):
-        return self._parameters.keys()
-
-    def items(self):
-        return self._parameters.items()
-
-    def values(self):
-        return self._parameters.values()
-
-    def update(self, parameters) -> None:
-        items = parameters.items() if hasattr(parameters, "items") else parameters
-        for key, v in items:
-            self[key] = v
 
 
 def _as_param(v):
