@@ -220,18 +220,8 @@ class Tensor:
     # ------------------------------------------------------------------ conversion
     def to(self, *args, **kwargs):
         """``to(device)``, ``to(dtype)``, ``to(device, dtype)``, ``to(other)``; a no-op returns self."""
-        dev, dt = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        kwargs.pop("non_blocking", None)
         copy = kwargs.pop("copy", False)
-        if kwargs:
-            raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
-        for a in args:
-            if isinstance(a, _dt.dtype):
-                dt = a
-            elif isinstance(a, Tensor):
-                dev, dt = a.device, a.dtype
-            elif a is not None:
-                dev = a
+        dev, dt = parse_to_args(args, kwargs)
         out = self
         if dev is not None and device(dev) != self.device:
             from .ops.basic import ToDevice
@@ -292,6 +282,24 @@ class Tensor:
     def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
         return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
                       requires_grad=requires_grad)
+
+
+def parse_to_args(args, kwargs):
+    """``(device, dtype)`` from the arguments of ``Tensor.to`` / ``Module.to`` (either may be None):
+    ``to(device)``, ``to(dtype)``, ``to(device, dtype)``, ``to(other_tensor)``, or as keywords."""
+    kwargs = dict(kwargs)
+    dev, dt = kwargs.pop("device", None), kwargs.pop("dtype", None)
+    kwargs.pop("non_blocking", None)
+    if kwargs:
+        raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
+    for a in args:
+        if isinstance(a, _dt.dtype):
+            dt = a
+        elif isinstance(a, Tensor):
+            dev, dt = a.device, a.dtype
+        elif a is not None:
+            dev = a
+    return dev, dt
 
 
 class Size(tuple):

@@ -12,7 +12,7 @@ from .. import dtypes as _dt
 from ..autograd import no_grad
 from ..backend import device as _device
 from ..backend import get_array_module, to_device
-from ..tensor import Tensor
+from ..tensor import Tensor, parse_to_args
 from .hooks import RemovableHandle, _BackwardHookState, _insert
 from .parameter import Buffer, Parameter
 
@@ -308,17 +308,7 @@ class Module:
         A dtype applies to floating-point parameters and buffers only (integer buffers such as
         BatchNorm's ``num_batches_tracked`` keep their type), as in PyTorch.
         """
-        dev, dt = kwargs.pop("device", None), kwargs.pop("dtype", None)
-        kwargs.pop("non_blocking", None)
-        if kwargs:
-            raise TypeError(f"to() got unexpected arguments {sorted(kwargs)}")
-        for a in args:
-            if isinstance(a, _dt.dtype):
-                dt = a
-            elif isinstance(a, Tensor):
-                dev, dt = a.device, a.dtype
-            elif a is not None:
-                dev = a
+        dev, dt = parse_to_args(args, kwargs)
         if dt is not None and not dt.is_floating_point:
             raise TypeError(f"nn.Module.to only accepts floating point dtypes, but got desired dtype={dt}")
         if dev is not None:
