@@ -1,6 +1,6 @@
 """CPU speed of the framework relative to PyTorch, measured in the same run with the same threads.
 
-    python -m benchmarks.cpu [--threads N] [--repeat R] [--quick] [--out PATH]
+    python -m benchmarks.cpu [--threads N] [--repeat R] [--quick] [--blas-core native|inherit] [--out PATH]
 
 Prints one JSON document and writes it (with machine information) to
 ``benchmarks/results/cpu.json``. Every figure is a ratio ``torch_time / our_time``: above 1 means
@@ -18,8 +18,10 @@ Figures (issue 2's targets in brackets):
   [>= 0.5];
 - ``lstm_packed``: forward + backward of a 1-layer LSTM (hidden 128) over a padded batch of
   variable-length sequences given as a PackedSequence [>= 0.5].
-Each model runs from the same weights in both frameworks, and the JSON records the difference
-between their losses as a correctness check.
+NumPy's OpenBLAS uses the CPU's widest kernels, as PyTorch does, unless ``--blas-core inherit``
+(see ``benchmarks/_blas.py``: some machines preset ``OPENBLAS_CORETYPE``). Each model runs from
+the same weights in both frameworks, and the JSON records the difference between their losses
+as a correctness check.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ import statistics
 import sys
 import time
 from pathlib import Path
+
+from benchmarks import _blas
 
 
 def _early_thread_env() -> None:
@@ -49,6 +53,7 @@ def _early_thread_env() -> None:
 
 
 _early_thread_env()
+_blas.choose()
 
 import numpy as np  # noqa: E402
 
@@ -298,6 +303,7 @@ def machine_info() -> dict:
         info["blas"] = sorted({f"{d.get('internal_api')} {d.get('version')}" for d in threadpool_info()})
     except ImportError:
         pass
+    info.update(_blas.info())
     return info
 
 
@@ -311,6 +317,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--only", nargs="*", default=None,
                     choices=["conv2d", "cnn_train_step", "mlp_train_step", "lstm_packed"])
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "cpu.json"))
+    _blas.add_argument(ap)
     args = ap.parse_args(argv)
     thread_counts = args.threads or [os.cpu_count() or 1]
     repeat = 3 if args.quick else args.repeat

@@ -20,6 +20,8 @@ import sys
 import tempfile
 import time
 
+from benchmarks import _blas
+
 
 def torch_model(num_classes: int = 6, width: float = 1.0, neck: int = 48, head: int = 32):
     """The detector of :mod:`apps.perception.model` written with torch.nn, same parameter names."""
@@ -91,6 +93,20 @@ def copy_to_torch(fw_model, t_model) -> None:
     t_model.load_state_dict({k: torch.from_numpy(np.array(src[k].numpy())) for k in dst})
 
 
+def fuse_torch(t_model):
+    """A copy of the PyTorch detector (eval) with every batch norm folded into its convolution."""
+    import copy
+
+    import torch
+
+    m = copy.deepcopy(t_model).eval()
+    for mod in m.modules():
+        if hasattr(mod, "conv") and isinstance(getattr(mod, "bn", None), torch.nn.BatchNorm2d):
+            mod.conv = torch.nn.utils.fusion.fuse_conv_bn_eval(mod.conv, mod.bn)
+            mod.bn = torch.nn.Identity()
+    return m
+
+
 def _time(fn, n: int, warm: int = 3) -> list[float]:
     for _ in range(warm):
         fn()
@@ -109,7 +125,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--model-reps", type=int, default=60)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=None)
+    _blas.add_argument(ap)
     a = ap.parse_args(argv)
+    _blas.choose(sys.argv if argv is None else argv)
     for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "FRAMEWORK_CONV_THREADS"):
         os.environ.setdefault(v, str(a.threads))
 
@@ -138,9 +156,9 @@ def main(argv=None) -> dict:
     xt = fw.from_numpy(x)
     det.model.eval()
 
-    def ours():
+    def ours():  # what the detector runs: batch norms folded into the convolutions
         with fw.no_grad():
-            det.model(xt)
+            det.net(xt)
 
     ours_ms = _time(ours, a.model_reps)
     result = dict(
@@ -152,6 +170,7 @@ def main(argv=None) -> dict:
         load_average_1min=os.getloadavg()[0],
         cpu_count=os.cpu_count(),
         python=platform.python_version(),
+        blas=_blas.info(),
         e2e_realtime=dict(
             fps=s["fps"],
             latency_ms_p50=s["latency_ms_p50"],
@@ -191,7 +210,7 @@ def main(argv=None) -> dict:
         with torch.no_grad():
             h_t, r_t = tm(xx)
             with fw.no_grad():
-                h_o, r_o = det.model(xt)
+                h_o, r_o = det.net(xt)
             max_diff = float(
                 max(np.abs(h_t.numpy() - h_o.numpy()).max(), np.abs(r_t.numpy() - r_o.numpy()).max())
             )
@@ -201,11 +220,27 @@ def main(argv=None) -> dict:
                 tm(xx)
 
         torch_ms = _time(ref, a.model_reps)
+        # the like-for-like reference: PyTorch with the same folding (torch.nn.utils.fusion)
+        tf = fuse_torch(tm)
+
+        def ref_fused():
+            with torch.no_grad():
+                tf(xx)
+
+        torch_fused_ms = _time(ref_fused, a.model_reps)
+        with torch.no_grad():
+            h_f, _ = tf(xx)
         result["model_ms_torch"] = dict(p50=float(np.median(torch_ms)), mean=float(np.mean(torch_ms)))
+        result["model_ms_torch_fused"] = dict(
+            p50=float(np.median(torch_fused_ms)), mean=float(np.mean(torch_fused_ms))
+        )
         result["model_ratio_ours_over_torch"] = round(
             result["model_ms_ours"]["p50"] / result["model_ms_torch"]["p50"], 3
         )
-        result["max_abs_output_diff_vs_torch"] = max_diff
+        result["model_ratio_ours_over_torch_fused"] = round(
+            result["model_ms_ours"]["p50"] / result["model_ms_torch_fused"]["p50"], 3
+        )
+        result["max_abs_output_diff_vs_torch"] = max(max_diff, float(np.abs(h_f.numpy() - h_o.numpy()).max()))
     except ImportError:
         result["model_ms_torch"] = None
     if fw.cuda.is_available():
@@ -223,7 +258,8 @@ def main(argv=None) -> dict:
     result["meets"] = dict(
         e2e_fps=result["e2e_realtime"]["fps"] >= 29.5,
         latency_p95=result["e2e_realtime"]["latency_ms_p95"] <= 50,
-        model_ratio=(result.get("model_ratio_ours_over_torch") or 99) <= 1.0,
+        # judged against PyTorch running the same fused network (the stricter comparison)
+        model_ratio=(result.get("model_ratio_ours_over_torch_fused") or 99) <= 1.0,
     )
     text = json.dumps(result, indent=1)
     print(text)

@@ -79,6 +79,7 @@ def cmd_train(a):
         mosaic=a.mosaic,
         time_budget_min=a.time_budget,
         crop=a.crop or None,
+        init=a.init,
     )
     print(json.dumps(st))
 
@@ -198,6 +199,10 @@ def main(argv=None):
     )
     t.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     t.add_argument("--resume", action="store_true")
+    t.add_argument(
+        "--init",
+        help="start from these weights (e.g. the committed detector) with a fresh optimizer and schedule",
+    )
     t.set_defaults(fn=cmd_train)
 
     e = sub.add_parser(

@@ -30,7 +30,11 @@ class Detector:
         size: model input size in pixels (square letterbox).
         conf: score threshold; nms_iou: class-aware NMS IoU after peak picking (None = off).
         device: "cpu" or "cuda".
-    Attributes: ``classes`` (names), ``last_timing`` {"preprocess", "model", "decode"} in ms.
+        fuse: run a copy of the model with its batch norms folded into the convolutions (same outputs
+            to float rounding, one pass fewer over every activation). ``model`` itself is left as it was;
+            change its weights after construction and build a new Detector.
+    Attributes: ``net`` (the module that runs: the fused copy, or ``model``), ``classes`` (names),
+        ``last_timing`` {"preprocess", "model", "decode"} in ms.
     """
 
     def __init__(
@@ -42,12 +46,16 @@ class Detector:
         device: str = "cpu",
         classes: tuple[str, ...] = CLASSES,
         card: dict | None = None,
+        fuse: bool = True,
     ):
+        import copy
+
         import framework as fw
 
         self.fw = fw
         self.model = model.to(device) if device != "cpu" else model
         self.model.eval()
+        self.net = copy.deepcopy(self.model).fuse() if fuse and hasattr(self.model, "fuse") else self.model
         self.size, self.conf, self.nms_iou, self.device = size, conf, nms_iou, device
         self.classes = tuple(classes)
         self.card = card or {}
@@ -67,7 +75,7 @@ class Detector:
             t = fw.from_numpy(x)
             if self.device != "cpu":
                 t = t.to(self.device)
-            heat, reg = self.model(t)
+            heat, reg = self.net(t)
             return _to_numpy(heat), _to_numpy(reg)
 
     def __call__(self, frame: np.ndarray) -> Detections:

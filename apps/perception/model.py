@@ -40,7 +40,10 @@ class ConvBNAct(nn.Module):
 
     def forward(self, x):
         x = self.bn(self.conv(x))
-        return F.relu(x) if self.act else x
+        if not self.act:
+            return x
+        # without autograd the activation can reuse the fresh conv/BN output
+        return F.relu(x, inplace=not fw.is_grad_enabled())
 
 
 class CenterNet(nn.Module):
@@ -72,6 +75,17 @@ class CenterNet(nn.Module):
             self.hm.bias.fill_(prior)
             self.reg.bias.fill_(0.0)
             self.reg.bias[2:].fill_(1.0)  # log(w / 4) = 1: objects a few cells wide
+
+    def fuse(self) -> CenterNet:
+        """Fold every batch norm into the convolution before it (inference only: the model must be in
+        eval mode); returns self. The state dict then no longer has ``bn`` entries."""
+        if self.training:
+            raise ValueError("CenterNet.fuse: call .eval() first; fusion freezes the batch statistics")
+        for m in self.modules():
+            if isinstance(m, ConvBNAct) and isinstance(m.bn, nn.BatchNorm2d):
+                m.conv = nn.utils.fuse_conv_bn_eval(m.conv, m.bn)
+                m.bn = nn.Identity()
+        return self
 
     @staticmethod
     def _up(x):

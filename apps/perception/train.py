@@ -60,6 +60,17 @@ class EMA:
                 self.state[k] = np.array(a, copy=True)
 
 
+def _init_weights(path: str) -> dict:
+    """Model weights to start from: a plain state dict (``best.safetensors``, the committed detector)
+    or a training checkpoint (``last.safetensors``: its EMA weights)."""
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"--init: no weights file at {path}")
+    blob = fw.load(path)
+    if "ema" in blob and isinstance(blob["ema"], dict):
+        blob = blob["ema"]
+    return {k: v if hasattr(v, "numpy") else fw.tensor(v) for k, v in blob.items()}
+
+
 def _np(t) -> np.ndarray:
     a = t.detach().numpy() if hasattr(t, "detach") else np.asarray(t)
     return a if isinstance(a, np.ndarray) else a.get()
@@ -128,6 +139,7 @@ def train(
     time_budget_min: float | None = None,
     crop: int | None = 224,
     progress: bool = True,
+    init: str | None = None,
 ) -> dict:
     """Train; returns the final state dict (step, best metrics). See the module docstring for outputs."""
     from .evaluate import evaluate_cache
@@ -145,6 +157,8 @@ def train(
     opt = fw.optim.AdamW(
         [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)], lr=lr
     )
+    if init is not None and not (resume and os.path.exists(os.path.join(out, "last.safetensors"))):
+        model.load_state_dict(_init_weights(init))  # fine-tuning: fresh optimizer and schedule
     ema = EMA(model)
     state = dict(step=0, best_map50_95=-1.0, best=None, seconds=0.0)
     ckpt = os.path.join(out, "last.safetensors")
@@ -218,6 +232,7 @@ def train(
                     mosaic=mosaic,
                     crop=crop,
                     time_budget_min=time_budget_min,
+                    init=init,
                     minutes=round((time.time() - t_start) / 60, 1),
                 ),
             )

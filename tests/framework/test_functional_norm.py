@@ -183,3 +183,38 @@ def test_autocast_policies_of_functional_ops():
     assert rm.dtype == fw.float32 and np.any(rm.numpy() != 0)  # updated in place, never cast
     loss.backward()
     assert w.grad.dtype == fw.float32
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_eval_gradients_reach_running_statistics(affine, rng):
+    """The fused inference-mode map y = x * w / sqrt(rv + eps) + (b - rm * w / sqrt(rv + eps)):
+    first and second derivatives for every input, the running statistics included (float64)."""
+    x = fw.tensor(rng.standard_normal((3, 4, 5, 2)), requires_grad=True)
+    rm = fw.tensor(rng.standard_normal(4), requires_grad=True)
+    rv = fw.tensor(rng.uniform(0.5, 2.0, 4), requires_grad=True)
+    if affine:
+        w = fw.tensor(rng.standard_normal(4), requires_grad=True)
+        b = fw.tensor(rng.standard_normal(4), requires_grad=True)
+
+        def f(x, rm, rv, w, b):
+            return F.batch_norm(x, rm, rv, w, b, False, eps=1e-3)
+
+        args = (x, rm, rv, w, b)
+    else:
+
+        def f(x, rm, rv):
+            return F.batch_norm(x, rm, rv, training=False, eps=1e-3)
+
+        args = (x, rm, rv)
+    assert gradcheck(f, args)
+    assert gradgradcheck(lambda *a: f(*a) ** 2, args)
+
+
+def test_batch_norm_eval_float32_matches_torch_and_keeps_dtype(rng):
+    x = rng.standard_normal((2, 6, 7, 7)).astype(np.float32)
+    rm, rv = rng.standard_normal(6).astype(np.float32), rng.uniform(0.2, 3, 6).astype(np.float32)
+    w, b = rng.standard_normal(6).astype(np.float32), rng.standard_normal(6).astype(np.float32)
+    ours = F.batch_norm(fw.tensor(x), fw.tensor(rm), fw.tensor(rv), fw.tensor(w), fw.tensor(b), False)
+    ref = TF.batch_norm(*(torch.tensor(a) for a in (x, rm, rv, w, b)), False)
+    assert ours.dtype == fw.float32
+    np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)

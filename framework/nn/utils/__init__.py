@@ -1,10 +1,14 @@
-"""``framework.nn.utils``: gradient clipping, parameter/vector conversion, ``rnn`` sequence helpers."""
+"""``framework.nn.utils``: gradient clipping, parameter/vector conversion, ``rnn`` sequence helpers,
+``fusion`` (folding frozen batch norms into the layer before them)."""
 
 from __future__ import annotations
 
-from . import rnn
+from . import fusion, rnn
 from .clip_grad import clip_grad_norm_, clip_grad_value_, get_total_norm
 from .convert_parameters import parameters_to_vector, vector_to_parameters
+from .fusion import fuse_conv_bn_eval, fuse_conv_bn_weights, fuse_linear_bn_eval, fuse_linear_bn_weights
 
-__all__ = ["rnn", "clip_grad_norm_", "clip_grad_value_", "get_total_norm", "parameters_to_vector",
+__all__ = ["rnn", "fusion", "fuse_conv_bn_eval", "fuse_conv_bn_weights", "fuse_linear_bn_eval",
+           "fuse_linear_bn_weights",
+           "clip_grad_norm_", "clip_grad_value_", "get_total_norm", "parameters_to_vector",
            "vector_to_parameters"]
