@@ -67,3 +67,37 @@ def test_train_resume_and_card(tmp_path):
     assert card["input_size"] == 64 and len(card["classes"]) == 6 and "mAP50_95" in card["metrics"]
     lines = [json.loads(x) for x in open(os.path.join(out, "log.jsonl"))]
     assert any(x.get("eval") for x in lines) and all(np.isfinite(x.get("loss", 0.0)) for x in lines)
+    # --init: a new run starts from the checkpoint's EMA weights, not from a fresh initialisation
+    out2 = str(tmp_path / "finetune")
+    ema_w = fw.load(os.path.join(out, "last.safetensors"))["ema"]["stem.conv.weight"].numpy().copy()
+    s = train(data, out2, steps=1, init=os.path.join(out, "last.safetensors"), **dict(kw, val=None))
+    card2 = fw.load(os.path.join(out2, "last.safetensors"))
+    assert s["step"] == 1
+    # one AdamW step moves a weight by at most ~lr; a fresh init would differ by far more
+    np.testing.assert_allclose(card2["model"]["stem.conv.weight"].numpy(), ema_w, atol=5e-2)
+    with pytest.raises(FileNotFoundError, match="no weights file"):
+        train(data, str(tmp_path / "x"), steps=1, init=str(tmp_path / "missing.safetensors"), **kw)
+
+
+def test_fused_detector_matches_the_unfused_model(rng):
+    from apps.perception.detector import Detector
+
+    m = CenterNet(width=0.5)
+    m.eval()
+    for mod in m.modules():  # non-trivial running statistics, so the folding is really exercised
+        if isinstance(mod, fw.nn.BatchNorm2d):
+            c = mod.running_mean.numel()
+            with fw.no_grad():
+                mod.running_mean.copy_(fw.tensor(rng.standard_normal(c).astype(np.float32) * 0.1))
+                mod.running_var.copy_(fw.tensor(rng.uniform(0.5, 2.0, c).astype(np.float32)))
+    det = Detector(m, size=64)
+    assert det.net is not m and "s1.bn.running_mean" in m.state_dict()
+    assert not any(isinstance(x, fw.nn.BatchNorm2d) for x in det.net.modules())
+    x = rng.random((2, 3, 64, 64)).astype(np.float32)
+    heat, reg = det.forward(x)
+    with fw.no_grad():
+        h0, r0 = m(fw.from_numpy(x))
+    np.testing.assert_allclose(heat, h0.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(reg, r0.numpy(), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="eval"):
+        CenterNet(width=0.5).fuse()
