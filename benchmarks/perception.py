@@ -154,7 +154,6 @@ def main(argv=None) -> dict:
     # 3) the model alone, batch 1, ours vs PyTorch with the same weights
     x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
     xt = fw.from_numpy(x)
-    det.model.eval()
 
     def ours():  # what the detector runs: batch norms folded into the convolutions
         with fw.no_grad():

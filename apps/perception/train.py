@@ -66,9 +66,7 @@ def _init_weights(path: str) -> dict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"--init: no weights file at {path}")
     blob = fw.load(path)
-    if "ema" in blob and isinstance(blob["ema"], dict):
-        blob = blob["ema"]
-    return {k: v if hasattr(v, "numpy") else fw.tensor(v) for k, v in blob.items()}
+    return blob["ema"] if isinstance(blob.get("ema"), dict) else blob
 
 
 def _np(t) -> np.ndarray:
