@@ -275,9 +275,89 @@ def any(input, dim=None, keepdim=False):
     return Tensor(d.any() if dim is None else d.any(axis=dim, keepdims=keepdim))
 
 
-def prod(input, dim=None, keepdim=False):
-    # Differentiable through exp(sum(log|x|)) is wrong at zeros; use the product rule directly.
-    xp = get_array_module(input.data)
-    if input.requires_grad:
-        raise NotImplementedError("prod() is not differentiable in this framework yet")
-    return Tensor(xp.prod(input.data, axis=dim, keepdims=keepdim))
+def _exclusive_prod(xp, x, axis):
+    """prod over ``axis`` of every element but the one at each position: exact with zeros.
+
+    left[i] * right[i] with left the product of the elements before i and right of those after it
+    (two cumulative products), instead of prod / x, which divides by zero.
+    """
+    n = x.shape[axis]
+    one = xp.ones_like(xp.take(x, [0], axis=axis))
+    left = xp.concatenate([one, xp.cumprod(xp.take(x, range(n - 1), axis=axis), axis=axis)], axis=axis)
+    rev = xp.flip(x, axis=axis)
+    right = xp.concatenate([one, xp.cumprod(xp.take(rev, range(n - 1), axis=axis), axis=axis)], axis=axis)
+    return left * xp.flip(right, axis=axis)
+
+
+def _last(xp, a, axis):
+    return a.reshape(1, -1) if axis is None else xp.moveaxis(a, axis, -1)
+
+
+class _ProdExcept(Function):
+    """E = d prod(x) / dx along one axis (the whole tensor when axis is None): E_i = prod_{j != i} x_j."""
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        if self.axis is None:
+            return _exclusive_prod(xp, x.reshape(-1), 0).reshape(x.shape)
+        return _exclusive_prod(xp, x, self.axis) if x.shape[self.axis] else xp.zeros_like(x)
+
+    def backward(self, g):
+        return _ProdExceptGrad(axis=self.axis)(self.inputs[0], g)
+
+
+class _ProdExceptGrad(Function):
+    """sum_i g_i dE_i/dx_k = sum_{i != k} g_i prod_{j not in {i, k}} x_j, by the number of zeros in
+    the slice (0: through prod / x; 1 or 2: only products that skip the zeros survive; 3+: zero).
+    The third derivative of prod() is not implemented and says so."""
+
+    def forward(self, x, g):
+        xp = get_array_module(x)
+        xs, gs = _last(xp, x, self.axis), _last(xp, g, self.axis)
+        zero = xs == 0
+        nzero = zero.sum(axis=-1, keepdims=True)
+        nz = xp.where(zero, 1, xs)
+        q = xp.prod(nz, axis=-1, keepdims=True)  # product of the non-zero elements
+        g_over = xp.where(zero, 0, gs / nz)
+        g_zero = (gs * zero).sum(axis=-1, keepdims=True)  # g at the zeros (summed)
+        none = q / nz * (g_over.sum(axis=-1, keepdims=True) - g_over)
+        one = xp.where(zero, q * g_over.sum(axis=-1, keepdims=True), g_zero * q / nz)
+        two = xp.where(zero, q * (g_zero - gs), 0)
+        out = xp.where(nzero == 0, none, xp.where(nzero == 1, one, xp.where(nzero == 2, two, 0)))
+        return out.reshape(x.shape) if self.axis is None else xp.moveaxis(out, -1, self.axis)
+
+    def backward(self, gy):
+        raise NotImplementedError("prod(): the third derivative is not supported")
+
+
+class Prod(Function):
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.in_shape = x.shape
+        dt = "int64" if x.dtype.kind in "bui" else None
+        return xp.prod(x, axis=self.axis, keepdims=self.keepdim, dtype=dt)
+
+    def backward(self, g):
+        x = self.inputs[0]
+        if self.axis is None:
+            g = g.reshape((1,) * len(self.in_shape))
+        elif not self.keepdim:
+            g = g.unsqueeze(self.axis)
+        return g * _ProdExcept(axis=self.axis)(x)
+
+
+def prod(input, dim=None, keepdim=False, dtype=None):
+    """Product of all elements, or along ``dim`` (one int, as in PyTorch). Differentiable, exactly
+    at zeros too (the gradient of each element is the product of the others)."""
+    if dtype is not None:
+        input = input.to(dtype)
+    if dim is None:
+        out = Prod(axis=None, keepdim=False)(input)
+    else:
+        if not isinstance(dim, int):
+            raise TypeError(f"prod(): dim must be an int (one dimension), got {dim!r}")
+        (ax,) = _axes(dim, input.ndim) if input.ndim else (0,)
+        if input.ndim == 0:
+            return Prod(axis=None, keepdim=False)(input)
+        out = Prod(axis=ax, keepdim=keepdim)(input)
+    return out

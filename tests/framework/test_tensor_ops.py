@@ -213,6 +213,9 @@ REDUCE = {
     "topk_smallest": lambda L, x: tuple(L.topk(x, 3, dim=-1, largest=False)),
     "sort": lambda L, x: tuple(x.sort(dim=1)),
     "sort_desc": lambda L, x: tuple(L.sort(x, dim=0, descending=True)),
+    "prod": lambda L, x: x.prod(),
+    "prod_dim": lambda L, x: L.prod(x, 1),
+    "prod_dim_keep": lambda L, x: x.prod(dim=-1, keepdim=True),
 }
 
 
@@ -234,6 +237,44 @@ def test_amax_ties_share_the_gradient_like_torch():
     x = np.array([[1.0, 3.0, 3.0], [2.0, 2.0, 2.0]])
     check(lambda L, t: t.amax(dim=1), x)
     check(lambda L, t: t.max(), x)
+
+
+@pytest.mark.parametrize("dim", [None, 0, 1])
+def test_prod_gradient_is_exact_at_zeros(dim):
+    """One zero in a row: only that element gets a gradient (the product of the others); two
+    zeros: every gradient in the row is zero. Division by the input would give nan here."""
+    x = np.array([[2.0, 0.0, 4.0, -1.5], [0.0, 3.0, 0.0, 2.0], [1.5, -2.0, 0.5, 3.0]])
+    f = (lambda L, t: t.prod()) if dim is None else (lambda L, t: L.prod(t, dim))
+    check(f, x)
+    check(f, np.zeros((2, 3)))
+
+
+def test_prod_gradcheck_and_dtypes():
+    x = fw.tensor(np.random.default_rng(3).uniform(0.5, 1.5, (3, 4)), requires_grad=True)
+    assert fw.testing.gradcheck(lambda t: t.prod(dim=0), (x,))
+    assert fw.testing.gradcheck(lambda t: t.prod(), (x,))
+    assert fw.arange(1, 5).prod().dtype == fw.int64 and fw.arange(1, 5).prod().item() == 24
+    assert fw.ones(2, 3).prod(1, dtype=fw.float64).dtype == fw.float64
+
+
+@pytest.mark.parametrize("zeros", [0, 1, 2, 3])
+def test_prod_second_derivative_with_zeros(zeros):
+    """The Hessian of prod() where a row holds 0-3 zeros (each case takes its own branch)."""
+    x = np.array([[2.0, -1.5, 4.0, 0.5, 3.0], [1.5, 2.0, -0.5, 3.0, 1.0]])
+    x[0, [1, 3, 4][:zeros]] = 0.0
+    check_double(lambda L, t: L.prod(t, 1) ** 2, x)
+    check_double(lambda L, t: t.prod() * 3.0, x[:, :3])
+
+
+def test_prod_third_derivative_and_bad_dim_say_so():
+    x = fw.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    (g,) = fw.autograd.grad(x.prod(), x, create_graph=True)
+    (h,) = fw.autograd.grad(g.sum(), x, create_graph=True)
+    assert np.allclose(h.detach().numpy(), [5.0, 4.0, 3.0])  # sum_i d2 prod / dx_k dx_i
+    with pytest.raises(NotImplementedError, match="third derivative"):
+        h.sum().backward()
+    with pytest.raises(TypeError, match="one dimension"):
+        x.prod(dim=(0,))
 
 
 def test_mean_of_int_tensor_raises():
