@@ -125,6 +125,8 @@ def test_pool_errors():
 INTERP_CASES = [
     ((12, 10), None, "nearest", None),
     (None, 2, "nearest", None),
+    ((12, 15), None, "nearest", None),  # integer factors 2 and 3: the block-copy path
+    (None, (3, 1), "nearest", None),
     (None, (1.5, 0.5), "nearest", None),
     ((5, 4), None, "nearest", None),
     ((7, 13), None, "nearest-exact", None),
@@ -163,6 +165,10 @@ def test_interpolate_1d_and_3d(mode, ac, rng):
         lambda x: TF.interpolate(x, (5, 3, 8), None, m3, ac),
         [x],
     )
+    if mode == "nearest":  # integer upscales (the block-copy path), 1-D and 3-D
+        for xs, size in ((rng.standard_normal((2, 3, 7)), 14), (x, (6, 8, 5))):
+            check(lambda x, size=size: F.interpolate(x, size, None, mode),
+                  lambda x, size=size: TF.interpolate(x, size, None, mode), [xs])
 
 
 def test_interpolate_recompute_scale_factor(rng):
@@ -179,6 +185,8 @@ def test_interpolate_second_derivatives(rng):
     f = lambda x: F.interpolate(x, (5, 4), mode="bilinear") ** 2
     assert gradgradcheck(f, (x,))
     f = lambda x: F.interpolate(x, (5, 4), mode="nearest") ** 2
+    assert gradgradcheck(f, (x,))
+    f = lambda x: F.interpolate(x, scale_factor=(2, 3), mode="nearest") ** 2
     assert gradgradcheck(f, (x,))
 
 

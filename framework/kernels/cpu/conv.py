@@ -191,6 +191,8 @@ def _depthwise_forward(xp, x, w, stride, padding, dilation, ho, wo):
     kh, kw = w.shape[2:]
     sh, sw = stride
     dh, dw = dilation
+    if stride == (1, 1):
+        return _depthwise_forward_flat(xp, x, w, padding, dilation, ho, wo)
     xpad = _pad(xp, x, *padding)
     y = xp.zeros((n, c, ho, wo), dtype=x.dtype)
     for i in range(kh):
@@ -198,6 +200,37 @@ def _depthwise_forward(xp, x, w, stride, padding, dilation, ho, wo):
             sl = xpad[:, :, i * dh:i * dh + sh * (ho - 1) + 1:sh, j * dw:j * dw + sw * (wo - 1) + 1:sw]
             y += sl * w[:, 0, i, j].reshape(1, c, 1, 1)
     return y
+
+
+def _depthwise_forward_flat(xp, x, w, padding, dilation, ho, wo):
+    """Stride 1: every tap is one contiguous slice of the flattened padded image.
+
+    Output pixel (r, q) is computed at flat position r*Wp + q of the padded width Wp (the last
+    Wp - Wo columns of each row are garbage, cropped at the end), so the tap (i, j) reads
+    xflat[..., i*dh*Wp + j*dw:][:Ho*Wp]: long unit-stride passes instead of one short pass per row.
+    """
+    n, c, h, wd = x.shape
+    kh, kw = w.shape[2:]
+    ph, pw = padding
+    dh, dw = dilation
+    hp, wp = h + 2 * ph, wd + 2 * pw
+    flat = xp.zeros((n, c, hp * wp + (kw - 1) * dw), dtype=x.dtype)
+    flat[:, :, :hp * wp].reshape(n, c, hp, wp)[:, :, ph:ph + h, pw:pw + wd] = x
+    L = ho * wp
+    acc = xp.empty((n, c, L), dtype=x.dtype)
+    tmp = xp.empty_like(acc)
+    wc = w.reshape(c, kh * kw)
+    for t in range(kh * kw):
+        i, j = divmod(t, kw)
+        off = i * dh * wp + j * dw
+        src = flat[:, :, off:off + L]
+        tap = wc[:, t].reshape(1, c, 1)
+        if t == 0:
+            xp.multiply(src, tap, out=acc)
+        else:
+            xp.multiply(src, tap, out=tmp)
+            acc += tmp
+    return xp.ascontiguousarray(acc.reshape(n, c, ho, wp)[:, :, :, :wo])
 
 
 def _col2im_into(xp, dst, gcol, kh, kw, stride, dilation, ho, wo):
