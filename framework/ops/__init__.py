@@ -101,6 +101,16 @@ def _inplace_method(name, fn):
     return method
 
 
+def _relu_(self):
+    from ..autograd import is_grad_enabled
+
+    if is_grad_enabled() or self.data.dtype.kind != "f":
+        return _inplace(self, relu, "relu_")
+    basic._relu_array(self.data, out=self.data)  # no graph to record: one pass, in place
+    self._vc[0] += 1
+    return self
+
+
 def _zero_(self):
     return _fill_(self, 0)
 
@@ -176,7 +186,7 @@ _METHODS = {
     "clamp_": _inplace_method("clamp_", clamp), "pow_": _inplace_method("pow_", pow),
     "masked_fill_": _inplace_method("masked_fill_", masked_fill),
     "scatter_add_": _inplace_method("scatter_add_", scatter_add),
-    "relu_": _inplace_method("relu_", relu), "sigmoid_": _inplace_method("sigmoid_", sigmoid),
+    "relu_": _relu_, "sigmoid_": _inplace_method("sigmoid_", sigmoid),
     "exp_": _inplace_method("exp_", exp), "neg_": _inplace_method("neg_", neg),
     "__iadd__": _inplace_method("add_", add), "__isub__": _inplace_method("sub_", sub),
     "__imul__": _inplace_method("mul_", mul), "__itruediv__": _inplace_method("div_", div),

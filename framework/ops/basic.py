@@ -265,12 +265,22 @@ class Mask(Function):
 
 
 class Relu(Function):
+    """One pass forward (maximum); the backward's 0/1 mask is derived from the saved output."""
+
+    saves_output = True
+
     def forward(self, x):
-        self.mask = (x > 0).astype(x.dtype)
-        return x * self.mask
+        return _relu_array(x)
 
     def backward(self, g):
-        return Mask(mask=self.mask)(g)
+        (y,) = self.saved_tensors
+        return Mask(mask=(y.data > 0).astype(y.data.dtype))(g)
+
+
+def _relu_array(x, out=None):
+    """max(x, 0) with NaN kept (as PyTorch's relu): NumPy's maximum propagates NaN."""
+    xp = get_array_module(x)
+    return xp.maximum(x, x.dtype.type(0), out=out)
 
 
 class Abs(Function):

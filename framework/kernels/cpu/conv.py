@@ -202,6 +202,9 @@ def _depthwise_forward(xp, x, w, stride, padding, dilation, ho, wo):
     return y
 
 
+_DW_CHUNK_BYTES = 256 << 10
+
+
 def _depthwise_forward_flat(xp, x, w, padding, dilation, ho, wo):
     """Stride 1: every tap is one contiguous slice of the flattened padded image.
 
@@ -218,18 +221,24 @@ def _depthwise_forward_flat(xp, x, w, padding, dilation, ho, wo):
     flat[:, :, :hp * wp].reshape(n, c, hp, wp)[:, :, ph:ph + h, pw:pw + wd] = x
     L = ho * wp
     acc = xp.empty((n, c, L), dtype=x.dtype)
-    tmp = xp.empty_like(acc)
     wc = w.reshape(c, kh * kw)
-    for t in range(kh * kw):
-        i, j = divmod(t, kw)
-        off = i * dh * wp + j * dw
-        src = flat[:, :, off:off + L]
-        tap = wc[:, t].reshape(1, c, 1)
-        if t == 0:
-            xp.multiply(src, tap, out=acc)
-        else:
-            xp.multiply(src, tap, out=tmp)
-            acc += tmp
+    # a few channels at a time, so that the accumulator and the product stay in cache
+    step = max(1, min(c, (_DW_CHUNK_BYTES // (L * x.dtype.itemsize))))
+    tmp = xp.empty((1, step, L), dtype=x.dtype)
+    for b in range(n):
+        for c0 in range(0, c, step):
+            c1 = min(c0 + step, c)
+            a, tm = acc[b, c0:c1], tmp[0, :c1 - c0]
+            for t in range(kh * kw):
+                i, j = divmod(t, kw)
+                off = i * dh * wp + j * dw
+                src = flat[b, c0:c1, off:off + L]
+                tap = wc[c0:c1, t:t + 1]
+                if t == 0:
+                    xp.multiply(src, tap, out=a)
+                else:
+                    xp.multiply(src, tap, out=tm)
+                    a += tm
     return xp.ascontiguousarray(acc.reshape(n, c, ho, wp)[:, :, :, :wo])
 
 
