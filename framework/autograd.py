@@ -168,6 +168,8 @@ class Function:
             results = tuple([Tensor(o) for o in outs])
         if self.is_view and isinstance(inputs[0], Tensor):
             results[0]._vc = inputs[0]._vc
+            if results[0].grad_fn is None:
+                results[0]._view_src = (inputs[0], self)
         return results if multi else results[0]
 
     def _release(self):

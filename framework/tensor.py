@@ -18,8 +18,10 @@ class Tensor:
     Created through the factory functions (``framework.tensor``, ``zeros``, ...) or by operations.
     """
 
+    # _view_src: (base, view Function) of a view made outside the graph (its base needs no grad), so
+    # that an in-place op writing a tensor that requires grad into it can still put the base in the graph
     __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_out_idx", "_vc", "_hooks",
-                 "_retains_grad", "__weakref__", "_is_param")
+                 "_retains_grad", "__weakref__", "_is_param", "_view_src")
 
     __array_priority__ = 1000  # NumPy scalars defer to Tensor's reflected operators
 

@@ -237,6 +237,8 @@ def getitem(input, key):
     out = fn(input)
     if _is_basic(k):
         out._vc = input._vc  # a view shares its base's version counter
+        if out.grad_fn is None and isinstance(input, Tensor):
+            out._view_src = (input, fn)
     return out
 
 
@@ -267,14 +269,26 @@ def setitem(input, key, value):
              value.requires_grad if isinstance(value, Tensor) else False)
 
 
-def _view_of(t: Tensor):
+def _view_of(t: Tensor, untracked: bool = False):
     """``(base, view, unview)`` when ``t`` is a view (basic indexing, reshape, permute) of a
     tensor in the graph: ``view(b)`` recomputes ``t`` from a base ``b`` and ``unview(b, v)`` is
-    ``b`` with the viewed part replaced by ``v``. None otherwise."""
+    ``b`` with the viewed part replaced by ``v``. With ``untracked``, also when ``t`` was viewed
+    from a base outside the graph (an in-place op is about to write a tensor that requires grad
+    into it, so the base joins the graph, as in PyTorch). None otherwise."""
     fn = t.grad_fn
-    if fn is None or fn._freed or not fn.inputs or not isinstance(fn.inputs[0], Tensor):
+    if fn is None:
+        src = getattr(t, "_view_src", None) if untracked else None
+        if src is None:
+            return None
+        base, fn = src
+        xp = get_array_module(t.data)
+        shares = getattr(xp, "may_share_memory", None)
+        if shares is not None and not shares(t.data, base.data):
+            return None  # the base was given new storage since
+    elif fn._freed or not fn.inputs or not isinstance(fn.inputs[0], Tensor):
         return None
-    base = fn.inputs[0]
+    else:
+        base = fn.inputs[0]
     if isinstance(fn, GetItem) and getattr(fn, "is_view_result", False):
         key = fn.key
         return base, lambda b: GetItem(key=key)(b), lambda b, v: IndexPut(key=key)(b, v)
@@ -304,7 +318,7 @@ def _inplace(t: Tensor, make, name, other_requires_grad=False):
     if grad_mode and t.is_leaf and t.requires_grad:
         raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place "
                            "operation.")
-    view = _view_of(t) if grad_mode else None
+    view = _view_of(t, untracked=other_requires_grad) if grad_mode else None
     if view is not None:
         # ``t`` is a view of a base that is in the graph: record the change on the base, as
         # ``base = unview(base, make(view(base)))``, so that gradients through the base see it too

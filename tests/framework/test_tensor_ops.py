@@ -494,6 +494,28 @@ def test_inplace_on_reshape_and_permute_views_reaches_the_base():
     check(f, normal(2, 3), normal(2, 3), dtype="float32")
 
 
+def test_inplace_into_a_view_of_a_tensor_outside_the_graph_puts_the_base_in_it():
+    """A buffer that needs no grad, filled through views with values that do (PyTorch's
+    CopySlices): the buffer joins the graph and gradients reach the values."""
+    def f(L, y, z):
+        buf = L.zeros(3, 4, dtype=y.dtype)
+        buf[1:].copy_(y * 2)  # a slice
+        buf.view(4, 3)[0].add_(z)  # a slice of a reshape of the buffer
+        buf.t()[3].mul_(z[:3])  # a row of a transpose
+        return buf
+
+    check(f, normal(2, 4), normal(3))
+    check(f, normal(2, 4), normal(3), dtype="float32")
+
+
+def test_inplace_into_a_view_without_grad_values_stays_outside_the_graph():
+    buf = fw.zeros(2, 3)
+    buf[0].add_(1.0)
+    buf.view(3, 2)[1:].mul_(fw.full((2, 2), 3.0))
+    assert not buf.requires_grad and buf.grad_fn is None
+    assert buf.tolist() == [[1.0, 1.0, 3.0], [0.0, 0.0, 0.0]]
+
+
 def test_inplace_ops_bump_version_and_share_with_views():
     x = fw.zeros(2, 3)
     v = x[0]
