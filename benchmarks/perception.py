@@ -1,13 +1,14 @@
 """Perception speed: the demo pipeline end to end, headless, on a synthetic 640x480 clip at 30 FPS,
 and the model alone against the same network run by PyTorch CPU (weights copied; names match).
 
-    python -m benchmarks.perception [--frames 300] [--threads 1] [--out benchmarks/results/perception.json]
+    python -m benchmarks.perception [--frames 300] [--threads 1] [--size N] [--out FILE.json]
 
 Prints JSON: end-to-end FPS (best of ``--repeats`` runs, every run listed: the machine is shared),
 capture-to-display latency p50/p95, dropped frames, per-stage ms (median and mean), model ms (ours,
 PyTorch) and their ratio, and the targets. ``--threads`` (default 1) pins the inference threads of
 both frameworks; on the issue's 2 cores the second core runs capture and decoding. On a CUDA machine
-with CuPy it adds batch-1 model throughput on the GPU.
+with CuPy it adds batch-1 model throughput on the GPU. ``--size N`` runs the committed network at
+another letterbox size (the network is fully convolutional; speed does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--model-reps", type=int, default=60)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--size", type=int, default=None,
+                    help="letterbox size (default: the committed model's input size); a multiple of 32")
     _blas.add_argument(ap)
     a = ap.parse_args(argv)
     _blas.choose(sys.argv if argv is None else argv)
@@ -139,6 +142,12 @@ def main(argv=None) -> dict:
     from apps.perception.synth import write_video
 
     det = load_default_model()
+    if a.size is not None and a.size != det.size:
+        if a.size <= 0 or a.size % 32:
+            ap.error(f"--size must be a positive multiple of 32, got {a.size}")
+        from apps.perception.detector import Detector
+
+        det = Detector(det.model, size=a.size, conf=det.conf, classes=det.classes, card=det.card)
     size = det.size
     tmp = tempfile.mkdtemp(prefix="perception-bench-")
     clip = os.path.join(tmp, "clip.mp4")
