@@ -59,9 +59,19 @@ def cmd_cache(a):
     print(json.dumps(build_cache(a.out, a.n, a.seed, a.size, a.width, a.height, progress=_progress("cache"))))
 
 
+def _cache_size(root: str, default: int = 320) -> int:
+    try:
+        with open(os.path.join(root, "meta.json")) as f:
+            return int(json.load(f).get("size", default))
+    except (OSError, ValueError, TypeError):
+        return default
+
+
 def cmd_train(a):
     from .train import train
 
+    if a.size is None:
+        a.size = _cache_size(a.data)
     st = train(
         a.data,
         a.out,
@@ -187,7 +197,7 @@ def main(argv=None):
     t.add_argument("--steps", type=int, default=3000)
     t.add_argument("--batch", type=int, default=32)
     t.add_argument("--lr", type=float, default=3e-3)
-    t.add_argument("--size", type=int, default=320)
+    t.add_argument("--size", type=int, default=None, help="model input size (default: the cache's size)")
     t.add_argument("--width", type=float, default=1.0)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--mosaic", type=float, default=0.3)

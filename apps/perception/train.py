@@ -223,6 +223,7 @@ def train(
                     data=data,
                     val=val,
                     steps=step,
+                    schedule_steps=steps,
                     batch=batch,
                     lr=lr,
                     weight_decay=weight_decay,
@@ -306,6 +307,20 @@ def train(
     return state
 
 
+def _train_command(size: int, training: dict) -> str:
+    """The ``train`` command line that reproduces this run (its data, schedule and starting weights)."""
+    parts = ["python -m apps.perception train", f"--data {training.get('data')}"]
+    if training.get("val"):
+        parts.append(f"--val {training['val']}")
+    parts.append(f"--size {size}")
+    parts.append(f"--crop {training.get('crop') or 0}")  # None: whole frames
+    for key, flag in (("schedule_steps", "--steps"), ("batch", "--batch"), ("lr", "--lr"),
+                      ("mosaic", "--mosaic"), ("seed", "--seed"), ("init", "--init")):
+        if training.get(key) is not None:
+            parts.append(f"{flag} {training[key]}")
+    return " ".join(parts)
+
+
 def write_card(path: str, model, width: float, size: int, metrics: dict, training: dict) -> None:
     card = dict(
         name="perception-centernet-tiny",
@@ -343,13 +358,7 @@ def write_card(path: str, model, width: float, size: int, metrics: dict, trainin
         per_class=metrics["per_class"],
         training=training,
         environment=dict(python=platform.python_version(), machine=platform.machine()),
-        retrain_command=(
-            "python -m apps.perception cache --out datasets/driving_synth/cache320_train --n 6000 "
-            "--seed 1001 && python -m apps.perception cache --out datasets/driving_synth/cache320_val "
-            "--n 500 --seed 1002 && python -m apps.perception train "
-            "--data datasets/driving_synth/cache320_train --val datasets/driving_synth/cache320_val "
-            "--out runs/perception"
-        ),
+        retrain_command=_train_command(size, training),
     )
     with open(path, "w") as f:
         json.dump(card, f, indent=1)

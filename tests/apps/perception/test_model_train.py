@@ -65,6 +65,9 @@ def test_train_resume_and_card(tmp_path):
     assert not np.allclose(first, after)  # it trained on from the checkpoint
     card = json.load(open(os.path.join(out, "model_card.json")))
     assert card["input_size"] == 64 and len(card["classes"]) == 6 and "mAP50_95" in card["metrics"]
+    cmd = card["retrain_command"]  # reproduces this run: its data, size and schedule
+    assert f"--data {data}" in cmd and "--size 64" in cmd and "--batch 3" in cmd and "--crop 0" in cmd
+    assert "--steps 2" in cmd  # the best validation came from the first run's 2-step schedule
     lines = [json.loads(x) for x in open(os.path.join(out, "log.jsonl"))]
     assert any(x.get("eval") for x in lines) and all(np.isfinite(x.get("loss", 0.0)) for x in lines)
     # --init: a new run starts from the checkpoint's EMA weights, not from a fresh initialisation
@@ -101,3 +104,11 @@ def test_fused_detector_matches_the_unfused_model(rng):
     np.testing.assert_allclose(reg, r0.numpy(), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="eval"):
         CenterNet(width=0.5).fuse()
+
+
+def test_train_size_defaults_to_the_cache_size(tmp_path):
+    from apps.perception.__main__ import _cache_size
+
+    (tmp_path / "meta.json").write_text(json.dumps({"n": 2, "size": 480}))
+    assert _cache_size(str(tmp_path)) == 480
+    assert _cache_size(str(tmp_path / "missing")) == 320  # no meta: the documented default
