@@ -42,6 +42,24 @@ def test_conv2d_matches_torch(case, dtype, rng):
     )
 
 
+# Strided layers with rows of >= 24 outputs take the phase-grouped col2im for the input gradient.
+WIDE_STRIDED = [
+    (2, 3, 50, 53, 4, 3, 3, 2, 1, 1, 1),
+    (1, 4, 61, 75, 6, 4, 5, (3, 2), (2, 1), 1, 2),  # uneven stride, kernel wider than the stride
+    (1, 2, 49, 80, 3, 2, 2, 3, 0, 1, 1),  # kernel smaller than the stride: some rows get nothing
+    (1, 2, 30, 100, 3, 5, 3, (2, 4), (0, 2), 1, 1),
+]
+
+
+@pytest.mark.parametrize("case", WIDE_STRIDED)
+def test_conv2d_strided_input_gradient_matches_torch(case, rng):
+    n, c, h, w, k, kh, kw, s, p, d, g = case
+    x = rng.standard_normal((n, c, h, w))
+    wt = rng.standard_normal((k, c // g, kh, kw))
+    check(lambda x, w: F.conv2d(x, w, None, s, p, d, g),
+          lambda x, w: TF.conv2d(x, w, None, s, p, d, g), [x, wt])
+
+
 @pytest.mark.parametrize("k,d", [(3, 1), (4, 1), (2, 3), (5, 2)])
 @pytest.mark.parametrize("padding", ["same", "valid"])
 def test_conv2d_string_padding(k, d, padding, rng):

@@ -256,6 +256,41 @@ def _col2im_into(xp, dst, gcol, kh, kw, stride, dilation, ho, wo):
     _split_channels(xp, run, dst.shape[0], gcol.nbytes)
 
 
+_COL2IM_PHASES = True
+
+
+def _col2im_phases(xp, gxm, gcol, stride, padding, ho, wo):
+    """col2im for a strided, undilated convolution, into the zeroed gxm (m, C, H, W).
+
+    Padded input row r receives taps i with i = r mod sh; grouping the taps by that phase, tap (i, j)
+    adds gcol[:, i, j] into phase (i % sh, j % sw) at offset (i // sh, j // sw): unit-stride adds into
+    a small dense buffer instead of strided read-modify-writes into the padded image. Each phase is
+    then written once into gxm (strided, cropped to the unpadded image).
+    """
+    c, kh, kw, m = gcol.shape[:4]
+    sh, sw = stride
+    ph, pw = padding
+    h, wd = gxm.shape[2:]
+    rows, cols = ho + (kh - 1) // sh, wo + (kw - 1) // sw
+    buf = xp.empty((c, m, rows, cols), dtype=gcol.dtype)
+    for pi in range(min(sh, kh)):
+        r0 = -(-(ph - pi) // sh) if ph > pi else 0  # first phase row inside the image
+        y0 = pi + sh * r0 - ph
+        nr = min(rows - r0, len(range(y0, h, sh)))
+        for pj in range(min(sw, kw)):
+            q0 = -(-(pw - pj) // sw) if pw > pj else 0
+            x0 = pj + sw * q0 - pw
+            nc = min(cols - q0, len(range(x0, wd, sw)))
+            if nr <= 0 or nc <= 0:
+                continue
+            buf[...] = 0
+            for i in range(pi, kh, sh):
+                for j in range(pj, kw, sw):
+                    buf[:, :, i // sh:i // sh + ho, j // sw:j // sw + wo] += gcol[:, i, j]
+            gxm[:, :, y0:y0 + sh * (nr - 1) + 1:sh, x0:x0 + sw * (nc - 1) + 1:sw] = (
+                buf[:, :, r0:r0 + nr, q0:q0 + nc].transpose(1, 0, 2, 3))
+
+
 def _gy_chunk(xp, gy, b0, b1):
     """gy[b0:b1] as a (K, m*L) matrix (a view for one image, a copy otherwise)."""
     k = gy.shape[1]
@@ -278,11 +313,14 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     if _use_winograd(gy, x_shape, w.shape, stride, padding, dilation, groups):
         return winograd.conv3x3_backward_input(gy, w, x_shape, padding[0])
     L = ho * wo
-    gx = xp.empty(x_shape, dtype=gy.dtype)
-    wt = w.reshape(g, kg, cg * kh * kw).transpose(0, 2, 1)  # (G, Cg*kk, Kg)
     pointwise = _is_pointwise(kh, kw, stride, padding)
+    # strided, undilated, rows long enough: scatter-add by output phase (unit-stride adds), written
+    # straight into gx (measured 1.1-1.3x faster from 24 output columns up, slower below 16)
+    phased = (not pointwise and dilation == (1, 1) and min(stride) >= 2 and wo >= 24 and _COL2IM_PHASES)
+    gx = (xp.zeros if phased else xp.empty)(x_shape, dtype=gy.dtype)
+    wt = w.reshape(g, kg, cg * kh * kw).transpose(0, 2, 1)  # (G, Cg*kk, Kg)
     nb = _chunk(n, c * kh * kw, L, gy.dtype.itemsize, pointwise)
-    dst = None if pointwise else xp.empty((c, nb, h + 2 * ph, wd + 2 * pw), dtype=gy.dtype)
+    dst = None if pointwise or phased else xp.empty((c, nb, h + 2 * ph, wd + 2 * pw), dtype=gy.dtype)
     for b0 in range(0, n, nb):
         b1 = min(b0 + nb, n)
         m = b1 - b0
@@ -294,6 +332,9 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
                 gx[b0:b1] = xp.matmul(wt, gyt).reshape(c, m, h, wd).transpose(1, 0, 2, 3)
             continue
         gcol = xp.matmul(wt, gyt).reshape(c, kh, kw, m, ho, wo)
+        if phased:
+            _col2im_phases(xp, gx[b0:b1], gcol, stride, padding, ho, wo)
+            continue
         dm = dst[:, :m]
         dm[...] = 0
         _col2im_into(xp, dm, gcol, kh, kw, stride, dilation, ho, wo)
