@@ -281,12 +281,15 @@ def _exclusive_prod(xp, x, axis):
     left[i] * right[i] with left the product of the elements before i and right of those after it
     (two cumulative products), instead of prod / x, which divides by zero.
     """
-    n = x.shape[axis]
-    one = xp.ones_like(xp.take(x, [0], axis=axis))
-    left = xp.concatenate([one, xp.cumprod(xp.take(x, range(n - 1), axis=axis), axis=axis)], axis=axis)
-    rev = xp.flip(x, axis=axis)
-    right = xp.concatenate([one, xp.cumprod(xp.take(rev, range(n - 1), axis=axis), axis=axis)], axis=axis)
-    return left * xp.flip(right, axis=axis)
+    def sl(a, b):
+        return (slice(None),) * (axis % x.ndim) + (slice(a, b),)
+
+    left = xp.ones_like(x)
+    right = xp.ones_like(x)
+    if x.shape[axis] > 1:
+        left[sl(1, None)] = xp.cumprod(x[sl(None, -1)], axis=axis)
+        right[sl(None, -1)] = xp.flip(xp.cumprod(xp.flip(x[sl(1, None)], axis=axis), axis=axis), axis=axis)
+    return left * right
 
 
 def _last(xp, a, axis):
