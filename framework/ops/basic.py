@@ -274,7 +274,7 @@ class Relu(Function):
 
     def backward(self, g):
         (y,) = self.saved_tensors
-        return Mask(mask=(y.data > 0).astype(y.data.dtype))(g)
+        return Mask(mask=y.data > 0)(g)  # a bool mask: x * mask keeps x's float dtype
 
 
 def _relu_array(x, out=None):
