@@ -224,6 +224,19 @@ def test_conv2d_winograd_path(padding, dtype, rng):
     )
 
 
+def test_winograd_is_chosen_where_it_was_measured_faster():
+    from framework.kernels.cpu import winograd
+
+    def ok(c, k, hw):
+        return winograd.applicable((1, c, hw, hw), (k, c, 3, 3), (1, 1), (1, 1), (1, 1), 1)
+
+    assert ok(32, 32, 64) and ok(64, 128, 80) and ok(128, 128, 8)
+    assert not ok(16, 16, 64)  # too few channels
+    assert not ok(32, 64, 64)  # widening 32 channels: im2col measured faster
+    assert not ok(64, 64, 12)  # small image, fewer than 128 channels
+    assert not winograd.applicable((1, 64, 32, 32), (64, 64, 3, 3), (2, 2), (1, 1), (1, 1), 1)
+
+
 def test_conv2d_float16_keeps_dtype(rng):
     x = rng.standard_normal((1, 32, 32, 32)).astype(np.float16)
     w = (rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float16)

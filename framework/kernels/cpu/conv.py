@@ -11,7 +11,8 @@ below run over the kh*kw kernel taps and over chunks of images.
 Strategy: images are processed a few at a time (enough columns for an efficient BLAS product, few
 enough that the patch matrix stays in cache); a 1x1 stride-1 convolution is a plain product with
 no copy; depthwise convolutions are sums of shifted images; 3x3 stride-1 convolutions with >= 32
-channels on >= 32x32 images use Winograd F(2x2, 3x3) (``winograd.py``). The strided copies of
+channels on >= 16x16 images use Winograd F(2x2, 3x3) (``winograd.py``; ``winograd.applicable`` has the
+measured rule). The strided copies of
 im2col/col2im run on two threads when large (NumPy releases the GIL while copying).
 Environment: FRAMEWORK_CONV_WINOGRAD=0 disables Winograd; FRAMEWORK_CONV_THREADS=1 disables the
 copy thread.

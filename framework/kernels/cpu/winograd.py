@@ -33,11 +33,12 @@ def applicable(x_shape, w_shape, stride, padding, dilation, groups) -> bool:
     if not (kh == kw == 3 and stride == (1, 1) and dilation == (1, 1) and groups == 1
             and padding[0] == padding[1] and 0 <= padding[0] <= 2):
         return False
-    # Measured (one AVX-512 core, float32, fwd + both gradients): 1.3-2x faster than im2col from 32
-    # channels in and out on 16x16 images up (par with it at C=32, K=64 on 64x64), and on 8x8
-    # images with >= 128 channels; smaller images lose to im2col's one large product.
+    # Measured (one AVX-512 core, float32, fwd + both gradients): 1.1-2x faster than im2col from 32
+    # channels in and out on 16x16 images up, and on 8x8 images with >= 128 channels; smaller images
+    # lose to im2col's one large product, and so do layers widening 32 channels to >= 64
+    # (0.8-0.9x: their transformed gradients are the larger side).
     ho, wo = x_shape[2] + 2 * padding[0] - 2, x_shape[3] + 2 * padding[1] - 2
-    if cg < _MIN_CHANNELS or k < _MIN_CHANNELS:
+    if cg < _MIN_CHANNELS or k < _MIN_CHANNELS or (cg <= 32 and k >= 2 * cg):
         return False
     return ho * wo >= _MIN_PIXELS or (ho * wo >= 64 and min(cg, k) >= 128)
 
