@@ -273,23 +273,27 @@ def _col2im_phases(xp, gxm, gcol, stride, padding, ho, wo):
     ph, pw = padding
     h, wd = gxm.shape[2:]
     rows, cols = ho + (kh - 1) // sh, wo + (kw - 1) // sw
-    buf = xp.empty((c, m, rows, cols), dtype=gcol.dtype)
-    for pi in range(min(sh, kh)):
-        r0 = -(-(ph - pi) // sh) if ph > pi else 0  # first phase row inside the image
-        y0 = pi + sh * r0 - ph
-        nr = min(rows - r0, len(range(y0, h, sh)))
-        for pj in range(min(sw, kw)):
-            q0 = -(-(pw - pj) // sw) if pw > pj else 0
-            x0 = pj + sw * q0 - pw
-            nc = min(cols - q0, len(range(x0, wd, sw)))
-            if nr <= 0 or nc <= 0:
-                continue
-            buf[...] = 0
-            for i in range(pi, kh, sh):
-                for j in range(pj, kw, sw):
-                    buf[:, :, i // sh:i // sh + ho, j // sw:j // sw + wo] += gcol[:, i, j]
-            gxm[:, :, y0:y0 + sh * (nr - 1) + 1:sh, x0:x0 + sw * (nc - 1) + 1:sw] = (
-                buf[:, :, r0:r0 + nr, q0:q0 + nc].transpose(1, 0, 2, 3))
+
+    def run(c0, c1):
+        buf = xp.empty((c1 - c0, m, rows, cols), dtype=gcol.dtype)
+        for pi in range(min(sh, kh)):
+            r0 = -(-(ph - pi) // sh) if ph > pi else 0  # first phase row inside the image
+            y0 = pi + sh * r0 - ph
+            nr = min(rows - r0, len(range(y0, h, sh)))
+            for pj in range(min(sw, kw)):
+                q0 = -(-(pw - pj) // sw) if pw > pj else 0
+                x0 = pj + sw * q0 - pw
+                nc = min(cols - q0, len(range(x0, wd, sw)))
+                if nr <= 0 or nc <= 0:
+                    continue
+                buf[...] = 0
+                for i in range(pi, kh, sh):
+                    for j in range(pj, kw, sw):
+                        buf[:, :, i // sh:i // sh + ho, j // sw:j // sw + wo] += gcol[c0:c1, i, j]
+                gxm[:, c0:c1, y0:y0 + sh * (nr - 1) + 1:sh, x0:x0 + sw * (nc - 1) + 1:sw] = (
+                    buf[:, :, r0:r0 + nr, q0:q0 + nc].transpose(1, 0, 2, 3))
+
+    _split_channels(xp, run, c, gcol.nbytes)
 
 
 def _gy_chunk(xp, gy, b0, b1):
