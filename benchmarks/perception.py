@@ -130,6 +130,8 @@ def main(argv=None) -> dict:
                     help="letterbox size (default: the committed model's input size); a multiple of 32")
     _blas.add_argument(ap)
     a = ap.parse_args(argv)
+    if a.size is not None and (a.size <= 0 or a.size % 32):
+        ap.error(f"--size must be a positive multiple of 32, got {a.size}")
     _blas.choose(sys.argv if argv is None else argv)
     for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "FRAMEWORK_CONV_THREADS"):
         os.environ.setdefault(v, str(a.threads))
@@ -143,8 +145,6 @@ def main(argv=None) -> dict:
 
     det = load_default_model()
     if a.size is not None and a.size != det.size:
-        if a.size <= 0 or a.size % 32:
-            ap.error(f"--size must be a positive multiple of 32, got {a.size}")
         from apps.perception.detector import Detector
 
         det = Detector(det.model, size=a.size, conf=det.conf, classes=det.classes, card=det.card)

@@ -623,7 +623,6 @@ class _UpsampleNearest(Function):
     def forward(self, x):
         xp = get_array_module(x)
         sp, ks = x.shape[2:], self.ks
-        self.in_shape = x.shape
         self.block_shape = x.shape[:2] + tuple(v for d, k in zip(sp, ks) for v in (d, k))
         o = xp.empty(self.block_shape, dtype=x.dtype)
         full = slice(None)

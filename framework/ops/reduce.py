@@ -303,7 +303,7 @@ class _ProdExcept(Function):
         xp = get_array_module(x)
         if self.axis is None:
             return _exclusive_prod(xp, x.reshape(-1), 0).reshape(x.shape)
-        return _exclusive_prod(xp, x, self.axis) if x.shape[self.axis] else xp.zeros_like(x)
+        return _exclusive_prod(xp, x, self.axis)
 
     def backward(self, g):
         return _ProdExceptGrad(axis=self.axis)(self.inputs[0], g)
@@ -354,13 +354,9 @@ def prod(input, dim=None, keepdim=False, dtype=None):
     at zeros too (the gradient of each element is the product of the others)."""
     if dtype is not None:
         input = input.to(dtype)
-    if dim is None:
-        out = Prod(axis=None, keepdim=False)(input)
-    else:
-        if not isinstance(dim, int):
-            raise TypeError(f"prod(): dim must be an int (one dimension), got {dim!r}")
-        (ax,) = _axes(dim, input.ndim) if input.ndim else (0,)
-        if input.ndim == 0:
-            return Prod(axis=None, keepdim=False)(input)
-        out = Prod(axis=ax, keepdim=keepdim)(input)
-    return out
+    if dim is not None and not isinstance(dim, int):
+        raise TypeError(f"prod(): dim must be an int (one dimension), got {dim!r}")
+    if dim is None or input.ndim == 0:
+        return Prod(axis=None, keepdim=False)(input)
+    (ax,) = _axes(dim, input.ndim)
+    return Prod(axis=ax, keepdim=keepdim)(input)

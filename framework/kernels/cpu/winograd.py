@@ -2,10 +2,10 @@
 
 Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks" (CVPR 2016). Each 2x2 output tile
 is Y = A^T [(G g G^T) * (B^T d B)] A, with d the 4x4 input tile: 16 element-wise products replace
-36 multiplications, so the 16 batched matrix products (K, C) @ (C, tiles) carry 2.25x fewer
+36 multiplications, so the 16 batched matrix products (tiles, C) @ (C, K) carry 2.25x fewer
 operations than im2col's (K, 9C) @ (9C, pixels). The transforms are element-wise sums over strided
 views (no per-pixel Python loop) of channels-last copies, so every NumPy pass runs over long
-contiguous runs (a band of tile columns times the channels); the products are (tiles, C) @ (C, K).
+contiguous runs (a band of tile columns times the channels).
 The weight gradient uses the same transforms:
 dL/dg = G^T [sum over tiles (A dY A^T) * (B^T d B)] G.
 
