@@ -137,6 +137,92 @@ def bench_shapes(shapes, reps, cp, torch, fw):
     return rows, summary
 
 
+def _med_ms(r) -> tuple[float, float]:
+    """(host ms, device ms) medians of a cupyx.profiler.benchmark result."""
+    cpu, gpu = sorted(r.cpu_times), sorted(r.gpu_times[0])
+    return float(cpu[len(cpu) // 2] * 1e3), float(gpu[len(gpu) // 2] * 1e3)
+
+
+def _kernel_ms(mode, a, b, out, geo, cfg, phases, cbench):
+    from framework.kernels.cuda import conv as cconv
+
+    def run():
+        for ph in phases:
+            cconv._run_igemm(mode, a, b, out, geo, cfg, phase=ph)
+
+    return _med_ms(cbench(run, n_repeat=20, n_warmup=2))[1]
+
+
+def _breakdown_one(shape, prec, cp, cbench):
+    from framework.kernels.cuda import _loader as L
+    from framework.kernels.cuda import conv as cconv
+
+    n, c, hw, k, ks, st, pad = shape
+    dtype = "float16" if prec == "fp16" else "float32"
+    rs = cp.random.RandomState(0)
+    x = rs.standard_normal((n, c, hw, hw), dtype=cp.float32).astype(dtype)
+    w = (rs.standard_normal((k, c, ks, ks), dtype=cp.float32) / math.sqrt(c * ks * ks)).astype(dtype)
+    args = ((st, st), (pad, pad), (1, 1), 1)
+    y = cconv.conv2d_forward(x, w, *args)
+    gy = rs.standard_normal(y.shape, dtype=cp.float32).astype(dtype)
+    flops = 2.0 * y.size * c * ks * ks
+    row = {"shape": list(shape), "precision": prec}
+    calls = {"fwd": lambda: cconv.conv2d_forward(x, w, *args),
+             "bwd_data": lambda: cconv.conv2d_backward_input(gy, w, x.shape, *args),
+             "bwd_filter": lambda: cconv.conv2d_backward_weight(x, gy, w.shape, *args)}
+    for name, fn in calls.items():
+        row[name + "_call_cpu_ms"], row[name + "_call_gpu_ms"] = _med_ms(cbench(fn, n_repeat=20, n_warmup=3))
+    geo = cconv._geometry(x.shape, w.shape, *args)
+    kind = cconv._math(x.dtype, L.device_key()[1])
+    pad_c = cconv.padded_channels(c, 1, x.dtype.itemsize) if kind != "ffma" else 0
+    for mode in (0, 1, 2):
+        g = geo
+        if mode == 0:
+            a, b = cconv.gemm_operands(0, cp, x, w, 1, pad_c=pad_c)
+            if pad_c and pad_c != c:
+                g = (n, pad_c) + geo[2:]
+            out = cp.empty(y.shape, dtype)
+        elif mode == 1:
+            a, b = cconv.gemm_operands(1, cp, gy, w, 1)
+            out = cp.empty(x.shape, dtype)
+        else:
+            a, b = cconv.gemm_operands(2, cp, (gy, x), None, 1)
+            out = cp.empty(w.shape, dtype)
+        phases = cconv.bwd_data_phases(geo) if mode == 1 else [None]
+        m, ng, _ = cconv._gemm_dims(mode, x.shape, w.shape, y.shape[2:], 1)
+        best = None
+        for cfg in cconv.candidate_configs(kind, m, ng, 1, L.sm_count()):
+            try:
+                t = _kernel_ms(mode, a, b, out, g, cfg, phases, cbench)
+            except Exception as e:  # report, try the next
+                row[f"mode{mode}_error"] = str(e)[:200]
+                continue
+            if best is None or t < best[0]:
+                best = (t, cfg)
+        if best:
+            row[f"mode{mode}_kernel_ms"] = best[0]
+            row[f"mode{mode}_tflops"] = flops / best[0] / 1e9
+            row[f"mode{mode}_cfg"] = str(best[1])
+    return row
+
+
+def breakdown(shapes, cp, fw):
+    """Where the time goes, per shape and precision: each public call's host (CPU) and device (GPU)
+    time, and each implicit-GEMM kernel alone on prepared operands, for every tile configuration
+    (the best one reported, with its TFLOP/s). A call whose GPU time is far above its kernels' is
+    paying for layout passes; one whose CPU time exceeds its GPU time is launch-bound."""
+    from cupyx.profiler import benchmark as cbench
+
+    rows = []
+    for prec in PRECISIONS:
+        fw.backends.cudnn.allow_tf32 = prec == "tf32"
+        fw.backends.cudnn.benchmark = True
+        for shape in shapes:
+            rows.append(_breakdown_one(shape, prec, cp, cbench))
+            print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
+    return rows
+
+
 def resnet18(nn, num_classes: int = 1000):
     """ResNet-18 built from ``nn`` (``framework.nn`` or ``torch.nn``: the same code builds both)."""
 
@@ -237,6 +323,8 @@ def main(argv=None) -> int:
     ap.add_argument("--shapes", choices=["all", "quick"], default="all")
     ap.add_argument("--out", default=None, help="also write the JSON to this file")
     ap.add_argument("--no-models", action="store_true", help="skip the ResNet-18 and detector figures")
+    ap.add_argument("--breakdown", action="store_true",
+                    help="instead: host/device time of each call and each kernel alone (see breakdown())")
     a = ap.parse_args(argv)
     if a.reps < 20:
         print("note: fewer than 20 repetitions; figures are less stable", file=sys.stderr)
@@ -259,6 +347,14 @@ def main(argv=None) -> int:
         torch, torch_note = None, "PyTorch is not installed: no cuDNN reference"
 
     shapes = SHAPES if a.shapes == "all" else SHAPES[1:2] + SMALL_BATCH
+    if a.breakdown:
+        text = json.dumps({"benchmark": "gpu_conv_breakdown", "device": fw.cuda.get_device_name(),
+                           "rows": breakdown(shapes, cp, fw)}, indent=1)
+        print(text)
+        if a.out:
+            with open(a.out, "w") as f:
+                f.write(text + "\n")
+        return 0
     t0 = time.time()
     rows, summary = bench_shapes(shapes, a.reps, cp, torch, fw)
     doc = {

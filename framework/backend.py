@@ -81,8 +81,8 @@ CPU = device("cpu")
 def get_array_module(a):
     """NumPy or CuPy, whichever owns ``a`` (an array or a Tensor)."""
     if _cupy is not None:
-        data = getattr(a, "data", a)
-        if isinstance(data, _cupy.ndarray):
+        # A CuPy array's own ``.data`` is its memory pointer, so test the array before a Tensor's data.
+        if isinstance(a, _cupy.ndarray) or isinstance(getattr(a, "data", None), _cupy.ndarray):
             return _cupy
     return np
 

@@ -85,7 +85,10 @@ def synchronize(device=None) -> None:
 def get_device_properties(device=None) -> dict:
     """The CUDA runtime's properties of the device (name, totalGlobalMem, major, minor, ...)."""
     props = _cp().cuda.runtime.getDeviceProperties(_index(device))
-    return {k: (v.decode() if isinstance(v, bytes) else v) for k, v in props.items()}
+    # Strings come back as fixed-size C char arrays: keep what precedes the first NUL (the bytes
+    # after it are whatever the buffer held).
+    return {k: (v.split(b"\0", 1)[0].decode(errors="replace") if isinstance(v, bytes) else v)
+            for k, v in props.items()}
 
 
 def get_device_name(device=None) -> str:

@@ -128,7 +128,9 @@ def test_every_tile_configuration(math_kind, mode):
             ref, shape = gw_ref, wt.shape
         for cfg in pool:
             out = _poisoned(shape, dtype)
-            cconv._run_igemm(mode, a, b, out, full, cfg)
+            # backward-data runs one GEMM per stride phase; together they must write every cell
+            for phase in cconv.bwd_data_phases(full) if mode == 1 else [None]:
+                cconv._run_igemm(mode, a, b, out, full, cfg, phase=phase)
             tol = {"f16": 6e-3, "tf32": 3e-3, "ffma": 2e-5}[math_kind] * (2 if mode == 2 else 1)
             assert _rel_err(out.get(), ref) < tol, cfg
 
@@ -322,3 +324,109 @@ def test_gradscaler_on_cuda():
     assert s.step(Opt()) is None and Opt.stepped == 0
     s.update()
     assert s.get_scale() == 2.0**15
+
+
+# --------------------------------------------------------------- every op: GPU against CPU
+# Each case builds its inputs with T (float leaves that require grad) and I (integer tensors) and
+# returns one tensor or a tuple. Run on the CPU and on the GPU from the same seeded data: outputs and
+# the gradients of every leaf (through a fixed random projection of the float outputs) must agree.
+# The CPU path itself is checked against PyTorch elsewhere; this catches code that is right for
+# NumPy arrays but not for CuPy ones.
+
+def _nnf():
+    import framework.nn.functional as F
+
+    return F
+
+
+SWEEP = {
+    "arith_broadcast": lambda T, I: (T(3, 1, 4) * T(5, 1) - T(4) / (T(3, 5, 4).abs() + 1)) ** 2,
+    "unary": lambda T, I: (lambda x: (x.exp(), x.sin(), x.cos(), x.tanh(), x.sigmoid(), x.relu(),
+                                      (x.abs() + 0.1).log(), (x.abs() + 0.1).sqrt(),
+                                      x.clamp(-0.5, 0.5)))(T(4, 6)),
+    "reductions": lambda T, I: (lambda x: (x.sum(1), x.mean((0, 2), keepdim=True), x.var(1), x.std(2),
+                                           x.logsumexp(1), x.cumsum(2), x.norm(), x.amax(0), x.prod(2),
+                                           x.max(1)[0], x.argmax(1), x.min(2)[1]))(T(3, 5, 4)),
+    "topk_sort": lambda T, I: (lambda x: (*fw.topk(x, 3, dim=1), *fw.sort(x, dim=0)))(T(5, 7)),
+    "matmul_batched": lambda T, I: T(2, 3, 4, 5) @ T(3, 5, 6),
+    "shape_ops": lambda T, I: (lambda x: (x.permute(2, 0, 1).reshape(4, -1), x.transpose(0, 1).flatten(),
+                                          x.unsqueeze(1).expand(3, 2, 5, 4), x.repeat(2, 1, 1),
+                                          *x.chunk(2, dim=2), fw.cat([x, x * 2], 1),
+                                          fw.stack([x, -x], 0)))(T(3, 5, 4)),
+    "indexing": lambda T, I: (lambda x: (x[1:, ::2], x[None, ..., 1], x[x > 0], x[I(4, 6)],
+                                         x.gather(1, I(5, 4, 3)),
+                                         fw.zeros(4, 5, device=x.device).scatter_add(1, I(5, 4, 3), x[:, :3]),
+                                         x.masked_fill(x < 0, 0.5), fw.where(x > 0, x, x * 3)))(T(4, 5)),
+    "setitem": lambda T, I: (lambda b, v: (b.__setitem__((slice(1, 3), 2), v), b)[1])(T(4, 5) * 1, T(2)),
+    "linear_embedding": lambda T, I: (_nnf().linear(T(6, 5), T(3, 5), T(3)),
+                                      _nnf().embedding(I(7, 4, 3), T(7, 5))),
+    "conv_variants": lambda T, I: (_nnf().conv2d(T(2, 4, 9, 8), T(6, 4, 3, 3), T(6), padding="same"),
+                                   _nnf().conv2d(T(2, 6, 9, 9), T(6, 1, 3, 3), None, 2, 1, groups=6),
+                                   _nnf().conv_transpose2d(T(2, 4, 5, 5), T(4, 3, 3, 3), T(3), stride=2,
+                                                           padding=1, output_padding=1)),
+    "pooling": lambda T, I: (lambda x: (_nnf().max_pool2d(x, 3, 2, 1), _nnf().avg_pool2d(x, 2),
+                                        _nnf().adaptive_avg_pool2d(x, (3, 2)),
+                                        _nnf().max_pool2d(x, 2, return_indices=True)[1]))(T(2, 3, 9, 7)),
+    "interpolate": lambda T, I: (lambda x: (_nnf().interpolate(x, scale_factor=2, mode="nearest"),
+                                            _nnf().interpolate(x, size=(7, 9), mode="bilinear"),
+                                            _nnf().interpolate(x, size=(8, 3), mode="bilinear",
+                                                               align_corners=True)))(T(2, 3, 5, 4)),
+    "norms": lambda T, I: (lambda x: (_nnf().batch_norm(x, None, None, T(3), T(3), training=True),
+                                      _nnf().layer_norm(x, (5, 4), T(5, 4), T(5, 4)),
+                                      _nnf().group_norm(x, 3, T(3), T(3))))(T(4, 3, 5, 4)),
+    "activations": lambda T, I: (lambda x: (_nnf().gelu(x), _nnf().silu(x), _nnf().leaky_relu(x, 0.1),
+                                            _nnf().softmax(x, 1), _nnf().log_softmax(x, -1),
+                                            _nnf().pad(x, (1, 2, 0, 1)),
+                                            _nnf().one_hot(I(4, 5), 4)))(T(3, 4, 5)),
+    "losses": lambda T, I: (_nnf().cross_entropy(T(6, 4), I(4, 6), weight=T(4, grad=False).abs(),
+                                                 label_smoothing=0.1),
+                            _nnf().cross_entropy(T(2, 4, 3, 3), I(4, 2, 3, 3), ignore_index=1),
+                            _nnf().nll_loss(T(6, 4), I(4, 6), reduction="sum"),
+                            _nnf().binary_cross_entropy_with_logits(T(5, 3), T(5, 3, grad=False).sigmoid(),
+                                                                    pos_weight=T(3, grad=False).abs()),
+                            _nnf().mse_loss(T(4, 3), T(4, 3)), _nnf().l1_loss(T(4, 3), T(4, 3)),
+                            _nnf().smooth_l1_loss(T(4, 3), T(4, 3)),
+                            _nnf().sigmoid_focal_loss(T(5, 3), (T(5, 3, grad=False) > 0).float(),
+                                                      reduction="mean")),
+}
+
+
+def _sweep_run(case, dev):
+    rng = np.random.default_rng(0)
+    leaves = []
+
+    def T(*shape, grad=True):
+        t = fw.tensor(rng.standard_normal(shape).astype(np.float32), device=dev, requires_grad=grad)
+        if grad:
+            leaves.append(t)
+        return t
+
+    def ints(high, *shape):
+        return fw.tensor(rng.integers(0, high, shape), device=dev)
+
+    out = SWEEP[case](T, ints)
+    outs = list(out) if isinstance(out, (tuple, list)) else [out]
+    proj = np.random.default_rng(1)
+    loss = None
+    for o in outs:
+        if o.requires_grad:
+            wgt = fw.tensor(proj.standard_normal(tuple(o.shape)).astype(np.float32), device=dev)
+            term = (o * wgt).sum()
+            loss = term if loss is None else loss + term
+    if loss is not None:
+        loss.backward()
+    res = [o.detach().cpu().numpy() for o in outs]
+    return res + [(t.grad.cpu().numpy() if t.grad is not None else None) for t in leaves]
+
+
+@pytest.mark.parametrize("case", sorted(SWEEP))
+def test_every_op_on_gpu_matches_cpu(case):
+    with _Precision("fp32"):
+        cpu, gpu = _sweep_run(case, "cpu"), _sweep_run(case, "cuda")
+    assert len(cpu) == len(gpu)
+    for i, (a, b) in enumerate(zip(cpu, gpu)):
+        if a is None or b is None:
+            assert a is None and b is None, f"{case}[{i}]: gradient present on one device only"
+            continue
+        assert (a.shape, a.dtype) == (b.shape, b.dtype), f"{case}[{i}]"
+        np.testing.assert_allclose(b, a, rtol=2e-4, atol=2e-5, err_msg=f"{case}[{i}]")
