@@ -508,7 +508,9 @@ class ScatterAdd(Function):
         out = x.copy()
         sl = tuple(slice(0, s) for s in idx.shape)
         src = src[sl]
-        grids = list(xp.indices(idx.shape, sparse=True))
+        # open grids (what np.indices(..., sparse=True) gives; CuPy's indices has no sparse=)
+        nd = idx.ndim
+        grids = [xp.arange(n).reshape((1,) * d + (n,) + (1,) * (nd - d - 1)) for d, n in enumerate(idx.shape)]
         grids[self.dim] = idx
         add_at(xp, out, tuple(grids), src)
         return out

@@ -74,6 +74,7 @@ def launches(monkeypatch):
     monkeypatch.setattr(_loader, "get_function", rec.get_function)
     monkeypatch.setattr(_loader, "device_key", lambda: (0, 90))
     monkeypatch.setattr(_loader, "sm_count", lambda: 132)
+    monkeypatch.setattr(cconv, "_plans", {})  # plans hold the recording functions of one test
     return rec
 
 

@@ -51,20 +51,29 @@ def cxx_type(dtype) -> str:
     raise TypeError(f"our CUDA kernels take float32 or float16 arrays, got {dt}")
 
 
+_cc: dict[int, int] = {}
+
+
+def device_id() -> int:
+    """Index of the current CUDA device (the runtime call, cheaper than building a Device)."""
+    return backend.cupy_module().cuda.runtime.getDevice()
+
+
 def device_key():
     """(device index, compute capability as an int like 90) of the current CUDA device."""
-    cp = backend.cupy_module()
-    dev = cp.cuda.Device()
-    return dev.id, int(dev.compute_capability)
+    dev = device_id()
+    cc = _cc.get(dev)
+    if cc is None:
+        cc = _cc[dev] = int(backend.cupy_module().cuda.Device(dev).compute_capability)
+    return dev, cc
 
 
 def get_function(filename: str, name_expression: str, max_shared: int = 0):
     """The compiled kernel ``name_expression`` from ``filename`` on the current device (cached)."""
-    cp = backend.cupy_module()
-    dev = cp.cuda.Device().id
-    key = (filename, name_expression, dev)
+    key = (filename, name_expression, device_id())
     fn = _functions.get(key)
     if fn is None:
+        cp = backend.cupy_module()
         with _lock:
             fn = _functions.get(key)
             if fn is None:
@@ -97,10 +106,10 @@ _sms: dict[int, int] = {}
 
 def sm_count() -> int:
     """Number of SMs of the current device (cached: the runtime query is not free)."""
-    cp = backend.cupy_module()
-    dev = cp.cuda.Device().id
+    dev = device_id()
     n = _sms.get(dev)
     if n is None:
+        cp = backend.cupy_module()
         n = _sms[dev] = int(cp.cuda.runtime.getDeviceProperties(dev)["multiProcessorCount"])
     return n
 

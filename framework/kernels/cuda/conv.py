@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -299,65 +300,120 @@ def all_kernel_names() -> dict[str, list[str]]:
     return {CU: sorted(set(igemm)), DW: dw}
 
 
-def _run_igemm(mode, a, b, out, geo, cfg, *, phase=None, bias=None, residual=None, act=0):
-    """Launch the implicit GEMM for ``mode`` with ``cfg`` (handles split-K for mode 2)."""
-    cp = _cp()
+class _Launch(NamedTuple):
+    """One implicit-GEMM launch with everything that does not depend on the data (cached per plan)."""
+
+    fn: object
+    grid: tuple
+    block: tuple
+    smem: int
+    ints: tuple  # the geometry, phase, act, splits, k_per_split as np.int32
+    ws_shape: tuple | None  # split-K workspace (float32), or None
+    reduce: tuple | None  # (fn, grid, block, trailing args) of fw_splitk_reduce, or None
+
+
+def _prepare_igemm(mode, dtype, geo, cfg, phase=None, act=0) -> _Launch:
+    """The launch of the implicit GEMM for ``mode`` with ``cfg`` (split-K for mode 2 included)."""
     n, c, h, w, k, r, s, p, q = geo[:9]
     groups = geo[15]
     phase = default_phase(geo) if phase is None else phase
     m, ng, kr = _gemm_dims(mode, (n, c, h, w), (k, c // groups, r, s), (p, q), groups, phase)
-    t = L.cxx_type(a.dtype)
-    itemsize = a.dtype.itemsize
+    t = L.cxx_type(dtype)
+    itemsize = np.dtype(dtype).itemsize
     va, vb = vec_flags(mode, geo, itemsize)
     sms = L.sm_count()
     if mode == 2:
         splits, kps = split_k(cfg, m, ng, kr, groups, sms)
     else:
         splits, kps = 1, max(kr, 1)
-    ws = cp.empty((splits, k * ng), dtype=cp.float32) if splits > 1 else None
-    grid = (math.ceil(m / cfg.bm), math.ceil(ng / cfg.bn), groups * splits)
-    name = kernel_name(mode, cfg, t, va, vb)
     smem = cfg.smem(itemsize) if isinstance(cfg, MmaConfig) else 0
-    fn = L.get_function(CU, name, max_shared=smem)
-    args = (a, b, out, L.ptr_or_null(ws), L.ptr_or_null(bias), L.ptr_or_null(residual)) + L.i32(
-        *geo, *phase, act, splits, kps)
-    L.launch(fn, grid, (cfg.threads(),), args, shared_mem=smem)
+    fn = L.get_function(CU, kernel_name(mode, cfg, t, va, vb), max_shared=smem)
+    grid = (math.ceil(m / cfg.bm), math.ceil(ng / cfg.bn), groups * splits)
+    ints = L.i32(*geo, *phase, act, splits, kps)
+    ws_shape = red = None
     if splits > 1:
         total = k * ng
-        red = L.get_function(CU, f"fw_splitk_reduce<{t}>")
+        ws_shape = (splits, total)
         blocks, block = L.elementwise_grid(total)
-        L.launch(red, (blocks,), (block,), (ws, out, np.int64(total), np.int32(splits)))
+        red = (L.get_function(CU, f"fw_splitk_reduce<{t}>"), (blocks,), (block,),
+               (np.int64(total), np.int32(splits)))
+    return _Launch(fn, grid, (cfg.threads(),), smem, ints, ws_shape, red)
+
+
+def _exec(launch: _Launch, a, b, out, bias=None, residual=None) -> None:
+    ws = _cp().empty(launch.ws_shape, dtype=np.float32) if launch.ws_shape else None
+    launch.fn(launch.grid, launch.block,
+              (a, b, out, L.ptr_or_null(ws), L.ptr_or_null(bias), L.ptr_or_null(residual)) + launch.ints,
+              shared_mem=launch.smem)
+    if launch.reduce is not None:
+        fn, grid, block, tail = launch.reduce
+        fn(grid, block, (ws, out) + tail)
+
+
+def _run_igemm(mode, a, b, out, geo, cfg, *, phase=None, bias=None, residual=None, act=0):
+    """Launch the implicit GEMM for ``mode`` with ``cfg`` (handles split-K for mode 2)."""
+    _exec(_prepare_igemm(mode, a.dtype, geo, cfg, phase, act), a, b, out, bias, residual)
 
 
 # (device, math kind) pairs whose kernels failed to build or launch on this device: later calls use
 # the exact FFMA kernels instead (a warning says so once).
 _broken: set = set()
+# Chosen launches per problem (mode, geometry, dtype, precision flags, device, activation): a call
+# that finds its plan here only launches. Cleared with the tuner (``clear_plans``).
+_plans: dict = {}
+_phases: dict = {}  # geometry -> its backward-data stride phases
 
 
-def _tuned(mode, a, b, out, geo, dtype, phase=None, **epilogue):
-    """Run the implicit GEMM with the tuned (or heuristic) configuration for this problem."""
+def clear_plans() -> None:
+    _plans.clear()
+    L.tuner.clear()
+
+
+def _choose(mode, a, b, out, geo, dtype, phases, act, kind):
+    """The launches for every phase: the tuned (or heuristic) configuration of each."""
     from ... import backends
 
     cp = _cp()
+    n, c, h, w, k, r, s, p, q = geo[:9]
+    groups = geo[15]
+    dev = L.device_key()[0]
+    launches = []
+    scratch = []
+    for phase in phases:
+        m, ng, _ = _gemm_dims(mode, (n, c, h, w), (k, c // groups, r, s), (p, q), groups, phase)
+        cands = candidate_configs(kind, m, ng, groups, L.sm_count())
+        if backends.cudnn.benchmark and len(cands) > 1:
+            def trial(cf, phase=phase):  # tuning writes to scratch: a failed candidate leaves no garbage
+                if not scratch:
+                    scratch.append(cp.empty_like(out))
+                _exec(_prepare_igemm(mode, dtype, geo, cf, phase, act), a, b, scratch[0])
+
+            key = ("conv", mode, geo, phase, np.dtype(dtype).str, kind, dev, act)
+            cfg = L.tuner.choose(key, cands, trial)
+        else:
+            cfg = cands[0]
+        launches.append(_prepare_igemm(mode, dtype, geo, cfg, phase, act))
+    return launches
+
+
+def _tuned(mode, a, b, out, geo, dtype, phases=(None,), bias=None, residual=None, act=0):
+    """Run the implicit GEMM(s) of one call with the planned (tuned or heuristic) configurations."""
+    from ... import backends
+
     dev, cc = L.device_key()
+    key = (mode, geo, np.dtype(dtype).char, backends.cudnn.allow_tf32, backends.cudnn.benchmark, dev, act)
+    launches = _plans.get(key)
+    if launches is not None:
+        for launch in launches:
+            _exec(launch, a, b, out, bias, residual)
+        return
     kind = _math(dtype, cc)
     if (dev, kind) in _broken:
         kind = "ffma"
-    n, c, h, w, k, r, s, p, q = geo[:9]
-    groups = geo[15]
-    m, ng, _ = _gemm_dims(mode, (n, c, h, w), (k, c // groups, r, s), (p, q), groups, phase)
-    cands = candidate_configs(kind, m, ng, groups, L.sm_count())
-    key = ("conv", mode, geo, phase, np.dtype(dtype).str, kind, dev, cc, tuple(sorted(epilogue)))
-    scratch = []
-
-    def trial(cf):  # tuning writes to scratch, so that a failed candidate leaves no garbage behind
-        if not scratch:
-            scratch.append(cp.empty_like(out))
-        _run_igemm(mode, a, b, scratch[0], geo, cf, phase=phase, **epilogue)
-
     try:
-        cfg = L.tuner.choose(key, cands, trial) if backends.cudnn.benchmark else cands[0]
-        _run_igemm(mode, a, b, out, geo, cfg, phase=phase, **epilogue)
+        launches = _choose(mode, a, b, out, geo, dtype, phases, act, kind)
+        for launch in launches:
+            _exec(launch, a, b, out, bias, residual)
     except Exception as e:  # a build or launch-configuration failure (not a wrong result)
         if kind == "ffma":
             raise
@@ -367,7 +423,9 @@ def _tuned(mode, a, b, out, geo, dtype, phase=None, **epilogue):
                       f"({type(e).__name__}: {str(e)[:300]}); using the FFMA kernels from now on",
                       RuntimeWarning, stacklevel=3)
         _broken.add((dev, kind))
-        _tuned(mode, a, b, out, geo, dtype, phase=phase, **epilogue)
+        _tuned(mode, a, b, out, geo, dtype, phases, bias, residual, act)
+        return
+    _plans[key] = launches
 
 
 def _check_pair(x, w, what):
@@ -434,8 +492,12 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, *, bias=None, activa
         pad_c = padded_channels(c, groups, x.dtype.itemsize)
         if pad_c != c:
             geo = (n, pad_c) + geo[2:]
-    xa, wa = gemm_operands(0, cp, _aligned(x, cp), w, groups, nhwc=lambda a: _nhwc(a, cp), pad_c=pad_c)
-    _tuned(0, xa, _aligned(wa, cp), y, geo, x.dtype, bias=bias, residual=residual, act=act)
+    if pad_c and pad_c != c:
+        xa, wa = gemm_operands(0, cp, _aligned(x, cp), w, groups, pad_c=pad_c)
+        wa = _aligned(wa, cp)
+    else:  # x to NHWC and w (K, Cg, R, S) to KRSC: the same transpose, one launch each
+        xa, wa = _nhwc(x, cp), _nhwc(w, cp)
+    _tuned(0, xa, wa, y, geo, x.dtype, bias=bias, residual=residual, act=act)
     return y
 
 
@@ -459,10 +521,14 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups, *, 
         blocks, block = L.elementwise_grid(gx.size)
         L.launch(fn, (blocks,), (block,), (_aligned(gy, cp), _aligned(w, cp), gx) + L.i32(*geo[:15]))
         return gx
-    ga, wt = gemm_operands(1, cp, _aligned(gy, cp), w, groups, nhwc=lambda a: _nhwc(a, cp))
-    wt = _aligned(wt, cp)
-    for phase in bwd_data_phases(geo):  # one GEMM per stride phase: no multiplications by holes
-        _tuned(1, ga, wt, gx, geo, gy.dtype, phase=phase)
+    # gy to NHWC; w (g, Kg, Cg*R*S) to "CRSK" (g, Cg*R*S, Kg): both the NCHW -> NHWC transpose
+    kg, cg = k // groups, c // groups
+    ga = _nhwc(gy, cp)
+    wt = _nhwc(w.reshape(groups, kg, cg * r * s, 1), cp).reshape(groups * cg, r * s * kg)
+    phases = _phases.get(geo)
+    if phases is None:
+        phases = _phases[geo] = tuple(bwd_data_phases(geo))
+    _tuned(1, ga, wt, gx, geo, gy.dtype, phases)  # one GEMM per stride phase: no products with holes
     return gx
 
 

@@ -64,62 +64,167 @@ FW_HD FwConv fw_make_conv(FW_CONV_ARGS) {
   return c;
 }
 
-// Element offset of A[row, k] in its source tensor, or -1 where the implicit matrix holds a zero
-// (padding, stride holes, tile edges). For the vector loaders `k` is the first of a run of
-// contiguous elements along Kr that never crosses a filter tap (checked on the host).
+// Element offset of A[row, k] (or B[row, k]) in its source tensor, or -1 where the implicit matrix
+// holds a zero (padding, stride holes, tile edges). For the vector loaders `k` is the first of a run
+// of contiguous elements along Kr that never crosses a filter tap (checked on the host).
+//
+// Each offset is split in a part that depends only on the row (fw_*_row: computed once per thread
+// before the main loop, since a thread loads the same rows in every k-tile) and a part that
+// depends only on k (fw_*_col: once per k-tile, since a thread's column within the tile is fixed),
+// combined by fw_*_at without any division. fw_a_offset / fw_b_offset compose the three (the host
+// harness of the tests checks them against PyTorch).
+struct FwIdxRow {
+  long long base;
+  int h, w;
+  bool ok;
+};
+struct FwIdxCol {
+  long long off;
+  int h, w;
+  bool ok;
+};
+
 template <int MODE>
-FW_HD long long fw_a_offset(const FwConv& c, int g, int row, int k, int kend) {
-  if (row >= c.M || k >= kend) return -1;
-  if (MODE == 0) {
+FW_HD FwIdxRow fw_a_row(const FwConv& c, int g, int row) {
+  FwIdxRow r;
+  r.ok = row < c.M;
+  r.base = 0;
+  r.h = r.w = 0;
+  if (!r.ok) return r;
+  if (MODE == 0) {  // output pixel (n, p, q): the window's top-left corner in the input
     const int pq = c.P * c.Q;
     const int n = row / pq, rem = row - n * pq;
     const int p = rem / c.Q, q = rem - p * c.Q;
-    const int rs = k / c.Cg, ci = k - rs * c.Cg;
-    const int r = rs / c.S, s = rs - r * c.S;
-    const int h = p * c.sh - c.ph + r * c.dh, w = q * c.sw - c.pw + s * c.dw;
-    if (h < 0 || h >= c.H || w < 0 || w >= c.W) return -1;
-    return ((long long)(n * c.H + h) * c.W + w) * c.C + g * c.Cg + ci;
-  } else if (MODE == 1) {
+    r.base = (long long)n * c.H * c.W * c.C + g * c.Cg;
+    r.h = p * c.sh - c.ph;
+    r.w = q * c.sw - c.pw;
+  } else if (MODE == 1) {  // input pixel (n, oh + hq*sh, ow + wq*sw) of the phase
     const int hwq = c.Hq * c.Wq;
     const int n = row / hwq, rem = row - n * hwq;
     const int hq = rem / c.Wq, wq = rem - hq * c.Wq;
-    const int h = c.oh + hq * c.sh, w = c.ow + wq * c.sw;
+    r.base = (long long)n * c.P * c.Q * c.K + g * c.Kg;
+    r.h = hq;
+    r.w = wq;
+  } else {  // output channel of gy (NCHW)
+    r.base = (long long)(g * c.Kg + row) * (c.P * c.Q);
+  }
+  return r;
+}
+
+template <int MODE>
+FW_HD FwIdxCol fw_a_col(const FwConv& c, int k, int kend) {
+  FwIdxCol o;
+  o.ok = k < kend;
+  o.off = 0;
+  o.h = o.w = 0;
+  if (!o.ok) return o;
+  if (MODE == 0) {  // k = (r, s, ci)
+    const int rs = k / c.Cg, ci = k - rs * c.Cg;
+    const int r = rs / c.S, s = rs - r * c.S;
+    o.h = r * c.dh;
+    o.w = s * c.dw;
+    o.off = ci;
+  } else if (MODE == 1) {  // k = (ri, si, kk): tap (r, s) reaches output (hq + tp0/sh, wq + tq0/sw)
     const int rs = k / c.Kg, kk = k - rs * c.Kg;
     const int ri = rs / c.sn, si = rs - ri * c.sn;
     const int r = c.r0 + ri * c.rst, s = c.s0 + si * c.sst;
-    const int tp = h + c.ph - r * c.dh, tq = w + c.pw - s * c.dw;
-    if (tp < 0 || tq < 0) return -1;
-    const int p = tp / c.sh, q = tq / c.sw;
-    if (p * c.sh != tp || q * c.sw != tq || p >= c.P || q >= c.Q) return -1;
-    return ((long long)(n * c.P + p) * c.Q + q) * c.K + g * c.Kg + kk;
-  } else {
+    const int tp0 = c.oh + c.ph - r * c.dh, tq0 = c.ow + c.pw - s * c.dw;
+    if (tp0 % c.sh || tq0 % c.sw) {  // a stride hole (never for the taps of a phase)
+      o.ok = false;
+      return o;
+    }
+    o.h = tp0 / c.sh;
+    o.w = tq0 / c.sw;
+    o.off = kk;
+  } else {  // k = (n, pq)
     const int pq = c.P * c.Q;
     const int n = k / pq, rem = k - n * pq;
-    return ((long long)n * c.K + g * c.Kg + row) * pq + rem;
+    o.off = (long long)n * c.K * pq + rem;
   }
+  return o;
+}
+
+template <int MODE>
+FW_HD long long fw_a_at(const FwConv& c, const FwIdxRow& r, const FwIdxCol& k) {
+  if (!r.ok || !k.ok) return -1;
+  if (MODE == 0) {
+    const int h = r.h + k.h, w = r.w + k.w;
+    if (h < 0 || h >= c.H || w < 0 || w >= c.W) return -1;
+    return r.base + ((long long)h * c.W + w) * c.C + k.off;
+  } else if (MODE == 1) {
+    const int p = r.h + k.h, q = r.w + k.w;
+    if (p < 0 || p >= c.P || q < 0 || q >= c.Q) return -1;
+    return r.base + ((long long)p * c.Q + q) * c.K + k.off;
+  }
+  return r.base + k.off;
+}
+
+template <int MODE>
+FW_HD FwIdxRow fw_b_row(const FwConv& c, int g, int row) {
+  FwIdxRow r;
+  r.ok = row < c.Ng;
+  r.base = 0;
+  r.h = r.w = 0;
+  if (!r.ok) return r;
+  if (MODE == 0) {  // filter row in KRSC
+    r.base = (long long)(g * c.Kg + row) * c.Kr;
+  } else if (MODE == 1) {  // input channel row of w in "CRSK": every tap; a phase reads some
+    r.base = (long long)(g * c.Cg + row) * c.R * c.S * c.Kg;
+  } else {  // (ci, r, s) of x (NCHW)
+    const int rsz = c.R * c.S;
+    const int ci = row / rsz, rs = row - ci * rsz;
+    const int rr = rs / c.S, ss = rs - rr * c.S;
+    r.base = (long long)(g * c.Cg + ci) * c.H * c.W;
+    r.h = rr * c.dh - c.ph;
+    r.w = ss * c.dw - c.pw;
+  }
+  return r;
+}
+
+template <int MODE>
+FW_HD FwIdxCol fw_b_col(const FwConv& c, int k, int kend) {
+  FwIdxCol o;
+  o.ok = k < kend;
+  o.off = 0;
+  o.h = o.w = 0;
+  if (!o.ok) return o;
+  if (MODE == 0) {
+    o.off = k;
+  } else if (MODE == 1) {
+    const int rs = k / c.Kg, kk = k - rs * c.Kg;
+    const int ri = rs / c.sn, si = rs - ri * c.sn;
+    const int r = c.r0 + ri * c.rst, s = c.s0 + si * c.sst;
+    o.off = (long long)(r * c.S + s) * c.Kg + kk;
+  } else {  // k = (n, p, q)
+    const int pq = c.P * c.Q;
+    const int n = k / pq, rem = k - n * pq;
+    const int p = rem / c.Q, q = rem - p * c.Q;
+    o.off = (long long)n * c.C * c.H * c.W;
+    o.h = p * c.sh;
+    o.w = q * c.sw;
+  }
+  return o;
+}
+
+template <int MODE>
+FW_HD long long fw_b_at(const FwConv& c, const FwIdxRow& r, const FwIdxCol& k) {
+  if (!r.ok || !k.ok) return -1;
+  if (MODE == 2) {
+    const int h = r.h + k.h, w = r.w + k.w;
+    if (h < 0 || h >= c.H || w < 0 || w >= c.W) return -1;
+    return r.base + k.off + (long long)h * c.W + w;
+  }
+  return r.base + k.off;
+}
+
+template <int MODE>
+FW_HD long long fw_a_offset(const FwConv& c, int g, int row, int k, int kend) {
+  return fw_a_at<MODE>(c, fw_a_row<MODE>(c, g, row), fw_a_col<MODE>(c, k, kend));
 }
 
 template <int MODE>
 FW_HD long long fw_b_offset(const FwConv& c, int g, int row, int k, int kend) {
-  if (row >= c.Ng || k >= kend) return -1;
-  if (MODE == 0) {
-    return (long long)(g * c.Kg + row) * c.Kr + k;
-  } else if (MODE == 1) {  // w in "CRSK": the row holds every tap; this phase reads some of them
-    const int rs = k / c.Kg, kk = k - rs * c.Kg;
-    const int ri = rs / c.sn, si = rs - ri * c.sn;
-    const int r = c.r0 + ri * c.rst, s = c.s0 + si * c.sst;
-    return ((long long)(g * c.Cg + row) * c.R * c.S + r * c.S + s) * c.Kg + kk;
-  } else {
-    const int rsz = c.R * c.S;
-    const int ci = row / rsz, rs = row - ci * rsz;
-    const int r = rs / c.S, s = rs - r * c.S;
-    const int pq = c.P * c.Q;
-    const int n = k / pq, rem = k - n * pq;
-    const int p = rem / c.Q, q = rem - p * c.Q;
-    const int h = p * c.sh - c.ph + r * c.dh, w = q * c.sw - c.pw + s * c.dw;
-    if (h < 0 || h >= c.H || w < 0 || w >= c.W) return -1;
-    return ((long long)(n * c.C + g * c.Cg + ci) * c.H + h) * c.W + w;
-  }
+  return fw_b_at<MODE>(c, fw_b_row<MODE>(c, g, row), fw_b_col<MODE>(c, k, kend));
 }
 
 // Where D[row, col] of group g goes (mode 2 with splits > 1 goes to the workspace instead).
@@ -197,44 +302,65 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
   const int wm = (warp % WARPS_M) * WM, wn = (warp / WARPS_M) * WN;
 
+  // A thread's column within a tile is fixed and its rows advance by a fixed step, so the row
+  // part of each offset is computed here once (vector loaders: kept in registers) and the column
+  // part once per k-tile; the element loaders recompute the row part (more rows per thread).
+  constexpr int VROWS_A = BM * CPR / THREADS, VROWS_B = BN * CPR / THREADS;
+  constexpr int VSTEP = THREADS / CPR, ESTEP = THREADS / BK;
+  const int vcc = (threadIdx.x % CPR) * VEC, vrow0 = threadIdx.x / CPR;
+  const int ecc = threadIdx.x % BK, erow0 = threadIdx.x / BK;
+  FwIdxRow arow[VEC_A ? VROWS_A : 1], brow[VEC_B ? VROWS_B : 1];
+  if (VEC_A) {
+#pragma unroll
+    for (int i = 0; i < VROWS_A; ++i) arow[i] = fw_a_row<MODE>(c, g, m0 + vrow0 + i * VSTEP);
+  }
+  if (VEC_B) {
+#pragma unroll
+    for (int i = 0; i < VROWS_B; ++i) brow[i] = fw_b_row<MODE>(c, g, n0 + vrow0 + i * VSTEP);
+  }
+
   auto load_tile = [&](int stage, int k0) {
     T* as = As + stage * BM * LDS;
     T* bs = Bs + stage * BN * LDS;
     if (VEC_A) {
+      const FwIdxCol col = fw_a_col<MODE>(c, k0 + vcc, kend);
 #pragma unroll
-      for (int i = 0; i < BM * CPR / THREADS; ++i) {
-        const int id = tid + i * THREADS, row = id / CPR, cc = (id % CPR) * VEC;
-        const long long off = fw_a_offset<MODE>(c, g, m0 + row, k0 + cc, kend);
-        fw_cp_async16(fw_smem_addr(as + row * LDS + cc), asrc + (off >= 0 ? off : 0), off >= 0);
+      for (int i = 0; i < VROWS_A; ++i) {
+        const int tr = vrow0 + i * VSTEP;
+        const long long off = fw_a_at<MODE>(c, arow[i], col);
+        fw_cp_async16(fw_smem_addr(as + tr * LDS + vcc), asrc + (off >= 0 ? off : 0), off >= 0);
       }
     } else {
+      const FwIdxCol col = fw_a_col<MODE>(c, k0 + ecc, kend);
 #pragma unroll 4
       for (int i = 0; i < BM * BK / THREADS; ++i) {
-        const int id = tid + i * THREADS, row = id / BK, cc = id % BK;
-        const long long off = fw_a_offset<MODE>(c, g, m0 + row, k0 + cc, kend);
+        const int tr = erow0 + i * ESTEP;
+        const long long off = fw_a_at<MODE>(c, fw_a_row<MODE>(c, g, m0 + tr), col);
         if (F16) {
-          as[row * LDS + cc] = off >= 0 ? asrc[off] : T(0);
+          as[tr * LDS + ecc] = off >= 0 ? asrc[off] : T(0);
         } else {
-          fw_cp_async4(fw_smem_addr(as + row * LDS + cc), asrc + (off >= 0 ? off : 0), off >= 0);
+          fw_cp_async4(fw_smem_addr(as + tr * LDS + ecc), asrc + (off >= 0 ? off : 0), off >= 0);
         }
       }
     }
     if (VEC_B) {
+      const FwIdxCol col = fw_b_col<MODE>(c, k0 + vcc, kend);
 #pragma unroll
-      for (int i = 0; i < BN * CPR / THREADS; ++i) {
-        const int id = tid + i * THREADS, row = id / CPR, cc = (id % CPR) * VEC;
-        const long long off = fw_b_offset<MODE>(c, g, n0 + row, k0 + cc, kend);
-        fw_cp_async16(fw_smem_addr(bs + row * LDS + cc), bsrc + (off >= 0 ? off : 0), off >= 0);
+      for (int i = 0; i < VROWS_B; ++i) {
+        const int tr = vrow0 + i * VSTEP;
+        const long long off = fw_b_at<MODE>(c, brow[i], col);
+        fw_cp_async16(fw_smem_addr(bs + tr * LDS + vcc), bsrc + (off >= 0 ? off : 0), off >= 0);
       }
     } else {
+      const FwIdxCol col = fw_b_col<MODE>(c, k0 + ecc, kend);
 #pragma unroll 4
       for (int i = 0; i < BN * BK / THREADS; ++i) {
-        const int id = tid + i * THREADS, row = id / BK, cc = id % BK;
-        const long long off = fw_b_offset<MODE>(c, g, n0 + row, k0 + cc, kend);
+        const int tr = erow0 + i * ESTEP;
+        const long long off = fw_b_at<MODE>(c, fw_b_row<MODE>(c, g, n0 + tr), col);
         if (F16) {
-          bs[row * LDS + cc] = off >= 0 ? bsrc[off] : T(0);
+          bs[tr * LDS + ecc] = off >= 0 ? bsrc[off] : T(0);
         } else {
-          fw_cp_async4(fw_smem_addr(bs + row * LDS + cc), bsrc + (off >= 0 ? off : 0), off >= 0);
+          fw_cp_async4(fw_smem_addr(bs + tr * LDS + ecc), bsrc + (off >= 0 ? off : 0), off >= 0);
         }
       }
     }
@@ -348,21 +474,27 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
   const int ktiles = kend > kbeg ? (kend - kbeg + BK - 1) / BK : 0;
   const int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
 
+  // The thread's column kc within a tile is fixed (THREADS % BK == 0): the column part of every
+  // offset is computed once per k-tile, the row part per element.
+  const int kc = tid % BK, row0 = tid / BK;
+  constexpr int STEP = THREADS / BK;
   auto load_tile = [&](int stage, int k0) {
+    const FwIdxCol acol = fw_a_col<MODE>(c, k0 + kc, kend);
 #pragma unroll
     for (int i = 0; i < BM * BK / THREADS; ++i) {
-      const int id = tid + i * THREADS, row = id / BK, kc = id % BK;
-      const long long off = fw_a_offset<MODE>(c, g, m0 + row, k0 + kc, kend);
+      const int row = row0 + i * STEP;
+      const long long off = fw_a_at<MODE>(c, fw_a_row<MODE>(c, g, m0 + row), acol);
       if (sizeof(T) == 4) {
         fw_cp_async4(fw_smem_addr(&As[stage][kc][row]), asrc + (off >= 0 ? off : 0), off >= 0);
       } else {
         As[stage][kc][row] = off >= 0 ? fw_load_f(asrc + off) : 0.f;
       }
     }
+    const FwIdxCol bcol = fw_b_col<MODE>(c, k0 + kc, kend);
 #pragma unroll
     for (int i = 0; i < BN * BK / THREADS; ++i) {
-      const int id = tid + i * THREADS, row = id / BK, kc = id % BK;
-      const long long off = fw_b_offset<MODE>(c, g, n0 + row, k0 + kc, kend);
+      const int row = row0 + i * STEP;
+      const long long off = fw_b_at<MODE>(c, fw_b_row<MODE>(c, g, n0 + row), bcol);
       if (sizeof(T) == 4) {
         fw_cp_async4(fw_smem_addr(&Bs[stage][kc][row]), bsrc + (off >= 0 ? off : 0), off >= 0);
       } else {
