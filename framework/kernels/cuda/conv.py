@@ -66,8 +66,10 @@ class MmaConfig:
         return self.warps_m * self.warps_n * 32
 
     def smem(self, itemsize: int) -> int:
+        """Dynamic shared memory: the cp.async stages, then the loaders' row tables (FwIdxRow)."""
         pad = 16 // itemsize
-        return self.stages * (self.bm + self.bn) * (self.bk + pad) * itemsize
+        stages = self.stages * (self.bm + self.bn) * (self.bk + pad) * itemsize
+        return stages + (self.bm + self.bn) * ROW_BYTES
 
 
 @dataclass(frozen=True)
@@ -84,13 +86,18 @@ class FfmaConfig:
         return (self.bm // self.tm) * (self.bn // self.tn)
 
 
+# The last of each pool is a narrow tile for GEMMs with few columns (a layer with 3 input channels
+# seen from backward-data, a head with few outputs): 16 columns instead of 32-64 mostly empty ones.
 F16_CONFIGS = (MmaConfig(128, 128, 32, 2, 2, 3), MmaConfig(256, 128, 32, 4, 2, 3),
                MmaConfig(128, 64, 32, 2, 2, 4), MmaConfig(64, 128, 32, 2, 2, 3),
-               MmaConfig(64, 64, 32, 2, 2, 4), MmaConfig(64, 32, 32, 2, 2, 4))
+               MmaConfig(64, 64, 32, 2, 2, 4), MmaConfig(64, 32, 32, 2, 2, 4),
+               MmaConfig(128, 16, 32, 2, 1, 4))
 TF32_CONFIGS = (MmaConfig(128, 128, 16, 2, 2, 4), MmaConfig(128, 64, 16, 2, 2, 4),
                 MmaConfig(64, 128, 16, 2, 2, 4), MmaConfig(64, 64, 16, 2, 2, 4),
-                MmaConfig(64, 32, 16, 2, 2, 4))
-FFMA_CONFIGS = (FfmaConfig(128, 64, 8, 8, 4), FfmaConfig(64, 64, 8, 4, 4), FfmaConfig(32, 64, 8, 4, 4))
+                MmaConfig(64, 32, 16, 2, 2, 4), MmaConfig(128, 16, 16, 2, 1, 4))
+FFMA_CONFIGS = (FfmaConfig(128, 64, 8, 8, 4), FfmaConfig(64, 64, 8, 4, 4), FfmaConfig(32, 64, 8, 4, 4),
+                FfmaConfig(128, 16, 8, 8, 2))
+ROW_BYTES = 24  # sizeof(FwIdxRow) in conv_igemm.cu: long long + 2 ints + bool, 8-byte aligned
 
 
 def _cp():

@@ -78,6 +78,7 @@ struct FwIdxRow {
   int h, w;
   bool ok;
 };
+static_assert(sizeof(FwIdxRow) == 24, "ROW_BYTES in conv.py sizes the shared-memory row tables");
 struct FwIdxCol {
   long long off;
   int h, w;
@@ -291,6 +292,10 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
   extern __shared__ __align__(16) unsigned char fw_smem[];
   T* As = reinterpret_cast<T*>(fw_smem);
   T* Bs = As + STAGES * BM * LDS;
+  // Row parts of the element loaders' offsets, one per tile row (the stage buffers end on a
+  // 16-byte boundary: LDS * sizeof(T) is a multiple of 16).
+  FwIdxRow* srow_a = reinterpret_cast<FwIdxRow*>(Bs + STAGES * BN * LDS);
+  FwIdxRow* srow_b = srow_a + BM;
 
   const FwConv c = fw_make_conv<MODE>(FW_CONV_NAMES);
   const int g = blockIdx.z / splits, split = blockIdx.z - g * splits;
@@ -304,7 +309,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 
   // A thread's column within a tile is fixed and its rows advance by a fixed step, so the row
   // part of each offset is computed here once (vector loaders: kept in registers) and the column
-  // part once per k-tile; the element loaders recompute the row part (more rows per thread).
+  // part once per k-tile; the element loaders (more rows per thread) read it from shared memory.
   constexpr int VROWS_A = BM * CPR / THREADS, VROWS_B = BN * CPR / THREADS;
   constexpr int VSTEP = THREADS / CPR, ESTEP = THREADS / BK;
   const int vcc = (threadIdx.x % CPR) * VEC, vrow0 = threadIdx.x / CPR;
@@ -318,6 +323,11 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 #pragma unroll
     for (int i = 0; i < VROWS_B; ++i) brow[i] = fw_b_row<MODE>(c, g, n0 + vrow0 + i * VSTEP);
   }
+  if (!VEC_A)
+    for (int i = threadIdx.x; i < BM; i += THREADS) srow_a[i] = fw_a_row<MODE>(c, g, m0 + i);
+  if (!VEC_B)
+    for (int i = threadIdx.x; i < BN; i += THREADS) srow_b[i] = fw_b_row<MODE>(c, g, n0 + i);
+  if (!VEC_A || !VEC_B) __syncthreads();
 
   auto load_tile = [&](int stage, int k0) {
     T* as = As + stage * BM * LDS;
@@ -335,7 +345,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 #pragma unroll 4
       for (int i = 0; i < BM * BK / THREADS; ++i) {
         const int tr = erow0 + i * ESTEP;
-        const long long off = fw_a_at<MODE>(c, fw_a_row<MODE>(c, g, m0 + tr), col);
+        const long long off = fw_a_at<MODE>(c, srow_a[tr], col);
         if (F16) {
           as[tr * LDS + ecc] = off >= 0 ? asrc[off] : T(0);
         } else {
@@ -356,7 +366,7 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 #pragma unroll 4
       for (int i = 0; i < BN * BK / THREADS; ++i) {
         const int tr = erow0 + i * ESTEP;
-        const long long off = fw_b_at<MODE>(c, fw_b_row<MODE>(c, g, n0 + tr), col);
+        const long long off = fw_b_at<MODE>(c, srow_b[tr], col);
         if (F16) {
           bs[tr * LDS + ecc] = off >= 0 ? bsrc[off] : T(0);
         } else {
@@ -465,6 +475,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
                 "bad tile");
   __shared__ __align__(16) float As[2][BK][LA];
   __shared__ __align__(16) float Bs[2][BK][LB];
+  __shared__ FwIdxRow srow_a[BM], srow_b[BN];  // row parts of the operand offsets
 
   const FwConv c = fw_make_conv<MODE>(FW_CONV_NAMES);
   const int g = blockIdx.z / splits, split = blockIdx.z - g * splits;
@@ -475,7 +486,10 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
   const int tid = threadIdx.x, tx = tid % TX, ty = tid / TX;
 
   // The thread's column kc within a tile is fixed (THREADS % BK == 0): the column part of every
-  // offset is computed once per k-tile, the row part per element.
+  // offset is computed once per k-tile; the row parts once per block, kept in shared memory.
+  for (int i = tid; i < BM; i += THREADS) srow_a[i] = fw_a_row<MODE>(c, g, m0 + i);
+  for (int i = tid; i < BN; i += THREADS) srow_b[i] = fw_b_row<MODE>(c, g, n0 + i);
+  __syncthreads();
   const int kc = tid % BK, row0 = tid / BK;
   constexpr int STEP = THREADS / BK;
   auto load_tile = [&](int stage, int k0) {
@@ -483,7 +497,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
 #pragma unroll
     for (int i = 0; i < BM * BK / THREADS; ++i) {
       const int row = row0 + i * STEP;
-      const long long off = fw_a_at<MODE>(c, fw_a_row<MODE>(c, g, m0 + row), acol);
+      const long long off = fw_a_at<MODE>(c, srow_a[row], acol);
       if (sizeof(T) == 4) {
         fw_cp_async4(fw_smem_addr(&As[stage][kc][row]), asrc + (off >= 0 ? off : 0), off >= 0);
       } else {
@@ -494,7 +508,7 @@ __global__ void __launch_bounds__((BM / TM) * (BN / TN))
 #pragma unroll
     for (int i = 0; i < BN * BK / THREADS; ++i) {
       const int row = row0 + i * STEP;
-      const long long off = fw_b_at<MODE>(c, fw_b_row<MODE>(c, g, n0 + row), bcol);
+      const long long off = fw_b_at<MODE>(c, srow_b[row], bcol);
       if (sizeof(T) == 4) {
         fw_cp_async4(fw_smem_addr(&Bs[stage][kc][row]), bsrc + (off >= 0 ? off : 0), off >= 0);
       } else {
