@@ -323,11 +323,14 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 #pragma unroll
     for (int i = 0; i < VROWS_B; ++i) brow[i] = fw_b_row<MODE>(c, g, n0 + vrow0 + i * VSTEP);
   }
-  if (!VEC_A)
+  // Tables only where a row part costs divisions (A of forward and backward-data, B of
+  // backward-filter); the other row parts are one multiply, cheaper than a shared-memory read.
+  constexpr bool TABLE_A = !VEC_A && MODE != 2, TABLE_B = !VEC_B && MODE == 2;
+  if (TABLE_A)
     for (int i = threadIdx.x; i < BM; i += THREADS) srow_a[i] = fw_a_row<MODE>(c, g, m0 + i);
-  if (!VEC_B)
+  if (TABLE_B)
     for (int i = threadIdx.x; i < BN; i += THREADS) srow_b[i] = fw_b_row<MODE>(c, g, n0 + i);
-  if (!VEC_A || !VEC_B) __syncthreads();
+  if (TABLE_A || TABLE_B) __syncthreads();
 
   auto load_tile = [&](int stage, int k0) {
     T* as = As + stage * BM * LDS;
@@ -345,7 +348,8 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 #pragma unroll 4
       for (int i = 0; i < BM * BK / THREADS; ++i) {
         const int tr = erow0 + i * ESTEP;
-        const long long off = fw_a_at<MODE>(c, srow_a[tr], col);
+        const long long off =
+            fw_a_at<MODE>(c, TABLE_A ? srow_a[tr] : fw_a_row<MODE>(c, g, m0 + tr), col);
         if (F16) {
           as[tr * LDS + ecc] = off >= 0 ? asrc[off] : T(0);
         } else {
@@ -366,7 +370,8 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 #pragma unroll 4
       for (int i = 0; i < BN * BK / THREADS; ++i) {
         const int tr = erow0 + i * ESTEP;
-        const long long off = fw_b_at<MODE>(c, srow_b[tr], col);
+        const long long off =
+            fw_b_at<MODE>(c, TABLE_B ? srow_b[tr] : fw_b_row<MODE>(c, g, n0 + tr), col);
         if (F16) {
           bs[tr * LDS + ecc] = off >= 0 ? bsrc[off] : T(0);
         } else {
