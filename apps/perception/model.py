@@ -85,7 +85,22 @@ class CenterNet(nn.Module):
             if isinstance(m, ConvBNAct) and isinstance(m.bn, nn.BatchNorm2d):
                 m.conv = nn.utils.fuse_conv_bn_eval(m.conv, m.bn)
                 m.bn = nn.Identity()
+        self._merge_heads()
         return self
+
+    def _head_params(self):
+        return (self.hm.weight, self.reg.weight, self.hm.bias, self.reg.bias)
+
+    def _merge_heads(self):
+        """The two 1x1 heads read the same map: one convolution with both outputs reads it once.
+        Non-persistent buffers (they follow .to(device) and stay out of the state dict), rebuilt
+        when a head's parameters change (version counters), so they can never go stale."""
+        with fw.no_grad():
+            self.register_buffer("head_weight", fw.cat([self.hm.weight, self.reg.weight]).detach(),
+                                 persistent=False)
+            self.register_buffer("head_bias", fw.cat([self.hm.bias, self.reg.bias]).detach(),
+                                 persistent=False)
+        self._head_versions = tuple(t._version for t in self._head_params())
 
     @staticmethod
     def _up(x):
@@ -100,6 +115,11 @@ class CenterNet(nn.Module):
         p = self.fuse3(self.lat3(x3) + self._up(self.lat4(x4)))
         p = self.fuse2(self.lat2(x2) + self._up(p))
         p = self.dw(self.lat1(x1) + self._up(p))
+        if getattr(self, "head_weight", None) is not None and not self.training:
+            if tuple(t._version for t in self._head_params()) != self._head_versions:
+                self._merge_heads()
+            out = F.conv2d(p, self.head_weight, self.head_bias)
+            return out[:, : self.num_classes], out[:, self.num_classes :]
         return self.hm(p), self.reg(p)
 
 

@@ -203,34 +203,53 @@ def _depthwise_forward(xp, x, w, stride, padding, dilation, ho, wo):
     return y
 
 
+_DW_CHUNK_FLOATS = 64 * 1024  # ~256 KB per working array: a chunk's passes stay in a core's L2
+
+
 def _depthwise_forward_flat(xp, x, w, padding, dilation, ho, wo):
     """Stride 1: every tap is one contiguous slice of the flattened padded image.
 
     Output pixel (r, q) is computed at flat position r*Wp + q of the padded width Wp (the last
-    Wp - Wo columns of each row are garbage, cropped at the end), so the tap (i, j) reads
-    xflat[..., i*dh*Wp + j*dw:][:Ho*Wp]: long unit-stride passes instead of one short pass per row.
+    Wp - Wo columns of each row are garbage, dropped by the last tap, which writes the output), so
+    the tap (i, j) reads xflat[..., i*dh*Wp + j*dw:][:Ho*Wp]: long unit-stride passes instead of one
+    short pass per row. The (image, channel) planes go a few at a time, so that the kh*kw passes of
+    a chunk run in cache (measured 1.15-1.2x on one core at 32x120x120).
     """
     n, c, h, wd = x.shape
     kh, kw = w.shape[2:]
     ph, pw = padding
     dh, dw = dilation
     hp, wp = h + 2 * ph, wd + 2 * pw
-    flat = xp.zeros((n, c, hp * wp + (kw - 1) * dw), dtype=x.dtype)
-    flat[:, :, :hp * wp].reshape(n, c, hp, wp)[:, :, ph:ph + h, pw:pw + wd] = x
+    nc = n * c
+    flat = xp.zeros((nc, hp * wp + (kw - 1) * dw), dtype=x.dtype)
+    flat[:, :hp * wp].reshape(nc, hp, wp)[:, ph:ph + h, pw:pw + wd] = x.reshape(nc, h, wd)
     L = ho * wp
-    acc = xp.empty((n, c, L), dtype=x.dtype)
+    wc = w.reshape(c, kh * kw)
+    if n > 1:
+        wc = xp.tile(wc, (n, 1))
+    y = xp.empty((nc, ho, wo), dtype=x.dtype)
+    step = max(1, _DW_CHUNK_FLOATS // L) if xp is np else nc  # (one pass over everything on a GPU)
+    acc = xp.empty((min(step, nc), L), dtype=x.dtype)
     tmp = xp.empty_like(acc)
-    wc = w.reshape(1, c, kh * kw)
-    for t in range(kh * kw):
-        i, j = divmod(t, kw)
-        off = i * dh * wp + j * dw
-        src = flat[:, :, off:off + L]
-        if t == 0:
-            xp.multiply(src, wc[:, :, t:t + 1], out=acc)
-        else:
-            xp.multiply(src, wc[:, :, t:t + 1], out=tmp)
-            acc += tmp
-    return xp.ascontiguousarray(acc.reshape(n, c, ho, wp)[:, :, :, :wo])
+    last = kh * kw - 1
+    for p0 in range(0, nc, step):
+        p1 = min(nc, p0 + step)
+        a, t_ = acc[:p1 - p0], tmp[:p1 - p0]
+        for t in range(kh * kw):
+            i, j = divmod(t, kw)
+            off = i * dh * wp + j * dw
+            src = flat[p0:p1, off:off + L]
+            if t == 0:
+                xp.multiply(src, wc[p0:p1, t:t + 1], out=a)
+            elif t < last:
+                xp.multiply(src, wc[p0:p1, t:t + 1], out=t_)
+                a += t_
+            else:  # the last tap adds straight into the output, dropping the garbage columns
+                xp.multiply(src, wc[p0:p1, t:t + 1], out=t_)
+                xp.add(a.reshape(-1, ho, wp)[:, :, :wo], t_.reshape(-1, ho, wp)[:, :, :wo], out=y[p0:p1])
+        if last == 0:
+            y[p0:p1] = a.reshape(-1, ho, wp)[:, :, :wo]
+    return y.reshape(n, c, ho, wo)
 
 
 def _col2im_into(xp, dst, gcol, kh, kw, stride, dilation, ho, wo):

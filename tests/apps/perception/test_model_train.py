@@ -104,6 +104,14 @@ def test_fused_detector_matches_the_unfused_model(rng):
     np.testing.assert_allclose(reg, r0.numpy(), rtol=1e-4, atol=1e-4)
     with pytest.raises(ValueError, match="eval"):
         CenterNet(width=0.5).fuse()
+    # The fused copy runs both heads as one convolution: not in its state dict, and rebuilt when a
+    # head's parameters change after fusing (never stale).
+    assert "head_weight" not in det.net.state_dict() and "hm.weight" in det.net.state_dict()
+    with fw.no_grad():
+        det.net.reg.bias.add_(0.5)
+    heat2, reg2 = det.forward(x)
+    np.testing.assert_allclose(heat2, heat, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(reg2, reg + 0.5, rtol=1e-5, atol=1e-5)
 
 
 def test_train_size_defaults_to_the_cache_size(tmp_path):
