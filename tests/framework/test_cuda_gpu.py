@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 import framework as fw
+import framework.nn  # noqa: F401  (fw.nn)
 from framework import backend
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not backend.cuda_available(),
@@ -430,3 +431,155 @@ def test_every_op_on_gpu_matches_cpu(case):
             continue
         assert (a.shape, a.dtype) == (b.shape, b.dtype), f"{case}[{i}]"
         np.testing.assert_allclose(b, a, rtol=2e-4, atol=2e-5, err_msg=f"{case}[{i}]")
+
+
+# ------------------------------------------------------ modules, optimizers, checkpoints on GPU
+
+def _same_run(build, step, n_steps=3):
+    """Run ``step(model, opt, dev)`` n_steps times on the CPU and on the GPU from the same seed; the
+    losses and every parameter afterwards must agree."""
+    out = {}
+    with _Precision("fp32"):
+        for dev in ("cpu", "cuda"):
+            fw.manual_seed(0)
+            model, opt = build()
+            model.to(dev)
+            losses = [float(step(model, opt, dev)) for _ in range(n_steps)]
+            out[dev] = losses, {k: v.detach().cpu().numpy() for k, v in model.state_dict().items()}
+    np.testing.assert_allclose(out["cuda"][0], out["cpu"][0], rtol=2e-4, atol=1e-5)
+    for k, v in out["cpu"][1].items():
+        np.testing.assert_allclose(out["cuda"][1][k], v, rtol=2e-3, atol=2e-4, err_msg=k)
+
+
+@pytest.mark.parametrize("opt_name", ["SGD", "Adam", "AdamW"])
+def test_optimizers_and_scheduler_on_gpu_match_cpu(opt_name):
+    nn, optim = fw.nn, fw.optim
+    rng = np.random.default_rng(0)
+    x0, t0 = rng.standard_normal((16, 8)).astype(np.float32), rng.integers(0, 3, 16)
+
+    def build():
+        model = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.LayerNorm(16), nn.Linear(16, 3))
+        kw = {"SGD": dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4),
+              "Adam": dict(lr=1e-2), "AdamW": dict(lr=1e-2, weight_decay=0.1)}[opt_name]
+        opt = getattr(optim, opt_name)(model.parameters(), **kw)
+        opt.sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=5)
+        return model, opt
+
+    def step(model, opt, dev):
+        opt.zero_grad()
+        loss = fw.nn.functional.cross_entropy(model(fw.tensor(x0, device=dev)), fw.tensor(t0, device=dev))
+        loss.backward()
+        fw.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.sched.step()
+        return loss.item()
+
+    _same_run(build, step)
+
+
+@pytest.mark.parametrize("cell", ["LSTM", "GRU"])
+def test_recurrent_layers_with_packed_sequences_on_gpu_match_cpu(cell):
+    nn = fw.nn
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal((5, 4, 6)).astype(np.float32)  # (T, B, F), time-major
+    lengths = [5, 3, 2, 1]
+
+    def build():
+        model = getattr(nn, cell)(6, 8, num_layers=2, bidirectional=True)
+        return model, fw.optim.SGD(model.parameters(), lr=0.1)
+
+    def step(model, opt, dev):
+        opt.zero_grad()
+        packed = nn.utils.rnn.pack_padded_sequence(fw.tensor(x0, device=dev), lengths)
+        out, _ = model(packed)
+        padded, _ = nn.utils.rnn.pad_packed_sequence(out)
+        loss = (padded ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    _same_run(build, step)
+
+
+def test_attention_and_embedding_on_gpu_match_cpu():
+    nn = fw.nn
+    rng = np.random.default_rng(0)
+    tok = rng.integers(0, 20, (3, 7))
+    pad = np.zeros((3, 7), bool)
+    pad[1, 5:] = pad[2, 3:] = True
+
+    def build():
+        model = nn.ModuleDict({"emb": nn.Embedding(20, 16),
+                               "mha": nn.MultiheadAttention(16, 4, batch_first=True)})
+        return model, fw.optim.Adam(model.parameters(), lr=1e-2)
+
+    def step(model, opt, dev):
+        opt.zero_grad()
+        e = model["emb"](fw.tensor(tok, device=dev))
+        y, w = model["mha"](e, e, e, key_padding_mask=fw.tensor(pad, device=dev))
+        loss = (y ** 2).mean() + w.sum() * 0
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    _same_run(build, step)
+
+
+def test_checkpoint_of_gpu_tensors_round_trips(tmp_path):
+    model = fw.nn.Sequential(fw.nn.Conv2d(3, 4, 3), fw.nn.BatchNorm2d(4)).to("cuda")
+    opt = fw.optim.Adam(model.parameters(), lr=1e-3)
+    model(fw.randn(2, 3, 8, 8, device="cuda")).sum().backward()
+    opt.step()
+    path = tmp_path / "ckpt.safetensors"
+    fw.save({"model": model.state_dict(), "opt": opt.state_dict()}, path)
+    back = fw.load(path)
+    for k, v in model.state_dict().items():
+        np.testing.assert_array_equal(back["model"][k].numpy(), v.cpu().numpy())
+    fresh = fw.nn.Sequential(fw.nn.Conv2d(3, 4, 3), fw.nn.BatchNorm2d(4)).to("cuda")
+    fresh.load_state_dict(back["model"])
+    assert all(p.device == fw.device("cuda:0") for p in fresh.parameters())
+
+
+def test_mixed_precision_training_steps_on_gpu():
+    nn = fw.nn
+    fw.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4)).to("cuda")
+    opt = fw.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    scaler = fw.amp.GradScaler()
+    rng = np.random.default_rng(0)
+    x = fw.tensor(rng.standard_normal((8, 3, 16, 16)).astype(np.float32), device="cuda")
+    t = fw.tensor(rng.integers(0, 4, 8), device="cuda")
+    losses = []
+    for _ in range(8):
+        opt.zero_grad()
+        with fw.autocast("cuda", dtype=fw.float16):
+            loss = fw.nn.functional.cross_entropy(model(x), t)
+        assert loss.dtype == fw.float32  # losses run in float32 under autocast
+        scaler.scale(loss).backward()
+        scaler.step(opt)
+        scaler.update()
+        losses.append(loss.item())
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert all(p.dtype == fw.float32 for p in model.parameters())
+
+
+def test_perception_detector_trains_and_detects_on_gpu():
+    from apps.perception.model import CenterNet
+
+    rng = np.random.default_rng(0)
+    x0 = rng.random((2, 3, 64, 64)).astype(np.float32)
+
+    def build():
+        model = CenterNet(width=0.5)
+        return model, fw.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step(model, opt, dev):
+        opt.zero_grad()
+        heat, reg = model(fw.tensor(x0, device=dev))
+        loss = heat.sigmoid().mean() + (reg ** 2).mean()
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    _same_run(build, step, n_steps=2)
