@@ -331,7 +331,7 @@ def _ones_like(a):
 def _zeros_like_meta(fn, shape, dt):
     from .backend import get_array_module
 
-    x = next(x for x in fn.inputs if hasattr(x, "data"))
+    x = next(x for x in fn.inputs if isinstance(x, _tensor_cls()))
     return get_array_module(x.data).zeros(shape, dtype=dt)
 
 

@@ -1308,7 +1308,7 @@ def _erf_array(x):
     if xp is not np:
         import cupyx.scipy.special as cs
 
-        return cs.erf(x)
+        return cs.erf(x).astype(x.dtype, copy=False)  # CuPy's erf maps float16 to float64
     try:
         from scipy.special import erf as _erf
     except ImportError:  # pragma: no cover - scipy is a dependency; keep a slow exact fallback

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from .backend import device as _device
-from .backend import to_device
+from .backend import get_array_module, to_device
 from .tensor import Tensor
 
 __all__ = ["save", "load", "CheckpointError"]
@@ -85,7 +85,7 @@ def save(obj: Any, f) -> None:
     def encode(x, path: str):
         if isinstance(x, Tensor):
             return {"__tensor__": add(path, _cpu_array(x.data))}
-        if isinstance(x, np.ndarray):
+        if isinstance(x, np.ndarray) or get_array_module(x) is not np:  # NumPy, or a CuPy array
             return {"__ndarray__": add(path, _cpu_array(x))}
         if x is None or isinstance(x, (bool, str)):
             return x

@@ -193,7 +193,8 @@ class MultiheadAttention(Module):
         weights = F.softmax(scores, dim=-1)
         p = self.dropout if self.training else 0.0
         dropped = F.dropout(weights, p, True) if p > 0 else weights
-        out = (dropped @ v).transpose(0, 1).reshape(L * N, E)
+        # softmax runs in float32 under autocast; the product goes back to the projections' dtype
+        out = (dropped.to(v.dtype) @ v).transpose(0, 1).reshape(L * N, E)
         # Like PyTorch, out_proj's weights are applied directly (its own hooks do not run).
         out = F.linear(out, self.out_proj.weight, self.out_proj.bias).reshape(L, N, E)
         if not batched:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import dtypes as _dt
+from ..backend import get_array_module
 from ..tensor import Tensor
 
 
@@ -22,7 +23,7 @@ class Parameter(Tensor):
         elif isinstance(data, Tensor):
             arr, vc = data.data, data._vc
         else:
-            arr, vc = np.asarray(data), [0]
+            arr, vc = (data if get_array_module(data) is not np else np.asarray(data)), [0]
         super().__init__(arr, requires_grad=False)
         self._vc = vc
         if requires_grad:
@@ -46,7 +47,8 @@ class Buffer(Tensor):
     """A marker like ``torch.nn.Buffer``: assigned to a Module attribute, it becomes a buffer."""
 
     def __init__(self, data, persistent: bool = True):
-        arr = data.data if isinstance(data, Tensor) else np.asarray(data)
+        arr = data.data if isinstance(data, Tensor) else (
+            data if get_array_module(data) is not np else np.asarray(data))
         super().__init__(arr)
         self.persistent = persistent
 

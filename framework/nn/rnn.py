@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from ..amp import cast_inputs
 from ..ops import cat, stack
 from ..tensor import empty, zeros
 from . import functional as F
@@ -18,6 +19,9 @@ from .module import Module
 from .parameter import Parameter
 from .recurrence import _GATES, _SEQ, _GRUSeq, _LSTMSeq, _RNNSeq
 from .utils.rnn import PackedSequence, _packed_rows, gather_rows, scatter_rows
+
+# autocast's name for each recurrence (all run in the lower precision, like PyTorch's cells)
+_AMP_OP = {"LSTM": "lstm_cell", "GRU": "gru_cell", "RNN_TANH": "rnn_tanh_cell", "RNN_RELU": "rnn_relu_cell"}
 
 # --------------------------------------------------------------------------------------- layers
 
@@ -143,7 +147,9 @@ class RNNBase(Module):
         if x.shape[-1] != self.input_size:
             raise RuntimeError(f"input.size(-1) must be equal to input_size. Expected {self.input_size}, "
                                f"got {x.shape[-1]}")
-        if x.dtype != self.weight_ih_l0.dtype:
+        op = _AMP_OP.get(self.mode, "rnn_tanh_cell")
+        xc, wc = cast_inputs(op, x, self.weight_ih_l0)  # under autocast both go to its dtype
+        if xc.dtype != wc.dtype:
             raise RuntimeError(f"{type(self).__name__}: input dtype {x.dtype} does not match the "
                                f"parameters' dtype {self.weight_ih_l0.dtype}")
         D = 2 if self.bidirectional else 1
@@ -162,7 +168,8 @@ class RNNBase(Module):
                 k = layer * D + d
                 w = self._weights(layer, d)
                 init_states = [s[k] for s in states]
-                res = seq_cls(batch_sizes=batch_sizes, reverse=d == 1, **extra)(x, *init_states, *w)
+                args = cast_inputs(op, x, *init_states, *w)
+                res = seq_cls(batch_sizes=batch_sizes, reverse=d == 1, **extra)(*args)
                 outs.append(res[0])
                 for j in range(n_states):
                     finals[j].append(res[1 + j])
@@ -295,8 +302,9 @@ class RNNCellBase(Module):
         else:
             kw.pop("n", None)
             states = [s.unsqueeze(0) if unbatched else s for s in states]
+        op = {_LSTMSeq: "lstm_cell", _GRUSeq: "gru_cell"}.get(seq_cls, "rnn_tanh_cell")
         res = seq_cls(batch_sizes=None, reverse=False, **kw)(
-            x, *states, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh)
+            *cast_inputs(op, x, *states, self.weight_ih, self.weight_hh, self.bias_ih, self.bias_hh))
         outs = res[1:]
         return [o.squeeze(0) for o in outs] if unbatched else list(outs)
 

@@ -460,13 +460,33 @@ def unbind(input, dim=0):
 # ----------------------------------------------------------------------------- gather / scatter
 
 
+def _as_array(a):
+    """A NumPy or CuPy array as it is; anything else (lists, scalars) as a NumPy array."""
+    return a if get_array_module(a) is not np else np.asarray(a)
+
+
 def add_at(xp, out, key, values):
     """``out[key] += values`` with repeated indices accumulating (np.add.at / cupyx.scatter_add)."""
     if xp is np:
         np.add.at(out, key, values)
-    else:
-        import cupyx
+        return
+    import cupyx
 
+    kind = out.dtype
+    if kind in (xp.int64, xp.uint64) or kind.kind in "iu" and kind.itemsize < 4:
+        # CuPy's scatter_add takes (u)int32, uint64 and floats: add int64 as uint64 (the same bits
+        # modulo 2**64), narrow integers through int64
+        if kind.itemsize == 8:
+            cupyx.scatter_add(out.view(xp.uint64), key, xp.asarray(values).astype(kind).view(xp.uint64))
+        else:
+            wide = out.astype(xp.int64)
+            add_at(xp, wide, key, xp.asarray(values).astype(xp.int64))
+            out[...] = wide.astype(kind)
+    elif kind == xp.bool_:  # logical or, as NumPy's add on booleans
+        wide = out.astype(xp.int32)
+        cupyx.scatter_add(wide, key, xp.asarray(values).astype(xp.int32))
+        out[...] = wide > 0
+    else:
         cupyx.scatter_add(out, key, values)
 
 
@@ -498,7 +518,7 @@ class Gather(Function):
 
 def gather(input, dim, index):
     d = _norm_dim(dim, input.ndim)
-    idx = index if isinstance(index, Tensor) else Tensor(np.asarray(index))
+    idx = index if isinstance(index, Tensor) else Tensor(_as_array(index))
     return Gather(dim=d)(input, idx)
 
 

@@ -56,6 +56,31 @@ def test_promote_ops_take_the_widest_float():
     assert ch2.dtype == ch3.dtype == fw.float16
 
 
+@pytest.mark.parametrize("layer", ["LSTM", "GRU", "RNN", "MultiheadAttention", "GELU"])
+def test_layers_fed_by_autocast_linears_run_and_train(layer):
+    """A recurrent layer, attention or GELU after an autocast Linear (half activations, float32
+    parameters): runs in half like PyTorch's cells, and the parameters get float32 gradients."""
+    import framework.nn as nn
+
+    fw.manual_seed(0)
+    lin = nn.Linear(8, 8)
+    mod = {"LSTM": lambda: nn.LSTM(8, 6, num_layers=2, bidirectional=True),
+           "GRU": lambda: nn.GRU(8, 6), "RNN": lambda: nn.RNN(8, 6),
+           "MultiheadAttention": lambda: nn.MultiheadAttention(8, 2),
+           "GELU": nn.GELU}[layer]()
+    x = _t((5, 3, 8))
+    with fw.autocast("cpu"):
+        h = lin(x)
+        assert h.dtype == fw.float16
+        out = mod(h, h, h)[0] if layer == "MultiheadAttention" else mod(h)
+        out = out[0] if isinstance(out, tuple) else out
+    assert out.dtype == fw.float16
+    out.float().sum().backward()
+    params = list(lin.parameters()) + list(mod.parameters())
+    assert all(p.grad is not None and p.grad.dtype == fw.float32 for p in params)
+    assert all(np.isfinite(p.grad.numpy()).all() for p in params)
+
+
 def test_ineligible_inputs_are_left_alone():
     d = _t((2, 2), dtype=fw.float64)
     i = fw.tensor([[1, 2], [3, 4]])

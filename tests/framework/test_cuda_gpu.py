@@ -583,3 +583,46 @@ def test_perception_detector_trains_and_detects_on_gpu():
         return loss.item()
 
     _same_run(build, step, n_steps=2)
+
+
+def test_detector_on_cuda_folds_its_batch_norms_on_the_device():
+    from apps.perception.detector import Detector
+    from apps.perception.model import CenterNet
+
+    fw.manual_seed(0)
+    model = CenterNet(width=0.5).eval()
+    x = np.random.default_rng(0).random((1, 3, 64, 64)).astype(np.float32)
+    with _Precision("fp32"):
+        cpu = Detector(model, size=64).forward(x)
+        gpu = Detector(model, size=64, device="cuda").forward(x)
+    for a, b in zip(cpu, gpu):
+        np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [fw.int64, fw.int32, fw.uint8, fw.bool, fw.float16])
+def test_scatter_add_of_every_dtype_on_gpu(dtype):
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 4, (3, 6))
+    src = rng.integers(0, 3, (3, 6))
+    out = {}
+    for dev in ("cpu", "cuda"):
+        base = fw.zeros(3, 4, dtype=dtype, device=dev)
+        out[dev] = base.scatter_add(1, fw.tensor(idx, device=dev), fw.tensor(src, device=dev).to(dtype))
+    np.testing.assert_array_equal(out["cuda"].cpu().numpy(), out["cpu"].numpy())
+
+
+@pytest.mark.parametrize("layer", ["LSTM", "MultiheadAttention", "GELU"])
+def test_layers_under_cuda_autocast(layer):
+    nn = fw.nn
+    fw.manual_seed(0)
+    lin = nn.Linear(8, 8).to("cuda")
+    mod = {"LSTM": lambda: nn.LSTM(8, 6), "MultiheadAttention": lambda: nn.MultiheadAttention(8, 2),
+           "GELU": nn.GELU}[layer]().to("cuda")
+    x = fw.randn(5, 3, 8, device="cuda")
+    with fw.autocast("cuda", dtype=fw.float16):
+        h = lin(x)
+        out = mod(h, h, h)[0] if layer == "MultiheadAttention" else mod(h)
+        out = out[0] if isinstance(out, tuple) else out
+    assert out.dtype == fw.float16
+    out.float().sum().backward()
+    assert all(p.grad is not None and p.grad.dtype == fw.float32 for p in mod.parameters())

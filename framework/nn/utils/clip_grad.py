@@ -26,11 +26,14 @@ def get_total_norm(tensors, norm_type: float = 2.0, error_if_nonfinite: bool = F
         return Tensor(np.array(0.0, dtype=np.float32))
     xp = get_array_module(tensors[0].data)
     dt = tensors[0].data.dtype
+    # One reduction per tensor on its device, then a single copy to the host (one GPU wait, not one
+    # per parameter).
     if math.isinf(norm_type):
-        total = max(float(xp.abs(t.data).max()) if t.data.size else 0.0 for t in tensors)
+        parts = [xp.abs(t.data).max().astype(xp.float64) for t in tensors if t.data.size]
+        total = float(xp.stack(parts).max()) if parts else 0.0
     else:
-        total = sum(float((xp.abs(t.data.astype(xp.float64)) ** norm_type).sum()) for t in tensors) \
-            ** (1.0 / norm_type)
+        parts = [(xp.abs(t.data.astype(xp.float64)) ** norm_type).sum() for t in tensors]
+        total = float(xp.stack(parts).sum()) ** (1.0 / norm_type)
     if error_if_nonfinite and not math.isfinite(total):
         raise RuntimeError(f"The total norm of order {norm_type} for gradients from `parameters` is "
                            "non-finite, so it cannot be clipped. To disable this error and scale the "

@@ -13,6 +13,7 @@ import copy
 import numpy as np
 
 from ...autograd import no_grad
+from ...backend import CPU, device_of, get_array_module, to_device
 from ...tensor import Tensor
 from ..parameter import Parameter
 
@@ -20,7 +21,11 @@ __all__ = ["fuse_conv_bn_eval", "fuse_conv_bn_weights", "fuse_linear_bn_eval", "
 
 
 def _arr(t):
-    return None if t is None else (t.detach().numpy() if isinstance(t, Tensor) else np.asarray(t))
+    """A host NumPy copy of a Tensor or array on any device (the folding runs in float64 on the CPU)."""
+    if t is None:
+        return None
+    a = t.data if isinstance(t, Tensor) else t
+    return np.asarray(to_device(a, CPU)) if get_array_module(a) is not np else np.asarray(a)
 
 
 def _folded(w, b, rm, rv, eps, bn_w, bn_b, axis):
@@ -54,7 +59,9 @@ def fuse_conv_bn_weights(conv_w, conv_b, bn_rm, bn_rv, bn_eps, bn_w, bn_b, trans
     w = _arr(conv_w)
     fw_, fb = _folded(w, _arr(conv_b), _arr(bn_rm), _arr(bn_rv), float(bn_eps), _arr(bn_w), _arr(bn_b),
                       1 if transpose else 0)
-    return Parameter(Tensor(fw_), requires_grad=getattr(conv_w, "requires_grad", True)), Parameter(Tensor(fb))
+    dev = device_of(conv_w.data if isinstance(conv_w, Tensor) else conv_w)  # back where the layer lives
+    return (Parameter(Tensor(to_device(fw_, dev)), requires_grad=getattr(conv_w, "requires_grad", True)),
+            Parameter(Tensor(to_device(fb, dev))))
 
 
 def fuse_conv_bn_eval(conv, bn, transpose: bool = False):
