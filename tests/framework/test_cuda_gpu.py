@@ -626,3 +626,25 @@ def test_layers_under_cuda_autocast(layer):
     assert out.dtype == fw.float16
     out.float().sum().backward()
     assert all(p.grad is not None and p.grad.dtype == fw.float32 for p in mod.parameters())
+
+
+def test_dicom_classifier_trains_on_gpu_like_on_cpu():
+    from apps.dicom_dx.model import ChestNet
+
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal((4, 1, 64, 64)).astype(np.float32)
+    t0 = rng.integers(0, 2, (4, 1)).astype(np.float32)
+
+    def build():
+        model = ChestNet(widths=(8, 8, 16, 16), n_outputs=1)
+        return model, fw.optim.AdamW(model.parameters(), lr=1e-3)
+
+    def step(model, opt, dev):
+        opt.zero_grad()
+        logits = model(fw.tensor(x0, device=dev))
+        loss = fw.nn.functional.binary_cross_entropy_with_logits(logits, fw.tensor(t0, device=dev))
+        loss.backward()
+        opt.step()
+        return loss.item()
+
+    _same_run(build, step, n_steps=2)
