@@ -369,6 +369,7 @@ _broken: set = set()
 # that finds its plan here only launches. Cleared with the tuner (``clear_plans``).
 _plans: dict = {}
 _phases: dict = {}  # geometry -> its backward-data stride phases
+_MAX_PLANS = 4096
 
 
 def clear_plans() -> None:
@@ -432,6 +433,8 @@ def _tuned(mode, a, b, out, geo, dtype, phases=(None,), bias=None, residual=None
         _broken.add((dev, kind))
         _tuned(mode, a, b, out, geo, dtype, phases, bias, residual, act)
         return
+    if len(_plans) >= _MAX_PLANS:  # e.g. a stream of ever-new input sizes: start over, never grow unbounded
+        _plans.clear()
     _plans[key] = launches
 
 
@@ -534,6 +537,8 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups, *, 
     wt = _nhwc(w.reshape(groups, kg, cg * r * s, 1), cp).reshape(groups * cg, r * s * kg)
     phases = _phases.get(geo)
     if phases is None:
+        if len(_phases) >= _MAX_PLANS:
+            _phases.clear()
         phases = _phases[geo] = tuple(bwd_data_phases(geo))
     _tuned(1, ga, wt, gx, geo, gy.dtype, phases)  # one GEMM per stride phase: no products with holes
     return gx
