@@ -277,10 +277,33 @@ class Relu(Function):
         return Mask(mask=y.data > 0)(g)  # a bool mask: x * mask keeps x's float dtype
 
 
+_RELU_CHUNK = 1 << 18
+_zero_chunks: dict = {}
+
+
 def _relu_array(x, out=None):
-    """max(x, 0) with NaN kept (as PyTorch's relu): NumPy's maximum propagates NaN."""
+    """max(x, 0) with NaN kept (as PyTorch's relu): NumPy's maximum propagates NaN.
+
+    NumPy's maximum against a scalar runs a slow loop (measured 2.5-3x slower than against an array
+    of zeros on an AVX-512 core, NumPy 2.4), so contiguous float arrays go against a fixed zero
+    buffer, a chunk at a time (the buffer stays small and in cache).
+    """
     xp = get_array_module(x)
-    return xp.maximum(x, x.dtype.type(0), out=out)
+    zero = x.dtype.type(0)
+    if (xp is not np or x.dtype.kind != "f" or x.size < 1024 or not x.flags.c_contiguous
+            or (out is not None and not out.flags.c_contiguous)):
+        return xp.maximum(x, zero, out=out)
+    if out is None:
+        out = np.empty_like(x)
+    zb = _zero_chunks.get(x.dtype)
+    if zb is None:
+        zb = _zero_chunks[x.dtype] = np.zeros(_RELU_CHUNK, dtype=x.dtype)
+    xf, of = x.reshape(-1), out.reshape(-1)
+    n, c = xf.size, zb.size
+    for i in range(0, n, c):
+        j = min(n, i + c)
+        np.maximum(xf[i:j], zb[:j - i], out=of[i:j])
+    return out
 
 
 class Abs(Function):

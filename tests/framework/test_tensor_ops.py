@@ -689,3 +689,19 @@ def test_second_order_matmul_gather_scatter_pow():
     check_double(lambda L, t, i, s: t.scatter_add(1, i, s * s) ** 2, normal(3, 5), idx, normal(3, 4))
     check_double(lambda L, a, b: a**b, positive(2, 3), normal(2, 3))
     check_double(lambda L, x, m: x.masked_fill(m, 2.0) ** 3, normal(3, 4), R.random((3, 4)) > 0.5)
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_relu_kernel_against_numpy_across_chunks(dtype):
+    """The chunked zero-buffer relu: chunk boundaries, NaN kept, infinities, in place, non-contiguous."""
+    from framework.ops.basic import _RELU_CHUNK, _relu_array
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal(2 * _RELU_CHUNK + 5).astype(dtype).reshape(-1, 5)
+    x.flat[[3, _RELU_CHUNK - 1, _RELU_CHUNK]] = [np.nan, -np.inf, np.inf]
+    ref = np.maximum(x, dtype(0))
+    np.testing.assert_array_equal(_relu_array(x), ref)
+    y = x.copy()
+    assert _relu_array(y, out=y) is y
+    np.testing.assert_array_equal(y, ref)
+    np.testing.assert_array_equal(_relu_array(x.T), ref.T)  # non-contiguous: the plain path
