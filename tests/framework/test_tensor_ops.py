@@ -697,7 +697,7 @@ def test_relu_kernel_against_numpy_across_chunks(dtype):
     from framework.ops.basic import _RELU_CHUNK, _relu_array
 
     rng = np.random.default_rng(0)
-    x = rng.standard_normal(2 * _RELU_CHUNK + 5).astype(dtype).reshape(-1, 5)
+    x = rng.standard_normal(2 * _RELU_CHUNK + 6).astype(dtype).reshape(-1, 2)
     x.flat[[3, _RELU_CHUNK - 1, _RELU_CHUNK]] = [np.nan, -np.inf, np.inf]
     ref = np.maximum(x, dtype(0))
     np.testing.assert_array_equal(_relu_array(x), ref)
