@@ -66,8 +66,8 @@ def _torch_events(torch):
                     lambda a, b: a.elapsed_time(b))
 
 
-def bench_one(shape, prec, reps, cp, torch):
-    """One row: our and cuDNN's forward and forward+backward times for ``shape`` in ``prec``."""
+def _problem(shape, prec, cp):
+    """Random x, w (fan-in scaled) and an upstream gradient for one benchmark shape and precision."""
     from framework.kernels.cuda import conv as cconv
 
     n, c, hw, k, ks, st, pad = shape
@@ -78,6 +78,15 @@ def bench_one(shape, prec, reps, cp, torch):
     args = ((st, st), (pad, pad), (1, 1), 1)
     y = cconv.conv2d_forward(x, w, *args)
     gy = rs.standard_normal(y.shape, dtype=cp.float32).astype(dtype)
+    return x, w, gy, args
+
+
+def bench_one(shape, prec, reps, cp, torch):
+    """One row: our and cuDNN's forward and forward+backward times for ``shape`` in ``prec``."""
+    from framework.kernels.cuda import conv as cconv
+
+    n, c, hw, k, ks, st, pad = shape
+    x, w, gy, args = _problem(shape, prec, cp)
 
     def ours_fwd():
         cconv.conv2d_forward(x, w, *args)
@@ -158,14 +167,9 @@ def _breakdown_one(shape, prec, cp, cbench):
     from framework.kernels.cuda import conv as cconv
 
     n, c, hw, k, ks, st, pad = shape
-    dtype = "float16" if prec == "fp16" else "float32"
-    rs = cp.random.RandomState(0)
-    x = rs.standard_normal((n, c, hw, hw), dtype=cp.float32).astype(dtype)
-    w = (rs.standard_normal((k, c, ks, ks), dtype=cp.float32) / math.sqrt(c * ks * ks)).astype(dtype)
-    args = ((st, st), (pad, pad), (1, 1), 1)
-    y = cconv.conv2d_forward(x, w, *args)
-    gy = rs.standard_normal(y.shape, dtype=cp.float32).astype(dtype)
-    flops = 2.0 * y.size * c * ks * ks
+    x, w, gy, args = _problem(shape, prec, cp)
+    dtype = x.dtype
+    flops = 2.0 * gy.size * c * ks * ks
     row = {"shape": list(shape), "precision": prec}
     calls = {"fwd": lambda: cconv.conv2d_forward(x, w, *args),
              "bwd_data": lambda: cconv.conv2d_backward_input(gy, w, x.shape, *args),
@@ -181,7 +185,7 @@ def _breakdown_one(shape, prec, cp, cbench):
             a, b = cconv.gemm_operands(0, cp, x, w, 1, pad_c=pad_c)
             if pad_c and pad_c != c:
                 g = (n, pad_c) + geo[2:]
-            out = cp.empty(y.shape, dtype)
+            out = cp.empty(gy.shape, dtype)
         elif mode == 1:
             a, b = cconv.gemm_operands(1, cp, gy, w, 1)
             out = cp.empty(x.shape, dtype)
@@ -189,7 +193,7 @@ def _breakdown_one(shape, prec, cp, cbench):
             a, b = cconv.gemm_operands(2, cp, (gy, x), None, 1)
             out = cp.empty(w.shape, dtype)
         phases = cconv.bwd_data_phases(geo) if mode == 1 else [None]
-        m, ng, _ = cconv._gemm_dims(mode, x.shape, w.shape, y.shape[2:], 1)
+        m, ng, _ = cconv._gemm_dims(mode, x.shape, w.shape, gy.shape[2:], 1)
         best = None
         for cfg in cconv.candidate_configs(kind, m, ng, 1, L.sm_count()):
             try:

@@ -17,19 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 
 
 def _median_ms(fn, reps: int, warm: int = 20) -> float:
-    for _ in range(warm):
-        fn()
-    ts = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        fn()
-        ts.append((time.perf_counter() - t) * 1e3)
-    ts.sort()
-    return ts[len(ts) // 2]
+    import numpy as np
+
+    from benchmarks.perception import _time
+
+    return float(np.median(_time(fn, reps, warm=warm)))
 
 
 def _measure(size, cpu_net, gpu_net, tnet, torch, reps) -> dict:
