@@ -309,7 +309,8 @@ __global__ void __launch_bounds__(WARPS_M* WARPS_N * 32)
 
   // A thread's column within a tile is fixed and its rows advance by a fixed step, so the row
   // part of each offset is computed here once (vector loaders: kept in registers) and the column
-  // part once per k-tile; the element loaders (more rows per thread) read it from shared memory.
+  // part once per k-tile; the element loaders (more rows per thread) recompute it, or read it from
+  // a shared-memory table where it costs divisions (TABLE_A / TABLE_B below).
   constexpr int VROWS_A = BM * CPR / THREADS, VROWS_B = BN * CPR / THREADS;
   constexpr int VSTEP = THREADS / CPR, ESTEP = THREADS / BK;
   const int vcc = (threadIdx.x % CPR) * VEC, vrow0 = threadIdx.x / CPR;
