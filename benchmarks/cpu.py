@@ -27,7 +27,6 @@ as a correctness check.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import platform
@@ -37,6 +36,7 @@ import time
 from pathlib import Path
 
 from benchmarks import _blas
+from benchmarks._report import emit
 
 
 def _early_thread_env() -> None:
@@ -343,11 +343,7 @@ def main(argv=None) -> dict:
               "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
     if len(runs) == 1:
         del result["runs"]
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out, indent=2)
     return result
 
 

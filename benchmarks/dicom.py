@@ -18,12 +18,13 @@ for _v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
 import argparse  # noqa: E402
-import json  # noqa: E402
 import platform  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 from pathlib import Path  # noqa: E402
+
+from benchmarks._report import emit  # noqa: E402
 
 
 def pydicom_decode_seconds(files: list[Path]) -> float:
@@ -96,10 +97,7 @@ def main(argv=None) -> dict:
         "python": platform.python_version(),
         "note": "decode time (ours) includes the display pipeline, gate checks and resizing to the input",
     }
-    print(json.dumps(out, indent=1))
-    if a.out:
-        Path(a.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(a.out).write_text(json.dumps(out, indent=1) + "\n")
+    emit(out, a.out)
     return out
 
 

@@ -22,6 +22,8 @@ import math
 import sys
 import time
 
+from benchmarks._report import emit
+
 SHAPES = [  # (N, C, H=W, K, kernel, stride, pad), from issue 3
     (32, 3, 224, 64, 7, 2, 3), (32, 64, 56, 64, 3, 1, 1), (32, 128, 28, 128, 3, 1, 1),
     (32, 256, 14, 256, 3, 1, 1), (32, 512, 7, 512, 3, 1, 1), (32, 256, 14, 1024, 1, 1, 0),
@@ -352,12 +354,8 @@ def main(argv=None) -> int:
 
     shapes = SHAPES if a.shapes == "all" else SHAPES[1:2] + SMALL_BATCH
     if a.breakdown:
-        text = json.dumps({"benchmark": "gpu_conv_breakdown", "device": fw.cuda.get_device_name(),
-                           "rows": breakdown(shapes, cp, fw)}, indent=1)
-        print(text)
-        if a.out:
-            with open(a.out, "w") as f:
-                f.write(text + "\n")
+        emit({"benchmark": "gpu_conv_breakdown", "device": fw.cuda.get_device_name(),
+              "rows": breakdown(shapes, cp, fw)}, a.out)
         return 0
     t0 = time.time()
     rows, summary = bench_shapes(shapes, a.reps, cp, torch, fw)
@@ -375,11 +373,7 @@ def main(argv=None) -> int:
             doc["models"] = bench_models(cp, torch, fw, a.reps)
         except Exception as e:  # report, keep the kernel figures
             doc["models"] = {"error": f"{type(e).__name__}: {e}"}
-    text = json.dumps(doc, indent=2)
-    print(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
+    emit(doc, a.out, indent=2)
     return 0
 
 

@@ -14,7 +14,6 @@ another letterbox size (the network is fully convolutional; speed does not depen
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import sys
@@ -22,6 +21,7 @@ import tempfile
 import time
 
 from benchmarks import _blas
+from benchmarks._report import emit
 
 
 def torch_model(num_classes: int = 6, width: float = 1.0, neck: int = 48, head: int = 32):
@@ -269,12 +269,7 @@ def main(argv=None) -> dict:
         # judged against PyTorch running the same fused network (the stricter comparison)
         model_ratio=(result.get("model_ratio_ours_over_torch_fused") or 99) <= 1.0,
     )
-    text = json.dumps(result, indent=1)
-    print(text)
-    if a.out:
-        os.makedirs(os.path.dirname(a.out) or ".", exist_ok=True)
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
+    emit(result, a.out)
     return result
 
 

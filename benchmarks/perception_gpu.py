@@ -18,6 +18,8 @@ import argparse
 import json
 import sys
 
+from benchmarks._report import emit
+
 
 def _median_ms(fn, reps: int, warm: int = 20) -> float:
     import numpy as np
@@ -118,11 +120,7 @@ def main(argv=None) -> int:
            "torch": None if torch is None else torch.__version__, "reps": a.reps,
            "speedup": "t_torch / t_ours (>1: ours faster)", "target": "ours_fps_e2e >= 300 at 320",
            "results": rows}
-    text = json.dumps(doc, indent=1)
-    print(text)
-    if a.out:
-        with open(a.out, "w") as f:
-            f.write(text + "\n")
+    emit(doc, a.out)
     return 0
 
 
