@@ -133,8 +133,8 @@ class _Conv2d(Function):
         if fn.__module__ == _CUDA_CONV:  # the bias goes into the kernel's epilogue (no extra pass)
             return fn(x, w, self.stride, self.padding, self.dilation, self.groups, bias=b)
         if getattr(self, "keep_transform", False) and fn.__module__ == _CPU_CONV:
-            # The CPU kernels can hand work from the forward (Winograd's input transform) to the
-            # weight gradient instead of recomputing it.
+            # The CPU kernels can hand work from the forward (Winograd's input transform, im2col's
+            # patch matrices) to the weight gradient instead of recomputing it.
             self.kept = {}
             y = fn(x, w, self.stride, self.padding, self.dilation, self.groups, keep=self.kept)
         else:

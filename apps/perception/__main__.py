@@ -90,6 +90,7 @@ def cmd_train(a):
         time_budget_min=a.time_budget,
         crop=a.crop or None,
         init=a.init,
+        giou=a.giou,
     )
     print(json.dumps(st))
 
@@ -212,6 +213,9 @@ def main(argv=None):
     t.add_argument(
         "--init",
         help="start from these weights (e.g. the committed detector) with a fresh optimizer and schedule",
+    )
+    t.add_argument(
+        "--giou", type=float, default=0.0, help="weight of a 1 - GIoU box loss added to the L1 loss (0 = off)"
     )
     t.set_defaults(fn=cmd_train)
 

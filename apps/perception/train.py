@@ -26,7 +26,7 @@ import framework as fw
 
 from .classes import CLASSES
 from .data import STRIDE, CachedDataset, TrainDataset, collate
-from .losses import focal_heatmap_loss, reg_l1_loss
+from .losses import focal_heatmap_loss, giou_loss, reg_l1_loss
 from .model import CenterNet, count_parameters
 
 
@@ -138,6 +138,7 @@ def train(
     crop: int | None = 224,
     progress: bool = True,
     init: str | None = None,
+    giou: float = 0.0,
 ) -> dict:
     """Train; returns the final state dict (step, best metrics). See the module docstring for outputs."""
     from .evaluate import evaluate_cache
@@ -232,6 +233,7 @@ def train(
                     crop=crop,
                     time_budget_min=time_budget_min,
                     init=init,
+                    giou=giou,
                     minutes=round((time.time() - t_start) / 60, 1),
                 ),
             )
@@ -259,6 +261,9 @@ def train(
             l_hm = focal_heatmap_loss(heat, tg["heatmap"], tg["hm_weight"])
             l_reg = reg_l1_loss(reg, tg["reg"], tg["reg_weight"])
             loss = l_hm + l_reg
+            l_box = giou_loss(reg, tg["reg"], tg["reg_weight"]) if giou else None
+            if l_box is not None:
+                loss = loss + giou * l_box
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -283,6 +288,7 @@ def train(
                             loss=lv,
                             hm=float(l_hm.item()),
                             reg=float(l_reg.item()),
+                            **({} if l_box is None else dict(giou=float(l_box.item()))),
                             lr=cur_lr,
                             minutes=(time.time() - t_start) / 60,
                         )
@@ -315,7 +321,7 @@ def _train_command(size: int, training: dict) -> str:
     parts.append(f"--size {size}")
     parts.append(f"--crop {training.get('crop') or 0}")  # None: whole frames
     for key, flag in (("schedule_steps", "--steps"), ("batch", "--batch"), ("lr", "--lr"),
-                      ("mosaic", "--mosaic"), ("seed", "--seed"), ("init", "--init")):
+                      ("mosaic", "--mosaic"), ("seed", "--seed"), ("init", "--init"), ("giou", "--giou")):
         if training.get(key) is not None:
             parts.append(f"{flag} {training[key]}")
     return " ".join(parts)

@@ -266,3 +266,30 @@ def test_conv2d_winograd_bands_of_a_large_image(rng):
     x = rng.standard_normal((1, 32, 67, 66))
     wt = rng.standard_normal((32, 32, 3, 3)) * 0.1
     check(lambda x, w: F.conv2d(x, w, None, 1, 1), lambda x, w: TF.conv2d(x, w, None, 1, 1), [x, wt])
+
+
+@pytest.mark.parametrize("groups,stride,dilation", [(1, 2, 1), (2, 1, 2), (1, 1, 1)])
+def test_conv2d_kept_patch_matrices_serve_the_weight_gradient(rng, groups, stride, dilation):
+    """im2col's patch matrices from the forward (three chunks here, the last one partial) give the same
+    weight gradient as rebuilding them; a retained second backward rebuilds them."""
+    from framework.kernels.cpu import conv as cpu_conv
+
+    x_np = rng.standard_normal((9, 16, 64, 64)).astype(np.float32)
+    w_np = (rng.standard_normal((24, 16 // groups, 3, 3)) * 0.1).astype(np.float32)
+    geom = dict(stride=stride, padding=dilation, dilation=dilation, groups=groups)
+    keep = {}
+    cpu_conv.conv2d_forward(x_np, w_np, (stride,) * 2, (dilation,) * 2, (dilation,) * 2, groups, keep=keep)
+    assert [c[:2] for c in keep["im2col"]][-1][1] == 9 and len(keep["im2col"]) > 1
+    x = fw.tensor(x_np, requires_grad=True)
+    w = fw.tensor(w_np, requires_grad=True)
+    y = F.conv2d(x, w, **geom)
+    g = rng.standard_normal(y.shape).astype(np.float32)
+    y.backward(fw.tensor(g), retain_graph=True)
+    first = w.grad.numpy().copy()
+    w.grad = None
+    y.backward(fw.tensor(g))
+    np.testing.assert_allclose(w.grad.numpy(), first, rtol=1e-5, atol=1e-5)
+    tx, tw = torch.tensor(x_np, requires_grad=True), torch.tensor(w_np, requires_grad=True)
+    TF.conv2d(tx, tw, **geom).backward(torch.tensor(g))
+    np.testing.assert_allclose(first, tw.grad.numpy(), rtol=1e-4, atol=2e-3)
+    np.testing.assert_allclose(x.grad.numpy() / 2, tx.grad.numpy(), rtol=1e-4, atol=1e-4)

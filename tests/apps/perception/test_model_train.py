@@ -73,9 +73,12 @@ def test_train_resume_and_card(tmp_path):
     # --init: a new run starts from the checkpoint's EMA weights, not from a fresh initialisation
     out2 = str(tmp_path / "finetune")
     ema_w = fw.load(os.path.join(out, "last.safetensors"))["ema"]["stem.conv.weight"].numpy().copy()
-    s = train(data, out2, steps=1, init=os.path.join(out, "last.safetensors"), **dict(kw, val=None))
+    s = train(data, out2, steps=1, init=os.path.join(out, "last.safetensors"), giou=2.0,
+              **dict(kw, val=None, log_every=1))
     card2 = fw.load(os.path.join(out2, "last.safetensors"))
     assert s["step"] == 1
+    logged = [json.loads(x) for x in open(os.path.join(out2, "log.jsonl"))]
+    assert 0.0 < logged[0]["giou"] < 2.0  # the box loss ran (1 - GIoU lies in [0, 2))
     # one AdamW step moves a weight by at most ~lr; a fresh init would differ by far more
     np.testing.assert_allclose(card2["model"]["stem.conv.weight"].numpy(), ema_w, atol=5e-2)
     with pytest.raises(FileNotFoundError, match="no weights file"):
