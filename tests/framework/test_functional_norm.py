@@ -218,3 +218,32 @@ def test_batch_norm_eval_float32_matches_torch_and_keeps_dtype(rng):
     ref = TF.batch_norm(*(torch.tensor(a) for a in (x, rm, rv, w, b)), False)
     assert ours.dtype == fw.float32
     np.testing.assert_allclose(ours.numpy(), ref.numpy(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("affine", [True, False])
+def test_batch_norm_training_in_chunks_with_a_large_mean(affine, rng):
+    """The chunked NumPy batch norm (five images of 3 x 130 x 130, one per chunk)
+    in float32, against PyTorch in float64: activations offset by 40 standard deviations must keep
+    their precision (the centred values are formed before any square or product is summed)."""
+    x = (rng.standard_normal((5, 3, 130, 130)) * 0.5 + 20).astype(np.float32)
+    g = rng.standard_normal(x.shape).astype(np.float32)
+    w, b = (rng.random(3) + 0.5).astype(np.float32), rng.standard_normal(3).astype(np.float32)
+    rm, rv = fw.zeros(3), fw.ones(3)
+    fx = fw.tensor(x, requires_grad=True)
+    fwb = [fw.tensor(w, requires_grad=True), fw.tensor(b, requires_grad=True)] if affine else [None, None]
+    y = F.batch_norm(fx, rm, rv, *fwb, training=True, momentum=0.5)
+    y.backward(fw.tensor(g))
+    tx = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    twb = ([torch.tensor(v, dtype=torch.float64, requires_grad=True) for v in (w, b)] if affine
+           else [None, None])
+    trm, trv = torch.zeros(3, dtype=torch.float64), torch.ones(3, dtype=torch.float64)
+    ty = TF.batch_norm(tx, trm, trv, *twb, training=True, momentum=0.5)
+    ty.backward(torch.tensor(g, dtype=torch.float64))
+    assert y.dtype == fw.float32 and fx.grad.dtype == fw.float32
+    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-4, atol=2e-4)
+    np.testing.assert_allclose(fx.grad.numpy(), tx.grad.numpy(), rtol=1e-3, atol=2e-4)
+    np.testing.assert_allclose(rm.numpy(), trm.numpy(), rtol=1e-5)
+    np.testing.assert_allclose(rv.numpy(), trv.numpy(), rtol=1e-4)
+    if affine:
+        for f, t in zip(fwb, twb):
+            np.testing.assert_allclose(f.grad.numpy(), t.grad.numpy(), rtol=1e-4, atol=1e-2)
