@@ -293,3 +293,30 @@ def test_conv2d_kept_patch_matrices_serve_the_weight_gradient(rng, groups, strid
     TF.conv2d(tx, tw, **geom).backward(torch.tensor(g))
     np.testing.assert_allclose(first, tw.grad.numpy(), rtol=1e-4, atol=2e-3)
     np.testing.assert_allclose(x.grad.numpy() / 2, tx.grad.numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize(
+    "n,c,hw,k,kernel,stride,padding",
+    [
+        (3, 4, (70, 67), 6, 3, 2, 1),  # odd sizes: the last phase rows and columns are partial
+        (2, 3, (128, 128), 8, 4, 4, 0),  # patchify stem (no overlap: the direct strided taps)
+        (2, 5, (99, 101), 4, 5, (3, 2), (2, 1)),  # a 5x5 kernel, unequal strides and paddings
+        (2, 6, (66, 72), 5, 1, 2, 0),  # a strided 1x1 (no overlap: the direct strided taps)
+        (2, 3, (64, 70), 4, 2, (1, 2), 0),  # overlap in one direction only
+        (5, 2, (64, 64), 3, 3, 2, 1),  # several chunks of images, the last one partial
+    ],
+)
+def test_conv2d_strided_phase_im2col_matches_torch(rng, dtype, n, c, hw, k, kernel, stride, padding):
+    """Strided convolutions with overlapping taps and >= 32 output columns build their patch matrices
+    from phase images; the others keep the direct strided taps."""
+    from framework.kernels.cpu import conv as cpu_conv
+
+    s = (stride,) * 2 if isinstance(stride, int) else stride
+    p = (padding,) * 2 if isinstance(padding, int) else padding
+    assert cpu_conv.conv_out_size(hw[1], kernel, s[1], p[1], 1) >= cpu_conv._PHASE_MIN_WO
+    x = rng.standard_normal((n, c) + hw)
+    w = rng.standard_normal((k, c, kernel, kernel)) * 0.2
+    b = rng.standard_normal(k)
+    check(lambda x, w, b: F.conv2d(x, w, b, stride, padding),
+          lambda x, w, b: TF.conv2d(x, w, b, stride, padding), [x, w, b], dtype=dtype)

@@ -147,6 +147,9 @@ def _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo, fresh=False):
             else:
                 yield b0, b1, xp.ascontiguousarray(x[b0:b1].transpose(1, 0, 2, 3)).reshape(c, -1)
         return
+    if dilation == (1, 1) and min(stride) >= 2 and kh > stride[0] and kw > stride[1] and wo >= _PHASE_MIN_WO:
+        yield from _cols_phased(xp, x, kh, kw, stride, padding, ho, wo, nb, fresh)
+        return
     xpad = xp.zeros((c, nb, h + 2 * ph, w + 2 * pw), dtype=x.dtype) if (ph or pw) else None
     if fresh:
         full = xp.empty((-(-n // nb), c, kh, kw, nb, ho, wo), dtype=x.dtype)
@@ -165,6 +168,56 @@ def _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo, fresh=False):
         cm = col[:, :, :, :m] if m < nb else col
         _taps(xp, cm, src, kh, kw, stride, dilation, ho, wo)
         yield b0, b1, cm.reshape(c * kh * kw, m * L)
+
+
+# Strided convolutions whose taps overlap (kernel > stride), with at least this many output columns,
+# build their patches from phase images (measured 1.2-1.35x faster im2col from 32 output columns,
+# 1.05-1.15x for the whole forward; slower at 16 and below, and for kernel == stride, where the extra
+# copy outweighs the unit-stride taps).
+_PHASE_MIN_WO = 32
+
+
+def _cols_phased(xp, x, kh, kw, stride, padding, ho, wo, nb, fresh):
+    """_cols for a strided, undilated convolution, by phase images.
+
+    A tap of a stride-s convolution reads every s-th column, a strided inner loop for every copy.
+    Splitting each chunk of padded images once into its s*s phases (P[pi, pj][c, b, a, q] =
+    xpad[c, b, s*a + pi, s*q + pj], written straight from x, which also does the padding) turns
+    every tap into a unit-stride window of one phase: tap (i, j) = P[i % s, j % s] shifted by
+    (i // s, j // s).
+    """
+    n, c, h, w = x.shape
+    sh, sw = stride
+    ph, pw = padding
+    ra, rq = ho + (kh - 1) // sh, wo + (kw - 1) // sw
+    phases = {(pi, pj): xp.zeros((c, nb, ra, rq), dtype=x.dtype)
+              for pi in range(min(sh, kh)) for pj in range(min(sw, kw))}
+    full = xp.empty((-(-n // nb), c, kh, kw, nb, ho, wo), dtype=x.dtype) if fresh else None
+    col = None if fresh else xp.empty((c, kh, kw, nb, ho, wo), dtype=x.dtype)
+    for b0 in range(0, n, nb):
+        b1 = min(b0 + nb, n)
+        m = b1 - b0
+        src = x[b0:b1].transpose(1, 0, 2, 3)
+        for (pi, pj), P in phases.items():
+            # phase rows a with 0 <= s*a + pi - p < h (the others stay zero: padding)
+            a0, a1 = max(0, -(-(ph - pi) // sh)), min(ra, (h - 1 + ph - pi) // sh + 1)
+            q0, q1 = max(0, -(-(pw - pj) // sw)), min(rq, (w - 1 + pw - pj) // sw + 1)
+            if a1 <= a0 or q1 <= q0:
+                continue
+            r0, c0 = sh * a0 + pi - ph, sw * q0 + pj - pw
+            rows = slice(r0, r0 + sh * (a1 - a0 - 1) + 1, sh)
+            P[:, :m, a0:a1, q0:q1] = src[:, :, rows, c0:c0 + sw * (q1 - q0 - 1) + 1:sw]
+        cm = full[b0 // nb] if fresh else col
+        cm = cm[:, :, :, :m] if m < nb else cm
+
+        def run(c0, c1, cm=cm, m=m):
+            for i in range(kh):
+                for j in range(kw):
+                    P = phases[i % sh, j % sw]
+                    cm[c0:c1, i, j] = P[c0:c1, :m, i // sh:i // sh + ho, j // sw:j // sw + wo]
+
+        _split_channels(xp, run, c, cm.nbytes)
+        yield b0, b1, cm.reshape(c * kh * kw, m * ho * wo)
 
 
 def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None):
