@@ -320,3 +320,24 @@ def test_conv2d_strided_phase_im2col_matches_torch(rng, dtype, n, c, hw, k, kern
     b = rng.standard_normal(k)
     check(lambda x, w, b: F.conv2d(x, w, b, stride, padding),
           lambda x, w, b: TF.conv2d(x, w, b, stride, padding), [x, w, b], dtype=dtype)
+
+
+@pytest.mark.parametrize(
+    "n,c,hw,k,kernel,stride,padding,dilation,groups",
+    [
+        (2, 4, (9, 11), 6, 3, 2, 1, 1, 1),
+        (2, 4, (12, 13), 6, 3, 2, 2, 2, 2),  # dilation 2 at stride 2: taps share phases
+        (3, 3, (10, 9), 4, 3, (3, 2), (1, 0), (2, 1), 1),
+        (2, 2, (11, 12), 3, 1, 2, 0, 1, 1),  # pixels no tap reaches: their gradient is zero
+        (2, 2, (13, 13), 3, 2, 3, 1, 1, 1),  # stride 3 > kernel 2: gaps between the windows
+        (1, 3, (8, 8), 2, 5, 1, 4, 1, 1),  # padding wider than the image's half
+        (5, 4, (16, 16), 3, 3, 1, 1, 1, 1),
+    ],
+)
+def test_conv2d_input_gradient_geometries(rng, n, c, hw, k, kernel, stride, padding, dilation, groups):
+    """Backward-data (col2im by phases over flat windows of zero-padded output rows) against PyTorch."""
+    x = rng.standard_normal((n, c) + hw)
+    w = rng.standard_normal((k, c // groups, kernel, kernel)) * 0.3
+    kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    check(lambda x, w: F.conv2d(x, w, **kw), lambda x, w: TF.conv2d(x, w, **kw), [x, w])
+    check(lambda x, w: F.conv2d(x, w, **kw), lambda x, w: TF.conv2d(x, w, **kw), [x, w], dtype=np.float32)
