@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
 import framework as fw
 import framework.nn as nn
 import framework.nn.functional as F
@@ -125,3 +127,62 @@ class CenterNet(nn.Module):
 
 def count_parameters(model) -> int:
     return int(sum(p.numel() for p in model.parameters()))
+
+
+# Channel spaces of the feature maps: (producers, consumers). A producer's output channels and a
+# consumer's input channels index the same activations, so widening a space must treat them alike.
+# The depthwise ``dw`` maps each channel of H1 onto itself: it is H1's consumer and H2's producer
+# with the same channel mapping.
+_SPACES = (
+    (("stem",), ("s1",)),
+    (("s1",), ("s2.0", "lat1")),
+    (("s2.0",), ("s2.1",)),
+    (("s2.1",), ("s3.0", "lat2")),
+    (("s3.0",), ("s3.1",)),
+    (("s3.1",), ("s4.0", "lat3")),
+    (("s4.0",), ("s4.1",)),
+    (("s4.1",), ("lat4",)),
+    (("lat4", "lat3"), ("fuse3",)),
+    (("fuse3", "lat2"), ("fuse2",)),
+    (("fuse2", "lat1", "dw"), ("hm", "reg")),
+)
+
+
+def widen_state_dict(state: dict, model: CenterNet, seed: int = 0) -> dict:
+    """Function-preserving widening (Net2Net, Chen et al. 2016) of a trained CenterNet's state dict
+    to the channel counts of the wider ``model``: returns a state dict ``model`` loads, with which
+    it computes the same outputs as the narrow network (in train and eval mode alike).
+
+    Every new channel of a space copies an existing one (its conv filter, batch-norm parameters and
+    running statistics): after the ReLU both carry the same activations. Each consumer splits its
+    weight on an old channel among the copies with random positive shares that sum to one, so the
+    sums it computes are unchanged while the copies get different gradients (equal halves would keep
+    them identical through training).
+    """
+    rng = np.random.default_rng(seed)
+    old = {k: np.asarray(v.numpy() if hasattr(v, "numpy") else v) for k, v in state.items()}
+    new = {k: v.numpy().copy() for k, v in model.state_dict().items()}
+    unknown = set(old) - set(new)
+    if unknown:
+        raise ValueError(f"widen_state_dict: keys {sorted(unknown)[:4]} are not in the target model")
+    out = {k: v.copy() for k, v in old.items()}
+    for producers, consumers in _SPACES:
+        p0 = f"{producers[0]}.conv.weight"
+        n_old, n_new = old[p0].shape[0], new[p0].shape[0]
+        if n_new < n_old:
+            raise ValueError(f"widen_state_dict: {producers[0]} would shrink from {n_old} to {n_new} "
+                             "channels")
+        g = np.concatenate([np.arange(n_old), rng.integers(0, n_old, n_new - n_old)])
+        for p in producers:  # output channels (rows) and batch-norm entries copy channel g[j]
+            for k in [k for k in out if k.startswith(p + ".") and out[k].ndim >= 1]:
+                out[k] = out[k][g]
+        for cname in consumers:  # input channels split the old weight among the copies
+            key = f"{cname}.weight" if f"{cname}.weight" in out else f"{cname}.conv.weight"
+            w = out[key]
+            u = rng.uniform(0.5, 1.5, size=(w.shape[0], n_new)).astype(w.dtype)
+            share = u / np.stack([u[:, g == i].sum(1) for i in range(n_old)], 1)[:, g]
+            out[key] = w[:, g] * share[:, :, None, None]
+    for k, v in new.items():
+        if out[k].shape != v.shape:
+            raise ValueError(f"widen_state_dict: {k} came out {out[k].shape}, the model wants {v.shape}")
+    return {k: fw.from_numpy(np.array(v, order="C")) for k, v in out.items()}

@@ -27,7 +27,7 @@ import framework as fw
 from .classes import CLASSES
 from .data import STRIDE, CachedDataset, TrainDataset, collate
 from .losses import focal_heatmap_loss, giou_loss, reg_l1_loss
-from .model import CenterNet, count_parameters
+from .model import CenterNet, count_parameters, widen_state_dict
 
 
 def cosine_lr(
@@ -157,7 +157,13 @@ def train(
         [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)], lr=lr
     )
     if init is not None and not (resume and os.path.exists(os.path.join(out, "last.safetensors"))):
-        model.load_state_dict(_init_weights(init))  # fine-tuning: fresh optimizer and schedule
+        sd = _init_weights(init)  # fine-tuning: fresh optimizer and schedule
+        target = model.state_dict()
+        if any(k in target and tuple(v.shape) != tuple(target[k].shape) for k, v in sd.items()):
+            # narrower weights into a wider model: widened without changing what they compute
+            sd = widen_state_dict(sd, model, seed=seed)
+            print(f"--init: widened {init} to width {width} (function-preserving)", file=sys.stderr)
+        model.load_state_dict(sd)
     ema = EMA(model)
     state = dict(step=0, best_map50_95=-1.0, best=None, seconds=0.0)
     ckpt = os.path.join(out, "last.safetensors")

@@ -81,6 +81,11 @@ def test_train_resume_and_card(tmp_path):
     assert 0.0 < logged[0]["giou"] < 2.0  # the box loss ran (1 - GIoU lies in [0, 2))
     # one AdamW step moves a weight by at most ~lr; a fresh init would differ by far more
     np.testing.assert_allclose(card2["model"]["stem.conv.weight"].numpy(), ema_w, atol=5e-2)
+    # --init with a narrower model's weights widens them (the first evaluation matches the narrow one)
+    out3 = str(tmp_path / "wider")
+    s = train(data, out3, steps=1, init=os.path.join(out, "last.safetensors"), **dict(kw, width=0.75))
+    wide = fw.load(os.path.join(out3, "last.safetensors"))["model"]
+    assert wide["stem.conv.weight"].shape[0] == 12 and s["step"] == 1
     with pytest.raises(FileNotFoundError, match="no weights file"):
         train(data, str(tmp_path / "x"), steps=1, init=str(tmp_path / "missing.safetensors"), **kw)
 
@@ -123,3 +128,35 @@ def test_train_size_defaults_to_the_cache_size(tmp_path):
     (tmp_path / "meta.json").write_text(json.dumps({"n": 2, "size": 480}))
     assert _cache_size(str(tmp_path)) == 480
     assert _cache_size(str(tmp_path / "missing")) == 320  # no meta: the documented default
+
+
+@pytest.mark.parametrize("train_mode", [False, True])
+def test_widened_model_computes_the_same_function(rng, train_mode):
+    """Net2Net widening to width 1.5 keeps the outputs (batch norms in eval mode, and in training mode
+    where they use the batch statistics), and the copies of a channel no longer share their weights."""
+    from apps.perception.model import widen_state_dict
+
+    narrow = CenterNet(width=1.0)
+    with fw.no_grad():  # trained-looking statistics and affine parameters, not the fresh 0 / 1
+        for name, b in narrow.named_buffers():
+            if name.endswith("running_mean"):
+                b.copy_(fw.from_numpy(rng.normal(0, 0.2, b.shape).astype(np.float32)))
+            elif name.endswith("running_var"):
+                b.copy_(fw.from_numpy(rng.uniform(0.5, 2.0, b.shape).astype(np.float32)))
+        for name, p in narrow.named_parameters():
+            if name.endswith("bn.bias"):
+                p.copy_(fw.from_numpy(rng.normal(0, 0.3, p.shape).astype(np.float32)))
+    wide = CenterNet(width=1.5)
+    wide.load_state_dict(widen_state_dict(narrow.state_dict(), wide, seed=1))
+    assert wide.stem.conv.weight.shape[0] == 24 and wide.dw.conv.weight.shape[0] == 48
+    x = fw.from_numpy(rng.random((2, 3, 64, 64), dtype=np.float32))
+    for m in (narrow, wide):
+        m.train(train_mode)
+    with fw.no_grad():
+        (h0, r0), (h1, r1) = narrow(x), wide(x)
+    np.testing.assert_allclose(h1.numpy(), h0.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(r1.numpy(), r0.numpy(), rtol=1e-4, atol=1e-4)
+    w = wide.s1.conv.weight.numpy()  # input channel 16.. copies some channel below 16, split unequally
+    assert not any(np.allclose(w[:, j], w[:, i]) for j in range(16, 24) for i in range(16))
+    with pytest.raises(ValueError, match="shrink"):
+        widen_state_dict(wide.state_dict(), CenterNet(width=1.0))
