@@ -54,12 +54,38 @@ def test_decode_hand_made_heatmap():
     heat[0, 0, 0, 0] = 0.1  # below the threshold
     reg[0, :, 5, 8] = [0.25, 0.5, np.log(3.0), np.log(2.0)]
     reg[0, :, 15, 3] = [0.0, 0.0, 0.0, np.log(4.0)]
-    (d,) = decode(heat, reg, stride=4, conf=0.3, logits=False)
+    (d,) = decode(heat, reg, stride=4, conf=0.3, logits=False, refine=False)
     assert d.classes.tolist() == [1, 2]
     np.testing.assert_allclose(d.scores, [0.9, 0.5])
     cx, cy, w, h = (8 + 0.25) * 4, (5 + 0.5) * 4, 3 * 4, 2 * 4
     np.testing.assert_allclose(d.boxes[0], [cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], rtol=1e-6)
     np.testing.assert_allclose(d.boxes[1], [12 - 2, 60 - 8, 12 + 2, 60 + 8], rtol=1e-6)
+    # refined: the neighbour (x=9, y=5) votes for a 1x1-cell box centred on itself, with weight
+    # 0.6^4 against the peak's 0.9^4; the other cells have probability 0 (class 1) and no vote
+    (r,) = decode(heat, reg, stride=4, conf=0.3, logits=False)
+    a, b = 0.9**4, 0.6**4
+    ex, ey = (a * 8.25 + b * 9.0) / (a + b), (a * 5.5 + b * 5.0) / (a + b)
+    lw, lh = (a * np.log(3.0)) / (a + b), (a * np.log(2.0)) / (a + b)
+    w, h = np.exp(lw) * 4, np.exp(lh) * 4
+    np.testing.assert_allclose(r.boxes[0], [ex * 4 - w / 2, ey * 4 - h / 2, ex * 4 + w / 2, ey * 4 + h / 2],
+                               rtol=1e-5)
+    np.testing.assert_allclose(r.boxes[1], d.boxes[1], rtol=1e-6)  # alone: its own box
+    np.testing.assert_allclose(r.scores, d.scores)
+
+
+def test_refined_decode_at_the_map_corners():
+    """Peaks on the edge and in the corners: cells past the edge take no part (no wrap-around)."""
+    heat = np.zeros((1, 1, 6, 7), np.float32)
+    reg = np.zeros((1, 4, 6, 7), np.float32)
+    for y, x in ((0, 0), (0, 6), (5, 0), (5, 6), (2, 6)):
+        heat[0, 0, y, x] = 0.8
+        reg[0, :, y, x] = [0.1, -0.2, np.log(2.0), np.log(1.5)]
+    heat[0, 0, 5, 5] = 0.4  # a weak neighbour of the (5, 6) corner, voting for a box at (5, 5)
+    (d,) = decode(heat, reg, stride=4, conf=0.5, logits=False)
+    centres = sorted(map(tuple, np.round((d.boxes[:, :2] + d.boxes[:, 2:]) / 8, 4)))
+    a, b = 0.8**4, 0.4**4
+    bottom_right = (round((a * 6.1 + b * 5.0) / (a + b), 4), round((a * 4.8 + b * 5.0) / (a + b), 4))
+    assert centres == sorted([(0.1, -0.2), (6.1, -0.2), (0.1, 4.8), bottom_right, (6.1, 1.8)])
 
 
 def test_encode_then_decode_round_trip():
