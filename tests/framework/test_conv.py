@@ -332,6 +332,7 @@ def test_conv2d_strided_phase_im2col_matches_torch(rng, dtype, n, c, hw, k, kern
         (2, 2, (13, 13), 3, 2, 3, 1, 1, 1),  # stride 3 > kernel 2: gaps between the windows
         (1, 3, (8, 8), 2, 5, 1, 4, 1, 1),  # padding wider than the image's half
         (5, 4, (16, 16), 3, 3, 1, 1, 1, 1),
+        (2, 3, (75, 70), 8, 3, 1, 1, 1, 1),  # 27 patch rows, one image per product: 1024-column pieces
     ],
 )
 def test_conv2d_input_gradient_geometries(rng, n, c, hw, k, kernel, stride, padding, dilation, groups):
