@@ -49,7 +49,8 @@ class ConvBNAct(nn.Module):
 
 
 class CenterNet(nn.Module):
-    """The detector. ``width`` scales every channel count (1.0 = 0.27 M parameters)."""
+    """The detector. ``width`` scales every channel count (1.0 = 0.27 M parameters, 1.5 = 0.61 M: the
+    committed model)."""
 
     def __init__(self, num_classes: int = NUM_CLASSES, width: float = 1.0, neck: int = 48, head: int = 32):
         super().__init__()

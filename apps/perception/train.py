@@ -335,7 +335,7 @@ def _train_command(size: int, training: dict) -> str:
 
 def write_card(path: str, model, width: float, size: int, metrics: dict, training: dict) -> None:
     card = dict(
-        name="perception-centernet-tiny",
+        name="perception-centernet",
         classes=list(CLASSES),
         input_size=size,
         stride=STRIDE,
