@@ -143,6 +143,11 @@ def train(
     """Train; returns the final state dict (step, best metrics). See the module docstring for outputs."""
     from .evaluate import evaluate_cache
 
+    if not (math.isfinite(giou) and giou >= 0):
+        raise ValueError(f"train: --giou must be a finite weight >= 0 (0 = off), got {giou}")
+    if not (math.isfinite(width) and width > 0):
+        raise ValueError(f"train: --width must be > 0, got {width}")
+
     os.makedirs(out, exist_ok=True)
     fw.manual_seed(seed)
     cache = CachedDataset(data)

@@ -86,6 +86,10 @@ def test_train_resume_and_card(tmp_path):
     s = train(data, out3, steps=1, init=os.path.join(out, "last.safetensors"), **dict(kw, width=0.75))
     wide = fw.load(os.path.join(out3, "last.safetensors"))["model"]
     assert wide["stem.conv.weight"].shape[0] == 12 and s["step"] == 1
+    with pytest.raises(ValueError, match="--giou"):
+        train(data, str(tmp_path / "x"), steps=1, giou=-1.0, **kw)
+    with pytest.raises(ValueError, match="shrink"):  # wider weights into a narrower model
+        train(data, str(tmp_path / "x"), steps=1, init=os.path.join(out3, "last.safetensors"), **kw)
     with pytest.raises(FileNotFoundError, match="no weights file"):
         train(data, str(tmp_path / "x"), steps=1, init=str(tmp_path / "missing.safetensors"), **kw)
 
