@@ -192,25 +192,20 @@ def _cols_phased(xp, x, kh, kw, stride, padding, ho, wo, nb, fresh):
     """
     n, c, h, w = x.shape
     sh, sw = stride
-    ph, pw = padding
     ra, rq = ho + (kh - 1) // sh, wo + (kw - 1) // sw
-    phases = {(pi, pj): xp.zeros((c, nb, ra, rq), dtype=x.dtype)
-              for pi in range(min(sh, kh)) for pj in range(min(sw, kw))}
+    # the same phase geometry as col2im's (_phase_plan), read instead of written
+    plan, _ = _phase_plan((kh, kw), stride, padding, (1, 1), (h, w), ra, rq)
+    phases = {pq: xp.zeros((c, nb, ra, rq), dtype=x.dtype) for pq, *_ in plan}
     full = xp.empty((-(-n // nb), c, kh, kw, nb, ho, wo), dtype=x.dtype) if fresh else None
     col = None if fresh else xp.empty((c, kh, kw, nb, ho, wo), dtype=x.dtype)
     for b0 in range(0, n, nb):
         b1 = min(b0 + nb, n)
         m = b1 - b0
         src = x[b0:b1].transpose(1, 0, 2, 3)
-        for (pi, pj), P in phases.items():
-            # phase rows a with 0 <= s*a + pi - p < h (the others stay zero: padding)
-            a0, a1 = max(0, -(-(ph - pi) // sh)), min(ra, (h - 1 + ph - pi) // sh + 1)
-            q0, q1 = max(0, -(-(pw - pj) // sw)), min(rq, (w - 1 + pw - pj) // sw + 1)
-            if a1 <= a0 or q1 <= q0:
-                continue
-            r0, c0 = sh * a0 + pi - ph, sw * q0 + pj - pw
-            rows = slice(r0, r0 + sh * (a1 - a0 - 1) + 1, sh)
-            P[:, :m, a0:a1, q0:q1] = src[:, :, rows, c0:c0 + sw * (q1 - q0 - 1) + 1:sw]
+        for pq, r0, y0, nr, q0, x0, nc in plan:  # rows/columns outside the image stay zero: padding
+            if nr > 0 and nc > 0:
+                phases[pq][:, :m, r0:r0 + nr, q0:q0 + nc] = (
+                    src[:, :, y0:y0 + sh * (nr - 1) + 1:sh, x0:x0 + sw * (nc - 1) + 1:sw])
         cm = full[b0 // nb] if fresh else col
         cm = cm[:, :, :, :m] if m < nb else cm
 
