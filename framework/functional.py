@@ -159,12 +159,17 @@ class _Conv2d(Function):
         return gx, gw, gb
 
 
+def _per_channel_sum(a: np.ndarray) -> np.ndarray:
+    """a (N, C, ...) summed over every axis but 1, as one einsum (3-4x faster than NumPy's reduction
+    over non-adjacent axes, with the same float32 accuracy measured)."""
+    return np.einsum("ncl->c", a.reshape(a.shape[0], a.shape[1], -1))
+
+
 def _channel_sum(g: Tensor) -> Tensor:
-    """g (N, C, H, W) summed over (0, 2, 3): on NumPy without a graph, as one einsum (3-4x faster
-    than NumPy's reduction over non-adjacent axes, with the same float32 accuracy measured)."""
+    """g (N, C, H, W) summed over (0, 2, 3); without a graph, on NumPy, by _per_channel_sum."""
     a = g.data
     if not is_grad_enabled() and isinstance(a, np.ndarray) and a.dtype in (np.float32, np.float64):
-        return Tensor(np.einsum("ncl->c", a.reshape(a.shape[0], a.shape[1], -1)))
+        return Tensor(_per_channel_sum(a))
     return g.sum((0, 2, 3))
 
 
@@ -1035,7 +1040,7 @@ class _BatchNormTrain(_NormAffine):
         c = x.shape[1]
         x3 = x.reshape(x.shape[0], c, -1)
         n = x3.shape[0] * x3.shape[2]
-        mean = np.einsum("ncl->c", x3) / x.dtype.type(n)
+        mean = _per_channel_sum(x3) / x.dtype.type(n)
         d = np.subtract(x3, mean.reshape(1, c, 1))
         var = self._dot_per_channel(d, d) / x.dtype.type(n)
         invstd = 1.0 / np.sqrt(var + x.dtype.type(self.eps))
@@ -1059,7 +1064,7 @@ class _BatchNormTrain(_NormAffine):
         c = d.shape[1]
         g3 = gd.reshape(d.shape)
         invstd = self.invstd.reshape(c)
-        sg = np.einsum("ncl->c", g3)
+        sg = _per_channel_sum(g3)
         sgx = self._dot_per_channel(g3, d) * invstd  # sum(g * xhat)
         gx = None
         if need[0]:

@@ -41,8 +41,7 @@ def _refined(prob_c: np.ndarray, reg: np.ndarray, cls, cy, cx) -> np.ndarray:
     peak's 3x3 neighbourhood (cells past the edge weigh 0). prob_c (C, H, W), reg (4, H, W)."""
     H, W = prob_c.shape[1:]
     d = np.array([-1, 0, 1])
-    ny = (cy[:, None, None] + d[None, :, None]) + 0 * d[None, None, :]  # (K, 3, 3)
-    nx = (cx[:, None, None] + d[None, None, :]) + 0 * d[None, :, None]
+    ny, nx = np.broadcast_arrays(cy[:, None, None] + d[None, :, None], cx[:, None, None] + d[None, None, :])
     inside = (ny >= 0) & (ny < H) & (nx >= 0) & (nx < W)
     ny, nx = np.clip(ny, 0, H - 1), np.clip(nx, 0, W - 1)
     wgt = np.where(inside, prob_c[cls[:, None, None], ny, nx], 0.0) ** REFINE_POWER  # (K, 3, 3)

@@ -17,14 +17,18 @@ import numpy as np
 import framework as fw
 
 
+def _on(device, *arrays):
+    """NumPy target arrays as tensors on ``device`` (the predictions' device)."""
+    ts = [fw.from_numpy(a) for a in arrays]
+    return [t.to(device) if t.device != device else t for t in ts]
+
+
 def focal_heatmap_loss(logits, target: np.ndarray, weight: np.ndarray, alpha: float = 2.0, beta: float = 4.0):
     """logits (N, C, H, W) Tensor; target (N, C, H, W) in 0..1, exactly 1 at centres; weight (N, 1, H, W)."""
     pos = (target >= 1.0 - 1e-6).astype(np.float32)
     neg_w = ((1.0 - target) ** beta * (1.0 - pos) * weight).astype(np.float32)
     p = fw.sigmoid(logits).clamp(1e-4, 1.0 - 1e-4)
-    pos_t, neg_t = fw.from_numpy(pos), fw.from_numpy(neg_w)
-    if logits.device != pos_t.device:
-        pos_t, neg_t = pos_t.to(logits.device), neg_t.to(logits.device)
+    pos_t, neg_t = _on(logits.device, pos, neg_w)
     pos_loss = (fw.log(p) * (1.0 - p) ** alpha * pos_t).sum()
     neg_loss = (fw.log(1.0 - p) * p**alpha * neg_t).sum()
     return -(pos_loss + neg_loss) / max(float(pos.sum()), 1.0)
@@ -34,9 +38,7 @@ def reg_l1_loss(pred, target: np.ndarray, weight: np.ndarray, size_weight: float
     """pred (N, 4, H, W) Tensor; target (N, 4, H, W); weight (N, 1, H, W)."""
     ch = np.array([1.0, 1.0, size_weight, size_weight], np.float32).reshape(1, 4, 1, 1)
     w = (weight * ch).astype(np.float32)
-    t, wt = fw.from_numpy(target.astype(np.float32)), fw.from_numpy(w)
-    if pred.device != t.device:
-        t, wt = t.to(pred.device), wt.to(pred.device)
+    t, wt = _on(pred.device, target.astype(np.float32), w)
     return ((pred - t).abs() * wt).sum() / max(float(weight.sum()), 1e-6)
 
 
@@ -53,11 +55,8 @@ def giou_loss(pred, target: np.ndarray, weight: np.ndarray):
     idx = np.flatnonzero(flat_w > 0)
     if idx.size == 0:
         return (pred * 0.0).sum()
-    rows = fw.from_numpy(idx.astype(np.int64))
-    wt = fw.from_numpy(flat_w[idx])
-    tg = fw.from_numpy(np.ascontiguousarray(np.asarray(target, dt).transpose(0, 2, 3, 1).reshape(-1, 4)[idx]))
-    if pred.device != rows.device:
-        rows, wt, tg = rows.to(pred.device), wt.to(pred.device), tg.to(pred.device)
+    cells = np.asarray(target, dt).transpose(0, 2, 3, 1).reshape(-1, 4)[idx]
+    rows, wt, tg = _on(pred.device, idx.astype(np.int64), flat_w[idx], np.ascontiguousarray(cells))
     p = pred.permute(0, 2, 3, 1).reshape(-1, 4)[rows]  # (M, 4): gradients scatter back to the cells
 
     def corners(b):

@@ -114,9 +114,10 @@ _TARGET_COLS = 4096
 # kernel zeroes their pages, which cost more than rebuilding the patches (measured 30 ms against 25 ms
 # for a training step of the 8 x 32 -> 64, 64x64 benchmark layer with a 38 MB patch matrix).
 KEEP_MAX_BYTES = 30 << 20
-# Kept only with this many rows or more: fewer (the 3-channel stem) are cheaper to rebuild in cache
-# than to read back from memory (measured on one core: no gain at 27 rows, 1.4-1.5x at 144-576).
-_KEEP_MIN_ROWS = 64
+# Patch matrices with fewer rows than this (a 3-channel stem: 27) are "few-row": cheaper to rebuild in
+# cache than to keep and read back from memory (measured on one core: no gain at 27 rows, 1.4-1.5x at
+# 144-576), and their thin products run faster in pieces (_few_rows_forward / _few_rows_product).
+_FEW_ROWS = 64
 _MAX_CHUNK_BYTES = 32 << 20
 
 
@@ -155,15 +156,11 @@ def _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo, fresh=False):
         yield from _cols_phased(xp, x, kh, kw, stride, padding, ho, wo, nb, fresh)
         return
     xpad = xp.zeros((c, nb, h + 2 * ph, w + 2 * pw), dtype=x.dtype) if (ph or pw) else None
-    if fresh:
-        full = xp.empty((-(-n // nb), c, kh, kw, nb, ho, wo), dtype=x.dtype)
-    else:
-        col = xp.empty((c, kh, kw, nb, ho, wo), dtype=x.dtype)
+    buffer = _col_buffers(xp, x, kh, kw, nb, ho, wo, fresh)
     for b0 in range(0, n, nb):
         b1 = min(b0 + nb, n)
         m = b1 - b0
-        if fresh:
-            col = full[b0 // nb]
+        col = buffer(b0)
         if xpad is not None:
             xpad[:, :m, ph:ph + h, pw:pw + w] = x[b0:b1].transpose(1, 0, 2, 3)
             src = xpad[:, :m]
@@ -172,6 +169,17 @@ def _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo, fresh=False):
         cm = col[:, :, :, :m] if m < nb else col
         _taps(xp, cm, src, kh, kw, stride, dilation, ho, wo)
         yield b0, b1, cm.reshape(c * kh * kw, m * L)
+
+
+def _col_buffers(xp, x, kh, kw, nb, ho, wo, fresh):
+    """b0 -> the (C, kh, kw, nb, Ho, Wo) patch buffer of the chunk starting at image b0: one buffer
+    reused by every chunk, or (``fresh``) a slice of one batch-sized buffer per chunk, to be kept."""
+    shape = (x.shape[1], kh, kw, nb, ho, wo)
+    if fresh:
+        full = xp.empty((-(-x.shape[0] // nb),) + shape, dtype=x.dtype)
+        return lambda b0: full[b0 // nb]
+    col = xp.empty(shape, dtype=x.dtype)
+    return lambda b0: col
 
 
 # Strided convolutions whose taps overlap (kernel > stride), with at least this many output columns,
@@ -196,8 +204,7 @@ def _cols_phased(xp, x, kh, kw, stride, padding, ho, wo, nb, fresh):
     # the same phase geometry as col2im's (_phase_plan), read instead of written
     plan, _ = _phase_plan((kh, kw), stride, padding, (1, 1), (h, w), ra, rq)
     phases = {pq: xp.zeros((c, nb, ra, rq), dtype=x.dtype) for pq, *_ in plan}
-    full = xp.empty((-(-n // nb), c, kh, kw, nb, ho, wo), dtype=x.dtype) if fresh else None
-    col = None if fresh else xp.empty((c, kh, kw, nb, ho, wo), dtype=x.dtype)
+    buffer = _col_buffers(xp, x, kh, kw, nb, ho, wo, fresh)
     for b0 in range(0, n, nb):
         b1 = min(b0 + nb, n)
         m = b1 - b0
@@ -206,7 +213,7 @@ def _cols_phased(xp, x, kh, kw, stride, padding, ho, wo, nb, fresh):
             if nr > 0 and nc > 0:
                 phases[pq][:, :m, r0:r0 + nr, q0:q0 + nc] = (
                     src[:, :, y0:y0 + sh * (nr - 1) + 1:sh, x0:x0 + sw * (nc - 1) + 1:sw])
-        cm = full[b0 // nb] if fresh else col
+        cm = buffer(b0)
         cm = cm[:, :, :, :m] if m < nb else cm
 
         def run(c0, c1, cm=cm, m=m):
@@ -243,7 +250,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None):
     # ``keep`` (a dict, CPU only): holds the patch matrices for conv2d_backward_weight(kept=...), which
     # then skips its own im2col pass (the same copies again) at the cost of the memory they hold.
     kept = None
-    if (keep is not None and xp is np and cg * kh * kw >= _KEEP_MIN_ROWS
+    if (keep is not None and xp is np and cg * kh * kw >= _FEW_ROWS
             and c * kh * kw * n * L * x.dtype.itemsize <= KEEP_MAX_BYTES):
         kept = keep["im2col"] = []
     for b0, b1, col in _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo, fresh=kept is not None):
@@ -251,7 +258,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None):
         if kept is not None:
             kept.append((b0, b1, col))
         colg = col.reshape(g, cg * kh * kw, m * L)
-        if m == 1 and g == 1 and xp is np and cg * kh * kw < _KEEP_MIN_ROWS:
+        if m == 1 and g == 1 and xp is np and cg * kh * kw < _FEW_ROWS:
             _few_rows_forward(w3[0], colg[0], y[b0].reshape(k, L))
         elif m == 1:
             xp.matmul(w3, colg, out=y[b0].reshape(g, kg, L))
@@ -430,7 +437,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
         b1 = min(b0 + nb, n)
         m = b1 - b0
         gyp[:, :m, :, :wo] = gy[b0:b1].transpose(1, 0, 2, 3)
-        if g == 1 and xp is np and cg * kh * kw < _KEEP_MIN_ROWS:
+        if g == 1 and xp is np and cg * kh * kw < _FEW_ROWS:
             gcol = np.empty((cg * kh * kw, m * ho * cols), dtype=gy.dtype)
             _few_rows_forward(wt[0], gyp[:, :m].reshape(k, -1), gcol)
         else:
@@ -476,7 +483,7 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups, ke
     gwt = None
     chunks = (kept or {}).get("im2col") or _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo)
     for b0, b1, col in chunks:
-        if g == 1 and xp is np and cg * kh * kw < _KEEP_MIN_ROWS:
+        if g == 1 and xp is np and cg * kh * kw < _FEW_ROWS:
             part = _few_rows_product(col, _gy_chunk(xp, gy, b0, b1))[None]
             gwt = part if gwt is None else gwt + part
             continue
