@@ -3,6 +3,7 @@
 #   bash benchmarks/gpu_checks.sh [OUTDIR] [STEPS]
 # STEPS: any of env,warmup,tests,conv,perception,breakdown (comma-separated; default all but
 # breakdown, the per-kernel timing of benchmarks.gpu_conv --breakdown).
+# The GPU image has no pydicom (the DICOM test needs it): carry its wheel as the device README says.
 # Each step has its own time limit so that one hang cannot eat the others; logs and JSON land in
 # OUTDIR (default: gpu-checks/): env.txt, warmup.log, tests.log, gpu_conv.json, gpu_conv.log,
 # perception_gpu.json, breakdown.json.

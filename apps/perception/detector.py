@@ -110,10 +110,8 @@ class Detector:
 
 
 def _to_numpy(t) -> np.ndarray:
-    a = t.numpy() if hasattr(t, "numpy") else t
-    if not isinstance(a, np.ndarray):  # CuPy array
-        a = a.get()
-    return a
+    """A network output as a host array, from whichever device it was computed on."""
+    return t.cpu().numpy()
 
 
 def load_model(

@@ -61,7 +61,7 @@ def predict_cache(
     device: str = "cpu",
     conf: float = EVAL_CONF,
 ) -> list[Detections]:
-    """Run ``model`` (a CenterNet) over a cache; detections in original-frame pixels."""
+    """Run ``model`` (a CenterNet, moved to ``device``) over a cache; detections in original-frame pixels."""
     import framework as fw
 
     from .detector import _to_numpy
@@ -69,7 +69,7 @@ def predict_cache(
     ds = CachedDataset(root)
     meta, w, h = _cache_meta(root)
     n = len(ds) if limit is None else min(limit, len(ds))
-    model.eval()
+    model.to(device).eval()
     out = []
     with fw.no_grad():
         for s in range(0, n, batch):

@@ -70,8 +70,8 @@ def _init_weights(path: str) -> dict:
 
 
 def _np(t) -> np.ndarray:
-    a = t.detach().numpy() if hasattr(t, "detach") else np.asarray(t)
-    return a if isinstance(a, np.ndarray) else a.get()
+    """A tensor (on any device) or array as a host array."""
+    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
 
 
 def _batches(
