@@ -268,16 +268,22 @@ def test_conv2d_winograd_bands_of_a_large_image(rng):
     check(lambda x, w: F.conv2d(x, w, None, 1, 1), lambda x, w: TF.conv2d(x, w, None, 1, 1), [x, wt])
 
 
-@pytest.mark.parametrize("groups,stride,dilation", [(1, 2, 1), (2, 1, 2), (1, 1, 1)])
-def test_conv2d_kept_patch_matrices_serve_the_weight_gradient(rng, groups, stride, dilation):
-    """im2col's patch matrices from the forward (three chunks here, the last one partial) give the same
-    weight gradient as rebuilding them; a retained second backward rebuilds them."""
+@pytest.mark.parametrize(
+    "groups,stride,dilation,hw,flat",
+    [(1, 2, 1, 64, True), (2, 1, 2, 64, True), (1, 1, 1, 64, True), (1, 3, 1, 96, False)],
+)
+def test_conv2d_kept_patch_matrices_serve_the_weight_gradient(rng, groups, stride, dilation, hw, flat):
+    """im2col's patch matrices from the forward (three chunks here, the last one partial; flat windows
+    with garbage columns, or for stride 3 the direct taps) give the same weight gradient as rebuilding
+    them; a retained second backward rebuilds them."""
     from framework.kernels.cpu import conv as cpu_conv
 
-    x_np = rng.standard_normal((9, 16, 64, 64)).astype(np.float32)
+    x_np = rng.standard_normal((9, 16, hw, hw)).astype(np.float32)
     w_np = (rng.standard_normal((24, 16 // groups, 3, 3)) * 0.1).astype(np.float32)
     geom = dict(stride=stride, padding=dilation, dilation=dilation, groups=groups)
     keep = {}
+    wo = cpu_conv.conv_out_size(hw, 3, stride, dilation, dilation)
+    assert cpu_conv._flat_layout(3, 3, (stride,) * 2, (dilation,) * 2, (dilation,) * 2, wo)[0] == flat
     cpu_conv.conv2d_forward(x_np, w_np, (stride,) * 2, (dilation,) * 2, (dilation,) * 2, groups, keep=keep)
     assert [c[:2] for c in keep["im2col"]][-1][1] == 9 and len(keep["im2col"]) > 1
     x = fw.tensor(x_np, requires_grad=True)
@@ -297,29 +303,36 @@ def test_conv2d_kept_patch_matrices_serve_the_weight_gradient(rng, groups, strid
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize(
-    "n,c,hw,k,kernel,stride,padding",
+    "n,c,hw,k,kernel,stride,padding,dilation,flat",
     [
-        (3, 4, (70, 67), 6, 3, 2, 1),  # odd sizes: the last phase rows and columns are partial
-        (2, 3, (128, 128), 8, 4, 4, 0),  # patchify stem (no overlap: the direct strided taps)
-        (2, 5, (99, 101), 4, 5, (3, 2), (2, 1)),  # a 5x5 kernel, unequal strides and paddings
-        (2, 6, (66, 72), 5, 1, 2, 0),  # a strided 1x1 (no overlap: the direct strided taps)
-        (2, 3, (64, 70), 4, 2, (1, 2), 0),  # overlap in one direction only
-        (5, 2, (64, 64), 3, 3, 2, 1),  # several chunks of images, the last one partial
+        (3, 4, (70, 67), 6, 3, 2, 1, 1, True),  # odd sizes: the last phase rows and columns are partial
+        (2, 3, (128, 128), 8, 4, 4, 0, 1, False),  # patchify stem (no overlap: the direct strided taps)
+        (2, 5, (99, 101), 4, 5, (3, 2), (2, 1), 1, True),  # a 5x5 kernel, unequal strides and paddings
+        (2, 6, (66, 72), 5, 1, 2, 0, 1, False),  # a strided 1x1 (no overlap: the direct strided taps)
+        (2, 3, (64, 70), 4, 2, (1, 2), 0, 1, True),  # overlap in one direction only: no extra columns
+        (5, 2, (64, 64), 3, 3, 2, 1, 1, True),  # several chunks of images, the last one partial
+        (3, 8, (40, 37), 5, 3, 1, 1, 1, True),  # stride 1: one phase, the padded image (no Winograd: 37)
+        (2, 4, (40, 70), 5, 3, 1, 2, 2, True),  # dilation 2: windows two rows / columns apart
+        (2, 4, (41, 83), 5, 3, 2, 2, 2, True),  # dilation 2 at stride 2: every tap in phase (0, 0)
+        (3, 8, (16, 16), 5, 3, 2, 1, 1, False),  # 8 output columns: the extra one would cost 1/8
     ],
 )
-def test_conv2d_strided_phase_im2col_matches_torch(rng, dtype, n, c, hw, k, kernel, stride, padding):
-    """Strided convolutions with overlapping taps and >= 32 output columns build their patch matrices
-    from phase images; the others keep the direct strided taps."""
+def test_conv2d_flat_window_im2col_matches_torch(rng, dtype, n, c, hw, k, kernel, stride, padding, dilation,
+                                                 flat):
+    """Convolutions whose taps overlap build their patch matrices by flat windows over phase images,
+    with rows computed as wide as the phases (garbage columns dropped); the others keep the direct
+    strided taps. Forward, input and weight gradients against PyTorch, either way."""
     from framework.kernels.cpu import conv as cpu_conv
 
     s = (stride,) * 2 if isinstance(stride, int) else stride
     p = (padding,) * 2 if isinstance(padding, int) else padding
-    assert cpu_conv.conv_out_size(hw[1], kernel, s[1], p[1], 1) >= cpu_conv._PHASE_MIN_WO
+    wo = cpu_conv.conv_out_size(hw[1], kernel, s[1], p[1], dilation)
+    assert cpu_conv._flat_layout(kernel, kernel, s, p, (dilation,) * 2, wo)[0] == flat
     x = rng.standard_normal((n, c) + hw)
     w = rng.standard_normal((k, c, kernel, kernel)) * 0.2
     b = rng.standard_normal(k)
-    check(lambda x, w, b: F.conv2d(x, w, b, stride, padding),
-          lambda x, w, b: TF.conv2d(x, w, b, stride, padding), [x, w, b], dtype=dtype)
+    check(lambda x, w, b: F.conv2d(x, w, b, stride, padding, dilation),
+          lambda x, w, b: TF.conv2d(x, w, b, stride, padding, dilation), [x, w, b], dtype=dtype)
 
 
 @pytest.mark.parametrize(

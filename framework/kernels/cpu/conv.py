@@ -12,13 +12,14 @@ Strategy: images are processed a few at a time (enough columns for an efficient 
 enough that the patch matrix stays in cache); a 1x1 stride-1 convolution is a plain product with
 no copy; depthwise convolutions are sums of shifted images; 3x3 stride-1 convolutions with >= 32
 channels on >= 16x16 images use Winograd F(2x2, 3x3) (``winograd.py``; ``winograd.applicable`` has the
-measured rule). The strided copies of
-im2col/col2im run on two threads when large (NumPy releases the GIL while copying). col2im adds
-each tap as one flat window per image (``_col2im_flat``), not row by row. In training, the
-forward keeps its patch matrices (up to ``KEEP_MAX_BYTES``) for the weight gradient, which then skips
-rebuilding them (1.4-1.5x faster on one core for 144-576 patch rows).
-Environment: FRAMEWORK_CONV_WINOGRAD=0 disables Winograd; FRAMEWORK_CONV_THREADS=1 disables the
-copy thread.
+measured rule). im2col copies each tap as one flat window per image and
+channel over phase images of the padded input (``_cols_flat``, computing output rows as wide as the
+phases and dropping the extra columns), and col2im, its adjoint, adds each tap the same way
+(``_col2im_flat``); the copies run on two threads when large (NumPy releases the GIL while copying).
+In training, the forward keeps its patch matrices (up to ``KEEP_MAX_BYTES``) for the weight
+gradient, which then skips rebuilding them.
+Environment: FRAMEWORK_CONV_WINOGRAD=0 disables Winograd, FRAMEWORK_CONV_FLAT=0 the flat windows
+of im2col (row-by-row strided taps instead); FRAMEWORK_CONV_THREADS=1 disables the copy thread.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from ...backend import get_array_module
 from . import winograd
 
 _WINOGRAD = os.environ.get("FRAMEWORK_CONV_WINOGRAD", "1") != "0"
+_FLAT = os.environ.get("FRAMEWORK_CONV_FLAT", "1") != "0"
 
 def _default_threads() -> int:
     """FRAMEWORK_CONV_THREADS, else the BLAS/OpenMP thread setting, else the number of CPUs."""
@@ -133,8 +135,29 @@ def _is_pointwise(kh, kw, stride, padding):
     return kh == kw == 1 and stride == (1, 1) and padding == (0, 0)
 
 
+def _flat_layout(kh, kw, stride, padding, dilation, wo):
+    """(flat, cols): whether _cols builds its patches by flat windows (_cols_flat), and the columns
+    per output row of its patch matrices: Wo, or with flat windows the width of the input's phases,
+    Wo + (kw - 1) * dw // sw, the extra columns being garbage.
+
+    Flat windows pay when the taps overlap (the kernel reaches past the stride) and the extra columns
+    are at most 1/16 of a row. Measured on one core, forward plus weight gradient from kept patches:
+    1.2x faster for the stride-2 3x3 layer on 32 output columns, 1.06x on 16, 1.15x SLOWER on 8; a
+    non-overlapping 4x4 stride-4 patchify is slower too (the phases add a copy where the direct taps
+    need no padded copy).
+    """
+    if _is_pointwise(kh, kw, stride, padding) or not _FLAT:
+        return False, wo
+    extra = (kw - 1) * dilation[1] // stride[1]
+    overlap = (kh - 1) * dilation[0] >= stride[0] or (kw - 1) * dilation[1] >= stride[1]
+    if overlap and 16 * extra <= wo:
+        return True, wo + extra
+    return False, wo
+
+
 def _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo, fresh=False):
-    """Yield (b0, b1, col) over chunks of images, col (C*kh*kw, (b1-b0)*Ho*Wo) in a reused buffer.
+    """Yield (b0, b1, col) over chunks of images, col (C*kh*kw, (b1-b0)*Ho*cols) in a reused buffer,
+    cols = _flat_layout(...)[1] columns per output row.
 
     Working on a few images at a time keeps the patch matrix in cache for the product that follows
     and avoids allocating (and page-faulting) a batch-sized patch matrix. ``fresh``: every chunk gets
@@ -143,7 +166,8 @@ def _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo, fresh=False):
     n, c, h, w = x.shape
     ph, pw = padding
     L = ho * wo
-    nb = _chunk(n, c * kh * kw, L, x.dtype.itemsize, _is_pointwise(kh, kw, stride, padding))
+    flat, cols = _flat_layout(kh, kw, stride, padding, dilation, wo)
+    nb = _chunk(n, c * kh * kw, ho * cols, x.dtype.itemsize, _is_pointwise(kh, kw, stride, padding))
     if _is_pointwise(kh, kw, stride, padding):
         for b0 in range(0, n, nb):
             b1 = min(b0 + nb, n)
@@ -152,15 +176,15 @@ def _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo, fresh=False):
             else:
                 yield b0, b1, xp.ascontiguousarray(x[b0:b1].transpose(1, 0, 2, 3)).reshape(c, -1)
         return
-    if dilation == (1, 1) and min(stride) >= 2 and kh > stride[0] and kw > stride[1] and wo >= _PHASE_MIN_WO:
-        yield from _cols_phased(xp, x, kh, kw, stride, padding, ho, wo, nb, fresh)
+    if flat:
+        yield from _cols_flat(xp, x, kh, kw, stride, padding, dilation, ho, wo, cols, nb, fresh)
         return
     xpad = xp.zeros((c, nb, h + 2 * ph, w + 2 * pw), dtype=x.dtype) if (ph or pw) else None
     buffer = _col_buffers(xp, x, kh, kw, nb, ho, wo, fresh)
     for b0 in range(0, n, nb):
         b1 = min(b0 + nb, n)
         m = b1 - b0
-        col = buffer(b0)
+        col = buffer(b0).reshape(c, kh, kw, nb, ho, wo)
         if xpad is not None:
             xpad[:, :m, ph:ph + h, pw:pw + w] = x[b0:b1].transpose(1, 0, 2, 3)
             src = xpad[:, :m]
@@ -171,10 +195,10 @@ def _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo, fresh=False):
         yield b0, b1, cm.reshape(c * kh * kw, m * L)
 
 
-def _col_buffers(xp, x, kh, kw, nb, ho, wo, fresh):
-    """b0 -> the (C, kh, kw, nb, Ho, Wo) patch buffer of the chunk starting at image b0: one buffer
+def _col_buffers(xp, x, kh, kw, nb, ho, cols, fresh):
+    """b0 -> the (C, kh, kw, nb, Ho*cols) patch buffer of the chunk starting at image b0: one buffer
     reused by every chunk, or (``fresh``) a slice of one batch-sized buffer per chunk, to be kept."""
-    shape = (x.shape[1], kh, kw, nb, ho, wo)
+    shape = (x.shape[1], kh, kw, nb, ho * cols)
     if fresh:
         full = xp.empty((-(-x.shape[0] // nb),) + shape, dtype=x.dtype)
         return lambda b0: full[b0 // nb]
@@ -182,48 +206,50 @@ def _col_buffers(xp, x, kh, kw, nb, ho, wo, fresh):
     return lambda b0: col
 
 
-# Strided convolutions whose taps overlap (kernel > stride), with at least this many output columns,
-# build their patches from phase images (measured 1.2-1.35x faster im2col from 32 output columns,
-# 1.05-1.15x for the whole forward; slower at 16 and below, and for kernel == stride, where the extra
-# copy outweighs the unit-stride taps).
-_PHASE_MIN_WO = 32
+def _cols_flat(xp, x, kh, kw, stride, padding, dilation, ho, wo, cols, nb, fresh):
+    """_cols by flat windows over phase images: the adjoint of _col2im_flat.
 
-
-def _cols_phased(xp, x, kh, kw, stride, padding, ho, wo, nb, fresh):
-    """_cols for a strided, undilated convolution, by phase images.
-
-    A tap of a stride-s convolution reads every s-th column, a strided inner loop for every copy.
-    Splitting each chunk of padded images once into its s*s phases (P[pi, pj][c, b, a, q] =
-    xpad[c, b, s*a + pi, s*q + pj], written straight from x, which also does the padding) turns
-    every tap into a unit-stride window of one phase: tap (i, j) = P[i % s, j % s] shifted by
-    (i // s, j // s).
+    Tap (i, j) reads padded input row sh*r + i*dh, column sw*q + j*dw: phase (i*dh % sh, j*dw % sw)
+    of the padded image, shifted by (i*dh // sh, j*dw // sw). Each chunk of images is split once into
+    its phases (for stride 1: the padded image itself), written straight from x, which also does the
+    padding. With output rows computed ``cols`` wide (the phases' width), every tap is then ONE
+    unit-stride copy of a flat window of Ho*cols values per image and channel, instead of Ho short
+    row copies (strided ones at stride 2). The cols - Wo extra columns of each row read neighbouring
+    values: garbage outputs that the callers drop (forward) or multiply by zero (weight gradient).
+    Measured on one core: 1.1-1.3x faster forwards of stride-2 3x3 layers, 1.2x of stride-1 layers
+    that Winograd does not take.
     """
     n, c, h, w = x.shape
     sh, sw = stride
-    ra, rq = ho + (kh - 1) // sh, wo + (kw - 1) // sw
-    # the same phase geometry as col2im's (_phase_plan), read instead of written
-    plan, _ = _phase_plan((kh, kw), stride, padding, (1, 1), (h, w), ra, rq)
-    phases = {pq: xp.zeros((c, nb, ra, rq), dtype=x.dtype) for pq, *_ in plan}
-    buffer = _col_buffers(xp, x, kh, kw, nb, ho, wo, fresh)
+    dh, dw = dilation
+    rows = ho + (kh - 1) * dh // sh
+    extra = (kw - 1) * dw // sw  # the last window of an image runs this far past rows*cols
+    plan, _ = _phase_plan((kh, kw), stride, padding, dilation, (h, w), rows, cols)
+    slot = {pq: t for t, (pq, *_) in enumerate(plan)}
+    # rows/columns outside the image stay zero (the padding); stale images past a partial last chunk
+    # are never read
+    phases = xp.zeros((len(plan), c, nb, rows * cols + extra), dtype=x.dtype)
+    buffer = _col_buffers(xp, x, kh, kw, nb, ho, cols, fresh)
     for b0 in range(0, n, nb):
         b1 = min(b0 + nb, n)
         m = b1 - b0
         src = x[b0:b1].transpose(1, 0, 2, 3)
-        for pq, r0, y0, nr, q0, x0, nc in plan:  # rows/columns outside the image stay zero: padding
+        for t, (_, r0, y0, nr, q0, x0, nc) in enumerate(plan):
             if nr > 0 and nc > 0:
-                phases[pq][:, :m, r0:r0 + nr, q0:q0 + nc] = (
-                    src[:, :, y0:y0 + sh * (nr - 1) + 1:sh, x0:x0 + sw * (nc - 1) + 1:sw])
+                grid = phases[t, :, :m, :rows * cols].reshape(c, m, rows, cols)
+                grid[:, :, r0:r0 + nr, q0:q0 + nc] = src[:, :, y0:y0 + sh * (nr - 1) + 1:sh,
+                                                         x0:x0 + sw * (nc - 1) + 1:sw]
         cm = buffer(b0)
         cm = cm[:, :, :, :m] if m < nb else cm
 
         def run(c0, c1, cm=cm, m=m):
             for i in range(kh):
                 for j in range(kw):
-                    P = phases[i % sh, j % sw]
-                    cm[c0:c1, i, j] = P[c0:c1, :m, i // sh:i // sh + ho, j // sw:j // sw + wo]
+                    off = (i * dh // sh) * cols + j * dw // sw
+                    cm[c0:c1, i, j] = phases[slot[i * dh % sh, j * dw % sw], c0:c1, :m, off:off + ho * cols]
 
         _split_channels(xp, run, c, cm.nbytes)
-        yield b0, b1, cm.reshape(c * kh * kw, m * ho * wo)
+        yield b0, b1, cm.reshape(c * kh * kw, m * ho * cols)
 
 
 def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None):
@@ -244,27 +270,34 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None):
             keep["winograd"] = []
             return winograd.conv3x3_forward(x, w, padding[0], keep["winograd"])
         return winograd.conv3x3_forward(x, w, padding[0])
-    L = ho * wo
+    cols = _flat_layout(kh, kw, stride, padding, dilation, wo)[1]
+    lc = ho * cols  # patch columns per image
     y = xp.empty((n, k, ho, wo), dtype=x.dtype)
     w3 = w.reshape(g, kg, cg * kh * kw)
+    few = g == 1 and xp is np and cg * kh * kw < _FEW_ROWS
     # ``keep`` (a dict, CPU only): holds the patch matrices for conv2d_backward_weight(kept=...), which
     # then skips its own im2col pass (the same copies again) at the cost of the memory they hold.
     kept = None
     if (keep is not None and xp is np and cg * kh * kw >= _FEW_ROWS
-            and c * kh * kw * n * L * x.dtype.itemsize <= KEEP_MAX_BYTES):
+            and c * kh * kw * n * lc * x.dtype.itemsize <= KEEP_MAX_BYTES):
         kept = keep["im2col"] = []
     for b0, b1, col in _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo, fresh=kept is not None):
         m = b1 - b0
         if kept is not None:
             kept.append((b0, b1, col))
-        colg = col.reshape(g, cg * kh * kw, m * L)
-        if m == 1 and g == 1 and xp is np and cg * kh * kw < _FEW_ROWS:
-            _few_rows_forward(w3[0], colg[0], y[b0].reshape(k, L))
-        elif m == 1:
-            xp.matmul(w3, colg, out=y[b0].reshape(g, kg, L))
+        colg = col.reshape(g, cg * kh * kw, m * lc)
+        if m == 1 and cols == wo:  # straight into y
+            if few:
+                _few_rows_forward(w3[0], colg[0], y[b0].reshape(k, lc))
+            else:
+                xp.matmul(w3, colg, out=y[b0].reshape(g, kg, lc))
+            continue
+        if few:
+            yt = np.empty((k, m * lc), dtype=x.dtype)
+            _few_rows_forward(w3[0], colg[0], yt)
         else:
-            yt = xp.matmul(w3, colg)  # (G, Kg, m*L)
-            y[b0:b1] = yt.reshape(k, m, ho, wo).transpose(1, 0, 2, 3)
+            yt = xp.matmul(w3, colg)  # (G, Kg, m*Ho*cols)
+        y[b0:b1] = yt.reshape(k, m, ho, cols)[:, :, :, :wo].transpose(1, 0, 2, 3)
     return y
 
 
@@ -389,12 +422,25 @@ def _phase_plan(kernel, stride, padding, dilation, hw, rows, cols):
     return plan, covered
 
 
-def _gy_chunk(xp, gy, b0, b1):
-    """gy[b0:b1] as a (K, m*L) matrix (a view for one image, a copy otherwise)."""
-    k = gy.shape[1]
-    if b1 - b0 == 1:
-        return gy[b0].reshape(k, -1)
-    return xp.ascontiguousarray(gy[b0:b1].transpose(1, 0, 2, 3)).reshape(k, -1)
+def _gy_rows(xp, gy, cols):
+    """(b0, b1) -> gy[b0:b1] as a (K, m*Ho*cols) matrix, each output row padded with zero columns to
+    ``cols`` >= Wo (the layout of _cols' patch matrices and _col2im_flat's input). A view for one
+    unpadded image; otherwise a copy into one buffer, zeroed once and reused by every chunk (the
+    first chunk is the largest), so the returned matrix is only valid until the next call."""
+    k, ho, wo = gy.shape[1:]
+    buf = []
+
+    def chunk(b0, b1):
+        m = b1 - b0
+        if m == 1 and cols == wo:
+            return gy[b0].reshape(k, -1)
+        if not buf:
+            buf.append(xp.zeros((k, m, ho, cols), dtype=gy.dtype))
+        dst = buf[0][:, :m]
+        dst[:, :, :, :wo] = gy[b0:b1].transpose(1, 0, 2, 3)
+        return dst.reshape(k, -1)
+
+    return chunk
 
 
 def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
@@ -416,10 +462,11 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
         L = ho * wo
         gx = xp.empty(x_shape, dtype=gy.dtype)
         nb = _chunk(n, c, L, gy.dtype.itemsize, True)
+        gy_rows = _gy_rows(xp, gy, wo)
         for b0 in range(0, n, nb):
             b1 = min(b0 + nb, n)
             m = b1 - b0
-            gyt = _gy_chunk(xp, gy, b0, b1).reshape(g, kg, m * L)
+            gyt = gy_rows(b0, b1).reshape(g, kg, m * L)
             if m == 1:
                 xp.matmul(wt, gyt, out=gx[b0].reshape(g, cg, L))
             else:
@@ -432,16 +479,16 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     _, covered = _phase_plan((kh, kw), stride, padding, dilation, (h, wd), rows, cols)
     gx = (xp.empty if covered else xp.zeros)(x_shape, dtype=gy.dtype)  # pixels no tap reaches: 0
     nb = _chunk(n, c * kh * kw, ho * cols, gy.dtype.itemsize)
-    gyp = xp.zeros((k, nb, ho, cols), dtype=gy.dtype)
+    gy_rows = _gy_rows(xp, gy, cols)
     for b0 in range(0, n, nb):
         b1 = min(b0 + nb, n)
         m = b1 - b0
-        gyp[:, :m, :, :wo] = gy[b0:b1].transpose(1, 0, 2, 3)
+        gyp = gy_rows(b0, b1)
         if g == 1 and xp is np and cg * kh * kw < _FEW_ROWS:
             gcol = np.empty((cg * kh * kw, m * ho * cols), dtype=gy.dtype)
-            _few_rows_forward(wt[0], gyp[:, :m].reshape(k, -1), gcol)
+            _few_rows_forward(wt[0], gyp, gcol)
         else:
-            gcol = xp.matmul(wt, gyp[:, :m].reshape(g, kg, m * ho * cols))
+            gcol = xp.matmul(wt, gyp.reshape(g, kg, m * ho * cols))
         _col2im_flat(xp, gx[b0:b1], gcol.reshape(c, kh, kw, m, ho * cols), (kh, kw), stride, padding,
                      dilation, rows, cols)
     return gx
@@ -482,12 +529,13 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups, ke
     # (many rows, few columns) 1.2-1.8x faster than gy @ col^T when the layer has few output channels.
     gwt = None
     chunks = (kept or {}).get("im2col") or _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo)
+    gy_rows = _gy_rows(xp, gy, _flat_layout(kh, kw, stride, padding, dilation, wo)[1])  # garbage cols x 0
     for b0, b1, col in chunks:
         if g == 1 and xp is np and cg * kh * kw < _FEW_ROWS:
-            part = _few_rows_product(col, _gy_chunk(xp, gy, b0, b1))[None]
+            part = _few_rows_product(col, gy_rows(b0, b1))[None]
             gwt = part if gwt is None else gwt + part
             continue
-        gyt = _gy_chunk(xp, gy, b0, b1).reshape(g, kg, -1).transpose(0, 2, 1)
+        gyt = gy_rows(b0, b1).reshape(g, kg, -1).transpose(0, 2, 1)
         part = xp.matmul(col.reshape(g, cg * kh * kw, -1), gyt)
         if gwt is None:
             gwt = part
