@@ -355,3 +355,37 @@ def test_conv2d_input_gradient_geometries(rng, n, c, hw, k, kernel, stride, padd
     kw = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
     check(lambda x, w: F.conv2d(x, w, **kw), lambda x, w: TF.conv2d(x, w, **kw), [x, w])
     check(lambda x, w: F.conv2d(x, w, **kw), lambda x, w: TF.conv2d(x, w, **kw), [x, w], dtype=np.float32)
+
+
+@pytest.mark.parametrize(
+    "hw,stride,dilation,unread",
+    [
+        ((36, 36), 2, 1, [(35, 35), (10, 35), (35, 3)]),  # the last row and column: past every window
+        ((9, 101), 2, 3, [(4, 1), (2, 99)]),  # dilation 3 at stride 2: image column 1 sits in a phase
+        # whose only tap starts one column in, so no output reads it
+    ],
+)
+def test_conv2d_pixels_no_output_reads_stay_out_of_every_result(rng, hw, stride, dilation, unread):
+    """Non-finite values in pixels that no window reads change nothing, as in PyTorch: the flat-window
+    patches compute garbage columns over the phases, and those must never read such pixels (0 x inf
+    would turn the weight gradient into NaN)."""
+    from framework.kernels.cpu import conv as cpu_conv
+
+    x_np = rng.standard_normal((2, 3) + hw)
+    for r, c in unread:
+        x_np[:, :, r, c] = np.inf
+    x_np[1, :, unread[0][0], unread[0][1]] = np.nan
+    w_np = rng.standard_normal((4, 3, 3, 3)) * 0.3
+    wo = cpu_conv.conv_out_size(hw[1], 3, stride, 0, dilation)
+    assert cpu_conv._flat_layout(3, 3, (stride,) * 2, (0, 0), (dilation,) * 2, wo)[0]
+    x, w = fw.tensor(x_np, requires_grad=True), fw.tensor(w_np, requires_grad=True)
+    y = F.conv2d(x, w, stride=stride, dilation=dilation)
+    g = rng.standard_normal(y.shape)
+    y.backward(fw.tensor(g))
+    tx, tw = torch.tensor(x_np, requires_grad=True), torch.tensor(w_np, requires_grad=True)
+    ty = TF.conv2d(tx, tw, stride=stride, dilation=dilation)
+    ty.backward(torch.tensor(g))
+    assert np.isfinite(ty.detach().numpy()).all() and np.isfinite(tw.grad.numpy()).all()
+    np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy(), rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-10)

@@ -224,7 +224,7 @@ def _cols_flat(xp, x, kh, kw, stride, padding, dilation, ho, wo, cols, nb, fresh
     dh, dw = dilation
     rows = ho + (kh - 1) * dh // sh
     extra = (kw - 1) * dw // sw  # the last window of an image runs this far past rows*cols
-    plan, _ = _phase_plan((kh, kw), stride, padding, dilation, (h, w), rows, cols)
+    plan, _ = _phase_plan((kh, kw), stride, padding, dilation, (h, w), (ho, wo))
     slot = {pq: t for t, (pq, *_) in enumerate(plan)}
     # rows/columns outside the image stay zero (the padding); stale images past a partial last chunk
     # are never read
@@ -383,7 +383,7 @@ def _col2im_flat(xp, gxm, gcol, kernel, stride, padding, dilation, rows, cols):
     (sh, sw), (dh, dw) = stride, dilation
     ho = gcol.shape[4] // cols
     extra = (kw - 1) * dw // sw  # the last window of an image runs this far past rows*cols
-    plan, _ = _phase_plan(kernel, stride, padding, dilation, gxm.shape[2:], rows, cols)
+    plan, _ = _phase_plan(kernel, stride, padding, dilation, gxm.shape[2:], (ho, cols - extra))
     slot = {pq: t for t, (pq, *_) in enumerate(plan)}
 
     def run(c0, c1):
@@ -402,24 +402,26 @@ def _col2im_flat(xp, gxm, gcol, kernel, stride, padding, dilation, rows, cols):
     _split_channels(xp, run, c, gcol.nbytes)
 
 
-def _phase_plan(kernel, stride, padding, dilation, hw, rows, cols):
-    """The input phases the taps reach and where each lands in the unpadded image:
-    [((pi, pj), r0, y0, nr, q0, x0, nc)], phase rows r0:r0+nr going to image rows y0::sh (and the
-    same for columns), plus whether they cover every pixel of the image (else the rest is zero)."""
+def _phase_plan(kernel, stride, padding, dilation, hw, out_hw):
+    """Where the taps read the input, phase by phase: [((pi, pj), r0, y0, nr, q0, x0, nc)], phase
+    (pi, pj) holding padded pixel (sh*a + pi, sw*q + pj) at (a, q); its rows r0:r0+nr are image rows
+    y0::sh (the same for columns). Exactly the image pixels that some tap of some output reads, so
+    that pixels no output reads stay zero in the phases (and cannot reach a gradient through the
+    garbage columns of _cols_flat); plus whether they cover every pixel of the image (else col2im
+    leaves the rest of the input gradient zero)."""
     (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-    h, wd = hw
-    plan = []
-    for pi, pj in sorted({(i * dh % sh, j * dw % sw) for i in range(kh) for j in range(kw)}):
-        r0 = -(-(ph - pi) // sh) if ph > pi else 0  # first phase row inside the image
-        y0 = pi + sh * r0 - ph
-        q0 = -(-(pw - pj) // sw) if pw > pj else 0
-        x0 = pj + sw * q0 - pw
-        plan.append(((pi, pj), r0, y0, min(rows - r0, len(range(y0, h, sh))), q0, x0,
-                     min(cols - q0, len(range(x0, wd, sw)))))
-    covered = len(plan) == sh * sw and all(
-        nr == len(range(y0, h, sh)) and nc == len(range(x0, wd, sw)) and y0 < sh and x0 < sw
-        for _, _, y0, nr, _, x0, nc in plan)
-    return plan, covered
+
+    def span(k, d, s, p, n_out, n_in, phase):
+        shifts = [i * d // s for i in range(k) if i * d % s == phase]
+        lo = max(min(shifts), -(-(p - phase) // s))  # the first phase index read and inside the image
+        hi = min(max(shifts) + n_out - 1, (n_in - 1 + p - phase) // s)
+        return lo, s * lo + phase - p, max(0, hi - lo + 1)
+
+    phases = sorted({(i * dh % sh, j * dw % sw) for i in range(kh) for j in range(kw)})
+    (ho, wo), (h, w) = out_hw, hw
+    plan = [((pi, pj),) + span(kh, dh, sh, ph, ho, h, pi) + span(kw, dw, sw, pw, wo, w, pj)
+            for pi, pj in phases]
+    return plan, sum(nr * nc for _, _, _, nr, _, _, nc in plan) == h * w
 
 
 def _gy_rows(xp, gy, cols):
@@ -476,7 +478,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     # phases (zero columns), so that col2im adds whole flat windows (see _col2im_flat).
     (sh, sw), (dh, dw) = stride, dilation
     rows, cols = ho + (kh - 1) * dh // sh, wo + (kw - 1) * dw // sw
-    _, covered = _phase_plan((kh, kw), stride, padding, dilation, (h, wd), rows, cols)
+    _, covered = _phase_plan((kh, kw), stride, padding, dilation, (h, wd), (ho, wo))
     gx = (xp.empty if covered else xp.zeros)(x_shape, dtype=gy.dtype)  # pixels no tap reaches: 0
     nb = _chunk(n, c * kh * kw, ho * cols, gy.dtype.itemsize)
     gy_rows = _gy_rows(xp, gy, cols)
