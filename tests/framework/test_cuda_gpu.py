@@ -273,6 +273,41 @@ def test_conv_autograd_gpu_matches_cpu():
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("dtype,kernels", [("float64", True), ("float32", False)])
+@pytest.mark.parametrize("geom", [
+    dict(stride=2, padding=1),  # flat-window im2col over 4 phases
+    dict(stride=1, padding=2, dilation=2),  # flat windows over the padded image
+    dict(stride=3, padding=1),  # no overlap: the direct strided taps
+    dict(stride=2, padding=0, dilation=3),  # a phase whose only tap starts one column in
+])
+def test_generic_conv_on_cupy_matches_cpu(dtype, kernels, geom):
+    """float64 (and everything with fw.backends.cudnn.enabled = False) runs the generic array code of
+    kernels.cpu.conv on CuPy: forward and both gradients against the CPU, with inf in a pixel no
+    window reads for the dilated case (it must not reach any result)."""
+    F = pytest.importorskip("framework.nn.functional")
+    rng = np.random.default_rng(0)
+    x0 = rng.standard_normal((3, 5, 21, 101)).astype(dtype)
+    w0 = (rng.standard_normal((6, 5, 3, 3)) * 0.2).astype(dtype)
+    if geom.get("dilation") == 3:
+        x0[:, :, :, 1] = np.inf  # column 1: phase 1, whose only tap (3 // 2 = 1) starts one column in
+    grads = {}
+    old = fw.backends.cudnn.enabled
+    try:
+        fw.backends.cudnn.enabled = kernels
+        for dev in ("cpu", "cuda"):
+            x = fw.tensor(x0, device=dev, requires_grad=True)
+            w = fw.tensor(w0, device=dev, requires_grad=True)
+            y = F.conv2d(x, w, **geom)
+            (y * y).sum().backward()
+            grads[dev] = [t.detach().cpu().numpy() for t in (y, x.grad, w.grad)]
+    finally:
+        fw.backends.cudnn.enabled = old
+    tol = 1e-10 if dtype == "float64" else 1e-4
+    for name, a, b in zip(("y", "x.grad", "w.grad"), grads["cpu"], grads["cuda"]):
+        assert np.isfinite(a).all() and np.isfinite(b).all(), name
+        np.testing.assert_allclose(b, a, rtol=tol, atol=tol, err_msg=name)
+
+
 def test_small_cnn_training_step_gpu_matches_cpu():
     nn = pytest.importorskip("framework.nn")
     optim = pytest.importorskip("framework.optim")
