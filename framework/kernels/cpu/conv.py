@@ -318,17 +318,19 @@ def _depthwise_forward(xp, x, w, stride, padding, dilation, ho, wo):
     return y
 
 
-_DW_CHUNK_FLOATS = 64 * 1024  # ~256 KB per working array: a chunk's passes stay in a core's L2
+_DW_CHUNK_FLOATS = 64 * 1024  # output values per chunk: its (planes, taps, Ho*Wp) patches stay near L2
 
 
 def _depthwise_forward_flat(xp, x, w, padding, dilation, ho, wo):
     """Stride 1: every tap is one contiguous slice of the flattened padded image.
 
     Output pixel (r, q) is computed at flat position r*Wp + q of the padded width Wp (the last
-    Wp - Wo columns of each row are garbage, dropped by the last tap, which writes the output), so
-    the tap (i, j) reads xflat[..., i*dh*Wp + j*dw:][:Ho*Wp]: long unit-stride passes instead of one
-    short pass per row. The (image, channel) planes go a few at a time, so that the kh*kw passes of
-    a chunk run in cache (measured 1.15-1.2x on one core at 32x120x120).
+    Wp - Wo columns of each row are garbage, dropped when the output is written), so the tap (i, j)
+    reads xflat[..., i*dh*Wp + j*dw:][:Ho*Wp]: one long unit-stride copy per plane. A few (image,
+    channel) planes at a time, the kh*kw shifted copies are stacked and weighted in one batched
+    matrix product, (planes, 1, kh*kw) @ (planes, kh*kw, Ho*Wp): plain copies plus one BLAS pass
+    instead of a multiply and an add per tap (measured 1.35-1.4x faster on one core at 48x120x120
+    and 8x32x64x64).
     """
     n, c, h, wd = x.shape
     kh, kw = w.shape[2:]
@@ -339,31 +341,22 @@ def _depthwise_forward_flat(xp, x, w, padding, dilation, ho, wo):
     flat = xp.zeros((nc, hp * wp + (kw - 1) * dw), dtype=x.dtype)
     flat[:, :hp * wp].reshape(nc, hp, wp)[:, ph:ph + h, pw:pw + wd] = x.reshape(nc, h, wd)
     L = ho * wp
-    wc = w.reshape(c, kh * kw)
+    wc = w.reshape(c, 1, kh * kw)
     if n > 1:
-        wc = xp.tile(wc, (n, 1))
+        wc = xp.tile(wc, (n, 1, 1))
     y = xp.empty((nc, ho, wo), dtype=x.dtype)
     step = max(1, _DW_CHUNK_FLOATS // L) if xp is np else nc  # (one pass over everything on a GPU)
-    acc = xp.empty((min(step, nc), L), dtype=x.dtype)
-    tmp = xp.empty_like(acc)
-    last = kh * kw - 1
+    col = xp.empty((min(step, nc), kh * kw, L), dtype=x.dtype)
+    out = xp.empty((min(step, nc), 1, L), dtype=x.dtype)
     for p0 in range(0, nc, step):
         p1 = min(nc, p0 + step)
-        a, t_ = acc[:p1 - p0], tmp[:p1 - p0]
+        m = p1 - p0
         for t in range(kh * kw):
             i, j = divmod(t, kw)
             off = i * dh * wp + j * dw
-            src = flat[p0:p1, off:off + L]
-            if t == 0:
-                xp.multiply(src, wc[p0:p1, t:t + 1], out=a)
-            elif t < last:
-                xp.multiply(src, wc[p0:p1, t:t + 1], out=t_)
-                a += t_
-            else:  # the last tap adds straight into the output, dropping the garbage columns
-                xp.multiply(src, wc[p0:p1, t:t + 1], out=t_)
-                xp.add(a.reshape(-1, ho, wp)[:, :, :wo], t_.reshape(-1, ho, wp)[:, :, :wo], out=y[p0:p1])
-        if last == 0:
-            y[p0:p1] = a.reshape(-1, ho, wp)[:, :, :wo]
+            col[:m, t] = flat[p0:p1, off:off + L]
+        xp.matmul(wc[p0:p1], col[:m], out=out[:m])
+        y[p0:p1] = out[:m].reshape(m, ho, wp)[:, :, :wo]
     return y.reshape(n, c, ho, wo)
 
 
