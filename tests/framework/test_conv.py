@@ -20,6 +20,7 @@ CONV_CASES = [
     (1, 4, 8, 11, 4, 5, 3, 1, (1, 2), (2, 3), 4),  # depthwise stride 1, dilated, unequal padding
     (2, 3, 6, 6, 3, 3, 3, 1, 0, 1, 3),  # depthwise stride 1, no padding
     (3, 5, 70, 66, 5, 3, 3, 1, 1, 1, 5),  # depthwise stride 1: several chunks of planes, the last partial
+    (2, 3, 7, 8, 3, 3, 3, 1, (3, 1), 1, 3),  # depthwise stride 1, padding past the kernel's reach
     (2, 3, 7, 6, 6, 3, 3, 1, 1, 1, 3),  # depthwise with multiplier 2
     (3, 4, 5, 6, 8, 1, 1, 1, 0, 1, 1),  # 1x1
     (3, 4, 5, 6, 8, 1, 1, 2, 1, 1, 2),  # strided 1x1 with padding, grouped
