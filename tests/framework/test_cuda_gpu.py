@@ -279,6 +279,8 @@ def test_conv_autograd_gpu_matches_cpu():
     dict(stride=1, padding=2, dilation=2),  # flat windows over the padded image
     dict(stride=3, padding=1),  # no overlap: the direct strided taps
     dict(stride=2, padding=0, dilation=3),  # a phase whose only tap starts one column in
+    dict(stride=1, padding=1, groups=5),  # depthwise: flat patches weighted by batched products
+    dict(stride=1, padding=2, dilation=2, groups=5),  # depthwise, dilated
 ])
 def test_generic_conv_on_cupy_matches_cpu(dtype, kernels, geom):
     """float64 (and everything with fw.backends.cudnn.enabled = False) runs the generic array code of
@@ -287,7 +289,8 @@ def test_generic_conv_on_cupy_matches_cpu(dtype, kernels, geom):
     F = pytest.importorskip("framework.nn.functional")
     rng = np.random.default_rng(0)
     x0 = rng.standard_normal((3, 5, 21, 101)).astype(dtype)
-    w0 = (rng.standard_normal((6, 5, 3, 3)) * 0.2).astype(dtype)
+    groups = geom.get("groups", 1)
+    w0 = (rng.standard_normal((5 if groups > 1 else 6, 5 // groups, 3, 3)) * 0.2).astype(dtype)
     if geom.get("dilation") == 3:
         x0[:, :, :, 1] = np.inf  # column 1: phase 1, whose only tap (3 // 2 = 1) starts one column in
     grads = {}
