@@ -285,7 +285,7 @@ def test_conv2d_kept_patch_matrices_serve_the_weight_gradient(rng, groups, strid
     geom = dict(stride=stride, padding=dilation, dilation=dilation, groups=groups)
     keep = {}
     wo = cpu_conv.conv_out_size(hw, 3, stride, dilation, dilation)
-    assert cpu_conv._flat_layout(3, 3, (stride,) * 2, (dilation,) * 2, (dilation,) * 2, wo)[0] == flat
+    assert cpu_conv._flat_layout(3, 3, (stride,) * 2, (dilation,) * 2, (dilation,) * 2, wo, wo)[0] == flat
     cpu_conv.conv2d_forward(x_np, w_np, (stride,) * 2, (dilation,) * 2, (dilation,) * 2, groups, keep=keep)
     assert [c[:2] for c in keep["im2col"]][-1][1] == 9 and len(keep["im2col"]) > 1
     x = fw.tensor(x_np, requires_grad=True)
@@ -328,8 +328,9 @@ def test_conv2d_flat_window_im2col_matches_torch(rng, dtype, n, c, hw, k, kernel
 
     s = (stride,) * 2 if isinstance(stride, int) else stride
     p = (padding,) * 2 if isinstance(padding, int) else padding
+    ho = cpu_conv.conv_out_size(hw[0], kernel, s[0], p[0], dilation)
     wo = cpu_conv.conv_out_size(hw[1], kernel, s[1], p[1], dilation)
-    assert cpu_conv._flat_layout(kernel, kernel, s, p, (dilation,) * 2, wo)[0] == flat
+    assert cpu_conv._flat_layout(kernel, kernel, s, p, (dilation,) * 2, ho, wo)[0] == flat
     x = rng.standard_normal((n, c) + hw)
     w = rng.standard_normal((k, c, kernel, kernel)) * 0.2
     b = rng.standard_normal(k)
@@ -363,7 +364,7 @@ def test_conv2d_input_gradient_geometries(rng, n, c, hw, k, kernel, stride, padd
     "hw,stride,dilation,unread",
     [
         ((36, 36), 2, 1, [(35, 35), (10, 35), (35, 3)]),  # the last row and column: past every window
-        ((9, 101), 2, 3, [(4, 1), (2, 99)]),  # dilation 3 at stride 2: image column 1 sits in a phase
+        ((15, 101), 2, 3, [(4, 1), (2, 99)]),  # dilation 3 at stride 2: image column 1 sits in a phase
         # whose only tap starts one column in, so no output reads it
     ],
 )
@@ -378,8 +379,9 @@ def test_conv2d_pixels_no_output_reads_stay_out_of_every_result(rng, hw, stride,
         x_np[:, :, r, c] = np.inf
     x_np[1, :, unread[0][0], unread[0][1]] = np.nan
     w_np = rng.standard_normal((4, 3, 3, 3)) * 0.3
+    ho = cpu_conv.conv_out_size(hw[0], 3, stride, 0, dilation)
     wo = cpu_conv.conv_out_size(hw[1], 3, stride, 0, dilation)
-    assert cpu_conv._flat_layout(3, 3, (stride,) * 2, (0, 0), (dilation,) * 2, wo)[0]
+    assert cpu_conv._flat_layout(3, 3, (stride,) * 2, (0, 0), (dilation,) * 2, ho, wo)[0]
     x, w = fw.tensor(x_np, requires_grad=True), fw.tensor(w_np, requires_grad=True)
     y = F.conv2d(x, w, stride=stride, dilation=dilation)
     g = rng.standard_normal(y.shape)
@@ -390,4 +392,24 @@ def test_conv2d_pixels_no_output_reads_stay_out_of_every_result(rng, hw, stride,
     assert np.isfinite(ty.detach().numpy()).all() and np.isfinite(tw.grad.numpy()).all()
     np.testing.assert_allclose(y.detach().numpy(), ty.detach().numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy(), rtol=1e-10, atol=1e-9)
+    np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("groups,width", [(3, 9), (1, 40)])
+def test_dilation_wider_than_the_output_keeps_unread_rows_out(rng, groups, width):
+    """A dilation wider than the output leaves image rows that no window reads; inf there must not
+    reach the weight gradient (flat patches' garbage columns, which run on into the next row, could
+    read them): depthwise, and a full convolution wide enough for flat windows otherwise."""
+    x_np = rng.standard_normal((2, 3, 12, width))
+    # 2 output rows read rows {0, 5, 10} and {1, 6, 11}; the garbage columns of output row 1 run on into
+    # the start of rows 2, 7 and 12 (the flat buffer's tail)
+    x_np[:, :, 2, :] = np.inf
+    w_np = rng.standard_normal((3, 3 // groups, 3, 3))
+    geom = dict(padding=(0, 1), dilation=(5, 1), groups=groups)
+    x, w = fw.tensor(x_np, requires_grad=True), fw.tensor(w_np, requires_grad=True)
+    F.conv2d(x, w, **geom).sum().backward()
+    tx, tw = torch.tensor(x_np, requires_grad=True), torch.tensor(w_np, requires_grad=True)
+    TF.conv2d(tx, tw, **geom).sum().backward()
+    assert np.isfinite(tw.grad.numpy()).all()
+    np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy(), rtol=1e-10, atol=1e-10)
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-10)

@@ -135,7 +135,7 @@ def _is_pointwise(kh, kw, stride, padding):
     return kh == kw == 1 and stride == (1, 1) and padding == (0, 0)
 
 
-def _flat_layout(kh, kw, stride, padding, dilation, wo):
+def _flat_layout(kh, kw, stride, padding, dilation, ho, wo):
     """(flat, cols): whether _cols builds its patches by flat windows (_cols_flat), and the columns
     per output row of its patch matrices: Wo, or with flat windows the width of the input's phases,
     Wo + (kw - 1) * dw // sw, the extra columns being garbage.
@@ -144,13 +144,15 @@ def _flat_layout(kh, kw, stride, padding, dilation, wo):
     are at most 1/16 of a row. Measured on one core, forward plus weight gradient from kept patches:
     1.2x faster for the stride-2 3x3 layer on 32 output columns, 1.06x on 16, 1.15x SLOWER on 8; a
     non-overlapping 4x4 stride-4 patchify is slower too (the phases add a copy where the direct taps
-    need no padded copy).
+    need no padded copy). Also required: Ho >= dh and Wo >= dw, so that the windows of a phase's
+    taps touch and the garbage columns (which run on into the next row) read only pixels that real
+    outputs read; a dilation wider than the output leaves unread rows between the windows.
     """
     if _is_pointwise(kh, kw, stride, padding) or not _FLAT:
         return False, wo
     extra = (kw - 1) * dilation[1] // stride[1]
     overlap = (kh - 1) * dilation[0] >= stride[0] or (kw - 1) * dilation[1] >= stride[1]
-    if overlap and 16 * extra <= wo:
+    if overlap and 16 * extra <= wo and ho >= dilation[0] and wo >= dilation[1]:
         return True, wo + extra
     return False, wo
 
@@ -166,7 +168,7 @@ def _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo, fresh=False):
     n, c, h, w = x.shape
     ph, pw = padding
     L = ho * wo
-    flat, cols = _flat_layout(kh, kw, stride, padding, dilation, wo)
+    flat, cols = _flat_layout(kh, kw, stride, padding, dilation, ho, wo)
     nb = _chunk(n, c * kh * kw, ho * cols, x.dtype.itemsize, _is_pointwise(kh, kw, stride, padding))
     if _is_pointwise(kh, kw, stride, padding):
         for b0 in range(0, n, nb):
@@ -270,7 +272,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None):
             keep["winograd"] = []
             return winograd.conv3x3_forward(x, w, padding[0], keep["winograd"])
         return winograd.conv3x3_forward(x, w, padding[0])
-    cols = _flat_layout(kh, kw, stride, padding, dilation, wo)[1]
+    cols = _flat_layout(kh, kw, stride, padding, dilation, ho, wo)[1]
     lc = ho * cols  # patch columns per image
     y = xp.empty((n, k, ho, wo), dtype=x.dtype)
     w3 = w.reshape(g, kg, cg * kh * kw)
@@ -328,8 +330,9 @@ def _dw_patches(xp, x, kh, kw, padding, dilation, ho):
     Output pixel (r, q) sits at flat position r*Wp + q of the padded width Wp (the last Wp - Wo
     columns of each row are garbage: dropped from outputs, met by zeros of the output gradient), so
     the tap (i, j) is the contiguous slice xflat[i*dh*Wp + j*dw:][:Ho*Wp] of the flattened padded
-    plane: one long unit-stride copy per plane and tap. With stride 1 every pixel is read by some
-    real output, so the garbage columns only read values the real ones read too.
+    plane: one long unit-stride copy per plane and tap. When Ho >= dh and Wo >= dw the windows of
+    neighbouring taps touch, so every padded pixel is read by some real output and the garbage
+    columns read nothing the real ones do not.
     """
     n, c, h, wd = x.shape
     ph, pw = padding
@@ -541,7 +544,7 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups, ke
     # (many rows, few columns) 1.2-1.8x faster than gy @ col^T when the layer has few output channels.
     gwt = None
     chunks = (kept or {}).get("im2col") or _cols(xp, x, kh, kw, stride, padding, dilation, ho, wo)
-    gy_rows = _gy_rows(xp, gy, _flat_layout(kh, kw, stride, padding, dilation, wo)[1])  # garbage cols x 0
+    gy_rows = _gy_rows(xp, gy, _flat_layout(kh, kw, stride, padding, dilation, ho, wo)[1])  # garbage x 0
     for b0, b1, col in chunks:
         if g == 1 and xp is np and cg * kh * kw < _FEW_ROWS:
             part = _few_rows_product(col, gy_rows(b0, b1))[None]
@@ -598,8 +601,9 @@ def _depthwise_backward_weight(xp, x, gy, w_shape, stride, padding, dilation):
     sh, sw = stride
     dh, dw = dilation
     m = gy.shape[1] // c
-    if stride == (1, 1) and m == 1:
-        # per plane, the patches (kh*kw, Ho*Wp) times gy's rows padded to Wp with zeros
+    if stride == (1, 1) and m == 1 and ho >= dh and wo >= dw:
+        # per plane, the patches (kh*kw, Ho*Wp) times gy's rows padded to Wp with zeros (which meet
+        # the garbage columns: these read only pixels real outputs read, see _dw_patches)
         wp = x.shape[3] + 2 * padding[1]
         gyp = xp.zeros((n * c, ho, wp), dtype=gy.dtype)
         gyp[:, :, :wo] = gy.reshape(n * c, ho, wo)
