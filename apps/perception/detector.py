@@ -110,8 +110,8 @@ class Detector:
 
 
 def _to_numpy(t) -> np.ndarray:
-    """A network output as a host array, from whichever device it was computed on."""
-    return t.cpu().numpy()
+    """A tensor as a host array, from whichever device it lives on (network outputs, weights)."""
+    return t.detach().cpu().numpy()
 
 
 def load_model(

@@ -26,6 +26,7 @@ import framework as fw
 
 from .classes import CLASSES
 from .data import STRIDE, CachedDataset, TrainDataset, collate
+from .detector import _to_numpy
 from .losses import focal_heatmap_loss, giou_loss, reg_l1_loss
 from .model import CenterNet, count_parameters, widen_state_dict
 
@@ -45,14 +46,14 @@ class EMA:
 
     def __init__(self, model, decay: float = 0.995):
         self.decay = decay
-        self.state = {k: np.array(_np(v), copy=True) for k, v in model.state_dict().items()}
+        self.state = {k: np.array(_to_numpy(v), copy=True) for k, v in model.state_dict().items()}
         self.updates = 0
 
     def update(self, model) -> None:
         self.updates += 1
         d = self.decay * (1 - math.exp(-self.updates / 100.0))  # short warm-up of the decay (YOLOv5's ramp)
         for k, v in model.state_dict().items():
-            a = _np(v)
+            a = _to_numpy(v)
             if a.dtype.kind == "f":
                 self.state[k] *= d
                 self.state[k] += (1 - d) * a
@@ -67,11 +68,6 @@ def _init_weights(path: str) -> dict:
         raise FileNotFoundError(f"--init: no weights file at {path}")
     blob = fw.load(path)
     return blob["ema"] if isinstance(blob.get("ema"), dict) else blob
-
-
-def _np(t) -> np.ndarray:
-    """A tensor (on any device) or array as a host array."""
-    return t.detach().cpu().numpy() if hasattr(t, "detach") else np.asarray(t)
 
 
 def _batches(
@@ -176,7 +172,7 @@ def train(
         blob = fw.load(ckpt)
         model.load_state_dict(blob["model"])
         opt.load_state_dict(blob["optim"])
-        ema.state = {k: _np(v).copy() for k, v in blob["ema"].items()}
+        ema.state = {k: _to_numpy(v).copy() for k, v in blob["ema"].items()}
         with open(os.path.join(out, "state.json")) as f:
             state = json.load(f)
         ema.updates = state["step"]
