@@ -137,6 +137,8 @@ class _Conv2d(Function):
             # patch matrices) to the weight gradient instead of recomputing it.
             self.kept = {}
             y = fn(x, w, self.stride, self.padding, self.dilation, self.groups, keep=self.kept)
+        elif fn.__module__ == _CPU_CONV and not is_grad_enabled():  # inference: the weights stay fixed
+            y = fn(x, w, self.stride, self.padding, self.dilation, self.groups, cache_weight=True)
         else:
             y = fn(x, w, self.stride, self.padding, self.dilation, self.groups)
         if b is not None:

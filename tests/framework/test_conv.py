@@ -6,6 +6,8 @@ from functional_oracle import check
 
 import framework as fw
 import framework.functional as F
+import framework.nn  # noqa: F401  (fw.nn)
+import framework.optim  # noqa: F401  (fw.optim)
 from framework.testing import gradcheck, gradgradcheck
 
 torch = pytest.importorskip("torch")
@@ -413,3 +415,86 @@ def test_dilation_wider_than_the_output_keeps_unread_rows_out(rng, groups, width
     w_np = rng.standard_normal((3, 3 // groups, 3, 3))
     geom = dict(padding=(0, 1), dilation=(5, 1), groups=groups)
     _matches_torch_with_nonfinite_input(x_np, w_np, rng, **geom)
+
+
+def _winograd_cache_setup(rng):
+    from framework.kernels.cpu import winograd
+
+    x = fw.tensor(rng.standard_normal((1, 32, 20, 20)).astype(np.float32))
+    w = fw.nn.Parameter(fw.tensor((rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32)))
+    assert winograd.applicable(tuple(x.shape), tuple(w.shape), (1, 1), (1, 1), (1, 1), 1)
+    return winograd, x, w
+
+
+def _torch_conv(x, w):
+    return TF.conv2d(torch.tensor(x.numpy()), torch.tensor(w.detach().numpy()), padding=1).numpy()
+
+
+def test_inference_reuses_the_winograd_weight_transform_only_while_the_weight_is_unchanged(rng):
+    """Under no_grad the transformed weight is cached; every way of changing the weight (a write
+    through ``.data`` with no version bump, an optimizer step, replacing ``.data``) is seen."""
+    winograd, x, w = _winograd_cache_setup(rng)
+    calls = []
+    real = winograd._weight_transform
+
+    def counting(xp, arr):
+        calls.append(1)
+        return real(xp, arr)
+
+    winograd._weight_transform = counting
+    try:
+        with fw.no_grad():
+            y1 = F.conv2d(x, w, padding=1).numpy()
+            y2 = F.conv2d(x, w, padding=1).numpy()
+            assert len(calls) == 1  # the second call found the transform
+            np.testing.assert_array_equal(y1, y2)
+            np.testing.assert_allclose(y1, _torch_conv(x, w), rtol=1e-4, atol=1e-4)
+
+            w.data[0, 0, 1, 1] += 1.0  # raw write: no version counter moves
+            y3 = F.conv2d(x, w, padding=1).numpy()
+            assert len(calls) == 2
+            np.testing.assert_allclose(y3, _torch_conv(x, w), rtol=1e-4, atol=1e-4)
+            assert not np.allclose(y3, y1)
+
+            w.data = w.data * 2  # a new array
+            np.testing.assert_allclose(F.conv2d(x, w, padding=1).numpy(), _torch_conv(x, w), rtol=1e-4,
+                                       atol=1e-4)
+        opt = fw.optim.SGD([w], lr=0.5)
+        w.grad = fw.ones_like(w)
+        opt.step()
+        with fw.no_grad():
+            np.testing.assert_allclose(F.conv2d(x, w, padding=1).numpy(), _torch_conv(x, w), rtol=1e-4,
+                                       atol=1e-4)
+        # with autograd on (training) nothing is cached: the weights change every step
+        n = len(calls)
+        F.conv2d(x, w, padding=1)
+        F.conv2d(x, w, padding=1)
+        assert len(calls) == n + 2
+    finally:
+        winograd._weight_transform = real
+
+
+def test_winograd_weight_cache_is_bitwise_and_bounded(rng):
+    from framework.kernels.cpu import winograd
+
+    w = (rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32)
+    w[0, 0, 0, 0] = 0.0
+    u = winograd.cached_weight_transform(w)
+    assert winograd.cached_weight_transform(w) is u
+    w[0, 0, 0, 0] = -0.0  # equal as floats, different bits: recomputed
+    assert winograd.cached_weight_transform(w) is not u
+    assert np.signbit(winograd._U_CACHE[id(w)][1][0, 0, 0, 0])
+    key = id(w)
+    del w  # the entry goes with its array
+    assert key not in winograd._U_CACHE
+    old = winograd._U_CACHE_MAX_BYTES
+    winograd._U_CACHE_MAX_BYTES = 1 << 20  # about two 64x64 entries
+    try:
+        ws = [rng.standard_normal((64, 64, 3, 3)).astype(np.float32) for _ in range(4)]
+        for a in ws:
+            winograd.cached_weight_transform(a)
+        total = sum(e[1].nbytes + e[2].nbytes for e in winograd._U_CACHE.values())
+        assert total <= winograd._U_CACHE_MAX_BYTES and id(ws[-1]) in winograd._U_CACHE
+        assert id(ws[0]) not in winograd._U_CACHE  # least recently used first out
+    finally:
+        winograd._U_CACHE_MAX_BYTES = old

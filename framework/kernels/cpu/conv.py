@@ -254,8 +254,11 @@ def _cols_flat(xp, x, kh, kw, stride, padding, dilation, ho, wo, cols, nb, fresh
         yield b0, b1, cm.reshape(c * kh * kw, m * ho * cols)
 
 
-def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None):
-    """y[n, k] = sum_c,i,j w[k, c, i, j] * x[n, g(k)*Cg + c, ho*sh + i*dh - ph, wo*sw + j*dw - pw]."""
+def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None, cache_weight=False):
+    """y[n, k] = sum_c,i,j w[k, c, i, j] * x[n, g(k)*Cg + c, ho*sh + i*dh - ph, wo*sw + j*dw - pw].
+
+    cache_weight: the weight is expected to be used again unchanged (inference), so a transformed
+    copy of it may be kept for the next call (``winograd.cached_weight_transform``)."""
     xp = get_array_module(x)
     n, c, h, wd = x.shape
     k, cg, kh, kw = w.shape
@@ -271,7 +274,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None):
                 winograd.KEEP_MAX_BYTES):
             keep["winograd"] = []
             return winograd.conv3x3_forward(x, w, padding[0], keep["winograd"])
-        return winograd.conv3x3_forward(x, w, padding[0])
+        return winograd.conv3x3_forward(x, w, padding[0], cache_weight=cache_weight)
     cols = _flat_layout(kh, kw, stride, padding, dilation, ho, wo)[1]
     lc = ho * cols  # patch columns per image
     y = xp.empty((n, k, ho, wo), dtype=x.dtype)

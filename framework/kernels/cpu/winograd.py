@@ -14,6 +14,10 @@ Arrays: x (N, C, H, W), w (K, C, 3, 3), y (N, K, H + 2p - 2, W + 2p - 2); paddin
 
 from __future__ import annotations
 
+import threading
+import weakref
+from collections import OrderedDict
+
 import numpy as np
 
 from ...backend import get_array_module
@@ -100,6 +104,46 @@ def _weight_transform(xp, w):
     return xp.ascontiguousarray(u.reshape(16, k, c).transpose(0, 2, 1))
 
 
+# Inference reuses a layer's transformed weight while its weight stays unchanged. An entry is found by
+# the weight array's identity and trusted only after a bitwise comparison with a private copy of the
+# weight (a tenth of the transform's cost), so however the array was modified (an optimizer, a write
+# through ``.data``, finite differences) a stale transform is never used.
+_U_CACHE: OrderedDict = OrderedDict()  # id(w) -> (weakref to w, copy of w, U), least recent first
+_U_CACHE_MAX_BYTES = 64 << 20
+_U_LOCK = threading.Lock()
+
+
+def _same_bits(a, b) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    as_int = np.dtype(f"i{a.dtype.itemsize}")
+    return bool(np.array_equal(a.view(as_int), b.view(as_int)))
+
+
+def cached_weight_transform(w):
+    """U = G g G^T of a NumPy weight, from the cache when ``w`` holds the same bits as last time."""
+    key = id(w)
+    with _U_LOCK:
+        hit = _U_CACHE.get(key)
+        if hit is not None and hit[0]() is w and _same_bits(hit[1], w):
+            _U_CACHE.move_to_end(key)
+            return hit[2]
+    u = _weight_transform(np, w)
+
+    def forget(ref, key=key):
+        with _U_LOCK:
+            if key in _U_CACHE and _U_CACHE[key][0] is ref:
+                del _U_CACHE[key]
+
+    with _U_LOCK:
+        _U_CACHE[key] = (weakref.ref(w, forget), w.copy(), u)
+        total = sum(e[1].nbytes + e[2].nbytes for e in _U_CACHE.values())
+        while total > _U_CACHE_MAX_BYTES and len(_U_CACHE) > 1:
+            _, (_, c, old) = _U_CACHE.popitem(last=False)
+            total -= c.nbytes + old.nbytes
+    return u
+
+
 def _output_transform(xp, mm, y, b0, b1, r0, r1, tw, ho, wo):
     """Y tiles (2x2) = A^T M A from M (16, m*(r1-r0)*tw, K), written into y[b0:b1] (cropped)."""
     m = b1 - b0
@@ -179,13 +223,15 @@ def transform_bytes(x_shape, p, itemsize):
     return 16 * x_shape[0] * x_shape[1] * th * tw * itemsize
 
 
-def conv3x3_forward(x, w, p, keep=None):
-    """keep: a list that receives the input transform of every chunk (reused by the weight gradient)."""
+def conv3x3_forward(x, w, p, keep=None, cache_weight=False):
+    """keep: a list that receives the input transform of every chunk (reused by the weight gradient).
+    cache_weight: reuse the weight transform of an earlier call on the same, unchanged weight array
+    (NumPy; for inference, where the weights stay fixed)."""
     xp = get_array_module(x)
     n, c, h, wd = x.shape
     k = w.shape[0]
     ho, wo, th, tw = _tiles(h, wd, p)
-    u = _weight_transform(xp, w)
+    u = cached_weight_transform(w) if cache_weight and xp is np else _weight_transform(xp, w)
     y = xp.empty((n, k, ho, wo), dtype=x.dtype)
     chunks = _chunks(n, th, tw)
     nb = max(b1 - b0 for b0, b1, _, _ in chunks)
