@@ -206,7 +206,10 @@ def main(argv=None):
     t.add_argument("--eval-every", type=int, default=500)
     t.add_argument("--val-images", type=int, default=300)
     t.add_argument(
-        "--time-budget", type=float, default=None, help="minutes; the cosine follows the clock and ends when the budget is spent"
+        "--time-budget",
+        type=float,
+        default=None,
+        help="minutes; the cosine follows the clock and ends when the budget is spent",
     )
     t.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     t.add_argument("--resume", action="store_true")

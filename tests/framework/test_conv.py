@@ -487,6 +487,16 @@ def test_winograd_weight_cache_is_bitwise_and_bounded(rng):
     key = id(w)
     del w  # the entry goes with its array
     assert key not in winograd._U_CACHE
+    # an array dying while the lock is held (a garbage collection inside the locked code, in the same
+    # thread) must not deadlock: its entry is dropped by the lock's next holder
+    v = (rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32)
+    winograd.cached_weight_transform(v)
+    key = id(v)
+    with winograd._U_LOCK:
+        del v
+        assert key in winograd._U_CACHE
+    winograd.cached_weight_transform(np.zeros((32, 32, 3, 3), np.float32))
+    assert key not in winograd._U_CACHE
     old = winograd._U_CACHE_MAX_BYTES
     winograd._U_CACHE_MAX_BYTES = 1 << 20  # about two 64x64 entries
     try:

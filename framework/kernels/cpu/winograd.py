@@ -111,6 +111,9 @@ def _weight_transform(xp, w):
 _U_CACHE: OrderedDict = OrderedDict()  # id(w) -> (weakref to w, copy of w, U), least recent first
 _U_CACHE_MAX_BYTES = 64 << 20
 _U_LOCK = threading.Lock()
+# Entries of weights that died while the lock was held (a garbage collection can run inside the locked
+# code, in the very thread holding the lock): dropped by the lock's next holder.
+_U_DEAD: list = []
 
 
 def _same_bits(a, b) -> bool:
@@ -120,23 +123,39 @@ def _same_bits(a, b) -> bool:
     return bool(np.array_equal(a.view(as_int), b.view(as_int)))
 
 
+def _drop_dead() -> None:  # (lock held)
+    while _U_DEAD:
+        key, ref = _U_DEAD.pop()
+        if key in _U_CACHE and _U_CACHE[key][0] is ref:
+            del _U_CACHE[key]
+
+
+def _forget(ref, key) -> None:
+    """Weakref callback: the weight array died, its entry goes (now, or with the lock's next holder)."""
+    _U_DEAD.append((key, ref))
+    if _U_LOCK.acquire(blocking=False):
+        try:
+            _drop_dead()
+        finally:
+            _U_LOCK.release()
+
+
 def cached_weight_transform(w):
-    """U = G g G^T of a NumPy weight, from the cache when ``w`` holds the same bits as last time."""
+    """U = G g G^T of a NumPy weight, from the cache when ``w`` holds the same bits as last time.
+    At most _U_CACHE_MAX_BYTES of copies and transforms are held, least recently used out first."""
     key = id(w)
     with _U_LOCK:
+        _drop_dead()
         hit = _U_CACHE.get(key)
         if hit is not None and hit[0]() is w and _same_bits(hit[1], w):
             _U_CACHE.move_to_end(key)
             return hit[2]
     u = _weight_transform(np, w)
-
-    def forget(ref, key=key):
-        with _U_LOCK:
-            if key in _U_CACHE and _U_CACHE[key][0] is ref:
-                del _U_CACHE[key]
-
+    entry = (weakref.ref(w, lambda ref, key=key: _forget(ref, key)), w.copy(), u)
     with _U_LOCK:
-        _U_CACHE[key] = (weakref.ref(w, forget), w.copy(), u)
+        _drop_dead()
+        _U_CACHE[key] = entry
+        _U_CACHE.move_to_end(key)
         total = sum(e[1].nbytes + e[2].nbytes for e in _U_CACHE.values())
         while total > _U_CACHE_MAX_BYTES and len(_U_CACHE) > 1:
             _, (_, c, old) = _U_CACHE.popitem(last=False)
