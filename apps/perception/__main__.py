@@ -91,6 +91,7 @@ def cmd_train(a):
         crop=a.crop or None,
         init=a.init,
         giou=a.giou,
+        workers=a.workers,
     )
     print(json.dumps(st))
 
@@ -212,6 +213,12 @@ def main(argv=None):
         help="minutes; the cosine follows the clock and ends when the budget is spent",
     )
     t.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    t.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="threads preparing batches (more feed a GPU; the batches do not depend on it)",
+    )
     t.add_argument("--resume", action="store_true")
     t.add_argument(
         "--init",

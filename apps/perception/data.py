@@ -196,7 +196,11 @@ class TrainDataset:
         return len(self.cache)
 
     def __getitem__(self, i: int):
-        rng = np.random.default_rng((self.seed, self.epoch, i))
+        return self.sample(i, self.epoch)
+
+    def sample(self, i: int, epoch: int):
+        """Sample ``i`` as augmented in ``epoch``: its randomness is a function of (seed, epoch, i) only."""
+        rng = np.random.default_rng((self.seed, epoch, i))
         if rng.random() < self.augment_p:
             img, boxes, classes, ignore = augment(self.cache, i, rng, self.size, self.mosaic_p)
         else:

@@ -73,31 +73,40 @@ def _init_weights(path: str) -> dict:
 def _batches(
     ds: TrainDataset, batch: int, seed: int, start_step: int, steps: int, threads: int = 2, depth: int = 4
 ):
-    """Yield (step, images, targets) for steps start_step..steps-1; epochs reshuffle deterministically."""
+    """Yield (step, images, targets) for steps start_step..steps-1; epochs reshuffle deterministically.
+
+    ``threads`` workers prepare steps round-robin and a re-order buffer yields them in order; every
+    sample's randomness is a function of (seed, epoch, index), so the batches do not depend on the
+    number of workers. An error in a worker is raised here, in the training loop."""
     n = len(ds)
     per_epoch = n // batch
+    if per_epoch < 1:
+        raise ValueError(f"train: the data set has {n} frames, fewer than one batch of {batch}")
     q: queue.Queue = queue.Queue(maxsize=depth)
     stop = threading.Event()
 
     def make(step):
         epoch, k = divmod(step, per_epoch)
         perm = np.random.default_rng((seed, epoch)).permutation(n)
-        ds.epoch = epoch
         idx = perm[k * batch : (k + 1) * batch]
-        return collate([ds[int(i)] for i in idx])
+        return collate([ds.sample(int(i), epoch) for i in idx])
 
-    # workers take steps round-robin; a small re-order buffer yields them in order
     def worker(w):
         for s in range(start_step + w, steps, threads):
             if stop.is_set():
                 return
-            item = (s, *make(s))
+            try:
+                item = (s, *make(s))
+            except BaseException as e:  # handed to the training loop, which raises it
+                item = (s, e, None)
             while not stop.is_set():
                 try:
                     q.put(item, timeout=0.2)
                     break
                 except queue.Full:
                     continue
+            if item[2] is None:
+                return
 
     ts = [threading.Thread(target=worker, args=(w,), daemon=True) for w in range(threads)]
     for t in ts:
@@ -108,7 +117,10 @@ def _batches(
             while s not in pending:
                 item = q.get()
                 pending[item[0]] = item
-            yield pending.pop(s)
+            item = pending.pop(s)
+            if item[2] is None:
+                raise RuntimeError(f"train: preparing the batch of step {s} failed: {item[1]!r}") from item[1]
+            yield item
     finally:
         stop.set()
 
@@ -135,6 +147,7 @@ def train(
     progress: bool = True,
     init: str | None = None,
     giou: float = 0.0,
+    workers: int = 2,
 ) -> dict:
     """Train; returns the final state dict (step, best metrics). See the module docstring for outputs."""
     from .evaluate import evaluate_cache
@@ -143,6 +156,8 @@ def train(
         raise ValueError(f"train: --giou must be a finite weight >= 0 (0 = off), got {giou}")
     if not (math.isfinite(width) and width > 0):
         raise ValueError(f"train: --width must be > 0, got {width}")
+    if workers < 1:
+        raise ValueError(f"train: --workers must be >= 1 (threads preparing batches), got {workers}")
 
     os.makedirs(out, exist_ok=True)
     fw.manual_seed(seed)
@@ -249,7 +264,7 @@ def train(
     model.train()
     step = state["step"]
     try:
-        for step, imgs, tg in _batches(ds, batch, seed, state["step"], steps):
+        for step, imgs, tg in _batches(ds, batch, seed, state["step"], steps, threads=workers):
             if time_budget_min is not None:
                 # the schedule follows the wall clock: a budget, not a step count, fixes the length
                 frac = (time.time() - t_start) / 60 / time_budget_min

@@ -164,3 +164,36 @@ def test_widened_model_computes_the_same_function(rng, train_mode):
     assert not any(np.allclose(w[:, j], w[:, i]) for j in range(16, 24) for i in range(16))
     with pytest.raises(ValueError, match="shrink"):
         widen_state_dict(wide.state_dict(), CenterNet(width=1.0))
+
+
+def test_batches_do_not_depend_on_the_number_of_workers_and_worker_errors_surface(tmp_path):
+    """Each step's batch is the same whatever the number of loader threads, across epoch boundaries
+    (the augmentation's randomness is a function of (seed, epoch, index), not of shared state), and a
+    failing sample raises in the training loop instead of leaving it waiting for ever."""
+    from apps.perception.data import CachedDataset, TrainDataset, build_cache
+    from apps.perception.train import _batches
+
+    data = str(tmp_path / "cache")
+    build_cache(data, 5, seed=4, size=64, width=160, height=120)
+    ds = TrainDataset(CachedDataset(data), 64, seed=1, mosaic_p=0.5, crop=48)
+    runs = {w: list(_batches(ds, 2, 7, 0, 7, threads=w)) for w in (1, 3)}  # 2 steps an epoch: 3 epochs
+    assert [s for s, *_ in runs[1]] == list(range(7))
+    for (s1, x1, t1), (s3, x3, t3) in zip(runs[1], runs[3]):
+        assert s1 == s3
+        np.testing.assert_array_equal(x1, x3)
+        for k in t1:
+            np.testing.assert_array_equal(t1[k], t3[k])
+    assert not np.array_equal(runs[1][0][1], runs[1][2][1])  # a new epoch: another order / augmentation
+
+    class Broken(TrainDataset):
+        def sample(self, i, epoch):
+            if epoch == 1:
+                raise OSError("unreadable frame")
+            return super().sample(i, epoch)
+
+    bad = Broken(CachedDataset(data), 64, seed=1, crop=48)
+    with pytest.raises(RuntimeError, match="batch of step 2 failed.*unreadable frame"):
+        for _ in _batches(bad, 2, 7, 0, 7, threads=2):
+            pass
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        next(_batches(ds, 8, 7, 0, 3))
