@@ -343,7 +343,8 @@ def _train_command(size: int, training: dict) -> str:
     parts.append(f"--size {size}")
     parts.append(f"--crop {training.get('crop') or 0}")  # None: whole frames
     for key, flag in (("schedule_steps", "--steps"), ("batch", "--batch"), ("lr", "--lr"),
-                      ("mosaic", "--mosaic"), ("seed", "--seed"), ("init", "--init"), ("giou", "--giou")):
+                      ("mosaic", "--mosaic"), ("seed", "--seed"), ("init", "--init"), ("giou", "--giou"),
+                      ("time_budget_min", "--time-budget")):
         if training.get(key) is not None:
             parts.append(f"{flag} {training[key]}")
     return " ".join(parts)

@@ -68,6 +68,11 @@ def test_train_resume_and_card(tmp_path):
     cmd = card["retrain_command"]  # reproduces this run: its data, size and schedule
     assert f"--data {data}" in cmd and "--size 64" in cmd and "--batch 3" in cmd and "--crop 0" in cmd
     assert "--steps 2" in cmd  # the best validation came from the first run's 2-step schedule
+    assert "--time-budget" not in cmd
+    from apps.perception.train import _train_command
+
+    # a run whose cosine followed a time budget is reproduced with that budget
+    assert "--time-budget 90.0" in _train_command(480, dict(data="d", schedule_steps=9, time_budget_min=90.0))
     lines = [json.loads(x) for x in open(os.path.join(out, "log.jsonl"))]
     assert any(x.get("eval") for x in lines) and all(np.isfinite(x.get("loss", 0.0)) for x in lines)
     # --init: a new run starts from the checkpoint's EMA weights, not from a fresh initialisation
