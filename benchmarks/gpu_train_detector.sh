@@ -27,27 +27,9 @@ done
 $py -m apps.perception cache --out "$D/val" --n "$VALN" --seed 1002 --size 480 > /dev/null 2>&1 &
 wait
 echo "rendered after $(el) s"
-$py - "$D" "$SHARDS" <<'EOF' || exit 1
-import json, os, sys
-import numpy as np
-d, k = sys.argv[1], int(sys.argv[2])
-ims = [np.load(f"{d}/s{i}/images.npy", mmap_mode="r") for i in range(k)]
-n = sum(len(a) for a in ims)
-os.makedirs(f"{d}/train")
-out = np.lib.format.open_memmap(f"{d}/train/images.npy", mode="w+", dtype=np.uint8, shape=(n,) + ims[0].shape[1:])
-rows, off = [], 0
-for i, a in enumerate(ims):
-    out[off:off + len(a)] = a
-    b = np.load(f"{d}/s{i}/boxes.npy").copy()
-    b[:, 0] += off
-    rows.append(b)
-    off += len(a)
-out.flush()
-np.save(f"{d}/train/boxes.npy", np.concatenate(rows))
-json.dump(dict(n=n, seed=f"5000..{5000 + k - 1}", size=480, source_size=[640, 480],
-               generator="apps.perception.synth"), open(f"{d}/train/meta.json", "w"))
-print("train frames", n)
-EOF
+$py -c "import sys; from apps.perception.data import merge_caches
+print(merge_caches(sys.argv[1] + '/train', [f'{sys.argv[1]}/s{i}' for i in range(int(sys.argv[2]))]))" \
+  "$D" "$SHARDS" || exit 1
 echo "merged after $(el) s"
 left=$(( TOTAL_S - $(el) - 45 ))
 budget=$($py -c "print(round($left / 60, 2))")

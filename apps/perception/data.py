@@ -79,6 +79,40 @@ def build_cache(
     return meta
 
 
+def merge_caches(out: str, roots: list[str]) -> dict:
+    """Concatenate caches made by :func:`build_cache` at the same size into ``out`` (frames in order,
+    box rows renumbered); the frames are copied through a memory map, one cache at a time."""
+    metas = []
+    for r in roots:
+        with open(os.path.join(r, "meta.json")) as f:
+            metas.append(json.load(f))
+    keys = {(m["size"], tuple(m["source_size"])) for m in metas}
+    if len(keys) != 1:
+        raise ValueError(f"merge_caches: the caches differ in size or source size: {sorted(keys)}")
+    ims = [np.load(os.path.join(r, "images.npy"), mmap_mode="r", allow_pickle=False) for r in roots]
+    n = sum(len(a) for a in ims)
+    os.makedirs(out, exist_ok=True)
+    dst = np.lib.format.open_memmap(
+        os.path.join(out, "images.npy"), mode="w+", dtype=np.uint8, shape=(n,) + ims[0].shape[1:]
+    )
+    rows, off = [], 0
+    for r, a in zip(roots, ims):
+        dst[off : off + len(a)] = a
+        b = np.load(os.path.join(r, "boxes.npy"), allow_pickle=False).copy()
+        b[:, 0] += off
+        rows.append(b)
+        off += len(a)
+    dst.flush()
+    del dst
+    np.save(os.path.join(out, "boxes.npy"), np.concatenate(rows).reshape(-1, 6))
+    size, source = keys.pop()
+    meta = dict(n=n, seed=[m["seed"] for m in metas], size=size, source_size=list(source),
+                generator="apps.perception.synth")
+    with open(os.path.join(out, "meta.json"), "w") as f:
+        json.dump(meta, f)
+    return meta
+
+
 class CachedDataset:
     """Cached frames as (image uint8 (S, S, 3), boxes float32 (K, 4), classes int64 (K,), ignore (M, 4))."""
 

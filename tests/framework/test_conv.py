@@ -417,23 +417,23 @@ def test_dilation_wider_than_the_output_keeps_unread_rows_out(rng, groups, width
     _matches_torch_with_nonfinite_input(x_np, w_np, rng, **geom)
 
 
-def _winograd_cache_setup(rng):
+def test_inference_reuses_the_winograd_weight_transform_only_while_the_weight_is_unchanged(rng):
+    """Under no_grad the transformed weight is cached; every way of changing the weight (a write
+    through ``.data`` with no version bump, an optimizer step, replacing ``.data``) is seen."""
     from framework.kernels.cpu import winograd
 
     x = fw.tensor(rng.standard_normal((1, 32, 20, 20)).astype(np.float32))
     w = fw.nn.Parameter(fw.tensor((rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32)))
     assert winograd.applicable(tuple(x.shape), tuple(w.shape), (1, 1), (1, 1), (1, 1), 1)
-    return winograd, x, w
 
+    def conv_matching_torch():
+        """Our no-grad convolution, checked against PyTorch's on the weight as it is now."""
+        with fw.no_grad():
+            y = F.conv2d(x, w, padding=1).numpy()
+        ref = TF.conv2d(torch.tensor(x.numpy()), torch.tensor(w.detach().numpy()), padding=1).numpy()
+        np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+        return y
 
-def _torch_conv(x, w):
-    return TF.conv2d(torch.tensor(x.numpy()), torch.tensor(w.detach().numpy()), padding=1).numpy()
-
-
-def test_inference_reuses_the_winograd_weight_transform_only_while_the_weight_is_unchanged(rng):
-    """Under no_grad the transformed weight is cached; every way of changing the weight (a write
-    through ``.data`` with no version bump, an optimizer step, replacing ``.data``) is seen."""
-    winograd, x, w = _winograd_cache_setup(rng)
     calls = []
     real = winograd._weight_transform
 
@@ -443,28 +443,23 @@ def test_inference_reuses_the_winograd_weight_transform_only_while_the_weight_is
 
     winograd._weight_transform = counting
     try:
+        y1 = conv_matching_torch()
         with fw.no_grad():
-            y1 = F.conv2d(x, w, padding=1).numpy()
             y2 = F.conv2d(x, w, padding=1).numpy()
-            assert len(calls) == 1  # the second call found the transform
-            np.testing.assert_array_equal(y1, y2)
-            np.testing.assert_allclose(y1, _torch_conv(x, w), rtol=1e-4, atol=1e-4)
+        assert len(calls) == 1  # the second call found the transform
+        np.testing.assert_array_equal(y1, y2)
 
-            w.data[0, 0, 1, 1] += 1.0  # raw write: no version counter moves
-            y3 = F.conv2d(x, w, padding=1).numpy()
-            assert len(calls) == 2
-            np.testing.assert_allclose(y3, _torch_conv(x, w), rtol=1e-4, atol=1e-4)
-            assert not np.allclose(y3, y1)
+        w.data[0, 0, 1, 1] += 1.0  # raw write: no version counter moves
+        y3 = conv_matching_torch()
+        assert len(calls) == 2
+        assert not np.allclose(y3, y1)
 
-            w.data = w.data * 2  # a new array
-            np.testing.assert_allclose(F.conv2d(x, w, padding=1).numpy(), _torch_conv(x, w), rtol=1e-4,
-                                       atol=1e-4)
+        w.data = w.data * 2  # a new array
+        conv_matching_torch()
         opt = fw.optim.SGD([w], lr=0.5)
         w.grad = fw.ones_like(w)
         opt.step()
-        with fw.no_grad():
-            np.testing.assert_allclose(F.conv2d(x, w, padding=1).numpy(), _torch_conv(x, w), rtol=1e-4,
-                                       atol=1e-4)
+        conv_matching_torch()
         # with autograd on (training) nothing is cached: the weights change every step
         n = len(calls)
         F.conv2d(x, w, padding=1)

@@ -202,3 +202,22 @@ def test_batches_do_not_depend_on_the_number_of_workers_and_worker_errors_surfac
             pass
     with pytest.raises(ValueError, match="fewer than one batch"):
         next(_batches(ds, 8, 7, 0, 3))
+
+
+def test_merged_caches_hold_every_frame_and_box_in_order(tmp_path):
+    from apps.perception.data import CachedDataset, build_cache, merge_caches
+
+    parts = [str(tmp_path / f"s{i}") for i in range(2)]
+    for i, p in enumerate(parts):
+        build_cache(p, 3 + i, seed=10 + i, size=64, width=160, height=120)
+    meta = merge_caches(str(tmp_path / "all"), parts)
+    assert meta["n"] == 7 and meta["seed"] == [10, 11] and meta["size"] == 64
+    merged = CachedDataset(str(tmp_path / "all"))
+    expected = [item for p in parts for item in (CachedDataset(p)[i] for i in range(len(CachedDataset(p))))]
+    assert len(merged) == len(expected)
+    for k, want in enumerate(expected):
+        for got, exp in zip(merged[k], want):
+            np.testing.assert_array_equal(got, exp)
+    build_cache(str(tmp_path / "other"), 2, seed=3, size=96, width=160, height=120)
+    with pytest.raises(ValueError, match="differ in size"):
+        merge_caches(str(tmp_path / "bad"), [parts[0], str(tmp_path / "other")])
