@@ -4,9 +4,13 @@ Every loader returns a list of :class:`Sample` with boxes as ``float32 (N, 4)`` 
 (x2/y2 exclusive edges, as COCO ``[x, y, w, h]`` -> ``[x, y, x + w, y + h]``), class ids into
 :data:`apps.perception.classes.CLASSES`, and ignore regions (KITTI ``DontCare``, COCO ``iscrowd``)
 as ``float32 (M, 4)``; the evaluator neither rewards nor punishes detections inside those.
+Boxes are clipped to the image (detections are too); a malformed line, a non-finite or inverted box, or
+a box wholly outside its image is a ``ValueError`` naming the file and line (or annotation), never a
+silent skip.
 
 Formats:
-- YOLO: one ``labels/<stem>.txt`` per image, lines ``class cx cy w h`` normalised to 0..1.
+- YOLO: one ``labels/<stem>.txt`` per image, lines ``class cx cy w h`` normalised to 0..1 (or a
+  segmentation polygon ``class x1 y1 x2 y2 ...``, read as its enclosing box).
 - COCO: one json with ``images``, ``annotations`` (``bbox`` = ``[x, y, w, h]`` pixels), ``categories``.
 - KITTI object ``label_2``: 15 space-separated fields per line; fields 4-7 are the 2-D box
   ``left top right bottom`` in pixels (KITTI object development kit, readme.txt).
@@ -47,10 +51,35 @@ class Sample:
 
 
 def _image_size(path: str) -> tuple[int, int]:
+    """(width, height) as displayed: EXIF orientations 5-8 turn the stored image by 90 degrees, and both
+    the labelling tools and ``cv2.imread`` (which the evaluator reads with) show it turned."""
     from PIL import Image  # reads the header only
 
     with Image.open(path) as im:
-        return im.size
+        w, h = im.size
+        if im.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # 0x0112 = Orientation (EXIF 2.3, table 4)
+            w, h = h, w
+    return w, h
+
+
+def _check_box(box: list[float], width: int, height: int, where: str) -> list[float]:
+    """``box`` xyxy clipped to the image (when its size is known). Detections are clipped to the frame,
+    so a ground-truth box left hanging outside it could never be matched at a high IoU. Non-finite or
+    inverted boxes, and boxes wholly outside the image, are errors naming ``where``."""
+    x1, y1, x2, y2 = box
+    if not np.isfinite(box).all() or x2 < x1 or y2 < y1:
+        raise ValueError(f"{where}: box {box} is not x1 <= x2, y1 <= y2 (pixels)")
+    if width > 0 and height > 0:
+        c = [
+            min(max(x1, 0.0), width),
+            min(max(y1, 0.0), height),
+            min(max(x2, 0.0), width),
+            min(max(y2, 0.0), height),
+        ]
+        if (x2 > x1 and c[2] <= c[0]) or (y2 > y1 and c[3] <= c[1]):
+            raise ValueError(f"{where}: box {box} lies outside the {width}x{height} image")
+        return c
+    return [float(v) for v in box]
 
 
 def _arr(boxes, n=4) -> np.ndarray:
@@ -61,10 +90,52 @@ def _images_in(folder: str) -> list[str]:
     return sorted(p for p in glob.glob(os.path.join(folder, "*")) if p.lower().endswith(IMAGE_EXTS))
 
 
+def _yolo_labels_dir(images_dir: str) -> str:
+    """Ultralytics' rule: the last ``images`` folder of the path becomes ``labels``
+    (``data/images/train`` -> ``data/labels/train``); without one, the sibling ``labels`` folder."""
+    parts = os.path.normpath(images_dir).split(os.sep)
+    if "images" in parts:
+        k = len(parts) - 1 - parts[::-1].index("images")
+        return os.sep.join(parts[:k] + ["labels"] + parts[k + 1 :])
+    return os.path.join(os.path.dirname(os.path.normpath(images_dir)), "labels")
+
+
+def _yolo_line(line: str, where: str) -> tuple[int, list[float]]:
+    """``class cx cy w h`` (a box) or ``class x1 y1 ... xn yn`` (a polygon, n >= 3, YOLO segmentation
+    labels: its enclosing box), normalised to 0..1. Returns (class, [x1, y1, x2, y2] normalised)."""
+    parts = line.split()
+    try:
+        vals = [float(v) for v in parts]
+    except ValueError:
+        raise ValueError(f"{where}: expected numbers 'class cx cy w h', got {line.strip()!r}") from None
+    n = len(vals) - 1
+    if n != 4 and (n < 6 or n % 2):
+        raise ValueError(
+            f"{where}: expected 'class cx cy w h' or a polygon 'class x1 y1 x2 y2 x3 y3 ...', "
+            f"got {len(vals)} fields"
+        )
+    c = vals[0]
+    if not np.isfinite(c) or c != int(c) or not 0 <= c < len(CLASSES):
+        raise ValueError(f"{where}: class {parts[0]} is not an id in 0..{len(CLASSES) - 1}")
+    v = np.asarray(vals[1:], np.float64)
+    if not np.isfinite(v).all() or (v < 0).any() or (v > 1 + 1e-6).any():
+        raise ValueError(f"{where}: coordinates must be normalised to 0..1, got {line.strip()!r}")
+    if n == 4:
+        cx, cy, bw, bh = v
+        return int(c), [cx - bw / 2, cy - bh / 2, cx + bw / 2, cy + bh / 2]
+    xs, ys = v[0::2], v[1::2]
+    return int(c), [xs.min(), ys.min(), xs.max(), ys.max()]
+
+
 def load_yolo(images_dir: str, labels_dir: str | None = None) -> list[Sample]:
-    """YOLO txt labels. ``labels_dir`` defaults to the sibling ``labels`` folder of ``images_dir``."""
+    """YOLO txt labels. ``labels_dir`` defaults to Ultralytics' rule: the last ``images`` folder of the
+    path replaced by ``labels`` (``data/images/train`` -> ``data/labels/train``). An image without a
+    label file has no objects (a background image); a missing labels folder is an error. Boxes are
+    clipped to the image; polygon (segmentation) lines give their enclosing box."""
     if labels_dir is None:
-        labels_dir = os.path.join(os.path.dirname(os.path.normpath(images_dir)), "labels")
+        labels_dir = _yolo_labels_dir(images_dir)
+    if not os.path.isdir(labels_dir):
+        raise FileNotFoundError(f"no YOLO labels folder {labels_dir!r} for the images in {images_dir!r}")
     out = []
     for k, img in enumerate(_images_in(images_dir)):
         w, h = _image_size(img)
@@ -72,17 +143,13 @@ def load_yolo(images_dir: str, labels_dir: str | None = None) -> list[Sample]:
         boxes, classes = [], []
         lp = os.path.join(labels_dir, stem + ".txt")
         if os.path.exists(lp):
-            with open(lp) as f:
+            with open(lp, encoding="utf-8-sig") as f:  # -sig: a byte-order mark some editors write
                 for ln, line in enumerate(f, 1):
-                    parts = line.split()
-                    if not parts:
+                    if not line.split():
                         continue
-                    if len(parts) < 5:
-                        raise ValueError(f"{lp}:{ln}: expected 'class cx cy w h', got {line.strip()!r}")
-                    c, cx, cy, bw, bh = int(parts[0]), *map(float, parts[1:5])
-                    if not 0 <= c < len(CLASSES):
-                        raise ValueError(f"{lp}:{ln}: class {c} outside 0..{len(CLASSES) - 1}")
-                    boxes.append([(cx - bw / 2) * w, (cy - bh / 2) * h, (cx + bw / 2) * w, (cy + bh / 2) * h])
+                    where = f"{lp}:{ln}"
+                    c, (x1, y1, x2, y2) = _yolo_line(line, where)
+                    boxes.append(_check_box([x1 * w, y1 * h, x2 * w, y2 * h], w, h, where))
                     classes.append(c)
         out.append(Sample(img, w, h, _arr(boxes), np.asarray(classes, np.int64), image_id=k + 1))
     return out
@@ -92,19 +159,25 @@ def load_coco(
     json_path: str, images_dir: str | None = None, mapping: dict[str, int | str | None] | None = None
 ) -> list[Sample]:
     """COCO json. Categories are mapped by name (ours, or ``mapping``, default COCO's); unmapped
-    categories are dropped; ``iscrowd=1`` annotations become ignore regions."""
+    categories are dropped; ``iscrowd=1`` (or ``ignore=1``, as CityPersons-style files mark them)
+    annotations become ignore regions. Boxes are clipped to the image."""
     with open(json_path) as f:
         d = json.load(f)
     images_dir = images_dir or os.path.join(os.path.dirname(json_path), "images")
     cat = {c["id"]: class_id(c["name"], mapping or COCO_MAP) for c in d.get("categories", [])}
     per = {im["id"]: ([], [], [], []) for im in d["images"]}
+    size = {im["id"]: (int(im.get("width") or 0), int(im.get("height") or 0)) for im in d["images"]}
     for a in d.get("annotations", []):
         c = cat.get(a["category_id"])
         if c is None or a["image_id"] not in per:
             continue
-        x, y, w, h = a["bbox"]
-        box = [x, y, x + w, y + h]
-        if a.get("iscrowd", 0) or c == "ignore":
+        where = f"{json_path}: annotation {a.get('id')}"
+        try:
+            x, y, w, h = (float(v) for v in a["bbox"])
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"{where}: bbox must be [x, y, w, h], got {a.get('bbox')!r}") from None
+        box = _check_box([x, y, x + w, y + h], *size[a["image_id"]], where)
+        if a.get("iscrowd", 0) or a.get("ignore", 0) or c == "ignore":
             per[a["image_id"]][2].append(box)
             per[a["image_id"]][3].append(-1 if c == "ignore" else c)
         else:
@@ -128,30 +201,46 @@ def load_coco(
     return out
 
 
+def _by_stem(folder: str) -> dict[str, str]:
+    """{stem: path} of the images in ``folder``, extensions matched case-insensitively (``.PNG``)."""
+    return {os.path.splitext(os.path.basename(p))[0]: p for p in reversed(_images_in(folder))}
+
+
 def load_kitti(label_dir: str, image_dir: str | None = None) -> list[Sample]:
     """KITTI ``label_2`` txt files; ``DontCare`` lines become ignore regions, ``Misc`` is dropped.
-    ``image_dir`` defaults to the sibling ``image_2``; its PNGs give the image sizes."""
+    ``image_dir`` defaults to the sibling ``image_2``; its images give the image sizes (without them
+    KITTI's usual 1242x375 is assumed and boxes are not clipped). A line must have KITTI's 15 fields
+    (16 with a score); anything else (a tracking ``label_02`` line, a truncated line) is an error."""
     image_dir = image_dir or os.path.join(os.path.dirname(os.path.normpath(label_dir)), "image_2")
+    images = _by_stem(image_dir) if os.path.isdir(image_dir) else {}
+    label_files = sorted(p for p in glob.glob(os.path.join(label_dir, "*")) if p.lower().endswith(".txt"))
     out = []
-    for k, lp in enumerate(sorted(glob.glob(os.path.join(label_dir, "*.txt")))):
+    for k, lp in enumerate(label_files):
         stem = os.path.splitext(os.path.basename(lp))[0]
-        img = next(
-            (p for p in (os.path.join(image_dir, stem + e) for e in IMAGE_EXTS) if os.path.exists(p)), None
-        )
+        img = images.get(stem)
         w, h = _image_size(img) if img else (1242, 375)  # KITTI's usual size when images are absent
         boxes, classes, ign = [], [], []
-        with open(lp) as f:
+        with open(lp, encoding="utf-8-sig") as f:
             for ln, line in enumerate(f, 1):
                 p = line.split()
                 if not p:
                     continue
-                if len(p) < 8:
-                    raise ValueError(f"{lp}:{ln}: a KITTI label line has 15 fields, got {len(p)}")
+                where = f"{lp}:{ln}"
+                if len(p) not in (15, 16):
+                    raise ValueError(
+                        f"{where}: a KITTI label line has 15 fields (16 with a score), got {len(p)}"
+                    )
+                try:
+                    box = [float(v) for v in p[4:8]]
+                except ValueError:
+                    raise ValueError(f"{where}: fields 5-8 must be the box left top right bottom") from None
                 c = class_id(p[0], KITTI_MAP)
-                box = [float(v) for v in p[4:8]]
+                if c is None:
+                    continue
+                box = _check_box(box, w, h, where) if img else _check_box(box, 0, 0, where)
                 if c == "ignore":
                     ign.append(box)
-                elif c is not None:
+                else:
                     boxes.append(box)
                     classes.append(c)
         out.append(
@@ -170,27 +259,39 @@ def load_kitti(label_dir: str, image_dir: str | None = None) -> list[Sample]:
 
 def load_voc(annotations_dir: str, images_dir: str | None = None) -> list[Sample]:
     """Pascal VOC xml files. VOC pixel indices are 1-based and inclusive, so ``xmin - 1`` and ``xmax``
-    give our 0-based exclusive-edge box; ``difficult=1`` objects become ignore regions (as in VOC eval)."""
+    give our 0-based exclusive-edge box; ``difficult=1`` objects become ignore regions (as in VOC eval).
+    A missing or zero ``<size>`` is read from the image; boxes are clipped to the image; a file that is
+    not well-formed xml or an object whose ``bndbox`` lacks a coordinate is an error naming the file."""
     images_dir = images_dir or os.path.join(os.path.dirname(os.path.normpath(annotations_dir)), "JPEGImages")
+    xml_files = sorted(p for p in glob.glob(os.path.join(annotations_dir, "*")) if p.lower().endswith(".xml"))
     out = []
-    for k, xp in enumerate(sorted(glob.glob(os.path.join(annotations_dir, "*.xml")))):
-        root = ET.parse(xp).getroot()
+    for k, xp in enumerate(xml_files):
+        try:
+            root = ET.parse(xp).getroot()
+        except ET.ParseError as e:
+            raise ValueError(f"{xp}: not well-formed xml ({e})") from None
         fname = root.findtext("filename") or os.path.splitext(os.path.basename(xp))[0] + ".jpg"
+        img = os.path.join(images_dir, fname.strip())
         size = root.find("size")
-        w = int(float(size.findtext("width"))) if size is not None else 0
-        h = int(float(size.findtext("height"))) if size is not None else 0
+        try:
+            w = int(float(size.findtext("width") or 0)) if size is not None else 0
+            h = int(float(size.findtext("height") or 0)) if size is not None else 0
+        except ValueError:
+            raise ValueError(f"{xp}: <size> must hold numbers") from None
+        if (w <= 0 or h <= 0) and os.path.exists(img):
+            w, h = _image_size(img)  # some exporters write no size, or 0 x 0
         boxes, classes, ign, ignc = [], [], [], []
-        for ob in root.iter("object"):
+        for j, ob in enumerate(root.iter("object")):
             c = class_id(ob.findtext("name", ""), VOC_MAP)
             bb = ob.find("bndbox")
             if c is None or bb is None or isinstance(c, str):
                 continue
-            box = [
-                float(bb.findtext("xmin")) - 1,
-                float(bb.findtext("ymin")) - 1,
-                float(bb.findtext("xmax")),
-                float(bb.findtext("ymax")),
-            ]
+            where = f"{xp}: object {j + 1} ({ob.findtext('name', '').strip()})"
+            try:
+                x1, y1, x2, y2 = (float(bb.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax"))
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}: bndbox needs numeric xmin, ymin, xmax, ymax") from None
+            box = _check_box([x1 - 1, y1 - 1, x2, y2], w, h, where)
             if int(float(ob.findtext("difficult", "0") or 0)):
                 ign.append(box)
                 ignc.append(c)
@@ -199,7 +300,7 @@ def load_voc(annotations_dir: str, images_dir: str | None = None) -> list[Sample
                 classes.append(c)
         out.append(
             Sample(
-                os.path.join(images_dir, fname),
+                img,
                 w,
                 h,
                 _arr(boxes),

@@ -66,7 +66,7 @@ def test_coco_names_and_crowd(tmp_path):
 def test_kitti_dontcare(tmp_path):
     (tmp_path / "label_2").mkdir()
     (tmp_path / "image_2").mkdir()
-    _img(tmp_path / "image_2" / "000001.png", 120, 40)
+    _img(tmp_path / "image_2" / "000001.png", 1242, 375)
     (tmp_path / "label_2" / "000001.txt").write_text(
         "Car 0.00 0 -1.58 587.01 173.33 614.12 200.12 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59\n"
         "Pedestrian 0.00 0 -0.20 712.40 143.00 810.73 307.92 1.89 0.48 1.20 1.84 1.47 8.41 0.01\n"
@@ -75,7 +75,7 @@ def test_kitti_dontcare(tmp_path):
         "Van 0.00 0 -1.0 10 20 30 40 1 1 1 1 1 1 1\n"
     )
     (s,) = load_kitti(str(tmp_path / "label_2"))
-    assert (s.width, s.height) == (120, 40)
+    assert (s.width, s.height) == (1242, 375)
     assert s.classes.tolist() == [0, 2, 0]  # Car, Pedestrian, Van -> car; Misc dropped
     np.testing.assert_allclose(s.boxes[0], [587.01, 173.33, 614.12, 200.12], rtol=1e-6)
     np.testing.assert_allclose(s.ignore, [[503.89, 169.71, 590.61, 190.13]], rtol=1e-6)
@@ -104,3 +104,212 @@ def test_voc(tmp_path):
 def test_load_any_rejects_unknown(tmp_path):
     with pytest.raises(ValueError, match="no COCO json"):
         load_any(str(tmp_path))
+
+
+# --- audit: edge cases a user's data set brings -------------------------------------------------------
+
+
+def test_yolo_split_layout_finds_labels_train(tmp_path):
+    # Ultralytics layout: data/images/train/x.jpg -> data/labels/train/x.txt (not data/images/labels)
+    (tmp_path / "images" / "train").mkdir(parents=True)
+    (tmp_path / "labels" / "train").mkdir(parents=True)
+    _img(tmp_path / "images" / "train" / "a.png", 64, 48)
+    (tmp_path / "labels" / "train" / "a.txt").write_text("1 0.5 0.5 0.25 0.5\n")
+    (s,) = load_yolo(str(tmp_path / "images" / "train"))
+    np.testing.assert_allclose(s.boxes, [[24, 12, 40, 36]])
+    assert s.classes.tolist() == [1]
+
+
+def test_yolo_missing_labels_folder_is_an_error(tmp_path):
+    (tmp_path / "images").mkdir()
+    _img(tmp_path / "images" / "a.png")
+    with pytest.raises(FileNotFoundError, match="labels"):
+        load_yolo(str(tmp_path / "images"))  # every image silently unlabelled otherwise
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "car 0.5 0.5 0.2 0.2",
+        "0 0.5 O.5 0.2 0.2",
+        "0 0.5 0.5 0.2 nan",
+        "0 1.7 0.5 0.2 0.2",
+        "0 0.5 0.5 -0.2 0.2",
+        "0 0.5 0.5 0.2 0.2 0.9",  # six fields: neither a box nor a polygon
+    ],
+)
+def test_yolo_malformed_values_name_file_and_line(tmp_path, line):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    _img(tmp_path / "images" / "a.png")
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n" + line + "\n")
+    with pytest.raises(ValueError, match=r"a\.txt:2"):
+        load_yolo(str(tmp_path / "images"))
+
+
+def test_yolo_polygon_line_gives_its_enclosing_box(tmp_path):
+    # YOLO segmentation labels: "class x1 y1 x2 y2 ... xn yn"; reading the first four as cx cy w h is garbage
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    _img(tmp_path / "images" / "a.png", 100, 50)
+    (tmp_path / "labels" / "a.txt").write_text("2 0.1 0.2 0.5 0.2 0.5 0.8 0.1 0.8\n")
+    (s,) = load_yolo(str(tmp_path / "images"))
+    np.testing.assert_allclose(s.boxes, [[10, 10, 50, 40]], atol=1e-4)
+    assert s.classes.tolist() == [2]
+
+
+def test_yolo_upper_case_extension_and_non_ascii_path(tmp_path):
+    root = tmp_path / "données_été"
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    _img(root / "images" / "rue.PNG", 64, 48)
+    (root / "labels" / "rue.txt").write_text("0 0.5 0.5 0.25 0.5\n")
+    (s,) = load_yolo(str(root / "images"))
+    assert s.image.endswith("rue.PNG") and s.boxes.shape == (1, 4)
+
+
+def test_image_size_follows_exif_orientation(tmp_path):
+    # a phone JPEG stored 64x48 with orientation 6 is displayed (and read by cv2.imread) as 48x64;
+    # normalised YOLO boxes must be scaled by the displayed size
+    import cv2
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    p = tmp_path / "images" / "a.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(p, exif=exif)
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (s,) = load_yolo(str(tmp_path / "images"))
+    h, w = cv2.imread(str(p)).shape[:2]
+    assert (s.width, s.height) == (w, h) == (48, 64)
+    np.testing.assert_allclose(s.boxes, [[12, 16, 36, 48]])
+
+
+def test_boxes_are_clipped_to_the_image(tmp_path):
+    # detections are clipped to the frame, so a ground-truth box hanging outside it could never reach IoU 1
+    d = dict(
+        images=[dict(id=1, file_name="x.jpg", width=100, height=80)],
+        categories=[dict(id=3, name="car")],
+        annotations=[dict(id=1, image_id=1, category_id=3, bbox=[90, -5, 20, 30], iscrowd=0)],
+    )
+    p = tmp_path / "ann.json"
+    p.write_text(json.dumps(d))
+    (s,) = load_coco(str(p))
+    np.testing.assert_allclose(s.boxes, [[90, 0, 100, 25]])
+
+
+def test_box_entirely_outside_the_image_is_an_error(tmp_path):
+    d = dict(
+        images=[dict(id=1, file_name="x.jpg", width=100, height=80)],
+        categories=[dict(id=3, name="car")],
+        annotations=[dict(id=5, image_id=1, category_id=3, bbox=[120, 10, 20, 30], iscrowd=0)],
+    )
+    p = tmp_path / "ann.json"
+    p.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="annotation 5"):
+        load_coco(str(p))
+
+
+def test_coco_ignore_flag_is_an_ignore_region(tmp_path):
+    # CityPersons-style COCO files mark ignore regions with "ignore": 1 instead of iscrowd
+    d = dict(
+        images=[dict(id=1, file_name="x.jpg", width=100, height=80)],
+        categories=[dict(id=1, name="person")],
+        annotations=[
+            dict(id=1, image_id=1, category_id=1, bbox=[10, 10, 10, 30], iscrowd=0),
+            dict(id=2, image_id=1, category_id=1, bbox=[50, 10, 10, 30], iscrowd=0, ignore=1),
+        ],
+    )
+    p = tmp_path / "ann.json"
+    p.write_text(json.dumps(d))
+    (s,) = load_coco(str(p))
+    np.testing.assert_allclose(s.boxes, [[10, 10, 20, 40]])
+    np.testing.assert_allclose(s.ignore, [[50, 10, 60, 40]])
+    assert s.ignore_classes.tolist() == [2]
+
+
+def test_coco_bad_bbox_names_the_annotation(tmp_path):
+    d = dict(
+        images=[dict(id=1, file_name="x.jpg", width=100, height=80)],
+        categories=[dict(id=1, name="car")],
+        annotations=[dict(id=9, image_id=1, category_id=1, bbox=[10, 10, 10], iscrowd=0)],
+    )
+    p = tmp_path / "ann.json"
+    p.write_text(json.dumps(d))
+    with pytest.raises(ValueError, match=r"ann\.json.*annotation 9"):
+        load_coco(str(p))
+
+
+def test_kitti_upper_case_image_extension(tmp_path):
+    (tmp_path / "label_2").mkdir()
+    (tmp_path / "image_2").mkdir()
+    _img(tmp_path / "image_2" / "000007.PNG", 200, 60)
+    (tmp_path / "label_2" / "000007.txt").write_text(
+        "Tram 0.00 0 -1.0 10 20 30 40 1 1 1 1 1 1 1\nPerson_sitting 0.00 0 -1.0 50 5 60 45 1 1 1 1 1 1 1\n"
+    )
+    (s,) = load_kitti(str(tmp_path / "label_2"))
+    assert s.image.endswith("000007.PNG") and (s.width, s.height) == (200, 60)
+    assert s.classes.tolist() == [1, 2]  # Tram -> truck/bus, Person_sitting -> pedestrian
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "Car 0.00 0 -1.58 587.01 173.33 614.12 x 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59",
+        "Car 0.00 0 -1.58 587.01 173.33 614.12 200.12",  # 8 fields: not a KITTI line
+        # a KITTI *tracking* line (frame, track id first): read as object labels it would be dropped
+        "0 2 Car 0 0 -1.79 296.74 161.75 455.22 292.5 2 1.82 4.43 -4.55 1.65 13.41 -2.12",
+    ],
+)
+def test_kitti_malformed_line_names_file_and_line(tmp_path, line):
+    (tmp_path / "label_2").mkdir()
+    (tmp_path / "label_2" / "000001.txt").write_text(
+        "Car 0.00 0 -1.58 587.01 173.33 614.12 200.12 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59\n" + line + "\n"
+    )
+    with pytest.raises(ValueError, match=r"000001\.txt:2"):
+        load_kitti(str(tmp_path / "label_2"))
+
+
+def test_kitti_empty_label_file(tmp_path):
+    (tmp_path / "label_2").mkdir()
+    (tmp_path / "label_2" / "000003.txt").write_text("")
+    (s,) = load_kitti(str(tmp_path / "label_2"))
+    assert s.boxes.shape == (0, 4) and s.ignore.shape == (0, 4)
+
+
+def test_voc_size_missing_is_read_from_the_image(tmp_path):
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "JPEGImages").mkdir()
+    _img(tmp_path / "JPEGImages" / "a.jpg", 70, 30)
+    (tmp_path / "Annotations" / "a.xml").write_text(
+        "<annotation><filename>a.jpg</filename><size><width>0</width><height>0</height></size>"
+        "<object><name>car</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>10</xmax><ymax>10</ymax></bndbox>"
+        "</object></annotation>"
+    )
+    (s,) = load_voc(str(tmp_path / "Annotations"))
+    assert (s.width, s.height) == (70, 30)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "<annotation><object><name>car</name><bndbox><xmin>1</xmin></bndbox></object></annotation>",
+        "<annotation><object><name>car</name>",  # truncated xml
+    ],
+)
+def test_voc_malformed_names_the_file(tmp_path, body):
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "broken.xml").write_text(body)
+    with pytest.raises(ValueError, match=r"broken\.xml"):
+        load_voc(str(tmp_path / "Annotations"))
+
+
+@pytest.mark.parametrize("cls", ["inf", "nan", "1.5", "6", "-1"])
+def test_yolo_bad_class_id(tmp_path, cls):
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    _img(tmp_path / "images" / "a.png")
+    (tmp_path / "labels" / "a.txt").write_text(f"{cls} 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(ValueError, match=r"a\.txt:1: class"):
+        load_yolo(str(tmp_path / "images"))
