@@ -12,6 +12,7 @@ from __future__ import annotations
 import io
 import os
 import re
+import struct
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +25,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import pixel_array as _pixel_array
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from apps.dicom_dx.pipeline import Window, display
+from apps.dicom_dx.pipeline import Window, apply_window, display
 
 __all__ = [
     "DicomReadError",
@@ -448,6 +449,20 @@ def _decode(ds: Dataset, frame: int, label: str, path: str | None = None) -> np.
     raise DecodeError(f"{label}: {ts.name} pixel data could not be decoded ({'; '.join(errors)})")
 
 
+def _display(arr: np.ndarray, ds: Dataset, label: str, voi_index: int, window: Window | None):
+    """pipeline.display with the file's own malformed group 0028 values (a Rescale Slope that is not
+    a number, a LUT shorter than its descriptor) turned into a typed error naming the reason."""
+    try:
+        with np.errstate(all="ignore"):
+            return display(arr, ds, voi_index=voi_index, window=window)
+    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, struct.error) as e:
+        raise InvalidAttributeError(
+            f"{label}: Modality or VOI LUT attributes cannot be applied "
+            f"({type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1][:160]})",
+            reason="invalid_attribute:bad_value",
+        ) from None
+
+
 def read_dicom(
     source: Source, *, frame: int = 0, voi_index: int = 0, window: Window | None = None
 ) -> DicomImage:
@@ -466,6 +481,8 @@ def read_dicom(
         FileNotFoundError for a missing path, ValueError for a frame out of range, and a
         DicomReadError subclass (with `.reason`) for anything wrong with the file itself.
     """
+    if window is not None:
+        apply_window(np.zeros(1), window)  # a caller's unusable window is a usage error (ValueError)
     src, label = _open(source)
     ds = _parse(src, label, stop_before_pixels=False)
     _check_image_object(ds, label)
@@ -485,8 +502,7 @@ def read_dicom(
     if arr.dtype.kind == "f":
         arr = arr.astype(np.float64)
     if photometric in ("MONOCHROME1", "MONOCHROME2") and arr.ndim == 2:
-        with np.errstate(all="ignore"):
-            image, values, mask, used = display(arr, ds, voi_index=voi_index, window=window)
+        image, values, mask, used = _display(arr, ds, label, voi_index, window)
         return DicomImage(image=image, meta=meta, values=values, mask=mask, window=used, frame=frame)
     if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
@@ -500,8 +516,7 @@ def read_dicom(
         image = arr.astype(np.float64) / float(2 ** max(meta.bits_stored, 1) - 1)
     elif arr.ndim == 2:
         # Unknown grayscale-like photometric: treat as MONOCHROME2 with a percentile window.
-        with np.errstate(all="ignore"):
-            image, values, mask, used = display(arr, ds, voi_index=voi_index, window=window)
+        image, values, mask, used = _display(arr, ds, label, voi_index, window)
         return DicomImage(image=image, meta=meta, values=values, mask=mask, window=used, frame=frame)
     else:
         raise DecodeError(

@@ -67,6 +67,25 @@ def _lookup(arr: np.ndarray, table: np.ndarray, first: int) -> np.ndarray:
     return table[idx]
 
 
+def _number(ds: Dataset, name: str, default: float) -> float:
+    """A numeric (DS/IS) attribute's first value; `default` when absent or blank (an all-space value
+    is empty, PS3.5 6.2). Raises ValueError when the value is not a number."""
+    if name not in ds:
+        return default
+    try:
+        v = ds[name].value
+    except ValueError:
+        raw = ds.get_item(name).value
+        if isinstance(raw, (bytes, bytearray)) and not bytes(raw).strip(b" \0"):
+            return default
+        raise
+    if v is None or v == "":
+        return default
+    if isinstance(v, (list, tuple)) or getattr(ds[name], "VM", 1) > 1:
+        v = v[0]
+    return float(v)
+
+
 def apply_modality(stored: np.ndarray, ds: Dataset) -> np.ndarray:
     """Modality LUT (PS3.3 C.11.1): stored pixel values → modality values (e.g. HU), float64.
 
@@ -76,10 +95,8 @@ def apply_modality(stored: np.ndarray, ds: Dataset) -> np.ndarray:
     if seq:
         table, first, _ = _lut_values(seq[0], ds)
         return _lookup(stored, table, first)
-    slope = ds.get("RescaleSlope")
-    intercept = ds.get("RescaleIntercept")
-    slope = float(slope) if slope is not None else 1.0
-    intercept = float(intercept) if intercept is not None else 0.0
+    slope = _number(ds, "RescaleSlope", 1.0)
+    intercept = _number(ds, "RescaleIntercept", 0.0)
     # Integer stored values of ≤ 16 bits and integral rescales are exact in float32, at half the
     # memory traffic of float64 on multi-megapixel radiographs.
     exact32 = (
@@ -126,19 +143,55 @@ def percentile_window(
     return Window(center=float(a + b) / 2.0 + 0.5, width=width + 1.0, function="LINEAR", source="percentile")
 
 
+_VOI_FUNCTIONS = ("LINEAR", "LINEAR_EXACT", "SIGMOID")
+
+
+def _window_usable(center: float, width: float, function: str) -> bool:
+    """PS3.3 C.11.2.1.2: Window Width >= 1 for LINEAR, > 0 for LINEAR_EXACT and SIGMOID."""
+    if not (np.isfinite(center) and np.isfinite(width)):
+        return False
+    return width >= 1.0 if function == "LINEAR" else width > 0.0
+
+
 def choose_window(ds: Dataset, index: int = 0) -> Window | None:
     """The `index`-th Window Center/Width pair of the file (they are multi-valued when the file
-    offers several presets), with its VOI LUT Function; None when the file has no window."""
+    offers several presets), with its VOI LUT Function; None when the file has no usable window.
+
+    Files in the wild carry windows a viewer cannot apply (Window Width 0 meaning "not set",
+    unparseable decimal strings, an unknown VOI LUT Function): an unusable pair is skipped for the
+    next usable one, and an unknown function is read as LINEAR, the standard's default when the
+    attribute is absent (C.11.2.1.3)."""
     if "WindowCenter" not in ds or "WindowWidth" not in ds:
         return None
-    c, w = ds["WindowCenter"], ds["WindowWidth"]
-    cs = list(c.value) if c.VM > 1 else [c.value]
-    ws = list(w.value) if w.VM > 1 else [w.value]
-    if not cs or not ws or cs[0] is None or ws[0] is None:
+
+    def floats(name: str) -> list[float]:
+        try:
+            v = ds[name].value
+        except (ValueError, TypeError, OverflowError):  # a DS that does not parse
+            return []
+        out = []
+        for x in v if isinstance(v, (list, tuple)) or getattr(ds[name], "VM", 1) > 1 else [v]:
+            try:
+                out.append(float(x))
+            except (TypeError, ValueError):
+                out.append(float("nan"))
+        return out
+
+    cs, ws = floats("WindowCenter"), floats("WindowWidth")
+    n = min(len(cs), len(ws))
+    if n == 0:
         return None
-    i = min(index, len(cs) - 1, len(ws) - 1)
-    func = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").upper()
-    return Window(center=float(cs[i]), width=float(ws[i]), function=func, source="file")
+    try:
+        func = str(ds.get("VOILUTFunction", "LINEAR") or "LINEAR").strip().upper()
+    except (ValueError, TypeError):
+        func = "LINEAR"
+    if func not in _VOI_FUNCTIONS:
+        func = "LINEAR"
+    first = min(max(index, 0), n - 1)
+    for i in [first] + [j for j in range(n) if j != first]:
+        if _window_usable(cs[i], ws[i], func):
+            return Window(center=cs[i], width=ws[i], function=func, source="file")
+    return None
 
 
 def apply_window(values: np.ndarray, window: Window) -> np.ndarray:

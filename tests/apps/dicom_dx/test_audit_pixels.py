@@ -1,0 +1,100 @@
+"""Edge cases of the pixel pipeline found in an audit, each on a file built here with pydicom and
+checked against pydicom's own Modality/VOI functions where pydicom defines the answer."""
+
+import io
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.pixels import apply_modality_lut, apply_voi_lut, pixel_array
+from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+from apps.dicom_dx import io as dio
+from apps.dicom_dx.pipeline import Window
+
+PLACEHOLDER = "9.876543"  # an 8-character DS value, swapped for malformed bytes after writing
+
+
+def _ds(stored: np.ndarray, *, bits_stored: int = 12, signed: int = 0, **attrs) -> Dataset:
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.Modality, ds.PatientName, ds.PatientID = "DX", "Doe^Jane", "MRN-0042"
+    ds.Rows, ds.Columns = stored.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit = 16, bits_stored, bits_stored - 1
+    ds.PixelRepresentation = signed
+    for k, v in attrs.items():
+        setattr(ds, k, v)
+    ds.PixelData = stored.tobytes()
+    return ds
+
+
+def _bytes(ds: Dataset, placeholder_bytes: bytes | None = None) -> bytes:
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    data = buf.getvalue()
+    if placeholder_bytes is not None:
+        assert data.count(PLACEHOLDER.encode()) == 1
+        data = data.replace(PLACEHOLDER.encode(), placeholder_bytes.ljust(len(PLACEHOLDER)))
+    return data
+
+
+STORED = np.array([[0, 10, 200, 400], [800, 1600, 3000, 4095]], np.uint16)
+
+
+@pytest.mark.parametrize("width", ["0", "0.5", "-10"])
+def test_window_width_the_standard_forbids_falls_back_to_a_percentile_window(width):
+    """Window Width 0 ("not set") is common in the wild; LINEAR needs >= 1 (PS3.3 C.11.2.1.2).
+    pydicom raises on it; a reader must still show the image (with its own window)."""
+    data = _bytes(_ds(STORED, WindowCenter="100", WindowWidth=width))
+    img = dio.read_dicom(data)
+    assert img.window.source == "percentile"
+    np.testing.assert_array_equal(img.values, STORED)
+    assert img.image.min() == 0.0 and img.image.max() == 1.0
+
+
+def test_first_usable_window_of_several_is_used():
+    ds = _ds(STORED, WindowCenter=[0.0, 1000.0], WindowWidth=[0.0, 1500.0])
+    img = dio.read_dicom(_bytes(ds))
+    assert img.window == Window(1000.0, 1500.0, "LINEAR", "file")
+    ref = apply_voi_lut(pixel_array(ds).astype(np.float64), ds, index=1) / 4095.0
+    np.testing.assert_allclose(img.image, ref, atol=1e-6)
+
+
+def test_unknown_voi_lut_function_reads_as_linear():
+    ds = _ds(STORED, WindowCenter="1000", WindowWidth="1500", VOILUTFunction="LINEAR_EXACTLY")
+    img = dio.read_dicom(_bytes(ds))
+    assert img.window == Window(1000.0, 1500.0, "LINEAR", "file")
+    ds.VOILUTFunction = "LINEAR"
+    ref = apply_voi_lut(pixel_array(ds).astype(np.float64), ds) / 4095.0
+    np.testing.assert_allclose(img.image, ref, atol=1e-6)
+
+
+def test_unparseable_window_center_falls_back():
+    data = _bytes(_ds(STORED, WindowCenter=PLACEHOLDER, WindowWidth="400"), b"x1")
+    img = dio.read_dicom(data)
+    assert img.window.source == "percentile"
+
+
+def test_unparseable_rescale_slope_is_a_typed_error():
+    data = _bytes(_ds(STORED, RescaleSlope=PLACEHOLDER, RescaleIntercept="0"), b"abc")
+    with pytest.raises(dio.InvalidAttributeError) as e:
+        dio.read_dicom(data)
+    assert e.value.reason == "invalid_attribute:bad_value" and "abc" in str(e.value)
+    assert "Doe" not in str(e.value) and "MRN" not in str(e.value)
+
+
+def test_blank_rescale_intercept_is_absent():
+    ds = _ds(STORED, RescaleSlope="2", RescaleIntercept=PLACEHOLDER)
+    img = dio.read_dicom(_bytes(ds, b""))
+    ds.RescaleIntercept = "0"
+    np.testing.assert_allclose(img.values, apply_modality_lut(pixel_array(ds), ds))
+
+
+def test_a_callers_unusable_window_is_still_a_usage_error():
+    with pytest.raises(ValueError, match="Window Width"):
+        dio.read_dicom(_bytes(_ds(STORED)), window=Window(100.0, 0.0))
