@@ -6,7 +6,9 @@ a folder of images (sorted by name), or any iterable of RGB frames (tests, the d
 :class:`LatestFrameCapture` reads in a background thread and overwrites a one-slot buffer, so when
 inference is slower than the camera the consumer always gets the newest frame and the latency stays
 bounded (the frames it never saw are counted as ``dropped``). Live sources that fail are reopened with
-exponential backoff (0.5 s doubling to 8 s) and the status says so; a file or folder ends cleanly.
+exponential backoff (0.5 s doubling to 8 s) and the status says so; the backoff and the give-up clock run
+until a frame actually arrives, so a stream that accepts connections but sends nothing ends as "lost".
+A file or folder ends cleanly; a reader that raises ends the capture with a :class:`SourceError`.
 Files and folders are paced at their frame rate by default, as a camera would deliver them
 (``realtime=False`` hands over every frame instead, for offline processing).
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import glob
 import os
+import stat
 import threading
 import time
 from collections.abc import Iterable
@@ -41,7 +44,12 @@ class Frame:
 
 
 def source_kind(source) -> str:
-    """'camera' | 'stream' | 'file' | 'folder' | 'iterable'; raises SourceError for a bad source."""
+    """'camera' | 'stream' | 'file' | 'folder' | 'iterable'; raises SourceError for a bad source.
+
+    A camera is an index (``0``, ``"0"``) or a character device node (``/dev/video0``); paths may be
+    ``str`` or ``os.PathLike``."""
+    if isinstance(source, os.PathLike):
+        source = os.fspath(source)
     if isinstance(source, int) or (isinstance(source, str) and source.strip().isdigit()):
         return "camera"
     if isinstance(source, str):
@@ -51,6 +59,8 @@ def source_kind(source) -> str:
             return "folder"
         if os.path.isfile(source):
             return "file"
+        if os.path.exists(source) and stat.S_ISCHR(os.stat(source).st_mode):
+            return "camera"  # a V4L2 device node, which OpenCV opens by path
         raise SourceError(
             f"source {source!r}: no such file or folder (expected a camera index, a video file, "
             "a folder of images or an rtsp:// / http:// URL)"
@@ -65,7 +75,7 @@ class _Reader:
 
     def __init__(self, source):
         self.kind = source_kind(source)
-        self.source = source
+        self.source = os.fspath(source) if isinstance(source, os.PathLike) else source
         self.fps = 30.0
         self.cap = None
         self._files: list[str] = []
@@ -75,7 +85,8 @@ class _Reader:
 
     def open(self) -> None:
         if self.kind in ("camera", "stream", "file"):
-            arg = int(self.source) if self.kind == "camera" else self.source
+            numeric = isinstance(self.source, int) or str(self.source).strip().isdigit()
+            arg = int(self.source) if self.kind == "camera" and numeric else self.source
             cap = cv2.VideoCapture(arg)
             if not cap.isOpened():
                 cap.release()
@@ -133,7 +144,7 @@ class LatestFrameCapture:
         fps: pacing rate for folders and iterables (files use their own rate).
         reconnect_timeout: seconds a live source may stay down before capture gives up.
     Attributes: ``captured``, ``dropped``, ``status`` ("running" | "reconnecting ..." | "ended" |
-    "lost"), ``reconnects``.
+    "lost" | "failed"), ``reconnects``, ``finished`` (the capture thread is done).
     """
 
     def __init__(
@@ -156,6 +167,10 @@ class LatestFrameCapture:
         self._cv = threading.Condition()
         self._stop = threading.Event()
         self._done = False
+        self._error: BaseException | None = None
+        # backoff state, kept until a frame arrives (a reopen that yields nothing does not reset it)
+        self._down_since: float | None = None
+        self._delay, self._attempt = 0.5, 0
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
 
     def start(self) -> LatestFrameCapture:
@@ -173,13 +188,24 @@ class LatestFrameCapture:
             self.captured += 1
             self._cv.notify_all()
 
+    @property
+    def finished(self) -> bool:
+        """True once the capture thread has stopped (source ended, lost, failed or stopped)."""
+        return self._done
+
     def _reopen(self) -> bool:
-        """Reopen a live source with exponential backoff; False when it stays down too long."""
-        t0, delay, attempt = time.monotonic(), 0.5, 0
+        """Reopen a live source with exponential backoff; False when it stays down too long. The clock
+        and the delay carry over between calls until a frame is read (see ``_run``)."""
+        if self._down_since is None:
+            self._down_since, self._delay, self._attempt = time.monotonic(), 0.5, 0
         self.reader.close()
         while not self._stop.is_set():
-            attempt += 1
-            self.status = f"reconnecting (attempt {attempt}, retry in {delay:.1f} s)"
+            if time.monotonic() - self._down_since > self.reconnect_timeout:
+                self.status = "lost"
+                return False
+            self._attempt += 1
+            delay, self._delay = self._delay, min(self._delay * 2, 8.0)
+            self.status = f"reconnecting (attempt {self._attempt}, retry in {delay:.1f} s)"
             if self._stop.wait(delay):
                 return False
             try:
@@ -189,10 +215,6 @@ class LatestFrameCapture:
                 return True
             except SourceError:
                 pass
-            if time.monotonic() - t0 > self.reconnect_timeout:
-                self.status = "lost"
-                return False
-            delay = min(delay * 2, 8.0)
         return False
 
     def _run(self) -> None:
@@ -201,13 +223,19 @@ class LatestFrameCapture:
         t_next = time.perf_counter()
         try:
             while not self._stop.is_set():
-                img = self.reader.read()
+                try:
+                    img = self.reader.read()
+                except Exception:
+                    if not self.reader.live:
+                        raise
+                    img = None  # a live reader that throws is a lost source: reopen it
                 if img is None:
                     if self.reader.live and self._reopen():
                         continue
                     if self.status == "running":
                         self.status = "ended"
                     break
+                self._down_since = None  # a frame: the source is back, the next failure starts afresh
                 if paced:
                     # deliver at the source's frame rate, like a camera would
                     t_next += period
@@ -217,6 +245,9 @@ class LatestFrameCapture:
                     else:
                         t_next = time.perf_counter()
                 self._put(img)
+        except Exception as e:  # surfaced to the consumer by read()
+            self._error = e
+            self.status = "failed"
         finally:
             self.reader.close()
             with self._cv:
@@ -224,11 +255,16 @@ class LatestFrameCapture:
                 self._cv.notify_all()
 
     def read(self, timeout: float | None = None) -> Frame | None:
-        """The newest frame not yet returned; blocks until one arrives. None when the source ended."""
+        """The newest frame not yet returned; blocks until one arrives (or ``timeout`` seconds pass).
+        None when the source ended (see ``status``) or on timeout; raises :class:`SourceError` once the
+        frames before a reader error have been handed over."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._cv:
             while self._slot is None:
                 if self._done:
+                    if self._error is not None:
+                        e = self._error
+                        raise SourceError(f"reading {self.reader.kind} source failed: {e}") from e
                     return None
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:

@@ -93,3 +93,69 @@ def test_unreadable_file_and_empty_folder(tmp_path):
         _Reader(str(bad))
     with pytest.raises(SourceError, match="holds no images"):
         _Reader(str(tmp_path))
+
+
+# --- audit -----------------------------------------------------------------------------------------------
+
+
+class _DeadStream:
+    """A live source that opens every time (the server accepts the connection) but never sends a frame
+    after its first two."""
+
+    opens = 0
+    live = True
+
+    def __init__(self, source):
+        type(self).opens += 1
+        self.kind, self.fps, self.n = "stream", 100.0, 0
+        self.limit = 2 if type(self).opens == 1 else 0
+
+    def read(self):
+        self.n += 1
+        return np.zeros((4, 4, 3), np.uint8) if self.n <= self.limit else None
+
+    def close(self):
+        pass
+
+
+def test_source_that_reopens_but_sends_nothing_backs_off_and_gives_up():
+    # before: every successful reopen reset the backoff to 0.5 s and the clock, so a stream that accepts
+    # connections but sends no frames was retried twice a second for ever and never reported "lost"
+    _DeadStream.opens = 0
+    cap = LatestFrameCapture("rtsp://cam/x", reconnect_timeout=1.0, _reader_factory=_DeadStream).start()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 6.0:
+        if cap.read(timeout=0.1) is None and cap.finished:
+            break
+    cap.stop()
+    assert cap.status == "lost"
+    assert _DeadStream.opens <= 4  # backoff 0.5 s, 1 s: two reopens before the 1 s budget is spent
+
+
+def test_a_reader_that_raises_ends_with_a_clear_error():
+    def frames():
+        yield np.zeros((4, 4, 3), np.uint8)
+        raise OSError("disk unplugged")
+
+    cap = LatestFrameCapture(frames(), realtime=False).start()
+    assert cap.read(timeout=2.0) is not None
+    with pytest.raises(SourceError, match="disk unplugged"):
+        for _ in range(50):
+            cap.read(timeout=0.1)
+    cap.stop()
+    assert cap.status == "failed"
+
+
+def test_pathlike_and_device_sources(tmp_path):
+    from pathlib import Path
+
+    import cv2
+
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((6, 8, 3), np.uint8))
+    assert source_kind(tmp_path) == "folder"
+    cap = LatestFrameCapture(Path(tmp_path), realtime=False).start()
+    f = cap.read(timeout=2.0)
+    cap.stop()
+    assert f is not None and f.image.shape == (6, 8, 3)
+    # a V4L2 device node (/dev/video0) is a camera, not "no such file"; /dev/null is a character device too
+    assert source_kind("/dev/null") == "camera"
