@@ -95,6 +95,21 @@ def _pct(v, q):
     return float(np.percentile(v, q)) if len(v) else float("nan")
 
 
+def _fit(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``img`` letterboxed (aspect kept, black borders) to ``size`` = (width, height): a video writer
+    silently drops frames of any other size than the one it was opened with (folders of mixed sizes)."""
+    W, H = size
+    h, w = img.shape[:2]
+    if (w, h) == (W, H):
+        return img
+    r = min(W / w, H / h)
+    nw, nh = max(1, int(round(w * r))), max(1, int(round(h * r)))
+    out = np.zeros((H, W, 3), np.uint8)
+    x0, y0 = (W - nw) // 2, (H - nh) // 2
+    out[y0 : y0 + nh, x0 : x0 + nw] = cv2.resize(img, (nw, nh), interpolation=cv2.INTER_AREA)
+    return out
+
+
 def run(
     source,
     detector,
@@ -123,6 +138,10 @@ def run(
         realtime: live-camera behaviour (pace files, drop stale frames); False = every frame.
     Returns: summary dict (frames, seconds, fps, latency_ms_p50/p95, dropped, captured, stage_ms
     (median per stage; stage_ms_mean: means), reconnects, status, counts, detections).
+
+    While no frame comes (a stalled or reconnecting source) the status is logged and drawn on the last
+    frame in the window, which stays responsive to 'q'/Esc. Frames of another size than the first are
+    letterboxed into the saved video (a writer has one frame size).
     """
     cap = LatestFrameCapture(source, realtime=realtime, fps=fps, reconnect_timeout=reconnect_timeout)
     tracker = Sort() if track else None
@@ -131,14 +150,26 @@ def run(
     lat, stage_all, n, n_det = [], {k: [] for k in STAGES}, 0, 0
     if hasattr(detector, "warmup"):
         detector.warmup()  # first calls allocate buffers and thread pools: keep them out of the figures
-    fps_ema, t_prev, last_status = None, None, "running"
+    fps_ema, t_prev, last_status, last_out = None, None, "running", None
     t_start = time.perf_counter()
     cap.start()
     try:
         while max_frames is None or n < max_frames:
             t0 = time.perf_counter()
-            f = cap.read()
-            if f is None:
+            f, stop = cap.read(timeout=0.1), False
+            while f is None and not cap.finished and not stop:
+                # no frame yet: if the source is down say so now (a frame only comes once it is back)
+                if log is not None and cap.status != last_status:
+                    log(f"source: {cap.status}")
+                    last_status = cap.status
+                if not headless and last_out is not None:
+                    shown = draw(last_out, Detections.empty(), detector.classes, status=cap.status)
+                    cv2.imshow(window, shown[..., ::-1])
+                    stop = (cv2.waitKey(1) & 0xFF) in (27, ord("q"))
+                f = cap.read(timeout=0.1)
+            if f is None and not stop:
+                f = cap.read(timeout=0)  # a last frame put just before the capture finished
+            if f is None or stop:
                 break
             t1 = time.perf_counter()
             dets = detector(f.image)
@@ -170,9 +201,10 @@ def run(
                 if writer is None:
                     from .video import open_writer
 
-                    writer = open_writer(save, fps or cap.fps, (out.shape[1], out.shape[0]))
-                writer.write(np.ascontiguousarray(out[..., ::-1]))
-            stop = False
+                    writer_size = (out.shape[1], out.shape[0])
+                    writer = open_writer(save, fps or cap.fps, writer_size)
+                writer.write(np.ascontiguousarray(_fit(out, writer_size)[..., ::-1]))
+            last_out = out
             if not headless:
                 cv2.imshow(window, out[..., ::-1])
                 stop = (cv2.waitKey(1) & 0xFF) in (27, ord("q"))
