@@ -117,17 +117,24 @@ def open_db(path: str | os.PathLike) -> sqlite3.Connection:
     return con
 
 
+# Extensions that name DICOM instances. Anything else is sniffed: PACS exports name files by their
+# SOP Instance UID ("1.2.840.113619.2.55.3.604688119.868.1234.5") or by scanner conventions
+# ("IM_0001.IMA", "I0000123"), whose "suffix" says nothing about the content.
+_DICOM_SUFFIXES = (".dcm", ".dicom", ".dic", ".ima")
+
+
 def _looks_dicom(p: Path) -> bool:
-    if p.suffix.lower() in (".dcm", ".dicom", ".dic"):
+    """A DICOM file by its extension, else by its content: the "DICM" prefix after the 128-byte
+    preamble (PS3.10 7.1), or a headerless data set starting with a group 0002 or 0008 element."""
+    if p.suffix.lower() in _DICOM_SUFFIXES:
         return True
-    if p.suffix:  # .csv, .png, .json, ... in an export folder are not instances
-        return False
     try:
         with open(p, "rb") as fh:
             head = fh.read(132)
-        return head[128:132] == b"DICM" or (len(head) > 4 and head[:2] in (b"\x08\x00", b"\x02\x00"))
     except OSError:
         return False
+    headerless = len(head) > 8 and head[:2] in (b"\x08\x00", b"\x02\x00") and head[3] == 0
+    return head[128:132] == b"DICM" or headerless
 
 
 def _dicomdir_files(path: Path) -> list[Path]:
@@ -153,8 +160,11 @@ def iter_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[Path]:
         if not p.exists():
             raise FileNotFoundError(f"input does not exist: {p}")
         if p.is_dir():
-            files = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
-            files = [f for f in files if f.name.upper() != "DICOMDIR" and _looks_dicom(f)]
+            found = sorted(f for f in p.rglob("*") if f.is_file() and not f.name.startswith("."))
+            found = [f for f in found if f.name.upper() != "DICOMDIR"]  # its instances are in the tree
+            files = [f for f in found if _looks_dicom(f)]
+            if len(files) < len(found):  # a count only: folder and file names may carry identity
+                log.info("%d file(s) in an input folder are not DICOM: left out", len(found) - len(files))
         elif p.name.upper() == "DICOMDIR":
             files = _dicomdir_files(p)
         else:
