@@ -137,16 +137,52 @@ def _looks_dicom(p: Path) -> bool:
     return head[128:132] == b"DICM" or headerless
 
 
+def _resolve_file_id(root: Path, parts: list[str]) -> Path:
+    """The file a DICOMDIR's Referenced File ID (PS3.3 F.3.2.2) names, below the DICOMDIR's folder.
+    File IDs are upper case (PS3.12), but Linux shows an ISO 9660 disc without Rock Ridge in lower
+    case, sometimes with a ";1" version suffix: match each component case-insensitively when the
+    exact path does not exist. A file that is really missing keeps its exact path (recorded as an
+    error by analyze)."""
+    exact = root.joinpath(*parts)
+    if exact.exists():
+        return exact
+
+    def norm(name: str) -> str:
+        return name.split(";", 1)[0].rstrip(".").upper()
+
+    cur = root
+    for part in parts:
+        nxt = cur / part
+        if not nxt.exists():
+            try:
+                nxt = next((c for c in sorted(cur.iterdir()) if norm(c.name) == norm(part)), None)
+            except OSError:
+                nxt = None
+            if nxt is None:
+                return exact
+        cur = nxt
+    return cur
+
+
 def _dicomdir_files(path: Path) -> list[Path]:
+    """The instances a DICOMDIR references; a DICOMDIR that cannot be read is returned itself, so
+    that it gets an error row with its reason instead of stopping the batch."""
     import pydicom
 
-    ds = pydicom.dcmread(str(path))
-    out = []
-    for rec in ds.get("DirectoryRecordSequence", []):
-        ref = rec.get("ReferencedFileID")
-        if ref:
-            parts = list(ref) if not isinstance(ref, str) else [ref]
-            out.append(path.parent.joinpath(*parts))
+    try:
+        ds = pydicom.dcmread(str(path))
+        out = []
+        for rec in ds.get("DirectoryRecordSequence", []):
+            ref = rec.get("ReferencedFileID")
+            if ref:
+                parts = [ref] if isinstance(ref, str) else list(ref)
+                out.append(_resolve_file_id(path.parent, [str(x).strip() for x in parts]))
+    except Exception:  # noqa: BLE001 - pydicom raises many types on damaged files
+        log.warning("a DICOMDIR cannot be read; it is recorded as an error")
+        return [path]
+    missing = sum(not f.exists() for f in out)
+    if missing:
+        log.warning("a DICOMDIR references %d file(s) that do not exist; recorded as errors", missing)
     return out
 
 
@@ -177,8 +213,12 @@ def iter_inputs(inputs: Iterable[str | os.PathLike]) -> Iterator[Path]:
 
 
 def _file_key(p: Path, key: bytes) -> str:
-    st = p.stat()
-    return pseudonym(f"{p.resolve()}|{st.st_size}|{st.st_mtime_ns}", "file", key)
+    try:
+        st = p.stat()
+        version = f"{st.st_size}|{st.st_mtime_ns}"
+    except OSError:  # a DICOMDIR's reference to a file that is not there
+        version = "missing"
+    return pseudonym(f"{p.resolve()}|{version}", "file", key)
 
 
 def _decode_job(path: str, size: int, gate: GateConfig, key: bytes, include_phi: bool) -> dict:
@@ -190,8 +230,14 @@ def _decode_job(path: str, size: int, gate: GateConfig, key: bytes, include_phi:
     try:
         img = read_dicom(p)
     except DicomReadError as e:
-        detail = str(e) if include_phi else str(e).replace(p.name, label)
+        detail = str(e)
+        if not include_phi and detail.startswith(p.name + ":"):  # messages start with the file name
+            detail = label + detail[len(p.name) :]
         out.update(status="error", error_reason=e.reason, error_detail=detail)
+        out["decode_ms"] = (time.perf_counter() - t0) * 1e3
+        return out
+    except FileNotFoundError:
+        out.update(status="error", error_reason="missing_file", error_detail=f"{label}: no such file")
         out["decode_ms"] = (time.perf_counter() - t0) * 1e3
         return out
     except (OSError, ValueError, MemoryError) as e:

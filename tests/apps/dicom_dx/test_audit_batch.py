@@ -7,9 +7,10 @@ from pathlib import Path
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.fileset import FileSet
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
-from apps.dicom_dx.analyze import iter_inputs
+from apps.dicom_dx.analyze import analyze, iter_inputs
 
 PATIENT_NAME, PATIENT_ID = "Roe^Richard", "MRN-77123"
 
@@ -52,3 +53,45 @@ def test_files_named_by_uid_or_scanner_convention_are_found(tmp_path):
     (tmp_path / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(200))
     (tmp_path / "notes.1").write_text("not an instance, despite its suffix")
     assert sorted(iter_inputs([tmp_path])) == sorted([uid_named, ima, bare])
+
+
+def _fileset(tmp_path: Path, n: int = 3) -> Path:
+    fs = FileSet()
+    for i in range(n):
+        fs.add(_instance(10 + i))
+    fs.write(tmp_path / "cd")
+    return tmp_path / "cd" / "DICOMDIR"
+
+
+def test_dicomdir_with_a_missing_instance_records_it_and_goes_on(tmp_path, tiny_predictor):
+    dicomdir = _fileset(tmp_path)
+    files = list(iter_inputs([dicomdir]))
+    assert len(files) == 3
+    files[1].unlink()  # a partial copy of a CD
+    s = analyze([dicomdir], tmp_path / "r.sqlite", predictor=tiny_predictor, workers=0)
+    rows = _rows(tmp_path / "r.sqlite")
+    assert s.total == s.analysed == len(rows) == 3
+    assert sorted(r["error_reason"] or "ok" for r in rows) == ["missing_file", "ok", "ok"]
+
+
+def test_dicomdir_on_a_lower_case_iso9660_mount_resolves(tmp_path, tiny_predictor):
+    """File IDs are upper case; Linux shows a plain ISO 9660 disc in lower case (map=normal)."""
+    dicomdir = _fileset(tmp_path)
+    root = dicomdir.parent
+    for d in sorted((p for p in root.rglob("*") if p != dicomdir), key=lambda p: -len(p.parts)):
+        d.rename(d.with_name(d.name.lower()))
+    files = list(iter_inputs([dicomdir]))
+    assert len(files) == 3 and all(f.is_file() for f in files)
+    s = analyze([dicomdir], tmp_path / "r.sqlite", predictor=tiny_predictor, workers=0)
+    assert s.analysed == 3 and s.errors == 0
+
+
+def test_unreadable_dicomdir_is_an_error_row_not_a_crash(tmp_path, tiny_predictor):
+    bad = tmp_path / "disc" / "DICOMDIR"
+    bad.parent.mkdir()
+    bad.write_bytes(b"this is not a DICOMDIR" * 20)
+    good = _write(_instance(3), tmp_path / "other" / "a.dcm")
+    s = analyze([bad, good], tmp_path / "r.sqlite", predictor=tiny_predictor, workers=0)
+    rows = _rows(tmp_path / "r.sqlite")
+    assert s.total == s.analysed == len(rows) == 2
+    assert sorted(r["error_reason"] or "ok" for r in rows) == ["not_dicom", "ok"]
