@@ -152,43 +152,47 @@ class Sort:
 class LineCounter:
     """Counts tracks whose box centre crosses the segment ``p0 -> p1`` (pixels).
 
-    ``counts[cls]`` = [crossings to the left of p0->p1, crossings to the right]; each track counts once.
+    ``counts[cls]`` = [crossings to the left of p0->p1, crossings to the right]; each track counts once
+    (its first crossing: a centre jittering about the line does not count again). A crossing is the
+    centre's path from its last position off the line to its new one meeting the segment itself, not
+    the line beyond the segment's ends.
     """
 
     p0: tuple[float, float]
     p1: tuple[float, float]
     counts: dict = field(default_factory=dict)
-    _side: dict = field(default_factory=dict)
+    _last: dict = field(default_factory=dict)  # track id -> (x, y, side) of its last centre off the line
     _done: set = field(default_factory=set)
 
     def _which(self, x: float, y: float) -> float:
         (x0, y0), (x1, y1) = self.p0, self.p1
         return np.sign((x1 - x0) * (y - y0) - (y1 - y0) * (x - x0))
 
-    def _within(self, x: float, y: float) -> bool:
+    def _meets_segment(self, ax: float, ay: float, bx: float, by: float) -> bool:
+        """Whether the path a -> b, which changes side of the line, meets the segment p0 -> p1: p0 and p1
+        lie on opposite sides of (or on) the line through a and b."""
         (x0, y0), (x1, y1) = self.p0, self.p1
-        d = np.array([x1 - x0, y1 - y0])
-        t = np.dot([x - x0, y - y0], d) / max(np.dot(d, d), 1e-9)
-        return 0.0 <= t <= 1.0
+        s0 = (bx - ax) * (y0 - ay) - (by - ay) * (x0 - ax)
+        s1 = (bx - ax) * (y1 - ay) - (by - ay) * (x1 - ax)
+        return s0 * s1 <= 0
 
     def update(self, tracks: list[Track]) -> None:
         for tr in tracks:
             cx, cy = (tr.box[0] + tr.box[2]) / 2, (tr.box[1] + tr.box[3]) / 2
             s = self._which(cx, cy)
-            prev = self._side.get(tr.track_id)
+            if s == 0:
+                continue  # on the line: wait to see which side it leaves to
+            prev = self._last.get(tr.track_id)
             if (
                 prev is not None
-                and s != 0
-                and prev != 0
-                and s != prev
+                and s != prev[2]
                 and tr.track_id not in self._done
-                and self._within(cx, cy)
+                and self._meets_segment(prev[0], prev[1], cx, cy)
             ):
                 c = self.counts.setdefault(tr.cls, [0, 0])
                 c[0 if s < 0 else 1] += 1
                 self._done.add(tr.track_id)
-            if s != 0:
-                self._side[tr.track_id] = s
+            self._last[tr.track_id] = (cx, cy, s)
 
     @property
     def total(self) -> int:

@@ -51,3 +51,65 @@ def test_line_counter():
             ]
         )  # track 2 never crosses
     assert lc.total == 1 and lc.counts in ({2: [0, 1]}, {2: [1, 0]})
+
+
+# --- audit ---------------------------------------------------------------------------------------------
+
+
+def _box(cx, cy, r=5.0):
+    return np.array([cx - r, cy - r, cx + r, cy + r], float)
+
+
+def test_line_counter_needs_the_path_to_cross_the_segment_itself():
+    from apps.perception.track import Track
+
+    lc = LineCounter((50, 0), (50, 100))
+    # passes beside the segment's end: its path meets the line x=50 at y=112.5, below the segment, though
+    # its new centre (60, 95) lies beside the segment (the old test looked at that centre only)
+    lc.update([Track(1, _box(40, 130), 0, 0.9, 0)])
+    lc.update([Track(1, _box(60, 95), 0, 0.9, 1)])
+    # crosses the segment at y=97.5 and ends beside the line beyond the segment's end: must count
+    lc.update([Track(2, _box(40, 80), 2, 0.9, 0)])
+    lc.update([Track(2, _box(60, 115), 2, 0.9, 1)])
+    assert lc.counts == {2: [1, 0]}  # moving to +x, i.e. to the left of p0 -> p1 (downwards on screen)
+
+
+def test_line_counter_point_on_the_line_then_across():
+    from apps.perception.track import Track
+
+    lc = LineCounter((0, 50), (100, 50))
+    for f, cy in enumerate([40, 50, 50, 60, 70]):  # stops on the line for two frames, then goes on
+        lc.update([Track(7, _box(30, cy), 1, 0.9, f)])
+    assert lc.total == 1 and sum(lc.counts[1]) == 1
+
+
+def test_ids_are_never_reused_and_neighbours_keep_theirs():
+    s = Sort(max_age=1, min_hits=1, iou_threshold=0.1)
+    seen = set()
+    for f in range(12):
+        boxes = [[0, 0, 10, 10]] if f % 4 < 2 else []  # appears, vanishes past max_age, comes back
+        out = s.update(np.array(boxes, float).reshape(-1, 4), np.ones(len(boxes)), np.zeros(len(boxes), int))
+        new = {t.track_id for t in out if t.missed == 0 and t.age == 0}
+        assert not (new & seen)
+        seen |= {t.track_id for t in out}
+    assert len(seen) == 3
+    # two overlapping neighbours moving right keep their ids
+    s = Sort(min_hits=1, iou_threshold=0.1)
+    a, b = [0, 0, 10, 10], [6, 0, 16, 10]
+    first = s.update(np.array([a, b], float), np.ones(2), np.zeros(2, int))
+    ids = {tuple(np.round(t.box).astype(int)): t.track_id for t in first}
+    out = s.update(np.array([[2, 0, 12, 10], [9, 0, 19, 10]], float), np.ones(2), np.zeros(2, int))
+    by_id = {t.track_id: t.box for t in out}
+    assert by_id[ids[tuple(a)]][0] < by_id[ids[tuple(b)]][0]  # a stays left of b
+
+
+def test_kalman_shapes_and_velocity():
+    from apps.perception.track import KalmanBoxTracker
+
+    k = KalmanBoxTracker(np.array([0, 0, 20, 10], float), 0, 0.9, 1)
+    assert k.x.shape == (7,) and k.P.shape == (7, 7) and k.F.shape == (7, 7) and k.H.shape == (4, 7)
+    for f in range(1, 15):
+        k.predict()
+        k.update(np.array([4 * f, 0, 20 + 4 * f, 10], float), 0.9)
+    np.testing.assert_allclose(k.x[4], 4.0, atol=0.3)  # learned 4 px/frame
+    np.testing.assert_allclose(k.predict(), [60, 0, 80, 10], atol=1.0)
