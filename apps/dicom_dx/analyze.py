@@ -374,9 +374,10 @@ def analyze(
                 refill()
             if len(ready) >= batch_size or (not pending and ready):
                 batch, ready = ready[:batch_size], ready[batch_size:]
-                rows = _finish(batch, pred, gate, heatmaps, done_instances, version, key, summary)
+                duplicates: list[dict] = []
+                rows = _finish(batch, pred, gate, heatmaps, done_instances, version, key, summary, duplicates)
                 _write(con, rows)
-                for r in rows:
+                for r in rows + duplicates:  # every file counts, so the progress reaches the total
                     done_count += 1
                     if progress is not None:
                         progress(done_count, summary.total, r)
@@ -412,7 +413,12 @@ def _finish(
     version: str,
     key: bytes,
     summary: AnalyzeSummary,
+    duplicates: list[dict] | None = None,
 ) -> list[dict]:
+    """Inference for the batch's decoded images, then the rows to store. A file whose instance was
+    already analysed (the same SOP Instance UID exported twice, or reached through a DICOMDIR and
+    its folder) is not stored again: it is logged, counted as skipped and appended to
+    `duplicates`."""
     now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     todo = [r for r in batch if r.get("status") == "pending"]
     infer_ms = 0.0
@@ -448,6 +454,10 @@ def _finish(
         r["instance_key"] = pseudonym(inst, "key", key) if inst else f"file:{r['file_key']}"
         if r["instance_key"] in done_instances:  # same instance reached through another path
             summary.skipped += 1
+            log.warning("%s: duplicate of an instance already analysed (same SOP Instance UID)", r["file"])
+            r["status"] = "duplicate"
+            if duplicates is not None:
+                duplicates.append(r)
             continue
         done_instances.add(r["instance_key"])
         r["model_version"] = version

@@ -1,6 +1,7 @@
 """Batch analysis edge cases found in an audit: how files are found, DICOMDIRs that point nowhere
 or cannot be read, duplicates, crashing workers. Every input file must end up as a row or a count."""
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -95,3 +96,20 @@ def test_unreadable_dicomdir_is_an_error_row_not_a_crash(tmp_path, tiny_predicto
     rows = _rows(tmp_path / "r.sqlite")
     assert s.total == s.analysed == len(rows) == 2
     assert sorted(r["error_reason"] or "ok" for r in rows) == ["not_dicom", "ok"]
+
+
+def test_duplicate_instances_are_counted_and_reported(tmp_path, tiny_predictor, caplog):
+    ds = _instance(4)
+    a = _write(ds, tmp_path / "a" / "x.dcm")
+    _write(ds, tmp_path / "b" / "x.dcm")  # the same SOP Instance, exported twice
+    _write(_instance(5), tmp_path / "c.dcm")
+    seen = []
+    with caplog.at_level(logging.INFO, logger="apps.dicom_dx.analyze"):
+        s = analyze(
+            [tmp_path], tmp_path / "r.sqlite", predictor=tiny_predictor, workers=0,
+            progress=lambda d, t, r: seen.append((d, t)),
+        )
+    assert s.total == 3 and s.analysed == 2 and s.skipped == 1 and len(_rows(tmp_path / "r.sqlite")) == 2
+    assert seen[-1] == (3, 3)  # the progress bar reaches the end
+    assert "duplicate" in caplog.text
+    assert PATIENT_NAME not in caplog.text and PATIENT_ID not in caplog.text and a.name not in caplog.text
