@@ -17,8 +17,10 @@ import logging
 import os
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -334,8 +336,13 @@ def analyze(
     )
     if progress is not None and summary.skipped:
         progress(summary.skipped, summary.total, {"status": "skipped"})
-    ex = process_pool(workers) if workers > 0 else _Inline()
-    pending: dict[Future, tuple[Path, str]] = {}
+    # A decoder that kills its worker process (a crash in a C codec on a damaged file) breaks the
+    # whole pool, and every file in flight fails with it. Those files are retried in a fresh pool one
+    # at a time, so that only the file that crashes a worker on its own is recorded as such.
+    pool: list = [process_pool(workers) if workers > 0 else _Inline()]
+    broken = [False]
+    retry: deque[tuple[Path, str]] = deque()
+    pending: dict[Future, tuple[Path, str, bool]] = {}
     window = max(2 * batch_size, 4 * max(workers, 1))
     it = iter(todo)
     ready: list[dict] = []
@@ -343,13 +350,33 @@ def analyze(
     try:
 
         def refill():
-            while len(pending) < window:
-                try:
-                    f, fk = next(it)
-                except StopIteration:
+            while True:
+                if broken[0]:
+                    if pending:
+                        return  # the broken pool's other futures have yet to fail
+                    pool[0].shutdown(wait=True, cancel_futures=True)
+                    pool[0], broken[0] = process_pool(workers), False
+                if len(pending) >= window:
                     return
-                fut = ex.submit(_decode_job, str(f), pred.size, gate, key, include_phi)
-                pending[fut] = (f, fk)
+                if retry:
+                    if pending:
+                        return  # a suspect runs alone: if the pool breaks again, it is the cause
+                    (f, fk), alone = retry.popleft(), True
+                else:
+                    try:
+                        f, fk = next(it)
+                    except StopIteration:
+                        return
+                    alone = False
+                try:
+                    fut = pool[0].submit(_decode_job, str(f), pred.size, gate, key, include_phi)
+                except BrokenProcessPool:  # it broke before this file ran: not a suspect, resubmit
+                    broken[0] = True
+                    retry.appendleft((f, fk))
+                    continue
+                pending[fut] = (f, fk, alone)
+                if alone:
+                    return
 
         refill()
         while pending or ready:
@@ -358,17 +385,17 @@ def analyze(
                     list(pending), timeout=None if len(ready) < batch_size else 0, return_when=FIRST_COMPLETED
                 )
                 for fut in finished:
-                    f, fk = pending.pop(fut)
+                    f, fk, alone = pending.pop(fut)
                     try:
                         res = fut.result()
-                    except Exception as e:  # noqa: BLE001 - a worker crash must not stop the batch
-                        res = {
-                            "path": str(f),
-                            "file": safe_path_label(f),
-                            "status": "error",
-                            "error_reason": "worker_failed",
-                            "error_detail": type(e).__name__,
-                        }
+                    except BrokenProcessPool:
+                        broken[0] = True
+                        if not alone:
+                            retry.append((f, fk))
+                            continue
+                        res = _error_row(f, "worker_crashed", "the decoding process died on this file")
+                    except Exception as e:  # noqa: BLE001 - a worker failure must not stop the batch
+                        res = _error_row(f, "worker_failed", type(e).__name__)
                     res["file_key"] = fk
                     ready.append(res)
                 refill()
@@ -385,7 +412,7 @@ def analyze(
         log.warning("interrupted: %d instances stored; re-run to resume", done_count)
         raise
     finally:
-        ex.shutdown(wait=False, cancel_futures=True)
+        pool[0].shutdown(wait=False, cancel_futures=True)
         summary.seconds = time.perf_counter() - t_start
         if csv_path:
             export_csv(con, csv_path, version)
@@ -402,6 +429,16 @@ def analyze(
         summary.seconds,
     )
     return summary
+
+
+def _error_row(f: Path, reason: str, detail: str) -> dict:
+    return {
+        "path": str(f),
+        "file": safe_path_label(f),
+        "status": "error",
+        "error_reason": reason,
+        "error_detail": detail,
+    }
 
 
 def _finish(

@@ -2,11 +2,13 @@
 or cannot be read, duplicates, crashing workers. Every input file must end up as a row or a count."""
 
 import logging
+import os
 import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pydicom
+import pytest
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.fileset import FileSet
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
@@ -113,3 +115,32 @@ def test_duplicate_instances_are_counted_and_reported(tmp_path, tiny_predictor, 
     assert seen[-1] == (3, 3)  # the progress bar reaches the end
     assert "duplicate" in caplog.text
     assert PATIENT_NAME not in caplog.text and PATIENT_ID not in caplog.text and a.name not in caplog.text
+
+
+@pytest.mark.skipif(os.name != "posix", reason="needs fork to patch the workers")
+def test_a_crashing_decoder_loses_only_its_own_file(tmp_path, tiny_predictor, monkeypatch):
+    """A decoder that kills its worker process (a segfault in a C codec) breaks the process pool:
+    the other files in flight must still be analysed, the culprit recorded, the batch finished."""
+    import apps.dicom_dx.analyze as an
+
+    for i in range(6):
+        _write(_instance(20 + i), tmp_path / "in" / f"{i}.dcm")
+    real = an.read_dicom
+
+    def crashing(path, *args, **kw):
+        if Path(path).name == "2.dcm":
+            os._exit(11)
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(an, "read_dicom", crashing)
+    import threading
+
+    assert threading.active_count() == 1  # the pool forks, so the patch reaches the workers
+    s = analyze([tmp_path / "in"], tmp_path / "r.sqlite", predictor=tiny_predictor, workers=2, batch_size=2)
+    rows = _rows(tmp_path / "r.sqlite")
+    assert s.total == s.analysed == len(rows) == 6
+    bad = [r for r in rows if r["status"] == "error"]
+    assert len(bad) == 1 and bad[0]["error_reason"] == "worker_crashed"
+    # a re-run retries nothing that was analysed and keeps the crash recorded
+    s2 = analyze([tmp_path / "in"], tmp_path / "r.sqlite", predictor=tiny_predictor, workers=0)
+    assert s2.skipped == 6
