@@ -1,7 +1,8 @@
 """Frame sources and a capture thread that keeps only the newest frame.
 
-Sources: a camera index (``0`` or ``"0"``), a video file, a network stream (``rtsp://``, ``http(s)://``),
-a folder of images (sorted by name), or any iterable of RGB frames (tests, the dashboard).
+Sources: a camera index (``0`` or ``"0"``) or device (``/dev/video0``), a video file, a network stream
+(``rtsp://``, ``http(s)://``; a URL naming a video file, which has a frame count, ends like a file), a
+folder of images (sorted by name), or any iterable of RGB frames (tests, the dashboard).
 
 :class:`LatestFrameCapture` reads in a background thread and overwrites a one-slot buffer, so when
 inference is slower than the camera the consumer always gets the newest frame and the latency stays
@@ -77,6 +78,7 @@ class _Reader:
         self.kind = source_kind(source)
         self.source = os.fspath(source) if isinstance(source, os.PathLike) else source
         self.fps = 30.0
+        self.finite = self.kind != "camera"  # has an end (files, folders, iterables, recorded streams)
         self.cap = None
         self._files: list[str] = []
         self._pos = 0
@@ -97,6 +99,10 @@ class _Reader:
                 )
             fps = cap.get(cv2.CAP_PROP_FPS)
             self.fps = float(fps) if fps and 1 <= fps <= 240 else 30.0
+            if self.kind == "stream":
+                # a URL may name a video file (http://host/clip.mp4): it has a frame count and ends like
+                # a file; live streams (RTSP cameras, MJPEG, live HLS) report none (<= 0)
+                self.finite = cap.get(cv2.CAP_PROP_FRAME_COUNT) > 0
             self.cap = cap
         elif self.kind == "folder":
             self._files = sorted(
@@ -131,7 +137,8 @@ class _Reader:
 
     @property
     def live(self) -> bool:
-        return self.kind in ("camera", "stream")
+        """A source without an end (a camera or live stream): a failed read means reconnect."""
+        return not self.finite
 
 
 class LatestFrameCapture:

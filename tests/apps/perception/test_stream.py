@@ -159,3 +159,35 @@ def test_pathlike_and_device_sources(tmp_path):
     assert f is not None and f.image.shape == (6, 8, 3)
     # a V4L2 device node (/dev/video0) is a camera, not "no such file"; /dev/null is a character device too
     assert source_kind("/dev/null") == "camera"
+
+
+def test_video_file_over_http_ends_instead_of_replaying(clip):
+    # an http(s) URL may be a finite video file, not a live stream: at its end the capture must end,
+    # not "reconnect" and play the file again from the start for ever
+    import functools
+    import http.server
+    import os
+    import threading
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *a):
+            pass
+
+    srv = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(Quiet, directory=os.path.dirname(clip))
+    )
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/{os.path.basename(clip)}"
+        cap = LatestFrameCapture(url, realtime=False, reconnect_timeout=2.0).start()
+        n, t0 = 0, time.monotonic()
+        while n < 40 and time.monotonic() - t0 < 10:
+            f = cap.read(timeout=0.2)
+            if f is None and cap.finished:
+                break
+            n += f is not None
+        cap.stop()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert n == 12 and cap.status == "ended" and cap.reconnects == 0
