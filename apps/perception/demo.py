@@ -141,12 +141,13 @@ def run(
 
     While no frame comes (a stalled or reconnecting source) the status is logged and drawn on the last
     frame in the window, which stays responsive to 'q'/Esc. Frames of another size than the first are
-    letterboxed into the saved video (a writer has one frame size).
+    letterboxed into the saved video (a writer has one frame size); frames dropped for want of time are
+    filled with the last annotated frame, so the video plays at the source's speed.
     """
     cap = LatestFrameCapture(source, realtime=realtime, fps=fps, reconnect_timeout=reconnect_timeout)
     tracker = Sort() if track else None
     counter = LineCounter(*line) if line is not None else None
-    writer = None
+    writer, written, written_index = None, None, -1
     lat, stage_all, n, n_det = [], {k: [] for k in STAGES}, 0, 0
     if hasattr(detector, "warmup"):
         detector.warmup()  # first calls allocate buffers and thread pools: keep them out of the figures
@@ -203,7 +204,13 @@ def run(
 
                     writer_size = (out.shape[1], out.shape[0])
                     writer = open_writer(save, fps or cap.fps, writer_size)
-                writer.write(np.ascontiguousarray(_fit(out, writer_size)[..., ::-1]))
+                bgr = np.ascontiguousarray(_fit(out, writer_size)[..., ::-1])
+                # frames the pipeline had no time for (dropped) hold the last annotated one, so the video,
+                # written at the source's rate, lasts as long as the source did (no fast-forward)
+                for _ in range(f.index - written_index - 1 if written is not None else 0):
+                    writer.write(written)
+                writer.write(bgr)
+                written, written_index = bgr, f.index
             last_out = out
             if not headless:
                 cv2.imshow(window, out[..., ::-1])

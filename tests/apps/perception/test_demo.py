@@ -185,3 +185,21 @@ def test_summary_counts_and_percentiles():
     s = run((np.zeros((8, 8, 3), np.uint8) for _ in range(7)), _NullDetector(), realtime=False)
     assert s["frames"] == s["captured"] == 7 and s["dropped"] == 0 and s["status"] == "ended"
     assert 0 < s["latency_ms_p50"] <= s["latency_ms_p95"]
+
+
+def test_saved_video_keeps_real_time_when_frames_are_dropped(tmp_path):
+    # live behaviour with a detector slower than the source: the frames it skips are filled with the last
+    # annotated frame, so the video written at the source's rate lasts as long as the source (it played
+    # fast-forward before: only the processed frames were written at the source's frame rate)
+    from apps.perception.demo import run
+
+    class Slow(_NullDetector):
+        def __call__(self, frame):
+            time.sleep(0.03)
+            return super().__call__(frame)
+
+    frames = (np.full((48, 64, 3), 10 * i, np.uint8) for i in range(20))
+    out = tmp_path / "live.mp4"
+    s = run(frames, Slow(), save=str(out), realtime=True, fps=100.0)
+    assert s["dropped"] > 0 and s["captured"] == 20
+    assert _count_frames(str(out)) == 20
