@@ -29,7 +29,8 @@ class AsyncWriter:
     """Encodes frames in a background thread so a slow codec does not stall the pipeline.
 
     ``write`` takes BGR uint8 frames and blocks only when ``depth`` frames are already waiting (every
-    frame is written; none is dropped). ``release`` flushes and closes.
+    frame is written; none is dropped). ``release`` flushes and closes; an error of the encoding thread
+    is raised by the next ``write`` or by ``release``.
     """
 
     def __init__(self, path: str, fps: float, size: tuple[int, int], depth: int = 64):
@@ -59,3 +60,5 @@ class AsyncWriter:
         self._q.put(None)
         self._t.join()
         self._w.release()
+        if self._err is not None:
+            raise RuntimeError(f"writing {self.path!r} failed: {self._err}")

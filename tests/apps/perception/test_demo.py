@@ -203,3 +203,20 @@ def test_saved_video_keeps_real_time_when_frames_are_dropped(tmp_path):
     s = run(frames, Slow(), save=str(out), realtime=True, fps=100.0)
     assert s["dropped"] > 0 and s["captured"] == 20
     assert _count_frames(str(out)) == 20
+
+
+def test_async_writer_reports_an_encoder_error_on_release(monkeypatch, tmp_path):
+    from apps.perception import video
+
+    class Broken:
+        def write(self, f):
+            raise OSError("disk full")
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(video, "open_writer", lambda *a: Broken())
+    w = video.AsyncWriter(str(tmp_path / "x.mp4"), 30.0, (8, 8))
+    w.write(np.zeros((8, 8, 3), np.uint8))  # the error happens in the thread, after this returns
+    with pytest.raises(RuntimeError, match="disk full"):
+        w.release()  # before: the last frames' error was lost
