@@ -315,8 +315,12 @@ def load_voc(annotations_dir: str, images_dir: str | None = None) -> list[Sample
 
 def load_any(path: str) -> list[Sample]:
     """Guess the format: a ``.json`` file is COCO; a folder holding ``label_2`` / ``*.xml`` /
-    ``labels`` + ``images`` is KITTI / VOC / YOLO (a COCO ``annotations.json`` there wins)."""
-    if path.endswith(".json"):
+    ``labels`` + ``images`` is KITTI / VOC / YOLO (a COCO ``annotations.json`` there wins); the
+    ``label_2`` or ``Annotations`` folder itself, or a YOLO images folder whose labels folder exists
+    (``data/images/val``), loads too. A YOLO ``images`` folder split into subfolders is an error that
+    names the splits."""
+    path = os.path.normpath(path)
+    if path.lower().endswith(".json"):
         return load_coco(path)
     if os.path.exists(os.path.join(path, "annotations.json")):
         return load_coco(os.path.join(path, "annotations.json"))
@@ -324,8 +328,21 @@ def load_any(path: str) -> list[Sample]:
         return load_kitti(os.path.join(path, "label_2"))
     if os.path.isdir(os.path.join(path, "Annotations")):
         return load_voc(os.path.join(path, "Annotations"))
-    if os.path.isdir(os.path.join(path, "images")):
-        return load_yolo(os.path.join(path, "images"))
+    if os.path.basename(path) == "label_2" and os.path.isdir(path):
+        return load_kitti(path)
+    if os.path.basename(path) == "Annotations" and os.path.isdir(path):
+        return load_voc(path)
+    if os.path.isdir(path) and _images_in(path) and os.path.isdir(_yolo_labels_dir(path)):
+        return load_yolo(path)
+    images = os.path.join(path, "images")
+    if os.path.isdir(images):
+        splits = sorted(d for d in os.listdir(images) if os.path.isdir(os.path.join(images, d)))
+        if splits and not _images_in(images):
+            raise ValueError(
+                f"{path!r}: the YOLO images are split into {', '.join(splits)}; "
+                f"pass one split, e.g. {os.path.join(images, splits[0])!r}"
+            )
+        return load_yolo(images)
     raise ValueError(f"{path!r}: no COCO json, KITTI label_2, VOC Annotations or YOLO images/labels found")
 
 

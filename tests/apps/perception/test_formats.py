@@ -313,3 +313,29 @@ def test_yolo_bad_class_id(tmp_path, cls):
     (tmp_path / "labels" / "a.txt").write_text(f"{cls} 0.5 0.5 0.2 0.2\n")
     with pytest.raises(ValueError, match=r"a\.txt:1: class"):
         load_yolo(str(tmp_path / "images"))
+
+
+def test_load_any_yolo_split_layout(tmp_path):
+    # data/images/{train,val} + data/labels/{train,val}: the split folder itself loads; the root says which
+    # splits there are instead of silently returning no images
+    for split in ("train", "val"):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "labels" / split).mkdir(parents=True)
+        _img(tmp_path / "images" / split / "a.png", 64, 48)
+        (tmp_path / "labels" / split / "a.txt").write_text("3 0.5 0.5 0.25 0.5\n")
+    (s,) = load_any(str(tmp_path / "images" / "val"))
+    assert s.classes.tolist() == [3]
+    with pytest.raises(ValueError, match="train.*val"):
+        load_any(str(tmp_path))
+
+
+def test_load_any_accepts_the_label_folder_itself(tmp_path):
+    (tmp_path / "label_2").mkdir()
+    (tmp_path / "label_2" / "000001.txt").write_text("Car 0 0 0 1 2 30 40 1 1 1 1 1 1 1\n")
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "a.xml").write_text(
+        "<annotation><size><width>50</width><height>50</height></size><object><name>bus</name>"
+        "<bndbox><xmin>1</xmin><ymin>1</ymin><xmax>10</xmax><ymax>10</ymax></bndbox></object></annotation>"
+    )
+    assert load_any(str(tmp_path / "label_2"))[0].classes.tolist() == [0]
+    assert load_any(str(tmp_path / "Annotations"))[0].classes.tolist() == [1]
