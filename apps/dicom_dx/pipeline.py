@@ -38,18 +38,20 @@ class Window:
     source: str = "file"
 
 
-def _lut_values(item: Dataset, ds: Dataset) -> tuple[np.ndarray, int, int]:
+def _lut_values(item: Dataset, ds: Dataset, signed_input: bool) -> tuple[np.ndarray, int, int]:
     """Decode a LUT item (Modality or VOI LUT Sequence item) → (table, first mapped value, bits).
 
-    LUT Descriptor (0028,3002) is [entries (0 means 65536), first stored value mapped, bits per
-    entry] (PS3.3 C.11.1.1.1). LUT Data may be US (a list) or OW (raw bytes)."""
+    LUT Descriptor (0028,3002) is [entries (0 means 65536), first input value mapped, bits per
+    entry] (PS3.3 C.11.1.1.1, C.11.2.1.1). Only the second value is US or SS, following whether the
+    LUT's input is signed (`signed_input`); parsers pick one VR for all three values (pydicom from
+    Pixel Representation alone), so each value is reinterpreted here. LUT Data may be US (a list) or
+    OW (raw bytes)."""
     desc = [int(v) for v in item.LUTDescriptor]
-    n = desc[0] or 65536
-    first = desc[1]
-    # The first-mapped value is US or SS following Pixel Representation; a signed one may be read
-    # as a large unsigned number.
-    if ds.get("PixelRepresentation", 0) == 1 and first >= 2**15:
+    n = (desc[0] & 0xFFFF) or 65536  # always US: 40000 entries must not read as SS -25536
+    first = desc[1] & 0xFFFF
+    if signed_input and first >= 2**15:
         first -= 2**16
+    bits = desc[2] & 0xFFFF
     data = item["LUTData"].value
     if isinstance(data, (bytes, bytearray)):
         little = True
@@ -58,7 +60,27 @@ def _lut_values(item: Dataset, ds: Dataset) -> tuple[np.ndarray, int, int]:
         table = np.array(struct.unpack_from(f"{'<' if little else '>'}{n}H", data), dtype=np.float64)
     else:
         table = np.asarray([data] if isinstance(data, (int, float)) else list(data), dtype=np.float64)
-    return table[:n], first, desc[2]
+    return table[:n], first, bits
+
+
+def _stored_signed(ds: Dataset) -> bool:
+    return ds.get("PixelRepresentation", 0) == 1
+
+
+def _modality_output_signed(ds: Dataset) -> bool:
+    """Whether the VOI LUT's input (the Modality LUT's output) may be negative, which makes its
+    LUT Descriptor's first-mapped value SS (PS3.3 C.11.2.1.1): US after a Modality LUT Sequence,
+    the Pixel Representation's sign without a rescale, SS when the rescaled range reaches below 0
+    (always the case for CT, whose Rescale Intercept is typically -1024)."""
+    if ds.get("ModalityLUTSequence"):
+        return False
+    bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16)
+    lo, hi = (-(2 ** (bits - 1)), 2 ** (bits - 1) - 1) if _stored_signed(ds) else (0, 2**bits - 1)
+    try:
+        slope, intercept = _number(ds, "RescaleSlope", 1.0), _number(ds, "RescaleIntercept", 0.0)
+    except ValueError:
+        return _stored_signed(ds)
+    return min(lo * slope, hi * slope) + intercept < 0
 
 
 def _lookup(arr: np.ndarray, table: np.ndarray, first: int) -> np.ndarray:
@@ -93,7 +115,7 @@ def apply_modality(stored: np.ndarray, ds: Dataset) -> np.ndarray:
     Without either, the stored values pass through unchanged."""
     seq = ds.get("ModalityLUTSequence")
     if seq:
-        table, first, _ = _lut_values(seq[0], ds)
+        table, first, _ = _lut_values(seq[0], ds, _stored_signed(ds))
         return _lookup(stored, table, first)
     slope = _number(ds, "RescaleSlope", 1.0)
     intercept = _number(ds, "RescaleIntercept", 0.0)
@@ -236,7 +258,7 @@ def apply_voi_lut_sequence(values: np.ndarray, ds: Dataset, index: int = 0) -> n
     if not seq:
         return None
     item = seq[min(index, len(seq) - 1)]
-    table, first, bits = _lut_values(item, ds)
+    table, first, bits = _lut_values(item, ds, _modality_output_signed(ds))
     return _lookup(values, table, first) / float(2**bits - 1)
 
 

@@ -98,3 +98,48 @@ def test_blank_rescale_intercept_is_absent():
 def test_a_callers_unusable_window_is_still_a_usage_error():
     with pytest.raises(ValueError, match="Window Width"):
         dio.read_dicom(_bytes(_ds(STORED)), window=Window(100.0, 0.0))
+
+
+def _voi_lut_item(entries: int, first: int, bits: int, table: np.ndarray) -> Dataset:
+    item = Dataset()
+    item.LUTDescriptor = [entries, first, bits]
+    item.add_new("LUTData", "OW", table.astype("<u2").tobytes())
+    return item
+
+
+def test_voi_lut_first_mapped_value_is_signed_after_a_negative_rescale():
+    """CT: stored 0..4095, Rescale Intercept -1024, a VOI LUT starting at -1024 HU. Its descriptor's
+    second value is SS (PS3.3 C.11.2.1.1), but an implicit VR reader (pydicom) types the whole
+    descriptor by Pixel Representation = 0 and reads 64512."""
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    stored = np.array([[0, 500, 1024, 1500], [2000, 2047, 3000, 4095]], np.uint16)
+    table = np.minimum(np.arange(2048) * 32, 65535)
+    ds = _ds(stored, RescaleSlope="1", RescaleIntercept="-1024", Modality="CT")
+    ds.VOILUTSequence = Sequence([_voi_lut_item(2048, -1024 & 0xFFFF, 16, table)])
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    data = _bytes(ds)
+    assert pydicom.dcmread(io.BytesIO(data)).VOILUTSequence[0].LUTDescriptor[1] == 64512
+    img = dio.read_dicom(data)
+    ref_ds = _ds(stored, RescaleSlope="1", RescaleIntercept="-1024")
+    ref_ds.VOILUTSequence = Sequence([_voi_lut_item(2048, 0, 16, table)])
+    ref_ds.VOILUTSequence[0].LUTDescriptor = [2048, -1024, 16]  # as an explicit VR SS would read
+    hu = apply_modality_lut(stored, ref_ds)
+    np.testing.assert_allclose(img.image, apply_voi_lut(hu, ref_ds) / 65535.0, atol=1e-6)
+    assert img.image.max() > 0.9  # not all mapped to the first entry
+
+
+def test_lut_descriptor_entry_count_above_32767_with_signed_pixels():
+    """The number of entries is always US, even where a reader typed the descriptor SS (pydicom does
+    so for Pixel Representation 1) and 40000 entries read as -25536."""
+    from pydicom.sequence import Sequence
+
+    from apps.dicom_dx.pipeline import display
+
+    stored = np.array([[-100, 0, 100, 30000]], np.int16)
+    ds = _ds(stored, signed=1, bits_stored=16)
+    ds.VOILUTSequence = Sequence([_voi_lut_item(40000, 0, 16, np.arange(40000))])
+    ds.VOILUTSequence[0].LUTDescriptor = [40000 - 65536, -100, 16]
+    image, _, _, _ = display(stored, ds)
+    np.testing.assert_allclose(image, (stored.astype(np.float64) + 100) / 65535.0, atol=1e-6)
