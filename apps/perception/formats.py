@@ -160,13 +160,30 @@ def load_coco(
 ) -> list[Sample]:
     """COCO json. Categories are mapped by name (ours, or ``mapping``, default COCO's); unmapped
     categories are dropped; ``iscrowd=1`` (or ``ignore=1``, as CityPersons-style files mark them)
-    annotations become ignore regions. Boxes are clipped to the image."""
+    annotations become ignore regions. Boxes are clipped to the image.
+
+    ``images_dir`` defaults to the first of ``<json dir>/images``, ``<json dir>`` and COCO's own layout
+    (``coco/annotations/instances_val2017.json`` -> ``coco/val2017``) that holds the first image. An
+    image entry without ``width`` / ``height`` takes them from the image file."""
     with open(json_path) as f:
         d = json.load(f)
-    images_dir = images_dir or os.path.join(os.path.dirname(json_path), "images")
+    if images_dir is None:
+        jd = os.path.dirname(os.path.abspath(json_path))
+        split = os.path.splitext(os.path.basename(json_path))[0].split("_")[-1]  # instances_val2017
+        cands = [os.path.join(jd, "images"), jd, os.path.join(os.path.dirname(jd), split)]
+        first = d["images"][0]["file_name"] if d.get("images") else ""
+        images_dir = next((c for c in cands if os.path.isfile(os.path.join(c, first))), cands[0])
+        if not os.path.isabs(json_path):  # keep the caller's relative paths relative
+            images_dir = os.path.relpath(images_dir)
     cat = {c["id"]: class_id(c["name"], mapping or COCO_MAP) for c in d.get("categories", [])}
     per = {im["id"]: ([], [], [], []) for im in d["images"]}
-    size = {im["id"]: (int(im.get("width") or 0), int(im.get("height") or 0)) for im in d["images"]}
+    size = {}
+    for im in d["images"]:
+        w, h = int(im.get("width") or 0), int(im.get("height") or 0)
+        p = os.path.join(images_dir, im["file_name"])
+        if (w <= 0 or h <= 0) and os.path.isfile(p):
+            w, h = _image_size(p)
+        size[im["id"]] = (w, h)
     for a in d.get("annotations", []):
         c = cat.get(a["category_id"])
         if c is None or a["image_id"] not in per:
@@ -189,8 +206,7 @@ def load_coco(
         out.append(
             Sample(
                 os.path.join(images_dir, im["file_name"]),
-                int(im["width"]),
-                int(im["height"]),
+                *size[im["id"]],
                 _arr(b),
                 np.asarray(c, np.int64),
                 _arr(ig),

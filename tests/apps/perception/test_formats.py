@@ -339,3 +339,19 @@ def test_load_any_accepts_the_label_folder_itself(tmp_path):
     )
     assert load_any(str(tmp_path / "label_2"))[0].classes.tolist() == [0]
     assert load_any(str(tmp_path / "Annotations"))[0].classes.tolist() == [1]
+
+
+def test_coco_official_layout_finds_the_images(tmp_path):
+    # coco/annotations/instances_val2017.json with the images in coco/val2017/ (COCO's own layout)
+    (tmp_path / "annotations").mkdir()
+    (tmp_path / "val2017").mkdir()
+    _img(tmp_path / "val2017" / "000000000139.jpg", 64, 48)
+    d = dict(
+        images=[dict(id=139, file_name="000000000139.jpg")],  # no width/height: read from the image
+        categories=[dict(id=3, name="car")],
+        annotations=[dict(id=1, image_id=139, category_id=3, bbox=[1, 2, 3, 4], iscrowd=0)],
+    )
+    (tmp_path / "annotations" / "instances_val2017.json").write_text(json.dumps(d))
+    (s,) = load_any(str(tmp_path / "annotations" / "instances_val2017.json"))
+    assert s.image == str(tmp_path / "val2017" / "000000000139.jpg")
+    assert (s.width, s.height) == (64, 48)
