@@ -100,7 +100,40 @@ def _yolo_labels_dir(images_dir: str) -> str:
     return os.path.join(os.path.dirname(os.path.normpath(images_dir)), "labels")
 
 
-def _yolo_line(line: str, where: str) -> tuple[int, list[float]]:
+def _yolo_names(labels_dir: str) -> list[str] | None:
+    """The data set's own class names, if it ships them: ``classes.txt`` / ``obj.names`` (one per line,
+    as LabelImg, Roboflow and darknet write) in the labels folder or above it, or Ultralytics'
+    ``data.yaml`` / ``dataset.yaml`` (``names:`` a list, or a mapping id -> name) beside ``images`` /
+    ``labels``. None when there is none (the ids are then ours)."""
+    d = os.path.normpath(labels_dir)
+    roots = [d, os.path.dirname(d)]
+    if os.path.basename(roots[1]) == "labels":  # data/labels/train: the data set's root is data/
+        roots.append(os.path.dirname(roots[1]))
+    for r in roots:
+        for fn in ("classes.txt", "obj.names"):
+            p = os.path.join(r, fn)
+            if os.path.isfile(p):
+                with open(p, encoding="utf-8-sig") as f:
+                    return [ln.strip() for ln in f if ln.strip()]
+        for fn in ("data.yaml", "dataset.yaml"):
+            p = os.path.join(r, fn)
+            if os.path.isfile(p):
+                try:
+                    import yaml
+                except ImportError:
+                    raise ImportError(
+                        f"{p}: reading class names from YAML needs PyYAML (pip install pyyaml)"
+                    ) from None
+                with open(p, encoding="utf-8") as f:
+                    names = (yaml.safe_load(f) or {}).get("names")
+                if isinstance(names, dict):
+                    names = [str(names[k]) for k in sorted(names, key=int)]
+                if names:
+                    return [str(n) for n in names]
+    return None
+
+
+def _yolo_line(line: str, where: str, n_classes: int = len(CLASSES)) -> tuple[int, list[float]]:
     """``class cx cy w h`` (a box) or ``class x1 y1 ... xn yn`` (a polygon, n >= 3, YOLO segmentation
     labels: its enclosing box), normalised to 0..1. Returns (class, [x1, y1, x2, y2] normalised)."""
     parts = line.split()
@@ -115,8 +148,8 @@ def _yolo_line(line: str, where: str) -> tuple[int, list[float]]:
             f"got {len(vals)} fields"
         )
     c = vals[0]
-    if not np.isfinite(c) or c != int(c) or not 0 <= c < len(CLASSES):
-        raise ValueError(f"{where}: class {parts[0]} is not an id in 0..{len(CLASSES) - 1}")
+    if not np.isfinite(c) or c != int(c) or not 0 <= c < n_classes:
+        raise ValueError(f"{where}: class {parts[0]} is not an id in 0..{n_classes - 1}")
     v = np.asarray(vals[1:], np.float64)
     if not np.isfinite(v).all() or (v < 0).any() or (v > 1 + 1e-6).any():
         raise ValueError(f"{where}: coordinates must be normalised to 0..1, got {line.strip()!r}")
@@ -131,16 +164,22 @@ def load_yolo(images_dir: str, labels_dir: str | None = None) -> list[Sample]:
     """YOLO txt labels. ``labels_dir`` defaults to Ultralytics' rule: the last ``images`` folder of the
     path replaced by ``labels`` (``data/images/train`` -> ``data/labels/train``). An image without a
     label file has no objects (a background image); a missing labels folder is an error. Boxes are
-    clipped to the image; polygon (segmentation) lines give their enclosing box."""
+    clipped to the image; polygon (segmentation) lines give their enclosing box.
+
+    Class ids are ours unless the data set ships its own names (see :func:`_yolo_names`): then each
+    id's name is mapped like COCO's (:func:`apps.perception.classes.class_id`); unmapped names are
+    dropped and a name mapped to ``"ignore"`` gives an ignore region."""
     if labels_dir is None:
         labels_dir = _yolo_labels_dir(images_dir)
     if not os.path.isdir(labels_dir):
         raise FileNotFoundError(f"no YOLO labels folder {labels_dir!r} for the images in {images_dir!r}")
+    names = _yolo_names(labels_dir)
+    ours = [class_id(n) for n in names] if names is not None else list(range(len(CLASSES)))
     out = []
     for k, img in enumerate(_images_in(images_dir)):
         w, h = _image_size(img)
         stem = os.path.splitext(os.path.basename(img))[0]
-        boxes, classes = [], []
+        boxes, classes, ign = [], [], []
         lp = os.path.join(labels_dir, stem + ".txt")
         if os.path.exists(lp):
             with open(lp, encoding="utf-8-sig") as f:  # -sig: a byte-order mark some editors write
@@ -148,10 +187,14 @@ def load_yolo(images_dir: str, labels_dir: str | None = None) -> list[Sample]:
                     if not line.split():
                         continue
                     where = f"{lp}:{ln}"
-                    c, (x1, y1, x2, y2) = _yolo_line(line, where)
-                    boxes.append(_check_box([x1 * w, y1 * h, x2 * w, y2 * h], w, h, where))
-                    classes.append(c)
-        out.append(Sample(img, w, h, _arr(boxes), np.asarray(classes, np.int64), image_id=k + 1))
+                    c, (x1, y1, x2, y2) = _yolo_line(line, where, len(ours))
+                    box = _check_box([x1 * w, y1 * h, x2 * w, y2 * h], w, h, where)
+                    if ours[c] == "ignore":
+                        ign.append(box)
+                    elif ours[c] is not None:
+                        boxes.append(box)
+                        classes.append(ours[c])
+        out.append(Sample(img, w, h, _arr(boxes), np.asarray(classes, np.int64), _arr(ign), image_id=k + 1))
     return out
 
 

@@ -355,3 +355,39 @@ def test_coco_official_layout_finds_the_images(tmp_path):
     (s,) = load_any(str(tmp_path / "annotations" / "instances_val2017.json"))
     assert s.image == str(tmp_path / "val2017" / "000000000139.jpg")
     assert (s.width, s.height) == (64, 48)
+
+
+@pytest.mark.parametrize("names_file", ["data.yaml", "classes.txt"])
+def test_yolo_ids_follow_the_data_sets_own_class_names(tmp_path, names_file):
+    # a YOLO set with its own class list (Ultralytics data.yaml, or classes.txt from LabelImg / Roboflow):
+    # id 0 there is "person", not our "car"; before, ids were silently taken as ours
+    names = ["person", "bicycle", "car", "motorcycle", "bus"]
+    if names_file == "data.yaml":
+        pytest.importorskip("yaml")
+        (tmp_path / "data.yaml").write_text(
+            "path: .\ntrain: images\nnames:\n" + "".join(f"  - {n}\n" for n in names)
+        )
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    if names_file == "classes.txt":
+        (tmp_path / "labels" / "classes.txt").write_text("\n".join(names) + "\n")
+    _img(tmp_path / "images" / "a.png", 100, 100)
+    (tmp_path / "labels" / "a.txt").write_text(
+        "2 0.5 0.5 0.2 0.2\n0 0.2 0.2 0.1 0.1\n4 0.8 0.8 0.1 0.1\n3 0.1 0.9 0.1 0.1\n"
+    )
+    (s,) = load_yolo(str(tmp_path / "images"))
+    assert s.classes.tolist() == [0, 2, 1]  # car, person -> pedestrian, bus -> truck/bus; motorcycle dropped
+    (tmp_path / "labels" / "a.txt").write_text("7 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(ValueError, match=r"a\.txt:1: class 7"):
+        load_yolo(str(tmp_path / "images"))
+
+
+def test_yolo_split_layout_reads_names_at_the_data_set_root(tmp_path):
+    pytest.importorskip("yaml")
+    (tmp_path / "data.yaml").write_text("names: {0: bus, 1: car}\n")
+    (tmp_path / "images" / "val").mkdir(parents=True)
+    (tmp_path / "labels" / "val").mkdir(parents=True)
+    _img(tmp_path / "images" / "val" / "a.png", 100, 100)
+    (tmp_path / "labels" / "val" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.2 0.2 0.1 0.1\n")
+    (s,) = load_yolo(str(tmp_path / "images" / "val"))
+    assert s.classes.tolist() == [1, 0]
