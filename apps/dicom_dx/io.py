@@ -25,7 +25,7 @@ from pydicom.errors import InvalidDicomError
 from pydicom.pixels import pixel_array as _pixel_array
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
-from apps.dicom_dx.pipeline import Window, apply_window, display
+from apps.dicom_dx.pipeline import Window, apply_window, display, frame_dataset
 
 __all__ = [
     "DicomReadError",
@@ -195,9 +195,16 @@ def _str(ds: Dataset, name: str) -> str:
 
 def _meta(ds: Dataset) -> DicomMeta:
     spacing, src = None, ""
-    for name in ("PixelSpacing", "ImagerPixelSpacing"):
-        v = ds.get(name)
+    # Enhanced multi-frame objects keep Pixel Spacing in the Pixel Measures functional group.
+    measures = [ds]
+    for groups in ("SharedFunctionalGroupsSequence", "PerFrameFunctionalGroupsSequence"):
         try:
+            measures += list(ds.get(groups)[0].get("PixelMeasuresSequence") or [])[:1]
+        except (TypeError, IndexError, AttributeError):
+            pass
+    for holder, name in [(d, n) for d in measures for n in ("PixelSpacing", "ImagerPixelSpacing")]:
+        try:
+            v = holder.get(name)
             if v is not None and len(v) >= 2 and float(v[0]) > 0 and float(v[1]) > 0:
                 spacing, src = (float(v[0]), float(v[1])), name
                 break
@@ -502,7 +509,7 @@ def read_dicom(
     if arr.dtype.kind == "f":
         arr = arr.astype(np.float64)
     if photometric in ("MONOCHROME1", "MONOCHROME2") and arr.ndim == 2:
-        image, values, mask, used = _display(arr, ds, label, voi_index, window)
+        image, values, mask, used = _display(arr, frame_dataset(ds, frame), label, voi_index, window)
         return DicomImage(image=image, meta=meta, values=values, mask=mask, window=used, frame=frame)
     if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
@@ -516,7 +523,7 @@ def read_dicom(
         image = arr.astype(np.float64) / float(2 ** max(meta.bits_stored, 1) - 1)
     elif arr.ndim == 2:
         # Unknown grayscale-like photometric: treat as MONOCHROME2 with a percentile window.
-        image, values, mask, used = _display(arr, ds, label, voi_index, window)
+        image, values, mask, used = _display(arr, frame_dataset(ds, frame), label, voi_index, window)
         return DicomImage(image=image, meta=meta, values=values, mask=mask, window=used, frame=frame)
     else:
         raise DecodeError(

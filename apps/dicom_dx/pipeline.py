@@ -23,6 +23,7 @@ __all__ = [
     "apply_window",
     "apply_voi_lut_sequence",
     "display",
+    "frame_dataset",
     "percentile_window",
 ]
 
@@ -260,6 +261,36 @@ def apply_voi_lut_sequence(values: np.ndarray, ds: Dataset, index: int = 0) -> n
     item = seq[min(index, len(seq) - 1)]
     table, first, bits = _lut_values(item, ds, _modality_output_signed(ds))
     return _lookup(values, table, first) / float(2**bits - 1)
+
+
+# Functional group sequences whose item's attributes stand for the top-level ones of PS3.3 C.11.
+_FRAME_PIXEL_GROUPS = ("PixelValueTransformationSequence", "FrameVOILUTSequence")
+
+
+def frame_dataset(ds: Dataset, frame: int) -> Dataset:
+    """The attributes that drive the pipeline for frame `frame` (0-based).
+
+    Enhanced multi-frame objects (Enhanced CT/MR/XA, PS3.3 C.7.6.16) carry Rescale Slope/Intercept
+    in the Pixel Value Transformation Sequence (C.7.6.16.2.9) and the windows in the Frame VOI LUT
+    Sequence (C.7.6.16.2.10) of their functional groups, shared by all frames or given per frame,
+    instead of at the top level. Returns `ds` itself when it has no functional groups, else a small
+    data set of its group 0028 attributes overlaid by the shared then the frame's own groups."""
+    shared = ds.get("SharedFunctionalGroupsSequence")
+    per_frame = ds.get("PerFrameFunctionalGroupsSequence")
+    if not shared and not per_frame:
+        return ds
+    view = ds.group_dataset(0x0028)
+    implicit, little = ds.original_encoding
+    view.set_original_encoding(implicit, little)
+    groups = [shared[0] if shared else None]
+    groups.append(per_frame[frame] if per_frame and frame < len(per_frame) else None)
+    for group in groups:
+        for name in _FRAME_PIXEL_GROUPS:
+            seq = group.get(name) if group is not None else None
+            if seq:
+                for elem in seq[0]:
+                    view.add(elem)
+    return view
 
 
 def display(

@@ -143,3 +143,40 @@ def test_lut_descriptor_entry_count_above_32767_with_signed_pixels():
     ds.VOILUTSequence[0].LUTDescriptor = [40000 - 65536, -100, 16]
     image, _, _, _ = display(stored, ds)
     np.testing.assert_allclose(image, (stored.astype(np.float64) + 100) / 65535.0, atol=1e-6)
+
+
+def test_enhanced_multiframe_rescale_and_windows_from_functional_groups(tmp_path):
+    """Enhanced CT keeps Rescale in the shared Pixel Value Transformation Sequence and a window per
+    frame in Frame VOI LUT Sequences (PS3.3 C.7.6.16.2.9/10); pydicom's apply_* ignore them, so the
+    oracle is highdicom's frame transform."""
+    hd = pytest.importorskip("highdicom")
+    from pydicom.sequence import Sequence
+
+    frames = np.random.default_rng(0).integers(0, 4096, (3, 6, 5)).astype(np.uint16)
+    ds = _ds(frames[0], Modality="CT", NumberOfFrames=3)
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.2.1"  # Enhanced CT
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    ds.PixelData = frames.tobytes()
+    pvt, measures = Dataset(), Dataset()
+    pvt.RescaleSlope, pvt.RescaleIntercept, pvt.RescaleType = "1", "-1024", "HU"
+    measures.PixelSpacing, measures.SliceThickness = [0.7, 0.8], "1"
+    shared = Dataset()
+    shared.PixelValueTransformationSequence = Sequence([pvt])
+    shared.PixelMeasuresSequence = Sequence([measures])
+    ds.SharedFunctionalGroupsSequence = Sequence([shared])
+    per_frame = []
+    for c, w in [(40.0, 400.0), (-600.0, 1500.0), (300.0, 2000.0)]:
+        voi, item = Dataset(), Dataset()
+        voi.WindowCenter, voi.WindowWidth = c, w
+        item.FrameVOILUTSequence = Sequence([voi])
+        per_frame.append(item)
+    ds.PerFrameFunctionalGroupsSequence = Sequence(per_frame)
+    path = tmp_path / "enhanced_ct.dcm"
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    ref = hd.Image.from_dataset(pydicom.dcmread(path), copy=False)
+    for f in range(3):
+        img = dio.read_dicom(path, frame=f)
+        np.testing.assert_allclose(img.values, ref.get_frame(f + 1), atol=1e-4)
+        np.testing.assert_allclose(img.image, ref.get_frame(f + 1, apply_voi_transform=True), atol=1e-5)
+        assert img.window.source == "file" and img.window.center == [40.0, -600.0, 300.0][f]
+    assert img.meta.pixel_spacing == (0.7, 0.8)
