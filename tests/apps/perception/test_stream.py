@@ -191,3 +191,20 @@ def test_video_file_over_http_ends_instead_of_replaying(clip):
         srv.shutdown()
         srv.server_close()
     assert n == 12 and cap.status == "ended" and cap.reconnects == 0
+
+
+def test_folder_with_non_ascii_name_and_upper_case_extensions(tmp_path):
+    import cv2
+
+    d = tmp_path / "caméra_路"
+    d.mkdir()
+    for i, ext in enumerate([".PNG", ".jpg", ".JPEG"]):
+        ok, buf = cv2.imencode(ext.lower().replace("jpeg", "jpg"), np.full((6, 8, 3), 50 * i, np.uint8))
+        (d / f"{i}{ext}").write_bytes(buf.tobytes())
+    (d / "notes.txt").write_text("not a frame")
+    cap = LatestFrameCapture(str(d), realtime=False).start()
+    got = []
+    while (f := cap.read(timeout=2.0)) is not None:
+        got.append(f.image.shape)
+    cap.stop()
+    assert got == [(6, 8, 3)] * 3 and cap.status == "ended"
