@@ -139,16 +139,28 @@ def apply_modality(stored: np.ndarray, ds: Dataset) -> np.ndarray:
 
 def padding_mask(stored: np.ndarray, ds: Dataset) -> np.ndarray | None:
     """Pixels marked by Pixel Padding Value (0028,0120) [and Range Limit (0028,0121)], PS3.3
-    C.7.5.1.1.2; checked on *stored* values before the Modality LUT. None when not present."""
-    pad = ds.get("PixelPaddingValue")
-    if pad is None:
-        return None
-    pad = int(pad)
-    limit = ds.get("PixelPaddingRangeLimit")
-    if limit is None:
-        return stored == pad
-    lo, hi = sorted((pad, int(limit)))
-    return (stored >= lo) & (stored <= hi)
+    C.7.5.1.1.2, or for Float / Double Float Pixel Data by (Double) Float Pixel Padding Value
+    (0028,0122/0123) [and Range Limit (0028,0124/0125)]; checked on *stored* values before the
+    Modality LUT. None when not present."""
+    if stored.dtype.kind == "f":
+        names = [
+            ("FloatPixelPaddingValue", "FloatPixelPaddingRangeLimit"),
+            ("DoubleFloatPixelPaddingValue", "DoubleFloatPixelPaddingRangeLimit"),
+        ]
+        cast = float
+    else:
+        names, cast = [("PixelPaddingValue", "PixelPaddingRangeLimit")], int
+    for value_name, limit_name in names:
+        pad = ds.get(value_name)
+        if pad is None:
+            continue
+        pad = cast(pad)
+        limit = ds.get(limit_name)
+        if limit is None:
+            return stored == pad
+        lo, hi = sorted((pad, cast(limit)))
+        return (stored >= lo) & (stored <= hi)
+    return None
 
 
 def percentile_window(
@@ -318,6 +330,12 @@ def display(
     """
     mask = padding_mask(stored, ds)
     values = apply_modality(stored, ds)
+    if values.dtype.kind == "f" and stored.dtype.kind == "f":
+        # Float Pixel Data may hold NaN or inf (no value measured there): shown black like padding,
+        # and kept out of the percentile window, instead of turning the whole image into NaN.
+        missing = ~np.isfinite(values)
+        if missing.any():
+            mask = missing if mask is None else (mask | missing)
     used: Window | None = window
     out = None
     if used is None and prefer_lut:

@@ -180,3 +180,26 @@ def test_enhanced_multiframe_rescale_and_windows_from_functional_groups(tmp_path
         np.testing.assert_allclose(img.image, ref.get_frame(f + 1, apply_voi_transform=True), atol=1e-5)
         assert img.window.source == "file" and img.window.center == [40.0, -600.0, 300.0][f]
     assert img.meta.pixel_spacing == (0.7, 0.8)
+
+
+def test_float_pixel_data_with_nan_and_float_padding():
+    """One NaN in Float Pixel Data (0x7FE0,0008) turned the percentile window, and so the whole
+    image, into NaN. Non-finite pixels and Float Pixel Padding Value (0028,0122) now render black."""
+    values = np.linspace(-5.0, 5.0, 30, dtype=np.float32).reshape(5, 6)
+    values[0, 0], values[1, 1], values[4, 5] = np.nan, np.inf, -1000.0
+    ds = _ds(np.zeros((5, 6), np.uint16), FloatPixelPaddingValue=-1000.0)
+    del ds.PixelData, ds.BitsStored, ds.HighBit, ds.PixelRepresentation
+    ds.BitsAllocated = 32
+    ds.FloatPixelData = values.tobytes()
+    data = _bytes(ds)
+    img = dio.read_dicom(data)
+    ref = pixel_array(pydicom.dcmread(io.BytesIO(data)))
+    np.testing.assert_array_equal(img.values, ref)  # NaN == NaN here
+    assert np.isfinite(img.image).all() and np.isfinite([img.window.center, img.window.width]).all()
+    bad = np.zeros(values.shape, bool)
+    bad[0, 0] = bad[1, 1] = bad[4, 5] = True
+    np.testing.assert_array_equal(img.mask, bad)
+    assert (img.image[bad] == 0).all()
+    finite = values[~bad].astype(np.float64)
+    lo, hi = np.percentile(finite, [0.5, 99.5])
+    np.testing.assert_allclose(img.image[~bad], np.clip((finite - lo) / (hi - lo), 0, 1), atol=1e-6)
