@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import stat
 import threading
 import time
@@ -42,6 +43,12 @@ class Frame:
     image: np.ndarray
     index: int
     t_capture: float
+
+
+def redact(source) -> str:
+    """``source`` for messages and logs, without the password of a URL (``rtsp://user:pw@host`` ->
+    ``rtsp://user:***@host``): IP cameras are addressed with their credentials in the URL."""
+    return re.sub(r"(://[^/@:]*):[^/@]*@", r"\1:***@", str(source))
 
 
 def source_kind(source) -> str:
@@ -92,7 +99,12 @@ class _Reader:
             cap = cv2.VideoCapture(arg)
             if not cap.isOpened():
                 cap.release()
-                what = {"camera": f"camera {arg}", "stream": f"stream {arg!r}", "file": f"video file {arg!r}"}
+                shown = redact(arg)
+                what = {
+                    "camera": f"camera {arg}",
+                    "stream": f"stream {shown!r}",
+                    "file": f"video file {arg!r}",
+                }
                 raise SourceError(
                     f"cannot open {what[self.kind]}"
                     + (" (is it a video OpenCV can decode?)" if self.kind == "file" else "")

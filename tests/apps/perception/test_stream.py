@@ -208,3 +208,10 @@ def test_folder_with_non_ascii_name_and_upper_case_extensions(tmp_path):
         got.append(f.image.shape)
     cap.stop()
     assert got == [(6, 8, 3)] * 3 and cap.status == "ended"
+
+
+def test_stream_error_does_not_print_the_camera_password():
+    # IP cameras are addressed as rtsp://user:password@host/...; errors and logs must not leak the password
+    with pytest.raises(SourceError) as e:
+        _Reader("rtsp://admin:s3cret@127.0.0.1:1/stream1")
+    assert "s3cret" not in str(e.value) and "127.0.0.1:1/stream1" in str(e.value)
