@@ -9,7 +9,9 @@ those are absent or fail. Only the requested frame of a multi-frame file is deco
 
 from __future__ import annotations
 
+import functools
 import io
+import logging
 import os
 import re
 import struct
@@ -186,6 +188,37 @@ class DicomImage:
     @property
     def is_color(self) -> bool:
         return self.image.ndim == 3
+
+
+class _WithholdValues(logging.Filter):
+    """pydicom's validation warnings quote the offending value ("Invalid value for VR UI: '1.2.03'"),
+    which may be a patient's UID, birth date or age. The value is withheld from the log record:
+    logs never carry patient attributes. (Installed on the "pydicom" logger at import.)"""
+
+    _quoted = re.compile(r"(Invalid value for VR \w+: )(?:'[^']*'|\"[^\"]*\")")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        if "Invalid value for VR" in msg:
+            record.msg, record.args = self._quoted.sub(r"\1<value withheld>", msg), ()
+        return True
+
+
+if not any(isinstance(f, _WithholdValues) for f in logging.getLogger("pydicom").filters):
+    logging.getLogger("pydicom").addFilter(_WithholdValues())
+
+
+def _no_warnings(fn):
+    """Run a reader with Python warnings silenced: pydicom also issues each validation message
+    (value included) through warnings.warn, which would print it on stderr."""
+
+    @functools.wraps(fn)
+    def quiet(*args, **kwargs):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return fn(*args, **kwargs)
+
+    return quiet
 
 
 def _str(ds: Dataset, name: str) -> str:
@@ -400,6 +433,7 @@ def _check_image_object(ds: Dataset, label: str) -> None:
         )
 
 
+@_no_warnings
 def read_header(source: Source) -> DicomMeta:
     """Metadata only (no pixel data read); raises like read_dicom for non-DICOM input."""
     src, label = _open(source)
@@ -470,6 +504,7 @@ def _display(arr: np.ndarray, ds: Dataset, label: str, voi_index: int, window: W
         ) from None
 
 
+@_no_warnings
 def read_dicom(
     source: Source, *, frame: int = 0, voi_index: int = 0, window: Window | None = None
 ) -> DicomImage:

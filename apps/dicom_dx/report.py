@@ -17,6 +17,7 @@ from pydicom.sequence import Sequence
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 from apps.dicom_dx.inference import Prediction
+from apps.dicom_dx.io import _no_warnings  # pydicom's validation warnings quote patient values
 from apps.dicom_dx.synth import FINDINGS
 
 __all__ = ["write_text_sr", "write_secondary_capture"]
@@ -70,6 +71,7 @@ def _text(name: str, text: str, rel: str = "CONTAINS") -> Dataset:
     return it
 
 
+@_no_warnings
 def write_text_sr(source: str | Path, prediction: Prediction, out: str | Path) -> Path:
     """A Basic Text SR referencing the source instance: gate decision, then one TEXT item per finding
     (probability, threshold, decision). Not for diagnostic use: the text says so."""
@@ -114,6 +116,7 @@ def write_text_sr(source: str | Path, prediction: Prediction, out: str | Path) -
     return out
 
 
+@_no_warnings
 def write_secondary_capture(
     source: str | Path, rgb: np.ndarray, out: str | Path, description: str = "AI heatmap (dicom_dx)"
 ) -> Path:

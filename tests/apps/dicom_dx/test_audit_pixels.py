@@ -203,3 +203,27 @@ def test_float_pixel_data_with_nan_and_float_padding():
     finite = values[~bad].astype(np.float64)
     lo, hi = np.percentile(finite, [0.5, 99.5])
     np.testing.assert_allclose(img.image[~bad], np.clip((finite - lo) / (hi - lo), 0, 1), atol=1e-6)
+
+
+def test_pydicom_validation_messages_do_not_leak_patient_values(tmp_path, caplog, capfd):
+    """pydicom warns "Invalid value for VR UI: '<the value>'" through its logger and warnings.warn;
+    for a non-conformant Study Instance UID or birth date that is patient data in the logs."""
+    import logging
+    import warnings
+
+    from apps.dicom_dx.report import write_secondary_capture
+
+    ds = _ds(STORED, StudyInstanceUID="1.2.99", SeriesInstanceUID="1.2.98", PatientBirthDate="19800101")
+    data = _bytes(ds).replace(b"1.2.99", b"1.2.0x").replace(b"19800101", b"01.01.80")
+    path = tmp_path / "a.dcm"
+    path.write_bytes(data)
+    with caplog.at_level(logging.DEBUG), warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        img = dio.read_dicom(path)
+        dio.read_header(data)
+        write_secondary_capture(path, np.zeros((4, 4, 3), np.uint8), tmp_path / "sc.dcm")
+    assert img.meta.study_uid == "1.2.0x"  # read, not altered
+    out = capfd.readouterr()
+    text = caplog.text + " ".join(str(w.message) for w in caught) + out.out + out.err
+    assert "Invalid value for VR UI" in caplog.text  # still reported, without the value
+    assert "1.2.0x" not in text and "01.01.80" not in text
