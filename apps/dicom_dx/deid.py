@@ -53,8 +53,15 @@ def pseudonym(value: str, kind: str = "uid", key: bytes | None = None) -> str:
     return mac.hexdigest()[:16]
 
 
+# Extensions kept in labels. Any other "suffix" is part of a name: "Smith.John", or the last
+# component of a UID-named file ("1.2.840.113619.2.55.3.12345").
+_LABEL_SUFFIXES = {".dcm", ".dicom", ".dic", ".ima", ".png", ".jpg", ".jpeg", ".tif", ".tiff", ".npz"}
+
+
 def safe_path_label(path: str | os.PathLike) -> str:
-    """A label for a file in logs: the pseudonym of its full path plus its extension. File and folder
-    names in PACS exports often contain patient names or MRNs, so they are not printed by default."""
+    """A label for a file in logs: the pseudonym of its full path plus its extension when it is a
+    known file type. File and folder names in PACS exports often contain patient names or MRNs,
+    so they are not printed by default."""
     p = Path(path)
-    return f"file-{pseudonym(str(p.resolve()), 'path')}{p.suffix}"
+    suffix = p.suffix if p.suffix.lower() in _LABEL_SUFFIXES else ""
+    return f"file-{pseudonym(str(p.resolve()), 'path')}{suffix}"

@@ -144,3 +144,17 @@ def test_a_crashing_decoder_loses_only_its_own_file(tmp_path, tiny_predictor, mo
     # a re-run retries nothing that was analysed and keeps the crash recorded
     s2 = analyze([tmp_path / "in"], tmp_path / "r.sqlite", predictor=tiny_predictor, workers=0)
     assert s2.skipped == 6
+
+
+def test_labels_keep_no_part_of_a_name_that_looks_like_an_extension(tmp_path, tiny_predictor, caplog):
+    """Files named "Smith.John" (patient name exports) or by UID: Path.suffix is ".John" or the
+    UID's last component, which the safe label must not carry."""
+    _write(_instance(30), tmp_path / "in" / "Smith.John")
+    (tmp_path / "in" / "Doe.Jane").write_bytes(b"DICM" * 10)  # .dcm-less and broken: an error row
+    (tmp_path / "in" / "Doe.Jane.dcm").write_bytes(b"\x08\x00\x05\x00" + bytes(20))
+    with caplog.at_level(logging.INFO):
+        analyze([tmp_path / "in"], tmp_path / "r.sqlite", predictor=tiny_predictor, workers=0)
+    rows = _rows(tmp_path / "r.sqlite")
+    text = caplog.text + repr(rows)
+    assert len(rows) == 2 and "John" not in text and "Jane" not in text and "Smith" not in text
+    assert {r["file"].rsplit(".", 1)[-1] for r in rows if "." in r["file"]} == {"dcm"}
