@@ -118,14 +118,14 @@ def _yolo_names(labels_dir: str) -> list[str] | None:
         for fn in ("data.yaml", "dataset.yaml"):
             p = os.path.join(r, fn)
             if os.path.isfile(p):
-                try:
-                    import yaml
-                except ImportError:
-                    raise ImportError(
-                        f"{p}: reading class names from YAML needs PyYAML (pip install pyyaml)"
-                    ) from None
+                import yaml
+
                 with open(p, encoding="utf-8") as f:
-                    names = (yaml.safe_load(f) or {}).get("names")
+                    try:
+                        data = yaml.safe_load(f)
+                    except yaml.YAMLError as e:
+                        raise ValueError(f"{p}: not valid YAML ({e})") from None
+                names = data.get("names") if isinstance(data, dict) else None
                 if isinstance(names, dict):
                     names = [str(names[k]) for k in sorted(names, key=int)]
                 if names:

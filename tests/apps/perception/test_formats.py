@@ -363,7 +363,6 @@ def test_yolo_ids_follow_the_data_sets_own_class_names(tmp_path, names_file):
     # id 0 there is "person", not our "car"; before, ids were silently taken as ours
     names = ["person", "bicycle", "car", "motorcycle", "bus"]
     if names_file == "data.yaml":
-        pytest.importorskip("yaml")
         (tmp_path / "data.yaml").write_text(
             "path: .\ntrain: images\nnames:\n" + "".join(f"  - {n}\n" for n in names)
         )
@@ -383,7 +382,6 @@ def test_yolo_ids_follow_the_data_sets_own_class_names(tmp_path, names_file):
 
 
 def test_yolo_split_layout_reads_names_at_the_data_set_root(tmp_path):
-    pytest.importorskip("yaml")
     (tmp_path / "data.yaml").write_text("names: {0: bus, 1: car}\n")
     (tmp_path / "images" / "val").mkdir(parents=True)
     (tmp_path / "labels" / "val").mkdir(parents=True)
@@ -391,3 +389,13 @@ def test_yolo_split_layout_reads_names_at_the_data_set_root(tmp_path):
     (tmp_path / "labels" / "val" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n1 0.2 0.2 0.1 0.1\n")
     (s,) = load_yolo(str(tmp_path / "images" / "val"))
     assert s.classes.tolist() == [1, 0]
+
+
+def test_yolo_broken_data_yaml_is_an_error_naming_the_file(tmp_path):
+    (tmp_path / "data.yaml").write_text("names: [car, bus\n")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    _img(tmp_path / "images" / "a.png", 100, 100)
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(ValueError, match=r"data\.yaml: not valid YAML"):
+        load_yolo(str(tmp_path / "images"))
