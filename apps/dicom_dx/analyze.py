@@ -78,6 +78,7 @@ SCHEMA_COLUMNS = (
         "patient_name",
     ]
 )
+_RETRY_REASONS = ("unreadable", "worker_failed")
 _TYPES = {
     "p_chest": "REAL",
     "rows": "INTEGER",
@@ -115,6 +116,7 @@ def open_db(path: str | os.PathLike) -> sqlite3.Connection:
     cols = ", ".join(f"{c} {_TYPES.get(c, 'TEXT')}" for c in SCHEMA_COLUMNS)
     con.execute(f"CREATE TABLE IF NOT EXISTS results ({cols}, PRIMARY KEY (instance_key, model_version))")
     con.execute("CREATE INDEX IF NOT EXISTS results_file ON results (file_key, model_version)")
+    con.execute("CREATE INDEX IF NOT EXISTS results_label ON results (file, model_version)")
     con.commit()
     return con
 
@@ -316,7 +318,16 @@ def analyze(
     version = pred.version
     gate = pred.gate_config
     con = open_db(out)
-    done_files = {r[0] for r in con.execute("SELECT file_key FROM results WHERE model_version=?", (version,))}
+    # Files whose failure may be transient (an I/O error on a network share, a lost worker) are
+    # tried again by a re-run; a file that is broken stays recorded and skipped.
+    done_files = {
+        r[0]
+        for r in con.execute(
+            "SELECT file_key FROM results WHERE model_version=? AND NOT (status='error' AND "
+            f"COALESCE(error_reason, '') IN ({', '.join('?' * len(_RETRY_REASONS))}))",
+            (version, *_RETRY_REASONS),
+        )
+    }
     done_instances = {
         r[0] for r in con.execute("SELECT instance_key FROM results WHERE model_version=?", (version,))
     }
@@ -530,11 +541,17 @@ def _heatmaps(row: dict, pred: Predictor, out_dir) -> list[str]:
 
 
 def _write(con: sqlite3.Connection, rows: list[dict]) -> None:
+    """Store a batch in one transaction, replacing the error row a previous run left for the same
+    file (a retried transient failure, or a missing file that has appeared since)."""
     if not rows:
         return
     cols = list(SCHEMA_COLUMNS)
     sql = f"INSERT OR REPLACE INTO results ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
     with con:  # one transaction per batch
+        con.executemany(
+            "DELETE FROM results WHERE file=? AND model_version=? AND status='error'",
+            [(r["file"], r["model_version"]) for r in rows],
+        )
         con.executemany(sql, [tuple(r.get(c) for c in cols) for r in rows])
 
 

@@ -158,3 +158,44 @@ def test_labels_keep_no_part_of_a_name_that_looks_like_an_extension(tmp_path, ti
     text = caplog.text + repr(rows)
     assert len(rows) == 2 and "John" not in text and "Jane" not in text and "Smith" not in text
     assert {r["file"].rsplit(".", 1)[-1] for r in rows if "." in r["file"]} == {"dcm"}
+
+
+def test_transient_failures_are_retried_and_leave_no_stale_row(tmp_path, tiny_predictor, monkeypatch):
+    """An I/O error (a network share dropping) is not a verdict on the file: re-running must try it
+    again, and a file missing from a DICOMDIR that appears later must replace its error row."""
+    import apps.dicom_dx.analyze as an
+
+    for i in range(3):
+        _write(_instance(40 + i), tmp_path / "in" / f"{i}.dcm")
+    real = an.read_dicom
+
+    def flaky(path, *args, **kw):
+        if Path(path).name == "1.dcm":
+            raise OSError("share went away")
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(an, "read_dicom", flaky)
+    db = tmp_path / "r.sqlite"
+    s = analyze([tmp_path / "in"], db, predictor=tiny_predictor, workers=0)
+    assert s.errors == 1 and [r["error_reason"] for r in _rows(db) if r["error_reason"]] == ["unreadable"]
+    monkeypatch.setattr(an, "read_dicom", real)
+    s2 = analyze([tmp_path / "in"], db, predictor=tiny_predictor, workers=0)
+    rows = _rows(db)
+    assert s2.skipped == 2 and s2.analysed == 1 and s2.errors == 0
+    assert len(rows) == 3 and not [r for r in rows if r["status"] == "error"]
+    # a broken file stays recorded and skipped
+    (tmp_path / "in" / "3.dcm").write_bytes(b"\x08\x00\x05\x00" + bytes(20))
+    analyze([tmp_path / "in"], db, predictor=tiny_predictor, workers=0)
+    s4 = analyze([tmp_path / "in"], db, predictor=tiny_predictor, workers=0)
+    assert s4.skipped == 4 and len(_rows(db)) == 4
+    # a DICOMDIR's missing file that shows up later replaces its error row
+    dicomdir = _fileset(tmp_path / "disc", 2)
+    first = list(iter_inputs([dicomdir]))[0]
+    kept = first.read_bytes()
+    first.unlink()
+    analyze([dicomdir], db, predictor=tiny_predictor, workers=0)
+    assert [r["error_reason"] for r in _rows(db)].count("missing_file") == 1
+    first.write_bytes(kept)
+    analyze([dicomdir], db, predictor=tiny_predictor, workers=0)
+    rows = _rows(db)
+    assert len(rows) == 6 and "missing_file" not in [r["error_reason"] for r in rows]
