@@ -133,9 +133,13 @@ def test_a_crashing_decoder_loses_only_its_own_file(tmp_path, tiny_predictor, mo
         return real(path, *args, **kw)
 
     monkeypatch.setattr(an, "read_dicom", crashing)
-    import threading
+    # Forked workers inherit the patch (a spawned one would import the real read_dicom); other
+    # tests may leave idle executor threads behind, which would make process_pool choose spawn.
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
 
-    assert threading.active_count() == 1  # the pool forks, so the patch reaches the workers
+    fork = multiprocessing.get_context("fork")
+    monkeypatch.setattr(an, "process_pool", lambda n: ProcessPoolExecutor(n, mp_context=fork))
     s = analyze([tmp_path / "in"], tmp_path / "r.sqlite", predictor=tiny_predictor, workers=2, batch_size=2)
     rows = _rows(tmp_path / "r.sqlite")
     assert s.total == s.analysed == len(rows) == 6
