@@ -195,11 +195,11 @@ class _WithholdValues(logging.Filter):
     which may be a patient's UID, birth date or age. The value is withheld from the log record:
     logs never carry patient attributes. (Installed on the "pydicom" logger at import.)"""
 
-    _quoted = re.compile(r"(Invalid value for VR \w+: )(?:'[^']*'|\"[^\"]*\")")
+    _quoted = re.compile(r"(Invalid value for VR \w+: |Value )(?:'[^']*'|\"[^\"]*\")")
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        if "Invalid value for VR" in msg:
+        if "Invalid value for VR" in msg or "is not valid for elements with a VR" in msg:
             record.msg, record.args = self._quoted.sub(r"\1<value withheld>", msg), ()
         return True
 
