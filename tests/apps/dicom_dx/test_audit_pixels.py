@@ -227,3 +227,20 @@ def test_pydicom_validation_messages_do_not_leak_patient_values(tmp_path, caplog
     text = caplog.text + " ".join(str(w.message) for w in caught) + out.out + out.err
     assert "Invalid value for VR UI" in caplog.text  # still reported, without the value
     assert "1.2.0x" not in text and "01.01.80" not in text
+
+
+@pytest.mark.parametrize(
+    "message, value",
+    [
+        ("Invalid value for VR DA: '01.01.80'.", "01.01.80"),
+        ("Invalid value for VR PN: \"O'Brien^Pat\"", "Brien"),
+        ('Value "72.5kg" is not valid for elements with a VR of DS', "72.5kg"),
+    ],
+)
+def test_pydicom_log_records_withhold_quoted_values(message, value):
+    import logging
+
+    record = logging.LogRecord("pydicom", logging.WARNING, __file__, 0, message, (), None)
+    for f in logging.getLogger("pydicom").filters:
+        f.filter(record)
+    assert value not in record.getMessage() and "withheld" in record.getMessage()
