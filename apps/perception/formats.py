@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import glob
 import json
+import math
 import os
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
@@ -44,10 +45,15 @@ class Sample:
     ignore: np.ndarray = field(default_factory=lambda: np.zeros((0, 4), np.float32))
     image_id: int = 0
     ignore_classes: np.ndarray | None = None  # (M,) class of each ignore region, -1 = any class
+    # (N,) pixels² of each box's object as its file gives it (COCO's ``area``: the segment's area, which
+    # COCOeval sizes small / medium / large by); None = the box areas
+    areas: np.ndarray | None = None
 
     def __post_init__(self):
         if self.ignore_classes is None:
             self.ignore_classes = np.full((len(self.ignore),), -1, np.int64)
+        if self.areas is not None and len(self.areas) != len(self.boxes):
+            raise ValueError(f"{self.image}: {len(self.areas)} areas for {len(self.boxes)} boxes")
 
 
 def _image_size(path: str) -> tuple[int, int]:
@@ -219,7 +225,7 @@ def load_coco(
         if not os.path.isabs(json_path):  # keep the caller's relative paths relative
             images_dir = os.path.relpath(images_dir)
     cat = {c["id"]: class_id(c["name"], mapping or COCO_MAP) for c in d.get("categories", [])}
-    per = {im["id"]: ([], [], [], []) for im in d["images"]}
+    per = {im["id"]: ([], [], [], [], []) for im in d["images"]}
     size = {}
     for im in d["images"]:
         w, h = int(im.get("width") or 0), int(im.get("height") or 0)
@@ -243,9 +249,17 @@ def load_coco(
         else:
             per[a["image_id"]][0].append(box)
             per[a["image_id"]][1].append(c)
+            area = a.get("area")
+            try:
+                area = float(area) if area is not None else (box[2] - box[0]) * (box[3] - box[1])
+            except (TypeError, ValueError):
+                raise ValueError(f"{where}: area must be a number, got {area!r}") from None
+            if not (math.isfinite(area) and area >= 0):
+                raise ValueError(f"{where}: area must be finite and >= 0, got {area!r}")
+            per[a["image_id"]][4].append(area)
     out = []
     for im in d["images"]:
-        b, c, ig, igc = per[im["id"]]
+        b, c, ig, igc, ar = per[im["id"]]
         out.append(
             Sample(
                 os.path.join(images_dir, im["file_name"]),
@@ -255,6 +269,7 @@ def load_coco(
                 _arr(ig),
                 image_id=int(im["id"]),
                 ignore_classes=np.asarray(igc, np.int64),
+                areas=np.asarray(ar, np.float64),
             )
         )
     return out
@@ -423,7 +438,7 @@ def to_coco_gt(samples: list[Sample]) -> dict:
                         category_id=c + 1,
                         iscrowd=crowd,
                         bbox=[x1, y1, x2 - x1, y2 - y1],
-                        area=(x2 - x1) * (y2 - y1),
+                        area=(x2 - x1) * (y2 - y1) if crowd or s.areas is None else float(s.areas[j]),
                     )
                 )
     return dict(

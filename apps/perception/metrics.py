@@ -2,9 +2,11 @@
 
 Follows the COCO detection evaluation (cocodataset.org/#detection-eval): IoU thresholds
 0.50:0.05:0.95, 101 recall points, at most 100 detections per image and class, area ranges
-small < 32² <= medium < 96² <= large (pixels², box area), greedy matching of score-sorted detections
-to the unmatched ground truth of highest IoU; crowd / ignore regions match any number of detections
-with IoU = intersection / detection area, and such matches are neither true nor false positives.
+small < 32² <= medium < 96² <= large (pixels²: the ground truth's ``areas`` where the file gives
+them, as COCO's segment areas, else box areas; detections by box area), greedy matching of
+score-sorted detections to the unmatched ground truth of highest IoU; crowd / ignore regions match any
+number of detections with IoU = intersection / detection area, and such matches are neither true nor
+false positives.
 
 Boxes are ``x1, y1, x2, y2`` pixels throughout.
 """
@@ -108,6 +110,8 @@ def evaluate(gts, dets: list[Detections], num_classes: int = len(CLASSES), max_d
                 boxes = np.concatenate([gb, ib]) if len(ib) else gb
                 crowd = np.r_[np.zeros(len(gb), bool), np.ones(len(ib), bool)]
                 area = box_area(boxes)
+                if s.areas is not None:  # the file's object areas (COCO's segment areas), as COCOeval
+                    area[: len(gb)] = s.areas[gsel]
                 gt_ig = crowd | (area < a0) | (area > a1)
                 order = np.argsort(gt_ig, kind="mergesort")
                 boxes, crowd, gt_ig = boxes[order], crowd[order], gt_ig[order]

@@ -85,3 +85,49 @@ def test_box_iou_and_crowd():
     np.testing.assert_allclose(box_iou(a, b), [[50 / 150, 100 / 10000]])
     # against a crowd region the denominator is the detection's own area
     np.testing.assert_allclose(box_iou(a, b, crowd=np.array([False, True])), [[50 / 150, 1.0]])
+
+
+def test_sizes_follow_the_files_object_areas_as_pycocotools(tmp_path):
+    # COCO files give each object's segment area, smaller than its box; COCOeval sizes small / medium /
+    # large by it. A box-area evaluator would put many of these objects one range up.
+    import json
+
+    from apps.perception.formats import load_coco
+
+    samples, dets = _fixture(3)
+    rng = np.random.default_rng(7)
+    for s in samples:
+        wh = s.boxes[:, 2:] - s.boxes[:, :2]
+        s.areas = wh[:, 0] * wh[:, 1] * rng.uniform(0.15, 0.5, len(s.boxes))
+    for d in dets:
+        d.boxes = np.round(d.boxes, 2)
+        d.scores = np.round(d.scores, 5)
+    gt = to_coco_gt(samples)
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    loaded = load_coco(str(tmp_path / "gt.json"))
+    for a, b in zip(samples, loaded):  # the round trip keeps the areas (the loader clips the boxes)
+        np.testing.assert_allclose(b.areas, a.areas, rtol=1e-6)
+    stats = _cocoeval(loaded, dets)
+    r = evaluate(loaded, dets)
+    np.testing.assert_allclose([r["AP_small"], r["AP_medium"], r["AP_large"]], stats[3:6], atol=1e-3)
+    by_box = evaluate([Sample(s.image, s.width, s.height, s.boxes, s.classes, s.ignore, s.image_id,
+                              s.ignore_classes) for s in loaded], dets)
+    # the areas do change the ranges here
+    assert max(abs(by_box[k] - r[k]) for k in ("AP_small", "AP_medium", "AP_large")) > 0.01
+
+
+def test_coco_area_must_be_a_number(tmp_path):
+    import json
+
+    from apps.perception.formats import load_coco
+
+    d = dict(images=[dict(id=1, file_name="a.jpg", width=100, height=100)],
+             annotations=[dict(id=5, image_id=1, category_id=3, bbox=[10, 10, 20, 20], area="big")],
+             categories=[dict(id=3, name="car")])
+    (tmp_path / "a.json").write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="annotation 5: area must be a number"):
+        load_coco(str(tmp_path / "a.json"))
+    d["annotations"][0].pop("area")
+    (tmp_path / "a.json").write_text(json.dumps(d))
+    (s,) = load_coco(str(tmp_path / "a.json"))
+    assert s.areas.tolist() == [400.0]
