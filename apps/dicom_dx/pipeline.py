@@ -92,7 +92,7 @@ def _lookup(arr: np.ndarray, table: np.ndarray, first: int) -> np.ndarray:
 
 def _number(ds: Dataset, name: str, default: float) -> float:
     """A numeric (DS/IS) attribute's first value; `default` when absent or blank (an all-space value
-    is empty, PS3.5 6.2). Raises ValueError when the value is not a number."""
+    is empty, PS3.5 6.2). Raises ValueError when the value is not a finite number."""
     if name not in ds:
         return default
     try:
@@ -106,7 +106,10 @@ def _number(ds: Dataset, name: str, default: float) -> float:
         return default
     if isinstance(v, (list, tuple)) or getattr(ds[name], "VM", 1) > 1:
         v = v[0]
-    return float(v)
+    x = float(v)
+    if not np.isfinite(x):  # "NaN" or "1e999" would turn every pixel into NaN
+        raise ValueError(f"{name} {v!s} is not a finite number")
+    return x
 
 
 def apply_modality(stored: np.ndarray, ds: Dataset) -> np.ndarray:

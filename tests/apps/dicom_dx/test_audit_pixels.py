@@ -244,3 +244,12 @@ def test_pydicom_log_records_withhold_quoted_values(message, value):
     for f in logging.getLogger("pydicom").filters:
         f.filter(record)
     assert value not in record.getMessage() and "withheld" in record.getMessage()
+
+
+@pytest.mark.parametrize("slope", [b"NaN", b"1e999", b"inf"])
+def test_non_finite_rescale_is_a_typed_error_not_a_nan_image(slope):
+    """A NaN image would pass the gate (NaN < threshold is False) with NaN findings read as negative."""
+    data = _bytes(_ds(STORED, RescaleSlope=PLACEHOLDER, RescaleIntercept="0"), slope)
+    with pytest.raises(dio.InvalidAttributeError) as e:
+        dio.read_dicom(data)
+    assert e.value.reason == "invalid_attribute:bad_value"
