@@ -234,10 +234,12 @@ def load_coco(
             w, h = _image_size(p)
         size[im["id"]] = (w, h)
     for a in d.get("annotations", []):
-        c = cat.get(a["category_id"])
-        if c is None or a["image_id"] not in per:
-            continue
+        c = cat.get(a.get("category_id"))
         where = f"{json_path}: annotation {a.get('id')}"
+        if a.get("image_id") not in per:
+            raise ValueError(f"{where}: image_id {a.get('image_id')!r} is not in 'images'")
+        if c is None:
+            continue
         try:
             x, y, w, h = (float(v) for v in a["bbox"])
         except (KeyError, TypeError, ValueError):
@@ -366,7 +368,10 @@ def load_voc(annotations_dir: str, images_dir: str | None = None) -> list[Sample
             except (TypeError, ValueError):
                 raise ValueError(f"{where}: bndbox needs numeric xmin, ymin, xmax, ymax") from None
             box = _check_box([x1 - 1, y1 - 1, x2, y2], w, h, where)
-            if int(float(ob.findtext("difficult", "0") or 0)):
+            flag = (ob.findtext("difficult", "0") or "0").strip()
+            if flag not in ("0", "1"):
+                raise ValueError(f"{where}: difficult must be 0 or 1, got {flag!r}")
+            if flag == "1":
                 ign.append(box)
                 ignc.append(c)
             else:

@@ -296,6 +296,9 @@ def test_voc_size_missing_is_read_from_the_image(tmp_path):
     [
         "<annotation><object><name>car</name><bndbox><xmin>1</xmin></bndbox></object></annotation>",
         "<annotation><object><name>car</name>",  # truncated xml
+        "<annotation><size><width>50</width><height>50</height></size><object><name>car</name>"
+        "<difficult>yes</difficult><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox>"
+        "</object></annotation>",  # a difficult flag that is neither 0 nor 1
     ],
 )
 def test_voc_malformed_names_the_file(tmp_path, body):
@@ -399,3 +402,14 @@ def test_yolo_broken_data_yaml_is_an_error_naming_the_file(tmp_path):
     (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.2 0.2\n")
     with pytest.raises(ValueError, match=r"data\.yaml: not valid YAML"):
         load_yolo(str(tmp_path / "images"))
+
+
+def test_coco_annotation_of_an_unknown_image_is_an_error(tmp_path):
+    import json
+
+    d = dict(images=[dict(id=1, file_name="a.jpg", width=100, height=100)],
+             annotations=[dict(id=9, image_id=2, category_id=3, bbox=[10, 10, 20, 20])],
+             categories=[dict(id=3, name="car")])
+    (tmp_path / "a.json").write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="annotation 9: image_id 2 is not in 'images'"):
+        load_coco(str(tmp_path / "a.json"))
