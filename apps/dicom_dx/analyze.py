@@ -479,6 +479,14 @@ def _finish(
         for r, p in zip(todo, probs):
             r["p_chest"] = float(p[-1])
             r["infer_ms"] = infer_ms
+            if not np.isfinite(p).all():  # NaN >= threshold is False: it would read as "no finding"
+                r.update(
+                    status="error",
+                    error_reason="model_output_not_finite",
+                    error_detail=f"{r['file']}: the model returned NaN or inf",
+                    p_chest=None,
+                )
+                continue
             if r["p_chest"] < gate.image_threshold:
                 r.update(
                     status="rejected",

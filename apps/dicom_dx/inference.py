@@ -145,6 +145,10 @@ def predict(image: DicomImage | str | os.PathLike | bytes, predictor: Predictor 
     x = preprocess(img.gray, pred.size)[None]
     p = pred.probabilities(x)[0]
     t2 = time.perf_counter()
+    if not np.isfinite(p).all():  # NaN >= threshold is False: it would read as "no finding"
+        gate = GateDecision(False, "the model returned NaN or inf: no findings can be reported", "model")
+        timing = {"decode": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3}
+        return Prediction(gate=gate, model_version=pred.version, timing_ms=timing)
     gate = decide(img, float(p[-1]), cfg)
     timing = {"decode": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3}
     if not gate.accepted:

@@ -203,3 +203,19 @@ def test_transient_failures_are_retried_and_leave_no_stale_row(tmp_path, tiny_pr
     analyze([dicomdir], db, predictor=tiny_predictor, workers=0)
     rows = _rows(db)
     assert len(rows) == 6 and "missing_file" not in [r["error_reason"] for r in rows]
+
+
+def test_non_finite_model_output_is_never_reported_as_no_finding(tmp_path, tiny_predictor, monkeypatch):
+    """NaN >= threshold is False: NaN probabilities read as "accepted, no finding" without a check."""
+    from apps.dicom_dx import inference
+
+    _write(_instance(50), tmp_path / "in" / "a.dcm")
+    monkeypatch.setattr(
+        type(tiny_predictor), "probabilities", lambda self, x: np.full((len(x), 6), np.nan)
+    )
+    analyze([tmp_path / "in"], tmp_path / "r.sqlite", predictor=tiny_predictor, workers=0)
+    (row,) = _rows(tmp_path / "r.sqlite")
+    assert row["status"] == "error" and row["error_reason"] == "model_output_not_finite"
+    assert row["no_finding"] is None and row["p_opacity"] is None
+    res = inference.predict(tmp_path / "in" / "a.dcm", tiny_predictor)
+    assert not res.accepted and not res.findings and res.no_finding is None
