@@ -108,7 +108,10 @@ def test_duplicate_instances_are_counted_and_reported(tmp_path, tiny_predictor, 
     seen = []
     with caplog.at_level(logging.INFO, logger="apps.dicom_dx.analyze"):
         s = analyze(
-            [tmp_path], tmp_path / "r.sqlite", predictor=tiny_predictor, workers=0,
+            [tmp_path],
+            tmp_path / "r.sqlite",
+            predictor=tiny_predictor,
+            workers=0,
             progress=lambda d, t, r: seen.append((d, t)),
         )
     assert s.total == 3 and s.analysed == 2 and s.skipped == 1 and len(_rows(tmp_path / "r.sqlite")) == 2
@@ -210,9 +213,7 @@ def test_non_finite_model_output_is_never_reported_as_no_finding(tmp_path, tiny_
     from apps.dicom_dx import inference
 
     _write(_instance(50), tmp_path / "in" / "a.dcm")
-    monkeypatch.setattr(
-        type(tiny_predictor), "probabilities", lambda self, x: np.full((len(x), 6), np.nan)
-    )
+    monkeypatch.setattr(type(tiny_predictor), "probabilities", lambda self, x: np.full((len(x), 6), np.nan))
     analyze([tmp_path / "in"], tmp_path / "r.sqlite", predictor=tiny_predictor, workers=0)
     (row,) = _rows(tmp_path / "r.sqlite")
     assert row["status"] == "error" and row["error_reason"] == "model_output_not_finite"

@@ -233,7 +233,7 @@ def test_pydicom_validation_messages_do_not_leak_patient_values(tmp_path, caplog
     "message, value",
     [
         ("Invalid value for VR DA: '01.01.80'.", "01.01.80"),
-        ("Invalid value for VR PN: \"O'Brien^Pat\"", "Brien"),
+        ('Invalid value for VR PN: "O\'Brien^Pat"', "Brien"),
         ('Value "72.5kg" is not valid for elements with a VR of DS', "72.5kg"),
     ],
 )
