@@ -200,10 +200,11 @@ def run(
             timing["draw"] = (time.perf_counter() - t3) * 1e3
             if save:
                 if writer is None:
-                    from .video import open_writer
+                    from .video import AsyncWriter
 
                     writer_size = (out.shape[1], out.shape[0])
-                    writer = open_writer(save, fps or cap.fps, writer_size)
+                    # encoding runs in its own thread (OpenCV releases the GIL): off the frame's path
+                    writer = AsyncWriter(save, fps or cap.fps, writer_size)
                 bgr = np.ascontiguousarray(_fit(out, writer_size)[..., ::-1])
                 # frames the pipeline had no time for (dropped) hold the last annotated one, so the video,
                 # written at the source's rate, lasts as long as the source did (no fast-forward)
@@ -240,12 +241,13 @@ def run(
             if stop:
                 break
     finally:
+        t_end = time.perf_counter()  # before the writer's flush: the figures are the pipeline's
         cap.stop()
-        if writer is not None:
-            writer.release()
         if not headless:
             cv2.destroyWindow(window)
-    secs = time.perf_counter() - t_start
+        if writer is not None:
+            writer.release()
+    secs = t_end - t_start
     return dict(
         frames=n,
         seconds=round(secs, 3),

@@ -220,3 +220,29 @@ def test_async_writer_reports_an_encoder_error_on_release(monkeypatch, tmp_path)
     w.write(np.zeros((8, 8, 3), np.uint8))  # the error happens in the thread, after this returns
     with pytest.raises(RuntimeError, match="disk full"):
         w.release()  # before: the last frames' error was lost
+
+
+def test_demo_save_encodes_off_the_pipeline_and_reports_encoder_errors(monkeypatch, tmp_path):
+    # --save hands frames to the background encoder (the pipeline thread never calls the codec), and an
+    # encoder failure ends the run with an error naming the file instead of a silently short video
+    import threading
+
+    from apps.perception import video
+    from apps.perception.demo import run
+
+    callers = []
+
+    class Recording:
+        def write(self, f):
+            callers.append(threading.current_thread().name)
+            if len(callers) == 3:
+                raise OSError("disk full")
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(video, "open_writer", lambda *a, **k: Recording())
+    frames = (np.zeros((48, 64, 3), np.uint8) for _ in range(6))
+    with pytest.raises(RuntimeError, match=r"out\.mp4.*disk full"):
+        run(frames, _NullDetector(), save=str(tmp_path / "out.mp4"), realtime=False)
+    assert callers and set(callers) == {"video-writer"}
