@@ -405,7 +405,9 @@ def analyze(
                             retry.append((f, fk))
                             continue
                         res = _error_row(f, "worker_crashed", "the decoding process died on this file")
-                    except Exception as e:  # noqa: BLE001 - a worker failure must not stop the batch
+                    except (KeyboardInterrupt, SystemExit):
+                        raise
+                    except BaseException as e:  # noqa: BLE001 - a worker failure must not stop the batch
                         res = _error_row(f, "worker_failed", type(e).__name__)
                     res["file_key"] = fk
                     ready.append(res)

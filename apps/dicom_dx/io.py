@@ -483,7 +483,11 @@ def _decode(ds: Dataset, frame: int, label: str, path: str | None = None) -> np.
                 raise InvalidAttributeError(f"{label}: {e}", reason="invalid_attribute:missing") from None
             except RuntimeError as e:
                 errors.append(f"{plugin or 'default'}: {_last_line(str(e))}")
-            except Exception as e:  # noqa: BLE001 - a third-party decoder may raise anything
+            except (KeyboardInterrupt, SystemExit, GeneratorExit):
+                raise
+            except BaseException as e:  # noqa: BLE001 - a third-party decoder may raise anything,
+                # even outside Exception: a Rust decoder's panic on damaged data (pylibjpeg-rle) is a
+                # pyo3 PanicException, a BaseException. The next plugin may well decode the frame.
                 errors.append(f"{plugin or 'default'}: {type(e).__name__}: {_last_line(str(e))}")
     if all(e.endswith("unavailable") for e in errors):
         raise UnsupportedTransferSyntaxError(f"{label}: no installed decoder for {ts.name}")

@@ -220,3 +220,12 @@ def test_non_finite_model_output_is_never_reported_as_no_finding(tmp_path, tiny_
     assert row["no_finding"] is None and row["p_opacity"] is None
     res = inference.predict(tmp_path / "in" / "a.dcm", tiny_predictor)
     assert not res.accepted and not res.findings and res.no_finding is None
+
+
+def test_a_decoder_panic_does_not_stop_the_batch(tmp_path, tiny_predictor, overlong_rle):
+    """A Rust decoder's panic is a BaseException: it escaped read_dicom and the batch's handlers."""
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "damaged_rle.dcm").write_bytes(overlong_rle)
+    _write(_instance(60), tmp_path / "in" / "good.dcm")
+    s = analyze([tmp_path / "in"], tmp_path / "r.sqlite", predictor=tiny_predictor, workers=0)
+    assert s.analysed == 2 and s.errors == 0

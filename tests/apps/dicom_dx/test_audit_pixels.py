@@ -253,3 +253,10 @@ def test_non_finite_rescale_is_a_typed_error_not_a_nan_image(slope):
     with pytest.raises(dio.InvalidAttributeError) as e:
         dio.read_dicom(data)
     assert e.value.reason == "invalid_attribute:bad_value"
+
+
+def test_a_decoder_panic_falls_back_to_the_next_plugin(overlong_rle):
+    data = overlong_rle
+    img = dio.read_dicom(data)
+    ref = pixel_array(pydicom.dcmread(io.BytesIO(data)), decoding_plugin="pydicom")
+    np.testing.assert_array_equal(img.values, ref)
