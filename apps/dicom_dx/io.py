@@ -9,6 +9,7 @@ those are absent or fail. Only the requested frame of a multi-frame file is deco
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import io
 import logging
@@ -23,7 +24,7 @@ from typing import BinaryIO
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.errors import InvalidDicomError
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import pixel_array as _pixel_array
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
@@ -368,8 +369,13 @@ def _parse(src, label: str, stop_before_pixels: bool) -> Dataset:
                     raise NotDicomError(
                         f"{label}: not a DICOM file (no DICM prefix and no valid data set)"
                     ) from None
-        except EOFError:
+        except (EOFError, struct.error):  # struct.error: a length or tag cut short at the end
             raise TruncatedFileError(f"{label}: file ends inside the header") from None
+        except BytesLengthException:  # its message quotes the raw bytes
+            raise InvalidAttributeError(
+                f"{label}: header cannot be parsed (a value's length is not a multiple of its VR's size)",
+                reason="invalid_attribute:bad_vr",
+            ) from None
         except (ValueError, TypeError, KeyError, OSError, NotImplementedError) as e:
             raise InvalidAttributeError(f"{label}: header cannot be parsed ({e})") from None
     # Missing Transfer Syntax UID: take the encoding the parser detected.
@@ -433,11 +439,43 @@ def _check_image_object(ds: Dataset, label: str) -> None:
         )
 
 
+# What pydicom raises when an element is converted on first access (it parses values lazily): an
+# unknown VR, a value length that is not a multiple of its VR's size, a number that does not parse.
+_ELEMENT_ERRORS = (
+    NotImplementedError,
+    BytesLengthException,
+    struct.error,
+    ValueError,
+    TypeError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    OverflowError,
+)
+
+
+@contextlib.contextmanager
+def _element_errors(label: str):
+    """Turn a damaged element met while reading attributes into a typed error naming the reason."""
+    try:
+        yield
+    except _ELEMENT_ERRORS as e:
+        msg = (str(e).strip().splitlines() or [""])[-1][:160]
+        if isinstance(e, BytesLengthException):  # its message quotes the raw bytes
+            msg = "a value's length is not a multiple of its VR's size"
+        raise InvalidAttributeError(
+            f"{label}: an element cannot be read ({type(e).__name__}: {msg})",
+            reason="invalid_attribute:bad_vr",
+        ) from None
+
+
 @_no_warnings
 def read_header(source: Source) -> DicomMeta:
     """Metadata only (no pixel data read); raises like read_dicom for non-DICOM input."""
     src, label = _open(source)
-    return _meta(_parse(src, label, stop_before_pixels=True))
+    ds = _parse(src, label, stop_before_pixels=True)
+    with _element_errors(label):
+        return _meta(ds)
 
 
 def _last_line(msg: str) -> str:
@@ -494,13 +532,13 @@ def _decode(ds: Dataset, frame: int, label: str, path: str | None = None) -> np.
     raise DecodeError(f"{label}: {ts.name} pixel data could not be decoded ({'; '.join(errors)})")
 
 
-def _display(arr: np.ndarray, ds: Dataset, label: str, voi_index: int, window: Window | None):
+def _display(arr: np.ndarray, ds: Dataset, label: str, frame: int, voi_index: int, window: Window | None):
     """pipeline.display with the file's own malformed group 0028 values (a Rescale Slope that is not
     a number, a LUT shorter than its descriptor) turned into a typed error naming the reason."""
     try:
         with np.errstate(all="ignore"):
-            return display(arr, ds, voi_index=voi_index, window=window)
-    except (ValueError, TypeError, KeyError, AttributeError, IndexError, OverflowError, struct.error) as e:
+            return display(arr, frame_dataset(ds, frame), voi_index=voi_index, window=window)
+    except _ELEMENT_ERRORS as e:
         raise InvalidAttributeError(
             f"{label}: Modality or VOI LUT attributes cannot be applied "
             f"({type(e).__name__}: {(str(e).strip().splitlines() or [''])[-1][:160]})",
@@ -531,8 +569,9 @@ def read_dicom(
         apply_window(np.zeros(1), window)  # a caller's unusable window is a usage error (ValueError)
     src, label = _open(source)
     ds = _parse(src, label, stop_before_pixels=False)
-    _check_image_object(ds, label)
-    meta = _meta(ds)
+    with _element_errors(label):
+        _check_image_object(ds, label)
+        meta = _meta(ds)
     if not 0 <= frame < meta.n_frames:
         raise ValueError(f"frame {frame} out of range: the file has {meta.n_frames} frame(s)")
     multi = (
@@ -548,7 +587,7 @@ def read_dicom(
     if arr.dtype.kind == "f":
         arr = arr.astype(np.float64)
     if photometric in ("MONOCHROME1", "MONOCHROME2") and arr.ndim == 2:
-        image, values, mask, used = _display(arr, frame_dataset(ds, frame), label, voi_index, window)
+        image, values, mask, used = _display(arr, ds, label, frame, voi_index, window)
         return DicomImage(image=image, meta=meta, values=values, mask=mask, window=used, frame=frame)
     if photometric == "PALETTE COLOR":
         from pydicom.pixels import apply_color_lut
@@ -562,7 +601,7 @@ def read_dicom(
         image = arr.astype(np.float64) / float(2 ** max(meta.bits_stored, 1) - 1)
     elif arr.ndim == 2:
         # Unknown grayscale-like photometric: treat as MONOCHROME2 with a percentile window.
-        image, values, mask, used = _display(arr, frame_dataset(ds, frame), label, voi_index, window)
+        image, values, mask, used = _display(arr, ds, label, frame, voi_index, window)
         return DicomImage(image=image, meta=meta, values=values, mask=mask, window=used, frame=frame)
     else:
         raise DecodeError(

@@ -260,3 +260,27 @@ def test_a_decoder_panic_falls_back_to_the_next_plugin(overlong_rle):
     img = dio.read_dicom(data)
     ref = pixel_array(pydicom.dcmread(io.BytesIO(data)), decoding_plugin="pydicom")
     np.testing.assert_array_equal(img.values, ref)
+
+
+def test_damaged_headers_raise_typed_errors_only():
+    """Byte-level damage found by fuzzing that escaped read_dicom as raw exceptions: a file cut
+    inside the file meta group (struct.error, BytesLengthException), an unknown VR met when an
+    attribute is first read (NotImplementedError: pydicom parses values lazily), a file meta
+    element whose length does not fit its VR (BytesLengthException, quoting raw bytes)."""
+    data = _bytes(_ds(STORED))
+    for cut in range(129, 200):
+        with pytest.raises(dio.DicomReadError):
+            dio.read_dicom(data[:cut])
+    rows = b"\x28\x00\x10\x00US\x02\x00"
+    assert data.count(rows) == 1
+    with pytest.raises(dio.InvalidAttributeError) as e:
+        dio.read_dicom(data.replace(rows, b"\x28\x00\x10\x00Q!\x02\x00"))
+    assert e.value.reason == "invalid_attribute:bad_vr"
+    with pytest.raises(dio.InvalidAttributeError):
+        dio.read_header(data.replace(rows, b"\x28\x00\x10\x00Q!\x02\x00"))
+    group_length = data[132:144]
+    assert group_length[:8] == b"\x02\x00\x00\x00UL\x04\x00"
+    damaged = data[:132] + b"\x02\x00\x00\x00UL\x02\x00" + group_length[8:10] + data[144:]
+    with pytest.raises(dio.DicomReadError) as e:
+        dio.read_dicom(damaged)
+    assert "\\x" not in str(e.value)
