@@ -28,6 +28,7 @@ from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import pixel_array as _pixel_array
 from pydicom.uid import UID, ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
+from apps.dicom_dx.codestream import frame_codestream, jpeg_marker_problem
 from apps.dicom_dx.pipeline import Window, apply_window, display, frame_dataset
 
 __all__ = [
@@ -484,6 +485,25 @@ def _last_line(msg: str) -> str:
     return (line.split(": ", 1)[-1] if ": " in line else line)[:160]
 
 
+# JPEG family transfer syntaxes, where GDCM aborts the process on a broken marker structure.
+_JPEG_LS = {"1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"}
+_GDCM_ABORTS_ON = {
+    "1.2.840.10008.1.2.4.50",
+    "1.2.840.10008.1.2.4.51",
+    "1.2.840.10008.1.2.4.57",
+    "1.2.840.10008.1.2.4.70",
+} | _JPEG_LS
+
+
+def _codestream_problem(ds: Dataset, frame: int, path: str | None, jpeg_ls: bool) -> str | None:
+    try:
+        n_frames = max(1, int(ds.get("NumberOfFrames", 1) or 1))
+        data = frame_codestream(ds, frame, n_frames, path)
+    except Exception:  # noqa: BLE001 - no frame to check: the decoders report what is wrong
+        return None
+    return jpeg_marker_problem(data, jpeg_ls=jpeg_ls)
+
+
 def _decode(ds: Dataset, frame: int, label: str, path: str | None = None) -> np.ndarray:
     ts = UID(str(ds.file_meta.TransferSyntaxUID))
     order = _PLUGIN_ORDER.get(str(ts), ("",))
@@ -491,6 +511,11 @@ def _decode(ds: Dataset, frame: int, label: str, path: str | None = None) -> np.
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for plugin in order:
+            if plugin == "gdcm" and str(ts) in _GDCM_ABORTS_ON:
+                problem = _codestream_problem(ds, frame, path, jpeg_ls=str(ts) in _JPEG_LS)
+                if problem:  # GDCM would abort the process on it (see codestream.py)
+                    errors.append(f"gdcm: not tried ({problem})")
+                    continue
             try:
                 if path is not None:
                     try:

@@ -284,3 +284,51 @@ def test_damaged_headers_raise_typed_errors_only():
     with pytest.raises(dio.DicomReadError) as e:
         dio.read_dicom(damaged)
     assert "\\x" not in str(e.value)
+
+
+def test_gdcm_never_sees_a_jpeg_whose_markers_are_broken(tmp_path):
+    """GDCM aborts the whole process (an uncaught C++ exception, SIGABRT) on a JPEG Lossless frame
+    whose DHT marker is damaged; the reader must report a typed error instead. Run in a child
+    process, so that a regression fails this test instead of killing the test session."""
+    import subprocess
+    import sys
+
+    from pydicom.data import get_testdata_file
+
+    pytest.importorskip("gdcm")
+    src = get_testdata_file("SC_rgb_jpeg_gdcm.dcm", download=False)  # JPEG Lossless SV1, RGB
+    if src is None:
+        pytest.skip("SC_rgb_jpeg_gdcm.dcm is not bundled with this pydicom")
+    data = open(src, "rb").read()
+    soi = data.index(b"\xff\xd8\xff")
+    dht = data.index(b"\xff\xc4", soi)
+    damaged = tmp_path / "damaged_dht.dcm"
+    damaged.write_bytes(data[:dht] + b"\x77" + data[dht + 1 :])
+    code = (
+        "import sys; from apps.dicom_dx import io as dio\n"
+        "try:\n    dio.read_dicom(sys.argv[1])\nexcept dio.DicomReadError as e:\n    print(e.reason)\n"
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", code, str(damaged)], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-500:]
+    assert run.stdout.strip() in ("decode_failed", "unsupported_transfer_syntax")
+
+
+@pytest.mark.parametrize(
+    "stream, jpeg_ls, problem",
+    [
+        ("FFD8 FFDB0004AAAA FFC40004BBBB FFC00004CCCC FFDA0004DDDD 0102FF0003 FFD0 04 FFD9", False, None),
+        ("FFD8 FFC00004CCCC FFDA0004DDDD 0102 FFD9", False, "DHT"),
+        ("FFD8 FFDA0004DDDD 0102 FFD9", False, "frame header"),
+        ("FFD8 FFC40004BBBB 77C00004CCCC FFDA0004DDDD FFD9", False, "marker is expected"),
+        ("0000 FFD9", False, "SOI"),
+        ("FFD8 FFF70004CCCC FFDA0004DDDD 01FF7F02 FFD9", True, None),  # JPEG-LS: FF then < 0x80 is data
+        ("FFD8 FFC40004BBBB FFC00004CCCC FFDA0004DDDD 0102", False, None),  # no EOI: decoders pad it
+    ],
+)
+def test_jpeg_marker_walk(stream, jpeg_ls, problem):
+    from apps.dicom_dx.codestream import jpeg_marker_problem
+
+    found = jpeg_marker_problem(bytes.fromhex(stream.replace(" ", "")), jpeg_ls=jpeg_ls)
+    assert (found is None) if problem is None else (problem in found)
