@@ -503,7 +503,10 @@ def _finish(
                 r[f"dx_{f}"] = int(p[k] >= thr[f])
             r["no_finding"] = int(not any(r[f"dx_{f}"] for f in FINDINGS))
             if heatmaps and any(r[f"dx_{f}"] for f in FINDINGS):
-                r["heatmaps"] = json.dumps(_heatmaps(r, pred, heatmaps))
+                try:  # the findings stand without their pictures: a failure here loses nothing else
+                    r["heatmaps"] = json.dumps(_heatmaps(r, pred, heatmaps))
+                except (DicomReadError, OSError, ValueError, MemoryError) as e:
+                    log.warning("%s: heatmaps not written (%s)", r["file"], type(e).__name__)
     rows = []
     for r in batch:
         r.pop("x", None)

@@ -229,3 +229,37 @@ def test_a_decoder_panic_does_not_stop_the_batch(tmp_path, tiny_predictor, overl
     _write(_instance(60), tmp_path / "in" / "good.dcm")
     s = analyze([tmp_path / "in"], tmp_path / "r.sqlite", predictor=tiny_predictor, workers=0)
     assert s.analysed == 2 and s.errors == 0
+
+
+def test_a_heatmap_failure_keeps_the_findings_and_the_batch(tmp_path, tiny_predictor, monkeypatch, caplog):
+    """Heatmaps re-read the file in the main process: a file moved away by then (or a full disk)
+    raised out of analyze and stopped the batch."""
+    import dataclasses
+
+    import apps.dicom_dx.analyze as an
+
+    for i in range(3):
+        _write(_instance(70 + i), tmp_path / "in" / f"{i}.dcm")
+    card = dict(tiny_predictor.card, thresholds=dict.fromkeys(tiny_predictor.card["thresholds"], 0.0))
+    everything_positive = dataclasses.replace(tiny_predictor, card=card)
+    real, calls = an.read_dicom, {}
+
+    def second_read_fails(path, *args, **kw):
+        calls[str(path)] = calls.get(str(path), 0) + 1
+        if Path(path).name == "1.dcm" and calls[str(path)] > 1:
+            raise FileNotFoundError(path)
+        return real(path, *args, **kw)
+
+    monkeypatch.setattr(an, "read_dicom", second_read_fails)
+    with caplog.at_level(logging.WARNING):
+        s = analyze(
+            [tmp_path / "in"],
+            tmp_path / "r.sqlite",
+            predictor=everything_positive,
+            workers=0,
+            heatmaps=tmp_path / "maps",
+        )
+    rows = _rows(tmp_path / "r.sqlite")
+    assert s.analysed == 3 and all(r["status"] == "accepted" for r in rows)
+    assert sorted(bool(r["heatmaps"]) for r in rows) == [False, True, True]
+    assert "heatmaps not written" in caplog.text
