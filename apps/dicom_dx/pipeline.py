@@ -269,12 +269,19 @@ def apply_window(values: np.ndarray, window: Window) -> np.ndarray:
 
 def apply_voi_lut_sequence(values: np.ndarray, ds: Dataset, index: int = 0) -> np.ndarray | None:
     """VOI LUT Sequence (0028,3010) item `index` → float64 in [0, 1] (table / (2**bits - 1)).
-    None when the file has no VOI LUT Sequence."""
+    None when the file has no VOI LUT Sequence.
+
+    Some writers declare fewer bits per entry in the LUT Descriptor than the LUT Data uses (12 for
+    16-bit entries); the entries' own range then decides, so that the output stays
+    in [0, 1] instead of running far above 1."""
     seq = ds.get("VOILUTSequence")
     if not seq:
         return None
     item = seq[min(index, len(seq) - 1)]
     table, first, bits = _lut_values(item, ds, _modality_output_signed(ds))
+    top = int(table.max()) if table.size else 0
+    if top > 2**bits - 1:
+        bits = max(bits, top.bit_length())
     return _lookup(values, table, first) / float(2**bits - 1)
 
 

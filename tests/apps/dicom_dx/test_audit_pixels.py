@@ -332,3 +332,17 @@ def test_jpeg_marker_walk(stream, jpeg_ls, problem):
 
     found = jpeg_marker_problem(bytes.fromhex(stream.replace(" ", "")), jpeg_ls=jpeg_ls)
     assert (found is None) if problem is None else (problem in found)
+
+
+def test_voi_lut_with_entries_wider_than_its_descriptor_stays_in_range():
+    """LUT Descriptor says 12 bits per entry, LUT Data holds 16-bit values (a known writer quirk):
+    the displayed image ran up to 16x above 1."""
+    from pydicom.sequence import Sequence
+
+    table = (np.arange(4096) * 16).astype(np.uint16)  # 0 .. 65520
+    ds = _ds(STORED)
+    ds.VOILUTSequence = Sequence([_voi_lut_item(4096, 0, 12, table)])
+    img = dio.read_dicom(_bytes(ds))
+    assert 0.0 <= img.image.min() and img.image.max() <= 1.0
+    ref = apply_voi_lut(pixel_array(ds), ds)  # pydicom: the raw table values
+    np.testing.assert_allclose(img.image, ref / 65535.0, atol=1e-6)
