@@ -182,11 +182,15 @@ def _dicomdir_files(path: Path) -> list[Path]:
                 parts = [ref] if isinstance(ref, str) else list(ref)
                 out.append(_resolve_file_id(path.parent, [str(x).strip() for x in parts]))
     except Exception:  # noqa: BLE001 - pydicom raises many types on damaged files
-        log.warning("a DICOMDIR cannot be read; it is recorded as an error")
+        log.warning("%s: a DICOMDIR that cannot be read; recorded as an error", safe_path_label(path))
         return [path]
     missing = sum(not f.exists() for f in out)
     if missing:
-        log.warning("a DICOMDIR references %d file(s) that do not exist; recorded as errors", missing)
+        log.warning(
+            "%s: the DICOMDIR references %d file(s) that do not exist; recorded as errors",
+            safe_path_label(path),
+            missing,
+        )
     return out
 
 
