@@ -346,3 +346,20 @@ def test_voi_lut_with_entries_wider_than_its_descriptor_stays_in_range():
     assert 0.0 <= img.image.min() and img.image.max() <= 1.0
     ref = apply_voi_lut(pixel_array(ds), ds)  # pydicom: the raw table values
     np.testing.assert_allclose(img.image, ref / 65535.0, atol=1e-6)
+
+
+@pytest.mark.parametrize("syntax", [None, "1.2.840.10008.1.2.5", "1.2.840.10008.1.2.4.80"])
+def test_signed_12_bit_in_16_is_sign_extended_and_rescaled(syntax):
+    """Pixel Representation 1, Bits Stored 12 < Bits Allocated 16, the high bits left as zeros (not
+    sign-extended by the writer): -5 is stored as 0x0FFB. Float, negative rescale on top."""
+    values = np.tile(np.array([[-2048, -5, 0, 5], [2047, -1, 100, -100]], np.int16), (8, 4))
+    raw = (values.astype(np.int32) & 0x0FFF).astype(np.uint16)
+    ds = _ds(raw, signed=1, RescaleSlope="-0.5", RescaleIntercept="-1024.25")
+    if syntax is not None:
+        ds.compress(syntax, arr=values)
+    data = _bytes(ds)
+    img = dio.read_dicom(data)
+    expected = values * -0.5 - 1024.25
+    np.testing.assert_allclose(img.values, expected, rtol=0, atol=1e-4)
+    ref_ds = pydicom.dcmread(io.BytesIO(data))
+    np.testing.assert_allclose(img.values, apply_modality_lut(pixel_array(ref_ds), ref_ds), atol=1e-4)
