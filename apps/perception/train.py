@@ -5,8 +5,10 @@ AdamW, linear warm-up then cosine decay (per step), an exponential moving averag
 batches (augmentation and target encoding overlap the NumPy compute, which releases the GIL).
 
 Outputs in ``--out``: ``last.safetensors`` (model + EMA + optimizer state, for ``--resume``),
-``state.json`` (step, best metrics), ``best.safetensors`` (EMA weights of the best validation mAP50-95),
-``model_card.json``, ``log.jsonl`` (one line per logged step / evaluation).
+``state.json`` (step, best metrics), ``best.safetensors`` (EMA weights of the best validation mAP50-95;
+without a validation set, the final EMA weights), ``model_card.json`` (strict JSON: a metric that is
+undefined, such as the AP of a class absent from the validation set, is ``null``; without a validation
+set ``metrics`` is ``null``), ``log.jsonl`` (one line per logged step / evaluation).
 """
 
 from __future__ import annotations
@@ -59,6 +61,32 @@ class EMA:
                 self.state[k] += (1 - d) * a
             else:
                 self.state[k] = np.array(a, copy=True)
+
+
+def _json_safe(x):
+    """``x`` with every non-finite float replaced by None: ``json.dump`` would write NaN / Infinity, which
+    are not JSON (RFC 8259) and which strict readers (browsers, jq, most languages) reject."""
+    if isinstance(x, dict):
+        return {k: _json_safe(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_json_safe(v) for v in x]
+    if isinstance(x, (float, np.floating)):
+        return float(x) if math.isfinite(x) else None
+    if isinstance(x, np.integer):
+        return int(x)
+    return x
+
+
+def _load_checked(model, sd: dict, what: str, width: float) -> None:
+    """``model.load_state_dict(sd)`` with an error that says which file and which option do not fit."""
+    try:
+        model.load_state_dict(sd)
+    except RuntimeError as e:
+        first = str(e).split("\n\t")[1].strip() if "\n\t" in str(e) else str(e)
+        raise ValueError(
+            f"{what} does not fit a detector of width {width} with {model.num_classes} classes "
+            f"(another --width, or another class list): {first}"
+        ) from None
 
 
 def _init_weights(path: str) -> dict:
@@ -158,6 +186,17 @@ def train(
         raise ValueError(f"train: --width must be > 0, got {width}")
     if workers < 1:
         raise ValueError(f"train: --workers must be >= 1 (threads preparing batches), got {workers}")
+    if steps < 1 or batch < 1 or eval_every < 1:
+        raise ValueError(
+            f"train: --steps, --batch and --eval-every must be >= 1, got {steps}, {batch}, {eval_every}"
+        )
+    if time_budget_min is not None and not (math.isfinite(time_budget_min) and time_budget_min > 0):
+        raise ValueError(f"train: --time-budget must be a number of minutes > 0, got {time_budget_min}")
+    # the network halves the resolution five times and adds the FPN levels back together
+    if size < 32 or size % 32:
+        raise ValueError(f"train: --size must be a multiple of 32 (the network's total stride), got {size}")
+    if crop is not None and crop > 0 and crop < size and crop % 32:
+        raise ValueError(f"train: --crop must be a multiple of 32 (or 0 = whole frames), got {crop}")
 
     os.makedirs(out, exist_ok=True)
     fw.manual_seed(seed)
@@ -179,19 +218,36 @@ def train(
             # narrower weights into a wider model: widened without changing what they compute
             sd = widen_state_dict(sd, model, seed=seed)
             print(f"--init: widened {init} to width {width} (function-preserving)", file=sys.stderr)
-        model.load_state_dict(sd)
+        _load_checked(model, sd, f"--init {init}", width)
     ema = EMA(model)
     state = dict(step=0, best_map50_95=-1.0, best=None, seconds=0.0)
     ckpt = os.path.join(out, "last.safetensors")
     if resume and os.path.exists(ckpt):
         blob = fw.load(ckpt)
-        model.load_state_dict(blob["model"])
+        if not all(isinstance(blob.get(k), dict) for k in ("model", "optim", "ema")):
+            raise ValueError(f"--resume: {ckpt} is not a training checkpoint (model, optim and ema)")
+        _load_checked(model, blob["model"], f"--resume: the checkpoint {ckpt}", width)
         opt.load_state_dict(blob["optim"])
         ema.state = {k: _to_numpy(v).copy() for k, v in blob["ema"].items()}
-        with open(os.path.join(out, "state.json")) as f:
-            state = json.load(f)
+        try:
+            with open(os.path.join(out, "state.json")) as f:
+                state = json.load(f)
+            int(state["step"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(
+                f"--resume: {os.path.join(out, 'state.json')} (the step the checkpoint was saved at) is "
+                f"missing or damaged ({type(e).__name__}); the run cannot continue where it stopped"
+            ) from None
         ema.updates = state["step"]
         print(f"resumed from step {state['step']}", file=sys.stderr)
+        if state["step"] >= steps:
+            print(
+                f"--resume: the run already reached step {state['step']} (--steps {steps}): nothing to train",
+                file=sys.stderr,
+            )
+            return state
+    elif resume:
+        print(f"--resume: no checkpoint in {out}, starting a new run", file=sys.stderr)
     warmup = min(200, max(1, steps // 10))
     log = open(os.path.join(out, "log.jsonl"), "a")
     pbar = None
@@ -227,7 +283,7 @@ def train(
             mAP50_95=m["mAP50_95"],
             minutes=(time.time() - t_start) / 60,
         )
-        log.write(json.dumps(rec) + "\n")
+        log.write(json.dumps(_json_safe(rec)) + "\n")
         log.flush()
         print(f"step {step}: val mAP50 {m['mAP50']:.4f} mAP50-95 {m['mAP50_95']:.4f}", file=sys.stderr)
         if m["mAP50_95"] > state["best_map50_95"]:
@@ -236,33 +292,29 @@ def train(
             fw.save(
                 {k: fw.from_numpy(v) for k, v in ema.state.items()}, os.path.join(out, "best.safetensors")
             )
-            write_card(
-                os.path.join(out, "model_card.json"),
-                model,
-                width,
-                size,
-                m,
-                dict(
-                    data=data,
-                    val=val,
-                    steps=step,
-                    schedule_steps=steps,
-                    batch=batch,
-                    lr=lr,
-                    weight_decay=weight_decay,
-                    seed=seed,
-                    mosaic=mosaic,
-                    crop=crop,
-                    time_budget_min=time_budget_min,
-                    init=init,
-                    giou=giou,
-                    minutes=round((time.time() - t_start) / 60, 1),
-                ),
-            )
+            write_card(os.path.join(out, "model_card.json"), model, width, size, m, run_info(step))
         return m
 
+    def run_info(step):
+        return dict(
+            data=data,
+            val=val,
+            steps=step,
+            schedule_steps=steps,
+            batch=batch,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
+            mosaic=mosaic,
+            crop=crop,
+            time_budget_min=time_budget_min,
+            init=init,
+            giou=giou,
+            minutes=round((time.time() - t_start) / 60, 1),
+        )
+
     model.train()
-    step = state["step"]
+    done = state["step"]  # steps completed: the step a resumed run starts at
     try:
         for step, imgs, tg in _batches(ds, batch, seed, state["step"], steps, threads=workers):
             if time_budget_min is not None:
@@ -318,19 +370,23 @@ def train(
                     + "\n"
                 )
                 log.flush()
-            if (step + 1) % 100 == 0:
-                save_ckpt(step + 1)
-            if val and (step + 1) % eval_every == 0:
-                evaluate_now(step + 1)
+            done = step + 1
+            if done % 100 == 0:
+                save_ckpt(done)
+            if val and done % eval_every == 0:
+                evaluate_now(done)
                 model.train()
-        step += 1
     finally:
-        save_ckpt(step)
+        save_ckpt(done)
         if pbar is not None:
             pbar.close()
-    if val and (not state.get("best") or state["best"]["step"] != step):
-        evaluate_now(step)
-    save_ckpt(step)
+    if val and (not state.get("best") or state["best"]["step"] != done):
+        evaluate_now(done)
+    elif not val:
+        # no validation set: the final EMA weights are the run's weights, with a card that loads them
+        fw.save({k: fw.from_numpy(v) for k, v in ema.state.items()}, os.path.join(out, "best.safetensors"))
+        write_card(os.path.join(out, "model_card.json"), model, width, size, None, run_info(done))
+    save_ckpt(done)
     log.close()
     return state
 
@@ -350,7 +406,8 @@ def _train_command(size: int, training: dict) -> str:
     return " ".join(parts)
 
 
-def write_card(path: str, model, width: float, size: int, metrics: dict, training: dict) -> None:
+def write_card(path: str, model, width: float, size: int, metrics: dict | None, training: dict) -> None:
+    """The model card (JSON; undefined metrics are null). ``metrics`` None: trained without validation."""
     card = dict(
         name="perception-centernet",
         classes=list(CLASSES),
@@ -369,7 +426,7 @@ def write_card(path: str, model, width: float, size: int, metrics: dict, trainin
             "and post-processing under a millisecond on a CPU; FCOS would need multi-level heads "
             "and NMS over thousands of candidates."
         ),
-        metrics={
+        metrics=None if metrics is None else {
             k: metrics[k]
             for k in (
                 "mAP50",
@@ -384,10 +441,10 @@ def write_card(path: str, model, width: float, size: int, metrics: dict, trainin
                 "n_gt",
             )
         },
-        per_class=metrics["per_class"],
+        per_class=None if metrics is None else metrics["per_class"],
         training=training,
         environment=dict(python=platform.python_version(), machine=platform.machine()),
         retrain_command=_train_command(size, training),
     )
     with open(path, "w") as f:
-        json.dump(card, f, indent=1)
+        json.dump(_json_safe(card), f, indent=1, allow_nan=False)
