@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 
@@ -26,36 +27,103 @@ def _progress(desc):
 def _line(s: str | None):
     if not s:
         return None
-    v = [float(t) for t in s.split(",")]
-    if len(v) != 4:
-        raise SystemExit("--line expects x0,y0,x1,y1 (pixels)")
+    try:
+        v = [float(t) for t in s.split(",")]
+    except ValueError:
+        v = []
+    if len(v) != 4 or not all(map(math.isfinite, v)):
+        raise SystemExit(f"--line expects x0,y0,x1,y1 (four numbers, pixels), got {s!r}")
     return (v[0], v[1]), (v[2], v[3])
+
+
+def _number(kind, lo=None, hi=None, lo_open=False):
+    """An argparse type: ``kind`` (int or float) in [lo, hi] (``lo_open``: above lo), else a usage error."""
+
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        if kind is float and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+        if lo is not None and (v <= lo if lo_open else v < lo):
+            raise argparse.ArgumentTypeError(f"must be {'>' if lo_open else '>='} {lo}, got {text}")
+        if hi is not None and v > hi:
+            raise argparse.ArgumentTypeError(f"must be <= {hi}, got {text}")
+        return v
+
+    parse.__name__ = kind.__name__  # argparse names the type in its messages
+    return parse
+
+
+def _model_size(text: str) -> int:
+    v = _number(int, 32)(text)
+    if v % 32:  # the network halves the resolution five times and adds the FPN levels back together
+        raise argparse.ArgumentTypeError(f"must be a multiple of 32 (the network's total stride), got {v}")
+    return v
+
+
+def _crop(text: str) -> int:
+    return 0 if _number(int, 0)(text) == 0 else _model_size(text)
+
+
+def _out_dir(path: str, flag: str = "--out") -> str:
+    """``path`` as an output folder: an existing file there is an error, not a traceback later."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise SystemExit(f"error: {flag} {path!r} is a file, not a folder")
+    return path
+
+
+def _load(weights, device, conf=None):
+    """The detector, with damaged or mismatched weights reported in one line."""
+    from framework.serialization import CheckpointError
+
+    from . import load_model
+
+    try:
+        return load_model(weights, device=device, conf=conf)
+    except CheckpointError as e:
+        raise SystemExit(f"error: --weights: {e}") from None
+    except RuntimeError as e:  # load_state_dict: the card beside the weights describes another network
+        first = str(e).split("\n\t")[1].strip() if "\n\t" in str(e) else str(e)
+        raise SystemExit(
+            f"error: --weights {weights!r} do not fit the network described by the model_card.json beside "
+            f"them (width, classes): {first}"
+        ) from None
 
 
 def cmd_synth(a):
     from .synth import write_dataset, write_video
 
+    if not a.out and not a.video:
+        raise SystemExit("synth: give --out DIR (labelled frames) and/or --video clip.mp4")
+    if a.out:
+        _out_dir(a.out)
+    if a.video and os.path.isdir(a.video):
+        raise SystemExit(f"error: --video {a.video!r} is a folder; give a file name such as clip.mp4")
     if a.video:
-        write_video(
-            a.video,
-            a.frames,
-            a.seed,
-            a.width,
-            a.height,
-            a.fps,
-            labels_json=os.path.splitext(a.video)[0] + "_labels.json",
-            progress=_progress("render"),
-        )
+        try:
+            write_video(
+                a.video,
+                a.frames,
+                a.seed,
+                a.width,
+                a.height,
+                a.fps,
+                labels_json=os.path.splitext(a.video)[0] + "_labels.json",
+                progress=_progress("render"),
+            )
+        except RuntimeError as e:  # no encoder for this container (e.g. a .txt name): one line
+            raise SystemExit(f"perception synth: error: {e}") from None
         print(json.dumps(dict(video=a.video, frames=a.frames, seed=a.seed)))
     if a.out:
         print(json.dumps(write_dataset(a.out, a.n, a.seed, a.width, a.height, progress=_progress("synth"))))
-    if not a.out and not a.video:
-        raise SystemExit("synth: give --out DIR (labelled frames) and/or --video clip.mp4")
 
 
 def cmd_cache(a):
     from .data import build_cache
 
+    _out_dir(a.out)
     print(json.dumps(build_cache(a.out, a.n, a.seed, a.size, a.width, a.height, progress=_progress("cache"))))
 
 
@@ -70,6 +138,14 @@ def _cache_size(root: str, default: int = 320) -> int:
 def cmd_train(a):
     from .train import train
 
+    if not os.path.exists(os.path.join(a.data, "images.npy")):
+        raise SystemExit(
+            f"error: --data {a.data!r} is not a training cache (no images.npy; make one with "
+            "`python -m apps.perception cache`)"
+        )
+    if a.val and not os.path.exists(os.path.join(a.val, "images.npy")):
+        raise SystemExit(f"error: --val {a.val!r} is not a cache (no images.npy)")
+    _out_dir(a.out)
     if a.size is None:
         a.size = _cache_size(a.data)
     st = train(
@@ -98,27 +174,26 @@ def cmd_train(a):
 
 def cmd_evaluate(a):
     from .evaluate import evaluate_cache, evaluate_folder, format_report
+    from .train import _json_safe
 
+    if not os.path.exists(a.data):
+        raise SystemExit(f"error: --data {a.data!r}: no such file or folder")
+    det = _load(a.weights, a.device)
     if os.path.exists(os.path.join(a.data, "images.npy")):
-        from . import load_model
-
-        det = load_model(a.weights, device=a.device)
         m = evaluate_cache(det.model, a.data, det.size, a.limit, a.device, a.save_json)
     else:
-        from . import load_model
-
-        m = evaluate_folder(load_model(a.weights, device=a.device), a.data, a.save_json, a.limit)
+        m = evaluate_folder(det, a.data, a.save_json, a.limit)
     print(format_report(m), file=sys.stderr)
     m.pop("pr_curve", None)
-    print(json.dumps(m))
+    print(json.dumps(_json_safe(m), allow_nan=False))  # undefined metrics (no ground truth) are null
 
 
 def cmd_demo(a, track=True):
-    from . import load_model
     from .demo import format_summary, run
     from .stream import SourceError
 
-    det = load_model(a.weights, device=a.device, conf=a.conf)
+    line = _line(a.line)
+    det = _load(a.weights, a.device, a.conf)
     try:
         s = run(
             a.source,
@@ -128,7 +203,7 @@ def cmd_demo(a, track=True):
             save=a.save,
             realtime=not a.every_frame,
             max_frames=a.max_frames,
-            line=_line(a.line),
+            line=line,
             log=lambda m: print(m, file=sys.stderr),
         )
     except SourceError as e:
@@ -172,50 +247,57 @@ def main(argv=None):
         "synth", help="render synthetic road scenes (YOLO txt + COCO json) and/or a drive video"
     )
     s.add_argument("--out")
-    s.add_argument("--n", type=int, default=100)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--n", type=_number(int, 1), default=100)
+    s.add_argument("--seed", type=_number(int, 0), default=0)
     s.add_argument("--video")
-    s.add_argument("--frames", type=int, default=300)
-    s.add_argument("--fps", type=float, default=30.0)
-    s.add_argument("--width", type=int, default=640)
-    s.add_argument("--height", type=int, default=480)
+    s.add_argument("--frames", type=_number(int, 1), default=300)
+    s.add_argument("--fps", type=_number(float, 0, lo_open=True), default=30.0)
+    s.add_argument("--width", type=_number(int, 32), default=640)
+    s.add_argument("--height", type=_number(int, 32), default=480)
     s.set_defaults(fn=cmd_synth)
 
     c = sub.add_parser(
         "cache", help="render frames letterboxed to the model size into .npy arrays for training"
     )
     c.add_argument("--out", required=True)
-    c.add_argument("--n", type=int, default=6000)
-    c.add_argument("--seed", type=int, default=1001)
-    c.add_argument("--size", type=int, default=320)
-    c.add_argument("--width", type=int, default=640)
-    c.add_argument("--height", type=int, default=480)
+    c.add_argument("--n", type=_number(int, 1), default=6000)
+    c.add_argument("--seed", type=_number(int, 0), default=1001)
+    c.add_argument("--size", type=_model_size, default=320, help="multiple of 32")
+    c.add_argument("--width", type=_number(int, 32), default=640)
+    c.add_argument("--height", type=_number(int, 32), default=480)
     c.set_defaults(fn=cmd_cache)
 
     t = sub.add_parser("train", help="train the detector on a cache")
     t.add_argument("--data", required=True)
     t.add_argument("--val")
     t.add_argument("--out", default="runs/perception")
-    t.add_argument("--steps", type=int, default=3000)
-    t.add_argument("--batch", type=int, default=32)
-    t.add_argument("--lr", type=float, default=3e-3)
-    t.add_argument("--size", type=int, default=None, help="model input size (default: the cache's size)")
-    t.add_argument("--width", type=float, default=1.0)
-    t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--mosaic", type=float, default=0.3)
-    t.add_argument("--crop", type=int, default=224, help="random training crops (0 = whole frames)")
-    t.add_argument("--eval-every", type=int, default=500)
-    t.add_argument("--val-images", type=int, default=300)
+    t.add_argument("--steps", type=_number(int, 1), default=3000)
+    t.add_argument("--batch", type=_number(int, 1), default=32)
+    t.add_argument("--lr", type=_number(float, 0, lo_open=True), default=3e-3)
+    t.add_argument(
+        "--size",
+        type=_model_size,
+        default=None,
+        help="model input size, a multiple of 32 (default: the cache's)",
+    )
+    t.add_argument("--width", type=_number(float, 0, lo_open=True), default=1.0)
+    t.add_argument("--seed", type=_number(int, 0), default=0)
+    t.add_argument("--mosaic", type=_number(float, 0, 1), default=0.3)
+    t.add_argument(
+        "--crop", type=_crop, default=224, help="random training crops, a multiple of 32 (0 = whole frames)"
+    )
+    t.add_argument("--eval-every", type=_number(int, 1), default=500)
+    t.add_argument("--val-images", type=_number(int, 1), default=300)
     t.add_argument(
         "--time-budget",
-        type=float,
+        type=_number(float, 0, lo_open=True),
         default=None,
         help="minutes; the cosine follows the clock and ends when the budget is spent",
     )
     t.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     t.add_argument(
         "--workers",
-        type=int,
+        type=_number(int, 1),
         default=2,
         help="threads preparing batches (more feed a GPU; the batches do not depend on it)",
     )
@@ -225,7 +307,10 @@ def main(argv=None):
         help="start from these weights (e.g. the committed detector) with a fresh optimizer and schedule",
     )
     t.add_argument(
-        "--giou", type=float, default=0.0, help="weight of a 1 - GIoU box loss added to the L1 loss (0 = off)"
+        "--giou",
+        type=_number(float, 0),
+        default=0.0,
+        help="weight of a 1 - GIoU box loss added to the L1 loss (0 = off)",
     )
     t.set_defaults(fn=cmd_train)
 
@@ -234,7 +319,7 @@ def main(argv=None):
     )
     e.add_argument("--data", required=True)
     e.add_argument("--weights", default=None)
-    e.add_argument("--limit", type=int, default=None)
+    e.add_argument("--limit", type=_number(int, 1), default=None)
     e.add_argument("--save-json", default=None)
     e.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     e.set_defaults(fn=cmd_evaluate)
@@ -246,19 +331,32 @@ def main(argv=None):
         d = sub.add_parser(name, help=helptext)
         d.add_argument("--source", default="0", help="camera index, video file, image folder or rtsp:// URL")
         d.add_argument("--weights", default=None)
-        d.add_argument("--conf", type=float, default=None)
+        d.add_argument("--conf", type=_number(float, 0, 1), default=None)
         d.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
         d.add_argument("--headless", action="store_true", help="no window")
         d.add_argument("--save", default=None, help="write the annotated video (.mp4 or .webm)")
         d.add_argument(
             "--every-frame", action="store_true", help="process every frame of a file (no pacing/drops)"
         )
-        d.add_argument("--max-frames", type=int, default=None)
+        d.add_argument("--max-frames", type=_number(int, 1), default=None)
         d.add_argument("--line", default=None, help="x0,y0,x1,y1: count tracks crossing this segment")
         d.add_argument("--json", action="store_true", help="also print the summary as JSON")
         d.set_defaults(fn=cmd_demo)
     a = p.parse_args(argv)
-    a.fn(a)
+    try:
+        a.fn(a)
+    except KeyboardInterrupt:
+        hint = (
+            " (a checkpoint was saved: continue with the same command and --resume)"
+            if a.cmd == "train"
+            else ""
+        )
+        print(f"perception {a.cmd}: interrupted{hint}", file=sys.stderr)
+        raise SystemExit(130) from None
+    except (OSError, ValueError, FloatingPointError) as e:
+        # a user's mistake or a damaged input (missing file, bad cache, damaged checkpoint): one line,
+        # not a traceback; CheckpointError is a ValueError
+        raise SystemExit(f"perception {a.cmd}: error: {e}") from None
 
 
 if __name__ == "__main__":
