@@ -61,11 +61,15 @@ def set_default_dtype(d: dtype) -> None:
     _default = d
 
 
+_CATEGORY = {"b": 0, "u": 1, "i": 1, "f": 2, "c": 3}
+
+
 def result_type(a, b) -> np.dtype:
     """PyTorch's promotion for two operands (arrays or Python scalars).
 
     Differs from NumPy: int tensor with float tensor gives the float tensor's dtype (NumPy widens
-    int64 + float32 to float64), and Python scalars never widen a tensor of the same kind.
+    int64 + float32 to float64), Python scalars never widen a tensor of the same kind, and a zero-dim
+    tensor never widens a dimensioned tensor of the same kind.
     """
     import builtins
 
@@ -84,6 +88,12 @@ def result_type(a, b) -> np.dtype:
             return t.dtype if tk != "b" else np.dtype(np.int64)
         return np.result_type(t.dtype, s)
     ak, bk = a.dtype.kind, b.dtype.kind
+    a0, b0 = getattr(a, "ndim", 1) == 0, getattr(b, "ndim", 1) == 0
+    if a0 != b0:
+        # A zero-dim tensor only decides the dtype when its category (bool < int < float) is higher
+        # than the dimensioned operand's: float32 [n] + float64 0-d stays float32, as in PyTorch.
+        z, d = (a, b) if a0 else (b, a)
+        return z.dtype if _CATEGORY[z.dtype.kind] > _CATEGORY[d.dtype.kind] else d.dtype
     if ak == "f" and bk != "f":
         return a.dtype
     if bk == "f" and ak != "f":

@@ -433,16 +433,24 @@ def neg(input):
     return Neg()(input)
 
 
+def _float_in(input):
+    """Integer and bool inputs of floating functions compute in the default dtype (PyTorch's rule:
+    ``torch.tensor([1, 2]).exp()`` is float32, and sigmoid of ints is not truncated to 0)."""
+    if isinstance(input, Tensor) and input.data.dtype.kind in "biu":
+        return input.to(_dt.get_default_dtype())
+    return input
+
+
 def exp(input):
-    return Exp()(input)
+    return Exp()(_float_in(input))
 
 
 def log(input):
-    return Log()(input)
+    return Log()(_float_in(input))
 
 
 def sqrt(input):
-    return Sqrt()(input)
+    return Sqrt()(_float_in(input))
 
 
 def rsqrt(input):
@@ -450,19 +458,19 @@ def rsqrt(input):
 
 
 def sin(input):
-    return Sin()(input)
+    return Sin()(_float_in(input))
 
 
 def cos(input):
-    return Cos()(input)
+    return Cos()(_float_in(input))
 
 
 def tanh(input):
-    return Tanh()(input)
+    return Tanh()(_float_in(input))
 
 
 def sigmoid(input):
-    return Sigmoid()(input)
+    return Sigmoid()(_float_in(input))
 
 
 def relu(input):
@@ -480,6 +488,13 @@ def square(input):
 def clamp(input, min=None, max=None):
     if min is None and max is None:
         raise ValueError("clamp: at least one of 'min' or 'max' must not be None")
+    if input.data.dtype.kind in "biu":
+        # The result has the promoted dtype of input and bounds: an int tensor clamped to 1.5 is float.
+        for bound in (min, max):
+            dt = _dt.result_type(input.data, _arr(bound)) if bound is not None else input.data.dtype
+            if dt.kind == "f":
+                input = input.to(_dt.from_numpy_dtype(dt))
+                break
     return Clamp()(input, min, max)
 
 
