@@ -222,13 +222,48 @@ def cumsum(input, dim, dtype=None):
     return Cumsum(dim=dim)(input)
 
 
+class PNorm(Function):
+    """``(sum |x|^p) ** (1/p)`` over ``dim`` for p > 1, with PyTorch's zero gradient where the norm is 0
+    (composing sqrt(sum(x * x)) gives 0 * inf = NaN there)."""
+
+    saves_inputs = (0,)
+    saves_output = True
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.ax = _axes(self.dim, x.ndim) if x.ndim else ()
+        self.in_shape = x.shape
+        if self.p == 2:
+            return xp.sqrt((x * x).sum(axis=self.ax, keepdims=self.keepdim))
+        return (xp.abs(x) ** self.p).sum(axis=self.ax, keepdims=self.keepdim) ** (1.0 / self.p)
+
+    def backward(self, g):
+        from .basic import sign
+
+        x, y = self.saved_tensors
+        if not self.keepdim:
+            kept = _kept_shape(self.in_shape, self.ax)
+            g, y = g.reshape(kept), y.reshape(kept)
+        y_safe = where(y == 0, 1.0, y)
+        if self.p == 2:
+            return g * x / y_safe
+        return g * sign(x) * x.abs() ** (self.p - 1) / y_safe ** (self.p - 1)
+
+
 def norm(input, p="fro", dim=None, keepdim=False):
-    if p in ("fro", 2, 2.0):
-        return sqrt(sum(input * input, dim, keepdim))
+    """Vector p-norm over ``dim`` (all elements when None): p = 'fro', any p > 0, inf, -inf or 0."""
+    if p == "fro":
+        p = 2
     if p in (float("inf"), "inf"):
         return amax(input.abs(), dim if dim is not None else (), keepdim)
+    if p in (float("-inf"), "-inf"):
+        return amin(input.abs(), dim if dim is not None else (), keepdim)
+    if p == 0:  # the number of non-zero elements (not differentiable)
+        return sum((input != 0).to(input.dtype), dim, keepdim)
     if p == 1:
         return sum(input.abs(), dim, keepdim)
+    if p > 1:
+        return PNorm(p=p, dim=dim, keepdim=keepdim)(input)
     return sum(input.abs() ** p, dim, keepdim) ** (1.0 / p)
 
 
