@@ -59,8 +59,12 @@ else:
             # one folder per archive content: uploading the same zip again resumes instead of re-analysing
             folder = WORK / "uploads" / hashlib.sha1(data).hexdigest()[:16]
             if not folder.exists():
-                n = uploads.safe_extract(data, folder)
-                st.caption(f"Unpacked {n} files.")
+                try:
+                    n = uploads.safe_extract(data, folder)
+                    st.caption(f"Unpacked {n} files.")
+                except ValueError as exc:
+                    st.error(f"{up.name}: {exc}", icon=common.REFUSED)
+                    folder = None
 
 default_db = WORK / "batch_results.sqlite"
 db_text = st.text_input("Results file (SQLite)", value=str(default_db), key="batch_db",

@@ -90,12 +90,37 @@ def check_zip(name: str, data: bytes, limit: int = MAX_ZIP_BYTES) -> str | None:
 
 
 def safe_extract(data: bytes, dest) -> int:
-    """Extract a zip already accepted by :func:`check_zip` into ``dest``; returns the number of files."""
+    """Extract a zip already accepted by :func:`check_zip` into ``dest``; returns the number of files.
+
+    All or nothing: the members go to a sibling folder renamed to ``dest`` at the end, so a member that
+    cannot be unpacked (damaged data failing its CRC-32, an encrypted or unsupported compression method,
+    a full disk) leaves no half-unpacked ``dest`` that a later upload of the same zip would take as done.
+    Such a failure raises ValueError with a message for the person who uploaded the file.
+    """
+    import shutil
+    import zlib
+    from pathlib import Path
+
+    dest = Path(dest)
+    part = dest.with_name(dest.name + ".part")
+    shutil.rmtree(part, ignore_errors=True)
     n = 0
-    with zipfile.ZipFile(io.BytesIO(data)) as zf:
-        for info in zf.infolist():
-            if info.is_dir():
-                continue
-            zf.extract(info, dest)
-            n += 1
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as zf:
+            for info in zf.infolist():
+                if info.is_dir():
+                    continue
+                try:
+                    zf.extract(info, part)
+                except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError, NotImplementedError,
+                        OSError) as e:
+                    damaged = isinstance(e, (zipfile.BadZipFile, zlib.error, EOFError))
+                    reason = "its data is damaged" if damaged else type(e).__name__
+                    # member paths are often patient names (one folder per patient): number, not name
+                    raise ValueError(f"file {n + 1} of the archive cannot be unpacked ({reason}).") from e
+                n += 1
+        part.replace(dest)
+    except BaseException:
+        shutil.rmtree(part, ignore_errors=True)
+        raise
     return n
