@@ -68,8 +68,9 @@ class AMax(Function):
     def forward(self, x):
         self.in_shape = x.shape
         self.ax = _axes(self.dim, x.ndim) if x.ndim else ()
-        if x.size == 0:
-            raise RuntimeError(f"{self.name}(): expected a non-empty tensor, got shape {x.shape}")
+        if x.size == 0 and builtins.any(x.shape[a] == 0 for a in self.ax):
+            raise RuntimeError(f"{self.name}(): expected a non-empty reduced dimension (no identity for "
+                               f"{self.name}), got input shape {x.shape} reduced over dims {self.ax}")
         y = x.max(axis=self.ax, keepdims=True) if self.name == "amax" else x.min(axis=self.ax, keepdims=True)
         m = (x == y).astype(x.dtype)
         self.weights = m / m.sum(axis=self.ax, keepdims=True)
@@ -170,6 +171,8 @@ class Softmax(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
+        if x.size == 0:  # NumPy's max has no identity; an empty softmax is empty (PyTorch)
+            return x.copy()
         e = xp.exp(x - x.max(axis=self.dim, keepdims=True))
         return e / e.sum(axis=self.dim, keepdims=True)
 
@@ -184,6 +187,8 @@ class LogSoftmax(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
+        if x.size == 0:
+            return x.copy()
         s = x - x.max(axis=self.dim, keepdims=True)
         return s - xp.log(xp.exp(s).sum(axis=self.dim, keepdims=True))
 
@@ -270,14 +275,23 @@ def norm(input, p="fro", dim=None, keepdim=False):
 _Sorted = namedtuple("_Sorted", ["values", "indices"])
 
 
+def _argsort(a, dim, descending):
+    """Stable argsort along ``dim``; NaN counts as the largest value (last ascending, first descending).
+
+    Descending order sorts the reversed array ascending and maps the indices back, which keeps ties in
+    their original order without negating (negation wraps unsigned ints and cannot move NaN first).
+    """
+    xp = get_array_module(a)
+    if not descending:
+        return xp.argsort(a, axis=dim, kind="stable")
+    idx = xp.argsort(xp.flip(a, axis=dim), axis=dim, kind="stable")
+    return (a.shape[dim] - 1) - xp.flip(idx, axis=dim)
+
+
 def sort(input, dim=-1, descending=False, stable=False):
     from .shape import gather
 
-    xp = get_array_module(input.data)
-    key = -input.data if descending and input.data.dtype.kind != "b" else input.data
-    idx = xp.argsort(key, axis=dim, kind="stable")
-    if descending and input.data.dtype.kind == "b":
-        idx = xp.flip(xp.argsort(input.data, axis=dim, kind="stable"), axis=dim)
+    idx = _argsort(input.data, dim, descending)
     idx_t = Tensor(idx.astype("int64"))
     return _Sorted(gather(input, dim, idx_t), idx_t)
 
@@ -293,8 +307,7 @@ def topk(input, k, dim=-1, largest=True, sorted=True):
     n = input.shape[dim]
     if not 0 <= k <= n:
         raise RuntimeError(f"topk: k ({k}) is out of range for dimension {dim} of size {n}")
-    key = -input.data if largest else input.data
-    idx = xp.argsort(key, axis=dim, kind="stable")
+    idx = _argsort(input.data, dim, largest)
     idx = xp.take(idx, xp.arange(k), axis=dim)
     idx_t = Tensor(idx.astype("int64"))
     return _Sorted(gather(input, dim, idx_t), idx_t)

@@ -106,3 +106,71 @@ def test_norm_double_backward(p):
     _same(*_both(f), atol=1e-10)
     x = fw.tensor(X[:2], dtype=fw.float64, requires_grad=True)
     assert fw.testing.gradgradcheck(lambda t: t.norm(p=p, dim=1), (x,))
+
+
+# ----------------------------------------------------------------------------- sorting
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int32", "int64", "float32", "bool"])
+@pytest.mark.parametrize("descending", [False, True])
+def test_sort_stable_all_dtypes(dtype, descending):
+    # Descending order negated the keys: uint8 wrapped around (0 sorted first) and bool ties reversed.
+    data = [[0, 1, 2, 1, 0, 2, 1], [1, 1, 0, 0, 1, 0, 1]]
+    (v, i), (tv, ti) = _both(lambda L: L.tensor(data, dtype=getattr(L, dtype)).sort(
+        dim=-1, descending=descending, stable=True))
+    _same(v, tv)
+    _same(i, ti)
+
+
+@pytest.mark.parametrize("largest", [False, True])
+def test_topk_uint8(largest):
+    (v, i), (tv, ti) = _both(lambda L: L.tensor([0, 1, 5, 2, 255], dtype=L.uint8).topk(3, largest=largest))
+    _same(v, tv)
+    _same(i, ti)
+
+
+def test_nan_sorts_as_largest():
+    data = [1.0, float("nan"), 3.0, -1.0]
+    for f in (lambda L: L.tensor(data).sort(descending=True),
+              lambda L: L.tensor(data).sort(),
+              lambda L: L.tensor(data).topk(2),
+              lambda L: L.tensor(data).topk(2, largest=False)):
+        (v, i), (tv, ti) = _both(f)
+        _same(v, tv)
+        _same(i, ti)
+
+
+def test_sort_descending_gradient():
+    def f(L):
+        x = L.tensor([[3.0, 1.0, 3.0, 2.0]], requires_grad=True)
+        v, _ = x.sort(descending=True, stable=True)
+        (v * L.tensor([1.0, 2.0, 3.0, 4.0])).sum().backward()
+        return x.grad
+
+    _same(*_both(f))
+
+
+# ----------------------------------------------------------------------------- empty tensors
+
+
+@pytest.mark.parametrize("case", [
+    lambda L: L.zeros(0, 3).amax(1),
+    lambda L: L.zeros(0, 3).amin(-1, keepdim=True),
+    lambda L: L.zeros(0, 3).logsumexp(1),
+    lambda L: L.zeros(0, 3).softmax(0),
+    lambda L: L.zeros(0, 3).log_softmax(1),
+    lambda L: L.zeros(0, 3).max(1).values,
+    lambda L: L.zeros(0, 3).sum(),
+    lambda L: L.zeros(0, 3).sum(0),
+])
+def test_reductions_of_empty_tensors(case):
+    _same(*_both(case))
+
+
+@pytest.mark.parametrize("case", [lambda L: L.zeros(0, 3).amax(0), lambda L: L.zeros(0, 3).max(),
+                                  lambda L: L.zeros(0, 3).amin()])
+def test_max_over_an_empty_dimension_raises(case):
+    with pytest.raises((RuntimeError, IndexError)):
+        case(torch)
+    with pytest.raises(RuntimeError, match="empty"):
+        case(fw)
