@@ -174,3 +174,12 @@ def test_max_over_an_empty_dimension_raises(case):
         case(torch)
     with pytest.raises(RuntimeError, match="empty"):
         case(fw)
+
+
+def test_nn_is_an_attribute_after_import_framework():
+    # `import torch; torch.nn.Linear` works; `import framework as fw; fw.nn.Linear` raised AttributeError.
+    import subprocess
+    import sys
+
+    code = "import framework as fw; fw.nn.Linear(2, 3); fw.nn.functional.relu; fw.nn.init.zeros_"
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
