@@ -242,10 +242,18 @@ with viewer_col:
         preset = st.radio("Window preset", list(presets) + ["Custom"], key=f"wl_preset_{k}",
                           on_change=_apply_preset, horizontal=True)
         step = float(10 ** np.floor(np.log10(span / 500))) if span > 0 else 1.0
+        # the sliders' ranges hold every preset: a file's own window is often far wider than its pixels'
+        # span (W 4096 on a 12-bit detector whose image uses a few hundred values) or centred outside it,
+        # and a value outside a slider's range is a Streamlit exception
+        known = [v for v in presets.values() if v is not None]
+        known += [(st.session_state[f"wl_c_{k}"], st.session_state[f"wl_w_{k}"])]
+        c_lo = min([vmin - span / 2] + [float(c) for c, _ in known])
+        c_hi = max([vmax + span / 2] + [float(c) for c, _ in known])
+        w_hi = max([2 * span] + [float(w) for _, w in known])
         c1, c2 = st.columns(2)
-        center = c1.slider("Window centre (level)", vmin - span / 2, vmax + span / 2, key=f"wl_c_{k}",
+        center = c1.slider("Window centre (level)", c_lo, c_hi, key=f"wl_c_{k}",
                            step=step, disabled=preset != "Custom")
-        width = c2.slider("Window width", 1.0, 2 * span, key=f"wl_w_{k}", step=step,
+        width = c2.slider("Window width", 1.0, w_hi, key=f"wl_w_{k}", step=step,
                           disabled=preset != "Custom")
         if presets.get(preset, 0) is None:  # the file's own VOI LUT sequence: keep the app's rendering
             shown = present.thumbnail(image.image)
