@@ -12,7 +12,7 @@ from .basic import BroadcastTo, exp, log, sqrt, where
 
 
 def _axes(dim, ndim):
-    if dim is None:
+    if dim is None or (isinstance(dim, (tuple, list)) and len(dim) == 0):  # dim=() reduces all, as PyTorch
         return tuple(range(ndim))
     if isinstance(dim, int):
         dim = (dim,)
@@ -159,6 +159,8 @@ def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
 
 
 def logsumexp(input, dim, keepdim=False):
+    if input.data.size == 0:  # amax has no identity; log(sum(exp)) of an empty reduction is -inf
+        return log(sum(exp(input), dim, keepdim))
     m = amax(input, dim, keepdim=True).detach()
     m = where(Tensor(get_array_module(m.data).isfinite(m.data)), m, 0.0)
     out = log(sum(exp(input - m), dim, keepdim=True)) + m

@@ -49,6 +49,15 @@ def view(input, *shape):
     shape = _shape_arg(shape)
     if shape and isinstance(shape[0], _dt.dtype):
         raise NotImplementedError("view(dtype) is not supported")
+    a = input.data
+    if type(a) is np.ndarray and not a.flags.c_contiguous and a.size:
+        try:  # view never copies: PyTorch raises where the strides cannot express the new shape
+            np.reshape(a, shape, copy=False)
+        except ValueError:
+            raise RuntimeError(f"view size is not compatible with input tensor's size and stride (at least "
+                               f"one dimension spans across two contiguous subspaces): input shape "
+                               f"{list(input.shape)}, view shape {list(shape)}. Use .reshape(...) "
+                               f"instead.") from None
     return reshape(input, shape)
 
 
@@ -124,6 +133,10 @@ def expand(input, *sizes):
     if lead < 0:
         raise RuntimeError(f"expand: the number of sizes provided ({len(sizes)}) must be greater or "
                            f"equal to the number of dimensions in the tensor ({input.ndim})")
+    if -1 in sizes[:lead]:
+        raise RuntimeError(f"expand: the expanded size of the tensor (-1) isn't allowed in a leading, "
+                           f"non-existing dimension {sizes.index(-1)} (sizes {list(sizes)}, tensor shape "
+                           f"{list(input.shape)})")
     shape = tuple(input.shape[i - lead] if s == -1 else s for i, s in enumerate(sizes))
     if shape == input.shape:
         return input
@@ -180,8 +193,11 @@ class Flip(Function):
         return Flip(dims=self.dims)(g)
 
 
-def flip(input, dims):
-    dims = (dims,) if isinstance(dims, int) else tuple(dims)
+def flip(input, *dims, **kwargs):
+    # flip(x, (0, 1)), flip(x, dims=[0]) and x.flip(0, 1), as PyTorch
+    dims = _shape_arg(dims if not kwargs else (kwargs.pop("dims"),))
+    if kwargs:
+        raise TypeError(f"flip() got unexpected keyword arguments {sorted(kwargs)}")
     return Flip(dims=dims)(input)
 
 

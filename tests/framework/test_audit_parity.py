@@ -183,3 +183,46 @@ def test_nn_is_an_attribute_after_import_framework():
 
     code = "import framework as fw; fw.nn.Linear(2, 3); fw.nn.functional.relu; fw.nn.init.zeros_"
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+# ----------------------------------------------------------------------------- shape ops
+
+
+def test_view_of_a_non_contiguous_tensor_raises():
+    # It silently copied, so writes through the "view" never reached the base tensor.
+    for L in (fw, torch):
+        x = L.arange(24.0).reshape(2, 3, 4).transpose(0, 1)
+        with pytest.raises(RuntimeError, match="view size is not compatible"):
+            x.view(-1)
+    # Views the strides can express still work, and share memory.
+    (a, b), (ta, tb) = _both(lambda L: (lambda x: (x, x.t().view(3, 2, 1)))(L.arange(6.0).reshape(2, 3)))
+    _same(b, tb)
+    b[0, 0, 0] = 100.0
+    assert a[0, 0].item() == 100.0
+
+
+@pytest.mark.parametrize("case", [
+    lambda L: L.arange(6).reshape(2, 3).flip(0, 1),
+    lambda L: L.flip(L.arange(6).reshape(2, 3), dims=[1]),
+    lambda L: L.flip(L.arange(6).reshape(2, 3), (0,)),
+    lambda L: L.arange(6).reshape(2, 3).flip(-1),
+])
+def test_flip_argument_forms(case):
+    _same(*_both(case))
+
+
+def test_expand_minus_one_in_a_new_leading_dim_raises():
+    for L in (fw, torch):
+        with pytest.raises(RuntimeError, match="leading, non-existing"):
+            L.zeros(3, 1).expand(-1, 3, 4)
+
+
+@pytest.mark.parametrize("case", [
+    lambda L: L.arange(6.0).reshape(2, 3).sum(()),
+    lambda L: L.arange(6.0).reshape(2, 3).mean(()),
+    lambda L: L.arange(6.0).reshape(2, 3).var(()),
+    lambda L: L.arange(6.0).reshape(2, 3).norm(dim=()),
+    lambda L: L.zeros(0, 3).logsumexp(0),
+])
+def test_empty_dim_tuple_reduces_everything(case):
+    _same(*_both(case))
