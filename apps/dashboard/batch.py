@@ -92,10 +92,11 @@ def _progress_callback(bar):
 
 
 if run and folder is not None:
-    db.parent.mkdir(parents=True, exist_ok=True)
     bar = st.progress(0.0, text="Finding studies…")
     t0 = time.perf_counter()
     try:
+        # inside the try: the results file's folder may be impossible (a path through a file, no rights)
+        db.parent.mkdir(parents=True, exist_ok=True)
         summary = analyze([str(folder)], str(db), progress=_progress_callback(bar))
         bar.progress(1.0, text=f"Done in {time.perf_counter() - t0:.1f} s")
         st.session_state["batch_summary"] = present.as_dict(summary) if summary is not None else {}

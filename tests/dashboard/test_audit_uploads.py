@@ -31,3 +31,19 @@ def test_zip_with_damaged_member_is_a_message_and_not_kept(app, tmp_path, monkey
     uploads = tmp_path / "dlsuite-dashboard" / "uploads"
     assert not uploads.exists() or not any(uploads.iterdir())  # nothing half-unpacked left behind
     assert app.button(key="batch_run").disabled
+
+
+def test_results_file_in_a_folder_that_cannot_exist_is_a_message(app, tmp_path):
+    from apps.dashboard import common
+
+    if common.resolve("dicom_dx", "analyze", "analyze", "batch") is None:
+        return
+    afile = tmp_path / "afile"
+    afile.write_text("x")
+    app.switch_page(PAGE).run()
+    app.text_input(key="batch_folder").input(str(tmp_path)).run()
+    app.text_input(key="batch_db").input(str(afile / "results.sqlite")).run()
+    app.button(key="batch_run").click().run()
+    assert not app.exception, app.exception
+    assert "Batch analysis failed" in "\n".join(str(e.value) for e in app.error)
+    assert afile.read_text() == "x"
