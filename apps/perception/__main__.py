@@ -84,7 +84,10 @@ def _load(weights, device, conf=None):
         return load_model(weights, device=device, conf=conf)
     except CheckpointError as e:
         raise SystemExit(f"error: --weights: {e}") from None
-    except RuntimeError as e:  # load_state_dict: the card beside the weights describes another network
+    except RuntimeError as e:
+        if not str(e).startswith("Error(s) in loading state_dict"):
+            raise SystemExit(f"error: {e}") from None
+        # load_state_dict: the card beside the weights describes another network
         first = str(e).split("\n\t")[1].strip() if "\n\t" in str(e) else str(e)
         raise SystemExit(
             f"error: --weights {weights!r} do not fit the network described by the model_card.json beside "
@@ -343,6 +346,13 @@ def main(argv=None):
         d.add_argument("--json", action="store_true", help="also print the summary as JSON")
         d.set_defaults(fn=cmd_demo)
     a = p.parse_args(argv)
+    if getattr(a, "device", "cpu") != "cpu":
+        from framework.backend import cupy_module
+
+        try:  # before any work: no GPU is a one-line answer, not a traceback after the data is loaded
+            cupy_module()
+        except RuntimeError as e:
+            raise SystemExit(f"perception {a.cmd}: error: --device {a.device}: {e}") from None
     try:
         a.fn(a)
     except KeyboardInterrupt:

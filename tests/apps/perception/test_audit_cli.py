@@ -174,6 +174,21 @@ def test_user_mistakes_are_one_line_errors(cache, tmp_path, capsys):
         (["evaluate", "--data", cache, "--weights", str(garbage)], "cannot load checkpoint"),
         (["demo", "--source", cache, "--headless", "--line", "a,b,c,d"], "four numbers"),
     ]
+    # weights beside a card that describes another network (another width)
+    from apps.perception.model import CenterNet
+
+    other = tmp_path / "other"
+    other.mkdir()
+    fw.save(CenterNet(width=0.25).state_dict(), str(other / "w.safetensors"))
+    (other / "model_card.json").write_text(json.dumps(dict(input_size=64, architecture=dict(width=0.5))))
+    cases.append((["evaluate", "--data", cache, "--weights", str(other / "w.safetensors")], "do not fit"))
+    from framework.backend import cuda_available
+
+    if not cuda_available():  # no GPU: said at once, by every command that takes --device
+        cases += [([*argv, "--device", "cuda"], "--device cuda") for argv in (
+            ["train", "--data", cache, "--out", str(tmp_path / "r")],
+            ["evaluate", "--data", cache],
+            ["demo", "--source", cache, "--headless"])]
     for argv, msg in cases:
         with pytest.raises(SystemExit) as e:
             main(argv)
