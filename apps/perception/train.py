@@ -198,6 +198,14 @@ def train(
     if crop is not None and crop > 0 and crop < size and crop % 32:
         raise ValueError(f"train: --crop must be a multiple of 32 (or 0 = whole frames), got {crop}")
 
+    ckpt = os.path.join(out, "last.safetensors")
+    if not resume and os.path.exists(ckpt):
+        # a fresh run would overwrite this checkpoint at its step 100: a forgotten --resume must not
+        # cost the run that is there
+        raise ValueError(
+            f"train: {out} already holds a run ({ckpt}): add --resume to continue it, or choose another "
+            "--out (or delete that folder) to start over"
+        )
     os.makedirs(out, exist_ok=True)
     fw.manual_seed(seed)
     cache = CachedDataset(data)
@@ -221,7 +229,6 @@ def train(
         _load_checked(model, sd, f"--init {init}", width)
     ema = EMA(model)
     state = dict(step=0, best_map50_95=-1.0, best=None, seconds=0.0)
-    ckpt = os.path.join(out, "last.safetensors")
     if resume and os.path.exists(ckpt):
         blob = fw.load(ckpt)
         if not all(isinstance(blob.get(k), dict) for k in ("model", "optim", "ema")):

@@ -63,6 +63,11 @@ def test_resume_continues_identically_and_never_invents_steps(cache, tmp_path, m
         assert _strict_json(tmp_path / "b" / "state.json")["step"] == 4
     for k, v in _weights(tmp_path / "b").items():
         np.testing.assert_array_equal(v, b[k], err_msg=k)
+    # the same command without --resume would overwrite the run's checkpoint: refused, nothing touched
+    with pytest.raises(ValueError, match="--resume"):
+        T.train(cache, str(tmp_path / "b"), steps=8, **KW)
+    for k, v in _weights(tmp_path / "b").items():
+        np.testing.assert_array_equal(v, b[k], err_msg=k)
 
 
 def test_a_time_budget_records_only_the_steps_it_trained(cache, tmp_path, monkeypatch):
