@@ -183,6 +183,14 @@ def cmd_evaluate(a):
         raise SystemExit(f"error: --data {a.data!r}: no such file or folder")
     det = _load(a.weights, a.device)
     if os.path.exists(os.path.join(a.data, "images.npy")):
+        cache_size = _cache_size(a.data, det.size)
+        if cache_size != det.size:  # the frames were letterboxed when the cache was made
+            print(
+                f"note: the cache holds {cache_size} px frames and the model's input size is {det.size} px: "
+                f"evaluated at {cache_size} px (make a cache with --size {det.size} to measure the model as "
+                "deployed)",
+                file=sys.stderr,
+            )
         m = evaluate_cache(det.model, a.data, det.size, a.limit, a.device, a.save_json)
     else:
         m = evaluate_folder(det, a.data, a.save_json, a.limit)

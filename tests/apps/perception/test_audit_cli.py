@@ -126,7 +126,15 @@ def test_a_run_without_validation_writes_loadable_weights_and_a_strict_card(cach
     # evaluate prints strict JSON too
     capsys.readouterr()
     main(["evaluate", "--data", cache, "--weights", str(out / "best.safetensors"), "--limit", "2"])
-    json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"evaluate printed {c}"))
+    out_err = capsys.readouterr()
+    json.loads(out_err.out, parse_constant=lambda c: pytest.fail(f"evaluate printed {c}"))
+    assert "note:" not in out_err.err
+    # a model deployed at another input size than the cache's frames: said, not silent
+    card = _strict_json(out / "model_card.json")
+    card["input_size"] = 96
+    (out / "model_card.json").write_text(json.dumps(card))
+    main(["evaluate", "--data", cache, "--weights", str(out / "best.safetensors"), "--limit", "1"])
+    assert "64 px frames and the model's input size is 96 px" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
