@@ -517,6 +517,8 @@ def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
 
 
 def randint(low, high=None, size=None, generator=None, dtype=None, device=None, requires_grad=False):
+    if size is None and isinstance(high, (tuple, list)):  # randint(high, size), as PyTorch
+        high, size = None, high
     if high is None:
         low, high = 0, low
     if size is None:

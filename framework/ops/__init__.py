@@ -91,6 +91,16 @@ def _r(fn):
     return lambda self, other: fn(other, self)
 
 
+def _cmp_dunder(fn):
+    # `t == None` is False and `t != None` True (Python's fallback), as in PyTorch: `t in [None, x]` works.
+    def method(self, other):
+        if other is None:
+            return NotImplemented
+        return fn(self, other)
+
+    return method
+
+
 def _inplace_method(name, fn):
     def method(self, *args, **kwargs):
         other = args[0] if args else None
@@ -154,10 +164,12 @@ _METHODS = {
     "__mul__": mul, "__rmul__": _r(mul), "__truediv__": div, "__rtruediv__": _r(div),
     "__pow__": pow, "__rpow__": _r(pow), "__matmul__": matmul, "__rmatmul__": _r(matmul),
     "__neg__": neg, "__abs__": abs,
-    "__eq__": eq, "__ne__": ne, "__lt__": lt, "__le__": le, "__gt__": gt, "__ge__": ge,
+    "__eq__": _cmp_dunder(eq), "__ne__": _cmp_dunder(ne),
+    "__lt__": lt, "__le__": le, "__gt__": gt, "__ge__": ge,
     "__getitem__": getitem, "__setitem__": setitem,
     "__invert__": lambda self: basic.logical_not(self) if self.data.dtype.kind == "b" else Tensor(~self.data),
-    "__and__": basic.logical_and, "__or__": basic.logical_or,
+    "__and__": basic.bitwise_and, "__or__": basic.bitwise_or, "__xor__": basic.bitwise_xor,
+    "__rand__": _r(basic.bitwise_and), "__ror__": _r(basic.bitwise_or), "__rxor__": _r(basic.bitwise_xor),
     "__floordiv__": lambda a, b: div(a, b, rounding_mode="floor"),
     "__mod__": lambda a, b: a - div(a, b, rounding_mode="floor") * b,
     "add": add, "sub": sub, "mul": mul, "div": div, "pow": pow, "neg": neg, "matmul": matmul,
@@ -166,7 +178,8 @@ _METHODS = {
     "square": basic.square, "sign": basic.sign, "floor": basic.floor, "ceil": basic.ceil,
     "round": basic.round, "maximum": maximum, "minimum": minimum, "clone": clone,
     "eq": eq, "ne": ne, "lt": lt, "le": le, "gt": gt, "ge": ge, "isnan": isnan,
-    "isfinite": basic.isfinite, "logical_not": basic.logical_not,
+    "isfinite": basic.isfinite, "nonzero": basic.nonzero, "argwhere": basic.argwhere,
+    "logical_not": basic.logical_not,
     "sum": sum_, "mean": mean, "max": max_, "min": min_, "amax": amax, "amin": amin,
     "argmax": argmax, "argmin": argmin, "var": var, "std": std, "logsumexp": logsumexp,
     "softmax": softmax, "log_softmax": log_softmax, "cumsum": cumsum, "norm": norm, "topk": topk,

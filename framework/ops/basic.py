@@ -501,7 +501,25 @@ def clamp(input, min=None, max=None):
 clip = clamp
 
 
-def where(condition, input, other):
+def nonzero(input, *, as_tuple=False):
+    """Indices of the non-zero elements: an int64 (n, ndim) tensor, or one index tensor per dim."""
+    xp = get_array_module(input.data)
+    a = input.data
+    idx = xp.nonzero(a if a.ndim else a.reshape(1))
+    if as_tuple:
+        return tuple(Tensor(i.astype("int64")) for i in idx)
+    out = xp.stack(idx, axis=1).astype("int64")
+    return Tensor(out if a.ndim else out[:, :0])  # a 0-d input gives (n, 0), as PyTorch
+
+
+def argwhere(input):
+    return nonzero(input)
+
+
+def where(condition, input=None, other=None):
+    """``where(condition, input, other)``; ``where(condition)`` alone is ``nonzero(as_tuple=True)``."""
+    if input is None and other is None:
+        return nonzero(condition, as_tuple=True)
     c = _arr(condition)
     return Where()(c, input, other)
 
@@ -582,6 +600,31 @@ def logical_and(input, other):
 
 def logical_or(input, other):
     return Tensor(_arr(input).astype(bool) | _arr(other).astype(bool))
+
+
+def logical_xor(input, other):
+    return Tensor(_arr(input).astype(bool) ^ _arr(other).astype(bool))
+
+
+def _bitwise(name, op):
+    """``&``, ``|``, ``^``: logical on bool tensors, bitwise on integer tensors (PyTorch's operators)."""
+
+    def f(input, other):
+        _check_devices(name, input, other)
+        a, b = _arr(input), _arr(other)
+        if _kind(a) == "f" or _kind(b) == "f":
+            da, db = (getattr(v, "dtype", type(v).__name__) for v in (a, b))
+            raise TypeError(f"{name}: operands must be integer or bool tensors, got {da} and {db}")
+        a, b = _promote(a, b)
+        return Tensor(op(a, b))
+
+    f.__name__ = name
+    return f
+
+
+bitwise_and = _bitwise("bitwise_and", lambda a, b: a & b)
+bitwise_or = _bitwise("bitwise_or", lambda a, b: a | b)
+bitwise_xor = _bitwise("bitwise_xor", lambda a, b: a ^ b)
 
 
 def isnan(input):

@@ -217,7 +217,8 @@ def log_softmax(input, dim, dtype=None):
 
 class Cumsum(Function):
     def forward(self, x):
-        return x.cumsum(axis=self.dim)
+        # Integer and bool sums accumulate in int64 (NumPy would use uint64 for unsigned input).
+        return x.cumsum(axis=self.dim, dtype="int64" if x.dtype.kind in "biu" else None)
 
     def backward(self, g):
         return Cumsum(dim=self.dim)(g.flip(self.dim)).flip(self.dim)

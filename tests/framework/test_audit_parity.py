@@ -226,3 +226,52 @@ def test_expand_minus_one_in_a_new_leading_dim_raises():
 ])
 def test_empty_dim_tuple_reduces_everything(case):
     _same(*_both(case))
+
+
+# ----------------------------------------------------------------------------- operators, misc
+
+
+@pytest.mark.parametrize("case", [
+    lambda L: L.tensor([3, 5]) & L.tensor([1, 4]),          # bitwise on ints (was logical: [True, True])
+    lambda L: L.tensor([3, 5]) | L.tensor([1, 4]),
+    lambda L: L.tensor([3, 5]) ^ L.tensor([1, 4]),
+    lambda L: 6 & L.tensor([3, 5]),
+    lambda L: L.tensor([3, 5], dtype=L.uint8) | L.tensor([8, 8], dtype=L.uint8),
+    lambda L: L.tensor([True, False]) & L.tensor([True, True]),
+    lambda L: L.tensor([True, False]) ^ L.tensor([True, True]),
+    lambda L: L.tensor([True, False]) | False,
+])
+def test_bitwise_operators(case):
+    _same(*_both(case))
+
+
+def test_bitwise_operators_reject_float():
+    for L in (fw, torch):
+        with pytest.raises((TypeError, RuntimeError)):
+            L.tensor([1.0]) & L.tensor([1.0])
+
+
+def test_compare_with_none_falls_back_to_identity():
+    for L in (fw, torch):
+        x = L.tensor([1.0, 2.0])
+        assert (x == None) is False  # noqa: E711 - the operator itself is under test
+        assert (x != None) is True  # noqa: E711
+        assert x in [None, x]
+
+
+@pytest.mark.parametrize("case", [
+    lambda L: L.tensor([[0, 1], [1, 1]]).nonzero(),
+    lambda L: L.tensor([0.0, 0.0]).nonzero(),
+    lambda L: L.tensor(3).nonzero(),
+    lambda L: L.argwhere(L.tensor([0, 2, 0, 1])),
+    lambda L: L.stack(L.tensor([[0, 2], [3, 0]]).nonzero(as_tuple=True)),
+    lambda L: L.stack(L.where(L.tensor([[0, 2], [3, 0]]))),
+    lambda L: L.tensor([200, 100], dtype=L.uint8).cumsum(0),  # int64, not uint64
+    lambda L: L.randint(5, (3,)).shape == (3,),
+])
+def test_nonzero_where_cumsum_randint(case):
+    ours, theirs = _both(case)
+    if isinstance(theirs, bool):
+        assert ours is theirs
+    else:
+        _same(ours, theirs)
