@@ -116,7 +116,7 @@ class Module:
         if isinstance(value, Parameter):
             if params is None:
                 raise AttributeError("cannot assign parameters before Module.__init__() call")
-            _remove_from(self, name)
+            _remove_from(self, name, keep="_parameters")
             self.register_parameter(name, value)
         elif params is not None and name in params:
             if value is not None:
@@ -126,7 +126,7 @@ class Module:
         elif isinstance(value, Module):
             if "_modules" not in d:
                 raise AttributeError("cannot assign module before Module.__init__() call")
-            _remove_from(self, name)
+            _remove_from(self, name, keep="_modules")
             d["_modules"][name] = value
         elif "_modules" in d and name in d["_modules"]:
             if value is not None:
@@ -134,7 +134,7 @@ class Module:
                                 "(framework.nn.Module or None expected)")
             d["_modules"][name] = None
         elif isinstance(value, Buffer):
-            _remove_from(self, name)
+            _remove_from(self, name, keep="_buffers")
             self.register_buffer(name, value)
         elif "_buffers" in d and name in d["_buffers"]:
             if value is not None and not isinstance(value, Tensor):
@@ -550,11 +550,13 @@ def _check_name(name, what):
         raise KeyError(f'{what} name can\'t contain "."')
 
 
-def _remove_from(module, name):
+def _remove_from(module, name, keep=None):
+    """Forget ``name`` in every store but ``keep``: a re-assigned parameter, buffer or child keeps its
+    place in its own store, so state_dict and parameters() order stay as PyTorch's."""
     d = module.__dict__
     for key in ("_parameters", "_buffers", "_modules"):
         store = d.get(key)
-        if store is not None and name in store:
+        if key != keep and store is not None and name in store:
             del store[name]
     d.pop(name, None)
     if "_non_persistent_buffers_set" in d:

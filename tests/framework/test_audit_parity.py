@@ -275,3 +275,20 @@ def test_nonzero_where_cumsum_randint(case):
         assert ours is theirs
     else:
         _same(ours, theirs)
+
+
+# ----------------------------------------------------------------------------- nn.Module
+
+
+def test_reassigned_parameter_and_child_keep_their_place():
+    # `model.head = new_head` (fine-tuning) moved the child to the end of state_dict / parameters().
+    def f(L):
+        net = L.nn.Sequential()
+        net.add_module("body", L.nn.Linear(2, 3))
+        net.add_module("head", L.nn.Linear(3, 4))
+        net.add_module("act", L.nn.ReLU())
+        net.body.weight = L.nn.Parameter(L.ones(3, 2))
+        net.head = L.nn.Linear(3, 5)
+        return list(net.state_dict().keys()), [n for n, _ in net.named_modules()]
+
+    assert f(fw) == f(torch)
