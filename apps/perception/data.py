@@ -29,8 +29,11 @@ def letterbox(
     """
     tw, th = (size, size) if isinstance(size, int) else size
     h, w = img.shape[:2]
+    if h == 0 or w == 0:
+        raise ValueError(f"letterbox: empty image of shape {img.shape}")
     r = min(tw / w, th / h)
-    nw, nh = int(round(w * r)), int(round(h * r))
+    # a very elongated image keeps at least one pixel across (rounding would give 0)
+    nw, nh = max(1, int(round(w * r))), max(1, int(round(h * r)))
     px, py = (tw - nw) // 2, (th - nh) // 2
     out = np.full((th, tw, 3), PAD_VALUE, np.uint8)
     interp = cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR

@@ -96,3 +96,23 @@ def test_mosaic_boxes_inside_and_on_objects(rng):
     assert (b >= 0).all() and (b <= 64).all()
     for x1, y1, x2, y2 in b.astype(int):
         assert img[y1:y2, x1:x2, 0].mean() > 100  # a kept box covers its (white) object
+
+
+def test_letterbox_maps_boxes_back_and_handles_extreme_shapes():
+    import pytest
+
+    from apps.perception.data import letterbox, unletterbox_boxes
+
+    img = np.zeros((60, 100, 3), np.uint8)
+    img[20:40, 30:50] = 255
+    out, meta = letterbox(img, 320)
+    r, px, py = meta
+    assert out.shape == (320, 320, 3) and r == pytest.approx(3.2) and (px, py) == (0.0, 64.0)
+    ys, xs = np.nonzero(out[..., 0] > 127)  # the edges are interpolated: half-way is the edge
+    box = np.array([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], np.float32)
+    np.testing.assert_allclose(unletterbox_boxes(box, meta, 100, 60), [[30, 20, 50, 40]], atol=0.5)
+    # a 2 x 5000 strip (a scan line, a panorama slice): its short side rounded to 0 px and OpenCV raised
+    out, (r, px, py) = letterbox(np.full((2, 5000, 3), 7, np.uint8), 320)
+    assert out.shape == (320, 320, 3) and (out == 7).any()
+    with pytest.raises(ValueError, match="empty image"):
+        letterbox(np.zeros((0, 10, 3), np.uint8), 320)
