@@ -224,7 +224,7 @@ def cmd_demo(a, track=True):
         print(json.dumps(s))
 
 
-def _set_threads(argv) -> None:
+def _set_threads(argv, apply: bool = True) -> None:
     """``--threads N`` (default 1) before NumPy loads: BLAS and the framework's convolution pool.
 
     One inference thread leaves the second core to capture and video encoding, and keeps the model time
@@ -234,19 +234,19 @@ def _set_threads(argv) -> None:
     n = "1"
     if "--threads" in argv:
         i = argv.index("--threads")
-        n = argv[i + 1] if i + 1 < len(argv) else n
+        n = argv[i + 1] if i + 1 < len(argv) else ""
+        if not (n.isdigit() and int(n) >= 1):
+            raise SystemExit(f"perception: error: --threads needs a whole number >= 1, got {n!r}")
         del argv[i : i + 2]
+    if not apply:  # NumPy is already loaded (called from Python): too late to take effect
+        return
     for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "FRAMEWORK_CONV_THREADS"):
         os.environ.setdefault(v, n)
 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
-    if "numpy" not in sys.modules:
-        _set_threads(argv)
-    elif "--threads" in argv:
-        i = argv.index("--threads")
-        del argv[i : i + 2]
+    _set_threads(argv, apply="numpy" not in sys.modules)
     p = argparse.ArgumentParser(
         prog="perception",
         description="Driving perception: detection and tracking. Global option: --threads N (default 1) "

@@ -220,3 +220,11 @@ def test_ctrl_c_in_train_exits_130_and_says_how_to_resume(cache, tmp_path, monke
     with pytest.raises(SystemExit) as e:
         main(["train", "--data", cache, "--out", str(tmp_path / "r")])
     assert e.value.code == 130 and "--resume" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", [["abc"], ["0"], []])
+def test_threads_must_be_a_positive_whole_number(value):
+    from apps.perception.__main__ import main
+
+    with pytest.raises(SystemExit, match="--threads needs a whole number"):
+        main(["synth", "--threads", *value])
