@@ -358,9 +358,21 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
 
 
 def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=False,
-         allow_unused=False):
-    """Gradients of ``outputs`` with respect to ``inputs``, as ``torch.autograd.grad``."""
+         allow_unused=None, is_grads_batched=False, materialize_grads=False):
+    """Gradients of ``outputs`` with respect to ``inputs``, as ``torch.autograd.grad``.
+
+    ``materialize_grads=True`` returns zeros instead of None for inputs the outputs do not depend
+    on (and implies ``allow_unused``). ``is_grads_batched`` is not supported.
+    """
     from .tensor import Tensor
+
+    if is_grads_batched:
+        raise NotImplementedError("grad: is_grads_batched=True is not supported")
+    if allow_unused is None:
+        allow_unused = materialize_grads
+    elif materialize_grads and not allow_unused:
+        raise ValueError("Expected allow_unused to be True or not passed when materialize_grads=True, "
+                         "but got: allow_unused=False.")
 
     outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
     single = isinstance(inputs, Tensor)
@@ -373,4 +385,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
         if not t.requires_grad:
             raise RuntimeError(f"one of the differentiated tensors (shape {tuple(t.shape)}) does "
                                "not require grad")
-    return _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs, allow_unused)
+    grads = _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs, allow_unused)
+    if materialize_grads:
+        from .tensor import zeros_like
+
+        grads = tuple(zeros_like(t) if g is None else g for g, t in zip(grads, inputs))
+    return grads

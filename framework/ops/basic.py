@@ -418,6 +418,9 @@ def div(input, other, rounding_mode=None):
         return Div()(input, other)
     a, b = _arr(input), _arr(other)
     xp = get_array_module(a if hasattr(a, "dtype") else b)
+    if _kind(a) in "biu" and _kind(b) in "biu" and bool(xp.any(xp.asarray(b) == 0)):
+        raise RuntimeError(f"div(rounding_mode={rounding_mode!r}): ZeroDivisionError (integer division "
+                           "by zero)")
     q = a / b
     q = xp.floor(q) if rounding_mode == "floor" else xp.trunc(q)
     dt = _dt.result_type(a, b)

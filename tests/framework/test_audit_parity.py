@@ -292,3 +292,32 @@ def test_reassigned_parameter_and_child_keep_their_place():
         return list(net.state_dict().keys()), [n for n, _ in net.named_modules()]
 
     assert f(fw) == f(torch)
+
+
+# ----------------------------------------------------------------------------- autograd.grad, division
+
+
+def test_grad_materialize_grads():
+    def f(L):
+        x = L.tensor([1.0, 2.0], requires_grad=True)
+        z = L.tensor([3.0], requires_grad=True)
+        return L.autograd.grad((x * 2).sum(), [x, z], materialize_grads=True)
+
+    for a, b in zip(*_both(f)):
+        _same(a, b)
+    x = fw.tensor([1.0], requires_grad=True)
+    with pytest.raises(ValueError):
+        fw.autograd.grad((x * 2).sum(), x, allow_unused=False, materialize_grads=True)
+
+
+@pytest.mark.parametrize("case", [lambda L: L.tensor([1, 0, -1]) // 0,
+                                  lambda L: L.tensor([3, 4]) % L.tensor([2, 0]),
+                                  lambda L: L.div(L.tensor([3]), 0, rounding_mode="trunc")])
+def test_integer_division_by_zero_raises(case):
+    for L in (fw, torch):
+        with pytest.raises(RuntimeError, match="ZeroDivisionError"):
+            case(L)
+
+
+def test_float_floor_division_by_zero_is_inf():
+    _same(*_both(lambda L: L.tensor([1.0, -1.0]) // 0))
