@@ -75,8 +75,29 @@ class inference_mode(_GradMode):
 
 
 class set_grad_enabled(_GradMode):
+    """``set_grad_enabled(False)`` switches the mode at once (a plain call works, as in PyTorch); used
+    as a context manager or decorator it also restores the previous mode afterwards."""
+
     def __init__(self, mode: bool):
         self.mode = bool(mode)
+        self._prev = is_grad_enabled()
+        _set_grad(self.mode)
+
+    def __enter__(self):
+        return self
+
+    def __call__(self, fn):
+        import functools
+
+        _set_grad(self._prev)  # as a decorator, the mode applies only inside calls of fn
+        mode = self.mode
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with set_grad_enabled(mode):
+                return fn(*args, **kwargs)
+
+        return wrapper
 
 
 class Function:

@@ -205,10 +205,17 @@ class Tensor:
         return _Handle()
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        from .autograd import _run_backward
+        from .autograd import _accumulate_leaf, _run_backward
 
-        if inputs is not None:
-            raise NotImplementedError("backward(inputs=...) is not supported; use autograd.grad")
+        if inputs is not None:  # accumulate into these tensors' .grad only (leaves or not)
+            inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+            if not inputs:
+                raise RuntimeError("backward: 'inputs' argument to backward() cannot be empty")
+            grads = _run_backward([self], [gradient], retain_graph, create_graph, inputs, True)
+            for t, g in zip(inputs, grads):
+                if g is not None:
+                    _accumulate_leaf(t, g, create_graph)
+            return
         _run_backward([self], [gradient], retain_graph, create_graph)
 
     def _own(self):

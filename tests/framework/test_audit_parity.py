@@ -321,3 +321,38 @@ def test_integer_division_by_zero_raises(case):
 
 def test_float_floor_division_by_zero_is_inf():
     _same(*_both(lambda L: L.tensor([1.0, -1.0]) // 0))
+
+
+def test_set_grad_enabled_as_a_plain_call_and_decorator():
+    # fw.set_grad_enabled(False) called alone did nothing (the mode changed only inside `with`).
+    def f(L):
+        x = L.tensor([1.0], requires_grad=True)
+        L.set_grad_enabled(False)
+        try:
+            a = (x * 2).requires_grad
+        finally:
+            L.set_grad_enabled(True)
+        b = (x * 2).requires_grad
+        with L.set_grad_enabled(False):
+            c = (x * 2).requires_grad
+        deco = L.set_grad_enabled(False)(lambda t: (t * 2).requires_grad)
+        d = (x * 2).requires_grad  # making the decorator leaves the mode as it was
+        return a, b, c, deco(x), d, L.is_grad_enabled()
+
+    assert f(fw) == f(torch) == (False, True, False, False, True, True)
+
+
+def test_backward_with_inputs_accumulates_only_there():
+    def f(L):
+        x = L.tensor([1.0, 2.0], requires_grad=True)
+        w = L.tensor([3.0, 4.0], requires_grad=True)
+        h = x * w
+        h.retain_grad()
+        (h * h).sum().backward(inputs=[w, h])
+        (x * w).sum().backward(inputs=w)
+        return x.grad is None, w.grad, h.grad
+
+    (xn, w, h), (txn, tw, th) = _both(f)
+    assert xn and txn
+    _same(w, tw)
+    _same(h, th)
