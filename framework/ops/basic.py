@@ -70,11 +70,26 @@ class BroadcastTo(Function):
 
 def _promote(a, b):
     dt = _dt.result_type(a, b)
-    if hasattr(a, "dtype") and a.dtype != dt:
-        a = a.astype(dt)
-    if hasattr(b, "dtype") and b.dtype != dt:
-        b = b.astype(dt)
+    if hasattr(a, "dtype"):
+        if a.dtype != dt:
+            a = a.astype(dt)
+    elif type(a) is int and dt.kind in "iu":
+        a = _wrap_int(a, dt)
+    if hasattr(b, "dtype"):
+        if b.dtype != dt:
+            b = b.astype(dt)
+    elif type(b) is int and dt.kind in "iu":
+        b = _wrap_int(b, dt)
     return a, b
+
+
+def _wrap_int(s, dt):
+    """A Python int outside an integer tensor's range wraps around in the tensor's dtype, as in PyTorch
+    (``uint8 tensor + 300`` adds 44); NumPy 2 raises OverflowError instead."""
+    info = np.iinfo(dt)
+    if info.min <= s <= info.max:
+        return s
+    return np.array(s, dtype=np.uint64 if s > 0 else np.int64).astype(dt)[()]
 
 
 def _shape(x):

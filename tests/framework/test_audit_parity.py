@@ -356,3 +356,14 @@ def test_backward_with_inputs_accumulates_only_there():
     assert xn and txn
     _same(w, tw)
     _same(h, th)
+
+
+@pytest.mark.parametrize("case", [
+    lambda L: L.tensor([1, 2], dtype=L.uint8) + 300,       # NumPy 2 raised OverflowError
+    lambda L: L.tensor([1, 2], dtype=L.uint8) * -1,
+    lambda L: 1000 * L.tensor([100], dtype=L.int8),
+    lambda L: L.tensor([1, 2], dtype=L.int32) + 2**40,
+    lambda L: L.tensor([1, 2], dtype=L.uint8) + 3,
+])
+def test_out_of_range_python_int_wraps_like_pytorch(case):
+    _same(*_both(case))
