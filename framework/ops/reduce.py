@@ -150,8 +150,9 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
         n *= input.shape[a]
     mu = mean(input, dim=ax, keepdim=True)
     d = input - mu
+    # PyTorch divides by max(0, n - correction): inf where the squared deviations are > 0, else NaN.
     return sum(d * d, dim=ax, keepdim=keepdim) / (n - correction) if n - correction > 0 else (
-        sum(d * d, dim=ax, keepdim=keepdim) * float("nan"))
+        sum(d * d, dim=ax, keepdim=keepdim) * float("inf"))
 
 
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):

@@ -367,3 +367,14 @@ def test_backward_with_inputs_accumulates_only_there():
 ])
 def test_out_of_range_python_int_wraps_like_pytorch(case):
     _same(*_both(case))
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("case", [
+    lambda L: L.tensor([1.0, 2.0]).var(correction=2),          # n - correction = 0, spread > 0: inf
+    lambda L: L.tensor([1.0, 1.0]).var(correction=2),          # 0 / 0: NaN
+    lambda L: L.tensor([[1.0, 2.0], [3.0, 3.0]]).std(1, correction=3),
+    lambda L: L.tensor([1.0]).std(),
+])
+def test_var_with_no_degrees_of_freedom(case):
+    _same(*_both(case))
