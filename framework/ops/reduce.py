@@ -5,10 +5,14 @@ from __future__ import annotations
 import builtins
 from collections import namedtuple
 
+import numpy as np
+
 from ..autograd import Function
 from ..backend import get_array_module
 from ..tensor import Tensor
 from .basic import BroadcastTo, exp, log, sqrt, where
+
+_F16 = np.dtype("float16")
 
 
 def _axes(dim, ndim):
@@ -33,10 +37,11 @@ class Sum(Function):
     def forward(self, x):
         self.in_shape = x.shape
         self.ax = _axes(self.dim, x.ndim) if x.ndim else ()
-        dt = None
         if x.dtype.kind in "bui":
-            dt = "int64"
-        return x.sum(axis=self.ax, keepdims=self.keepdim, dtype=dt)
+            return x.sum(axis=self.ax, keepdims=self.keepdim, dtype="int64")
+        if x.dtype == _F16:  # accumulate in float32, as PyTorch (float16 partial sums lose digits)
+            return x.sum(axis=self.ax, keepdims=self.keepdim, dtype="float32").astype(_F16)
+        return x.sum(axis=self.ax, keepdims=self.keepdim)
 
     def backward(self, g):
         if not self.keepdim:
@@ -55,6 +60,8 @@ def mean(input, dim=None, keepdim=False, dtype=None):
                            f"floating point or complex dtype. Got: {input.dtype}")
     if dtype is not None:
         input = input.to(dtype)
+    if input.data.dtype == _F16:  # sum and divide in float32, round once (PyTorch's result)
+        return mean(input.float(), dim, keepdim).half()
     ax = _axes(dim, input.ndim) if input.ndim else ()
     n = 1
     for a in ax:
@@ -174,6 +181,8 @@ class Softmax(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
+        if x.dtype == _F16:  # computed in float32 and rounded once, as PyTorch
+            return self.forward(x.astype("float32")).astype(_F16)
         if x.size == 0:  # NumPy's max has no identity; an empty softmax is empty (PyTorch)
             return x.copy()
         e = xp.exp(x - x.max(axis=self.dim, keepdims=True))
@@ -190,6 +199,8 @@ class LogSoftmax(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
+        if x.dtype == _F16:
+            return self.forward(x.astype("float32")).astype(_F16)
         if x.size == 0:
             return x.copy()
         s = x - x.max(axis=self.dim, keepdims=True)
@@ -218,7 +229,10 @@ def log_softmax(input, dim, dtype=None):
 
 class Cumsum(Function):
     def forward(self, x):
-        # Integer and bool sums accumulate in int64 (NumPy would use uint64 for unsigned input).
+        # Integer and bool sums accumulate in int64 (NumPy would use uint64 for unsigned input);
+        # float16 in float32 (a float16 running sum stops growing at 2048 when adding values < 1).
+        if x.dtype == _F16:
+            return x.cumsum(axis=self.dim, dtype="float32").astype(_F16)
         return x.cumsum(axis=self.dim, dtype="int64" if x.dtype.kind in "biu" else None)
 
     def backward(self, g):

@@ -378,3 +378,28 @@ def test_out_of_range_python_int_wraps_like_pytorch(case):
 ])
 def test_var_with_no_degrees_of_freedom(case):
     _same(*_both(case))
+
+
+# ----------------------------------------------------------------------------- float16 accumulation
+
+
+@pytest.mark.parametrize("case", [
+    lambda L, a, b: L.tensor(a).cumsum(0)[-1],      # a float16 running sum stopped at 2048
+    lambda L, a, b: L.tensor(a).sum(),
+    lambda L, a, b: L.tensor(a).mean(),              # summed and divided in float16: off by 1 ulp
+    lambda L, a, b: L.tensor(b).mean(1),
+    lambda L, a, b: L.tensor(b).softmax(1),
+])
+def test_float16_reductions_accumulate_in_float32(case):
+    rs = np.random.RandomState(0)
+    a, b = rs.rand(20000).astype(np.float16), rs.rand(8, 512).astype(np.float16)
+    _same(case(fw, a, b), case(torch, a, b), atol=0)
+
+
+def test_float16_mean_gradient_dtype():
+    def f(L):
+        x = L.tensor([1.0, 2.0, 4.0], dtype=L.float16, requires_grad=True)
+        x.mean().backward()
+        return x.grad
+
+    _same(*_both(f), atol=0)
