@@ -10,6 +10,7 @@ import numpy as np
 from . import dtypes as _dt
 from .autograd import is_grad_enabled
 from .backend import CPU, device, device_of, get_array_module, to_device
+from .backend import device as _device  # (for functions whose 'device' argument shadows it)
 
 
 class Tensor:
@@ -419,8 +420,14 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
 
 
 def as_tensor(data, dtype=None, device=None):
+    """``data`` as a tensor, sharing memory where it can (a Tensor, or a NumPy array whose dtype is
+    kept on the CPU, as ``torch.as_tensor``); otherwise a copy."""
     if isinstance(data, Tensor) and dtype is None and device is None:
         return data
+    if (isinstance(data, np.ndarray) and data.dtype in _dt._BY_NP
+            and (dtype is None or _dtype_np(dtype) == data.dtype)
+            and (device is None or _device(device).type == "cpu")):
+        return Tensor(data)
     return tensor(data, dtype=dtype, device=device)
 
 
@@ -492,6 +499,7 @@ def empty_like(t, dtype=None, device=None, requires_grad=False):
 
 
 def arange(start, end=None, step=1, dtype=None, device=None, requires_grad=False):
+    start, end, step = (v.item() if isinstance(v, Tensor) else v for v in (start, end, step))
     if end is None:
         start, end = 0, start
     if dtype is None:

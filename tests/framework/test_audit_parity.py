@@ -403,3 +403,20 @@ def test_float16_mean_gradient_dtype():
         return x.grad
 
     _same(*_both(f), atol=0)
+
+
+# ----------------------------------------------------------------------------- factories
+
+
+def test_as_tensor_shares_numpy_memory():
+    for L in (fw, torch):
+        a = np.zeros(2)
+        L.as_tensor(a).add_(1)                    # float64 kept: shared
+        b = np.zeros(2)
+        L.as_tensor(b, dtype=L.float32).add_(1)   # converted: a copy
+        assert a.tolist() == [1.0, 1.0] and b.tolist() == [0.0, 0.0]
+
+
+def test_arange_of_zero_dim_tensors():
+    _same(*_both(lambda L: L.arange(L.tensor(3))))
+    _same(*_both(lambda L: L.arange(L.tensor(1), L.tensor(5.0), 2)))
