@@ -107,13 +107,14 @@ else:
     # no type filter: DICOM files often have no extension; the browser refuses files over the limit
     files = st.file_uploader("DICOM files (.dcm, or files without extension)", accept_multiple_files=True,
                              key="dx_upload", max_upload_size=uploads.MAX_DICOM_BYTES // uploads.MiB)
-    for f in files or []:
+    for i, f in enumerate(files or []):
         data = f.getvalue()
-        problem = uploads.check_dicom(f.name, data)
+        label = uploads.upload_label(i, f.name)  # file names often carry patient names: not shown
+        problem = uploads.check_dicom(label, data)
         if problem:
             st.error(problem, icon=common.REFUSED)
         else:
-            inputs.append((f.name, data))
+            inputs.append((label, data))
 
 if not inputs:
     st.stop()

@@ -19,6 +19,17 @@ MAX_ZIP_MEMBERS = 20_000
 VIDEO_EXTENSIONS = ("mp4", "avi", "mov", "mkv", "webm", "m4v")
 
 
+_LABEL_EXTENSIONS = (".dcm", ".dicom", ".dic", ".ima")
+
+
+def upload_label(index: int, name: str) -> str:
+    """How the page names the ``index``-th uploaded DICOM file (0-based): "upload 2.dcm", in the order
+    of the uploader's list. Not the file's name: PACS exports name files after patients and MRNs, and
+    the page never shows patient identity unless asked (only a known DICOM extension is kept)."""
+    ext = "." + name.rsplit(".", 1)[-1].lower() if "." in name else ""
+    return f"upload {index + 1}{ext if ext in _LABEL_EXTENSIONS else ''}"
+
+
 def _size_message(name: str, size: int, limit: int, what: str) -> str | None:
     if size == 0:
         return f"{name}: the file is empty."

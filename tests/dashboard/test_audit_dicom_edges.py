@@ -71,6 +71,6 @@ def test_file_window_outside_the_slider_range_still_shows_the_image(app, window)
 def test_dicom_without_pixel_data_is_a_message(app):
     _upload(app, "report.dcm", _dicom(None))
     assert not app.exception, app.exception
-    assert "report.dcm" in _texts(app.error)
+    assert "upload 1.dcm" in _texts(app.error)  # uploads are labelled by position, not name
     page = _texts(app.error) + _texts(app.markdown) + _texts(app.caption)
     assert "Doe" not in page and "PID-12345" not in page

@@ -103,7 +103,7 @@ def test_truncated_dicom_names_the_reason(app, studies):
     _upload(app, ("cut.dcm", data[: len(data) // 3], "application/dicom"))
     assert not app.exception, app.exception
     err = texts(app.error)
-    assert err.startswith("cut.dcm:") and ("short" in err or "trunc" in err.lower() or "end" in err)
+    assert err.startswith("upload 1.dcm:") and ("short" in err or "trunc" in err.lower() or "end" in err)
 
 
 def _model_ready():
@@ -145,7 +145,7 @@ def test_several_files_get_a_summary(app, studies):
     _upload(app, studies["chest"], studies["knee"])
     assert not app.exception, app.exception
     summary = app.dataframe[0].value
-    assert list(summary["file"]) == [Path(studies["chest"]).name, Path(studies["knee"]).name]
+    assert list(summary["file"]) == ["upload 1.dcm", "upload 2.dcm"]  # in the uploader's order
     app.selectbox(key="dx_show").set_value(1).run()
     assert not app.exception
     values = dict(zip(app.dataframe[-1].value["attribute"], app.dataframe[-1].value["value"]))
@@ -274,3 +274,16 @@ def test_colour_file_is_shown_as_decoded(app):
     _upload(app, _testdata("SC_rgb_rle.dcm"))
     assert not app.exception, app.exception
     assert "colour image" in texts(app.caption)
+
+
+def test_upload_file_names_are_not_shown(app, studies):
+    # PACS exports name files after patients: the page labels uploads by position, in its table, its
+    # selector and its errors alike
+    data = Path(studies["chest"]).read_bytes()
+    _upload(app, ("DOE^JANE_MRN12345.dcm", data, "application/dicom"),
+            ("SMITH_JOHN.dcm", data[: len(data) // 3], "application/dicom"))
+    assert not app.exception, app.exception
+    shown = all_text(app) + "\n".join(str(o) for o in app.selectbox(key="dx_show").options)
+    assert "upload 2.dcm" in shown
+    for part in ("DOE", "JANE", "MRN12345", "SMITH", "JOHN"):
+        assert part not in shown
