@@ -109,7 +109,7 @@ class Function:
     the forward is caught when backward reads them.
     """
 
-    __slots__ = ("inputs", "needs_input_grad", "_outputs", "_freed", "__dict__", "__weakref__")
+    __slots__ = ("inputs", "needs_input_grad", "_edges", "_outputs", "_freed", "__dict__", "__weakref__")
     _saved: tuple = ()
     _saved_versions: tuple = ()
 
@@ -175,6 +175,10 @@ class Function:
         if need and is_grad_enabled():
             self.inputs = inputs
             self.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+            # Each input's producer as it is now: an in-place op later gives the tensor a new
+            # grad_fn, but this node consumed the old value (PyTorch's edges are fixed the same way).
+            self._edges = tuple([(x.grad_fn, x._out_idx) if isinstance(x, Tensor) else _NO_EDGE
+                                 for x in inputs])
             results = tuple([Tensor._from_op(o, self, i) for i, o in enumerate(outs)])
             self._outputs = tuple([weakref.ref(r) for r in results])
             if multi:
@@ -185,7 +189,7 @@ class Function:
                     saved.append(results[0])
                 self.save_for_backward(*saved)
         else:
-            self.inputs = ()
+            self.inputs = self._edges = ()
             results = tuple([Tensor(o) for o in outs])
         if self.is_view and isinstance(inputs[0], Tensor):
             results[0]._vc = inputs[0]._vc
@@ -201,6 +205,8 @@ class Function:
 
 # ----------------------------------------------------------------------------------------- engine
 
+_NO_EDGE = (None, 0)
+
 
 def _topo_order(roots):
     """Functions reachable from ``roots`` in reverse topological order, without recursion."""
@@ -215,8 +221,7 @@ def _topo_order(roots):
             continue
         seen.add(id(fn))
         stack.append((fn, True))
-        for x in fn.inputs:
-            g = getattr(x, "grad_fn", None)
+        for g, _ in fn._edges:
             if g is not None and id(g) not in seen:
                 stack.append((g, False))
     order.reverse()
@@ -303,7 +308,7 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
             if len(gxs) != len(fn.inputs):
                 raise RuntimeError(f"{type(fn).__name__}.backward returned {len(gxs)} gradients "
                                    f"for {len(fn.inputs)} inputs")
-            for x, gx, need in zip(fn.inputs, gxs, fn.needs_input_grad):
+            for x, (xfn, xidx), gx, need in zip(fn.inputs, fn._edges, gxs, fn.needs_input_grad):
                 if not need or gx is None:
                     continue
                 if gx.data.shape != x.data.shape:  # (arrays' shapes: no Size objects in the hot loop)
@@ -311,8 +316,8 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
                                        f"{tuple(gx.shape)} for an input of shape {tuple(x.shape)}")
                 if not create_graph and gx.requires_grad:
                     gx = gx.detach()
-                if x.grad_fn is not None:
-                    key = (id(x.grad_fn), x._out_idx)
+                if xfn is not None:
+                    key = (id(xfn), xidx)
                     pending[key] = gx if key not in pending else pending[key] + gx
                 else:
                     to_leaf(x, gx)
