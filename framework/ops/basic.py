@@ -126,7 +126,7 @@ class Mul(Function):
         return a * b
 
     def backward(self, g):
-        a, b = self.saved_tensors
+        a, b = _saved_pair(self)
         return (unbroadcast(g * b, _shape(a)) if self.needs_input_grad[0] else None,
                 unbroadcast(g * a, _shape(b)) if self.needs_input_grad[1] else None)
 
@@ -143,10 +143,23 @@ class Div(Function):
         return out
 
     def backward(self, g):
-        a, b = self.saved_tensors
+        a, b = _saved_pair(self)
         ga = unbroadcast(g / b, _shape(a)) if self.needs_input_grad[0] else None
         gb = unbroadcast(-g * a / (b * b), _shape(b)) if self.needs_input_grad[1] else None
         return ga, gb
+
+
+def _saved_pair(fn):
+    """(a, b) of a binary node that saved only the operands its gradients read (see ``mul``/``div``);
+    an unsaved one is used for its shape only."""
+    if fn.saves_inputs == (0, 1):
+        return fn.saved_tensors
+    saved = dict(zip(fn.saves_inputs, fn.saved_tensors))
+    return saved.get(0, fn.inputs[0]), saved.get(1, fn.inputs[1])
+
+
+def _needs_grad(x):
+    return isinstance(x, Tensor) and x.requires_grad
 
 
 def _kind(x):
@@ -424,13 +437,20 @@ def sub(input, other, alpha=1):
 
 def mul(input, other):
     _check_devices("mul", input, other)
-    return Mul()(input, other)
+    an, bn = _needs_grad(input), _needs_grad(other)
+    if an and bn:
+        return Mul()(input, other)
+    # As PyTorch, keep only what the gradient reads: y[0] = y[1] * 2 must not save (and then find
+    # modified) the view y[1].
+    return Mul(saves_inputs=(0,) if bn else (1,) if an else ())(input, other)
 
 
 def div(input, other, rounding_mode=None):
     _check_devices("div", input, other)
     if rounding_mode is None:
-        return Div()(input, other)
+        if _needs_grad(other):
+            return Div()(input, other)
+        return Div(saves_inputs=(1,) if _needs_grad(input) else ())(input, other)
     a, b = _arr(input), _arr(other)
     xp = get_array_module(a if hasattr(a, "dtype") else b)
     if _kind(a) in "biu" and _kind(b) in "biu" and bool(xp.any(xp.asarray(b) == 0)):
