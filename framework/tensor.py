@@ -98,6 +98,30 @@ class Tensor:
     def element_size(self):
         return self.data.itemsize
 
+    nelement = numel
+    ndimension = dim
+
+    @property
+    def itemsize(self):
+        return self.data.itemsize
+
+    @property
+    def nbytes(self):
+        return int(self.data.nbytes)
+
+    def is_contiguous(self, memory_format=None):
+        """Whether the elements lie in row-major order without gaps (``view`` needs this)."""
+        return bool(self.data.flags.c_contiguous)
+
+    def stride(self, dim=None):
+        """Strides in elements (NumPy's are in bytes), as ``torch.Tensor.stride``."""
+        st = tuple(int(b) // self.data.itemsize for b in self.data.strides)
+        return st if dim is None else st[dim]
+
+    def data_ptr(self):
+        a = self.data
+        return int(a.__array_interface__["data"][0]) if type(a) is np.ndarray else int(a.data.ptr)
+
     def is_floating_point(self):
         return self.data.dtype.kind == "f"
 

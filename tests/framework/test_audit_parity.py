@@ -475,3 +475,13 @@ def test_saved_scale_is_still_version_checked():
         s.mul_(2)  # x's gradient reads s: the change must be caught
         with pytest.raises(RuntimeError, match="modified by an inplace operation"):
             y.sum().backward()
+
+
+def test_layout_queries():
+    def f(L):
+        x = L.arange(6.0).reshape(2, 3)
+        return (x.is_contiguous(), x.t().is_contiguous(), x.t().contiguous().is_contiguous(), x.stride(),
+                x.t().stride(), x.stride(-1), x.expand(2, 2, 3).stride(), x[:, ::2].is_contiguous(),
+                x.nelement(), x.ndimension(), x.itemsize, x.nbytes, x.data_ptr() == x.view(-1).data_ptr())
+
+    assert f(fw) == f(torch)
