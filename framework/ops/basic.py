@@ -181,16 +181,23 @@ class Pow(Function):
         a, b, y = self.saved_tensors
         ga = gb = None
         if self.needs_input_grad[0]:
-            if isinstance(b, Tensor):
-                ga = g * b * a ** (b - 1)
+            if isinstance(b, Tensor):  # 0 where the exponent is 0 (0 * 0^-1 would be NaN), as PyTorch
+                ga = where(b == 0, 0.0, g * b * a ** (b - 1))
             elif b == 0:
                 ga = g * 0.0
             else:
                 ga = g * b * a ** (b - 1) if b != 1 else g
             ga = unbroadcast(ga, _shape(a))
         if self.needs_input_grad[1]:
-            la = log(a) if isinstance(a, Tensor) else math.log(a)
-            gb = unbroadcast(g * y * la, _shape(b))
+            # d(a^b)/db = a^b log(a), taken as 0 where a == 0 and b >= 0 (PyTorch's rule; 0 * -inf
+            # would be NaN), and for a Python base 0 (math.log(0) raises).
+            if isinstance(a, Tensor):
+                gb = where((a == 0) & (b >= 0), 0.0, g * y * log(a))
+            elif a == 0:
+                gb = where(b >= 0, 0.0, g * y * float("-inf"))
+            else:
+                gb = g * y * (math.log(a) if a > 0 else float("nan"))
+            gb = unbroadcast(gb, _shape(b))
         return ga, gb
 
 

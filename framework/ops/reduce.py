@@ -10,7 +10,7 @@ import numpy as np
 from ..autograd import Function
 from ..backend import get_array_module
 from ..tensor import Tensor
-from .basic import BroadcastTo, exp, log, sqrt, where
+from .basic import BroadcastTo, exp, log, where
 
 _F16 = np.dtype("float16")
 
@@ -72,6 +72,8 @@ def mean(input, dim=None, keepdim=False, dtype=None):
 class AMax(Function):
     """amax / amin: ties share the gradient evenly (PyTorch's rule for amax/amin and max())."""
 
+    nan_pick = False
+
     def forward(self, x):
         self.in_shape = x.shape
         self.ax = _axes(self.dim, x.ndim) if x.ndim else ()
@@ -79,7 +81,10 @@ class AMax(Function):
             raise RuntimeError(f"{self.name}(): expected a non-empty reduced dimension (no identity for "
                                f"{self.name}), got input shape {x.shape} reduced over dims {self.ax}")
         y = x.max(axis=self.ax, keepdims=True) if self.name == "amax" else x.min(axis=self.ax, keepdims=True)
-        m = (x == y).astype(x.dtype)
+        m = x == y
+        if self.nan_pick:  # max()/min() of all elements: a NaN result sends the gradient to the NaNs
+            m |= (x != x) & (y != y)  # (amax/amin give NaN gradients there, as PyTorch)
+        m = m.astype(x.dtype)
         self.weights = m / m.sum(axis=self.ax, keepdims=True)
         return y if self.keepdim else y.reshape([s for i, s in enumerate(x.shape) if i not in self.ax])
 
@@ -118,7 +123,7 @@ def max(input, dim=None, keepdim=False):
 
         return maximum(input, dim)
     if dim is None:
-        return amax(input)
+        return AMax(dim=None, keepdim=False, name="amax", nan_pick=True)(input)
     xp = get_array_module(input.data)
     return _select_along(input, dim, keepdim, xp.argmax)
 
@@ -129,7 +134,7 @@ def min(input, dim=None, keepdim=False):
 
         return minimum(input, dim)
     if dim is None:
-        return amin(input)
+        return AMax(dim=None, keepdim=False, name="amin", nan_pick=True)(input)
     xp = get_array_module(input.data)
     return _select_along(input, dim, keepdim, xp.argmin)
 
@@ -162,8 +167,22 @@ def var(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
         sum(d * d, dim=ax, keepdim=keepdim) * float("inf"))
 
 
+class _StdSqrt(Function):
+    """sqrt for std: PyTorch's std gradient is 0 where std is 0 (a constant slice), not 0 * inf = NaN."""
+
+    saves_output = True
+
+    def forward(self, v):
+        return get_array_module(v).sqrt(v)
+
+    def backward(self, g):
+        (y,) = self.saved_tensors
+        zero = y == 0
+        return where(zero, 0.0, g / (2 * where(zero, 1.0, y)))
+
+
 def std(input, dim=None, unbiased=None, keepdim=False, *, correction=None):
-    return sqrt(var(input, dim, unbiased, keepdim, correction=correction))
+    return _StdSqrt()(var(input, dim, unbiased, keepdim, correction=correction))
 
 
 def logsumexp(input, dim, keepdim=False):
