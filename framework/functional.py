@@ -1335,10 +1335,24 @@ def relu6(input: Tensor, inplace: bool = False) -> Tensor:
     return hardtanh(input, 0.0, 6.0, inplace)
 
 
+class _Hardtanh(Function):
+    """clamp(x, lo, hi) whose gradient is 1 strictly inside (lo, hi) only, as PyTorch's hardtanh, relu6
+    and hardsigmoid (clamp's own gradient also passes at the bounds: relu6'(0) would be 1)."""
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        self.mask = ~((x <= self.lo) | (x >= self.hi))  # (NaN passes its gradient, as PyTorch)
+        return xp.clip(x, x.dtype.type(self.lo), x.dtype.type(self.hi))
+
+    def backward(self, g):
+        return Mask(mask=self.mask)(g)
+
+
 def hardtanh(input: Tensor, min_val: float = -1.0, max_val: float = 1.0, inplace: bool = False) -> Tensor:
+    y = _Hardtanh(lo=min_val, hi=max_val)(input)
     if inplace:
-        return input.clamp_(min_val, max_val)
-    return ops.clamp(input, min_val, max_val)
+        return input.copy_(y)
+    return y
 
 
 class _Scale(Function):
@@ -1444,7 +1458,10 @@ def tanh(input: Tensor) -> Tensor:
 
 
 def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
-    return ops.clamp(input / 6.0 + 0.5, 0.0, 1.0)
+    y = _Hardtanh(lo=0.0, hi=1.0)(input / 6.0 + 0.5)
+    if inplace:
+        return input.copy_(y)
+    return y
 
 
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:

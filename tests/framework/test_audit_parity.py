@@ -485,3 +485,56 @@ def test_layout_queries():
                 x.nelement(), x.ndimension(), x.itemsize, x.nbytes, x.data_ptr() == x.view(-1).data_ptr())
 
     assert f(fw) == f(torch)
+
+
+# ----------------------------------------------------------------------------- gradients at special points
+
+
+def _grad_of(f, values, dtype="float64"):
+    def run(L):
+        x = L.tensor(values, dtype=getattr(L, dtype), requires_grad=True)
+        f(L, x).sum().backward()
+        return x.grad
+
+    return run
+
+
+@pytest.mark.parametrize("f", [
+    lambda L, x: x.std(),                                   # constant input: 0, not NaN
+    lambda L, x: x.std(0, keepdim=True) * 2,
+    lambda L, x: L.stack([x, x * 2]).std(1),
+])
+def test_std_of_a_constant_has_zero_gradient(f):
+    _same(*_both(_grad_of(f, [0.0, 0.0, 0.0])))
+
+
+def test_pow_exponent_gradient_at_base_zero():
+    def f(L):
+        x = L.tensor([0.0, 2.0, 0.0], requires_grad=True)
+        e = L.tensor([2.0, 3.0, 0.0], requires_grad=True)
+        (x**e).sum().backward()
+        s = L.tensor([2.0, 0.5], requires_grad=True)
+        (0.0**s).sum().backward()  # a Python base 0: math.log(0) raised
+        return x.grad, e.grad, s.grad
+
+    for a, b in zip(*_both(f)):
+        _same(a, b)
+
+
+def test_max_with_nan_sends_the_gradient_to_the_nan():
+    _same(*_both(_grad_of(lambda L, x: x.max(), [1.0, float("nan"), 2.0])))
+    _same(*_both(_grad_of(lambda L, x: x.min(), [1.0, float("nan"), float("nan")])))
+    _same(*_both(_grad_of(lambda L, x: x.amax(0), [1.0, float("nan"), 2.0])))  # NaN everywhere
+
+
+@pytest.mark.parametrize("name,args", [("hardtanh", ()), ("hardtanh", (-3.0, 3.0)), ("relu6", ()),
+                                       ("hardsigmoid", ()), ("hardswish", ())])
+def test_piecewise_linear_activations_at_their_kinks(name, args):
+    # clamp's gradient passes at the bounds; these activations' gradients do not (relu6'(0) = 0).
+    f = _grad_of(lambda L, x: getattr(L.nn.functional, name)(x, *args), [-3.0, -1.0, 0.0, 1.0, 3.0, 6.0])
+    _same(*_both(f))
+
+
+def test_relu6_inplace_gradient():
+    f = _grad_of(lambda L, x: L.nn.functional.relu6(x * 1, inplace=True) * x, [-1.0, 0.0, 3.0, 6.0])
+    _same(*_both(f))
