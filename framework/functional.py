@@ -1839,6 +1839,31 @@ def _check_same_size(name, input, target):
                          f"size ({_shape(input)}) is not supported; please ensure they have the same size")
 
 
+class _BinaryCrossEntropy(Function):
+    """Element-wise -(t log x + (1 - t) log(1 - x)) with the logs clamped at -100, and PyTorch's input
+    gradient (x - t) / max(x (1 - x), 1e-12): finite where x is exactly 0 or 1 (a saturated float32
+    sigmoid), where the composed clamp(log(x)) gave 0 / 0 = NaN even for a correct prediction."""
+
+    saves_inputs = (0, 1)
+
+    def forward(self, x, t):
+        xp = get_array_module(x)
+        with np.errstate(divide="ignore"):
+            log_x = xp.maximum(xp.log(x), x.dtype.type(-100))
+            log_1mx = xp.maximum(xp.log(1 - x), x.dtype.type(-100))
+        return -(t * log_x + (1 - t) * log_1mx)
+
+    def backward(self, g):
+        x, t = self.saved_tensors
+        gx = gt = None
+        if self.needs_input_grad[0]:
+            gx = ops.basic.unbroadcast(g * (x - t) / ops.clamp((1 - x) * x, min=1e-12), x.shape)
+        if self.needs_input_grad[1]:
+            with np.errstate(divide="ignore"):  # unclamped, as PyTorch: +-inf where x is 0 or 1
+                gt = ops.basic.unbroadcast(g * (ops.log(1 - x) - ops.log(x)), t.shape)
+        return gx, gt
+
+
 def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None, size_average=None,
                          reduce=None, reduction: str = "mean") -> Tensor:
     """-w (t log x + (1 - t) log(1 - x)), logs clamped at -100 as PyTorch; input probabilities in [0, 1]."""
@@ -1848,10 +1873,7 @@ def binary_cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = 
     if x.size and (float(x.min()) < 0 or float(x.max()) > 1):
         raise RuntimeError("binary_cross_entropy: all elements of input should be between 0 and 1")
     target = _as_tensor_like(target, input)
-    with np.errstate(divide="ignore"):
-        log_x = ops.clamp(ops.log(input), min=-100.0)
-        log_1mx = ops.clamp(ops.log(1 - input), min=-100.0)
-    loss = -(target * log_x + (1 - target) * log_1mx)
+    loss = _BinaryCrossEntropy()(input, target)
     if weight is not None:
         loss = loss * weight
     return _reduce(loss, reduction, "binary_cross_entropy")

@@ -538,3 +538,31 @@ def test_piecewise_linear_activations_at_their_kinks(name, args):
 def test_relu6_inplace_gradient():
     f = _grad_of(lambda L, x: L.nn.functional.relu6(x * 1, inplace=True) * x, [-1.0, 0.0, 3.0, 6.0])
     _same(*_both(f))
+
+
+def test_binary_cross_entropy_gradient_at_saturated_probabilities():
+    # sigmoid(20) is exactly 1 in float32: the composed clamp(log(1 - p)) gave a NaN gradient, even
+    # for a correct prediction; PyTorch divides by max(p (1 - p), 1e-12).
+    def f(L):
+        x = L.tensor([20.0, -20.0, 0.3], requires_grad=True)
+        L.nn.functional.binary_cross_entropy(x.sigmoid(), L.tensor([1.0, 0.0, 1.0])).backward()
+        p = L.tensor([0.0, 1.0, 0.0, 1.0, 0.5], dtype=L.float64, requires_grad=True)
+        t = L.tensor([0.0, 1.0, 1.0, 0.0, 1.0], dtype=L.float64, requires_grad=True)
+        w = L.tensor([1.0, 2.0, 3.0, 4.0, 5.0], dtype=L.float64)
+        L.nn.functional.binary_cross_entropy(p, t, weight=w, reduction="sum").backward()
+        return x.grad, p.grad, t.grad
+
+    for a, b in zip(*_both(f)):
+        _same(a, b)
+
+
+def test_binary_cross_entropy_double_backward():
+    def f(L):
+        p = L.tensor([0.2, 0.7, 0.5], dtype=L.float64, requires_grad=True)
+        t = L.tensor([0.0, 1.0, 0.3], dtype=L.float64)
+        (g,) = L.autograd.grad(L.nn.functional.binary_cross_entropy(p, t), p, create_graph=True)
+        (g * g).sum().backward()
+        return g, p.grad
+
+    for a, b in zip(*_both(f)):
+        _same(a, b, atol=1e-10)
