@@ -569,27 +569,35 @@ def where(condition, input=None, other=None):
     return Where()(c, input, other)
 
 
+class _Extremum(Function):
+    """maximum / minimum. The value is NumPy's (NaN propagates; -inf stays -inf: the weighted sum
+    a w + b (1 - w) used before gave -inf * 0 = NaN); ties split the gradient evenly, as PyTorch."""
+
+    def forward(self, a, b):
+        a, b = _promote(a, b)
+        xp = get_array_module(a if hasattr(a, "dtype") else b)
+        # Weights: 1 unless the operand lost, 0.5 on ties; at a NaN both operands get the gradient.
+        lt, gt, tie = a < b, a > b, 0.5 * (a == b)
+        self.wa = (~(lt if self.largest else gt)) - tie
+        self.wb = (~(gt if self.largest else lt)) - tie
+        return xp.maximum(a, b) if self.largest else xp.minimum(a, b)
+
+    def backward(self, g):
+        a, b = self.inputs
+        dt = g.data.dtype
+        ga = unbroadcast(Mask(mask=self.wa.astype(dt))(g), _shape(a)) if self.needs_input_grad[0] else None
+        gb = unbroadcast(Mask(mask=self.wb.astype(dt))(g), _shape(b)) if self.needs_input_grad[1] else None
+        return ga, gb
+
+
 def maximum(input, other):
     _check_devices("maximum", input, other)
-    a, b = _arr(input), _arr(other)
-    # Ties split the gradient evenly, as PyTorch does.
-    xp = get_array_module(a)
-    gt = (a > b)
-    eq = (a == b)
-    wa = gt + 0.5 * eq
-    return input * Tensor(wa.astype(_dt.result_type(a, b))) + other * Tensor(
-        (1 - wa).astype(_dt.result_type(a, b))) if _needs(input, other) else Tensor(xp.maximum(a, b))
+    return _Extremum(largest=True)(input, other)
 
 
 def minimum(input, other):
     _check_devices("minimum", input, other)
-    a, b = _arr(input), _arr(other)
-    xp = get_array_module(a)
-    lt = (a < b)
-    eq = (a == b)
-    wa = lt + 0.5 * eq
-    return input * Tensor(wa.astype(_dt.result_type(a, b))) + other * Tensor(
-        (1 - wa).astype(_dt.result_type(a, b))) if _needs(input, other) else Tensor(xp.minimum(a, b))
+    return _Extremum(largest=False)(input, other)
 
 
 def _needs(*xs):

@@ -566,3 +566,19 @@ def test_binary_cross_entropy_double_backward():
 
     for a, b in zip(*_both(f)):
         _same(a, b, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["maximum", "minimum"])
+def test_maximum_minimum_with_infinities_nan_and_ties(name):
+    # The grad path computed a w + b (1 - w): maximum(-inf, 1) gave NaN; the no-grad path used NumPy's
+    # promotion (uint8 with an int8 0-d tensor gave int16).
+    def f(L):
+        x = L.tensor([float("-inf"), 2.0, float("nan"), 1.0, 3.0, float("inf")], requires_grad=True)
+        w = L.tensor([1.0, 2.0, 0.0, float("inf"), float("nan"), float("inf")], requires_grad=True)
+        y = getattr(L, name)(x, w)
+        (y * L.tensor([1.0, 2.0, 3.0, 4.0, 5.0, 6.0])).sum().backward()
+        return y, x.grad, w.grad
+
+    for a, b in zip(*_both(f)):
+        _same(a, b)
+    _same(*_both(lambda L: getattr(L, name)(L.tensor([1, 200], dtype=L.uint8), L.tensor(-3, dtype=L.int8))))
