@@ -417,6 +417,15 @@ def cat(tensors, dim=0):
     tensors = [t for t in tensors]
     if not tensors:
         raise RuntimeError("cat(): expected a non-empty list of Tensors")
+    legacy = [t for t in tensors if t.shape == (0,)]
+    if legacy and len(legacy) < len(tensors):
+        # PyTorch skips 1-d empty tensors (the `out = cat([out, x])` loop starting from tensor([]));
+        # their dtype still takes part in the promotion.
+        kept = [t for t in tensors if t.shape != (0,)]
+        dt = kept[0].data.dtype
+        for t in tensors:
+            dt = _dt.result_type(np.empty(0, dt), t.data)
+        tensors = [t if t.data.dtype == dt else t.to(_dt.from_numpy_dtype(dt)) for t in kept]
     nd = tensors[0].ndim
     d = _norm_dim(dim, nd)
     for i, t in enumerate(tensors):

@@ -582,3 +582,16 @@ def test_maximum_minimum_with_infinities_nan_and_ties(name):
     for a, b in zip(*_both(f)):
         _same(a, b)
     _same(*_both(lambda L: getattr(L, name)(L.tensor([1, 200], dtype=L.uint8), L.tensor(-3, dtype=L.int8))))
+
+
+def test_cat_skips_legacy_empty_1d_tensors():
+    # `out = cat([out, x])` starting from tensor([]) raised a size mismatch.
+    def f(L):
+        x = L.ones(2, 3, dtype=L.int64)
+        out = L.tensor([])
+        for _ in range(2):
+            out = L.cat([out, x])
+        return out, L.cat([L.zeros(0, dtype=L.int64), L.ones(2, 3)], 1)
+
+    for a, b in zip(*_both(f)):
+        _same(a, b)
