@@ -373,13 +373,23 @@ def _accumulate_leaf(t, g, create_graph):
         t.grad.data += g.data
 
 
-def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False):
+def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):
+    """``torch.autograd.backward``: accumulate into the leaves' ``.grad`` (or only into ``inputs``)."""
     from .tensor import Tensor
 
     if isinstance(tensors, Tensor):
         tensors = [tensors]
     if grad_tensors is None or isinstance(grad_tensors, Tensor):
         grad_tensors = [grad_tensors] * len(tensors)
+    if inputs is not None:
+        inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+        if not inputs:
+            raise RuntimeError("backward: 'inputs' argument to backward() cannot be empty")
+        grads = _run_backward(list(tensors), list(grad_tensors), retain_graph, create_graph, inputs, True)
+        for t, g in zip(inputs, grads):
+            if g is not None:
+                _accumulate_leaf(t, g, create_graph)
+        return
     _run_backward(list(tensors), list(grad_tensors), retain_graph, create_graph)
 
 

@@ -230,18 +230,9 @@ class Tensor:
         return _Handle()
 
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
-        from .autograd import _accumulate_leaf, _run_backward
+        from .autograd import backward
 
-        if inputs is not None:  # accumulate into these tensors' .grad only (leaves or not)
-            inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
-            if not inputs:
-                raise RuntimeError("backward: 'inputs' argument to backward() cannot be empty")
-            grads = _run_backward([self], [gradient], retain_graph, create_graph, inputs, True)
-            for t, g in zip(inputs, grads):
-                if g is not None:
-                    _accumulate_leaf(t, g, create_graph)
-            return
-        _run_backward([self], [gradient], retain_graph, create_graph)
+        backward([self], [gradient], retain_graph, create_graph, inputs)
 
     def _own(self):
         """Make sure this tensor's array is not shared with anything (used for .grad)."""

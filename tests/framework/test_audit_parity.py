@@ -595,3 +595,15 @@ def test_cat_skips_legacy_empty_1d_tensors():
 
     for a, b in zip(*_both(f)):
         _same(a, b)
+
+
+def test_autograd_backward_with_inputs():
+    def f(L):
+        x = L.tensor([1.0, 2.0], requires_grad=True)
+        w = L.tensor([3.0, 4.0], requires_grad=True)
+        L.autograd.backward([(x * w).sum(), (x * x).sum()], inputs=[x])
+        return x.grad, w.grad is None
+
+    (g, n), (tg, tn) = _both(f)
+    _same(g, tg)
+    assert n and tn
