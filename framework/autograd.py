@@ -177,6 +177,10 @@ class Function:
             self.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
             # Each input's producer as it is now: an in-place op later gives the tensor a new
             # grad_fn, but this node consumed the old value (PyTorch's edges are fixed the same way).
+            # A view whose base was changed in place since is first re-derived from the base.
+            for x in inputs:
+                if isinstance(x, Tensor) and x._view_ver is not None and x._view_ver != x._vc[0]:
+                    _refresh_view(x)
             self._edges = tuple([(x.grad_fn, x._out_idx) if isinstance(x, Tensor) else _NO_EDGE
                                  for x in inputs])
             results = tuple([Tensor._from_op(o, self, i) for i, o in enumerate(outs)])
@@ -193,6 +197,8 @@ class Function:
             results = tuple([Tensor(o) for o in outs])
         if self.is_view and isinstance(inputs[0], Tensor):
             results[0]._vc = inputs[0]._vc
+            if results[0].grad_fn is not None:
+                results[0]._view_ver = results[0]._vc[0]
             if results[0].grad_fn is None:
                 results[0]._view_src = (inputs[0], self)
         return results if multi else results[0]
@@ -206,6 +212,34 @@ class Function:
 # ----------------------------------------------------------------------------------------- engine
 
 _NO_EDGE = (None, 0)
+
+
+def _refresh_view(x):
+    """Re-derive the grad_fn of view ``x`` from its base's current version: the base was modified in
+    place after ``x`` was made, and ``x`` (sharing its memory) holds the new values. PyTorch
+    regenerates a view's grad_fn the same way; uses of ``x`` recorded before keep the old one."""
+    from .ops.shape import _view_of
+    from .tensor import Tensor
+
+    x._view_ver = x._vc[0]
+    view = _view_of(x)
+    if view is None:
+        return
+    base, to_view, _ = view
+    with enable_grad():
+        nv = to_view(base)
+    if nv.grad_fn is None:
+        return
+    old = x.grad_fn
+    if old is not None and len(old._outputs) == 1:
+        # The old version keeps the hooks registered so far (as in PyTorch); it is no longer x.
+        snap = Tensor._from_op(x.data, old, x._out_idx)
+        snap._hooks, x._hooks = x._hooks, []
+        old._outputs = (weakref.ref(snap),)
+        old._stale_output = snap  # (kept alive while the old node is; freed with it)
+    nv.grad_fn._outputs = (weakref.ref(x),)
+    x.grad_fn, x._out_idx = nv.grad_fn, 0
+    x._view_ver = x._vc[0]
 
 
 def _topo_order(roots):
@@ -240,6 +274,8 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
         if not out.requires_grad:
             raise RuntimeError(f"element of a tensor of shape {tuple(out.shape)} does not require "
                                "grad and does not have a grad_fn")
+        if out._view_ver is not None and out._view_ver != out._vc[0]:
+            _refresh_view(out)
         if g is None:
             if out.numel() != 1:
                 raise RuntimeError(f"grad can be implicitly created only for scalar outputs; got "

@@ -22,7 +22,7 @@ class Tensor:
     # _view_src: (base, view Function) of a view made outside the graph (its base needs no grad), so
     # that an in-place op writing a tensor that requires grad into it can still put the base in the graph
     __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_out_idx", "_vc", "_hooks",
-                 "_retains_grad", "__weakref__", "_is_param", "_view_src")
+                 "_retains_grad", "__weakref__", "_is_param", "_view_src", "_view_ver")
 
     __array_priority__ = 1000  # NumPy scalars defer to Tensor's reflected operators
 
@@ -35,6 +35,7 @@ class Tensor:
         self._vc = [0]
         self._hooks = []
         self._retains_grad = False
+        self._view_ver = None  # for a view in the graph: its base's version its grad_fn was made at
 
     @classmethod
     def _from_op(cls, data, fn, idx):
@@ -47,6 +48,7 @@ class Tensor:
         t._vc = [0]
         t._hooks = []
         t._retains_grad = False
+        t._view_ver = None
         return t
 
     # ------------------------------------------------------------------ attributes

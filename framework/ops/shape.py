@@ -255,6 +255,8 @@ def getitem(input, key):
         out._vc = input._vc  # a view shares its base's version counter
         if out.grad_fn is None and isinstance(input, Tensor):
             out._view_src = (input, fn)
+        elif out.grad_fn is not None:
+            out._view_ver = out._vc[0]
     return out
 
 

@@ -607,3 +607,20 @@ def test_autograd_backward_with_inputs():
     (g, n), (tg, tn) = _both(f)
     _same(g, tg)
     assert n and tn
+
+
+@pytest.mark.parametrize("case", [
+    lambda L, y: (lambda v: (y.mul_(2), (v * v).sum())[1])(y[1:]),              # view made before
+    lambda L, y: (lambda v: (y.mul_(2), (v[1] * v[1]).sum())[1])(y.view(2, 2)),  # view of a view
+    lambda L, y: (lambda v: (y.add_(1), (v @ v).sum())[1])(y.view(2, 2).t()),
+    lambda L, y: (lambda v: (lambda z: (y.mul_(2), z.sum() + (v * v).sum())[1])(v * 3))(y[1:]),
+])
+def test_view_made_before_an_inplace_change_of_its_base(case):
+    # The view holds the new values (shared memory), so its gradient must go through the change;
+    # uses of the view recorded before the change keep the old graph.
+    def f(L):
+        w = L.tensor([1.0, 2.0, 3.0, 4.0], requires_grad=True)
+        case(L, w * 1).backward()
+        return w.grad
+
+    _same(*_both(f))
