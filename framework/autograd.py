@@ -178,11 +178,15 @@ class Function:
             # Each input's producer as it is now: an in-place op later gives the tensor a new
             # grad_fn, but this node consumed the old value (PyTorch's edges are fixed the same way).
             # A view whose base was changed in place since is first re-derived from the base.
+            edges = []
             for x in inputs:
-                if isinstance(x, Tensor) and x._view_ver is not None and x._view_ver != x._vc[0]:
-                    _refresh_view(x)
-            self._edges = tuple([(x.grad_fn, x._out_idx) if isinstance(x, Tensor) else _NO_EDGE
-                                 for x in inputs])
+                if isinstance(x, Tensor):
+                    if x._view_ver is not None and x._view_ver != x._vc[0]:
+                        _refresh_view(x)
+                    edges.append((x.grad_fn, x._out_idx))
+                else:
+                    edges.append(_NO_EDGE)
+            self._edges = edges
             results = tuple([Tensor._from_op(o, self, i) for i, o in enumerate(outs)])
             self._outputs = tuple([weakref.ref(r) for r in results])
             if multi:

@@ -87,6 +87,8 @@ def result_type(a, b) -> np.dtype:
         if isinstance(s, builtins.int):
             return t.dtype if tk != "b" else np.dtype(np.int64)
         return np.result_type(t.dtype, s)
+    if a.dtype == b.dtype:  # (the common case, first)
+        return a.dtype
     ak, bk = a.dtype.kind, b.dtype.kind
     a0, b0 = getattr(a, "ndim", 1) == 0, getattr(b, "ndim", 1) == 0
     if a0 != b0:

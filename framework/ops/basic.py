@@ -444,8 +444,9 @@ def sub(input, other, alpha=1):
 
 def mul(input, other):
     _check_devices("mul", input, other)
-    an, bn = _needs_grad(input), _needs_grad(other)
-    if an and bn:
+    an = isinstance(input, Tensor) and input.requires_grad
+    bn = isinstance(other, Tensor) and other.requires_grad
+    if an is bn:  # both need grad (save both), or neither (nothing is saved anyway)
         return Mul()(input, other)
     # As PyTorch, keep only what the gradient reads: y[0] = y[1] * 2 must not save (and then find
     # modified) the view y[1].
