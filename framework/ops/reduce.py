@@ -261,6 +261,8 @@ class Cumsum(Function):
 def cumsum(input, dim, dtype=None):
     if dtype is not None:
         input = input.to(dtype)
+    if input.ndim == 0:  # NumPy's cumsum makes a 0-d array 1-d; PyTorch keeps it 0-d
+        return Cumsum(dim=0)(input.reshape(1)).reshape(())
     return Cumsum(dim=dim)(input)
 
 

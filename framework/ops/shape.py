@@ -65,6 +65,8 @@ def flatten(input, start_dim=0, end_dim=-1):
     if input.ndim == 0:
         return reshape(input, 1)
     s, e = _norm_dim(start_dim, input.ndim), _norm_dim(end_dim, input.ndim)
+    if s > e:
+        raise RuntimeError("flatten() has invalid args: start_dim cannot come after end_dim")
     shp = input.shape
     n = 1
     for v in shp[s:e + 1]:
@@ -124,6 +126,8 @@ def transpose(input, dim0, dim1):
 
 
 def t(input):
+    if input.ndim > 2:
+        raise RuntimeError(f"t() expects a tensor with <= 2 dimensions, but self is {input.ndim}D")
     return input if input.ndim < 2 else transpose(input, 0, 1)
 
 
@@ -596,6 +600,16 @@ def index_select(input, dim, index):
 
 def narrow(input, dim, start, length):
     d = _norm_dim(dim, input.ndim)
+    n = input.shape[d]
+    start = int(start.item() if isinstance(start, Tensor) else start)
+    if start < 0:  # a negative start counts from the end, as PyTorch (slice(-2, 0) was empty)
+        start += n
+    if not 0 <= start <= n:
+        raise IndexError(f"narrow(): start out of range (expected to be in range of [{-n}, {n}], "
+                         f"tensor shape {list(input.shape)})")
+    if length < 0 or start + length > n:
+        raise RuntimeError(f"narrow(): start ({start}) + length ({length}) exceeds dimension size ({n}) "
+                           f"of a tensor of shape {list(input.shape)}")
     return getitem(input, (slice(None),) * d + (slice(start, start + length),))
 
 

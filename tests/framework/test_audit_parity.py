@@ -624,3 +624,21 @@ def test_view_made_before_an_inplace_change_of_its_base(case):
         return w.grad
 
     _same(*_both(f))
+
+
+@pytest.mark.parametrize("case", [
+    lambda L: L.arange(5).narrow(0, -2, 2),          # negative start: was an empty slice
+    lambda L: L.arange(24.0).reshape(2, 3, 4).narrow(-1, -3, 2),
+    lambda L: L.tensor(3.0).cumsum(0),               # stays 0-d
+])
+def test_narrow_negative_start_and_0d_cumsum(case):
+    _same(*_both(case))
+
+
+@pytest.mark.parametrize("case", [lambda L: L.arange(5).narrow(0, 3, 3), lambda L: L.zeros(2, 3, 4).t(),
+                                  lambda L: L.zeros(2, 3, 4).flatten(2, 1)])
+def test_shape_errors(case):
+    with pytest.raises(RuntimeError):
+        case(torch)
+    with pytest.raises(RuntimeError):
+        case(fw)
