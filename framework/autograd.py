@@ -218,12 +218,24 @@ class Function:
 _NO_EDGE = (None, 0)
 
 
+def _retire_grad_fn(x):
+    """``x`` is about to get a new grad_fn: its old node's output becomes a snapshot that keeps the
+    hooks registered so far (PyTorch attaches hooks to a version of a tensor)."""
+    from .tensor import Tensor
+
+    old = x.grad_fn
+    if old is not None and len(old._outputs) == 1:
+        snap = Tensor._from_op(x.data, old, x._out_idx)
+        snap._hooks, x._hooks = x._hooks, []
+        old._outputs = (weakref.ref(snap),)
+        old._stale_output = snap  # (kept alive while the old node is; freed with it)
+
+
 def _refresh_view(x):
     """Re-derive the grad_fn of view ``x`` from its base's current version: the base was modified in
     place after ``x`` was made, and ``x`` (sharing its memory) holds the new values. PyTorch
     regenerates a view's grad_fn the same way; uses of ``x`` recorded before keep the old one."""
     from .ops.shape import _view_of
-    from .tensor import Tensor
 
     x._view_ver = x._vc[0]
     view = _view_of(x)
@@ -234,13 +246,7 @@ def _refresh_view(x):
         nv = to_view(base)
     if nv.grad_fn is None:
         return
-    old = x.grad_fn
-    if old is not None and len(old._outputs) == 1:
-        # The old version keeps the hooks registered so far (as in PyTorch); it is no longer x.
-        snap = Tensor._from_op(x.data, old, x._out_idx)
-        snap._hooks, x._hooks = x._hooks, []
-        old._outputs = (weakref.ref(snap),)
-        old._stale_output = snap  # (kept alive while the old node is; freed with it)
+    _retire_grad_fn(x)
     nv.grad_fn._outputs = (weakref.ref(x),)
     x.grad_fn, x._out_idx = nv.grad_fn, 0
     x._view_ver = x._vc[0]

@@ -351,8 +351,12 @@ def _inplace(t: Tensor, make, name, other_requires_grad=False):
         nv = to_view(base)
         import weakref
 
+        from ..autograd import _retire_grad_fn
+
+        _retire_grad_fn(t)
         nv.grad_fn._outputs = (weakref.ref(t),)
         t.grad_fn, t._out_idx, t.requires_grad = nv.grad_fn, 0, True
+        t._view_ver = t._vc[0]  # (derived from the base's current version: not stale)
         return t
     if grad_mode and (t.requires_grad or other_requires_grad):
         old = Tensor._from_op(t.data.copy(), t.grad_fn, t._out_idx) if t.grad_fn is not None else Tensor(

@@ -642,3 +642,19 @@ def test_shape_errors(case):
         case(torch)
     with pytest.raises(RuntimeError):
         case(fw)
+
+
+def test_hooks_follow_the_version_of_a_view_they_were_registered_on():
+    def f(L):
+        seen = []
+        w = L.tensor([1.0, 2.0, 3.0], requires_grad=True)
+        y = w * 1
+        v = y[1:]
+        v.register_hook(lambda g: seen.append(("before", g.tolist())))
+        z = v * 3
+        v.mul_(2)  # in place through the view
+        v.register_hook(lambda g: seen.append(("after", g.tolist())))
+        (z.sum() + (v * v).sum()).backward()
+        return sorted(seen), w.grad.tolist()  # (the order the two engines visit nodes in may differ)
+
+    assert f(fw) == f(torch)
