@@ -235,10 +235,15 @@ def _refresh_view(x):
     """Re-derive the grad_fn of view ``x`` from its base's current version: the base was modified in
     place after ``x`` was made, and ``x`` (sharing its memory) holds the new values. PyTorch
     regenerates a view's grad_fn the same way; uses of ``x`` recorded before keep the old one."""
+    from .ops.basic import BroadcastTo
     from .ops.shape import _view_of
 
     x._view_ver = x._vc[0]
     view = _view_of(x)
+    fn = x.grad_fn
+    if view is None and isinstance(fn, BroadcastTo) and not fn._freed and fn.inputs:
+        # (expand: a view that cannot be written through, but still follows its base)
+        view = (fn.inputs[0], lambda b, shape=fn.shape: BroadcastTo(shape=shape)(b), None)
     if view is None:
         return
     base, to_view, _ = view

@@ -614,6 +614,8 @@ def test_autograd_backward_with_inputs():
     lambda L, y: (lambda v: (y.mul_(2), (v[1] * v[1]).sum())[1])(y.view(2, 2)),  # view of a view
     lambda L, y: (lambda v: (y.add_(1), (v @ v).sum())[1])(y.view(2, 2).t()),
     lambda L, y: (lambda v: (lambda z: (y.mul_(2), z.sum() + (v * v).sum())[1])(v * 3))(y[1:]),
+    lambda L, y: (lambda v: (y.mul_(2), (v * v).sum())[1])(y.expand(2, 4)),
+    lambda L, y: (lambda v: (y.mul_(2), (v * v).sum())[1])(y.view(2, 2).t().reshape(4)),  # a copy
 ])
 def test_view_made_before_an_inplace_change_of_its_base(case):
     # The view holds the new values (shared memory), so its gradient must go through the change;
