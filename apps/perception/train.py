@@ -228,7 +228,11 @@ def train(
             print(f"--init: widened {init} to width {width} (function-preserving)", file=sys.stderr)
         _load_checked(model, sd, f"--init {init}", width)
     ema = EMA(model)
-    state = dict(step=0, best_map50_95=-1.0, best=None, seconds=0.0)
+    # what a run's trajectory depends on: a resume with other values would not continue it (--steps
+    # may change: it stretches the schedule, which is how a finished run is extended)
+    config = dict(data=os.path.abspath(data), size=size, width=width, batch=batch, lr=lr,
+                  weight_decay=weight_decay, seed=seed, mosaic=mosaic, crop=crop, giou=giou)
+    state = dict(step=0, best_map50_95=-1.0, best=None, seconds=0.0, config=config)
     if resume and os.path.exists(ckpt):
         blob = fw.load(ckpt)
         if not all(isinstance(blob.get(k), dict) for k in ("model", "optim", "ema")):
@@ -245,6 +249,16 @@ def train(
                 f"--resume: {os.path.join(out, 'state.json')} (the step the checkpoint was saved at) is "
                 f"missing or damaged ({type(e).__name__}); the run cannot continue where it stopped"
             ) from None
+        saved = state.get("config")  # (absent in runs from before it was recorded)
+        if isinstance(saved, dict):
+            diff = [f"--{k.replace('_', '-')} {saved[k]!r} (now {v!r})" for k, v in config.items()
+                    if k in saved and saved[k] != v]
+            if diff:
+                raise ValueError(
+                    f"--resume: the run in {out} was started with " + ", ".join(diff)
+                    + "; resume it with the same options, or start a new run with --init"
+                )
+        state["config"] = config
         ema.updates = state["step"]
         print(f"resumed from step {state['step']}", file=sys.stderr)
         if state["step"] >= steps:

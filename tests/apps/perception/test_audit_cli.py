@@ -228,3 +228,16 @@ def test_threads_must_be_a_positive_whole_number(value):
 
     with pytest.raises(SystemExit, match="--threads needs a whole number"):
         main(["synth", "--threads", *value])
+
+
+def test_resume_with_other_training_options_is_refused(cache, tmp_path):
+    # a resume with another --lr / --batch / --seed would silently stop reproducing the run it continues
+    import apps.perception.train as T
+
+    T.train(cache, str(tmp_path / "r"), steps=2, **KW)
+    for change in (dict(lr=6e-3), dict(batch=KW["batch"] + 1), dict(seed=7)):
+        with pytest.raises(ValueError, match=f"--resume: .* started with --{next(iter(change))} "):
+            T.train(cache, str(tmp_path / "r"), steps=4, resume=True, **{**KW, **change})
+    assert _strict_json(tmp_path / "r" / "state.json")["step"] == 2  # nothing trained or overwritten
+    # the same options resume; a longer --steps extends the run
+    assert T.train(cache, str(tmp_path / "r"), steps=4, resume=True, **KW)["step"] == 4
