@@ -4,7 +4,8 @@ AUROC via the Mann–Whitney U statistic with tied scores counted as 1/2; operat
 stated sensitivity; sensitivity/specificity and confusion counts; expected calibration error with
 equal-width bins (Guo et al., 2017); a reliability diagram drawn as a PNG with OpenCV.
 Labels may be NaN (unknown, e.g. CheXpert's uncertain labels under the "ignore" policy): such
-entries are left out per finding.
+entries are left out per finding. Scores must be numbers: a NaN score (a diverged model, a failed
+decode) raises ValueError rather than being left out, which would silently change the set measured.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def _valid(y, s):
     s = np.asarray(s, np.float64).ravel()
     if y.shape != s.shape:
         raise ValueError(f"labels {y.shape} and scores {s.shape} differ in shape")
-    keep = ~np.isnan(y) & ~np.isnan(s)
+    if np.isnan(s).any():
+        raise ValueError(f"{int(np.isnan(s).sum())} of {s.size} scores are NaN; scores must all be numbers")
+    keep = ~np.isnan(y)
     return y[keep] > 0.5, s[keep]
 
 
@@ -135,10 +138,13 @@ def reliability_bins(y, probs, n_bins: int = 10):
 
 
 def expected_calibration_error(y, probs, n_bins: int = 10) -> float:
-    """ECE = Σ_b (n_b / n) |mean prob_b − positive rate_b| over equal-width bins."""
+    """ECE = Σ_b (n_b / n) |mean prob_b − positive rate_b| over equal-width bins; NaN when no
+    labelled sample is left (not 0, which would read as perfect calibration)."""
     _, conf, freq, counts = reliability_bins(y, probs, n_bins)
     n = counts.sum()
-    return float((counts / max(n, 1) * np.abs(conf - freq)).sum())
+    if n == 0:
+        return float("nan")
+    return float((counts / n * np.abs(conf - freq)).sum())
 
 
 def reliability_png(path: str | Path, curves: dict[str, tuple], size: int = 480) -> Path:
