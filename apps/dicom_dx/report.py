@@ -45,16 +45,29 @@ def _code(value: str, meaning: str, scheme: str = "99DCMDX") -> Dataset:
 
 
 def _base(src: Dataset, sop_class: str, modality: str, series_description: str) -> Dataset:
+    if not src.get("StudyInstanceUID"):
+        raise ValueError("the source has no Study Instance UID: a result cannot be filed into its study")
     ds = Dataset()
+    # Values are decoded Python strings whatever the source's character set, so they are written
+    # back in UTF-8 (PS3.3 C.12.1.1.2, ISO_IR 192), which holds any of them losslessly.
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    # Patient and General Study attributes are type 2 (PS3.3 C.7.1.1, C.7.2.1): present, empty when
+    # the source lacks them.
     for k in _COPY:
-        if k in src:
-            setattr(ds, k, src.data_element(k).value)
+        v = src.get(k)
+        if v is None:
+            v = ""
+        elif k in ("PatientName", "ReferringPhysicianName"):
+            v = str(v)  # re-encoded in UTF-8, not written as the source's raw ISO 2022 bytes
+        setattr(ds, k, v)
     ds.SOPClassUID, ds.SOPInstanceUID = sop_class, generate_uid()
     ds.SeriesInstanceUID = generate_uid()
     ds.Modality, ds.SeriesNumber, ds.InstanceNumber = modality, 990, 1
     ds.SeriesDescription = series_description
     now = _dt.datetime.now(_dt.timezone.utc)
     ds.ContentDate, ds.ContentTime = now.strftime("%Y%m%d"), now.strftime("%H%M%S")
+    ds.InstanceCreationDate, ds.InstanceCreationTime = ds.ContentDate, ds.ContentTime
+    ds.TimezoneOffsetFromUTC = "+0000"  # the times above are UTC (PS3.3 C.12.1.1.8)
     ds.Manufacturer = "dlsuite dicom_dx"
     fm = FileMetaDataset()
     fm.MediaStorageSOPClassUID, fm.MediaStorageSOPInstanceUID = ds.SOPClassUID, ds.SOPInstanceUID
@@ -79,6 +92,9 @@ def write_text_sr(source: str | Path, prediction: Prediction, out: str | Path) -
     ds = _base(src, BASIC_TEXT_SR, "SR", "AI findings (dicom_dx)")
     ds.CompletionFlag, ds.VerificationFlag = "COMPLETE", "UNVERIFIED"
     ds.ValueType, ds.ContinuityOfContent = "CONTAINER", "SEPARATE"
+    # Type 2 in the SR Document Series and SR Document General modules (PS3.3 C.17.1, C.17.2).
+    ds.ReferencedPerformedProcedureStepSequence = Sequence([])
+    ds.PerformedProcedureCodeSequence = Sequence([])
     ds.ConceptNameCodeSequence = Sequence([_code("DXREPORT", "Chest radiograph AI findings")])
     ref = Dataset()
     ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID = src.SOPClassUID, src.SOPInstanceUID
@@ -120,14 +136,25 @@ def write_text_sr(source: str | Path, prediction: Prediction, out: str | Path) -
 def write_secondary_capture(
     source: str | Path, rgb: np.ndarray, out: str | Path, description: str = "AI heatmap (dicom_dx)"
 ) -> Path:
-    """An RGB Secondary Capture (e.g. a Grad-CAM overlay, (H, W, 3) uint8) in the source's study."""
+    """A Secondary Capture (e.g. a Grad-CAM overlay) in the source's study: rgb is (H, W, 3) uint8
+    (written as RGB) or (H, W) uint8 (MONOCHROME2). Anything else raises ValueError, rather than
+    writing pixel data that disagrees with Rows/Columns/Samples per Pixel, or truncating floats."""
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8:
+        raise ValueError(f"secondary capture pixels must be uint8, got {rgb.dtype}")
+    if not (rgb.ndim == 2 or (rgb.ndim == 3 and rgb.shape[2] == 3)) or 0 in rgb.shape:
+        raise ValueError(f"secondary capture pixels must be (H, W, 3) or (H, W), got {rgb.shape}")
     src = pydicom.dcmread(str(source), stop_before_pixels=True)
     ds = _base(src, SECONDARY_CAPTURE, "OT", description)
     ds.ConversionType = "WSD"
     ds.ImageType = ["DERIVED", "SECONDARY"]
-    rgb = np.ascontiguousarray(rgb, np.uint8)
+    ds.PatientOrientation = ""  # type 2C: no Image Orientation (Patient) here (PS3.3 C.7.6.1)
+    rgb = np.ascontiguousarray(rgb)
     ds.Rows, ds.Columns = rgb.shape[:2]
-    ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    if rgb.ndim == 3:
+        ds.SamplesPerPixel, ds.PhotometricInterpretation, ds.PlanarConfiguration = 3, "RGB", 0
+    else:
+        ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.PixelData = rgb.tobytes()
     ds.BurnedInAnnotation = "NO"

@@ -43,3 +43,130 @@ def test_auroc_one_class_is_nan_and_sens_spec_by_hand_with_ties():
     assert abs(M.auroc(y, s) - (3 + 2.5 + 2.5) / 12) < 1e-12
     sens, spec = M.sens_spec(y, s, 0.5)  # rule: score >= threshold, ties go positive
     assert (sens, spec) == (1.0, 0.5)
+
+
+# --- DICOM written back to PACS -------------------------------------------------------------------
+
+
+def _source(path, charset, name, *, patient=True):
+    """A tiny DX instance; `patient=False` leaves out every type 2 Patient/Study attribute."""
+    import pydicom
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian, generate_uid
+
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID = "1.2.840.10008.5.1.4.1.1.1.1"
+    ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = generate_uid(), generate_uid()
+    if charset:
+        ds.SpecificCharacterSet = charset
+    if patient:
+        ds.PatientName, ds.PatientID, ds.StudyDate = name, "ID-1", "20260101"
+    ds.Modality, ds.Rows, ds.Columns = "DX", 4, 4
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 12, 11, 0
+    ds.PixelData = np.zeros((4, 4), np.uint16).tobytes()
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    return path
+
+
+def _prediction():
+    from apps.dicom_dx.gate import GateDecision
+    from apps.dicom_dx.inference import Prediction
+    from apps.dicom_dx.synth import FINDINGS
+
+    return Prediction(
+        gate=GateDecision(True, "", "", 0.99),
+        probabilities={f: 0.2 for f in FINDINGS},
+        findings={f: False for f in FINDINGS},
+        thresholds={f: 0.5 for f in FINDINGS},
+        model_version="test",
+    )
+
+
+TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDate", "StudyTime",
+         "ReferringPhysicianName", "StudyID", "AccessionNumber")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "charset, name",
+    [
+        ("ISO_IR 100", "Müller^Jürgen"),
+        ("ISO_IR 192", "Łukasiewicz^Zoë"),
+        (["", "ISO 2022 IR 87"], "Yamada^Tarou=山田^太郎"),
+    ],
+)
+def test_written_objects_keep_non_ascii_names_under_a_declared_character_set(tmp_path, charset, name):
+    """Before: no Specific Character Set was written, so a Latin-1 name went out as bytes outside
+    the default repertoire (read back garbled by a strict reader), and a Japanese one could not be
+    encoded at all."""
+    import pydicom
+
+    from apps.dicom_dx.report import write_secondary_capture, write_text_sr
+
+    src = _source(tmp_path / "src.dcm", charset, name)
+    paths = [
+        write_text_sr(src, _prediction(), tmp_path / "sr.dcm"),
+        write_secondary_capture(src, np.zeros((3, 5, 3), np.uint8), tmp_path / "sc.dcm"),
+    ]
+    for p in paths:
+        ds = pydicom.dcmread(p)
+        assert ds.SpecificCharacterSet in ("ISO_IR 192", ["ISO_IR 192"])
+        assert str(ds.PatientName) == name
+        assert name.split("^")[0].encode("utf-8") in p.read_bytes()
+
+
+def test_text_sr_has_every_type_2_attribute_and_points_at_the_source(tmp_path):
+    import pydicom
+
+    from apps.dicom_dx.report import BASIC_TEXT_SR, write_text_sr
+
+    src = _source(tmp_path / "src.dcm", None, "", patient=False)
+    s = pydicom.dcmread(src)
+    sr = pydicom.dcmread(write_text_sr(src, _prediction(), tmp_path / "sr.dcm"))
+    for k in (*TYPE2, "ReferencedPerformedProcedureStepSequence", "PerformedProcedureCodeSequence"):
+        assert k in sr, k  # type 2: present even when the source has no value
+    assert sr.SOPClassUID == sr.file_meta.MediaStorageSOPClassUID == BASIC_TEXT_SR
+    assert sr.SOPInstanceUID == sr.file_meta.MediaStorageSOPInstanceUID != s.SOPInstanceUID
+    assert sr.StudyInstanceUID == s.StudyInstanceUID and sr.SeriesInstanceUID != s.SeriesInstanceUID
+    assert sr.TimezoneOffsetFromUTC == "+0000" and len(sr.ContentDate) == 8
+    (ref,) = sr.ContentSequence[0].ReferencedSOPSequence
+    assert (ref.ReferencedSOPClassUID, ref.ReferencedSOPInstanceUID) == (s.SOPClassUID, s.SOPInstanceUID)
+    ev = sr.CurrentRequestedProcedureEvidenceSequence[0]
+    assert ev.StudyInstanceUID == s.StudyInstanceUID
+    assert ev.ReferencedSeriesSequence[0].SeriesInstanceUID == s.SeriesInstanceUID
+
+
+@pytest.mark.parametrize("shape", [(5, 7, 3), (5, 7)])
+def test_secondary_capture_pixel_module_matches_its_pixels(tmp_path, shape):
+    """Before: a (H, W) image was written with Samples per Pixel 3 and a third of the bytes
+    (pydicom then refused to decode it)."""
+    import highdicom
+    import pydicom
+
+    from apps.dicom_dx.report import SECONDARY_CAPTURE, write_secondary_capture
+
+    src = _source(tmp_path / "src.dcm", None, "Doe^J", patient=False)
+    px = np.random.default_rng(0).integers(0, 256, shape, dtype=np.uint8)
+    path = write_secondary_capture(src, px, tmp_path / "sc.dcm")
+    sc = pydicom.dcmread(path)
+    np.testing.assert_array_equal(highdicom.imread(str(path)).get_frame(1), px)  # highdicom reads it too
+    assert sc.SOPClassUID == SECONDARY_CAPTURE and (sc.Rows, sc.Columns) == shape[:2]
+    assert sc.SamplesPerPixel == (3 if len(shape) == 3 else 1)
+    assert sc.PhotometricInterpretation == ("RGB" if len(shape) == 3 else "MONOCHROME2")
+    np.testing.assert_array_equal(sc.pixel_array, px)
+    for k in (*TYPE2, "PatientOrientation", "ConversionType"):
+        assert k in sc, k
+
+
+def test_secondary_capture_refuses_pixels_it_would_corrupt(tmp_path):
+    """Before: a float overlay in [0, 1] was cast to uint8, i.e. written as an all-black image."""
+    from apps.dicom_dx.report import write_secondary_capture
+
+    src = _source(tmp_path / "src.dcm", None, "Doe^J")
+    for bad in (np.full((4, 4, 3), 0.9), np.zeros((4, 4, 4), np.uint8), np.zeros((0, 4, 3), np.uint8)):
+        with pytest.raises(ValueError, match="secondary capture pixels"):
+            write_secondary_capture(src, bad, tmp_path / "bad.dcm")
+    assert not (tmp_path / "bad.dcm").exists()
