@@ -83,7 +83,13 @@ def evaluate(
     accepted = np.array([s == "pending" for s in status]) & (np.nan_to_num(probs[:, -1], nan=-1) >= thr_gate)
     chest = np.array([r.frontal_chest == 1 for r in records])
     labels = np.stack([r.labels for r in records]) if records else np.zeros((0, len(FINDINGS)))
-    scored = chest & ~np.isnan(probs[:, 0])
+    # An image whose model output is not finite is neither scored nor silently dropped: counted.
+    finite = np.isfinite(probs[:, : len(FINDINGS)]).all(axis=1)
+    nonfinite = np.array([s == "pending" for s in status], bool) & ~finite
+    if nonfinite.any():
+        log.warning("%d decoded images gave a non-finite model output; left out of the metrics",
+                    int(nonfinite.sum()))  # fmt: skip
+    scored = chest & finite
     report = multilabel_report(
         labels[scored], probs[scored, : len(FINDINGS)], list(FINDINGS), pred.thresholds
     )
@@ -120,6 +126,7 @@ def evaluate(
         "model_version": pred.version,
         "n": n,
         "n_scored_chest": int(scored.sum()),
+        "n_nonfinite_outputs": int(nonfinite.sum()),
         "macro_auroc": report["macro_auroc"],
         "findings": report["findings"],
         "reliability": {
@@ -133,5 +140,16 @@ def evaluate(
     }
     if out_json:
         Path(out_json).parent.mkdir(parents=True, exist_ok=True)
-        Path(out_json).write_text(json.dumps(out, indent=1))
+        # Strict JSON (RFC 8259 has no NaN): an undefined metric (one class only) is written as null.
+        Path(out_json).write_text(json.dumps(_json_safe(out), indent=1, allow_nan=False))
     return out
+
+
+def _json_safe(o):
+    if isinstance(o, dict):
+        return {k: _json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_json_safe(v) for v in o]
+    if isinstance(o, float) and not np.isfinite(o):
+        return None
+    return o

@@ -170,3 +170,45 @@ def test_secondary_capture_refuses_pixels_it_would_corrupt(tmp_path):
         with pytest.raises(ValueError, match="secondary capture pixels"):
             write_secondary_capture(src, bad, tmp_path / "bad.dcm")
     assert not (tmp_path / "bad.dcm").exists()
+
+
+# --- evaluate ---------------------------------------------------------------------------------------
+
+
+def _strict_json(path):
+    import json
+
+    def no_constant(c):
+        raise AssertionError(f"non-standard JSON constant {c}")
+
+    return json.loads(path.read_text(), parse_constant=no_constant)
+
+
+def test_evaluate_writes_strict_json_and_counts_non_finite_outputs(
+    tmp_path, tiny_synth, tiny_predictor, monkeypatch
+):
+    """Before: undefined metrics went out as bare NaN (not JSON: strict parsers refuse the file), and
+    one image with a non-finite model output made the evaluation either drop it without a word or
+    (with the NaN check in metrics) fail as a whole."""
+    from apps.dicom_dx.evaluate import evaluate
+
+    base = evaluate(tiny_synth, tiny_predictor, workers=0, out_json=tmp_path / "a.json")
+    doc = _strict_json(tmp_path / "a.json")  # a finding present in all 6: no negative, NaN specificity
+    assert doc["n_scored_chest"] == base["n_scored_chest"] == 6 and doc["n_nonfinite_outputs"] == 0
+    assert any(f["specificity"] is None for f in doc["findings"].values())
+    assert any(np.isnan(f["specificity"]) for f in base["findings"].values())  # the dict keeps NaN
+
+    orig = tiny_predictor.probabilities
+    calls = []
+
+    def first_row_nan(x):
+        p = orig(x)
+        if not calls:
+            p[0, 1] = np.nan
+        calls.append(1)
+        return p
+
+    monkeypatch.setattr(tiny_predictor, "probabilities", first_row_nan)
+    rep = evaluate(tiny_synth, tiny_predictor, workers=0, out_json=tmp_path / "b.json")
+    assert rep["n_nonfinite_outputs"] == 1 and rep["n_scored_chest"] in (5, 6)
+    assert _strict_json(tmp_path / "b.json")["n_nonfinite_outputs"] == 1
