@@ -212,3 +212,26 @@ def test_evaluate_writes_strict_json_and_counts_non_finite_outputs(
     rep = evaluate(tiny_synth, tiny_predictor, workers=0, out_json=tmp_path / "b.json")
     assert rep["n_nonfinite_outputs"] == 1 and rep["n_scored_chest"] in (5, 6)
     assert _strict_json(tmp_path / "b.json")["n_nonfinite_outputs"] == 1
+
+
+# --- Grad-CAM ---------------------------------------------------------------------------------------
+
+
+def test_gradcam_zero_gradient_gives_a_zero_map_and_maps_stay_in_unit_range(tiny_predictor):
+    """A finding whose head row is zero has ∂logit/∂A = 0: its map is all zeros (not NaN), the others
+    keep the input's shape and [0, 1]."""
+    from apps.dicom_dx.explain import gradcam
+    from apps.dicom_dx.synth import FINDINGS
+
+    w = tiny_predictor.model.head.weight.data  # the raw array: zero one row in place, restore after
+    saved = w.copy()
+    try:
+        w[FINDINGS.index("nodule")] = 0
+        x = np.random.default_rng(3).standard_normal((1, 32, 32)).astype(np.float32)
+        cams = gradcam(tiny_predictor, x)
+    finally:
+        w[...] = saved
+    assert np.all(cams["nodule"] == 0)
+    for c in cams.values():
+        assert c.shape == (32, 32) and c.dtype == np.float32 and np.isfinite(c).all()
+        assert c.min() >= 0 and c.max() <= 1
