@@ -105,7 +105,12 @@ def operating_threshold(y, scores, sensitivity: float = 0.9) -> float:
     cands = pos[(pos > floor) & (pos <= t_hi)]
     t_lo = float(cands[0]) if len(cands) else t_hi
     assert int((neg >= t_lo).sum()) == fp_hi
-    return float((t_lo + floor) / 2) if np.isfinite(floor) else float(t_lo / 2 if t_lo > 0 else t_lo)
+    if not np.isfinite(floor):
+        return float(t_lo / 2 if t_lo > 0 else t_lo)
+    mid = (t_lo + floor) / 2
+    # Between two adjacent floats the midpoint rounds onto one of them; onto the negative's score,
+    # the rule score ≥ threshold would take that negative in as a false positive.
+    return float(mid) if mid > floor else float(t_lo)
 
 
 def confusion(y, scores, threshold: float) -> dict[str, int]:

@@ -235,3 +235,12 @@ def test_gradcam_zero_gradient_gives_a_zero_map_and_maps_stay_in_unit_range(tiny
     for c in cams.values():
         assert c.shape == (32, 32) and c.dtype == np.float32 and np.isfinite(c).all()
         assert c.min() >= 0 and c.max() <= 1
+
+
+def test_operating_threshold_between_adjacent_scores_keeps_the_negative_out():
+    """Before: with the highest negative one ulp below the positives, the midpoint rounded onto the
+    negative's score and the chosen rule (score ≥ t) counted it as a false positive."""
+    for hi in (1.0, 0.5, 0.3, 0.7):
+        y, s = [1, 1, 0, 0], [hi, hi, np.nextafter(hi, 0), 0.1]
+        t = M.operating_threshold(y, s, 0.9)
+        assert M.sens_spec(y, s, t) == (1.0, 1.0), hi
