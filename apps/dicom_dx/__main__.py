@@ -96,16 +96,14 @@ def cmd_train(a) -> int:
         extra=extra,
     )
     card = train(cfg)
-    print(
-        json.dumps(
-            {
-                "model": str(Path(a.out) / "model.safetensors"),
-                "val_macro_auroc": card["validation"]["macro_auroc"],
-                "thresholds": card["thresholds"],
-            },
-            indent=1,
-        )
-    )
+    from apps.dicom_dx.evaluate import json_safe
+
+    summary = {
+        "model": str(Path(a.out) / "model.safetensors"),
+        "val_macro_auroc": card["validation"]["macro_auroc"],
+        "thresholds": card["thresholds"],
+    }
+    print(json.dumps(json_safe(summary), indent=1, allow_nan=False))
     return 0
 
 
@@ -131,7 +129,9 @@ def cmd_evaluate(a) -> int:
         "auroc": {f: v["auroc"] for f, v in rep["findings"].items()},
         "gate": {k: rep["gate"][k] for k in ("chest_rejected", "negatives_rejected")},
     }
-    print(json.dumps(short, indent=1))
+    from apps.dicom_dx.evaluate import json_safe
+
+    print(json.dumps(json_safe(short), indent=1, allow_nan=False))  # undefined AUROC: null, not NaN
     return 0
 
 

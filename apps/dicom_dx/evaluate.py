@@ -141,15 +141,15 @@ def evaluate(
     if out_json:
         Path(out_json).parent.mkdir(parents=True, exist_ok=True)
         # Strict JSON (RFC 8259 has no NaN): an undefined metric (one class only) is written as null.
-        Path(out_json).write_text(json.dumps(_json_safe(out), indent=1, allow_nan=False))
+        Path(out_json).write_text(json.dumps(json_safe(out), indent=1, allow_nan=False))
     return out
 
 
-def _json_safe(o):
+def json_safe(o):
     if isinstance(o, dict):
-        return {k: _json_safe(v) for k, v in o.items()}
+        return {k: json_safe(v) for k, v in o.items()}
     if isinstance(o, (list, tuple)):
-        return [_json_safe(v) for v in o]
+        return [json_safe(v) for v in o]
     if isinstance(o, float) and not np.isfinite(o):
         return None
     return o

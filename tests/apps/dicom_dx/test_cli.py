@@ -133,3 +133,18 @@ def test_results_back_as_dicom(tmp_path, tiny_synth, tiny_predictor):
     ov = overlay(img.gray, explain(img, tiny_predictor, ["opacity"])["opacity"])
     sc = read_dicom(write_secondary_capture(src, ov, tmp_path / "sc.dcm"))
     np.testing.assert_allclose(sc.image * 255, ov, atol=0.5)
+
+
+def test_evaluate_prints_strict_json_when_a_metric_is_undefined(tmp_path, monkeypatch, capsys):
+    # a finding without positives in the data has no AUROC: the summary says null, not the bare NaN
+    # that strict JSON readers (jq, browsers) refuse
+    import apps.dicom_dx.__main__ as cli
+    import apps.dicom_dx.evaluate as ev
+
+    rep = {"macro_auroc": float("nan"), "findings": {"effusion": {"auroc": float("nan")}},
+           "gate": {"chest_rejected": 0, "negatives_rejected": 1}}
+    monkeypatch.setattr(ev, "evaluate", lambda *a, **k: rep)
+    monkeypatch.setattr(cli, "_predictor", lambda a: None)
+    assert main(["-q", "evaluate", "--data", str(tmp_path)]) == 0
+    out = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"printed {c}"))
+    assert out["macro_auroc"] is None and out["auroc"] == {"effusion": None}
