@@ -1,7 +1,10 @@
-"""Shared fixtures: a tiny untrained detector saved as weights + model card, and a short drive clip."""
+"""Shared fixtures: a tiny untrained detector saved as weights + model card, a short drive clip, and a
+camera reader that gets unplugged."""
 
 import json
+import time
 
+import numpy as np
 import pytest
 
 
@@ -29,3 +32,35 @@ def clip(tmp_path_factory):
     p = tmp_path_factory.mktemp("clip") / "drive.mp4"
     write_video(str(p), 12, seed=1, width=160, height=120, fps=30.0, labels_json=str(p.with_suffix(".json")))
     return str(p)
+
+
+@pytest.fixture
+def flaky_camera():
+    """shape -> a reader class for ``LatestFrameCapture(_reader_factory=...)``: a live camera that gives
+    5 frames, is unplugged (its first reopen is refused), then gives 3 more. Each class counts its own
+    ``opens``."""
+    from apps.perception.stream import SourceError
+
+    def make(shape):
+        class FlakyCamera:
+            opens = 0
+            live = True
+
+            def __init__(self, source):
+                type(self).opens += 1
+                if type(self).opens == 2:
+                    raise SourceError("camera 0 unplugged")
+                self.kind, self.fps, self.n = "camera", 100.0, 0
+                self.limit = 5 if type(self).opens == 1 else 3
+
+            def read(self):
+                self.n += 1
+                time.sleep(0.005)
+                return np.zeros(shape, np.uint8) if self.n <= self.limit else None
+
+            def close(self):
+                pass
+
+        return FlakyCamera
+
+    return make

@@ -96,41 +96,17 @@ class _NullDetector:
         return Detections.empty()
 
 
-class _Unplugged:
-    """A camera: 5 frames, unplugged (one reopen refused), back for 3 frames."""
-
-    opens = 0
-    live = True
-
-    def __init__(self, source):
-        type(self).opens += 1
-        if type(self).opens == 2:
-            from apps.perception.stream import SourceError
-
-            raise SourceError("camera 0 unplugged")
-        self.kind, self.fps, self.n = "camera", 100.0, 0
-        self.limit = 5 if type(self).opens == 1 else 3
-
-    def read(self):
-        self.n += 1
-        time.sleep(0.005)
-        return np.zeros((48, 64, 3), np.uint8) if self.n <= self.limit else None
-
-    def close(self):
-        pass
-
-
-def test_reconnecting_is_logged_and_shown_while_the_source_is_down(monkeypatch):
+def test_reconnecting_is_logged_and_shown_while_the_source_is_down(monkeypatch, flaky_camera):
     # before: the loop blocked in cap.read() while the source was down, so the window froze on the last
     # frame, the overlay never said "reconnecting" and the log never did either (checked per frame only)
     from apps.perception import demo
     from apps.perception.stream import LatestFrameCapture
 
-    _Unplugged.opens = 0
+    camera = flaky_camera((48, 64, 3))
     monkeypatch.setattr(
         demo,
         "LatestFrameCapture",
-        lambda src, **kw: LatestFrameCapture(src, _reader_factory=_Unplugged, **kw),
+        lambda src, **kw: LatestFrameCapture(src, _reader_factory=camera, **kw),
     )
     shown = []
     monkeypatch.setattr(demo.cv2, "imshow", lambda name, img: shown.append(img.copy()))

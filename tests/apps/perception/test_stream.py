@@ -43,39 +43,16 @@ def test_offline_mode_delivers_every_frame():
     assert got == list(range(25)) and cap.dropped == 0
 
 
-class _FlakyCamera:
-    """A live source that fails after 5 frames, refuses one reopen, then works again."""
-
-    opens = 0
-
-    def __init__(self, source):
-        type(self).opens += 1
-        if type(self).opens == 2:
-            raise SourceError("camera 0 unplugged")
-        self.kind, self.fps, self.n = "camera", 100.0, 0
-        self.limit = 5 if type(self).opens == 1 else 3
-
-    live = True
-
-    def read(self):
-        self.n += 1
-        time.sleep(0.005)
-        return np.zeros((4, 4, 3), np.uint8) if self.n <= self.limit else None
-
-    def close(self):
-        pass
-
-
-def test_reconnects_with_backoff():
-    _FlakyCamera.opens = 0
-    cap = LatestFrameCapture(0, reconnect_timeout=5.0, _reader_factory=_FlakyCamera).start()
+def test_reconnects_with_backoff(flaky_camera):
+    camera = flaky_camera((4, 4, 3))
+    cap = LatestFrameCapture(0, reconnect_timeout=5.0, _reader_factory=camera).start()
     statuses, n = set(), 0
     t0 = time.monotonic()
     while time.monotonic() - t0 < 4.0 and cap.reconnects < 1:
         statuses.add(cap.status.split(" ")[0])
         n += cap.read(timeout=0.1) is not None
     cap.stop()
-    assert cap.reconnects == 1 and _FlakyCamera.opens == 3
+    assert cap.reconnects == 1 and camera.opens == 3
     assert "reconnecting" in statuses
 
 
