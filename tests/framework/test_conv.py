@@ -241,6 +241,65 @@ def test_winograd_is_chosen_where_it_was_measured_faster():
     assert not winograd.applicable((1, 64, 32, 32), (64, 64, 3, 3), (2, 2), (1, 1), (1, 1), 1)
 
 
+@pytest.mark.parametrize("padding", [0, 1, 2])
+@pytest.mark.parametrize("shape", [(1, 32, 35, 34), (3, 40, 13, 11), (1, 32, 75, 70)])
+def test_conv2d_inference_winograd_f43_matches_torch(padding, shape, rng):
+    """Without autograd, 3x3 stride-1 layers of >= 32 channels take F(4x4, 3x3): odd sizes (partial
+    tiles), several images per chunk, and a large image cut into bands of tile rows (the last partial)
+    against PyTorch, in float64 (exact up to rounding) and float32 (within 1e-4 of the output's scale)."""
+    from framework.kernels.cpu import winograd43
+
+    k = 48
+    x = rng.standard_normal(shape)
+    wt = rng.standard_normal((k, shape[1], 3, 3)) / np.sqrt(9 * shape[1])
+    assert winograd43.applicable(x.shape, wt.shape, (1, 1), (padding, padding), (1, 1), 1)
+    ho, wo = shape[2] + 2 * padding - 2, shape[3] + 2 * padding - 2
+    if shape[0] == 1 and shape[2] > 64:
+        assert len(winograd43._chunks(1, -(-ho // 4), -(-wo // 4))) >= 2
+    ref = TF.conv2d(torch.tensor(x), torch.tensor(wt), padding=padding).numpy()
+    calls = []
+    real = winograd43.conv3x3_forward
+    winograd43.conv3x3_forward = lambda *a: calls.append(1) or real(*a)
+    try:
+        with fw.no_grad():
+            y64 = F.conv2d(fw.tensor(x), fw.tensor(wt), padding=padding).numpy()
+            y32 = F.conv2d(fw.tensor(x.astype(np.float32)), fw.tensor(wt.astype(np.float32)),
+                           padding=padding).numpy()
+    finally:
+        winograd43.conv3x3_forward = real
+    assert len(calls) == 2
+    assert y64.dtype == np.float64 and y32.dtype == np.float32 and y32.shape == ref.shape
+    np.testing.assert_allclose(y64, ref, rtol=1e-10, atol=1e-10)
+    assert np.abs(y32 - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+def test_conv2d_f43_only_without_autograd_and_where_measured_faster(rng):
+    """Training keeps F(2x2, 3x3) (its forward hands the input transform to the weight gradient); F(4x4,
+    3x3) needs >= 32 channels in and out and >= 8x8 outputs."""
+    from framework.kernels.cpu import winograd43
+
+    def ok(c, k, hw, stride=1, groups=1):
+        return winograd43.applicable((1, c, hw, hw), (k, c // groups, 3, 3), (stride, stride), (1, 1), (1, 1),
+                                     groups)
+
+    assert ok(32, 32, 8) and ok(32, 64, 64) and ok(144, 144, 15)
+    assert not ok(16, 32, 64) and not ok(32, 16, 64)  # few channels: im2col measured faster
+    assert not ok(64, 64, 7) and not ok(64, 64, 64, stride=2) and not ok(64, 64, 64, groups=2)
+    calls = []
+    real = winograd43.conv3x3_forward
+    winograd43.conv3x3_forward = lambda *a: calls.append(1) or real(*a)
+    try:
+        x = fw.tensor(rng.standard_normal((1, 32, 16, 16)).astype(np.float32), requires_grad=True)
+        w = fw.tensor((rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32), requires_grad=True)
+        F.conv2d(x, w, padding=1).sum().backward()
+        assert not calls
+        with fw.no_grad():
+            F.conv2d(x, w, padding=1)
+        assert len(calls) == 1
+    finally:
+        winograd43.conv3x3_forward = real
+
+
 def test_conv2d_float16_keeps_dtype(rng):
     x = rng.standard_normal((1, 32, 32, 32)).astype(np.float16)
     w = (rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float16)
@@ -418,13 +477,15 @@ def test_dilation_wider_than_the_output_keeps_unread_rows_out(rng, groups, width
 
 
 def test_inference_reuses_the_winograd_weight_transform_only_while_the_weight_is_unchanged(rng):
-    """Under no_grad the transformed weight is cached; every way of changing the weight (a write
-    through ``.data`` with no version bump, an optimizer step, replacing ``.data``) is seen."""
-    from framework.kernels.cpu import winograd
+    """Under no_grad the transformed weight (F(4x4, 3x3)'s) is cached; every way of changing the weight
+    (a write through ``.data`` with no version bump, an optimizer step, replacing ``.data``) is seen.
+    With autograd on, the training path's F(2x2, 3x3) transform is recomputed every call."""
+    from framework.kernels.cpu import winograd, winograd43
 
     x = fw.tensor(rng.standard_normal((1, 32, 20, 20)).astype(np.float32))
     w = fw.nn.Parameter(fw.tensor((rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32)))
-    assert winograd.applicable(tuple(x.shape), tuple(w.shape), (1, 1), (1, 1), (1, 1), 1)
+    geom = (tuple(x.shape), tuple(w.shape), (1, 1), (1, 1), (1, 1), 1)
+    assert winograd.applicable(*geom) and winograd43.applicable(*geom)
 
     def conv_matching_torch():
         """Our no-grad convolution, checked against PyTorch's on the weight as it is now."""
@@ -434,14 +495,18 @@ def test_inference_reuses_the_winograd_weight_transform_only_while_the_weight_is
         np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
         return y
 
-    calls = []
-    real = winograd._weight_transform
+    calls, train_calls = [], []
+    real, real43 = winograd._weight_transform, winograd43.weight_transform
 
     def counting(xp, arr):
-        calls.append(1)
+        train_calls.append(1)
         return real(xp, arr)
 
-    winograd._weight_transform = counting
+    def counting43(arr):
+        calls.append(1)
+        return real43(arr)
+
+    winograd._weight_transform, winograd43.weight_transform = counting, counting43
     try:
         y1 = conv_matching_torch()
         with fw.no_grad():
@@ -460,13 +525,13 @@ def test_inference_reuses_the_winograd_weight_transform_only_while_the_weight_is
         w.grad = fw.ones_like(w)
         opt.step()
         conv_matching_torch()
+        assert len(calls) == 4 and not train_calls
         # with autograd on (training) nothing is cached: the weights change every step
-        n = len(calls)
         F.conv2d(x, w, padding=1)
         F.conv2d(x, w, padding=1)
-        assert len(calls) == n + 2
+        assert len(train_calls) == 2 and len(calls) == 4
     finally:
-        winograd._weight_transform = real
+        winograd._weight_transform, winograd43.weight_transform = real, real43
 
 
 def test_winograd_weight_cache_is_bitwise_and_bounded(rng):

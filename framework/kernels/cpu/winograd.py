@@ -108,7 +108,7 @@ def _weight_transform(xp, w):
 # the weight array's identity and trusted only after a bitwise comparison with a private copy of the
 # weight (a tenth of the transform's cost), so however the array was modified (an optimizer, a write
 # through ``.data``, finite differences) a stale transform is never used.
-_U_CACHE: OrderedDict = OrderedDict()  # id(w) -> (weakref to w, copy of w, U), least recent first
+_U_CACHE: OrderedDict = OrderedDict()  # id(w) -> (weakref to w, copy of w, U, kind), least recent first
 _U_CACHE_MAX_BYTES = 64 << 20
 _U_LOCK = threading.Lock()
 # Entries of weights that died while the lock was held (a garbage collection can run inside the locked
@@ -140,25 +140,31 @@ def _forget(ref, key) -> None:
             _U_LOCK.release()
 
 
-def cached_weight_transform(w):
+def cached_weight_transform(w, kind: str = "f23"):
     """U = G g G^T of a NumPy weight, from the cache when ``w`` holds the same bits as last time.
+    ``kind``: "f23" (this module's F(2x2, 3x3)) or "f43" (``winograd43``'s F(4x4, 3x3) for inference).
     At most _U_CACHE_MAX_BYTES of copies and transforms are held, least recently used out first."""
     key = id(w)
     with _U_LOCK:
         _drop_dead()
         hit = _U_CACHE.get(key)
-        if hit is not None and hit[0]() is w and _same_bits(hit[1], w):
+        if hit is not None and hit[0]() is w and hit[3] == kind and _same_bits(hit[1], w):
             _U_CACHE.move_to_end(key)
             return hit[2]
-    u = _weight_transform(np, w)
-    entry = (weakref.ref(w, lambda ref, key=key: _forget(ref, key)), w.copy(), u)
+    if kind == "f43":
+        from . import winograd43
+
+        u = winograd43.weight_transform(w)
+    else:
+        u = _weight_transform(np, w)
+    entry = (weakref.ref(w, lambda ref, key=key: _forget(ref, key)), w.copy(), u, kind)
     with _U_LOCK:
         _drop_dead()
         _U_CACHE[key] = entry
         _U_CACHE.move_to_end(key)
         total = sum(e[1].nbytes + e[2].nbytes for e in _U_CACHE.values())
         while total > _U_CACHE_MAX_BYTES and len(_U_CACHE) > 1:
-            _, (_, c, old) = _U_CACHE.popitem(last=False)
+            _, (_, c, old, _) = _U_CACHE.popitem(last=False)
             total -= c.nbytes + old.nbytes
     return u
 
