@@ -215,6 +215,7 @@ def cmd_demo(a, track=True):
             realtime=not a.every_frame,
             max_frames=a.max_frames,
             line=line,
+            reconnect_timeout=a.reconnect_timeout,
             log=lambda m: print(m, file=sys.stderr),
         )
     except SourceError as e:
@@ -351,6 +352,13 @@ def main(argv=None):
         )
         d.add_argument("--max-frames", type=_number(int, 1), default=None)
         d.add_argument("--line", default=None, help="x0,y0,x1,y1: count tracks crossing this segment")
+        d.add_argument(
+            "--reconnect-timeout",
+            type=_number(float, 0, lo_open=True),
+            default=30.0,
+            metavar="SECONDS",
+            help="how long a lost camera or stream (or a stream not up yet at start) is retried (default 30)",
+        )
         d.add_argument("--json", action="store_true", help="also print the summary as JSON")
         d.set_defaults(fn=cmd_demo)
     a = p.parse_args(argv)

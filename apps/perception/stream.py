@@ -9,6 +9,9 @@ inference is slower than the camera the consumer always gets the newest frame an
 bounded (the frames it never saw are counted as ``dropped``). Live sources that fail are reopened with
 exponential backoff (0.5 s doubling to 8 s) and the status says so; the backoff and the give-up clock run
 until a frame actually arrives, so a stream that accepts connections but sends nothing ends as "lost".
+A network stream that cannot be opened at start (a camera still booting, a link coming up) is waited
+for the same way ("connecting ..."), and fails with a :class:`SourceError` naming the stream once the
+timeout has passed; a camera index, file or folder that cannot be opened is an error at once.
 A file or folder ends cleanly; a reader that raises ends the capture with a :class:`SourceError`.
 Files and folders are paced at their frame rate by default, as a camera would deliver them
 (``realtime=False`` hands over every frame instead, for offline processing).
@@ -162,8 +165,11 @@ class LatestFrameCapture:
             True); False = hand every frame over, the reader waits for the consumer.
         fps: pacing rate for folders and iterables (files use their own rate).
         reconnect_timeout: seconds a live source may stay down before capture gives up.
-    Attributes: ``captured``, ``dropped``, ``status`` ("running" | "reconnecting ..." | "ended" |
-    "lost" | "failed"), ``reconnects``, ``finished`` (the capture thread is done).
+        wait_at_start: keep trying a source that cannot be opened yet, for ``reconnect_timeout`` seconds
+            (the capture thread does; a bad source then ends with a SourceError from ``read``). Default:
+            network streams only; other sources raise SourceError here at once.
+    Attributes: ``captured``, ``dropped``, ``status`` ("running" | "connecting ..." | "reconnecting ..."
+    | "ended" | "lost" | "failed"), ``reconnects``, ``finished`` (the capture thread is done).
     """
 
     def __init__(
@@ -172,16 +178,26 @@ class LatestFrameCapture:
         realtime: bool = True,
         fps: float | None = None,
         reconnect_timeout: float = 30.0,
+        wait_at_start: bool | None = None,
         _reader_factory=_Reader,
     ):
         self._factory = _reader_factory
         self.source = source
-        self.reader = _reader_factory(source)  # raises SourceError right away for a bad source
-        self.fps = float(fps) if fps else self.reader.fps
+        self.kind = source_kind(source)  # raises SourceError right away for a missing file or folder
+        if wait_at_start is None:
+            wait_at_start = self.kind == "stream"
+        self.status = "running"
+        self._open_error: SourceError | None = None
+        try:
+            self.reader = _reader_factory(source)  # raises SourceError for a source that cannot be opened
+        except SourceError as e:
+            if not wait_at_start:
+                raise
+            self.reader, self._open_error, self.status = None, e, "connecting"
+        self._fps = float(fps) if fps else None
         self.realtime = realtime
         self.reconnect_timeout = reconnect_timeout
         self.captured = self.dropped = self.reconnects = 0
-        self.status = "running"
         self._slot: Frame | None = None
         self._cv = threading.Condition()
         self._stop = threading.Event()
@@ -191,6 +207,13 @@ class LatestFrameCapture:
         self._down_since: float | None = None
         self._delay, self._attempt = 0.5, 0
         self._thread = threading.Thread(target=self._run, name="capture", daemon=True)
+
+    @property
+    def fps(self) -> float:
+        """The pacing rate: the one given, else the source's own (30 until a waited-for source opens)."""
+        if self._fps:
+            return self._fps
+        return self.reader.fps if self.reader is not None else 30.0
 
     def start(self) -> LatestFrameCapture:
         self._thread.start()
@@ -213,34 +236,45 @@ class LatestFrameCapture:
         return self._done
 
     def _reopen(self) -> bool:
-        """Reopen a live source with exponential backoff; False when it stays down too long. The clock
-        and the delay carry over between calls until a frame is read (see ``_run``)."""
+        """(Re)open a live source with exponential backoff; False when it stays down too long. The clock
+        and the delay carry over between calls until a frame is read (see ``_run``). With no reader
+        yet (a stream that could not be opened at start) this is the first connection."""
+        first = self.reader is None
         if self._down_since is None:
             self._down_since, self._delay, self._attempt = time.monotonic(), 0.5, 0
-        self.reader.close()
+        if not first:
+            self.reader.close()
+        verb = "connecting" if first else "reconnecting"
         while not self._stop.is_set():
             if time.monotonic() - self._down_since > self.reconnect_timeout:
-                self.status = "lost"
+                self.status = "failed" if first else "lost"
                 return False
             self._attempt += 1
             delay, self._delay = self._delay, min(self._delay * 2, 8.0)
-            self.status = f"reconnecting (attempt {self._attempt}, retry in {delay:.1f} s)"
+            self.status = f"{verb} (attempt {self._attempt}, retry in {delay:.1f} s)"
             if self._stop.wait(delay):
                 return False
             try:
                 self.reader = self._factory(self.source)
-                self.reconnects += 1
-                self.status = "running"
-                return True
-            except SourceError:
-                pass
+            except SourceError as e:
+                self._open_error = e
+                continue
+            self.reconnects += not first
+            self.status = "running"
+            return True
         return False
 
     def _run(self) -> None:
-        period = 1.0 / self.fps if self.fps > 0 else 0.0
-        paced = self.realtime and not self.reader.live
-        t_next = time.perf_counter()
         try:
+            if self.reader is None and not self._reopen():
+                if self.status == "failed":
+                    raise SourceError(
+                        f"{self._open_error}; still not reachable after {self.reconnect_timeout:g} s"
+                    )
+                return  # stopped while waiting
+            period = 1.0 / self.fps if self.fps > 0 else 0.0
+            paced = self.realtime and not self.reader.live
+            t_next = time.perf_counter()
             while not self._stop.is_set():
                 try:
                     img = self.reader.read()
@@ -268,7 +302,8 @@ class LatestFrameCapture:
             self._error = e
             self.status = "failed"
         finally:
-            self.reader.close()
+            if self.reader is not None:
+                self.reader.close()
             with self._cv:
                 self._done = True
                 self._cv.notify_all()
@@ -283,7 +318,9 @@ class LatestFrameCapture:
                 if self._done:
                     if self._error is not None:
                         e = self._error
-                        raise SourceError(f"reading {self.reader.kind} source failed: {e}") from e
+                        if isinstance(e, SourceError) and self.reader is None:
+                            raise e  # never opened: the error names the source and the wait
+                        raise SourceError(f"reading {self.kind} source failed: {e}") from e
                     return None
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:

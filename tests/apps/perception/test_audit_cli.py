@@ -154,6 +154,7 @@ def test_a_run_without_validation_writes_loadable_weights_and_a_strict_card(cach
         ["evaluate", "--data", "{cache}", "--limit", "0"],
         ["demo", "--conf", "1.5"],
         ["demo", "--max-frames", "-1"],
+        ["demo", "--reconnect-timeout", "0"],
     ],
 )
 def test_out_of_range_arguments_are_usage_errors(argv, cache, tmp_path, capsys):
@@ -241,3 +242,13 @@ def test_resume_with_other_training_options_is_refused(cache, tmp_path):
     assert _strict_json(tmp_path / "r" / "state.json")["step"] == 2  # nothing trained or overwritten
     # the same options resume; a longer --steps extends the run
     assert T.train(cache, str(tmp_path / "r"), steps=4, resume=True, **KW)["step"] == 4
+
+
+def test_a_stream_that_never_comes_up_is_a_one_line_error_after_the_timeout(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["demo", "--source", "rtsp://admin:pw@127.0.0.1:1/live", "--headless",
+              "--reconnect-timeout", "0.6"])
+    text = str(e.value.code)
+    assert text.startswith("error: cannot open stream") and "not reachable after 0.6 s" in text
+    assert "\n" not in text and "pw@" not in text
+    assert "source: connecting" in capsys.readouterr().err  # the wait was said, not silent

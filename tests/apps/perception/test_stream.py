@@ -192,3 +192,71 @@ def test_stream_error_does_not_print_the_camera_password():
     with pytest.raises(SourceError) as e:
         _Reader("rtsp://admin:s3cret@127.0.0.1:1/stream1")
     assert "s3cret" not in str(e.value) and "127.0.0.1:1/stream1" in str(e.value)
+
+
+class _LateStream:
+    """A network stream that refuses its first two connections (a camera still booting), then sends 4
+    frames and ends like a recorded stream."""
+
+    opens = 0
+    live = False
+
+    def __init__(self, source):
+        type(self).opens += 1
+        if type(self).opens <= 2:
+            raise SourceError(f"cannot open stream {source!r}")
+        self.kind, self.fps, self.n = "stream", 50.0, 0
+
+    def read(self):
+        self.n += 1
+        return np.full((4, 4, 3), self.n, np.uint8) if self.n <= 4 else None
+
+    def close(self):
+        pass
+
+
+def test_stream_not_up_at_start_is_waited_for():
+    # before: a stream that could not be opened when the demo started was an immediate error
+    _LateStream.opens = 0
+    cap = LatestFrameCapture("rtsp://cam/x", reconnect_timeout=5.0, realtime=False,
+                             _reader_factory=_LateStream)
+    assert cap.status == "connecting" and cap.fps == 30.0
+    cap.start()
+    statuses, got, t0 = set(), [], time.monotonic()
+    while time.monotonic() - t0 < 5.0:
+        statuses.add(cap.status.split(" ")[0])
+        f = cap.read(timeout=0.05)
+        if f is not None:
+            got.append(int(f.image[0, 0, 0]))
+        elif cap.finished:
+            break
+    cap.stop()
+    assert "connecting" in statuses and "reconnecting" not in statuses
+    assert got == [1, 2, 3, 4] and cap.status == "ended"
+    assert _LateStream.opens == 3 and cap.reconnects == 0 and cap.fps == 50.0  # the stream's own rate
+
+
+def test_stream_that_never_comes_up_fails_naming_it_without_the_password():
+    cap = LatestFrameCapture("rtsp://admin:s3cret@127.0.0.1:1/stream1", reconnect_timeout=0.6).start()
+    t0 = time.monotonic()
+    with pytest.raises(SourceError) as e:
+        while time.monotonic() - t0 < 10.0:
+            cap.read(timeout=0.1)
+    cap.stop()
+    msg = str(e.value)
+    assert "127.0.0.1:1/stream1" in msg and "not reachable after 0.6 s" in msg and "s3cret" not in msg
+    assert cap.status == "failed" and cap.finished
+
+
+def test_only_network_streams_are_waited_for_at_start():
+    class Refused:
+        def __init__(self, source):
+            raise SourceError("cannot open camera 0")
+
+    with pytest.raises(SourceError, match="cannot open camera 0"):
+        LatestFrameCapture(0, _reader_factory=Refused)  # a camera index: an error at once
+    with pytest.raises(SourceError, match="cannot open camera 0"):
+        LatestFrameCapture("rtsp://cam/x", wait_at_start=False, _reader_factory=Refused)
+    cap = LatestFrameCapture("rtsp://cam/x", reconnect_timeout=0.1, _reader_factory=Refused)
+    cap.stop()  # never started: stopping is harmless
+    assert cap.status == "connecting"
