@@ -77,11 +77,12 @@ def roc_curve(y, scores):
 
 def threshold_at_sensitivity(y, scores, sensitivity: float = 0.9) -> float:
     """The highest threshold t such that the rule score ≥ t reaches at least `sensitivity` on
-    the positives (so specificity is as high as that sensitivity allows)."""
+    the positives (so specificity is as high as that sensitivity allows). Raises ValueError when
+    there is no positive case: no threshold reaches a sensitivity then."""
     y, s = _valid(y, scores)
     pos = np.sort(s[y])[::-1]
     if len(pos) == 0:
-        return 0.5
+        raise ValueError("threshold at a sensitivity: no positive case among the labelled samples")
     k = int(np.ceil(sensitivity * len(pos))) - 1
     return float(pos[min(max(k, 0), len(pos) - 1)])
 
@@ -91,10 +92,8 @@ def operating_threshold(y, scores, sensitivity: float = 0.9) -> float:
     sensitivity ≥ `sensitivity`, then, among thresholds with that specificity, take the most
     sensitive one, and place the threshold midway between that positive score and the next lower
     negative score (so that a well-separated finding is not cut at its 10th-percentile positive).
-    Rule: score ≥ threshold."""
+    Rule: score ≥ threshold. Raises ValueError without a positive case."""
     y, s = _valid(y, scores)
-    if not y.any():
-        return 0.5
     t_hi = threshold_at_sensitivity(y, s, sensitivity)
     neg = np.sort(s[~y])
     fp_hi = int((neg >= t_hi).sum())

@@ -118,15 +118,33 @@ def _validate(model, val, cfg) -> dict:
 
 def choose_thresholds(
     p: np.ndarray, labels: np.ndarray, chest: np.ndarray, sensitivity: float, gate_sensitivity: float
-) -> tuple[dict[str, float], float]:
+) -> tuple[dict[str, float], float, list[str]]:
     """Per-finding operating thresholds on chest images, and the gate threshold on the
-    frontal-chest output (positives = chest radiographs, negatives = the rest)."""
+    frontal-chest output (positives = chest radiographs, negatives = the rest).
+
+    A finding (or the gate) without a positive validation case has no threshold at a sensitivity: it
+    gets 0.5, with a warning, and its name (or "gate") is in the third value returned, which the
+    model card records as ``thresholds_defaulted``."""
     ch = chest == 1
-    thresholds = {
-        f: operating_threshold(labels[ch, k], p[ch, k], sensitivity) for k, f in enumerate(FINDINGS)
-    }
-    gate_thr = operating_threshold(ch.astype(np.float32), p[:, -1], gate_sensitivity) if ch.any() else 0.5
-    return thresholds, float(gate_thr)
+    thresholds, defaulted = {}, []
+    for k, f in enumerate(FINDINGS):
+        if (labels[ch, k] == 1).any():
+            thresholds[f] = operating_threshold(labels[ch, k], p[ch, k], sensitivity)
+        else:
+            thresholds[f] = 0.5
+            defaulted.append(f)
+    gate_thr = 0.5
+    if ch.any():
+        gate_thr = operating_threshold(ch.astype(np.float32), p[:, -1], gate_sensitivity)
+    else:
+        defaulted.append("gate")
+    if defaulted:
+        warnings.warn(
+            f"no positive validation case for {', '.join(defaulted)}: threshold 0.5, not chosen at the "
+            "stated sensitivity (the model card lists it under thresholds_defaulted)",
+            stacklevel=2,
+        )
+    return thresholds, float(gate_thr), defaulted
 
 
 def train(cfg: TrainConfig, progress=None) -> dict:
@@ -237,7 +255,9 @@ def train(cfg: TrainConfig, progress=None) -> dict:
     images, labels, chest = val
     p = v["probs"]
     ch = chest == 1
-    thresholds, gate_thr = choose_thresholds(p, labels, chest, cfg.sensitivity, cfg.gate_sensitivity)
+    thresholds, gate_thr, defaulted = choose_thresholds(
+        p, labels, chest, cfg.sensitivity, cfg.gate_sensitivity
+    )
     report = multilabel_report(labels[ch], p[ch, : len(FINDINGS)], list(FINDINGS), thresholds)
     gate_val = {
         "threshold": gate_thr,
@@ -264,6 +284,7 @@ def train(cfg: TrainConfig, progress=None) -> dict:
             "size": cfg.size,
         },
         "thresholds": thresholds,
+        "thresholds_defaulted": defaulted,
         "threshold_rule": f"max specificity with sensitivity ≥ {cfg.sensitivity} on validation, "
         "set midway to the next lower negative score (metrics.operating_threshold)",
         "gate": {

@@ -244,3 +244,29 @@ def test_operating_threshold_between_adjacent_scores_keeps_the_negative_out():
         y, s = [1, 1, 0, 0], [hi, hi, np.nextafter(hi, 0), 0.1]
         t = M.operating_threshold(y, s, 0.9)
         assert M.sens_spec(y, s, t) == (1.0, 1.0), hi
+
+
+def test_threshold_without_positives_is_an_error_not_a_silent_half():
+    """Before: no positive case gave 0.5, indistinguishable from a threshold chosen at the sensitivity."""
+    y, s = np.array([0, 0, 0]), np.array([0.2, 0.7, 0.4])
+    for fn in (M.threshold_at_sensitivity, M.operating_threshold):
+        with pytest.raises(ValueError, match="no positive case"):
+            fn(y, s, 0.9)
+
+
+def test_findings_without_validation_positives_default_with_a_warning_and_are_recorded():
+    from apps.dicom_dx.model import FINDINGS
+    from apps.dicom_dx.train import choose_thresholds
+
+    rng = np.random.default_rng(0)
+    n = 40
+    labels = rng.integers(0, 2, (n, len(FINDINGS))).astype(np.float32)
+    labels[:, 1] = 0  # no positive for the second finding
+    chest = np.ones(n, np.int64)
+    chest[:5] = 0
+    p = rng.random((n, len(FINDINGS) + 1)).astype(np.float32)
+    with pytest.warns(UserWarning, match=f"no positive validation case for {FINDINGS[1]}"):
+        thr, gate, defaulted = choose_thresholds(p, labels, chest, 0.9, 0.99)
+    assert defaulted == [FINDINGS[1]] and thr[FINDINGS[1]] == 0.5
+    assert thr[FINDINGS[0]] == M.operating_threshold(labels[5:, 0], p[5:, 0], 0.9)
+    assert gate == M.operating_threshold((chest == 1).astype(np.float32), p[:, -1], 0.99)
