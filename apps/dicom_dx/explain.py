@@ -2,7 +2,9 @@
 
 For finding k: A = activations of `model.features` (C, h, w), captured by a forward hook;
 α_c = mean over (h, w) of ∂logit_k/∂A_c (fw.autograd.grad); CAM = ReLU(Σ_c α_c A_c), bilinearly
-resized to the image and scaled to [0, 1] (all zeros when the map is flat).
+resized to the image and scaled to [0, 1] (all zeros when the map is flat). The (h, w) map is
+resized once, straight to the requested size: going through the model's S × S first interpolated
+twice and drifted from the map's bilinear upsampling by up to ~5 % of its range.
 """
 
 from __future__ import annotations
@@ -22,8 +24,15 @@ from apps.dicom_dx.synth import FINDINGS
 __all__ = ["gradcam", "explain", "overlay", "write_overlays"]
 
 
-def gradcam(predictor: Predictor, x: np.ndarray, findings: list[str] | None = None) -> dict[str, np.ndarray]:
-    """x: (1, S, S) preprocessed input → finding → (S, S) float32 heatmap in [0, 1]."""
+def gradcam(
+    predictor: Predictor,
+    x: np.ndarray,
+    findings: list[str] | None = None,
+    size: tuple[int, int] | None = None,
+) -> dict[str, np.ndarray]:
+    """x: (1, S, S) preprocessed input → finding → float32 heatmap in [0, 1] of shape `size` (H, W),
+    default (S, S). The input covers the whole image (resized without keeping the aspect), so the
+    map resized to the image's (H, W) lines up with it."""
     model = predictor.model
     model.eval()
     captured = {}
@@ -45,10 +54,10 @@ def gradcam(predictor: Predictor, x: np.ndarray, findings: list[str] | None = No
                 ga = np.asarray(g.to("cpu").numpy(), np.float32)[0]
                 av = np.asarray(a.detach().to("cpu").numpy(), np.float32)[0]
                 cam = np.maximum((ga.mean(axis=(1, 2))[:, None, None] * av).sum(0), 0)
-                s = x.shape[-1]
-                cam = cv2.resize(cam, (s, s), interpolation=cv2.INTER_LINEAR)
+                h, w = size or x.shape[-2:]
+                cam = cv2.resize(cam, (w, h), interpolation=cv2.INTER_LINEAR)
                 mx = float(cam.max())
-                out[f] = (cam / mx).astype(np.float32) if mx > 1e-12 else np.zeros((s, s), np.float32)
+                out[f] = (cam / mx).astype(np.float32) if mx > 1e-12 else np.zeros((h, w), np.float32)
     finally:
         handle.remove()
     return out
@@ -62,9 +71,7 @@ def explain(
     """Heatmaps at the image's own size: finding → (H, W) float32 in [0, 1]."""
     pred = predictor or load_default_model()
     img = image if isinstance(image, DicomImage) else read_dicom(image)
-    cams = gradcam(pred, preprocess(img.gray, pred.size), findings)
-    h, w = img.gray.shape
-    return {f: cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for f, c in cams.items()}
+    return gradcam(pred, preprocess(img.gray, pred.size), findings, size=img.gray.shape)
 
 
 def overlay(gray: np.ndarray, heat: np.ndarray, alpha: float = 0.45, max_side: int = 1024) -> np.ndarray:
