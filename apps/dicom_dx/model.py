@@ -12,14 +12,17 @@ conv + a basic residual block) to 16² and 8²; global average pooling; a linear
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
+
+import numpy as np
 
 import framework as fw
 import framework.nn as nn
 import framework.nn.functional as F
 from apps.dicom_dx.synth import FINDINGS
 
-__all__ = ["OUTPUTS", "BasicBlock", "ChestNet", "build_model", "save_model", "load_model"]
+__all__ = ["OUTPUTS", "BasicBlock", "ChestNet", "build_model", "save_model", "load_model", "json_safe"]
 
 OUTPUTS = (*FINDINGS, "frontal_chest")
 
@@ -76,13 +79,29 @@ def build_model(config: dict | None = None) -> ChestNet:
     return ChestNet(widths=tuple(cfg.get("widths", (16, 24, 48, 96))), dropout=float(cfg.get("dropout", 0.0)))
 
 
+def json_safe(o):
+    """A copy of `o` that strict JSON (RFC 8259) can hold: an undefined metric (NaN, ±inf, e.g. an
+    AUROC without positives) becomes null instead of the bare NaN that strict parsers refuse; NumPy
+    scalars become Python numbers."""
+    if isinstance(o, dict):
+        return {k: json_safe(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [json_safe(v) for v in o]
+    if isinstance(o, np.generic):
+        o = o.item()
+    if isinstance(o, float) and not math.isfinite(o):
+        return None
+    return o
+
+
 def save_model(model: ChestNet, card: dict, weights: str | Path, card_path: str | Path | None = None) -> None:
-    """Weights as safetensors (framework.save), the model card as JSON next to them."""
+    """Weights as safetensors (framework.save), the model card as strict JSON next to them (undefined
+    metrics as null)."""
     weights = Path(weights)
     weights.parent.mkdir(parents=True, exist_ok=True)
     fw.save(model.state_dict(), str(weights))
     card_path = Path(card_path) if card_path else weights.with_name("model_card.json")
-    card_path.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    card_path.write_text(json.dumps(json_safe(card), indent=2, sort_keys=False, allow_nan=False) + "\n")
 
 
 def load_model(weights: str | Path, card_path: str | Path | None = None) -> tuple[ChestNet, dict]:

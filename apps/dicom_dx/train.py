@@ -28,7 +28,7 @@ import framework.nn.functional as F
 from apps.dicom_dx import data as D
 from apps.dicom_dx.loaders import load_any, split_records
 from apps.dicom_dx.metrics import auroc, multilabel_report, operating_threshold
-from apps.dicom_dx.model import OUTPUTS, build_model, save_model
+from apps.dicom_dx.model import OUTPUTS, build_model, json_safe, save_model
 from apps.dicom_dx.synth import FINDINGS
 
 __all__ = ["TrainConfig", "train", "predict_arrays", "choose_thresholds"]
@@ -76,6 +76,39 @@ def _split_cache(cfg: TrainConfig, progress=None):
         D.build_cache(tr, cache_dir / "train", cfg.size, workers=cfg.workers, progress=progress)
         D.build_cache(va, cache_dir / "val", cfg.size, workers=cfg.workers, progress=progress)
     return D.load_cache(cache_dir / "train", cfg.size), D.load_cache(cache_dir / "val", cfg.size)
+
+
+# What a run's trajectory depends on: resuming with other values would not continue that run
+# (--epochs may grow: the schedule is rebuilt for it and fast-forwarded).
+_TRAJECTORY = ("data", "val", "size", "batch_size", "lr", "weight_decay", "seed", "widths", "max_train")
+
+
+def _trajectory(cfg: TrainConfig) -> dict:
+    out = {}
+    for k in _TRAJECTORY:
+        v = getattr(cfg, k)
+        if k in ("data", "val") and v is not None:
+            v = str(Path(v).resolve())
+        out[k] = list(v) if isinstance(v, tuple) else v
+    return out
+
+
+def _check_resume(cfg: TrainConfig, meta: dict) -> None:
+    """Refuse a resume that would not continue the checkpoint's run, naming what differs."""
+    saved = meta.get("config")
+    if saved is not None:  # checkpoints written before this check carry no config
+        now = _trajectory(cfg)
+        diff = [f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in _TRAJECTORY if saved.get(k) != now[k]]
+        if diff:
+            raise ValueError(
+                "--resume with other training options than the checkpoint's run: "
+                + "; ".join(diff)
+                + " (use the run's options, or a new --out)"
+            )
+    if int(meta["epoch"]) > cfg.epochs:
+        raise ValueError(
+            f"--resume: the checkpoint has {meta['epoch']} epochs done, more than --epochs {cfg.epochs}"
+        )
 
 
 def _targets(labels: np.ndarray, chest: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -168,9 +201,11 @@ def train(cfg: TrainConfig, progress=None) -> dict:
     )
     history: list[dict] = []
     start_epoch = 0
+    seconds_before = 0.0  # wall time of the interrupted runs this one continues
     ckpt = out / "checkpoint.safetensors"
     if cfg.resume and ckpt.exists():
         state = fw.load(str(ckpt))
+        _check_resume(cfg, json.loads(state["meta"]))
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         meta_epoch = int(json.loads(state["meta"])["epoch"])
@@ -182,7 +217,13 @@ def train(cfg: TrainConfig, progress=None) -> dict:
                 sched.step()
         meta = json.loads(state["meta"])
         start_epoch, history = int(meta["epoch"]), meta["history"]
-        rng = np.random.default_rng(cfg.seed + 1000 * start_epoch)
+        seconds_before = float(meta.get("seconds", sum(h["seconds"] for h in history)))
+        # The generator that shuffles and augments continues where the interrupted run left it, so
+        # that a resumed run is the run it continues (reseeding started another trajectory).
+        if "rng" in meta:
+            rng.bit_generator.state = meta["rng"]
+        else:  # a checkpoint written before the state was kept
+            rng = np.random.default_rng(cfg.seed + 1000 * start_epoch)
         log.info("resumed from epoch %d", start_epoch)
     try:
         from tqdm import tqdm
@@ -244,7 +285,18 @@ def train(cfg: TrainConfig, progress=None) -> dict:
                 "model": model.state_dict(),
                 "optimizer": opt.state_dict(),
                 "scheduler": sched.state_dict(),
-                "meta": json.dumps({"epoch": epoch + 1, "history": history}),
+                "meta": json.dumps(
+                    json_safe(
+                        {
+                            "epoch": epoch + 1,
+                            "history": history,
+                            "rng": rng.bit_generator.state,
+                            "config": _trajectory(cfg),
+                            "seconds": seconds_before + time.time() - t0,
+                        }
+                    ),
+                    allow_nan=False,
+                ),
             },
             str(ckpt),
         )
@@ -313,11 +365,12 @@ def train(cfg: TrainConfig, progress=None) -> dict:
             "augmentation": "rotation ±7°, scale ±8%, shift ±4%, gamma 0.75–1.35, blur, noise",
             "loss": "masked BCE with logits",
             "device": cfg.device,
-            "seconds": round(time.time() - t0, 1),
+            "seconds": round(seconds_before + time.time() - t0, 1),  # all runs of a resumed training
             "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "python": platform.python_version(),
         },
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("extra",)},
     }
+    card = json_safe(card)  # what the caller gets is what the file holds
     save_model(model, card, out / "model.safetensors", out / "model_card.json")
     return card

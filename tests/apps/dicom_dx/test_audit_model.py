@@ -189,3 +189,133 @@ def test_explain_map_is_the_bilinear_upsampling_of_the_cam_at_the_image_size_and
             assert maps[f].shape == (h, w)
             np.testing.assert_allclose(maps[f], ref, atol=1e-4, err_msg=f"{f} at {h}x{w}")
     assert checked >= 4
+
+
+# --- training ----------------------------------------------------------------------------------------
+
+
+def _cfg(tiny_synth, tmp_path, **kw):
+    from apps.dicom_dx.train import TrainConfig
+
+    base = dict(
+        data=str(tiny_synth),
+        val=str(tiny_synth),
+        out=str(tmp_path / "m"),
+        size=32,
+        batch_size=4,
+        widths=(4, 8, 8, 8),
+        workers=1,
+        cache=str(tmp_path / "cache"),
+        epochs=2,
+    )
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(path):
+    return {k: np.asarray(v.numpy()) for k, v in fw.load(str(path)).items()}
+
+
+def test_resume_after_an_interruption_reproduces_the_uninterrupted_run(tiny_synth, tmp_path):
+    """Before: --resume reseeded the augmentation/shuffling generator with seed + 1000 * epoch (the
+    docstring said the checkpoint kept the RNG state; it did not), so an interrupted run resumed onto
+    another trajectory than the run it continued."""
+    from apps.dicom_dx.train import train
+
+    full = train(_cfg(tiny_synth, tmp_path / "a"))
+
+    def stop_after_first_epoch(epoch, _total, _rec):
+        if epoch == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train(_cfg(tiny_synth, tmp_path / "b"), progress=stop_after_first_epoch)
+    resumed = train(_cfg(tiny_synth, tmp_path / "b", resume=True))
+    wa, wb = (
+        _weights(tmp_path / "a" / "m" / "model.safetensors"),
+        _weights(tmp_path / "b" / "m" / "model.safetensors"),
+    )
+    assert wa.keys() == wb.keys()
+    for k in wa:
+        np.testing.assert_array_equal(wa[k], wb[k], err_msg=k)
+    assert [h["loss"] for h in resumed["history"]] == [h["loss"] for h in full["history"]]
+
+
+def test_resume_with_other_trajectory_options_is_refused(tiny_synth, tmp_path):
+    """Before: a resume with another learning rate or batch size silently went on with them (the
+    schedule was even fast-forwarded with the new number of steps per epoch), and a resume with fewer
+    epochs than done died inside the LR scheduler ("Tried to step 5 times")."""
+    from apps.dicom_dx.train import train
+
+    train(_cfg(tiny_synth, tmp_path, epochs=2))
+    with pytest.raises(ValueError, match=r"lr 0\.003 -> 0\.001.*batch_size|batch_size.*lr"):
+        train(_cfg(tiny_synth, tmp_path, epochs=3, lr=1e-3, batch_size=8, resume=True))
+    with pytest.raises(ValueError, match="2 epochs done, more than --epochs 1"):
+        train(_cfg(tiny_synth, tmp_path, epochs=1, resume=True))
+
+
+def test_card_training_time_of_a_resumed_run_counts_the_interrupted_part(tiny_synth, tmp_path, monkeypatch):
+    """Before: the card's training seconds were those of the last (resumed) process only. The first
+    run's clock is made to advance 1000 s per reading, so its epoch lasts ~1000 s."""
+    import time as real_time
+
+    import apps.dicom_dx.train as T
+
+    class SlowClock:
+        now = real_time.time()
+
+        def time(self):
+            self.now += 1000.0
+            return self.now
+
+        def __getattr__(self, name):
+            return getattr(real_time, name)
+
+    def stop(epoch, _total, _rec):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(T, "time", SlowClock())
+    with pytest.raises(KeyboardInterrupt):
+        T.train(_cfg(tiny_synth, tmp_path), progress=stop)
+    monkeypatch.setattr(T, "time", real_time)
+    card = T.train(_cfg(tiny_synth, tmp_path, resume=True))
+    assert card["history"][0]["seconds"] >= 1000
+    assert card["training"]["seconds"] >= sum(h["seconds"] for h in card["history"])
+
+
+def _strict(text: str):
+    def bad(c):
+        raise ValueError(f"non-standard JSON constant {c}")
+
+    return json.loads(text, parse_constant=bad)
+
+
+@pytest.fixture(scope="module")
+def synth_no_pneumothorax(tmp_path_factory):
+    """Chest radiographs without any pneumothorax and no gate negatives (as NIH or RSNA data)."""
+    from apps.dicom_dx.synth import generate
+
+    root = tmp_path_factory.mktemp("synth_nopx")
+    prev = {"opacity": 0.5, "nodule": 0.5, "effusion": 0.5, "cardiomegaly": 0.5, "pneumothorax": 0.0}
+    generate(root, 6, seed=5, prevalence=prev, size_range=(96, 110), render_max=96)
+    return root
+
+
+def test_model_card_is_strict_json_when_a_metric_is_undefined(synth_no_pneumothorax, tmp_path):
+    """Before: a finding without validation positives (AUROC undefined) or a validation set without
+    gate negatives (gate AUROC undefined) wrote bare NaN into model_card.json — which strict JSON
+    parsers (JavaScript, Go, jq, PostgreSQL) refuse — and into the checkpoint's history."""
+    from apps.dicom_dx.model import load_model
+    from apps.dicom_dx.train import train
+
+    with pytest.warns(UserWarning, match="pneumothorax"):
+        card = train(_cfg(synth_no_pneumothorax, tmp_path, epochs=1))
+    text = (tmp_path / "m" / "model_card.json").read_text()
+    on_disk = _strict(text)
+    assert on_disk["validation"]["findings"]["pneumothorax"]["auroc"] is None
+    assert on_disk["history"][0]["val_gate_auroc"] is None
+    assert on_disk["gate"]["validation"]["negatives_rejected"] is None
+    assert "pneumothorax" in card["thresholds_defaulted"]
+    _strict(fw.load(str(tmp_path / "m" / "checkpoint.safetensors"))["meta"])
+    _, loaded = load_model(tmp_path / "m" / "model.safetensors")
+    assert loaded["thresholds"]["pneumothorax"] == 0.5
