@@ -6,7 +6,7 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..tensor import Tensor
-from .optimizer import Optimizer, params_with_grad
+from .optimizer import Optimizer, params_with_grad, scalar
 
 
 class Adam(Optimizer):
@@ -47,7 +47,7 @@ class Adam(Optimizer):
         super().__init__(params, defaults)
 
     def _update_group(self, group):
-        lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
+        lr, (beta1, beta2), eps = scalar(group["lr"]), group["betas"], group["eps"]
         wd, amsgrad, maximize = group["weight_decay"], group["amsgrad"], group["maximize"]
         for p in params_with_grad(group):
             w = p.data

@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from ..tensor import Tensor
 from .optimizer import Optimizer
 
 __all__ = ["LRScheduler", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR",
@@ -37,7 +38,8 @@ class LRScheduler:
         self.optimizer = optimizer
         if last_epoch == -1:
             for group in optimizer.param_groups:
-                group.setdefault("initial_lr", group["lr"])
+                # (a copy of a Tensor lr, which is then updated in place)
+                group.setdefault("initial_lr", _copy_lr(group["lr"]))
         else:
             for i, group in enumerate(optimizer.param_groups):
                 if "initial_lr" not in group:
@@ -76,8 +78,7 @@ class LRScheduler:
             self.last_epoch = epoch
             closed = getattr(self, "_get_closed_form_lr", None)
             values = closed() if closed is not None else self.get_lr()
-        for group, lr in zip(self.optimizer.param_groups, values):
-            group["lr"] = lr
+        _set_lrs(self.optimizer, values)
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
     def _current(self) -> list[float]:
@@ -295,8 +296,7 @@ class CosineAnnealingWarmRestarts(LRScheduler):
         else:
             self.T_i, self.T_cur = self.T_0, epoch
         self.last_epoch = math.floor(epoch)
-        for group, lr in zip(self.optimizer.param_groups, self.get_lr()):
-            group["lr"] = lr
+        _set_lrs(self.optimizer, self.get_lr())
         self._last_lr = self._current()
 
 
@@ -356,8 +356,7 @@ class SequentialLR(LRScheduler):
         self.last_epoch = last_epoch + 1
         self.optimizer = optimizer
         # Constructing each scheduler already stepped it once: undo that, restart the first.
-        for group in optimizer.param_groups:
-            group["lr"] = group["initial_lr"]
+        _set_lrs(optimizer, [group["initial_lr"] for group in optimizer.param_groups])
         self._undo(self)
         idx = bisect_right(self._milestones, 0)
         self._schedulers[idx]._initial_step()
@@ -570,14 +569,30 @@ class ReduceLROnPlateau(LRScheduler):
             self.cooldown_counter -= 1
             self.num_bad_epochs = 0
         if self.num_bad_epochs > self.patience:
+            news = []
             for group, lo in zip(self.optimizer.param_groups, self.min_lrs):
                 old = float(group["lr"])
                 new = max(old * self.factor, lo)
-                if old - new > self.eps:
-                    group["lr"] = new
+                news.append(new if old - new > self.eps else group["lr"])
+            _set_lrs(self.optimizer, news)
             self.cooldown_counter = self.cooldown
             self.num_bad_epochs = 0
         self._last_lr = self._current()
+
+
+def _copy_lr(lr):
+    return Tensor(lr.data.copy()) if isinstance(lr, Tensor) else lr
+
+
+def _set_lrs(optimizer: Optimizer, values) -> None:
+    """Write new lrs into the groups; a Tensor lr is filled in place (as PyTorch's ``fill_``), so
+    that whoever holds it sees the schedule."""
+    for group, lr in zip(optimizer.param_groups, values):
+        if isinstance(group["lr"], Tensor):
+            group["lr"].data[...] = lr.item() if isinstance(lr, Tensor) else lr
+            group["lr"]._vc[0] += 1
+        else:
+            group["lr"] = lr
 
 
 def _per_group(name: str, optimizer: Optimizer, value) -> list:

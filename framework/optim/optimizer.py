@@ -177,6 +177,10 @@ class Optimizer:
         new_groups = []
         for g, sg in zip(groups, saved_groups):
             ng = {k: copy.deepcopy(v) for k, v in sg.items() if k != "params"}
+            # Options newer than the checkpoint (e.g. Adam's decoupled_weight_decay in a state dict
+            # of an older PyTorch) keep this optimizer's values, as PyTorch's __setstate__ does.
+            for k, v in g.items():
+                ng.setdefault(k, v)
             if isinstance(ng.get("betas"), list):  # a JSON round trip turns tuples into lists
                 ng["betas"] = tuple(ng["betas"])
             ng["params"] = g["params"]
@@ -195,6 +199,12 @@ def _cast_state(p: Tensor, key: str, value):
     a = to_device(a, p.device)
     a = get_array_module(a).array(a, copy=True)
     return Tensor(a)
+
+
+def scalar(value):
+    """An option's value as a Python number. A Tensor ``lr`` (accepted, as in PyTorch, so that
+    schedulers can change it in place) is read afresh at every step."""
+    return value.item() if isinstance(value, Tensor) else value
 
 
 def params_with_grad(group: dict[str, Any]) -> Iterable[Tensor]:

@@ -7,7 +7,7 @@ import numpy as np
 
 from ..backend import get_array_module
 from ..tensor import Tensor
-from .optimizer import Optimizer, params_with_grad
+from .optimizer import Optimizer, params_with_grad, scalar
 
 
 class RMSprop(Optimizer):
@@ -39,7 +39,7 @@ class RMSprop(Optimizer):
         super().__init__(params, defaults)
 
     def _update_group(self, group):
-        lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
+        lr, alpha, eps = scalar(group["lr"]), group["alpha"], group["eps"]
         wd, momentum, centered = group["weight_decay"], group["momentum"], group["centered"]
         for p in params_with_grad(group):
             w = p.data

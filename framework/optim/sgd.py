@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..tensor import Tensor
-from .optimizer import Optimizer, params_with_grad, required
+from .optimizer import Optimizer, params_with_grad, required, scalar
 
 
 class SGD(Optimizer):
@@ -38,7 +38,7 @@ class SGD(Optimizer):
         super().__init__(params, defaults)
 
     def _update_group(self, group):
-        lr, momentum, dampening = group["lr"], group["momentum"], group["dampening"]
+        lr, momentum, dampening = scalar(group["lr"]), group["momentum"], group["dampening"]
         wd, nesterov, maximize = group["weight_decay"], group["nesterov"], group["maximize"]
         for p in params_with_grad(group):
             w = p.data
