@@ -46,6 +46,8 @@ _DTYPES = {
     "I8": np.dtype("i1"), "I16": np.dtype("<i2"), "I32": np.dtype("<i4"), "I64": np.dtype("<i8"),
     "U8": np.dtype("u1"), "BOOL": np.dtype("?"),
 }
+_MAX_NDIM = 64  # NumPy 2's limit
+_MAX_BYTES = int(np.iinfo(np.intp).max)
 _CODES = {v.newbyteorder("="): k for k, v in _DTYPES.items()}
 _KNOWN_UNSUPPORTED = {"BF16", "F8_E4M3", "F8_E5M2", "U16", "U32", "U64", "C64"}
 
@@ -203,6 +205,10 @@ def load(f, map_location=None, weights_only: bool = True) -> Any:
             a = np.empty(shape, dtype=dt)
             if e > b and fh.readinto(memoryview(a.reshape(-1)).cast("B")) != e - b:
                 raise CheckpointError(path, f"tensor {name!r}: file ended while reading its data")
+            if dt.kind == "b" and a.size and a.view(np.uint8).max() > 1:
+                # (NumPy would keep such bytes as bools that are neither True nor False)
+                raise CheckpointError(path, f"tensor {name!r}: BOOL data holds bytes other than 0 "
+                                            "and 1 (damaged file)")
             tensors[name] = a if dt.isnative else a.astype(dt.newbyteorder("="))
     dev = None if map_location is None else _device(map_location)
     structure = metadata.get(_STRUCTURE_KEY) if metadata else None
@@ -242,8 +248,8 @@ def _parse_header(path, raw: bytes):
             raise CheckpointError(path, f"tensor {name!r}: entry must have exactly dtype, shape and "
                                         "data_offsets")
         code = info["dtype"]
-        if code not in _DTYPES:
-            what = "unsupported" if code in _KNOWN_UNSUPPORTED else "unknown"
+        if not isinstance(code, str) or code not in _DTYPES:
+            what = "unsupported" if isinstance(code, str) and code in _KNOWN_UNSUPPORTED else "unknown"
             raise CheckpointError(path, f"tensor {name!r}: {what} dtype {code!r}")
         shape = info["shape"]
         if not isinstance(shape, list) or not all(_is_int(s) and s >= 0 for s in shape):
@@ -259,6 +265,11 @@ def _parse_header(path, raw: bytes):
         if nbytes != offs[1] - offs[0]:
             raise CheckpointError(path, f"tensor {name!r}: shape {shape} of {code} needs {nbytes} "
                                         f"bytes but data_offsets span {offs[1] - offs[0]}")
+        # An empty tensor's other dimensions are not bounded by the file's size: NumPy's own
+        # limits (64 dimensions, a byte size that fits an index) are checked here instead.
+        if len(shape) > _MAX_NDIM or math.prod(s for s in shape if s) * dt.itemsize > _MAX_BYTES:
+            raise CheckpointError(path, f"tensor {name!r}: shape {shape} is beyond what an array can "
+                                        "have (damaged file)")
         entries[name] = (dt, tuple(shape), tuple(offs))
     return entries, metadata
 
