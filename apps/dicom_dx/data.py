@@ -11,6 +11,7 @@ never re-decode DICOM.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -28,6 +29,8 @@ __all__ = [
     "preprocess",
     "load_gray",
     "build_cache",
+    "cache_is_current",
+    "records_fingerprint",
     "load_cache",
     "augment",
     "batches",
@@ -92,11 +95,35 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
     return ProcessPoolExecutor(workers, mp_context=ctx)
 
 
+def records_fingerprint(records: list[Record]) -> str:
+    """SHA-256 over each record's path (or in-memory group), labels and chest flag, in order: what a
+    cache was built from. In-memory images (MedMNIST) are identified by their group key."""
+    h = hashlib.sha256()
+    for r in records:
+        key = str(r.path) if r.path is not None else f"<memory:{r.group}>"
+        h.update(key.encode() + b"\0" + np.asarray(r.labels, np.float32).tobytes() + bytes([r.frontal_chest]))
+    return h.hexdigest()
+
+
+def cache_is_current(path: str | Path, size: int, records: list[Record]) -> bool:
+    """Whether `path` holds a cache at this size built from exactly these records (a cache from
+    other data, another split or other labels must be rebuilt, not reused)."""
+    p = Path(path)
+    if not (p / f"images_{size}.npy").exists() or not (p / "index.json").exists():
+        return False
+    try:
+        index = json.loads((p / "index.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return index.get("size") == size and index.get("records_sha256") == records_fingerprint(records)
+
+
 def build_cache(
     records: list[Record], out: str | Path, size: int, workers: int | None = None, progress=None
 ) -> Path:
     """Decode every record once and store images_{size}.npy (uint8 (N, S, S)), labels.npy
-    (float32 (N, 5), NaN unknown), chest.npy (int8 (N,)) and index.json (paths, skipped files)."""
+    (float32 (N, 5), NaN unknown), chest.npy (int8 (N,)) and index.json (paths, skipped files, the
+    records' fingerprint)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     workers = workers or min(2, os.cpu_count() or 1)
@@ -118,7 +145,8 @@ def build_cache(
         out / "labels.npy", np.stack(labels).astype(np.float32) if labels else np.zeros((0, 5), np.float32)
     )
     np.save(out / "chest.npy", np.asarray(chest, np.int8))
-    (out / "index.json").write_text(json.dumps({"size": size, "paths": paths, "skipped": skipped}, indent=1))
+    index = {"size": size, "records_sha256": records_fingerprint(records), "paths": paths, "skipped": skipped}
+    (out / "index.json").write_text(json.dumps(index, indent=1))
     return out
 
 

@@ -57,25 +57,29 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
 
-def _cache(source: str, cfg: TrainConfig, name: str, progress=None):
-    cache_dir = Path(cfg.cache) / name if cfg.cache else Path(cfg.out) / "cache" / name
-    if not (cache_dir / f"images_{cfg.size}.npy").exists():
-        recs = load_any(source)
-        log.info("decoding %d images of %s once into %s", len(recs), name, cache_dir)
+def _cached(recs, cache_dir: Path, cfg: TrainConfig, progress=None):
+    """The cache of these records at cfg.size, built (or rebuilt) unless the folder already holds
+    exactly them: a cache built from other data, another split or other labels is never reused."""
+    if not D.cache_is_current(cache_dir, cfg.size, recs):
+        log.info("decoding %d images once into %s", len(recs), cache_dir)
         D.build_cache(recs, cache_dir, cfg.size, workers=cfg.workers, progress=progress)
     return D.load_cache(cache_dir, cfg.size)
 
 
 def _split_cache(cfg: TrainConfig, progress=None):
     """(train arrays, val arrays); without --val, a patient-grouped 85/15 split of --data."""
-    if cfg.val:
-        return _cache(cfg.data, cfg, "train", progress), _cache(cfg.val, cfg, "val", progress)
     cache_dir = Path(cfg.cache or Path(cfg.out) / "cache")
-    if not (cache_dir / "train" / f"images_{cfg.size}.npy").exists():
+    if cfg.val:
+        tr, va = load_any(cfg.data), load_any(cfg.val)
+        shared = {r.group for r in tr} & {r.group for r in va}
+        if shared:  # validation metrics and thresholds would be optimistic: the model saw these patients
+            warnings.warn(
+                f"{len(shared)} patient(s) are in both the training and the validation data",
+                stacklevel=3,
+            )
+    else:
         tr, va = split_records(load_any(cfg.data), (0.85, 0.15), seed=cfg.seed)
-        D.build_cache(tr, cache_dir / "train", cfg.size, workers=cfg.workers, progress=progress)
-        D.build_cache(va, cache_dir / "val", cfg.size, workers=cfg.workers, progress=progress)
-    return D.load_cache(cache_dir / "train", cfg.size), D.load_cache(cache_dir / "val", cfg.size)
+    return _cached(tr, cache_dir / "train", cfg, progress), _cached(va, cache_dir / "val", cfg, progress)
 
 
 # What a run's trajectory depends on: resuming with other values would not continue that run

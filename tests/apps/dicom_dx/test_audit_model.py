@@ -319,3 +319,46 @@ def test_model_card_is_strict_json_when_a_metric_is_undefined(synth_no_pneumotho
     _strict(fw.load(str(tmp_path / "m" / "checkpoint.safetensors"))["meta"])
     _, loaded = load_model(tmp_path / "m" / "model.safetensors")
     assert loaded["thresholds"]["pneumothorax"] == 0.5
+
+
+@pytest.fixture(scope="module")
+def other_synth(tmp_path_factory):
+    from apps.dicom_dx.synth import generate
+
+    root = tmp_path_factory.mktemp("synth_other")
+    generate(root, 6, seed=8, prevalence=0.5, negatives=3, size_range=(96, 110), render_max=96)
+    return root
+
+
+@pytest.mark.parametrize("with_val", [True, False])
+def test_cache_of_other_data_is_not_reused(tiny_synth, other_synth, tmp_path, with_val):
+    """Before: a --cache folder holding images_S.npy was reused whatever data it was built from, so
+    training on another data set (or with another split seed) with the same --cache silently
+    trained and validated on the old images and labels."""
+    from apps.dicom_dx.data import load_cache
+    from apps.dicom_dx.loaders import load_any
+    from apps.dicom_dx.train import train
+
+    val = (lambda d: str(d)) if with_val else (lambda d: None)
+    train(_cfg(tiny_synth, tmp_path / "a", val=val(tiny_synth), epochs=1, cache=str(tmp_path / "c")))
+    train(_cfg(other_synth, tmp_path / "b", val=val(other_synth), epochs=1, cache=str(tmp_path / "c")))
+    idx = [json.loads((tmp_path / "c" / s / "index.json").read_text()) for s in ("train", "val")]
+    paths = {p for i in idx for p in i["paths"]}
+    assert paths <= {str(r.path) for r in load_any(other_synth)}
+    n = sum(len(load_cache(tmp_path / "c" / s, 32)[0]) for s in ("train", "val"))
+    assert n == (18 if with_val else 9)  # other_synth's 9 files, twice with --val
+
+
+def test_patient_split_and_overlap_warning(tiny_synth, tmp_path):
+    """Without --val the split is by patient (a patient's images all go to one side); with --val, a
+    patient present in both sets is reported (before: silently accepted, which inflates the
+    validation metrics and biases the thresholds chosen on them)."""
+    from apps.dicom_dx.loaders import Record, split_records
+    from apps.dicom_dx.train import _split_cache
+
+    recs = [Record(path=None, labels=np.zeros(5, np.float32), group=f"p{i % 37}") for i in range(400)]
+    tr, va = split_records(recs, (0.85, 0.15), seed=3)
+    assert tr and va and len(tr) + len(va) == 400
+    assert not {r.group for r in tr} & {r.group for r in va}
+    with pytest.warns(UserWarning, match="15 patient.*both the training and the validation"):
+        _split_cache(_cfg(tiny_synth, tmp_path))
