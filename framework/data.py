@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from .backend import get_array_module
+from .dtypes import get_default_dtype
 from .tensor import Generator, Tensor, _gen, default_generator
 
 __all__ = ["Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset", "random_split",
@@ -297,10 +298,15 @@ def default_collate(batch: Sequence[Any]) -> Any:
         return Tensor(_stack_arrays(list(batch), "arrays"))
     if isinstance(elem, np.generic):
         return Tensor(np.array(batch, dtype=elem.dtype))
-    if isinstance(elem, bool):
-        return Tensor(np.array(batch, dtype=np.bool_))
-    if isinstance(elem, int):
-        return Tensor(np.array(batch, dtype=np.int64))
+    if isinstance(elem, int):  # bools too
+        # As torch.tensor(batch): the dtype is inferred from all the values, so [1, 2.5] is a
+        # float batch (in the default dtype) and [True, 2] an int64 one, not truncated.
+        a = np.array(batch)
+        if a.dtype.kind not in "biuf":
+            raise TypeError(f"default_collate: cannot collate a batch of numbers mixed with "
+                            f"{sorted({type(b).__name__ for b in batch})}")
+        return Tensor(a.astype(get_default_dtype().np if a.dtype.kind == "f" else
+                               np.int64 if a.dtype.kind in "iu" else np.bool_))
     if isinstance(elem, float):
         return Tensor(np.array(batch, dtype=np.float64))
     if isinstance(elem, (str, bytes)):
@@ -449,7 +455,7 @@ class DataLoader:
 
 
 def _reraise(e: BaseException, n: int, indices) -> None:
-    where = f"while loading batch {n} (sample indices {indices})"
+    where = getattr(e, "_dataloader_where", None) or f"while loading batch {n} (sample indices {indices})"
     msg = f"Caught {type(e).__name__} in DataLoader worker {where}: {e}"
     try:
         new = type(e)(msg)
@@ -500,16 +506,30 @@ class _ThreadedIter:
         self.n = 0
         counter = iter(range(loader.num_workers))
         lock = threading.Lock()
+        worker = threading.local()  # this iterator's per-thread state: its id, whether initialised
 
-        def init():
-            with lock:
-                wid = next(counter)
-            _worker_local.info = WorkerInfo(wid, loader.num_workers, base_seed + wid, loader.dataset)
-            if loader.worker_init_fn is not None:
-                loader.worker_init_fn(wid)
+        # Each thread initialises itself on its first batch rather than in the pool's initializer,
+        # so that a failing worker_init_fn reaches the caller with its own type and message
+        # (an initializer's error only breaks the pool: "BrokenThreadPool: A thread initializer
+        # failed").
+        def fetch(idx):
+            if not getattr(worker, "ready", False):
+                if not hasattr(worker, "id"):
+                    with lock:
+                        worker.id = next(counter)
+                wid = worker.id
+                _worker_local.info = WorkerInfo(wid, loader.num_workers, base_seed + wid, loader.dataset)
+                if loader.worker_init_fn is not None:
+                    try:
+                        loader.worker_init_fn(wid)
+                    except Exception as e:
+                        e._dataloader_where = f"{wid}, in worker_init_fn"
+                        raise
+                worker.ready = True
+            return loader._fetch(idx)
 
-        self.pool = ThreadPoolExecutor(max_workers=loader.num_workers, initializer=init,
-                                       thread_name_prefix="DataLoader")
+        self._fetch = fetch
+        self.pool = ThreadPoolExecutor(max_workers=loader.num_workers, thread_name_prefix="DataLoader")
         self.pending: collections.deque = collections.deque()
         self.window = loader.num_workers * loader.prefetch_factor
         self._fill()
@@ -521,7 +541,7 @@ class _ThreadedIter:
             except StopIteration:
                 return
             self.pending.append((self.n + len(self.pending), idx,
-                                 self.pool.submit(self.loader._fetch, idx)))
+                                 self.pool.submit(self._fetch, idx)))
 
     def __iter__(self):
         return self
