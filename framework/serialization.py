@@ -91,6 +91,8 @@ def save(obj: Any, f) -> None:
             return {"__ndarray__": add(path, _cpu_array(x))}
         if x is None or isinstance(x, (bool, str)):
             return x
+        if isinstance(x, np.bool_):
+            return bool(x)
         if isinstance(x, (int, np.integer)):
             return int(x)
         if isinstance(x, (float, np.floating)):

@@ -575,3 +575,11 @@ def test_grad_scaler_float64_grads_skips_and_state_dict_round_trip_match_torch(r
             s.load_state_dict(sd)
             assert s.state_dict() == ts.state_dict()
         np.testing.assert_allclose(w.detach().numpy(), tw.detach().numpy(), rtol=1e-12)
+
+
+def test_numpy_scalars_in_a_checkpoint_come_back_as_python_values():
+    """np.bool_ (e.g. ``best = loss < prev`` on NumPy values) was refused as "type bool" while the
+    message said bools are accepted."""
+    r = _roundtrip({"improved": np.bool_(True), "n": np.int32(3), "x": np.float16(1.5), "s": np.str_("a")})
+    assert r == {"improved": True, "n": 3, "x": 1.5, "s": "a"}
+    assert type(r["improved"]) is bool and type(r["n"]) is int and type(r["s"]) is str
