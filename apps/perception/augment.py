@@ -55,14 +55,18 @@ def affine(img, boxes, classes, ignore, rng, size, scale=(0.7, 1.4), translate=0
     s = float(np.exp(rng.uniform(np.log(scale[0]), np.log(scale[1]))))
     tx, ty = rng.uniform(-translate, translate, 2) * size
     h, w = img.shape[:2]
-    M = np.array([[s, 0, size / 2 - s * w / 2 + tx], [0, s, size / 2 - s * h / 2 + ty]], np.float32)
+    ox, oy = size / 2 - s * w / 2 + tx, size / 2 - s * h / 2 + ty  # box coordinates: u' = s u + o
+    # warpAffine maps pixel indices (pixel i's centre is u = i + 0.5), so its shift is o + (s - 1) / 2;
+    # with o alone the picture sat (1 - s) / 2 px off its boxes
+    c = (s - 1) / 2
+    M = np.array([[s, 0, ox + c], [0, s, oy + c]], np.float64)
     out = cv2.warpAffine(img, M, (size, size), flags=cv2.INTER_LINEAR, borderValue=(PAD_VALUE,) * 3)
 
     def tf(b):
-        b = b.copy()
-        b[:, [0, 2]] = b[:, [0, 2]] * s + M[0, 2]
-        b[:, [1, 3]] = b[:, [1, 3]] * s + M[1, 2]
-        return b
+        b = b.astype(np.float64)
+        b[:, [0, 2]] = b[:, [0, 2]] * s + ox
+        b[:, [1, 3]] = b[:, [1, 3]] * s + oy
+        return b.astype(np.float32)
 
     b, c, ig = _clip(tf(boxes), classes, tf(ignore), 0, 0, size, size)
     return out, b, c, ig

@@ -20,26 +20,60 @@ PAD_VALUE = 114
 STRIDE = 4
 
 
+def _rgb8_channels(img: np.ndarray) -> np.ndarray:
+    """Check a frame's dtype and channels: (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) (alpha dropped),
+    uint8 or uint16 (full range 0..65535). Returns the frame without alpha."""
+    if img.dtype not in (np.uint8, np.uint16):
+        raise ValueError(
+            f"letterbox: frames are uint8 (0..255) or uint16 (0..65535), got {img.dtype}; "
+            "scale and convert a float image first"
+        )
+    if img.ndim == 3 and img.shape[2] == 4:
+        return img[..., :3]
+    if img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (1, 3)):
+        return img
+    raise ValueError(f"letterbox: expected (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got shape {img.shape}")
+
+
+def _to_rgb8(img: np.ndarray) -> np.ndarray:
+    """(h, w[, 1 or 3]) uint8 / uint16 -> (h, w, 3) uint8 (grey replicated, uint16 rounded x / 257)."""
+    if img.dtype == np.uint16:
+        img = ((img.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if img.ndim == 2:
+        img = img[..., None]
+    return np.broadcast_to(img, img.shape[:2] + (3,)) if img.shape[2] == 1 else img
+
+
 def letterbox(
     img: np.ndarray, size: int | tuple[int, int] = 320
 ) -> tuple[np.ndarray, tuple[float, float, float]]:
     """Resize keeping the aspect ratio and pad to ``size`` (int = square, or (width, height)).
 
-    Returns (image uint8 (h, w, 3), (scale, pad_x, pad_y)); original = (letterboxed - pad) / scale.
+    ``img``: RGB (H, W, 3); also grayscale (H, W) or (H, W, 1) (replicated to RGB), RGBA (alpha
+    dropped), uint8 or uint16 (full range, rounded x / 257); any strides.
+    Returns (image uint8 (h, w, 3), (scale, pad_x, pad_y)); original = (letterboxed - pad) / scale,
+    exactly on both axes: the picture is resampled at ``scale`` itself (its last row or column may be
+    partly covered), not stretched to a rounded pixel count, which put the short side of a KITTI frame
+    (1242 x 375 at 320) 1.5 px off.
     """
     tw, th = (size, size) if isinstance(size, int) else size
     h, w = img.shape[:2]
     if h == 0 or w == 0:
         raise ValueError(f"letterbox: empty image of shape {img.shape}")
+    img = _rgb8_channels(img)
     r = min(tw / w, th / h)
-    # a very elongated image keeps at least one pixel across (rounding would give 0)
-    nw, nh = max(1, int(round(w * r))), max(1, int(round(h * r)))
-    px, py = (tw - nw) // 2, (th - nh) // 2
     out = np.full((th, tw, 3), PAD_VALUE, np.uint8)
     interp = cv2.INTER_AREA if r < 1 else cv2.INTER_LINEAR
-    out[py : py + nh, px : px + nw] = (
-        cv2.resize(img, (nw, nh), interpolation=interp) if (nw, nh) != (w, h) else img
-    )
+    if r == 1:
+        res = img
+    elif round(w * r) >= 1 and round(h * r) >= 1:
+        # given fx / fy, OpenCV maps x' = x * r exactly (centre-aligned) and sizes the output round(w * r)
+        res = cv2.resize(img, None, fx=r, fy=r, interpolation=interp)
+    else:  # a very elongated image keeps at least one pixel across (rounding would give 0)
+        res = cv2.resize(img, (max(1, int(round(w * r))), max(1, int(round(h * r)))), interpolation=interp)
+    nh, nw = res.shape[:2]
+    px, py = (tw - nw) // 2, (th - nh) // 2
+    out[py : py + nh, px : px + nw] = _to_rgb8(res)
     return out, (r, float(px), float(py))
 
 
@@ -135,6 +169,10 @@ class CachedDataset:
         return len(self.images)
 
     def __getitem__(self, i: int):
+        n = len(self.images)
+        if not -n <= i < n:
+            raise IndexError(f"CachedDataset: index {i} out of range for {n} frames")
+        i = int(i) % n  # a negative index: its own frame's rows (starts[-1]:starts[0] is empty)
         r = self._rows[self._starts[i] : self._starts[i + 1]]
         lab = r[:, 1] >= 0
         return (

@@ -44,8 +44,14 @@ def _refined(prob_c: np.ndarray, reg: np.ndarray, cls, cy, cx) -> np.ndarray:
     ny, nx = np.broadcast_arrays(cy[:, None, None] + d[None, :, None], cx[:, None, None] + d[None, None, :])
     inside = (ny >= 0) & (ny < H) & (nx >= 0) & (nx < W)
     ny, nx = np.clip(ny, 0, H - 1), np.clip(nx, 0, W - 1)
-    wgt = np.where(inside, prob_c[cls[:, None, None], ny, nx], 0.0) ** REFINE_POWER  # (K, 3, 3)
-    wgt = wgt / np.maximum(wgt.sum((1, 2), keepdims=True), 1e-12)
+    # relative to the peak (the 3x3 maximum of its class, so ratios are in 0..1 and the peak weighs 1):
+    # p^4 itself underflows the normaliser for low-scoring peaks (2e-4^4 = 1.6e-15), shrinking the box
+    # towards the map origin
+    peak = prob_c[cls, cy, cx][:, None, None]
+    ratio = np.where(inside, prob_c[cls[:, None, None], ny, nx], 0.0) / np.where(peak > 0, peak, 1.0)
+    wgt = np.where(peak > 0, ratio, 0.0) ** REFINE_POWER  # (K, 3, 3)
+    wgt[:, 1, 1] = 1.0  # the peak itself (also where its probability is 0: then it alone)
+    wgt = wgt / wgt.sum((1, 2), keepdims=True)
     r = reg[:, ny, nx]  # (4, K, 3, 3)
     est = np.stack([nx + r[0], ny + r[1], r[2], r[3]])
     return (est * wgt[None]).sum((2, 3)).T
@@ -74,7 +80,9 @@ def decode(
     reg = np.asarray(reg, np.float32)
     prob = sigmoid(heat) if logits else heat
     N, C, H, W = prob.shape
-    peaks = np.where(prob == max_pool3x3(prob), prob, 0.0).reshape(N, -1)
+    # peaks on the logits where given (sigmoid is monotonic): in float32 neighbouring logits of 19 and 20
+    # are both probability 1.0, and equal probabilities would make both cells peaks (a duplicate box)
+    peaks = np.where(heat == max_pool3x3(heat), prob, 0.0).reshape(N, -1)
     out = []
     for n in range(N):
         s = peaks[n]

@@ -62,7 +62,8 @@ class Detector:
         self.last_timing: dict[str, float] = {}
 
     def preprocess(self, frame: np.ndarray) -> tuple[np.ndarray, tuple[float, float, float]]:
-        """RGB uint8 (H, W, 3) -> float32 (1, 3, S, S) in 0..1, letterbox meta."""
+        """RGB uint8 (H, W, 3) -> float32 (1, 3, S, S) in 0..1, letterbox meta. Grayscale (H, W) or
+        (H, W, 1), RGBA and uint16 frames are taken too (see :func:`apps.perception.data.letterbox`)."""
         img, meta = letterbox(frame, self.size)
         x = np.ascontiguousarray(img.transpose(2, 0, 1)[None], dtype=np.float32)
         x *= 1.0 / 255.0
@@ -86,9 +87,7 @@ class Detector:
         heat, reg = self.forward(x)
         t2 = time.perf_counter()
         d = decode(heat, reg, STRIDE, self.conf, nms_iou=self.nms_iou)[0]
-        d.boxes = unletterbox_boxes(d.boxes, meta, frame.shape[1], frame.shape[0])
-        ok = (d.boxes[:, 2] - d.boxes[:, 0] >= 1) & (d.boxes[:, 3] - d.boxes[:, 1] >= 1)
-        d = Detections(d.boxes[ok], d.scores[ok], d.classes[ok])
+        d = to_frame(d, meta, frame.shape[1], frame.shape[0])
         t3 = time.perf_counter()
         self.last_timing = dict(preprocess=(t1 - t0) * 1e3, model=(t2 - t1) * 1e3, decode=(t3 - t2) * 1e3)
         return d
@@ -104,9 +103,16 @@ class Detector:
         xs, metas = zip(*(self.preprocess(f) for f in frames))
         heat, reg = self.forward(np.concatenate(xs))
         dets = decode(heat, reg, STRIDE, self.conf if conf is None else conf, nms_iou=self.nms_iou)
-        for d, m, f in zip(dets, metas, frames):
-            d.boxes = unletterbox_boxes(d.boxes, m, f.shape[1], f.shape[0])
-        return dets
+        return [to_frame(d, m, f.shape[1], f.shape[0]) for d, m, f in zip(dets, metas, frames)]
+
+
+def to_frame(d: Detections, meta: tuple[float, float, float], width: int, height: int) -> Detections:
+    """Decoded detections in letterboxed pixels -> frame pixels, clipped to the frame; boxes left under
+    one pixel wide or tall (those wholly in the letterbox padding) are dropped. The one post-processing of
+    the Detector (single frames and batches) and of the evaluation on caches."""
+    boxes = unletterbox_boxes(d.boxes, meta, width, height)
+    ok = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
+    return Detections(boxes[ok], d.scores[ok], d.classes[ok])
 
 
 def _to_numpy(t) -> np.ndarray:

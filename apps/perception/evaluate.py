@@ -64,7 +64,7 @@ def predict_cache(
     """Run ``model`` (a CenterNet, moved to ``device``) over a cache; detections in original-frame pixels."""
     import framework as fw
 
-    from .detector import _to_numpy
+    from .detector import _to_numpy, to_frame
 
     ds = CachedDataset(root)
     meta, w, h = _cache_meta(root)
@@ -73,14 +73,14 @@ def predict_cache(
     out = []
     with fw.no_grad():
         for s in range(0, n, batch):
-            x = np.ascontiguousarray(ds.images[s : s + batch].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+            x = np.ascontiguousarray(ds.images[s : min(s + batch, n)].transpose(0, 3, 1, 2), dtype=np.float32)
+            x /= 255.0
             t = fw.from_numpy(x)
             if device != "cpu":
                 t = t.to(device)
             heat, reg = model(t)
             for d in decode(_to_numpy(heat), _to_numpy(reg), STRIDE, conf, top_k=100, nms_iou=0.7):
-                d.boxes = unletterbox_boxes(d.boxes, meta, w, h)
-                out.append(d)
+                out.append(to_frame(d, meta, w, h))  # as the Detector delivers them
     return out
 
 

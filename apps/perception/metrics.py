@@ -95,6 +95,12 @@ def evaluate(gts, dets: list[Detections], num_classes: int = len(CLASSES), max_d
     and ``pr_curve`` (101-point precision at IoU 0.5, per class). A class/area with no ground truth is
     left out of the means (COCO's -1).
     """
+    if len(gts) != len(dets):
+        raise ValueError(f"evaluate: {len(gts)} ground-truth samples but {len(dets)} detection lists")
+    # COCOeval ranks the detections of all images together after concatenating the images in image-id
+    # order; tied scores then rank in that order (a stable sort), so take the images in that order too
+    order = sorted(range(len(gts)), key=lambda i: gts[i].image_id)
+    gts, dets = [gts[i] for i in order], [dets[i] for i in order]
     T, R = len(IOU_THRS), len(REC_THRS)
     prec = -np.ones((T, R, num_classes, len(AREA_RNGS)))
     f1_pr = np.zeros((num_classes, 2))
