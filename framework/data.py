@@ -374,6 +374,9 @@ class DataLoader:
         if num_workers == 0 and prefetch_factor is not None:
             raise ValueError("prefetch_factor option could only be specified in multiprocessing. "
                              "let num_workers > 0 to enable multiprocessing")
+        if num_workers > 0 and prefetch_factor is not None and prefetch_factor < 1:
+            # (a window of 0 batches would silently give an empty epoch)
+            raise ValueError(f"prefetch_factor must be at least 1, got {prefetch_factor}")
         self.dataset = dataset
         self.num_workers = num_workers
         self.prefetch_factor = 2 if prefetch_factor is None else prefetch_factor

@@ -583,3 +583,11 @@ def test_numpy_scalars_in_a_checkpoint_come_back_as_python_values():
     r = _roundtrip({"improved": np.bool_(True), "n": np.int32(3), "x": np.float16(1.5), "s": np.str_("a")})
     assert r == {"improved": True, "n": 3, "x": 1.5, "s": "a"}
     assert type(r["improved"]) is bool and type(r["n"]) is int and type(r["s"]) is str
+
+
+@pytest.mark.parametrize("prefetch_factor", [0, -1])
+def test_prefetch_factor_below_one_is_refused_not_an_empty_epoch(prefetch_factor):
+    """It used to give an epoch with no batches at all (a prefetch window of 0); PyTorch refuses."""
+    with pytest.raises(ValueError, match="prefetch_factor"):
+        list(D.DataLoader(_Slow(8), batch_size=2, num_workers=2, prefetch_factor=prefetch_factor))
+    assert len(list(D.DataLoader(_Slow(8), batch_size=2, num_workers=2, prefetch_factor=1))) == 4
