@@ -212,7 +212,8 @@ def encode_targets(
     ignore regions; ``reg`` (4, G, G) = [dx, dy, log(w / stride), log(h / stride)] where (dx, dy) is the
     centre minus the cell; ``reg_weight`` (1, G, G). Regression is supervised on the 3x3 cells around each
     centre, weighted by the Gaussian (as TTFNet does, it trains faster than the centre cell alone);
-    smaller objects are written last so they win shared cells.
+    smaller objects are written last so they win shared cells, but every centre cell holds its own
+    object (where two objects share one, the smaller).
     """
     G = size // stride
     hm = np.zeros((num_classes, G, G), np.float32)
@@ -245,6 +246,12 @@ def encode_targets(
                 wgt = float(np.exp(-(dx * dx + dy * dy) / (2 * max(sigma, 0.5) ** 2)))
                 reg[:, qy, qx] = (cx[k] - qx, cy[k] - qy, np.log(w[k]), np.log(h[k]))
                 rw[0, qy, qx] = wgt
+    # each centre cell regresses its own object: the decoder reads the box at the peak, and a smaller
+    # neighbour's 3x3 cells (written later) overwrote the centre of an adjacent larger object
+    for k in np.argsort(-(w * h)):  # a centre cell shared by two objects: the smaller one, as above
+        px, py = int(np.clip(cx[k], 0, G - 1)), int(np.clip(cy[k], 0, G - 1))
+        reg[:, py, px] = (cx[k] - px, cy[k] - py, np.log(w[k]), np.log(h[k]))
+        rw[0, py, px] = 1.0
     return dict(heatmap=hm, hm_weight=hw, reg=reg, reg_weight=rw)
 
 

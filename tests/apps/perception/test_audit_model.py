@@ -515,6 +515,23 @@ def test_targets_for_objects_smaller_than_a_cell_and_overlapping_centres():
     assert t["reg_weight"][0, 5, 5] == 1.0
 
 
+def test_a_neighbouring_smaller_object_does_not_take_over_a_centre_cell():
+    # a car centred in cell (10, 10) and a pedestrian centred in the next cell (11, 10): the pedestrian's
+    # 3x3 regression cells (written after the larger car) overwrote the car's centre cell, so the car's
+    # peak regressed the pedestrian's box
+    car = [16, 24, 72, 60]  # centre (44, 42): cell x 11, y 10
+    ped = [46, 34, 50, 50]  # centre (48, 42): cell x 12, y 10
+    boxes = np.array([car, ped], np.float32)
+    classes = np.array([0, 2])
+    t = encode_targets(boxes, classes, np.zeros((0, 4)), 96)
+    assert t["heatmap"][0, 10, 11] == 1.0 and t["heatmap"][2, 10, 12] == 1.0
+    (d,) = decode(t["heatmap"][None], t["reg"][None], stride=4, conf=0.99, logits=False, refine=False,
+                  nms_iou=None)
+    got = {int(c): b for b, c in zip(d.boxes, d.classes)}
+    np.testing.assert_allclose(got[0], car, atol=1e-4)
+    np.testing.assert_allclose(got[2], ped, atol=1e-4)
+
+
 def test_ignore_region_inside_an_object_keeps_the_objects_cells():
     t = encode_targets(np.array([[20, 20, 40, 40]]), np.array([0]), np.array([[0, 0, 64, 64]]), 64)
     hw = t["hm_weight"][0]
