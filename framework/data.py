@@ -327,10 +327,10 @@ def default_collate(batch: Sequence[Any]) -> Any:
 
 
 def default_convert(data: Any) -> Any:
-    """What ``batch_size=None`` applies to each sample: NumPy arrays become Tensors, containers
+    """What ``batch_size=None`` applies to each sample: NumPy arrays and scalars become Tensors, containers
     are converted element-wise, anything else is left alone."""
-    if isinstance(data, np.ndarray) and data.dtype.kind not in "OSUV":
-        return Tensor(data)
+    if isinstance(data, (np.ndarray, np.generic)) and data.dtype.kind not in "OSUV":
+        return Tensor(np.asarray(data))  # (NumPy scalars become 0-d tensors, as in PyTorch)
     if isinstance(data, Mapping):
         return {k: default_convert(v) for k, v in data.items()}
     if isinstance(data, tuple) and hasattr(data, "_fields"):

@@ -591,3 +591,11 @@ def test_prefetch_factor_below_one_is_refused_not_an_empty_epoch(prefetch_factor
     with pytest.raises(ValueError, match="prefetch_factor"):
         list(D.DataLoader(_Slow(8), batch_size=2, num_workers=2, prefetch_factor=prefetch_factor))
     assert len(list(D.DataLoader(_Slow(8), batch_size=2, num_workers=2, prefetch_factor=1))) == 4
+
+
+@pytest.mark.parametrize("sample", [np.float32(1.5), np.int64(3), np.bool_(True), np.ones(2), 3, 2.5, "s",
+                                    (np.ones(1), 2), [np.ones(1), "x"], {"a": np.ones(1), "b": np.int32(1)},
+                                    Pair(np.ones(1), np.float64(2))])
+def test_default_convert_matches_torch(sample):
+    """batch_size=None: NumPy scalars become 0-d tensors, as in PyTorch (they were left as is)."""
+    assert repr(_show(D.default_convert(sample))) == repr(_show(torch.utils.data.default_convert(sample)))
