@@ -1,9 +1,10 @@
 """Model input: preprocessing shared by training and inference, a decoded-once cache, augmentation.
 
 Preprocessing (stored in the model card): displayed grayscale image in [0, 1] (after the DICOM
-display pipeline) → area-resized to size × size → standardised per image (zero mean, unit
-variance). Per-image standardisation makes the input indifferent to the file's window level and
-width, which vary a lot between sites and presets.
+display pipeline) → area-resized to size × size → rounded to 8 bits (the cache's uint8; inference
+rounds too, so that it sees exactly what training and validation saw) → standardised per image
+(zero mean, unit variance). Per-image standardisation makes the input indifferent to the file's
+window level and width, which vary a lot between sites and presets.
 
 The cache holds the resized images as uint8 (N, S, S) .npy files (no pickle), so training epochs
 never re-decode DICOM.
@@ -26,6 +27,9 @@ from apps.dicom_dx.loaders import Record
 __all__ = [
     "resize",
     "standardize",
+    "display_image",
+    "to_u8",
+    "from_u8",
     "preprocess",
     "load_gray",
     "build_cache",
@@ -33,6 +37,7 @@ __all__ = [
     "records_fingerprint",
     "load_cache",
     "augment",
+    "AUGMENTATION",
     "batches",
 ]
 
@@ -49,9 +54,47 @@ def standardize(x: np.ndarray) -> np.ndarray:
     return ((x - m) / (s + 1e-3)).astype(np.float32)
 
 
+def to_u8(resized: np.ndarray) -> np.ndarray:
+    """A resized display image in [0, 1] → uint8, rounded (what the training cache stores)."""
+    return np.clip(resized * 255 + 0.5, 0, 255).astype(np.uint8)
+
+
+def from_u8(x_u8: np.ndarray) -> np.ndarray:
+    """uint8 (..., S, S) images → standardised float32 model input (no augmentation)."""
+    return standardize(x_u8.astype(np.float32) / 255.0)
+
+
+def display_image(gray: np.ndarray) -> np.ndarray:
+    """Check a display image: (H, W), finite, float in [0, 1]; 8/16-bit integer images are scaled by
+    their full range (as `load_gray` reads 8/16-bit PNGs). Raises ValueError otherwise: NaN or inf
+    pixels would run through the model as NaN, and another value range (raw detector values, HU)
+    is not the display image the model was trained on (window it first, e.g. io.apply_window)."""
+    g = np.asarray(gray)
+    if g.ndim != 2:
+        raise ValueError(f"a grayscale image is 2-D (H, W); got shape {g.shape}")
+    if g.dtype.kind in "ui":
+        if g.dtype.itemsize > 2:
+            raise ValueError(f"integer images are 8 or 16 bit; got {g.dtype}")
+        return g.astype(np.float32) / np.float32(np.iinfo(g.dtype).max)
+    if g.dtype.kind != "f":
+        raise ValueError(f"a grayscale image holds numbers; got {g.dtype}")
+    lo, hi = float(g.min()), float(g.max())  # NaN propagates: one pass when the image is clean
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        bad = int(g.size - np.count_nonzero(np.isfinite(g)))
+        raise ValueError(f"image has {bad} non-finite pixel{'s' if bad > 1 else ''} (NaN or inf)")
+    if lo < -1e-3 or hi > 1 + 1e-3:
+        raise ValueError(
+            f"a display image is in [0, 1]; got values in [{lo:.4g}, {hi:.4g}] (window it first)"
+        )
+    return g
+
+
 def preprocess(gray: np.ndarray, size: int) -> np.ndarray:
-    """(H, W) display image → (1, size, size) float32 model input."""
-    return standardize(resize(gray, size))[None]
+    """(H, W) display image (float in [0, 1], or 8/16-bit integers) → (1, size, size) float32 model
+    input: area resize, rounding to 8 bits, per-image standardisation — bit for bit what training and
+    validation see through the uint8 cache (`build_cache`, `from_u8`). Raises ValueError for NaN/inf
+    pixels or values outside [0, 1] (`display_image`)."""
+    return from_u8(to_u8(resize(display_image(gray), size)))[None]
 
 
 def load_gray(rec_or_path) -> np.ndarray:
@@ -77,7 +120,7 @@ def load_gray(rec_or_path) -> np.ndarray:
 def _one(args):
     rec, size = args
     try:
-        return (np.clip(resize(load_gray(rec), size) * 255 + 0.5, 0, 255).astype(np.uint8), "")
+        return to_u8(resize(display_image(load_gray(rec)), size)), ""
     except (DicomReadError, OSError, ValueError) as e:
         return None, getattr(e, "reason", type(e).__name__)
 
@@ -159,10 +202,19 @@ def load_cache(path: str | Path, size: int) -> tuple[np.ndarray, np.ndarray, np.
     )
 
 
+# What `augment` does, as the model card states it. The rotation/scale centre is jittered by ±4 %
+# of the side, which moves the image by under 1 % (no separate translation): not a "shift ±4 %".
+AUGMENTATION = (
+    "rotation ±7° and scale ±8% about a centre jittered by ±4% of the side (the image moves by < 1%), "
+    "gamma 0.75–1.35, Gaussian blur (30%), Gaussian noise (30%); no flip"
+)
+
+
 def augment(batch_u8: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Acquisition-like augmentation on (B, S, S) uint8 → float32 in [0, 1]: small rotation, scale
-    and shift (patient positioning), gamma and contrast (processing), blur or noise (detector).
-    No horizontal flip: the heart's side is anatomy, not nuisance."""
+    """Acquisition-like augmentation on (B, S, S) uint8 → float32 in [0, 1]: small rotation and
+    scale about a jittered centre (patient positioning; see AUGMENTATION for the ranges), gamma
+    (processing), blur or noise (detector). No horizontal flip: the heart's side is anatomy, not
+    nuisance."""
     b, s, _ = batch_u8.shape
     out = np.empty((b, s, s), np.float32)
     for i in range(b):

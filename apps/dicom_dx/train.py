@@ -31,7 +31,7 @@ from apps.dicom_dx.metrics import auroc, multilabel_report, operating_threshold
 from apps.dicom_dx.model import OUTPUTS, build_model, json_safe, save_model
 from apps.dicom_dx.synth import FINDINGS
 
-__all__ = ["TrainConfig", "train", "predict_arrays", "choose_thresholds"]
+__all__ = ["TrainConfig", "train", "masked_bce", "predict_arrays", "choose_thresholds"]
 log = logging.getLogger("apps.dicom_dx.train")
 
 
@@ -128,13 +128,21 @@ def _targets(labels: np.ndarray, chest: np.ndarray) -> tuple[np.ndarray, np.ndar
     return t, w
 
 
+def masked_bce(logits, targets, weights):
+    """Σ w·BCE-with-logits / max(Σ w, 1): the mean over the known (weight-1) entries of the batch;
+    logits, targets, weights (B, 6) Tensors, weights from `_targets` (0 for unknown labels and for
+    the findings of gate negatives, so those entries get no gradient)."""
+    total = float(max(float(weights.sum().item()), 1.0))
+    return F.binary_cross_entropy_with_logits(logits, targets, weight=weights, reduction="sum") / total
+
+
 def predict_arrays(model, images_u8: np.ndarray, batch_size: int = 64, device: str = "cpu") -> np.ndarray:
     """Probabilities (N, 6) for cached uint8 images (N, S, S), no augmentation."""
     model.eval()
     out = []
     with fw.no_grad():
         for idx in D.batches(len(images_u8), batch_size):
-            x = D.standardize(images_u8[idx].astype(np.float32) / 255.0)[:, None]
+            x = D.from_u8(images_u8[idx])[:, None]
             logits = model(fw.tensor(x, device=device))
             out.append(1 / (1 + np.exp(-np.asarray(logits.to("cpu").numpy(), np.float64))))
     return np.concatenate(out) if out else np.zeros((0, len(OUTPUTS)))
@@ -254,9 +262,7 @@ def train(cfg: TrainConfig, progress=None) -> dict:
             t = fw.tensor(targets[idx], device=cfg.device)
             w = fw.tensor(weights[idx], device=cfg.device)
             logits = model(fw.tensor(x, device=cfg.device))
-            loss = F.binary_cross_entropy_with_logits(logits, t, weight=w, reduction="sum") / float(
-                max(weights[idx].sum(), 1.0)
-            )
+            loss = masked_bce(logits, t, w)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -336,6 +342,7 @@ def train(cfg: TrainConfig, progress=None) -> dict:
         "preprocessing": {
             "input": "DICOM display pipeline (Modality LUT, VOI, MONOCHROME1 inverted) → gray [0,1]",
             "resize": f"area interpolation to {cfg.size}x{cfg.size} (aspect not kept)",
+            "quantise": "rounded to 8 bits (the training cache's uint8; inference rounds alike)",
             "normalise": "per-image zero mean, unit variance",
             "size": cfg.size,
         },
@@ -366,7 +373,7 @@ def train(cfg: TrainConfig, progress=None) -> dict:
             "weight_decay": cfg.weight_decay,
             "optimizer": "AdamW + OneCycleLR",
             "seed": cfg.seed,
-            "augmentation": "rotation ±7°, scale ±8%, shift ±4%, gamma 0.75–1.35, blur, noise",
+            "augmentation": D.AUGMENTATION,
             "loss": "masked BCE with logits",
             "device": cfg.device,
             "seconds": round(seconds_before + time.time() - t0, 1),  # all runs of a resumed training

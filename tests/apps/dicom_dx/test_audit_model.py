@@ -316,6 +316,9 @@ def test_model_card_is_strict_json_when_a_metric_is_undefined(synth_no_pneumotho
     assert on_disk["history"][0]["val_gate_auroc"] is None
     assert on_disk["gate"]["validation"]["negatives_rejected"] is None
     assert "pneumothorax" in card["thresholds_defaulted"]
+    from apps.dicom_dx.data import AUGMENTATION
+
+    assert on_disk["training"]["augmentation"] == AUGMENTATION  # checked against augment below
     _strict(fw.load(str(tmp_path / "m" / "checkpoint.safetensors"))["meta"])
     _, loaded = load_model(tmp_path / "m" / "model.safetensors")
     assert loaded["thresholds"]["pneumothorax"] == 0.5
@@ -362,3 +365,130 @@ def test_patient_split_and_overlap_warning(tiny_synth, tmp_path):
     assert not {r.group for r in tr} & {r.group for r in va}
     with pytest.warns(UserWarning, match="15 patient.*both the training and the validation"):
         _split_cache(_cfg(tiny_synth, tmp_path))
+
+
+def test_masked_bce_and_its_gradient_match_torch():
+    """The training loss: BCE with logits over known labels only (NaN labels and the findings of gate
+    negatives masked), averaged over the known entries; value and gradient against PyTorch."""
+    from apps.dicom_dx.train import _targets, masked_bce
+
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 2, (7, 5)).astype(np.float32)
+    labels[1, 2] = labels[4, 0] = np.nan
+    chest = np.array([1, 1, 0, 1, 1, 0, 1])
+    t, w = _targets(labels, chest)
+    z = rng.normal(0, 3, (7, 6)).astype(np.float64)
+    z[0, 0] = 40.0  # saturated logits stay finite
+    zt = fw.tensor(z, requires_grad=True)
+    loss = masked_bce(zt, fw.tensor(t.astype(np.float64)), fw.tensor(w.astype(np.float64)))
+    loss.backward()
+    ref_z = torch.tensor(z, requires_grad=True)
+    tt, wt = torch.tensor(t, dtype=torch.float64), torch.tensor(w, dtype=torch.float64)
+    known = wt > 0
+    ref = torch.nn.functional.binary_cross_entropy_with_logits(ref_z[known], tt[known])  # mean over known
+    ref.backward()
+    np.testing.assert_allclose(float(loss.item()), float(ref), rtol=1e-12)
+    g = zt.grad.numpy()
+    np.testing.assert_allclose(g, ref_z.grad.numpy(), rtol=1e-10, atol=1e-15)
+    assert np.all(g[~known.numpy()] == 0) and np.all(g[[2, 5], :5] == 0) and g[1, 2] == 0 and g[4, 0] == 0
+    assert int(known.sum()) == 7 + 5 * 5 - 2  # every gate target, the chest images' known findings
+
+
+# --- preprocessing: inference is training -------------------------------------------------------------
+
+
+def test_inference_input_is_exactly_the_training_input(tiny_synth, tmp_path, small_predictor):
+    """Before: training and validation saw the 8-bit cache (resize → round to 1/255 → standardise)
+    while inference standardised the unrounded resize; the committed model's probabilities moved by
+    up to 0.02 between the two paths, and its thresholds were chosen on the other one."""
+    from apps.dicom_dx.data import build_cache, load_cache, preprocess, standardize
+    from apps.dicom_dx.io import read_dicom
+    from apps.dicom_dx.loaders import load_synthetic
+    from apps.dicom_dx.train import predict_arrays
+
+    recs = [r for r in load_synthetic(tiny_synth) if r.frontal_chest]
+    build_cache(recs, tmp_path / "c", 32, workers=1)
+    u8, _, _ = load_cache(tmp_path / "c", 32)
+    x_inf = np.stack([preprocess(read_dicom(r.path).gray, 32) for r in recs])
+    x_train = standardize(u8.astype(np.float32) / 255.0)[:, None]
+    np.testing.assert_array_equal(x_inf, x_train)
+    np.testing.assert_array_equal(
+        small_predictor.probabilities(x_inf), predict_arrays(small_predictor.model, u8)
+    )
+
+
+def test_preprocess_input_checks_and_integer_images():
+    """NaN/inf pixels are a clear ValueError (before: they ran through the model and came out as
+    'the model returned NaN', or as an all-zero Grad-CAM); a float image outside [0, 1] is refused
+    (it is not a display image); 8- and 16-bit integer images are scaled by their full range, as
+    the training loaders read 8/16-bit PNGs."""
+    from apps.dicom_dx.data import preprocess
+
+    rng = np.random.default_rng(5)
+    g = rng.random((70, 90)).astype(np.float32)
+    for bad in (np.nan, np.inf, -np.inf):
+        b = g.copy()
+        b[3, 4] = bad
+        with pytest.raises(ValueError, match="1 non-finite pixel"):
+            preprocess(b, 32)
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        preprocess(g * 4000, 32)
+    with pytest.raises(ValueError, match="2-D"):
+        preprocess(np.stack([g, g, g], -1), 32)
+    u16 = np.round(g * 65535).astype(np.uint16)
+    np.testing.assert_array_equal(preprocess(u16, 32), preprocess(u16 / np.float32(65535), 32))
+    u8 = np.round(g * 255).astype(np.uint8)
+    np.testing.assert_array_equal(preprocess(u8, 32), preprocess(u8 / np.float32(255), 32))
+
+
+def test_predict_and_explain_refuse_non_finite_pixels(one_chest, small_predictor):
+    import dataclasses
+
+    from apps.dicom_dx.explain import explain
+    from apps.dicom_dx.inference import predict
+
+    bad = one_chest.image.copy()
+    bad[10:12, 10:12] = np.nan
+    img = dataclasses.replace(one_chest, image=bad)
+    pred = dataclasses.replace(small_predictor, card={**small_predictor.card, "gate": {"min_size": 16}})
+    with pytest.raises(ValueError, match="4 non-finite pixels"):
+        predict(img, pred)
+    with pytest.raises(ValueError, match="4 non-finite pixels"):
+        explain(img, pred)
+
+
+def test_batch_of_images_of_different_sizes_scores_as_one_by_one(small_predictor):
+    """Images of any size and aspect are each resized to S × S; scored together in one batch they
+    get the probabilities they get alone (eval-mode batch norm, no cross-talk)."""
+    from apps.dicom_dx.data import preprocess
+
+    rng = np.random.default_rng(6)
+    imgs = [rng.random(s).astype(np.float32) for s in ((40, 40), (97, 61), (33, 120), (300, 256))]
+    xs = np.stack([preprocess(g, 32) for g in imgs])
+    assert xs.shape == (4, 1, 32, 32) and xs.dtype == np.float32
+    together = small_predictor.probabilities(xs)
+    alone = np.concatenate([small_predictor.probabilities(x[None]) for x in xs])
+    np.testing.assert_allclose(together, alone, rtol=1e-5, atol=1e-6)
+
+
+def test_augmentation_description_matches_what_augment_does():
+    """Before: the card said "shift ±4%", but augment only moved the rotation/scaling centre by ±4%,
+    which translates the image by under 1% of its side. Measured here: the centroid of a blob at
+    the image centre through 400 augmentations."""
+    import re
+
+    from apps.dicom_dx import data as D
+
+    s = 64
+    yy, xx = np.mgrid[0:s, 0:s]
+    blob = (np.exp(-((xx - 31.5) ** 2 + (yy - 31.5) ** 2) / 18.0) * 255).astype(np.uint8)
+    rng = np.random.default_rng(0)
+    out = D.augment(np.repeat(blob[None], 400, 0), rng)
+    shifts = []
+    for o in out:
+        w = np.where(o > 0.4, o, 0)
+        shifts.append(np.hypot((w * xx).sum() / w.sum() - 31.5, (w * yy).sum() / w.sum() - 31.5) / s)
+    claimed = re.search(r"shift ±(\d+(?:\.\d+)?) ?%", D.AUGMENTATION)
+    if claimed:
+        assert np.percentile(shifts, 95) >= float(claimed.group(1)) / 100 / 2, (D.AUGMENTATION, max(shifts))
+    assert "rotation ±7°" in D.AUGMENTATION and "scale ±8%" in D.AUGMENTATION
