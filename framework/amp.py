@@ -303,6 +303,15 @@ class GradScaler:
             raise ValueError("The backoff factor must be < 1.0.")
         self._device = device
         self._enabled = bool(enabled)
+        if self._enabled and device == "cuda":
+            from . import backend
+
+            if not backend.cuda_available():
+                import warnings
+
+                # As PyTorch: the default device is CUDA, and scaling CPU losses is pointless.
+                warnings.warn("GradScaler is enabled, but CUDA is not available.  Disabling.", stacklevel=2)
+                self._enabled = False
         self._init_scale = float(init_scale)
         self._scale = None  # created lazily, as PyTorch does
         self._growth_factor = float(growth_factor)

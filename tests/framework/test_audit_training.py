@@ -599,3 +599,13 @@ def test_prefetch_factor_below_one_is_refused_not_an_empty_epoch(prefetch_factor
 def test_default_convert_matches_torch(sample):
     """batch_size=None: NumPy scalars become 0-d tensors, as in PyTorch (they were left as is)."""
     assert repr(_show(D.default_convert(sample))) == repr(_show(torch.utils.data.default_convert(sample)))
+
+
+def test_cuda_grad_scaler_without_cuda_disables_itself_with_a_warning_like_torch():
+    if fw.backend.cuda_available():
+        pytest.skip("CUDA is available here")
+    with pytest.warns(UserWarning, match="CUDA is not available"):
+        s = fw.amp.GradScaler()  # device "cuda" by default
+    loss = fw.tensor(3.0)
+    assert not s.is_enabled() and s.scale(loss) is loss and s.get_scale() == 1.0
+    assert s.state_dict() == {}
