@@ -373,8 +373,9 @@ class GradScaler:
         return apply(outputs)
 
     # ---------------------------------------------------------------------------- unscale
-    def _unscale_grads(self, optimizer, inv_scale: float, allow_fp16: bool) -> bool:
-        """Multiply every gradient by ``inv_scale`` in place; True if any is inf/NaN.
+    def _unscale_grads(self, optimizer, inv_scale: float, allow_fp16: bool) -> bool | None:
+        """Multiply every gradient by ``inv_scale`` in place; True if any is inf/NaN, None if the
+        optimizer has no gradient at all.
 
         One flag per array module is accumulated on the device and read once, so a CUDA optimizer
         costs a single synchronisation.
@@ -392,6 +393,8 @@ class GradScaler:
                 data *= data.dtype.type(inv_scale)
                 bad = xp.logical_not(xp.isfinite(data).all())
                 flags[xp] = bad if xp not in flags else xp.logical_or(flags[xp], bad)
+        if not flags:
+            return None
         return any(bool(f) for f in flags.values())
 
     def unscale_(self, optimizer) -> None:
@@ -431,6 +434,8 @@ class GradScaler:
             raise RuntimeError("step() has already been called since the last update().")
         if st["stage"] == _READY:
             self.unscale_(optimizer)
+        if st["found_inf"] is None:  # (typically a forgotten backward())
+            raise AssertionError("No inf checks were recorded for this optimizer.")
         ret = None
         if not st["found_inf"]:
             ret = optimizer.step(*args, **kwargs)

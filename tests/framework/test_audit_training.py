@@ -609,3 +609,15 @@ def test_cuda_grad_scaler_without_cuda_disables_itself_with_a_warning_like_torch
     loss = fw.tensor(3.0)
     assert not s.is_enabled() and s.scale(loss) is loss and s.get_scale() == 1.0
     assert s.state_dict() == {}
+
+
+def test_grad_scaler_step_without_any_gradient_is_an_error_like_torch():
+    """A forgotten backward() used to pass silently (the step ran on no gradients)."""
+    w, tw = fw.ones(2, requires_grad=True), torch.ones(2, requires_grad=True)
+    s, ts = fw.amp.GradScaler("cpu"), torch.amp.GradScaler("cpu")
+    s.scale(w.sum())
+    ts.scale(tw.sum())
+    with pytest.raises(AssertionError, match="No inf checks were recorded for this optimizer"):
+        ts.step(torch.optim.SGD([tw], lr=0.1))
+    with pytest.raises(AssertionError, match="No inf checks were recorded for this optimizer"):
+        s.step(fw.optim.SGD([w], lr=0.1))
