@@ -33,7 +33,8 @@ class Optimizer:
     """Base class of all optimizers.
 
     Args:
-        params: an iterable of Tensors, or of dicts ``{"params": [...], <option>: value}`` (one
+        params: an iterable of Tensors (or of ``(name, Tensor)`` pairs, as from
+            ``model.named_parameters()``), or of dicts ``{"params": [...], <option>: value}`` (one
             parameter group each; options missing from a group take the value in ``defaults``).
         defaults: the default value of each option.
 
@@ -81,6 +82,17 @@ class Optimizer:
                             "the ordering of tensors in sets will change between runs. Please use a "
                             "list instead.")
         params = list(params)
+        # (name, tensor) pairs, as model.named_parameters() yields: the names are kept in
+        # group["param_names"] (and so in state dicts), as PyTorch does.
+        names = [p[0] for p in params if isinstance(p, tuple)]
+        if names and len(names) != len(params):
+            raise ValueError("all optimizer params should be with/without names. Some param names are "
+                             "missing")
+        if self.param_groups and ("param_names" in self.param_groups[0]) != bool(names):
+            raise ValueError("all optimizer param groups should be with/without names. cannot add param "
+                             f"group with{'' if names else 'out'} names to the optimizer")
+        if names:
+            params = [p[1] for p in params]
         for p in params:
             if not isinstance(p, Tensor):
                 raise TypeError(f"optimizer can only optimize Tensors, but one of the params is "
@@ -89,6 +101,8 @@ class Optimizer:
                 raise ValueError("can't optimize a non-leaf Tensor")
         group = dict(param_group)
         group["params"] = params
+        if names:
+            group["param_names"] = names
         for name, default in self.defaults.items():
             if default is required and name not in group:
                 raise ValueError(f"parameter group didn't specify a value of required optimization "

@@ -621,3 +621,25 @@ def test_grad_scaler_step_without_any_gradient_is_an_error_like_torch():
         ts.step(torch.optim.SGD([tw], lr=0.1))
     with pytest.raises(AssertionError, match="No inf checks were recorded for this optimizer"):
         s.step(fw.optim.SGD([w], lr=0.1))
+
+
+def test_named_parameters_are_accepted_like_torch(rng):
+    """``SGD(model.named_parameters())`` works in PyTorch (groups keep ``param_names``); ours
+    refused the (name, tensor) pairs."""
+    ours, theirs = _params(rng)
+    names = ["w", "b", "c"]
+    o = fw.optim.SGD([{"params": list(zip(names[:2], ours[:2]))}, {"params": [("c", ours[2])], "lr": 0.2}],
+                     lr=0.1, momentum=0.9)
+    t = torch.optim.SGD([{"params": list(zip(names[:2], theirs[:2]))}, {"params": [("c", theirs[2])],
+                                                                       "lr": 0.2}], lr=0.1, momentum=0.9)
+    assert [g["param_names"] for g in o.param_groups] == [g["param_names"] for g in t.param_groups]
+    assert o.param_groups[0]["params"][0] is ours[0]
+    for _ in range(5):
+        _step_both(o, t, ours, theirs)
+    _assert_close(ours, theirs)
+    assert [g["param_names"] for g in o.state_dict()["param_groups"]] == [["w", "b"], ["c"]]
+    with pytest.raises(ValueError, match="names"):
+        fw.optim.SGD([("a", fw.ones(1, requires_grad=True)), fw.ones(1, requires_grad=True)], lr=0.1)
+    with pytest.raises(ValueError, match="names"):
+        fw.optim.SGD([{"params": [("a", fw.ones(1, requires_grad=True))]},
+                      {"params": [fw.ones(1, requires_grad=True)]}], lr=0.1)
