@@ -217,7 +217,9 @@ def _to_px(x, y, X, Y):
 
 
 def _bbox(mask, thr=0.3):
-    ys, xs = np.nonzero(mask > thr)
+    """[x0, y0, x1, y1] of the mask above `thr`, or half its peak when that is lower: a nodule over
+    the heart is drawn at 30 % and, interpolated, could fall just short of 0.3 (labelled, no box)."""
+    ys, xs = np.nonzero(mask > min(thr, 0.5 * float(mask.max())))
     if len(xs) == 0:
         return None
     return [int(xs.min()), int(ys.min()), int(xs.max()) + 1, int(ys.max()) + 1]
@@ -314,12 +316,17 @@ def render_chest(
         masks["pneumothorax"] = ptx
     att += 0.14 * vessels
     if findings.get("opacity"):
-        side = rng.choice([-1, 1])
-        cx = side * p["lung_cx"] + rng.uniform(-0.08, 0.08)
-        cy = rng.uniform(p["apex_y"] + 0.35, p["dia_y"] - 0.08)
-        r = rng.uniform(0.09, 0.2) * (0.6 + 0.4 * sev)
-        blob = np.hypot(X - cx, Y - cy) / r + 0.35 * _smooth_noise(rng, h, w, max(2, w / 60))
-        op = _sig(blob - 1, 0.15) * lung
+        # An opacity lies in the lung: a centre drawn behind the heart or past the lung's edge gave a
+        # mask peaking near 0 (nothing drawn, yet labelled present), so such a draw is redrawn.
+        for _ in range(50):
+            side = rng.choice([-1, 1])
+            cx = side * p["lung_cx"] + rng.uniform(-0.08, 0.08)
+            cy = rng.uniform(p["apex_y"] + 0.35, p["dia_y"] - 0.08)
+            r = rng.uniform(0.09, 0.2) * (0.6 + 0.4 * sev)
+            blob = np.hypot(X - cx, Y - cy) / r + 0.35 * _smooth_noise(rng, h, w, max(2, w / 60))
+            op = _sig(blob - 1, 0.15) * lung
+            if op.max() >= 0.6:
+                break
         bronch = _blur((_smooth_noise(rng, h, w, w / 200) > 1.6).astype(np.float32), 1.0) * op
         att += rng.uniform(0.35, 0.5) * op - 0.1 * bronch
         masks["opacity"] = op
