@@ -392,6 +392,22 @@ def test_flip_affine_crop_mosaic_move_boxes_with_the_pixels():
         _check_hues(m, mb, mc, mig)
 
 
+def test_ignore_regions_move_exactly_as_boxes():
+    # the same rectangle given as a label and as an ignore region comes out as the same rectangle
+    rng = np.random.default_rng(1)
+    for t in range(30):
+        img, b = _single_rect(rng)
+        c = np.array([0])
+        outs = [hflip(img, b, b.copy())[1:],
+                affine(img, b, c, b.copy(), np.random.default_rng(t), 80, translate=0.3)[1::2],
+                crop(img, b, c, b.copy(), np.random.default_rng(t), 48)[1::2]]
+        items = [(img, b, c, b.copy())] * 4
+        outs.append(mosaic(_ListCache(items), [0, 1, 2, 3], np.random.default_rng(t), 96)[1::2])
+        for ob, oig in outs:
+            for box in ob:
+                assert any(np.allclose(g, box, atol=1e-4) for g in oig), (box, oig)
+
+
 HUES = np.arange(12) * 15  # OpenCV hue units (0..179): HSV jitter moves them by at most 1.5 %
 
 
@@ -556,3 +572,28 @@ def test_cached_dataset_negative_index_gets_its_own_labels(tmp_path):
         ds[3]
     with pytest.raises(IndexError):
         ds[-4]
+
+
+# ----------------------------------------------------------------------------------------------- losses
+
+
+def test_focal_loss_matches_centernet_eq1_with_ignore_weights():
+    import framework as fw
+    from apps.perception.losses import focal_heatmap_loss
+
+    rng = np.random.default_rng(0)
+    boxes = np.array([[4, 4, 20, 18], [30, 8, 34, 12], [40, 40, 60, 62]], np.float32)
+    t = encode_targets(boxes, np.array([0, 1, 0]), np.array([[0, 40, 30, 64]]), 64, num_classes=2)
+    tgt, wt = t["heatmap"][None], t["hm_weight"][None]
+    logits = rng.normal(0, 2, tgt.shape).astype(np.float64)
+    got = float(focal_heatmap_loss(fw.from_numpy(logits), tgt, wt).item())
+    p = np.clip(1 / (1 + np.exp(-logits)), 1e-4, 1 - 1e-4)
+    pos = tgt == 1.0
+    n_pos = pos.sum()
+    assert n_pos == 3
+    want = -(np.log(p) * (1 - p) ** 2)[pos].sum() - (np.log(1 - p) * p**2 * (1 - tgt) ** 4 * wt)[~pos].sum()
+    assert got == pytest.approx(want / n_pos, rel=1e-9)
+    # no object: the negatives alone, not divided by zero
+    t0 = encode_targets(np.zeros((0, 4)), np.zeros(0, int), np.zeros((0, 4)), 64, num_classes=2)
+    got0 = float(focal_heatmap_loss(fw.from_numpy(logits), t0["heatmap"][None], t0["hm_weight"][None]).item())
+    assert got0 == pytest.approx(-(np.log(1 - p) * p**2).sum(), rel=1e-9)
