@@ -43,6 +43,9 @@ class Detections:
 
 
 def box_area(b: np.ndarray) -> np.ndarray:
+    """Areas (K,) float64 of xyxy boxes (K, 4); in float64 as COCO (float32 rounded 32 x 32 boxes at
+    fractional positions onto or off the 32² / 96² range borders)."""
+    b = np.asarray(b, np.float64)
     return np.clip(b[:, 2] - b[:, 0], 0, None) * np.clip(b[:, 3] - b[:, 1], 0, None)
 
 

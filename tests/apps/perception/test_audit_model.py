@@ -90,6 +90,28 @@ def test_metrics_match_pycocotools_on_adversarial_fixtures(seed, ties, shuffle_i
             assert np.isnan(v["AP50_95"]) and v["n_gt"] == 0
 
 
+def test_area_borders_on_float32_coordinates_match_pycocotools():
+    # 32 x 32 and 96 x 96 ground truth at fractional (float32) positions: COCO computes the area from the
+    # coordinates in float64, the float32 product rounded e.g. 1024.0000486 down to 1024 (inside 'small')
+    rng = np.random.default_rng(5)
+    samples, dets = [], []
+    for i in range(16):
+        xy = rng.integers(0, 3000, (6, 2)) / 10
+        side = rng.choice([32.0, 96.0], 6)
+        b = np.c_[xy, xy + side[:, None]].astype(np.float32)
+        c = rng.integers(0, 2, 6)
+        samples.append(Sample(f"{i}.jpg", 640, 640, b, c, image_id=i + 1))
+        fp = np.c_[rng.integers(0, 500, (3, 2)), np.zeros((3, 2))].astype(np.float32)
+        fp[:, 2:] = fp[:, :2] + rng.choice([20, 32, 60, 96, 120], (3, 2))
+        keep = rng.random(6) < 0.7  # some objects missed: the ranges' recalls differ
+        db = np.r_[b[keep], fp]
+        dc = np.r_[c[keep], rng.integers(0, 2, 3)]
+        dets.append(Detections(db, np.round(rng.random(len(db)), 5).astype(np.float32), dc.astype(np.int64)))
+    E = _cocoeval(samples, dets)
+    r = evaluate(samples, dets)
+    np.testing.assert_allclose([r["AP_small"], r["AP_medium"], r["AP_large"]], E.stats[3:6], atol=1e-9)
+
+
 def test_metrics_refuse_a_detection_list_of_another_length():
     samples, dets = _adversarial(0, False, False)
     with pytest.raises(ValueError, match="12 ground-truth .* 11 detection"):
