@@ -16,6 +16,8 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
+import numpy as np
+
 from ..autograd import enable_grad
 from ..backend import get_array_module, to_device
 from ..tensor import Tensor
@@ -203,6 +205,9 @@ class Optimizer:
 
 
 def _cast_state(p: Tensor, key: str, value):
+    if key == "step" and isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+        # Older PyTorch state dicts hold the step as a number; it is a float32 scalar tensor now.
+        return Tensor(np.array(value, dtype=np.float32))
     if not isinstance(value, Tensor):
         return copy.deepcopy(value)
     if key == "step":

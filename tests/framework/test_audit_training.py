@@ -643,3 +643,26 @@ def test_named_parameters_are_accepted_like_torch(rng):
     with pytest.raises(ValueError, match="names"):
         fw.optim.SGD([{"params": [("a", fw.ones(1, requires_grad=True))]},
                       {"params": [fw.ones(1, requires_grad=True)]}], lr=0.1)
+
+
+@pytest.mark.parametrize("cls", ["Adam", "AdamW", "RMSprop"])
+def test_state_dict_with_a_plain_number_step_loads_like_torch(rng, cls):
+    """Older PyTorch (and hand-converted) state dicts hold ``step`` as a Python number; PyTorch
+    turns it into a tensor on load, ours crashed at the next step ('int' has no 'data')."""
+    ours, theirs = _params(rng)
+    t = getattr(torch.optim, cls)(theirs, lr=0.05, foreach=False)
+    for _ in range(4):
+        t.zero_grad()
+        _loss(theirs, torch).backward()
+        t.step()
+    sd = t.state_dict()
+    conv = {"state": {k: {n: (int(v.item()) if n == "step" else fw.tensor(v.numpy())) for n, v in s.items()}
+                      for k, s in sd["state"].items()},
+            "param_groups": sd["param_groups"]}
+    for p, tp in zip(ours, theirs):
+        p.data[...] = tp.detach().numpy()
+    o = getattr(fw.optim, cls)(ours, lr=0.05)
+    o.load_state_dict(conv)
+    for _ in range(6):
+        _step_both(o, t, ours, theirs)
+    _assert_close(ours, theirs, tol=1e-10)
