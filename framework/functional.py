@@ -489,6 +489,13 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     k, s, p, _ = _pool_args("avg_pool2d", kernel_size, stride, padding, 1)
     if divisor_override is not None and divisor_override == 0:
         raise RuntimeError("avg_pool2d: divisor must be not zero")
+    from .kernels.cpu.pool import pool_out_size
+
+    ho = pool_out_size(x.shape[2], k[0], s[0], p[0], 1, ceil_mode)
+    wo = pool_out_size(x.shape[3], k[1], s[1], p[1], 1, ceil_mode)
+    if ho < 1 or wo < 1:  # as max_pool2d: an empty result would hide a too-small input
+        raise RuntimeError(f"avg_pool2d: given input size {_shape(input)}, calculated output size "
+                           f"({ho}x{wo}) is too small (kernel_size={k}, padding={p})")
     y = _AvgPool2d(geom=(k, s, p, bool(ceil_mode), bool(count_include_pad), divisor_override))(x)
     return y.squeeze(0) if unbatched else y
 
@@ -615,9 +622,15 @@ def _linear_matrix(n_in, n_out, scale, align_corners, xp, dtype):
     return Tensor(xp.asarray(m.astype(dtype)))
 
 
-def _nearest_index(n_in, n_out, scale, exact=False):
-    if n_out == n_in:
+def _nearest_index(n_in, n_out, scale, exact=False, shortcuts=False):
+    """Source index of each output for 'nearest' (floor(dst * s)) or 'nearest-exact' (floor((dst + 0.5)
+    * s)), with s = 1/scale_factor when given, in float32 as PyTorch. ``shortcuts``: PyTorch's 2-D
+    'nearest' kernel (its legacy ``nearest_idx``) copies when n_out == n_in and halves when
+    n_out == 2 n_in, whatever the scale factor; its 1-D / 3-D and 'nearest-exact' kernels do not."""
+    if shortcuts and n_out == n_in:
         return np.arange(n_out)
+    if shortcuts and n_out == 2 * n_in:
+        return np.arange(n_out) // 2
     s = np.float32(1.0 / scale if scale is not None and scale > 0 else n_in / n_out)
     dst = np.arange(n_out, dtype=np.float32)
     src = np.floor((dst + np.float32(0.5)) * s) if exact else np.floor(dst * s)
@@ -713,20 +726,22 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         if nsp != 2:
             raise NotImplementedError("interpolate: mode 'area' supports 4-D input only")
         return adaptive_avg_pool2d(input, out_sz)
+    shortcuts = mode == "nearest" and nsp == 2
     if mode == "nearest":
         ks = [n_out // n_in if n_out % n_in == 0 else 0 for n_in, n_out in zip(in_sz, out_sz)]
         if all(ks) and any(k > 1 for k in ks) and all(
-                np.array_equal(_nearest_index(n, n * k, sc), np.arange(n * k) // k)
+                np.array_equal(_nearest_index(n, n * k, sc, shortcuts=shortcuts), np.arange(n * k) // k)
                 for n, k, sc in zip(in_sz, ks, scales)):
             return _UpsampleNearest(ks=tuple(ks))(input)  # integer upscale: block copies
     for i in range(nsp):
         axis = 2 + i
         n_in, n_out = in_sz[i], out_sz[i]
         if mode in linear_modes:
-            if n_in != n_out or scales[i] not in (None, 1.0):
+            # PyTorch copies an axis whose size does not change, whatever its scale factor
+            if n_in != n_out:
                 y = _lerp_along(y, axis, n_in, n_out, scales[i], align_corners)
             continue
-        idx = _nearest_index(n_in, n_out, scales[i], exact=(mode == "nearest-exact"))
+        idx = _nearest_index(n_in, n_out, scales[i], exact=(mode == "nearest-exact"), shortcuts=shortcuts)
         if n_out == n_in and np.array_equal(idx, np.arange(n_in)):
             continue
         k = n_out // n_in
@@ -915,7 +930,7 @@ class _Standardize(Function):
         xp = get_array_module(x)
         mean = x.mean(axis=self.axes, keepdims=True)
         d = x - mean
-        n = x.size // mean.size
+        n = math.prod(x.shape[a] for a in self.axes)  # x.size // mean.size fails on an empty batch
         var = _sum_prod(d, d, self.axes) / n
         self.invstd = 1.0 / xp.sqrt(var + x.dtype.type(self.eps))
         self.mean, self.var, self.n = mean, var, n
@@ -1229,7 +1244,13 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
     if c % num_groups:
         raise RuntimeError(f"group_norm: expected number of channels in input ({c}) to be divisible by "
                            f"num_groups ({num_groups}); input size {_shape(input)}")
-    y = _Standardize(axes=(2,), eps=eps)(input.reshape(n, num_groups, -1)).reshape(input.shape)
+    for nm, t in (("weight", weight), ("bias", bias)):
+        if t is not None and t.numel() != c:  # else a reshape error deep inside, not naming the op
+            raise RuntimeError(f"group_norm: expected {nm} to be a vector of size equal to the number of "
+                               f"channels in input, but got {nm} of shape {_shape(t)} and input of shape "
+                               f"{_shape(input)}")
+    per_group = (c // num_groups) * math.prod(input.shape[2:])  # explicit: -1 fails on an empty batch
+    y = _Standardize(axes=(2,), eps=eps)(input.reshape(n, num_groups, per_group)).reshape(input.shape)
     return _affine(y, weight, bias, (1, c) + (1,) * (input.ndim - 2))
 
 
@@ -1618,10 +1639,23 @@ def scaled_dot_product_attention(query: Tensor, key: Tensor, value: Tensor, attn
             scores = ops.masked_fill(scores, Tensor(~attn_mask.data), float("-inf"))
         else:
             scores = scores + attn_mask
-    attn = ops.softmax(scores, -1)
+    attn = _safe_softmax(scores)
     if dropout_p > 0:
         attn = dropout(attn, dropout_p, True)
     return ops.matmul(attn, value)
+
+
+def _safe_softmax(scores: Tensor) -> Tensor:
+    """Softmax over the last dim where a row masked out entirely (all -inf) gives zeros, not NaN, as
+    PyTorch's attention (``torch._safe_softmax``): a query that may attend to nothing (an all-padded
+    key sequence) contributes zero instead of poisoning the output and the gradients with NaN."""
+    xp = get_array_module(scores.data)
+    dead = xp.all(scores.data == -xp.inf, axis=-1, keepdims=True)
+    if not bool(dead.any()):
+        return ops.softmax(scores, -1)
+    # dead rows get finite stand-in scores (no gradient flows to them), then their weights are zeroed
+    alive = Tensor((~dead).astype(scores.data.dtype))
+    return ops.softmax(ops.where(Tensor(dead), 0.0, scores), -1) * alive
 
 
 def _repeat_heads(t, rep):
@@ -1710,6 +1744,13 @@ def nll_loss(input: Tensor, target: Tensor, weight: Tensor | None = None, size_a
     if reduction == "sum":
         return loss.sum()
     if reduction == "mean":
+        denom = wt.data.sum()
+        if denom == 0:
+            # 0/0 = NaN as PyTorch, but ignored rows get a zero gradient (not 0 * inf = NaN) and
+            # zero-weight kept rows NaN, as PyTorch's nll_loss backward
+            with np.errstate(invalid="ignore", divide="ignore"):
+                per = xp.where(keep, wt.data / denom, 0).astype(input.data.dtype)
+            return (-picked * Tensor(per)).sum() + float("nan")
         return loss.sum() / wt.sum()
     return _reduce(loss, reduction, "nll_loss")
 
@@ -1777,6 +1818,8 @@ class _CrossEntropy(Function):
         if self.reduction == "sum":
             return xp.asarray(total, dtype=dt)
         self.denom = wt.sum()
+        if self.denom == 0:  # PyTorch's nll part is 0/0 (NaN) even when the smoothing part is not 0
+            return xp.asarray(xp.nan, dtype=dt)
         return xp.asarray(total / self.denom, dtype=dt)
 
     def _dlogp(self, xp, dt):
@@ -1803,6 +1846,13 @@ class _CrossEntropy(Function):
             scale = g.unsqueeze(1)
         elif self.reduction == "sum":
             scale = g
+        elif self.denom == 0:
+            # every target ignored (or weighted 0): the loss is 0/0 = NaN; PyTorch leaves the gradient
+            # of ignored rows at 0 (0 * inf gave NaN here and poisoned the parameters) and of
+            # zero-weight kept rows at NaN.
+            with np.errstate(invalid="ignore", divide="ignore"):
+                q0 = xp.where(self.keepf[:, None] > 0, q0 / self.denom, 0).astype(dt)
+            scale = g
         else:
             scale = g / float(self.denom)
         if not is_grad_enabled():
@@ -1828,8 +1878,8 @@ def _cross_entropy_probs(input, target, weight, reduction, label_smoothing):
     if weight is not None:
         prod = prod * weight.reshape((c,) + (1,) * (input.ndim - cdim - 1))
     loss = -prod.sum(cdim)
-    if reduction == "mean":
-        return loss.sum() / max(input.numel() // c, 1) if input.ndim > 1 else loss
+    if reduction == "mean":  # over N·d1·...; NaN for an empty batch, as PyTorch (was 0)
+        return loss.mean() if input.ndim > 1 else loss
     return _reduce(loss, reduction, "cross_entropy")
 
 

@@ -7,6 +7,7 @@ import math
 import numpy as np
 
 from ..backend import get_array_module
+from ..functional import _safe_softmax
 from ..ops import cat
 from ..tensor import Tensor, empty, zeros
 from . import functional as F
@@ -33,6 +34,29 @@ def _pad_last(t, value=0.0):
         return None
     pad = zeros(*t.shape[:-1], 1, dtype=t.dtype, device=t.device)
     return cat([t, pad + value if value else pad], -1)
+
+
+def _check_qkv(query, key, value, key_padding_mask, batch_first):
+    """PyTorch's input checks: query, key and value all batched (3-D) or all unbatched (2-D), key and
+    value of one sequence length and batch, the same batch as the query. Without them a mismatch
+    surfaced as a reshape or matmul error deep inside, or broadcast silently."""
+    qd = query.dim()
+    if qd not in (2, 3) or key.dim() != qd or value.dim() != qd:
+        raise AssertionError(f"MultiheadAttention: query, key and value must be all 3-D (batched) or all 2-D "
+                             f"(unbatched), got query {list(query.shape)}, key {list(key.shape)}, value "
+                             f"{list(value.shape)}")
+    if tuple(key.shape[:-1]) != tuple(value.shape[:-1]):
+        raise AssertionError(f"MultiheadAttention: key shape {list(key.shape)} does not match value shape "
+                             f"{list(value.shape)} (sequence length and batch must agree)")
+    if qd == 3:
+        bdim = 0 if batch_first else 1
+        if key.shape[bdim] != query.shape[bdim]:
+            raise AssertionError(f"MultiheadAttention: query batch size {query.shape[bdim]} does not match "
+                                 f"key batch size {key.shape[bdim]} (query {list(query.shape)}, key "
+                                 f"{list(key.shape)}, batch_first={batch_first})")
+    if key_padding_mask is not None and key_padding_mask.dim() != qd - 1:
+        raise AssertionError(f"MultiheadAttention: expected a {qd - 1}-D key_padding_mask for {qd}-D query, "
+                             f"got size {list(key_padding_mask.shape)}")
 
 
 class MultiheadAttention(Module):
@@ -127,6 +151,7 @@ class MultiheadAttention(Module):
 
     def forward(self, query, key, value, key_padding_mask=None, need_weights: bool = True, attn_mask=None,
                 average_attn_weights: bool = True, is_causal: bool = False):
+        _check_qkv(query, key, value, key_padding_mask, self.batch_first)
         batched = query.dim() == 3
         if batched and self.batch_first:
             if key is value:
@@ -147,6 +172,9 @@ class MultiheadAttention(Module):
         L, N, E = query.shape
         if E != self.embed_dim:
             raise AssertionError(f"was expecting embedding dimension of {self.embed_dim}, but got {E}")
+        if key.shape[-1] != self.kdim or value.shape[-1] != self.vdim:
+            raise AssertionError(f"MultiheadAttention: expected key (*, {self.kdim}) and value "
+                                 f"(*, {self.vdim}), got key {list(key.shape)} and value {list(value.shape)}")
         H, hd = self.num_heads, self.head_dim
         dt = query.dtype
         if is_causal and attn_mask is None:
@@ -178,8 +206,8 @@ class MultiheadAttention(Module):
                                        f"should be {(L, S)}.")
                 attn_mask = attn_mask.unsqueeze(0)
             elif tuple(attn_mask.shape) != (N * H, L, S):
-                raise RuntimeError(f"The shape of the 3D attn_mask is {tuple(attn_mask.shape)}, but "
-                                   f"should be {(N * H, L, S)}.")
+                raise RuntimeError(f"The shape of the {attn_mask.dim()}D attn_mask is "
+                                   f"{tuple(attn_mask.shape)}, but should be {(L, S)} or {(N * H, L, S)}.")
         if key_padding_mask is not None:
             if tuple(key_padding_mask.shape) != (N, S):
                 raise AssertionError(f"expecting key_padding_mask shape of {(N, S)}, but got "
@@ -190,7 +218,9 @@ class MultiheadAttention(Module):
         scores = (q * (1.0 / math.sqrt(hd))) @ k.transpose(1, 2)  # (N·H, L, S)
         if attn_mask is not None:
             scores = scores + attn_mask
-        weights = F.softmax(scores, dim=-1)
+        # need_weights=False is PyTorch's fused path, where a query whose keys are all masked out gets
+        # zeros (its _safe_softmax); with weights requested PyTorch returns NaN rows, and so do we.
+        weights = F.softmax(scores, dim=-1) if need_weights else _safe_softmax(scores)
         p = self.dropout if self.training else 0.0
         dropped = F.dropout(weights, p, True) if p > 0 else weights
         # softmax runs in float32 under autocast; the product goes back to the projections' dtype

@@ -43,7 +43,7 @@ class _LSTMSeq(Function):
         T, B, _ = x.shape
         H = w_hh.shape[0] // 4
         P = H if w_hr is None else w_hr.shape[0]
-        G = (x.reshape(T * B, -1) @ w_ih.T).reshape(T, B, 4 * H)
+        G = (x.reshape(T * B, x.shape[2]) @ w_ih.T).reshape(T, B, 4 * H)
         if b_ih is not None:
             G += b_ih + b_hh
         # tanh(x/2)/2 + 1/2 is the sigmoid: one tanh over all four gates, then a fix-up of i, f, o.
@@ -128,7 +128,7 @@ class _LSTMSeq(Function):
         dw_hr = None
         if need[7]:
             n = T * B
-            dw_hr = Tensor(dHout.reshape(n, -1).T @ R.reshape(n, -1))
+            dw_hr = Tensor(dHout.reshape(n, dHout.shape[2]).T @ R.reshape(n, R.shape[2]))
         return grads + (dw_hr,)
 
 
@@ -143,8 +143,8 @@ def _weight_grads(need, x, dGi, Hp, w_ih, dh0, dc0, has_bias, xp, dGh=None):
     if dc0 is not None:
         out.append(Tensor(dc0) if need[2] else None)
     k = len(out)
-    out.append(Tensor(dGi2.T @ x.reshape(T * B, -1)) if need[k] else None)
-    out.append(Tensor(dGh2.T @ Hp.reshape(T * B, -1)) if need[k + 1] else None)
+    out.append(Tensor(dGi2.T @ x.reshape(T * B, x.shape[2])) if need[k] else None)
+    out.append(Tensor(dGh2.T @ Hp.reshape(T * B, Hp.shape[2])) if need[k + 1] else None)
     if has_bias:
         out.append(Tensor(dGi2.sum(0)) if need[k + 2] else None)
         out.append(Tensor(dGh2.sum(0)) if need[k + 3] else None)
@@ -165,7 +165,7 @@ class _GRUSeq(Function):
         xp = get_array_module(x)
         T, B, _ = x.shape
         H = w_hh.shape[1]
-        Gi = (x.reshape(T * B, -1) @ w_ih.T).reshape(T, B, 3 * H)
+        Gi = (x.reshape(T * B, x.shape[2]) @ w_ih.T).reshape(T, B, 3 * H)
         if b_ih is not None:
             Gi += b_ih
         acts = xp.zeros((T, B, 3 * H), dtype=x.dtype)  # r, z, n
@@ -242,7 +242,7 @@ class _RNNSeq(Function):
         xp = get_array_module(x)
         T, B, _ = x.shape
         H = w_hh.shape[1]
-        G = (x.reshape(T * B, -1) @ w_ih.T).reshape(T, B, H)
+        G = (x.reshape(T * B, x.shape[2]) @ w_ih.T).reshape(T, B, H)
         if b_ih is not None:
             G += b_ih + b_hh
         Hp = xp.zeros((T, B, H), dtype=x.dtype)

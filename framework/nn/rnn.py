@@ -10,7 +10,7 @@ import math
 
 import numpy as np
 
-from ..amp import cast_inputs
+from ..amp import cast_inputs, is_autocast_enabled
 from ..ops import cat, stack
 from ..tensor import empty, zeros
 from . import functional as F
@@ -22,6 +22,21 @@ from .utils.rnn import PackedSequence, _packed_rows, gather_rows, scatter_rows
 
 # autocast's name for each recurrence (all run in the lower precision, like PyTorch's cells)
 _AMP_OP = {"LSTM": "lstm_cell", "GRU": "gru_cell", "RNN_TANH": "rnn_tanh_cell", "RNN_RELU": "rnn_relu_cell"}
+
+
+
+def _check_state_dtype(name, which, state, x):
+    """A state of another dtype than the input is refused (PyTorch raises too); without the check the
+    recurrence ran and returned states and outputs of different dtypes. Under autocast, float16 and
+    float32 mix freely (both are cast to the autocast dtype)."""
+    if state.dtype == x.dtype:
+        return
+    low = ("float16", "float32")
+    if (is_autocast_enabled("cpu") or is_autocast_enabled("cuda")) and state.dtype.name in low \
+            and x.dtype.name in low:
+        return
+    raise RuntimeError(f"{name}: {which} dtype {state.dtype} does not match the input dtype {x.dtype}")
+
 
 # --------------------------------------------------------------------------------------- layers
 
@@ -154,6 +169,9 @@ class RNNBase(Module):
                                f"parameters' dtype {self.weight_ih_l0.dtype}")
         D = 2 if self.bidirectional else 1
         T, B = x.shape[0], x.shape[1]
+        if T == 0:
+            raise RuntimeError(f"{type(self).__name__}: Expected sequence length to be larger than 0 in RNN "
+                               f"(input of size {list(input.shape)})")
         n_states = 2 if self.mode == "LSTM" else 1
         states = self._initial_states(hx, how, B, D, x, n_states)
         sorted_idx = how[2].sorted_indices if how[0] == "packed" else None
@@ -208,6 +226,7 @@ class RNNBase(Module):
                 h = h.unsqueeze(1)
             if tuple(h.shape) != shape:
                 raise RuntimeError(f"Expected hidden size {shape}, got {tuple(h.shape)}")
+            _check_state_dtype(type(self).__name__, "hx", h, x)
             out.append(h)
         return out
 
@@ -295,12 +314,28 @@ class RNNCellBase(Module):
         if input.dim() not in (1, 2):
             raise ValueError(f"{type(self).__name__}: Expected input to be 1D or 2D, got {input.dim()}D")
         unbatched = input.dim() == 1
-        x = input.reshape(1, 1, -1) if unbatched else input.unsqueeze(0)
+        name = type(self).__name__
+        if input.shape[-1] != self.input_size:
+            raise RuntimeError(f"{name}: input has inconsistent input_size: got {input.shape[-1]} expected "
+                               f"{self.input_size} (input of size {list(input.shape)})")
+        x = input.reshape(1, 1, input.shape[-1]) if unbatched else input.unsqueeze(0)
         B = x.shape[1]
         if states is None:
             states = [zeros(B, self.hidden_size, dtype=x.dtype, device=x.device)] * kw.pop("n", 1)
         else:
             kw.pop("n", None)
+            for j, s in enumerate(states):
+                # PyTorch's checks: a state of another batch size or width must not broadcast silently
+                if s.dim() != input.dim():
+                    raise RuntimeError(f"{name}: Expected hidden{j} to be {input.dim()}-D for "
+                                       f"{input.dim()}-D input, got size {list(s.shape)}")
+                if s.shape[-1] != self.hidden_size:
+                    raise RuntimeError(f"{name}: hidden{j} has inconsistent hidden_size: got {s.shape[-1]}, "
+                                       f"expected {self.hidden_size}")
+                if not unbatched and s.shape[0] != B:
+                    raise RuntimeError(f"{name}: Input batch size {B} doesn't match hidden{j} batch size "
+                                       f"{s.shape[0]}")
+                _check_state_dtype(name, f"hidden{j}", s, x)
             states = [s.unsqueeze(0) if unbatched else s for s in states]
         op = {_LSTMSeq: "lstm_cell", _GRUSeq: "gru_cell"}.get(seq_cls, "rnn_tanh_cell")
         res = seq_cls(batch_sizes=None, reverse=False, **kw)(
@@ -336,6 +371,8 @@ class RNNCell(RNNCellBase):
 
     def __init__(self, input_size: int, hidden_size: int, bias: bool = True, nonlinearity: str = "tanh",
                  device=None, dtype=None):
+        if nonlinearity not in ("tanh", "relu"):
+            raise ValueError(f"Unknown nonlinearity: {nonlinearity} (use 'tanh' or 'relu')")
         super().__init__(input_size, hidden_size, bias, 1, device, dtype)
         self.nonlinearity = nonlinearity
 

@@ -539,7 +539,9 @@ class Gather(Function):
         if idx.size and (idx.min() < -x.shape[self.dim] or idx.max() >= x.shape[self.dim]):
             raise IndexError(f"gather(): index out of range for dimension {self.dim} with size "
                              f"{x.shape[self.dim]}")
-        if idx.shape == x.shape or all(i <= s for i, s in zip(idx.shape, x.shape)):
+        # PyTorch bounds the index by the input outside ``dim`` only; along ``dim`` it may be longer
+        if idx.shape == x.shape or all(i <= s for d, (i, s) in enumerate(zip(idx.shape, x.shape))
+                                       if d != self.dim):
             sl = tuple(slice(0, s) if d != self.dim else slice(None) for d, s in enumerate(idx.shape))
             return _take_along(xp, x[sl], idx, self.dim)
         raise RuntimeError(f"gather(): index shape {list(idx.shape)} is larger than input shape "

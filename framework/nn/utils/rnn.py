@@ -105,6 +105,10 @@ def pack_padded_sequence(input: Tensor, lengths, batch_first: bool = False,
     the given ``lengths``. With ``enforce_sorted=False`` the batch is sorted here and the order is
     recorded in ``sorted_indices`` / ``unsorted_indices``."""
     lengths = _np_int(lengths)
+    batch = int(input.shape[0 if batch_first else 1])
+    if lengths.size != batch:  # checked first: the sort below would otherwise drop rows silently
+        raise ValueError(f"pack_padded_sequence: Expected `len(lengths)` to be equal to batch_size, but got "
+                         f"{lengths.size} (batch_size={batch}, input of size {list(input.shape)})")
     if lengths.size and lengths.min() <= 0:
         raise RuntimeError("Length of all samples has to be greater than 0, but found an element in "
                            "'lengths' that is <= 0")
