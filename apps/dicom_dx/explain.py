@@ -10,6 +10,7 @@ twice and drifted from the map's bilinear upsampling by up to ~5 % of its range.
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import cv2
@@ -33,12 +34,24 @@ def gradcam(
     """x: (1, S, S) preprocessed input → finding → float32 heatmap in [0, 1] of shape `size` (H, W),
     default (S, S). The input covers the whole image (resized without keeping the aspect), so the
     map resized to the image's (H, W) lines up with it."""
+    names = list(FINDINGS) if findings is None else list(findings)
+    unknown = [f for f in names if f not in FINDINGS]
+    if unknown:
+        raise ValueError(
+            f"no Grad-CAM for {', '.join(map(repr, unknown))}: findings are {', '.join(FINDINGS)}"
+        )
+    if not names:
+        return {}
     model = predictor.model
     model.eval()
     captured = {}
+    me = threading.get_ident()
 
     def hook(_module, _args, output):
-        captured["a"] = output
+        # The model may be shared (dashboard sessions run in threads): keep our own forward's
+        # activations, not those of a prediction another thread runs meanwhile.
+        if threading.get_ident() == me:
+            captured.setdefault("a", output)
 
     handle = model.features.register_forward_hook(hook)
     try:
@@ -47,7 +60,6 @@ def gradcam(
             logits = model(inp)
             a = captured["a"]
             out = {}
-            names = findings or list(FINDINGS)
             for i, f in enumerate(names):
                 k = FINDINGS.index(f)
                 (g,) = fw.autograd.grad(logits[0, k], a, retain_graph=i < len(names) - 1)

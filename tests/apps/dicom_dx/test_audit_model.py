@@ -537,3 +537,49 @@ def test_every_labelled_finding_is_drawn(monkeypatch):
                 floor = 0.29 if f == "nodule" else 0.5
                 assert masks[f].max() >= floor and f in st.boxes, (k, f, float(masks[f].max()))
         assert st.labels["no_finding"] == int(not any(st.labels[f] for f in FINDINGS))
+
+
+# --- Grad-CAM API --------------------------------------------------------------------------------------
+
+
+def test_gradcam_findings_argument(small_predictor):
+    """None explains every finding; an empty list explains none (before: [] meant all five, so a
+    caller passing "the positive findings" of a normal study got five maps); an unknown name is a
+    ValueError that names it. Parameters get no .grad (the model may be shared with training)."""
+    from apps.dicom_dx.explain import gradcam
+
+    x = np.random.default_rng(7).standard_normal((1, 32, 32)).astype(np.float32)
+    assert gradcam(small_predictor, x, []) == {}
+    assert list(gradcam(small_predictor, x)) == list(FINDINGS)
+    assert list(gradcam(small_predictor, x, ["effusion"])) == ["effusion"]
+    with pytest.raises(ValueError, match="'edema'.*opacity"):
+        gradcam(small_predictor, x, ["edema"])
+    assert all(p.grad is None for p in small_predictor.model.parameters())
+
+
+def test_gradcam_ignores_forwards_of_other_threads(small_predictor, monkeypatch):
+    """The hook sits on the shared model: a prediction run by another thread (another dashboard
+    session) during the Grad-CAM forward used to overwrite the captured activations, giving another
+    image's map or an autograd error. Simulated deterministically: the head starts another thread's
+    forward after the hook has fired for ours."""
+    import threading
+
+    from apps.dicom_dx.explain import gradcam
+
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((1, 32, 32)).astype(np.float32)
+    other = rng.standard_normal((1, 1, 32, 32)).astype(np.float32)
+    ref = gradcam(small_predictor, x)
+    head = small_predictor.model.head
+    orig_forward = head.forward
+
+    def forward_with_interference(inp):
+        t = threading.Thread(target=small_predictor.probabilities, args=(other,))
+        t.start()
+        t.join()
+        return orig_forward(inp)
+
+    monkeypatch.setattr(head, "forward", forward_with_interference)
+    got = gradcam(small_predictor, x)
+    for f in FINDINGS:
+        np.testing.assert_array_equal(got[f], ref[f], err_msg=f)
