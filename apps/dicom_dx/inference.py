@@ -131,7 +131,8 @@ def untrained_predictor(size: int = 64, widths=(8, 8, 16, 16), seed: int = 0) ->
 
 def predict(image: DicomImage | str | os.PathLike | bytes, predictor: Predictor | None = None) -> Prediction:
     """Gate then findings for one image (a DicomImage, a path or the file's bytes). Raises
-    DicomReadError for unreadable input."""
+    DicomReadError for unreadable input, ValueError for a DicomImage whose pixels are not a display
+    image (NaN/inf, or floats outside [0, 1]: see data.display_image)."""
     t0 = time.perf_counter()
     pred = predictor or load_default_model()
     img = image if isinstance(image, DicomImage) else read_dicom(image)
