@@ -698,7 +698,14 @@ def to_dataset(
     ds.PixelData = arr.tobytes()
     ds["PixelData"].VR = "OW" if ds.BitsAllocated > 8 else "OB"
     if ts in (RLELossless, JPEGLSLossless, JPEG2000Lossless):
-        ds.compress(ts, arr, encoding_plugin="pylibjpeg" if ts == JPEG2000Lossless else "")
+        # pydicom's compress() gives the instance a new random UID by default: keep ours, drawn from
+        # the study's generator, so that a seed reproduces every file byte for byte.
+        ds.compress(
+            ts,
+            arr,
+            encoding_plugin="pylibjpeg" if ts == JPEG2000Lossless else "",
+            generate_instance_uid=False,
+        )
     else:
         fm.TransferSyntaxUID = ts
     return ds

@@ -583,3 +583,27 @@ def test_gradcam_ignores_forwards_of_other_threads(small_predictor, monkeypatch)
     got = gradcam(small_predictor, x)
     for f in FINDINGS:
         np.testing.assert_array_equal(got[f], ref[f], err_msg=f)
+
+
+def test_generation_is_reproducible_per_seed_bytes_and_labels(tmp_path):
+    """Same seed: byte-identical files (chest and every negative kind, UIDs included) and labels.csv;
+    another seed: other images and UIDs. Before: pydicom's compress() gave every RLE / JPEG-LS /
+    JPEG 2000 file (a third of the set) a new random SOP Instance UID under pydicom's root, so a
+    seed did not reproduce its files."""
+    from apps.dicom_dx.synth import generate
+
+    kw = dict(prevalence=0.5, negatives=9, size_range=(64, 70), render_max=64)
+    a, b, c = (generate(tmp_path / n, 2, seed=s, **kw) for n, s in (("a", 5), ("b", 5), ("c", 6)))
+    assert a.read_bytes() == b.read_bytes() and a.read_bytes() != c.read_bytes()
+    files = sorted(p.relative_to(a.parent) for p in a.parent.rglob("*.dcm"))
+    assert len(files) == 11
+    import pydicom
+
+    from apps.dicom_dx.synth import UID_ROOT
+
+    for f in files:
+        assert (a.parent / f).read_bytes() == (b.parent / f).read_bytes(), f
+        assert (a.parent / f).read_bytes() != (c.parent / f).read_bytes(), f
+        ds = pydicom.dcmread(a.parent / f, stop_before_pixels=True)
+        assert ds.SOPInstanceUID.startswith(UID_ROOT)
+        assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
