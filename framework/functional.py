@@ -1220,8 +1220,29 @@ def instance_norm(input: Tensor, running_mean=None, running_var=None, weight=Non
     if not use_input_stats:
         return batch_norm(input, running_mean, running_var, weight, bias, False, momentum, eps)
     axes = tuple(range(2, input.ndim))
+    if math.prod(input.shape[2:]) <= 1:
+        raise ValueError(f"instance_norm: Expected more than 1 spatial element when training, got input size "
+                         f"{_shape(input)}")
     pshape = (1, input.shape[1]) + (1,) * (input.ndim - 2)
-    return _NormAffine(axes=axes, eps=eps, pshape=pshape)(input, weight, bias)
+    fn = _NormAffine(axes=axes, eps=eps, pshape=pshape)
+    y = fn(input, weight, bias)
+    if running_mean is not None or running_var is not None:
+        # As PyTorch: each instance updates the running statistics like a batch-norm step, and the N
+        # updates are averaged: (1 - m) r + m * mean_n(stat_n), with the unbiased per-instance var.
+        n = fn.n
+        with no_grad():
+            if running_mean is not None:
+                rm = running_mean.data
+                rm *= 1 - momentum
+                rm += (momentum * fn.mean.reshape(input.shape[:2]).mean(0)).astype(rm.dtype)
+                running_mean._vc[0] += 1
+            if running_var is not None:
+                rv = running_var.data
+                rv *= 1 - momentum
+                unbiased = fn.var.reshape(input.shape[:2]) * (n / max(n - 1, 1))
+                rv += (momentum * unbiased.mean(0)).astype(rv.dtype)
+                running_var._vc[0] += 1
+    return y
 
 
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,

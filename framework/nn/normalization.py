@@ -194,9 +194,11 @@ class InstanceNorm2d(Module):
     def forward(self, input):
         if input.dim() not in (3, 4):
             raise ValueError(f"expected 3D or 4D input (got {input.dim()}D input)")
+        if input.dim() == 3:  # (C, H, W): one unbatched instance, as PyTorch
+            return self.forward(input.unsqueeze(0)).squeeze(0)
         use_input_stats = self.training or not self.track_running_stats
         return F.instance_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
-                               use_input_stats, self.momentum if self.momentum is not None else 0.1, self.eps)
+                               use_input_stats, self.momentum if self.momentum is not None else 0.0, self.eps)
 
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "

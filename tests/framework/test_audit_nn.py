@@ -1261,3 +1261,45 @@ def test_dropout_modules():
         nn.Dropout(1.5)
     y = nn.Dropout2d(0.5)(fw.ones(4, 5, 6, 7)).numpy()
     assert all(len(np.unique(y[n, c])) == 1 for n in range(4) for c in range(5))  # whole channels
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        dict(affine=True),
+        dict(track_running_stats=True),
+        dict(track_running_stats=True, momentum=None, affine=True),
+    ],
+    ids=["default", "affine", "running", "running_momentum_none"],
+)
+def test_instance_norm_matches_torch_incl_running_stats_and_unbatched(kw):
+    """track_running_stats=True never updated the running statistics in training; momentum=None used
+    0.1 (PyTorch: 0, the statistics stay); a (C, H, W) input was normalised over W alone."""
+    r = rng(43)
+    t = torch.nn.InstanceNorm2d(3, **kw).double()
+    f = nn.InstanceNorm2d(3, **kw).double()
+    if t.affine:
+        with torch.no_grad():
+            t.weight.uniform_(0.5, 1.5)
+            t.bias.uniform_(-1, 1)
+    copy_weights(t, f)
+    for mode, shape in [
+        ("train", (2, 3, 4, 5)),
+        ("train", (3, 4, 5)),
+        ("eval", (2, 3, 4, 5)),
+        ("eval", (3, 4, 5)),
+    ]:
+        getattr(t, mode)()
+        getattr(f, mode)()
+        x = r.standard_normal(shape)
+        tx, fx = torch.tensor(x, requires_grad=True), fw.tensor(x, requires_grad=True)
+        to, fo = t(tx), f(fx)
+        close(fo, to, 1e-10, f"{kw} {mode} {shape}")
+        (to**3).sum().backward()
+        (fo**3).sum().backward()
+        close(fx.grad, tx.grad, 1e-9)
+        for k, v in t.state_dict().items():
+            close(f.state_dict()[k], v, 1e-12, f"{k} {mode}")
+    with pytest.raises(ValueError, match="more than 1 spatial element"):
+        nn.InstanceNorm2d(3)(fw.randn(2, 3, 1, 1))
