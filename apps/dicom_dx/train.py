@@ -201,6 +201,13 @@ def train(cfg: TrainConfig, progress=None) -> dict:
     if cfg.max_train:
         tr_x, tr_y, tr_c = tr_x[: cfg.max_train], tr_y[: cfg.max_train], tr_c[: cfg.max_train]
     targets, weights = _targets(tr_y, tr_c)
+    if not (tr_c == 0).any():  # e.g. NIH, RSNA or CheXpert alone: chest radiographs only
+        warnings.warn(
+            "the training data has no gate negatives (other anatomy or modalities): the frontal-chest "
+            "output cannot learn to reject anything, so the image check of the input gate will accept "
+            "every image; add negatives (python -m apps.dicom_dx synth --n 0 --negatives N)",
+            stacklevel=2,
+        )
     log.info("train %d images (%d chest), val %d images", len(tr_x), int(tr_c.sum()), len(val[0]))
     fw.manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)

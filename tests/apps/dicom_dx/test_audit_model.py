@@ -308,8 +308,12 @@ def test_model_card_is_strict_json_when_a_metric_is_undefined(synth_no_pneumotho
     from apps.dicom_dx.model import load_model
     from apps.dicom_dx.train import train
 
-    with pytest.warns(UserWarning, match="pneumothorax"):
+    with pytest.warns(UserWarning) as caught:
         card = train(_cfg(synth_no_pneumothorax, tmp_path, epochs=1))
+    messages = " | ".join(str(w.message) for w in caught)
+    assert "no positive validation case for" in messages and "pneumothorax" in messages
+    # no negatives in the training data: the gate's image check could not learn (before: silent)
+    assert "no gate negatives" in messages
     text = (tmp_path / "m" / "model_card.json").read_text()
     on_disk = _strict(text)
     assert on_disk["validation"]["findings"]["pneumothorax"]["auroc"] is None
