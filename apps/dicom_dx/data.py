@@ -65,7 +65,7 @@ def from_u8(x_u8: np.ndarray) -> np.ndarray:
 
 
 def display_image(gray: np.ndarray) -> np.ndarray:
-    """Check a display image: (H, W), finite, float in [0, 1]; 8/16-bit integer images are scaled by
+    """Check a display image: (H, W), finite, float in [0, 1]; unsigned 8/16-bit images are scaled by
     their full range (as `load_gray` reads 8/16-bit PNGs). Raises ValueError otherwise: NaN or inf
     pixels would run through the model as NaN, and another value range (raw detector values, HU)
     is not the display image the model was trained on (window it first, e.g. io.apply_window)."""
@@ -73,8 +73,8 @@ def display_image(gray: np.ndarray) -> np.ndarray:
     if g.ndim != 2:
         raise ValueError(f"a grayscale image is 2-D (H, W); got shape {g.shape}")
     if g.dtype.kind in "ui":
-        if g.dtype.itemsize > 2:
-            raise ValueError(f"integer images are 8 or 16 bit; got {g.dtype}")
+        if g.dtype.kind == "i" or g.dtype.itemsize > 2:  # signed or 32-bit: raw values, not display
+            raise ValueError(f"integer images are unsigned 8 or 16 bit; got {g.dtype} (window it first)")
         return g.astype(np.float32) / np.float32(np.iinfo(g.dtype).max)
     if g.dtype.kind != "f":
         raise ValueError(f"a grayscale image holds numbers; got {g.dtype}")

@@ -443,6 +443,9 @@ def test_preprocess_input_checks_and_integer_images():
     np.testing.assert_array_equal(preprocess(u16, 32), preprocess(u16 / np.float32(65535), 32))
     u8 = np.round(g * 255).astype(np.uint8)
     np.testing.assert_array_equal(preprocess(u8, 32), preprocess(u8 / np.float32(255), 32))
+    for raw in (u16.astype(np.int16), u16.astype(np.int32), u16.astype(np.uint32)):
+        with pytest.raises(ValueError, match="unsigned 8 or 16 bit"):
+            preprocess(raw, 32)
 
 
 def test_predict_and_explain_refuse_non_finite_pixels(one_chest, small_predictor):
