@@ -1146,8 +1146,10 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
     shape = (1, c) + (1,) * (input.ndim - 2)
     axes = (0,) + tuple(range(2, input.ndim))
     if training:
-        n = input.numel() // c
-        if n <= 1:
+        n = input.numel() // c if c else 0
+        if n == 0:  # an empty batch: an empty output, zero parameter gradients, statistics kept (PyTorch)
+            return _affine(input, weight, bias, shape)
+        if n == 1:
             raise ValueError(f"Expected more than 1 value per channel when training, got input size "
                              f"{_shape(input)}")
         fn = _BatchNormTrain(axes=axes, eps=eps, pshape=shape)

@@ -50,7 +50,7 @@ class AvgPool2d(Module):
         self.divisor_override = divisor_override
 
     def forward(self, input):
-        kwargs = {"divisor_override": self.divisor_override} if self.divisor_override else {}
+        kwargs = {"divisor_override": self.divisor_override} if self.divisor_override is not None else {}
         return F.avg_pool2d(input, self.kernel_size, self.stride, self.padding, self.ceil_mode,
                             self.count_include_pad, **kwargs)
 

@@ -731,6 +731,8 @@ def test_avg_pool_too_small_input_raises_like_max_pool():
         nn.AvgPool1d(4)(fw.randn(1, 2, 3))
     with pytest.raises(RuntimeError):
         TF.avg_pool2d(torch.zeros(2, 2, 2, 3), 3)
+    with pytest.raises(RuntimeError, match="divisor must be not zero"):  # the module dropped a 0 override
+        nn.AvgPool2d(2, divisor_override=0)(fw.randn(1, 1, 4, 4))
 
 
 @pytest.mark.parametrize("hw", [(5, 7), (6, 6), (3, 2), (1, 1)])
@@ -1303,3 +1305,21 @@ def test_instance_norm_matches_torch_incl_running_stats_and_unbatched(kw):
             close(f.state_dict()[k], v, 1e-12, f"{k} {mode}")
     with pytest.raises(ValueError, match="more than 1 spatial element"):
         nn.InstanceNorm2d(3)(fw.randn(2, 3, 1, 1))
+
+
+@pytest.mark.parametrize("cls,shape", [("BatchNorm2d", (0, 3, 4, 4)), ("BatchNorm1d", (0, 3))])
+def test_batchnorm_training_on_an_empty_batch_matches_torch(cls, shape):
+    """PyTorch returns an empty output and keeps the running statistics; the framework raised
+    'Expected more than 1 value per channel'."""
+    t, f = getattr(torch.nn, cls)(3).double(), getattr(nn, cls)(3).double()
+    copy_weights(t, f)
+    tx, fx = torch.zeros(shape, dtype=torch.float64, requires_grad=True), fw.zeros(*shape, dtype=fw.float64)
+    fx.requires_grad_(True)
+    to, fo = t(tx), f(fx)
+    assert tuple(fo.shape) == tuple(to.shape)
+    to.sum().backward()
+    fo.sum().backward()
+    assert tuple(fx.grad.shape) == shape
+    param_grads_close(t, f, 0)
+    for k, v in t.state_dict().items():
+        close(f.state_dict()[k], v, 0, k)
