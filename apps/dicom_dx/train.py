@@ -270,6 +270,11 @@ def train(cfg: TrainConfig, progress=None) -> dict:
             w = fw.tensor(weights[idx], device=cfg.device)
             logits = model(fw.tensor(x, device=cfg.device))
             loss = masked_bce(logits, t, w)
+            if not np.isfinite(float(loss.item())):  # before the step: NaN weights are never written
+                raise FloatingPointError(
+                    f"training diverged: non-finite loss at epoch {epoch + 1}, step {len(losses) + 1} "
+                    f"(try a lower --lr than {cfg.lr}); the checkpoint keeps epoch {epoch}"
+                )
             opt.zero_grad()
             loss.backward()
             opt.step()

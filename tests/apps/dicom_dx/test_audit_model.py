@@ -626,3 +626,23 @@ def test_generation_is_reproducible_per_seed_bytes_and_labels(tmp_path):
         ds = pydicom.dcmread(a.parent / f, stop_before_pixels=True)
         assert ds.SOPInstanceUID.startswith(UID_ROOT)
         assert ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID
+
+
+def test_diverged_training_stops_with_a_clear_error_and_keeps_the_checkpoint(
+    tiny_synth, tmp_path, monkeypatch
+):
+    """Before: a NaN loss went on through the epoch (NaN weights) and died in validation with the
+    metrics' "scores are NaN", which does not say that training diverged."""
+    import apps.dicom_dx.train as T
+
+    T.train(_cfg(tiny_synth, tmp_path, epochs=1))
+    ckpt = str(tmp_path / "m" / "checkpoint.safetensors")
+    before = {k: v.numpy().copy() for k, v in fw.load(ckpt)["model"].items()}
+    orig = T.masked_bce
+    monkeypatch.setattr(T, "masked_bce", lambda z, t, w: orig(z, t, w) * float("nan"))
+    with pytest.raises(FloatingPointError, match="diverged: non-finite loss at epoch 2, step 1"):
+        T.train(_cfg(tiny_synth, tmp_path, epochs=2, resume=True))
+    after = fw.load(ckpt)
+    assert json.loads(after["meta"])["epoch"] == 1
+    for k in before:
+        np.testing.assert_array_equal(before[k], after["model"][k].numpy())
