@@ -270,7 +270,8 @@ def train(cfg: TrainConfig, progress=None) -> dict:
             w = fw.tensor(weights[idx], device=cfg.device)
             logits = model(fw.tensor(x, device=cfg.device))
             loss = masked_bce(logits, t, w)
-            if not np.isfinite(float(loss.item())):  # before the step: NaN weights are never written
+            loss_value = float(loss.item())
+            if not np.isfinite(loss_value):  # before the step: NaN weights are never written
                 raise FloatingPointError(
                     f"training diverged: non-finite loss at epoch {epoch + 1}, step {len(losses) + 1} "
                     f"(try a lower --lr than {cfg.lr}); the checkpoint keeps epoch {epoch}"
@@ -279,7 +280,7 @@ def train(cfg: TrainConfig, progress=None) -> dict:
             loss.backward()
             opt.step()
             sched.step()
-            losses.append(float(loss.item()))
+            losses.append(loss_value)
             if tqdm and hasattr(bar, "set_postfix"):
                 bar.set_postfix(loss=f"{np.mean(losses[-20:]):.4f}")
         v = _validate(model, val, cfg)
