@@ -646,3 +646,27 @@ def test_diverged_training_stops_with_a_clear_error_and_keeps_the_checkpoint(
     assert json.loads(after["meta"])["epoch"] == 1
     for k in before:
         np.testing.assert_array_equal(before[k], after["model"][k].numpy())
+
+
+def test_explain_zero_gradient_finding_is_an_all_zero_map_at_the_image_size(one_chest, small_predictor):
+    """∂logit/∂A = 0 (the finding's head row zeroed): a (H, W) float32 map of zeros, not NaN, at a
+    non-square image size; the other findings are unaffected."""
+    import dataclasses
+
+    from apps.dicom_dx.explain import explain
+
+    gray = np.random.default_rng(9).random((75, 110)).astype(np.float32)
+    img = dataclasses.replace(one_chest, image=gray)
+    ref = explain(img, small_predictor)
+    w = small_predictor.model.head.weight.data
+    saved = w.copy()
+    try:
+        w[FINDINGS.index("pneumothorax")] = 0
+        maps = explain(img, small_predictor)
+    finally:
+        w[...] = saved
+    z = maps["pneumothorax"]
+    assert z.shape == (75, 110) and z.dtype == np.float32 and not z.any()
+    assert ref["pneumothorax"].max() == 1.0  # it was a real map before
+    for f in FINDINGS[:4]:
+        np.testing.assert_array_equal(maps[f], ref[f])
