@@ -139,12 +139,20 @@ def process_pool(workers: int) -> ProcessPoolExecutor:
 
 
 def records_fingerprint(records: list[Record]) -> str:
-    """SHA-256 over each record's path (or in-memory group), labels and chest flag, in order: what a
-    cache was built from. In-memory images (MedMNIST) are identified by their group key."""
+    """SHA-256 over each record's labels, chest flag and image identity, in order: what a cache was
+    built from. A file is identified by its path, size and modification time (a data set regenerated
+    in place keeps its paths, and often its labels), an in-memory image (MedMNIST) by its pixels."""
     h = hashlib.sha256()
     for r in records:
-        key = str(r.path) if r.path is not None else f"<memory:{r.group}>"
-        h.update(key.encode() + b"\0" + np.asarray(r.labels, np.float32).tobytes() + bytes([r.frontal_chest]))
+        if r.image is not None:
+            key = f"<memory:{r.group}>".encode() + hashlib.sha256(np.ascontiguousarray(r.image)).digest()
+        else:
+            try:
+                st = os.stat(r.path)
+                key = f"{r.path}|{st.st_size}|{st.st_mtime_ns}".encode()
+            except OSError:
+                key = f"{r.path}|missing".encode()
+        h.update(key + b"\0" + np.asarray(r.labels, np.float32).tobytes() + bytes([r.frontal_chest]))
     return h.hexdigest()
 
 

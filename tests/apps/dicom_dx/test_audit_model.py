@@ -670,3 +670,28 @@ def test_explain_zero_gradient_finding_is_an_all_zero_map_at_the_image_size(one_
     assert ref["pneumothorax"].max() == 1.0  # it was a real map before
     for f in FINDINGS[:4]:
         np.testing.assert_array_equal(maps[f], ref[f])
+
+
+def test_cache_of_a_data_set_regenerated_in_place_is_rebuilt(tmp_path):
+    """Same folder, same seed, other image sizes: the paths and labels are the same, the images are
+    not; the cache must follow the files. In-memory images (MedMNIST) are identified by their
+    pixels, not by their index alone."""
+    from apps.dicom_dx.data import build_cache, cache_is_current
+    from apps.dicom_dx.loaders import Record, load_any
+    from apps.dicom_dx.synth import generate
+
+    kw = dict(seed=4, prevalence=0.5)
+    generate(tmp_path / "s", 2, size_range=(64, 70), render_max=64, **kw)
+    recs = load_any(tmp_path / "s")
+    build_cache(recs, tmp_path / "c", 32, workers=1)
+    assert cache_is_current(tmp_path / "c", 32, load_any(tmp_path / "s"))
+    generate(tmp_path / "s", 2, size_range=(90, 96), render_max=90, **kw)
+    again = load_any(tmp_path / "s")
+    assert [r.labels.tolist() for r in again] == [r.labels.tolist() for r in recs]
+    assert not cache_is_current(tmp_path / "c", 32, again)
+    lab = np.zeros(5, np.float32)
+    mem = [Record(path=None, labels=lab, group="train:0", image=np.zeros((28, 28), np.float32))]
+    build_cache(mem, tmp_path / "m", 32, workers=1)
+    assert cache_is_current(tmp_path / "m", 32, mem)
+    other = [Record(path=None, labels=lab, group="train:0", image=np.ones((28, 28), np.float32))]
+    assert not cache_is_current(tmp_path / "m", 32, other)
