@@ -67,7 +67,7 @@ def cmd_synth(a) -> int:
 
 
 def cmd_train(a) -> int:
-    from apps.dicom_dx.train import TrainConfig, train
+    from apps.dicom_dx.train import ResumeError, TrainConfig, train
 
     data, val, extra = a.data, a.val, {}
     if data.endswith((".yaml", ".yml")):
@@ -95,7 +95,11 @@ def cmd_train(a) -> int:
         max_train=a.max_train,
         extra=extra,
     )
-    card = train(cfg)
+    try:
+        card = train(cfg)
+    except ResumeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     from apps.dicom_dx.evaluate import json_safe
 
     summary = {

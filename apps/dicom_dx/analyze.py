@@ -548,11 +548,7 @@ def _heatmaps(row: dict, pred: Predictor, out_dir) -> list[str]:
 
     img = read_dicom(row["path"])
     pos = [f for f in FINDINGS if row.get(f"dx_{f}")]
-    cams = gradcam(pred, row["x"], pos)
-    import cv2
-
-    h, w = img.gray.shape
-    cams = {f: cv2.resize(c, (w, h), interpolation=cv2.INTER_LINEAR) for f, c in cams.items()}
+    cams = gradcam(pred, row["x"], pos, size=img.gray.shape)  # one resize, straight to the image's size
     stem = row.get("instance_id") or row["file_key"]
     return [str(p) for p in write_overlays(img, cams, out_dir, stem)]
 

@@ -31,7 +31,7 @@ from apps.dicom_dx.metrics import auroc, multilabel_report, operating_threshold
 from apps.dicom_dx.model import OUTPUTS, build_model, json_safe, save_model
 from apps.dicom_dx.synth import FINDINGS
 
-__all__ = ["TrainConfig", "train", "masked_bce", "predict_arrays", "choose_thresholds"]
+__all__ = ["ResumeError", "TrainConfig", "train", "masked_bce", "predict_arrays", "choose_thresholds"]
 log = logging.getLogger("apps.dicom_dx.train")
 
 
@@ -97,6 +97,10 @@ def _trajectory(cfg: TrainConfig) -> dict:
     return out
 
 
+class ResumeError(ValueError):
+    """A --resume that would not continue the checkpoint's run (other options, fewer epochs)."""
+
+
 def _check_resume(cfg: TrainConfig, meta: dict) -> None:
     """Refuse a resume that would not continue the checkpoint's run, naming what differs."""
     saved = meta.get("config")
@@ -104,13 +108,13 @@ def _check_resume(cfg: TrainConfig, meta: dict) -> None:
         now = _trajectory(cfg)
         diff = [f"{k} {saved.get(k)!r} -> {now[k]!r}" for k in _TRAJECTORY if saved.get(k) != now[k]]
         if diff:
-            raise ValueError(
+            raise ResumeError(
                 "--resume with other training options than the checkpoint's run: "
                 + "; ".join(diff)
                 + " (use the run's options, or a new --out)"
             )
     if int(meta["epoch"]) > cfg.epochs:
-        raise ValueError(
+        raise ResumeError(
             f"--resume: the checkpoint has {meta['epoch']} epochs done, more than --epochs {cfg.epochs}"
         )
 

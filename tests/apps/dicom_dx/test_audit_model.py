@@ -695,3 +695,25 @@ def test_cache_of_a_data_set_regenerated_in_place_is_rebuilt(tmp_path):
     assert cache_is_current(tmp_path / "m", 32, mem)
     other = [Record(path=None, labels=lab, group="train:0", image=np.ones((28, 28), np.float32))]
     assert not cache_is_current(tmp_path / "m", 32, other)
+
+
+def test_cli_refused_resume_is_a_one_line_error(tiny_synth, tmp_path, capsys, monkeypatch):
+    """Before: `train --resume` with other options printed the ValueError as a traceback."""
+    import logging
+
+    from apps.dicom_dx.__main__ import main
+
+    # main() configures logging for the process (pydicom's logger to ERROR): undone after this test
+    root, pyd = logging.getLogger(), logging.getLogger("pydicom")
+    monkeypatch.setattr(root, "handlers", list(root.handlers))
+    monkeypatch.setattr(root, "level", root.level)
+    monkeypatch.setattr(pyd, "level", pyd.level)
+
+    args = ["train", "--data", str(tiny_synth), "--val", str(tiny_synth), "--out", str(tmp_path / "m"),
+            "--size", "32", "--epochs", "1", "--batch-size", "8", "--workers", "0",
+            "--cache", str(tmp_path / "cache")]
+    assert main(args) == 0
+    capsys.readouterr()
+    assert main([*args, "--lr", "1e-3", "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "error: --resume with other training options" in err and "Traceback" not in err

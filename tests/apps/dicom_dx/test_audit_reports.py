@@ -198,17 +198,19 @@ def test_evaluate_writes_strict_json_and_counts_non_finite_outputs(
     assert any(f["specificity"] is None for f in doc["findings"].values())
     assert any(np.isnan(f["specificity"]) for f in base["findings"].values())  # the dict keeps NaN
 
-    orig = tiny_predictor.probabilities
+    # patched on the class (as test_audit_batch does): undoing a patch of the shared instance would leave
+    # a copy of the bound method on it, hiding later class-level patches in other tests
+    orig = type(tiny_predictor).probabilities
     calls = []
 
-    def first_row_nan(x):
-        p = orig(x)
+    def first_row_nan(self, x):
+        p = orig(self, x)
         if not calls:
             p[0, 1] = np.nan
         calls.append(1)
         return p
 
-    monkeypatch.setattr(tiny_predictor, "probabilities", first_row_nan)
+    monkeypatch.setattr(type(tiny_predictor), "probabilities", first_row_nan)
     rep = evaluate(tiny_synth, tiny_predictor, workers=0, out_json=tmp_path / "b.json")
     assert rep["n_nonfinite_outputs"] == 1 and rep["n_scored_chest"] in (5, 6)
     assert _strict_json(tmp_path / "b.json")["n_nonfinite_outputs"] == 1
