@@ -82,3 +82,18 @@ def check(fw_fn, torch_fn, args, dtype=np.float64, grad=True, rtol=None, atol=No
                 err_msg=f"gradient of input {i} differs",
             )
     return ys
+
+
+def torchvision_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
+    """torchvision.ops.sigmoid_focal_loss (Lin et al. 2017), written out with torch tensors (torchvision is
+    not a dependency)."""
+    import torch
+    import torch.nn.functional as TF
+
+    p = torch.sigmoid(inputs)
+    ce = TF.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
+    p_t = p * targets + (1 - p) * (1 - targets)
+    loss = ce * ((1 - p_t) ** gamma)
+    if alpha >= 0:
+        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
+    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]

@@ -13,6 +13,7 @@ import warnings
 
 import numpy as np
 import pytest
+from functional_oracle import torchvision_focal_loss
 
 import framework as fw
 from framework import nn
@@ -1086,17 +1087,6 @@ def test_pointwise_losses_beta_and_kinks_match_torch():
         F.smooth_l1_loss(fw.randn(3), fw.randn(3), beta=-1.0)
 
 
-def _torchvision_focal(inputs, targets, alpha, gamma, reduction):
-    """torchvision.ops.sigmoid_focal_loss's formula (Lin et al. 2017), written out."""
-    p = torch.sigmoid(inputs)
-    ce = TF.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
-
-
 def test_sigmoid_focal_loss_matches_torchvision_formula():
     r = rng(38)
     x = r.standard_normal((5, 3)) * 3
@@ -1105,7 +1095,7 @@ def test_sigmoid_focal_loss_matches_torchvision_formula():
     for a, g, red in itertools.product([0.25, -1, 0.9], [0, 0.5, 2, 3], ["none", "mean", "sum"]):
         tx, fx = torch.tensor(x, requires_grad=True), fw.tensor(x, requires_grad=True)
         to, fo = (
-            _torchvision_focal(tx, torch.tensor(t), a, g, red),
+            torchvision_focal_loss(tx, torch.tensor(t), a, g, red),
             F.sigmoid_focal_loss(fx, fw.tensor(t), a, g, red),
         )
         close(fo, to)

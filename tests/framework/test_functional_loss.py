@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from functional_oracle import Const, check
+from functional_oracle import Const, check, torchvision_focal_loss
 
 import framework as fw
 import framework.functional as F
@@ -154,17 +154,6 @@ def test_bce_with_logits(reduction, extras, dtype, rng):
     )
 
 
-def _torchvision_focal(inputs, targets, alpha=0.25, gamma=2, reduction="none"):
-    """torchvision.ops.sigmoid_focal_loss, written out (torchvision is not a dependency)."""
-    p = torch.sigmoid(inputs)
-    ce = TF.binary_cross_entropy_with_logits(inputs, targets, reduction="none")
-    p_t = p * targets + (1 - p) * (1 - targets)
-    loss = ce * ((1 - p_t) ** gamma)
-    if alpha >= 0:
-        loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
-    return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
-
-
 @pytest.mark.parametrize(
     "alpha,gamma,reduction", [(0.25, 2, "none"), (-1, 2, "mean"), (0.5, 0, "sum"), (0.25, 1.5, "mean")]
 )
@@ -173,7 +162,7 @@ def test_sigmoid_focal_loss(alpha, gamma, reduction, rng):
     t = (rng.random((5, 4)) > 0.7).astype(float)
     check(
         lambda x, t: F.sigmoid_focal_loss(x, t, alpha, gamma, reduction),
-        lambda x, t: _torchvision_focal(x, t, alpha, gamma, reduction),
+        lambda x, t: torchvision_focal_loss(x, t, alpha, gamma, reduction),
         [x, t],
     )
     out = F.sigmoid_focal_loss(fw.tensor(x), fw.tensor(t))

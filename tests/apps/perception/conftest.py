@@ -1,5 +1,5 @@
-"""Shared fixtures: a tiny untrained detector saved as weights + model card, a short drive clip, and a
-camera reader that gets unplugged."""
+"""Shared fixtures: a tiny untrained detector saved as weights + model card, a short drive clip, a
+camera reader that gets unplugged, and pycocotools' COCOeval as the metrics oracle."""
 
 import json
 import time
@@ -64,3 +64,30 @@ def flaky_camera():
         return FlakyCamera
 
     return make
+
+
+@pytest.fixture
+def cocoeval():
+    """(samples, detections) -> pycocotools COCOeval after evaluate/accumulate/summarize (skips the test
+    when pycocotools is absent)."""
+    import contextlib
+    import io
+
+    from apps.perception.formats import to_coco_gt
+    from apps.perception.metrics import to_coco_detections
+
+    COCO = pytest.importorskip("pycocotools.coco").COCO
+    COCOeval = pytest.importorskip("pycocotools.cocoeval").COCOeval
+
+    def run(samples, dets):
+        with contextlib.redirect_stdout(io.StringIO()):
+            gt = COCO()
+            gt.dataset = to_coco_gt(samples)
+            gt.createIndex()
+            E = COCOeval(gt, gt.loadRes(to_coco_detections(samples, dets)), "bbox")
+            E.evaluate()
+            E.accumulate()
+            E.summarize()
+        return E
+
+    return run

@@ -2,8 +2,6 @@
 letterbox / augmentation against hand-computed transforms, target encoding at the edges, the cache loader.
 """
 
-import contextlib
-import io
 
 import cv2
 import numpy as np
@@ -12,26 +10,11 @@ import pytest
 from apps.perception.augment import PAD_VALUE, _clip, affine, augment, crop, hflip, mosaic
 from apps.perception.data import CachedDataset, encode_targets, letterbox, unletterbox_boxes
 from apps.perception.decode import decode
-from apps.perception.formats import Sample, to_coco_gt
-from apps.perception.metrics import Detections, box_iou, evaluate, to_coco_detections
+from apps.perception.formats import Sample
+from apps.perception.metrics import Detections, box_iou, evaluate
 from apps.perception.nms import batched_nms, nms
 
 # ---------------------------------------------------------------------------------------------- metrics
-
-
-def _cocoeval(samples, dets):
-    COCO = pytest.importorskip("pycocotools.coco").COCO
-    COCOeval = pytest.importorskip("pycocotools.cocoeval").COCOeval
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = to_coco_gt(samples)
-        gt.createIndex()
-        dt = gt.loadRes(to_coco_detections(samples, dets))
-        E = COCOeval(gt, dt, "bbox")
-        E.evaluate()
-        E.accumulate()
-        E.summarize()
-    return E
 
 
 def _adversarial(seed, ties, shuffle_ids):
@@ -72,11 +55,11 @@ def _adversarial(seed, ties, shuffle_ids):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("ties,shuffle_ids", [(False, False), (True, False), (False, True), (True, True)])
-def test_metrics_match_pycocotools_on_adversarial_fixtures(seed, ties, shuffle_ids):
+def test_metrics_match_pycocotools_on_adversarial_fixtures(seed, ties, shuffle_ids, cocoeval):
     """Tied scores across images are ranked in image-id order by COCOeval (it concatenates the images
     sorted by id): with ids not in sample order, a sample-order ranking gave other numbers (0.07 off)."""
     samples, dets = _adversarial(seed, ties, shuffle_ids)
-    E = _cocoeval(samples, dets)
+    E = cocoeval(samples, dets)
     r = evaluate(samples, dets)
     ours = [r["mAP50_95"], r["mAP50"], r["mAP75"], r["AP_small"], r["AP_medium"], r["AP_large"]]
     np.testing.assert_allclose(ours, E.stats[:6], atol=1e-9)
@@ -90,7 +73,7 @@ def test_metrics_match_pycocotools_on_adversarial_fixtures(seed, ties, shuffle_i
             assert np.isnan(v["AP50_95"]) and v["n_gt"] == 0
 
 
-def test_area_borders_on_float32_coordinates_match_pycocotools():
+def test_area_borders_on_float32_coordinates_match_pycocotools(cocoeval):
     # 32 x 32 and 96 x 96 ground truth at fractional (float32) positions: COCO computes the area from the
     # coordinates in float64, the float32 product rounded e.g. 1024.0000486 down to 1024 (inside 'small')
     rng = np.random.default_rng(5)
@@ -107,7 +90,7 @@ def test_area_borders_on_float32_coordinates_match_pycocotools():
         db = np.r_[b[keep], fp]
         dc = np.r_[c[keep], rng.integers(0, 2, 3)]
         dets.append(Detections(db, np.round(rng.random(len(db)), 5).astype(np.float32), dc.astype(np.int64)))
-    E = _cocoeval(samples, dets)
+    E = cocoeval(samples, dets)
     r = evaluate(samples, dets)
     np.testing.assert_allclose([r["AP_small"], r["AP_medium"], r["AP_large"]], E.stats[3:6], atol=1e-9)
 

@@ -1,13 +1,11 @@
 """The evaluator against pycocotools' COCOeval on fixtures with crowd regions and all size ranges."""
 
-import contextlib
-import io
 
 import numpy as np
 import pytest
 
 from apps.perception.formats import Sample, to_coco_gt
-from apps.perception.metrics import Detections, box_iou, evaluate, to_coco_detections
+from apps.perception.metrics import Detections, box_iou, evaluate
 
 
 def _fixture(seed, n_images=30):
@@ -40,28 +38,13 @@ def _fixture(seed, n_images=30):
     return samples, dets
 
 
-def _cocoeval(samples, dets):
-    COCO = pytest.importorskip("pycocotools.coco").COCO
-    COCOeval = pytest.importorskip("pycocotools.cocoeval").COCOeval
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt = COCO()
-        gt.dataset = to_coco_gt(samples)
-        gt.createIndex()
-        dt = gt.loadRes(to_coco_detections(samples, dets))
-        E = COCOeval(gt, dt, "bbox")
-        E.evaluate()
-        E.accumulate()
-        E.summarize()
-    return E.stats
-
-
 @pytest.mark.parametrize("seed", [0, 1, 2])
-def test_matches_pycocotools(seed):
+def test_matches_pycocotools(seed, cocoeval):
     samples, dets = _fixture(seed)
     for d in dets:  # the json rounds boxes to 0.01 px and scores to 1e-5; compare on the same numbers
         d.boxes = np.round(d.boxes, 2)
         d.scores = np.round(d.scores, 5)
-    stats = _cocoeval(samples, dets)
+    stats = cocoeval(samples, dets).stats
     r = evaluate(samples, dets)
     ours = [r["mAP50_95"], r["mAP50"], r["mAP75"], r["AP_small"], r["AP_medium"], r["AP_large"]]
     np.testing.assert_allclose(ours, stats[:6], atol=1e-3)
@@ -87,7 +70,7 @@ def test_box_iou_and_crowd():
     np.testing.assert_allclose(box_iou(a, b, crowd=np.array([False, True])), [[50 / 150, 1.0]])
 
 
-def test_sizes_follow_the_files_object_areas_as_pycocotools(tmp_path):
+def test_sizes_follow_the_files_object_areas_as_pycocotools(tmp_path, cocoeval):
     # COCO files give each object's segment area, smaller than its box; COCOeval sizes small / medium /
     # large by it. A box-area evaluator would put many of these objects one range up.
     import json
@@ -107,7 +90,7 @@ def test_sizes_follow_the_files_object_areas_as_pycocotools(tmp_path):
     loaded = load_coco(str(tmp_path / "gt.json"))
     for a, b in zip(samples, loaded):  # the round trip keeps the areas (the loader clips the boxes)
         np.testing.assert_allclose(b.areas, a.areas, rtol=1e-6)
-    stats = _cocoeval(loaded, dets)
+    stats = cocoeval(loaded, dets).stats
     r = evaluate(loaded, dets)
     np.testing.assert_allclose([r["AP_small"], r["AP_medium"], r["AP_large"]], stats[3:6], atol=1e-3)
     by_box = evaluate([Sample(s.image, s.width, s.height, s.boxes, s.classes, s.ignore, s.image_id,
