@@ -1313,3 +1313,25 @@ def test_batchnorm_training_on_an_empty_batch_matches_torch(cls, shape):
     param_grads_close(t, f, 0)
     for k, v in t.state_dict().items():
         close(f.state_dict()[k], v, 0, k)
+
+
+def test_clip_grad_norm_with_a_nan_norm_makes_the_gradients_nan_as_pytorch():
+    """Before: min(1, NaN) is 1 in Python, so a NaN total norm left the gradients as they were (PyTorch
+    clamps the coefficient, which keeps NaN, and every gradient becomes NaN: the step is visibly bad)."""
+    g = np.array([1.0, np.nan, 2.0])
+    p, tp = fw.nn.Parameter(fw.zeros(3)), torch.nn.Parameter(torch.zeros(3))
+    p.grad, tp.grad = fw.tensor(g.copy()).float(), torch.tensor(g.copy()).float()
+    other, tother = fw.nn.Parameter(fw.zeros(2)), torch.nn.Parameter(torch.zeros(2))
+    other.grad, tother.grad = fw.ones(2), torch.ones(2)
+    n = fw.nn.utils.clip_grad_norm_([p, other], 1.0)
+    tn = torch.nn.utils.clip_grad_norm_([tp, tother], 1.0)
+    assert np.isnan(n.item()) and np.isnan(tn.item())
+    np.testing.assert_array_equal(np.isnan(other.grad.numpy()), np.isnan(tother.grad.numpy()))
+    assert np.isnan(other.grad.numpy()).all()
+    # finite norms are unchanged: below max_norm nothing moves, above it the scale is max_norm / norm
+    q = fw.nn.Parameter(fw.zeros(2))
+    q.grad = fw.tensor([3.0, 4.0])
+    fw.nn.utils.clip_grad_norm_([q], 10.0)
+    np.testing.assert_array_equal(q.grad.numpy(), [3.0, 4.0])
+    fw.nn.utils.clip_grad_norm_([q], 1.0)
+    np.testing.assert_allclose(q.grad.numpy(), [0.6, 0.8], rtol=1e-5)

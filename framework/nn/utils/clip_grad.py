@@ -52,7 +52,9 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
     total = get_total_norm(grads, norm_type, error_if_nonfinite)
     if not grads:
         return total
-    coef = min(1.0, float(max_norm) / (float(total.item()) + 1e-6))
+    coef = float(max_norm) / (float(total.item()) + 1e-6)
+    if coef > 1.0:  # (not min(1, coef): a NaN norm must reach the gradients, as PyTorch's clamp lets it)
+        coef = 1.0
     for g in grads:
         g.data *= g.data.dtype.type(coef)
         g._vc[0] += 1
