@@ -1123,6 +1123,19 @@ def _affine(y, weight, bias, shape):
     return y
 
 
+def _update_running(running_mean, running_var, momentum, mean, var):
+    """running = (1 - momentum) * running + momentum * stat, in place, for whichever running statistic is
+    given (``mean`` / ``var``: callables giving the batch statistic, the variance unbiased); bumps their
+    version counters."""
+    with no_grad():
+        for run, stat in ((running_mean, mean), (running_var, var)):
+            if run is not None:
+                r = run.data
+                r *= 1 - momentum
+                r += (momentum * stat()).astype(r.dtype)
+                run._vc[0] += 1
+
+
 def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None,
                weight: Tensor | None = None, bias: Tensor | None = None, training: bool = False,
                momentum: float = 0.1, eps: float = 1e-5) -> Tensor:
@@ -1154,19 +1167,8 @@ def batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor |
                              f"{_shape(input)}")
         fn = _BatchNormTrain(axes=axes, eps=eps, pshape=shape)
         y = fn(input, weight, bias)
-        if running_mean is not None or running_var is not None:
-            mom = 0.0 if momentum is None else momentum
-            with no_grad():
-                if running_mean is not None:
-                    rm = running_mean.data
-                    rm *= 1 - mom
-                    rm += (mom * fn.mean.reshape(c)).astype(rm.dtype)
-                    running_mean._vc[0] += 1
-                if running_var is not None:
-                    rv = running_var.data
-                    rv *= 1 - mom
-                    rv += (mom * fn.var.reshape(c) * (n / (n - 1))).astype(rv.dtype)
-                    running_var._vc[0] += 1
+        _update_running(running_mean, running_var, 0.0 if momentum is None else momentum,
+                        lambda: fn.mean.reshape(c), lambda: fn.var.reshape(c) * (n / (n - 1)))
         return y
     if running_mean is None or running_var is None:
         raise ValueError("batch_norm: running_mean and running_var must be given when training=False")
@@ -1228,22 +1230,11 @@ def instance_norm(input: Tensor, running_mean=None, running_var=None, weight=Non
     pshape = (1, input.shape[1]) + (1,) * (input.ndim - 2)
     fn = _NormAffine(axes=axes, eps=eps, pshape=pshape)
     y = fn(input, weight, bias)
-    if running_mean is not None or running_var is not None:
-        # As PyTorch: each instance updates the running statistics like a batch-norm step, and the N
-        # updates are averaged: (1 - m) r + m * mean_n(stat_n), with the unbiased per-instance var.
-        n = fn.n
-        with no_grad():
-            if running_mean is not None:
-                rm = running_mean.data
-                rm *= 1 - momentum
-                rm += (momentum * fn.mean.reshape(input.shape[:2]).mean(0)).astype(rm.dtype)
-                running_mean._vc[0] += 1
-            if running_var is not None:
-                rv = running_var.data
-                rv *= 1 - momentum
-                unbiased = fn.var.reshape(input.shape[:2]) * (n / max(n - 1, 1))
-                rv += (momentum * unbiased.mean(0)).astype(rv.dtype)
-                running_var._vc[0] += 1
+    # As PyTorch: each instance updates the running statistics like a batch-norm step, and the N
+    # updates are averaged: (1 - m) r + m * mean_n(stat_n), with the unbiased per-instance var.
+    n, nc = fn.n, input.shape[:2]
+    _update_running(running_mean, running_var, momentum, lambda: fn.mean.reshape(nc).mean(0),
+                    lambda: (fn.var.reshape(nc) * (n / max(n - 1, 1))).mean(0))
     return y
 
 
