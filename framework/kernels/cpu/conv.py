@@ -70,16 +70,12 @@ _POOL_PID = None
 _SPLIT_MIN_BYTES = 2 << 20
 
 
-def _use_winograd(a, x_shape, w_shape, stride, padding, dilation, groups):
-    # float16 would lose too much in the transforms; CuPy arrays have their own kernels.
+def _use_winograd(a, x_shape, w_shape, stride, padding, dilation, groups, kind=winograd):
+    """Whether ``kind`` (``winograd``: F(2x2, 3x3); ``winograd43``: F(4x4, 3x3), inference only, about ten
+    times the rounding error) takes this layer. float16 would lose too much in the transforms; CuPy
+    arrays have their own kernels."""
     return (_WINOGRAD and a.dtype in (np.float32, np.float64) and isinstance(a, np.ndarray)
-            and winograd.applicable(x_shape, w_shape, stride, padding, dilation, groups))
-
-
-def _use_winograd43(x, w_shape, stride, padding, dilation, groups):
-    """Inference only (see winograd43: faster, about ten times the rounding error of F(2x2, 3x3))."""
-    return (_WINOGRAD and x.dtype in (np.float32, np.float64) and isinstance(x, np.ndarray)
-            and winograd43.applicable(x.shape, w_shape, stride, padding, dilation, groups))
+            and kind.applicable(x_shape, w_shape, stride, padding, dilation, groups))
 
 
 def _split_channels(xp, fn, c, work_bytes):
@@ -276,7 +272,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None, cache_wei
     kg = k // g
     if g > 1 and cg == 1 and kg == 1:
         return _depthwise_forward(xp, x, w, stride, padding, dilation, ho, wo)
-    if cache_weight and _use_winograd43(x, w.shape, stride, padding, dilation, groups):
+    if cache_weight and _use_winograd(x, x.shape, w.shape, stride, padding, dilation, groups, winograd43):
         return winograd43.conv3x3_forward(x, w, padding[0], winograd.cached_weight_transform(w, "f43"))
     if _use_winograd(x, x.shape, w.shape, stride, padding, dilation, groups):
         # ``keep`` (a dict, CPU only): holds the input transform for conv2d_backward_weight(kept=...).
