@@ -51,6 +51,18 @@ def param_grads_close(t, f, tol):
         close(q.grad, p.grad, tol, n)
 
 
+def modules_close(t, f, x, power=2, tol=1e-9):
+    """Torch module ``t`` and our ``f`` (same weights) on float64 ``x``: outputs, then input and parameter
+    gradients of sum(out ** power)."""
+    tx, fx = torch.tensor(x, requires_grad=True), fw.tensor(x, requires_grad=True)
+    to, fo = t(tx), f(fx)
+    close(fo, to)
+    (to**power).sum().backward()
+    (fo**power).sum().backward()
+    close(fx.grad, tx.grad, tol)
+    param_grads_close(t, f, tol)
+
+
 def both(fname, x, *args, grad=True, tol=1e-10, **kw):
     """Run ``fname`` from torch.nn.functional and framework.nn.functional on float64 ``x``; compare the
     outputs (and indices, for a tuple result) and the input gradient under a random upstream gradient."""
@@ -506,14 +518,7 @@ def test_batchnorm_train_then_eval_matches_torch(cls, shape, kw):
             close(f.state_dict()[k], v, 1e-12, k)
     t.eval()
     f.eval()
-    x = r.standard_normal(shape)
-    tx, fx = torch.tensor(x, requires_grad=True), fw.tensor(x, requires_grad=True)
-    to, fo = t(tx), f(fx)
-    close(fo, to)
-    (to**2).sum().backward()
-    (fo**2).sum().backward()
-    close(fx.grad, tx.grad, 1e-9)
-    param_grads_close(t, f, 1e-9)
+    modules_close(t, f, r.standard_normal(shape))
 
 
 def test_batchnorm_loads_a_checkpoint_without_num_batches_tracked():
@@ -588,14 +593,7 @@ def test_layer_norm_matches_torch_incl_empty_batch(shape, ns, kw):
         for p in t.parameters():
             p.uniform_()
     copy_weights(t, f)
-    x = r.standard_normal(shape)
-    tx, fx = torch.tensor(x, requires_grad=True), fw.tensor(x, requires_grad=True)
-    to, fo = t(tx), f(fx)
-    close(fo, to)
-    (to**3).sum().backward()
-    (fo**3).sum().backward()
-    close(fx.grad, tx.grad, 1e-9)
-    param_grads_close(t, f, 1e-9)
+    modules_close(t, f, r.standard_normal(shape), power=3)
 
 
 def test_norm_shape_errors():
