@@ -10,8 +10,9 @@ from .backend import device
 from .dtypes import (bool, double, dtype, float, float16, float32, float64, get_default_dtype, half,
                      int, int8, int16, int32, int64, long, set_default_dtype, uint8)
 from .tensor import (Generator, Size, Tensor, arange, as_tensor, empty, empty_like, eye, from_numpy,
-                     full, full_like, is_tensor, linspace, manual_seed, normal, ones, ones_like, rand,
-                     rand_like, randint, randn, randn_like, randperm, seed, tensor, zeros, zeros_like)
+                     full, full_like, get_rng_state, is_tensor, linspace, manual_seed, normal, ones,
+                     ones_like, rand, rand_like, randint, randn, randn_like, randperm, seed,
+                     set_rng_state, tensor, zeros, zeros_like)
 from . import ops  # noqa: E402  (binds Tensor methods)
 from .ops import *  # noqa: F401,F403,E402
 from .ops import all_ as all  # noqa: E402

@@ -6,6 +6,14 @@ has to be pickled, and shutting down is just dropping the iterator. Batches come
 order whatever the number of workers; an exception raised while loading a batch is re-raised in
 the main thread with the batch number and sample indices. Each ``generator`` seed gives the same
 batches in the same order, run after run.
+
+Random augmentation in worker threads stays reproducible: while a worker loads batch ``n``, the
+framework's random functions called without a ``generator`` (``fw.rand``, ``fw.randn``,
+``fw.randint``, ...) draw from a generator seeded with (the iterator's base seed, ``n``), not from
+the shared global one, so what a sample draws depends neither on which thread ran it nor on how
+many workers there are. (NumPy's and Python's own global generators are shared by all threads and
+cannot be made so: a dataset that draws from them is reproducible only with ``num_workers=0``;
+``get_worker_info().batch_seed`` seeds a private generator instead.)
 """
 
 from __future__ import annotations
@@ -23,6 +31,7 @@ import numpy as np
 from .backend import get_array_module
 from .dtypes import get_default_dtype
 from .tensor import Generator, Tensor, _gen, default_generator
+from .tensor import _thread as _thread_rng
 
 __all__ = ["Dataset", "IterableDataset", "TensorDataset", "Subset", "ConcatDataset", "random_split",
            "Sampler", "SequentialSampler", "RandomSampler", "SubsetRandomSampler", "WeightedRandomSampler",
@@ -343,11 +352,14 @@ def default_convert(data: Any) -> Any:
 # ----------------------------------------------------------------------------------- loader
 
 _worker_local = threading.local()
-WorkerInfo = collections.namedtuple("WorkerInfo", ["id", "num_workers", "seed", "dataset"])
+WorkerInfo = collections.namedtuple("WorkerInfo", ["id", "num_workers", "seed", "dataset", "batch_seed"])
 
 
 def get_worker_info() -> WorkerInfo | None:
-    """Inside a DataLoader worker thread, its ``(id, num_workers, seed, dataset)``; else None."""
+    """Inside a DataLoader worker thread, its ``(id, num_workers, seed, dataset, batch_seed)``; else None.
+    ``seed`` is the worker's (base seed + id, as PyTorch's); ``batch_seed`` that of the batch being
+    loaded (from the base seed and the batch number), the one to seed a private generator with for
+    augmentation that must not depend on thread scheduling."""
     return getattr(_worker_local, "info", None)
 
 
@@ -474,6 +486,11 @@ def _base_seed(loader: DataLoader) -> int:
     return int(rng.integers(0, 2**63 - 1))
 
 
+def _batch_seed(base_seed: int, n: int) -> int:
+    """The seed of batch ``n``'s generator in a worker thread: mixed from the base seed and ``n``."""
+    return int(np.random.SeedSequence([base_seed, n]).generate_state(2, np.uint64)[0] >> 1)
+
+
 class _SerialIter:
     def __init__(self, loader: DataLoader):
         self.loader = loader
@@ -515,21 +532,29 @@ class _ThreadedIter:
         # so that a failing worker_init_fn reaches the caller with its own type and message
         # (an initializer's error only breaks the pool: "BrokenThreadPool: A thread initializer
         # failed").
-        def fetch(idx):
-            if not getattr(worker, "ready", False):
-                if not hasattr(worker, "id"):
-                    with lock:
-                        worker.id = next(counter)
-                wid = worker.id
-                _worker_local.info = WorkerInfo(wid, loader.num_workers, base_seed + wid, loader.dataset)
-                if loader.worker_init_fn is not None:
-                    try:
-                        loader.worker_init_fn(wid)
-                    except Exception as e:
-                        e._dataloader_where = f"{wid}, in worker_init_fn"
-                        raise
-                worker.ready = True
-            return loader._fetch(idx)
+        def fetch(n, idx):
+            if not hasattr(worker, "id"):
+                with lock:
+                    worker.id = next(counter)
+            wid = worker.id
+            batch_seed = _batch_seed(base_seed, n)
+            _worker_local.info = WorkerInfo(wid, loader.num_workers, base_seed + wid, loader.dataset,
+                                            batch_seed)
+            try:
+                if not getattr(worker, "ready", False):
+                    if loader.worker_init_fn is not None:
+                        # its draws come from the worker's own stream, not from a batch's
+                        _thread_rng.rng = np.random.default_rng(base_seed + wid)
+                        try:
+                            loader.worker_init_fn(wid)
+                        except Exception as e:
+                            e._dataloader_where = f"{wid}, in worker_init_fn"
+                            raise
+                    worker.ready = True
+                _thread_rng.rng = np.random.default_rng(batch_seed)
+                return loader._fetch(idx)
+            finally:
+                _thread_rng.rng = None
 
         self._fetch = fetch
         self.pool = ThreadPoolExecutor(max_workers=loader.num_workers, thread_name_prefix="DataLoader")
@@ -543,8 +568,8 @@ class _ThreadedIter:
                 idx = next(self.indices)
             except StopIteration:
                 return
-            self.pending.append((self.n + len(self.pending), idx,
-                                 self.pool.submit(self._fetch, idx)))
+            n = self.n + len(self.pending)
+            self.pending.append((n, idx, self.pool.submit(self._fetch, n, idx)))
 
     def __iter__(self):
         return self

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import builtins
+import json
 import numbers
+import threading
 
 import numpy as np
 
@@ -345,6 +347,10 @@ class Size(tuple):
 # ---------------------------------------------------------------------- random state
 
 _rng = np.random.default_rng()
+# A thread may draw from its own generator instead of the global one: DataLoader worker threads
+# get one per batch, seeded from the loader's base seed and the batch number, so that what a
+# dataset draws does not depend on which thread ran which batch first.
+_thread = threading.local()
 
 
 def manual_seed(seed: int):
@@ -365,7 +371,8 @@ def seed() -> int:
 
 
 class Generator:
-    """A random generator, as ``torch.Generator``: ``manual_seed(s)`` then pass it to samplers."""
+    """A random generator, as ``torch.Generator``: ``manual_seed(s)`` then pass it to samplers;
+    ``get_state()`` / ``set_state(t)`` save and restore where its stream stands."""
 
     def __init__(self, device="cpu"):
         self.rng = np.random.default_rng()
@@ -379,13 +386,60 @@ class Generator:
     def initial_seed(self):
         return self._seed
 
+    def get_state(self) -> Tensor:
+        return _encode_state(self.rng)
+
+    def set_state(self, new_state) -> Generator:
+        self.rng = _decode_state(new_state)
+        return self
+
 
 def _gen(generator):
-    return generator.rng if generator is not None else _rng
+    if generator is not None:
+        return generator.rng
+    return getattr(_thread, "rng", None) or _rng
 
 
 def default_generator():
-    return _rng
+    """The generator that draws without an explicit ``generator``: the global one, or the one the
+    current thread was given (a DataLoader worker's, for the batch it is loading)."""
+    return getattr(_thread, "rng", None) or _rng
+
+
+def _encode_state(rng) -> Tensor:
+    """A generator's state as a uint8 tensor (JSON text of NumPy's bit-generator state: nothing
+    pickled, so a saved state can be stored with ``fw.save`` and restored safely)."""
+    st = rng.bit_generator.state
+    text = json.dumps(st, sort_keys=True, default=int)
+    return Tensor(np.frombuffer(text.encode("ascii"), dtype=np.uint8).copy())
+
+
+def _decode_state(state) -> np.random.Generator:
+    a = state.data if isinstance(state, Tensor) else np.asarray(state)
+    if a.dtype != np.uint8 or a.ndim != 1:
+        raise TypeError(f"set_state: expected the 1-D uint8 tensor that get_state returns, got "
+                        f"{a.dtype} of shape {tuple(a.shape)}")
+    try:
+        st = json.loads(bytes(np.asarray(a)).decode("ascii"))
+        bitgen = getattr(np.random, st["bit_generator"])
+        if not (isinstance(bitgen, type) and issubclass(bitgen, np.random.BitGenerator)):
+            raise ValueError(f"unknown bit generator {st['bit_generator']!r}")
+        bg = bitgen()
+        bg.state = st
+    except (ValueError, KeyError, TypeError, AttributeError, UnicodeDecodeError) as e:
+        raise ValueError(f"set_state: not a generator state saved by get_state ({e})") from None
+    return np.random.Generator(bg)
+
+
+def get_rng_state() -> Tensor:
+    """The global generator's state (``torch.get_rng_state``), for ``set_rng_state``."""
+    return _encode_state(_rng)
+
+
+def set_rng_state(new_state) -> None:
+    """Restore the global generator to a state from ``get_rng_state``: the draws that follow repeat."""
+    global _rng
+    _rng = _decode_state(new_state)
 
 
 # ---------------------------------------------------------------------- factories
