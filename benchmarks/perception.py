@@ -9,6 +9,8 @@ PyTorch) and their ratio, and the targets. ``--threads`` (default 1) pins the in
 both frameworks; on the issue's 2 cores the second core runs capture and decoding. On a CUDA machine
 with CuPy it adds batch-1 model throughput on the GPU. ``--size N`` runs the committed network at
 another letterbox size (the network is fully convolutional; speed does not depend on the weights).
+Frames go in by rectangular letterbox (``Detector.rect``), so a 640x480 frame at size 640 runs the
+network on 640x480, and the model comparison uses that same input shape (``model_input_hw``).
 """
 
 from __future__ import annotations
@@ -173,8 +175,10 @@ def main(argv=None) -> dict:
     # 2) the same frames without pacing (throughput when the source is never the bottleneck)
     s_all = run(clip, det, track=True, headless=True, save=None, realtime=False)
 
-    # 3) the model alone, batch 1, ours vs PyTorch with the same weights
-    x = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
+    # 3) the model alone, batch 1, ours vs PyTorch with the same weights, on the input the pipeline
+    #    feeds it for the clip's 640x480 frames (rectangular letterbox: 640x480 at size 640)
+    in_h, in_w = det.input_shape((480, 640))
+    x = np.random.default_rng(0).random((1, 3, in_h, in_w), dtype=np.float32)
     xt = fw.from_numpy(x)
 
     def ours():  # what the detector runs: batch norms folded into the convolutions
@@ -217,6 +221,7 @@ def main(argv=None) -> dict:
     result = dict(
         benchmark="perception",
         input_size=size,
+        model_input_hw=[in_h, in_w],
         clip="640x480 synthetic drive, 30 FPS",
         frames=a.frames,
         threads=a.threads,

@@ -1,0 +1,71 @@
+"""Rectangular inference: frames letterboxed into the smallest multiple-of-32 rectangle at the model's
+scale give the detections of the full square, mapped back to the same frame pixels."""
+
+import numpy as np
+import pytest
+
+from apps.perception import load_default_model
+from apps.perception.detector import Detector
+from apps.perception.metrics import box_iou
+from apps.perception.synth import random_scene
+
+
+@pytest.mark.parametrize("frame_hw, size, expected", [
+    ((480, 640), 640, (480, 640)),      # the demo's camera at its native scale: no padding at all
+    ((480, 640), 320, (256, 320)),      # 240 rows at scale 0.5, rounded up to the stride
+    ((375, 1242), 640, (224, 640)),     # a KITTI frame: 193 rows
+    ((1080, 1920), 480, (288, 480)),
+    ((640, 480), 640, (640, 480)),      # portrait
+    ((3, 2000), 320, (32, 320)),        # never below one stride
+])
+def test_input_shape(frame_hw, size, expected):
+    det = Detector.__new__(Detector)
+    det.size, det.rect = size, True
+    assert det.input_shape(frame_hw) == expected
+    det.rect = False
+    assert det.input_shape(frame_hw) == (size, size)
+
+
+def _match(a, b):
+    """For each box of a: the best IoU with a box of b of the same class."""
+    out = []
+    for box, cls in zip(a.boxes, a.classes):
+        same = b.boxes[b.classes == cls]
+        out.append(float(box_iou(box[None], same).max()) if len(same) else 0.0)
+    return np.array(out)
+
+
+def test_rect_and_square_inference_find_the_same_objects():
+    det = load_default_model()
+    rng = np.random.default_rng(31337)
+    for _ in range(3):
+        frame, _labels = random_scene(rng, 640, 480)
+        det.rect = True
+        rect = det(frame)
+        x, _ = det.preprocess(frame)
+        assert x.shape[2:] == det.input_shape((480, 640)) and x.shape[2] < det.size
+        det.rect = False
+        square = det(frame)
+        sure = rect.scores > 0.5
+        assert sure.sum() >= 2
+        # the confident detections are the same boxes in frame pixels (the network sees the same
+        # pixels at the same scale; only the letterbox border around them differs)
+        ious = _match(type(rect)(rect.boxes[sure], rect.scores[sure], rect.classes[sure]), square)
+        assert np.median(ious) > 0.95 and ious.min() > 0.5, ious
+        assert abs(len(rect.boxes) - len(square.boxes)) <= max(2, len(square.boxes) // 5)
+    det.rect = True
+
+
+def test_batches_of_mixed_shapes_fall_back_to_the_square():
+    det = load_default_model()
+    rng = np.random.default_rng(5)
+    a, _ = random_scene(rng, 640, 480)
+    b, _ = random_scene(rng, 480, 480)
+    batch = det.detect_batch([a, b])
+    one = [det(a), det(b)]
+    for d in batch:
+        assert len(d.boxes) == 0 or (d.boxes[:, 2] <= 640).all()
+    # the first frame's confident detections match the single-frame (rectangular) run
+    sure = batch[0].scores > 0.5
+    ious = _match(type(batch[0])(batch[0].boxes[sure], batch[0].scores[sure], batch[0].classes[sure]), one[0])
+    assert len(ious) >= 1 and np.median(ious) > 0.95
