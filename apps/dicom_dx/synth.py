@@ -606,7 +606,11 @@ def _uid(rng) -> str:
 
 def _patient(ds: Dataset, rng) -> None:
     ds.PatientName = f"{rng.choice(_LAST)}^{rng.choice(_FIRST)}"
-    ds.PatientID = f"PID{int(rng.integers(10**6, 10**7))}"
+    # one patient per study here: 7 random digits alone collide (about one pair in 4000 studies), which
+    # would merge two patients in patient-grouped splits and raise false "shared patient" warnings
+    # between separately generated sets; the study's UID tail makes the ID unique without drawing
+    # anything more (every other attribute of a seed's files stays as it was)
+    ds.PatientID = f"PID{int(rng.integers(10**6, 10**7))}-{str(ds.StudyInstanceUID)[-5:]}"
     ds.PatientBirthDate = (
         f"{int(rng.integers(1930, 2005))}{int(rng.integers(1, 13)):02d}{int(rng.integers(1, 28)):02d}"
     )

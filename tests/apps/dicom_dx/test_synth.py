@@ -84,3 +84,31 @@ def test_generation_is_deterministic(tmp_path):
     b = generate(tmp_path / "b", 2, seed=5, size_range=(64, 70), render_max=64)
     for name in ("chest/000000.dcm", "chest/000001.dcm"):
         np.testing.assert_array_equal(read_dicom(a.parent / name).values, read_dicom(b.parent / name).values)
+
+
+def test_synthetic_patient_ids_are_unique_and_other_attributes_unchanged():
+    """One patient per synthetic study: 20000 studies get 20000 patient IDs (the 7 random digits alone
+    collide ~20 times at this count, merging patients in grouped splits), and making the ID unique
+    draws nothing more from the file's generator."""
+    import numpy as np
+    from pydicom.dataset import Dataset
+
+    from apps.dicom_dx.synth import _FIRST, _LAST, _patient, _uid
+
+    ids, prefixes = set(), set()
+    for i in range(20000):
+        rng = np.random.default_rng([7, i])
+        ds = Dataset()
+        ds.StudyInstanceUID = _uid(rng)
+        _patient(ds, rng)
+        ids.add(ds.PatientID)
+        prefixes.add(ds.PatientID.split("-")[0])
+        if i == 0:
+            first = ds
+    assert len(ids) == 20000 and len(prefixes) < 20000
+    # the draws after the ID are those of the stream before the change: PID digits, then the rest
+    rng = np.random.default_rng([7, 0])
+    _uid(rng)
+    rng.choice(_LAST), rng.choice(_FIRST)  # the name
+    assert first.PatientID.startswith(f"PID{int(rng.integers(10**6, 10**7))}-")
+    assert first.PatientBirthDate.startswith(str(int(rng.integers(1930, 2005))))
