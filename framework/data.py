@@ -127,11 +127,12 @@ def random_split(dataset: Dataset, lengths: Sequence[int | float],
     """Split ``dataset`` into non-overlapping random subsets of the given lengths.
 
     ``lengths`` may be fractions summing to 1: each subset gets ``floor(n * fraction)`` samples
-    and the remainder is dealt one by one to the subsets in order (PyTorch's rule).
+    and the remainder is dealt one by one to the subsets in order (PyTorch's rule, by which lengths
+    summing to 1 are always fractions: ``[1, 0]`` puts every sample in the first subset).
     """
     n = len(dataset)
     lengths = list(lengths)
-    if math.isclose(sum(lengths), 1) and sum(lengths) <= 1 and any(isinstance(x, float) for x in lengths):
+    if math.isclose(sum(lengths), 1) and sum(lengths) <= 1:
         counts = []
         for i, frac in enumerate(lengths):
             if frac < 0 or frac > 1:
@@ -297,7 +298,8 @@ def default_collate(batch: Sequence[Any]) -> Any:
     """Merge a list of samples into a batch, as PyTorch's ``default_collate``:
     tensors and NumPy arrays are stacked on a new first dimension (into a Tensor); Python floats
     become a float64 tensor, ints an int64 tensor, bools a bool tensor; strings stay a list;
-    dicts, tuples, lists and namedtuples are collated field by field."""
+    dicts, tuples, lists and namedtuples are collated field by field. One extension: a field that is
+    None in every sample (an optional label, say) stays a list of None where PyTorch raises."""
     elem = batch[0]
     if isinstance(elem, Tensor):
         return Tensor(_stack_arrays([b.data for b in batch], "tensors"))

@@ -444,7 +444,7 @@ def test_tensor_dataset_length_mismatch():
 
 
 @pytest.mark.parametrize("lengths", [[0.3, 0.3, 0.4], [0.33, 0.33, 0.34], [0.1] * 10, [0.7, 0.2, 0.1],
-                                     [0.25] * 4, [0.6, 0.4]])
+                                     [0.25] * 4, [0.6, 0.4], [1, 0], [0, 1], [1]])
 @pytest.mark.parametrize("n", [7, 10, 13])
 def test_random_split_fraction_rounding_matches_torch(lengths, n):
     import warnings
