@@ -95,6 +95,9 @@ class Track:
 class Sort:
     """SORT tracker. ``update(boxes, scores, classes)`` once per frame returns the current tracks.
 
+    ``boxes`` (N, 4) xyxy pixels, ``scores`` (N,), ``classes`` (N,). Boxes with a non-finite coordinate or
+    no area are skipped: IoU can never associate them with a track.
+
     Args:
         max_age: frames a track survives without a matched detection.
         min_hits: hits before a track is reported (waived in the first ``min_hits`` frames).
@@ -108,9 +111,21 @@ class Sort:
         self._next_id = 1
 
     def update(self, boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray) -> list[Track]:
-        boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+        boxes = np.asarray(boxes, np.float64)
         scores = np.asarray(scores, np.float64).reshape(-1)
         classes = np.asarray(classes, np.int64).reshape(-1)
+        if boxes.size == 0 or boxes.shape == (4,):
+            boxes = boxes.reshape(-1, 4)
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"Sort.update: boxes must be (N, 4) x1 y1 x2 y2, got shape {boxes.shape}")
+        if len(scores) != len(boxes) or len(classes) != len(boxes):
+            raise ValueError(
+                f"Sort.update: {len(scores)} scores and {len(classes)} classes for {len(boxes)} boxes"
+            )
+        # a non-finite or zero-area box has IoU 0 with every track: it would start a new track every frame
+        # (or one with a NaN box), never associated
+        ok = np.isfinite(boxes).all(1) & (boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])
+        boxes, scores, classes = boxes[ok], scores[ok], classes[ok]
         self.frame_count += 1
         preds = np.array([t.predict() for t in self.trackers]).reshape(-1, 4)
         bad = ~np.isfinite(preds).all(1)
@@ -123,7 +138,8 @@ class Sort:
             tcls = np.array([t.cls for t in self.trackers])
             iou = np.where(classes[:, None] == tcls[None, :], iou, 0.0)
             d, t = linear_sum_assignment(-iou)
-            ok = iou[d, t] >= self.iou_threshold
+            # the class test too: at iou_threshold 0 a zeroed pair of two classes would pass
+            ok = (iou[d, t] >= self.iou_threshold) & (classes[d] == tcls[t])
             matched_d, matched_t = d[ok], t[ok]
         for d, t in zip(matched_d, matched_t):
             self.trackers[t].update(boxes[d], float(scores[d]))

@@ -1,0 +1,46 @@
+"""Audit of the tracker and the label loaders: inputs a dash-camera pipeline and users' data sets bring."""
+
+import numpy as np
+import pytest
+
+from apps.perception.track import Sort
+
+
+def _upd(s, boxes, classes=None):
+    boxes = np.array(boxes, float).reshape(-1, 4)
+    classes = np.zeros(len(boxes), int) if classes is None else np.array(classes)
+    return s.update(boxes, np.ones(len(boxes)), classes)
+
+
+# --- tracker -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", [[np.nan, 0, 10, 10], [0, 0, np.inf, 10], [10, 10, 10, 20], [10, 10, 50, 10]])
+def test_sort_skips_non_finite_and_zero_area_detections(bad):
+    # a NaN/inf box (a diverged model) or a zero-width/height one (a detection clipped at the frame's edge)
+    # has IoU 0 with everything: it became a track with a NaN box, or a fresh ghost id every frame
+    s = Sort(max_age=5, min_hits=1)
+    for _ in range(4):
+        out = _upd(s, [[100, 100, 140, 130], bad])
+    assert [t.track_id for t in out] == [1]
+    assert all(np.isfinite(t.box).all() for t in out)
+
+
+def test_sort_rejects_boxes_of_the_wrong_shape():
+    # SORT's original API takes (N, 5) [x1, y1, x2, y2, score] rows: they were silently reshaped to (-1, 4)
+    s = Sort(min_hits=1)
+    with pytest.raises(ValueError, match=r"boxes.*\(N, 4\)"):
+        s.update(np.array([[0, 0, 10, 10, 0.9]] * 4), np.ones(4), np.zeros(4, int))
+    with pytest.raises(ValueError, match="3 scores.*2 boxes"):
+        s.update(np.array([[0, 0, 10, 10], [20, 0, 30, 10]], float), np.ones(3), np.zeros(2, int))
+    with pytest.raises(ValueError, match="1 classes.*2 boxes"):
+        s.update(np.array([[0, 0, 10, 10], [20, 0, 30, 10]], float), np.ones(2), np.zeros(1, int))
+
+
+def test_sort_classes_do_not_mix_at_iou_threshold_zero():
+    # iou_threshold=0 matched a track to a detection of another class far away (IoU 0 >= 0)
+    s = Sort(min_hits=1, iou_threshold=0.0)
+    _upd(s, [[0, 0, 10, 10]], [0])
+    out = _upd(s, [[100, 100, 110, 110]], [3])
+    by_cls = {t.cls: t for t in out}
+    assert by_cls[0].missed == 1 and by_cls[3].missed == 0 and by_cls[0].track_id != by_cls[3].track_id
