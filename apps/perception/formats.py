@@ -214,8 +214,13 @@ def load_coco(
     ``images_dir`` defaults to the first of ``<json dir>/images``, ``<json dir>`` and COCO's own layout
     (``coco/annotations/instances_val2017.json`` -> ``coco/val2017``) that holds the first image. An
     image entry without ``width`` / ``height`` takes them from the image file."""
-    with open(json_path) as f:
-        d = json.load(f)
+    with open(json_path, encoding="utf-8-sig") as f:  # json is UTF-8 (RFC 8259); -sig: a Windows BOM
+        try:
+            d = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{json_path}: not valid json ({e})") from None
+    if not isinstance(d, dict) or not isinstance(d.get("images"), list):
+        raise ValueError(f"{json_path}: a COCO json is an object with an 'images' list")
     if images_dir is None:
         jd = os.path.dirname(os.path.abspath(json_path))
         split = os.path.splitext(os.path.basename(json_path))[0].split("_")[-1]  # instances_val2017

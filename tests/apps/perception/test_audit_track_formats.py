@@ -44,3 +44,39 @@ def test_sort_classes_do_not_mix_at_iou_threshold_zero():
     out = _upd(s, [[100, 100, 110, 110]], [3])
     by_cls = {t.cls: t for t in out}
     assert by_cls[0].missed == 1 and by_cls[3].missed == 0 and by_cls[0].track_id != by_cls[3].track_id
+
+
+# --- label loaders -------------------------------------------------------------------------------------
+
+
+def _coco(tmp_path, **kw):
+    d = dict(
+        images=[dict(id=1, file_name="a.jpg", width=100, height=80)],
+        categories=[dict(id=3, name="car")],
+        annotations=[dict(id=1, image_id=1, category_id=3, bbox=[10, 20, 30, 10], iscrowd=0)],
+    )
+    d.update(kw)
+    return d
+
+
+def test_coco_json_with_a_byte_order_mark(tmp_path):
+    # Windows tools (PowerShell's Out-File, Notepad) write UTF-8 json with a BOM: json.load refused it
+    import json
+
+    from apps.perception.formats import load_coco
+
+    p = tmp_path / "ann.json"
+    p.write_text(json.dumps(_coco(tmp_path)), encoding="utf-8-sig")
+    (s,) = load_coco(str(p))
+    np.testing.assert_allclose(s.boxes, [[10, 20, 40, 30]])
+
+
+@pytest.mark.parametrize("text", ['{"images": [', "[1, 2]", '{"annotations": []}'])
+def test_coco_malformed_json_names_the_file(tmp_path, text):
+    # a truncated download gave json's "Expecting value: line 1 column 13" without saying which file
+    from apps.perception.formats import load_coco
+
+    p = tmp_path / "broken.json"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=r"broken\.json"):
+        load_coco(str(p))
