@@ -175,6 +175,8 @@ def load_yolo(images_dir: str, labels_dir: str | None = None) -> list[Sample]:
     Class ids are ours unless the data set ships its own names (see :func:`_yolo_names`): then each
     id's name is mapped like COCO's (:func:`apps.perception.classes.class_id`); unmapped names are
     dropped and a name mapped to ``"ignore"`` gives an ignore region."""
+    if not os.path.isdir(images_dir):
+        raise FileNotFoundError(f"no YOLO images folder {images_dir!r}")
     if labels_dir is None:
         labels_dir = _yolo_labels_dir(images_dir)
     if not os.path.isdir(labels_dir):
@@ -243,6 +245,11 @@ def load_coco(
         where = f"{json_path}: annotation {a.get('id')}"
         if a.get("image_id") not in per:
             raise ValueError(f"{where}: image_id {a.get('image_id')!r} is not in 'images'")
+        crowd = a.get("iscrowd", 0) or a.get("ignore", 0)
+        if a.get("category_id") not in cat:
+            if not (crowd and a.get("category_id") == 0):
+                raise ValueError(f"{where}: category_id {a.get('category_id')!r} is not in 'categories'")
+            c = "ignore"  # to_coco_gt's class-agnostic ignore region (KITTI DontCare)
         if c is None:
             continue
         try:
@@ -250,7 +257,7 @@ def load_coco(
         except (KeyError, TypeError, ValueError):
             raise ValueError(f"{where}: bbox must be [x, y, w, h], got {a.get('bbox')!r}") from None
         box = _check_box([x, y, x + w, y + h], *size[a["image_id"]], where)
-        if a.get("iscrowd", 0) or a.get("ignore", 0) or c == "ignore":
+        if crowd or c == "ignore":
             per[a["image_id"]][2].append(box)
             per[a["image_id"]][3].append(-1 if c == "ignore" else c)
         else:
@@ -292,6 +299,8 @@ def load_kitti(label_dir: str, image_dir: str | None = None) -> list[Sample]:
     ``image_dir`` defaults to the sibling ``image_2``; its images give the image sizes (without them
     KITTI's usual 1242x375 is assumed and boxes are not clipped). A line must have KITTI's 15 fields
     (16 with a score); anything else (a tracking ``label_02`` line, a truncated line) is an error."""
+    if not os.path.isdir(label_dir):
+        raise FileNotFoundError(f"no KITTI label folder {label_dir!r}")
     image_dir = image_dir or os.path.join(os.path.dirname(os.path.normpath(label_dir)), "image_2")
     images = _by_stem(image_dir) if os.path.isdir(image_dir) else {}
     label_files = sorted(p for p in glob.glob(os.path.join(label_dir, "*")) if p.lower().endswith(".txt"))
@@ -343,6 +352,8 @@ def load_voc(annotations_dir: str, images_dir: str | None = None) -> list[Sample
     give our 0-based exclusive-edge box; ``difficult=1`` objects become ignore regions (as in VOC eval).
     A missing or zero ``<size>`` is read from the image; boxes are clipped to the image; a file that is
     not well-formed xml or an object whose ``bndbox`` lacks a coordinate is an error naming the file."""
+    if not os.path.isdir(annotations_dir):
+        raise FileNotFoundError(f"no VOC Annotations folder {annotations_dir!r}")
     images_dir = images_dir or os.path.join(os.path.dirname(os.path.normpath(annotations_dir)), "JPEGImages")
     xml_files = sorted(p for p in glob.glob(os.path.join(annotations_dir, "*")) if p.lower().endswith(".xml"))
     out = []

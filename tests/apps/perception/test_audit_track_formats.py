@@ -80,3 +80,43 @@ def test_coco_malformed_json_names_the_file(tmp_path, text):
     p.write_text(text)
     with pytest.raises(ValueError, match=r"broken\.json"):
         load_coco(str(p))
+
+
+def test_missing_folders_are_errors_not_empty_data_sets(tmp_path):
+    # a mistyped path gave an empty list (evaluate on zero images) instead of saying what is missing
+    from apps.perception.formats import load_kitti, load_voc, load_yolo
+
+    with pytest.raises(FileNotFoundError, match="label_2"):
+        load_kitti(str(tmp_path / "training" / "label_2"))
+    with pytest.raises(FileNotFoundError, match="Annotations"):
+        load_voc(str(tmp_path / "VOC2007" / "Annotations"))
+    (tmp_path / "labels").mkdir()
+    with pytest.raises(FileNotFoundError, match="images"):
+        load_yolo(str(tmp_path / "images"))
+
+
+def test_coco_category_id_not_in_categories_is_an_error(tmp_path):
+    # an exporter that writes no (or other) categories: every annotation was dropped as "not our class"
+    import json
+
+    from apps.perception.formats import load_coco
+
+    p = tmp_path / "ann.json"
+    p.write_text(json.dumps(_coco(tmp_path, categories=[dict(id=1, name="person")])))
+    with pytest.raises(ValueError, match=r"ann\.json: annotation 1: category_id 3 is not in 'categories'"):
+        load_coco(str(p))
+
+
+def test_coco_round_trip_keeps_class_agnostic_ignore_regions(tmp_path):
+    # to_coco_gt writes a KITTI DontCare as iscrowd with category_id 0; reading it back dropped it
+    import json
+
+    from apps.perception.formats import Sample, load_coco, to_coco_gt
+
+    s = Sample("a.png", 100, 80, np.array([[10, 10, 30, 40]], np.float32), np.array([2]),
+               np.array([[50, 5, 90, 30]], np.float32), image_id=1)
+    p = tmp_path / "gt.json"
+    p.write_text(json.dumps(to_coco_gt([s])))
+    (back,) = load_coco(str(p))
+    np.testing.assert_allclose(back.ignore, s.ignore)
+    assert back.ignore_classes.tolist() == [-1] and back.classes.tolist() == [2]
