@@ -133,7 +133,13 @@ def _yolo_names(labels_dir: str) -> list[str] | None:
                         raise ValueError(f"{p}: not valid YAML ({e})") from None
                 names = data.get("names") if isinstance(data, dict) else None
                 if isinstance(names, dict):
-                    names = [str(names[k]) for k in sorted(names, key=int)]
+                    try:
+                        ids = {int(k): v for k, v in names.items()}
+                    except (TypeError, ValueError):
+                        raise ValueError(f"{p}: 'names' keys must be class ids, got {list(names)}") from None
+                    if sorted(ids) != list(range(len(ids))):  # as Ultralytics: ids 0..n-1, no gaps
+                        raise ValueError(f"{p}: 'names' must map ids 0..{len(ids) - 1}, got {sorted(ids)}")
+                    names = [str(ids[k]) for k in range(len(ids))]
                 if names:
                     return [str(n) for n in names]
     return None

@@ -120,3 +120,19 @@ def test_coco_round_trip_keeps_class_agnostic_ignore_regions(tmp_path):
     (back,) = load_coco(str(p))
     np.testing.assert_allclose(back.ignore, s.ignore)
     assert back.ignore_classes.tolist() == [-1] and back.classes.tolist() == [2]
+
+
+def test_yolo_data_yaml_names_with_a_gap_in_the_ids_is_an_error(tmp_path):
+    # names {0: bus, 2: car} were read as [bus, car]: label id 1 silently became a car (Ultralytics refuses
+    # such a mapping: an n-class set needs the ids 0..n-1)
+    from PIL import Image
+
+    from apps.perception.formats import load_yolo
+
+    (tmp_path / "data.yaml").write_text("names: {0: bus, 2: car}\n")
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    Image.new("RGB", (100, 100)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "labels" / "a.txt").write_text("1 0.5 0.5 0.2 0.2\n")
+    with pytest.raises(ValueError, match=r"data\.yaml: .*0\.\.1"):
+        load_yolo(str(tmp_path / "images"))
