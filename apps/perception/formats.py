@@ -30,7 +30,7 @@ import numpy as np
 
 from .classes import CLASSES, COCO_MAP, KITTI_MAP, VOC_MAP, class_id
 
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")  # read by cv2.imread and Ultralytics
 
 
 @dataclass
@@ -187,10 +187,13 @@ def load_yolo(images_dir: str, labels_dir: str | None = None) -> list[Sample]:
         labels_dir = _yolo_labels_dir(images_dir)
     if not os.path.isdir(labels_dir):
         raise FileNotFoundError(f"no YOLO labels folder {labels_dir!r} for the images in {images_dir!r}")
+    images = _images_in(images_dir)
+    if not images:
+        raise ValueError(f"YOLO images folder {images_dir!r} holds no images ({', '.join(IMAGE_EXTS)})")
     names = _yolo_names(labels_dir)
     ours = [class_id(n) for n in names] if names is not None else list(range(len(CLASSES)))
     out = []
-    for k, img in enumerate(_images_in(images_dir)):
+    for k, img in enumerate(images):
         w, h = _image_size(img)
         stem = os.path.splitext(os.path.basename(img))[0]
         boxes, classes, ign = [], [], []
@@ -326,10 +329,13 @@ def load_kitti(label_dir: str, image_dir: str | None = None) -> list[Sample]:
                     raise ValueError(
                         f"{where}: a KITTI label line has 15 fields (16 with a score), got {len(p)}"
                     )
-                try:
-                    box = [float(v) for v in p[4:8]]
+                try:  # a non-number anywhere (a type name with a space) shifts the box fields
+                    box = [float(v) for v in p[1:]][3:7]
                 except ValueError:
-                    raise ValueError(f"{where}: fields 5-8 must be the box left top right bottom") from None
+                    raise ValueError(
+                        f"{where}: every field after the type must be a number "
+                        f"(fields 5-8: the box left top right bottom), got {line.strip()!r}"
+                    ) from None
                 c = class_id(p[0], KITTI_MAP)
                 if c is None:
                     continue
@@ -382,9 +388,11 @@ def load_voc(annotations_dir: str, images_dir: str | None = None) -> list[Sample
         for j, ob in enumerate(root.iter("object")):
             c = class_id(ob.findtext("name", ""), VOC_MAP)
             bb = ob.find("bndbox")
-            if c is None or bb is None or isinstance(c, str):
+            if c is None or isinstance(c, str):
                 continue
             where = f"{xp}: object {j + 1} ({ob.findtext('name', '').strip()})"
+            if bb is None:
+                raise ValueError(f"{where}: no bndbox")
             try:
                 x1, y1, x2, y2 = (float(bb.findtext(t)) for t in ("xmin", "ymin", "xmax", "ymax"))
             except (TypeError, ValueError):

@@ -136,3 +136,48 @@ def test_yolo_data_yaml_names_with_a_gap_in_the_ids_is_an_error(tmp_path):
     (tmp_path / "labels" / "a.txt").write_text("1 0.5 0.5 0.2 0.2\n")
     with pytest.raises(ValueError, match=r"data\.yaml: .*0\.\.1"):
         load_yolo(str(tmp_path / "images"))
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        # a type name with a space shifts every field: 16 fields, read as a line with a score
+        "Person sitting 0.00 0 -0.20 712.40 143.00 810.73 307.92 1.89 0.48 1.20 1.84 1.47 8.41 0.01",
+        "Car 0.00 x -1.58 587.01 173.33 614.12 200.12 1.65 1.67 3.64 -0.65 1.71 46.70 -1.59",  # occluded
+        "Car 0.00 0 -1.58 587.01 173.33 614.12 200.12 1.65 1.67 3.64 -0.65 1.71 46.70 0.5 high",  # score
+    ],
+)
+def test_kitti_every_field_after_the_type_is_a_number(tmp_path, line):
+    from apps.perception.formats import load_kitti
+
+    (tmp_path / "label_2").mkdir()
+    (tmp_path / "label_2" / "000001.txt").write_text(line + "\n")
+    with pytest.raises(ValueError, match=r"000001\.txt:1: .*number"):
+        load_kitti(str(tmp_path / "label_2"))
+
+
+def test_voc_object_of_our_classes_without_a_bndbox_is_an_error(tmp_path):
+    from apps.perception.formats import load_voc
+
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "a.xml").write_text(
+        "<annotation><size><width>50</width><height>50</height></size><object><name>car</name>"
+        "<polygon><x1>1</x1><y1>1</y1></polygon></object></annotation>"
+    )
+    with pytest.raises(ValueError, match=r"a\.xml: object 1 \(car\).*bndbox"):
+        load_voc(str(tmp_path / "Annotations"))
+
+
+def test_yolo_images_folder_without_images_is_an_error_and_tiff_is_an_image(tmp_path):
+    from PIL import Image
+
+    from apps.perception.formats import load_yolo
+
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    with pytest.raises(ValueError, match="no images"):
+        load_yolo(str(tmp_path / "images"))  # was an empty data set: evaluate on nothing
+    Image.new("RGB", (64, 48)).save(tmp_path / "images" / "a.tif")  # Ultralytics reads .tif / .tiff
+    (tmp_path / "labels" / "a.txt").write_text("0 0.5 0.5 0.25 0.5\n")
+    (s,) = load_yolo(str(tmp_path / "images"))
+    np.testing.assert_allclose(s.boxes, [[24, 12, 40, 36]])
