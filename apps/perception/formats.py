@@ -175,8 +175,9 @@ def _yolo_line(line: str, where: str, n_classes: int = len(CLASSES)) -> tuple[in
 def load_yolo(images_dir: str, labels_dir: str | None = None) -> list[Sample]:
     """YOLO txt labels. ``labels_dir`` defaults to Ultralytics' rule: the last ``images`` folder of the
     path replaced by ``labels`` (``data/images/train`` -> ``data/labels/train``). An image without a
-    label file has no objects (a background image); a missing labels folder is an error. Boxes are
-    clipped to the image; polygon (segmentation) lines give their enclosing box.
+    label file has no objects (a background image); a missing labels folder, or an images folder without
+    images, is an error. Boxes are clipped to the image; polygon (segmentation) lines give their
+    enclosing box.
 
     Class ids are ours unless the data set ships its own names (see :func:`_yolo_names`): then each
     id's name is mapped like COCO's (:func:`apps.perception.classes.class_id`); unmapped names are
