@@ -171,14 +171,19 @@ class LineCounter:
     ``counts[cls]`` = [crossings to the left of p0->p1, crossings to the right]; each track counts once
     (its first crossing: a centre jittering about the line does not count again). A crossing is the
     centre's path from its last position off the line to its new one meeting the segment itself, not
-    the line beyond the segment's ends.
+    the line beyond the segment's ends. Ids not seen for ``forget_after`` updates are forgotten, so
+    that memory stays bounded on a stream that runs for days (the tracker never reuses an id, and its
+    tracks die after far fewer missed frames).
     """
 
     p0: tuple[float, float]
     p1: tuple[float, float]
     counts: dict = field(default_factory=dict)
+    forget_after: int = 1000
     _last: dict = field(default_factory=dict)  # track id -> (x, y, side) of its last centre off the line
     _done: set = field(default_factory=set)
+    _seen: dict = field(default_factory=dict)  # track id -> the update it was last seen in
+    _updates: int = 0
 
     def _which(self, x: float, y: float) -> float:
         (x0, y0), (x1, y1) = self.p0, self.p1
@@ -193,7 +198,11 @@ class LineCounter:
         return s0 * s1 <= 0
 
     def update(self, tracks: list[Track]) -> None:
+        self._updates += 1
+        if self._updates % 256 == 0:
+            self._forget()
         for tr in tracks:
+            self._seen[tr.track_id] = self._updates
             cx, cy = (tr.box[0] + tr.box[2]) / 2, (tr.box[1] + tr.box[3]) / 2
             s = self._which(cx, cy)
             if s == 0:
@@ -209,6 +218,13 @@ class LineCounter:
                 c[0 if s < 0 else 1] += 1
                 self._done.add(tr.track_id)
             self._last[tr.track_id] = (cx, cy, s)
+
+    def _forget(self) -> None:
+        gone = [k for k, u in self._seen.items() if self._updates - u > self.forget_after]
+        for k in gone:
+            del self._seen[k]
+            self._last.pop(k, None)
+            self._done.discard(k)
 
     @property
     def total(self) -> int:

@@ -113,3 +113,30 @@ def test_kalman_shapes_and_velocity():
         k.update(np.array([4 * f, 0, 20 + 4 * f, 10], float), 0.9)
     np.testing.assert_allclose(k.x[4], 4.0, atol=0.3)  # learned 4 px/frame
     np.testing.assert_allclose(k.predict(), [60, 0, 80, 10], atol=1.0)
+
+
+def test_line_counter_memory_stays_bounded_and_a_returning_track_is_not_counted_twice():
+    import numpy as np
+
+    from apps.perception.track import Track
+
+    lc = LineCounter((50, 0), (50, 100), forget_after=300)
+
+    def at(tid, x):
+        return Track(tid, np.array([x - 2, 48, x + 2, 52], np.float32), 0, 0.9, 1)
+
+    # 5000 short-lived tracks, each crossing once over three frames
+    for k in range(5000):
+        for x in (40, 45, 60):
+            lc.update([at(10_000 + k, x)])
+    assert sum(lc.counts[0]) == 5000
+    assert len(lc._last) <= 400 and len(lc._seen) <= 400 and len(lc._done) <= 400
+    # one track crosses, goes unseen for 200 updates (less than forget_after), crosses back: counted once
+    lc2 = LineCounter((50, 0), (50, 100), forget_after=300)
+    lc2.update([at(1, 40)])
+    lc2.update([at(1, 60)])
+    for _ in range(200):
+        lc2.update([])
+    lc2.update([at(1, 40)])
+    lc2.update([at(1, 60)])
+    assert lc2.total == 1
