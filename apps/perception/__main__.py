@@ -183,6 +183,8 @@ def cmd_evaluate(a):
         raise SystemExit(f"error: --data {a.data!r}: no such file or folder")
     det = _load(a.weights, a.device)
     if os.path.exists(os.path.join(a.data, "images.npy")):
+        if a.kitti_difficulty:
+            raise SystemExit("error: --kitti-difficulty applies to a KITTI folder, not to a training cache")
         cache_size = _cache_size(a.data, det.size)
         if cache_size != det.size:  # the frames were letterboxed when the cache was made
             print(
@@ -193,7 +195,7 @@ def cmd_evaluate(a):
             )
         m = evaluate_cache(det.model, a.data, det.size, a.limit, a.device, a.save_json)
     else:
-        m = evaluate_folder(det, a.data, a.save_json, a.limit)
+        m = evaluate_folder(det, a.data, a.save_json, a.limit, kitti_difficulty=a.kitti_difficulty)
     print(format_report(m), file=sys.stderr)
     m.pop("pr_curve", None)
     print(json.dumps(_json_safe(m), allow_nan=False))  # undefined metrics (no ground truth) are null
@@ -334,6 +336,12 @@ def main(argv=None):
     e.add_argument("--limit", type=_number(int, 1), default=None)
     e.add_argument("--save-json", default=None)
     e.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    e.add_argument(
+        "--kitti-difficulty",
+        default=None,
+        choices=["easy", "moderate", "hard"],
+        help="KITTI data: count only the objects of this benchmark level (the others are ignore regions)",
+    )
     e.set_defaults(fn=cmd_evaluate)
 
     for name, helptext in (

@@ -101,10 +101,16 @@ def evaluate_cache(
 
 
 def evaluate_folder(
-    detector, path: str, save_json: str | None = None, limit: int | None = None, progress: bool = True
+    detector,
+    path: str,
+    save_json: str | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+    kitti_difficulty: str | None = None,
 ) -> dict:
-    """Evaluate a :class:`Detector` on a labelled folder (YOLO / COCO / KITTI / VOC, see ``load_any``)."""
-    samples = load_any(path)[:limit]
+    """Evaluate a :class:`Detector` on a labelled folder (YOLO / COCO / KITTI / VOC, see ``load_any``;
+    ``kitti_difficulty``: "easy" / "moderate" / "hard", KITTI's benchmark levels)."""
+    samples = load_any(path, kitti_difficulty)[:limit]
     old = detector.conf
     detector.conf = EVAL_CONF
     dets = []

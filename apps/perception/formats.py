@@ -304,11 +304,26 @@ def _by_stem(folder: str) -> dict[str, str]:
     return {os.path.splitext(os.path.basename(p))[0]: p for p in reversed(_images_in(folder))}
 
 
-def load_kitti(label_dir: str, image_dir: str | None = None) -> list[Sample]:
+# KITTI's object benchmark difficulties (devkit, evaluate_object.cpp): the smallest box height in pixels,
+# the largest occlusion level (0 visible, 1 partly, 2 largely occluded, 3 unknown) and truncation.
+KITTI_DIFFICULTY = {
+    "easy": (40.0, 0, 0.15),
+    "moderate": (25.0, 1, 0.30),
+    "hard": (25.0, 2, 0.50),
+}
+
+
+def load_kitti(label_dir: str, image_dir: str | None = None, difficulty: str | None = None) -> list[Sample]:
     """KITTI ``label_2`` txt files; ``DontCare`` lines become ignore regions, ``Misc`` is dropped.
     ``image_dir`` defaults to the sibling ``image_2``; its images give the image sizes (without them
     KITTI's usual 1242x375 is assumed and boxes are not clipped). A line must have KITTI's 15 fields
-    (16 with a score); anything else (a tracking ``label_02`` line, a truncated line) is an error."""
+    (16 with a score); anything else (a tracking ``label_02`` line, a truncated line) is an error.
+    ``difficulty`` ("easy", "moderate", "hard"; default: every object counts) evaluates as KITTI's
+    benchmark does at that level: objects too small, too occluded or too truncated for it
+    (``KITTI_DIFFICULTY``) become ignore regions, neither rewarded when found nor punished when missed."""
+    if difficulty is not None and difficulty not in KITTI_DIFFICULTY:
+        raise ValueError(f"KITTI difficulty must be one of {', '.join(KITTI_DIFFICULTY)}, got {difficulty!r}")
+    limits = KITTI_DIFFICULTY.get(difficulty)
     if not os.path.isdir(label_dir):
         raise FileNotFoundError(f"no KITTI label folder {label_dir!r}")
     image_dir = image_dir or os.path.join(os.path.dirname(os.path.normpath(label_dir)), "image_2")
@@ -319,7 +334,7 @@ def load_kitti(label_dir: str, image_dir: str | None = None) -> list[Sample]:
         stem = os.path.splitext(os.path.basename(lp))[0]
         img = images.get(stem)
         w, h = _image_size(img) if img else (1242, 375)  # KITTI's usual size when images are absent
-        boxes, classes, ign = [], [], []
+        boxes, classes, ign, ign_cls = [], [], [], []
         with open(lp, encoding="utf-8-sig") as f:
             for ln, line in enumerate(f, 1):
                 p = line.split()
@@ -331,7 +346,8 @@ def load_kitti(label_dir: str, image_dir: str | None = None) -> list[Sample]:
                         f"{where}: a KITTI label line has 15 fields (16 with a score), got {len(p)}"
                     )
                 try:  # a non-number anywhere (a type name with a space) shifts the box fields
-                    box = [float(v) for v in p[1:]][3:7]
+                    values = [float(v) for v in p[1:]]
+                    box = values[3:7]
                 except ValueError:
                     raise ValueError(
                         f"{where}: every field after the type must be a number "
@@ -340,9 +356,14 @@ def load_kitti(label_dir: str, image_dir: str | None = None) -> list[Sample]:
                 c = class_id(p[0], KITTI_MAP)
                 if c is None:
                     continue
+                height = box[3] - box[1]  # before clipping, as the devkit measures it
                 box = _check_box(box, w, h, where) if img else _check_box(box, 0, 0, where)
                 if c == "ignore":
                     ign.append(box)
+                    ign_cls.append(-1)
+                elif limits is not None and not _kitti_counts(values, height, limits):
+                    ign.append(box)  # ignored for its own class only, as the devkit does
+                    ign_cls.append(c)
                 else:
                     boxes.append(box)
                     classes.append(c)
@@ -355,9 +376,17 @@ def load_kitti(label_dir: str, image_dir: str | None = None) -> list[Sample]:
                 np.asarray(classes, np.int64),
                 _arr(ign),
                 image_id=k + 1,
+                ignore_classes=np.asarray(ign_cls, np.int64),
             )
         )
     return out
+
+
+def _kitti_counts(values: list[float], height: float, limits: tuple[float, int, float]) -> bool:
+    """Whether an object (its fields after the type) is hard enough to count at a KITTI difficulty."""
+    min_height, max_occlusion, max_truncation = limits
+    truncated, occluded = values[0], values[1]
+    return height >= min_height and occluded <= max_occlusion and truncated <= max_truncation
 
 
 def load_voc(annotations_dir: str, images_dir: str | None = None) -> list[Sample]:
@@ -423,23 +452,28 @@ def load_voc(annotations_dir: str, images_dir: str | None = None) -> list[Sample
     return out
 
 
-def load_any(path: str) -> list[Sample]:
+def load_any(path: str, kitti_difficulty: str | None = None) -> list[Sample]:
     """Guess the format: a ``.json`` file is COCO; a folder holding ``label_2`` / ``*.xml`` /
     ``labels`` + ``images`` is KITTI / VOC / YOLO (a COCO ``annotations.json`` there wins); the
     ``label_2`` or ``Annotations`` folder itself, or a YOLO images folder whose labels folder exists
     (``data/images/val``), loads too. A YOLO ``images`` folder split into subfolders is an error that
-    names the splits."""
+    names the splits. ``kitti_difficulty``: see :func:`load_kitti` (refused for other formats)."""
     path = os.path.normpath(path)
+    is_kitti = os.path.isdir(os.path.join(path, "label_2")) or (
+        os.path.basename(path) == "label_2" and os.path.isdir(path)
+    )
+    if kitti_difficulty is not None and (path.lower().endswith(".json") or not is_kitti):
+        raise ValueError(f"a KITTI difficulty was given but {path!r} is not a KITTI label_2 folder")
     if path.lower().endswith(".json"):
         return load_coco(path)
     if os.path.exists(os.path.join(path, "annotations.json")):
         return load_coco(os.path.join(path, "annotations.json"))
     if os.path.isdir(os.path.join(path, "label_2")):
-        return load_kitti(os.path.join(path, "label_2"))
+        return load_kitti(os.path.join(path, "label_2"), difficulty=kitti_difficulty)
     if os.path.isdir(os.path.join(path, "Annotations")):
         return load_voc(os.path.join(path, "Annotations"))
     if os.path.basename(path) == "label_2" and os.path.isdir(path):
-        return load_kitti(path)
+        return load_kitti(path, difficulty=kitti_difficulty)
     if os.path.basename(path) == "Annotations" and os.path.isdir(path):
         return load_voc(path)
     if os.path.isdir(path) and _images_in(path) and os.path.isdir(_yolo_labels_dir(path)):

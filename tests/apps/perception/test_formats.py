@@ -413,3 +413,44 @@ def test_coco_annotation_of_an_unknown_image_is_an_error(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(d))
     with pytest.raises(ValueError, match="annotation 9: image_id 2 is not in 'images'"):
         load_coco(str(tmp_path / "a.json"))
+
+
+def test_kitti_difficulty_levels_ignore_what_the_level_does_not_count(tmp_path):
+    """KITTI's benchmark levels (devkit): easy = height >= 40 px, fully visible, truncation <= 0.15;
+    moderate = >= 25 px, occlusion <= 1, truncation <= 0.3; hard = >= 25 px, occlusion <= 2,
+    truncation <= 0.5. Objects outside a level are ignored for their own class."""
+    (tmp_path / "label_2").mkdir()
+    (tmp_path / "image_2").mkdir()
+    _img(tmp_path / "image_2" / "000001.png", 1242, 375)
+    rows = [  # (type, truncated, occluded, top, bottom): height = bottom - top
+        ("Car", 0.00, 0, 100, 150),         # 50 px, visible: every level
+        ("Car", 0.00, 0, 100, 130),         # 30 px: moderate and hard, not easy
+        ("Pedestrian", 0.20, 1, 100, 160),  # truncation 0.2, partly occluded: moderate and hard
+        ("Cyclist", 0.40, 2, 100, 160),     # hard only
+        ("Car", 0.00, 3, 100, 160),         # occlusion unknown: no level
+        ("Car", 0.60, 0, 100, 160),         # truncated over half: no level
+        ("Pedestrian", 0.00, 0, 100, 120),  # 20 px: no level
+    ]
+    (tmp_path / "label_2" / "000001.txt").write_text("".join(
+        f"{t} {tr:.2f} {oc} 0.0 {100 + 50 * i} {top} {140 + 50 * i} {bot} 1 1 1 1 1 1 1\n"
+        for i, (t, tr, oc, top, bot) in enumerate(rows)
+    ) + "DontCare -1 -1 -10 900 100 950 150 -1 -1 -1 -1000 -1000 -1000 -10\n")
+    (every,) = load_kitti(str(tmp_path / "label_2"))
+    assert len(every.boxes) == 7 and every.ignore_classes.tolist() == [-1]
+    counted = {}
+    for level in ("easy", "moderate", "hard"):
+        (s,) = load_any(str(tmp_path), kitti_difficulty=level)
+        counted[level] = sorted(int(b[0]) for b in s.boxes)
+        assert len(s.boxes) + len(s.ignore) == 8  # nothing lost: counted, ignored or DontCare
+        assert sorted(s.ignore_classes.tolist()).count(-1) == 1
+    assert counted["easy"] == [100]
+    assert counted["moderate"] == [100, 150, 200]
+    assert counted["hard"] == [100, 150, 200, 250]
+    (s,) = load_kitti(str(tmp_path / "label_2"), difficulty="hard")
+    ign = {int(b[0]): int(c) for b, c in zip(s.ignore, s.ignore_classes)}
+    assert ign == {300: 0, 350: 0, 400: 2, 900: -1}  # each ignored for its own class; DontCare for all
+    with pytest.raises(ValueError, match="difficulty must be one of"):
+        load_kitti(str(tmp_path / "label_2"), difficulty="medium")
+    (tmp_path / "yolo" / "images").mkdir(parents=True)
+    with pytest.raises(ValueError, match="not a KITTI"):
+        load_any(str(tmp_path / "yolo"), kitti_difficulty="easy")
