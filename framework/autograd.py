@@ -33,9 +33,15 @@ def _set_grad(mode: bool) -> None:
 
 
 class _GradMode:
-    """Context manager and decorator, like ``torch.no_grad`` / ``torch.enable_grad``."""
+    """Context manager and decorator, like ``torch.no_grad`` / ``torch.enable_grad``; as in PyTorch
+    the decorator also works without parentheses (``@no_grad``)."""
 
     mode = True
+
+    def __new__(cls, orig_func=None, **kwargs):
+        if not callable(orig_func):  # (None, or the mode that inference_mode / set_grad_enabled take)
+            return super().__new__(cls)
+        return cls()(orig_func)
 
     def __enter__(self):
         self._prev = is_grad_enabled()
@@ -47,14 +53,49 @@ class _GradMode:
         return False
 
     def __call__(self, fn):
-        import functools
+        return _with_grad_mode(fn, self.mode)
 
+
+def _with_grad_mode(fn, mode):
+    """``fn`` run under grad mode ``mode``; for a generator function, each of its steps (the caller
+    keeps its own mode between them), as PyTorch's grad-mode decorators do."""
+    import functools
+    import inspect
+
+    def ctx():
+        return enable_grad() if mode else no_grad()
+
+    if inspect.isgeneratorfunction(fn):
         @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with self.__class__():
-                return fn(*args, **kwargs)
+        def gen_wrapper(*args, **kwargs):
+            gen = fn(*args, **kwargs)
+            try:
+                with ctx():
+                    response = gen.send(None)
+                while True:
+                    try:
+                        request = yield response
+                    except GeneratorExit:
+                        with ctx():
+                            gen.close()
+                        raise
+                    except BaseException as e:
+                        with ctx():
+                            response = gen.throw(e)
+                    else:
+                        with ctx():
+                            response = gen.send(request)
+            except StopIteration as e:
+                return e.value
 
-        return wrapper
+        return gen_wrapper
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        with ctx():
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 class no_grad(_GradMode):
@@ -87,17 +128,8 @@ class set_grad_enabled(_GradMode):
         return self
 
     def __call__(self, fn):
-        import functools
-
         _set_grad(self._prev)  # as a decorator, the mode applies only inside calls of fn
-        mode = self.mode
-
-        @functools.wraps(fn)
-        def wrapper(*args, **kwargs):
-            with set_grad_enabled(mode):
-                return fn(*args, **kwargs)
-
-        return wrapper
+        return _with_grad_mode(fn, self.mode)
 
 
 class Function:
@@ -282,6 +314,8 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
 
     if retain_graph is None:
         retain_graph = create_graph
+    if len(grad_outputs) != len(outputs):
+        raise RuntimeError(f"got {len(outputs)} tensors and {len(grad_outputs)} gradients")
     pending: dict[tuple[int, int], Tensor] = {}
     roots = []
     leaf_grads: dict[int, Tensor] = {}
@@ -297,10 +331,12 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
                                    f"shape {tuple(out.shape)}")
             g = Tensor(_ones_like(out.data))
         elif not isinstance(g, Tensor):
-            g = Tensor(g)
+            raise TypeError(f"gradients can be either Tensors or None, but got {type(g).__name__}")
         if tuple(g.shape) != tuple(out.shape):
             raise RuntimeError(f"mismatch in shape: grad_output has shape {tuple(g.shape)} and "
                                f"output has shape {tuple(out.shape)}")
+        if g.data.dtype != out.data.dtype:  # (PyTorch casts a gradient to its tensor's dtype)
+            g = g.to(out.dtype)
         if out.grad_fn is None:  # a leaf: its gradient is g itself
             leaf_grads[id(out)] = g if id(out) not in leaf_grads else leaf_grads[id(out)] + g
             continue
@@ -317,11 +353,25 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
         leaf_grads[i] = g if i not in leaf_grads else leaf_grads[i] + g
 
     for out in outputs:
-        if out.grad_fn is None and id(out) in leaf_grads:
+        if out.grad_fn is None and id(out) in leaf_grads and (inputs is None or id(out) in wanted):
             leaves[id(out)] = out
 
+    order = _topo_order(roots)
+    # With ``inputs``, only the part of the graph that leads to them runs (as in PyTorch): hooks
+    # elsewhere do not fire and no gradient is computed for other tensors.
+    execute = reach = None
+    if inputs is not None:
+        execute, reach = set(), {id(t.grad_fn) for t in inputs if t.grad_fn is not None}
+        for fn in reversed(order):
+            if any(id(x) in wanted if xfn is None else id(xfn) in reach
+                   for x, (xfn, _) in zip(fn.inputs, fn._edges)):
+                execute.add(id(fn))
+                reach.add(id(fn))
+
     with enable_grad() if create_graph else no_grad():
-        for fn in _topo_order(roots):
+        for fn in order:
+            if reach is not None and id(fn) not in reach:
+                continue  # (not run, so not freed: a later backward may still go through it)
             if fn._freed:
                 raise RuntimeError(
                     f"{type(fn).__name__}: trying to backward through the graph a second time (or "
@@ -333,10 +383,7 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
                 g = pending.pop((id(fn), i), None)
                 t = ref()
                 if g is not None and t is not None:
-                    for hook in t._hooks:
-                        r = hook(g)
-                        if r is not None:
-                            g = r
+                    g = _call_hooks(t, g)
                     if t._retains_grad and inputs is None:
                         _accumulate_leaf(t, g, create_graph)
                     if id(t) in wanted:
@@ -344,6 +391,8 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
                 if g is not None:
                     any_grad = True
                 gys.append(g)
+            if execute is not None and id(fn) not in execute:
+                continue
             if not any_grad:
                 if not retain_graph:
                     fn._release()
@@ -365,6 +414,10 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
                 if gx.data.shape != x.data.shape:  # (arrays' shapes: no Size objects in the hot loop)
                     raise RuntimeError(f"{type(fn).__name__}.backward: gradient of shape "
                                        f"{tuple(gx.shape)} for an input of shape {tuple(x.shape)}")
+                if reach is not None and (id(x) not in wanted if xfn is None else id(xfn) not in reach):
+                    continue
+                if gx.data.dtype != x.data.dtype:  # (PyTorch casts a gradient to its tensor's dtype)
+                    gx = gx.to(x.dtype)
                 if not create_graph and gx.requires_grad:
                     gx = gx.detach()
                 if xfn is not None:
@@ -377,12 +430,7 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
 
     # Leaves: hooks see the whole gradient of this pass, then it is accumulated or returned.
     for i, x in leaves.items():
-        g = leaf_grads[i]
-        for hook in x._hooks:
-            r = hook(g)
-            if r is not None:
-                g = r
-        leaf_grads[i] = g
+        g = leaf_grads[i] = _call_hooks(x, leaf_grads[i])
         if inputs is None:
             _accumulate_leaf(x, g, create_graph)
 
@@ -397,6 +445,18 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
                                "is the desired behavior.")
         result.append(g)
     return tuple(result)
+
+
+def _call_hooks(t, g):
+    for hook in t._hooks:
+        r = hook(g)
+        if r is not None:
+            if tuple(r.shape) != tuple(g.shape):
+                raise RuntimeError(f"hook '{getattr(hook, '__name__', hook)}' has changed the size of value: "
+                                   f"the gradient has shape {tuple(g.shape)}, the hook returned "
+                                   f"{tuple(r.shape)}")
+            g = r
+    return g
 
 
 def _ones_like(a):

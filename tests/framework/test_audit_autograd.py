@@ -1,0 +1,152 @@
+"""Autograd audit: engine semantics where the framework disagreed with PyTorch (hooks, gradient
+dtypes, grad modes as decorators, argument checks). Each test runs the same code with
+``L = framework`` and ``L = torch`` and compares, or checks the error PyTorch raises."""
+
+import numpy as np
+import pytest
+
+import framework as fw
+
+torch = pytest.importorskip("torch", reason="PyTorch is the oracle for the autograd audit")
+
+
+def _np(t):
+    return None if t is None else t.detach().numpy()
+
+
+# ------------------------------------------------------------- grad(): only the needed part runs
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_grad_does_not_run_hooks_off_the_path_to_inputs(L):
+    # A hook on a parameter (gradient clipping, logging) must not fire when autograd.grad asks
+    # for another tensor's gradient (a gradient penalty, say), nor for backward(inputs=...).
+    x = L.tensor([1.0, 2.0], requires_grad=True)
+    w = L.tensor([3.0], requires_grad=True)
+    seen = []
+    x.register_hook(lambda g: seen.append("x"))
+    h = x * 2
+    h.register_hook(lambda g: seen.append("h"))
+    (gw,) = L.autograd.grad((h * w).sum(), [w])
+    assert seen == [] and gw.tolist() == [6.0]
+    (h * w).sum().backward(inputs=[w])
+    assert seen == [] and x.grad is None and w.grad.tolist() == [6.0]
+    (h * w).sum().backward()
+    assert sorted(seen) == ["h", "x"]
+
+
+def test_grad_of_intermediate_and_leaf_together_matches_torch():
+    res = {}
+    for L in (fw, torch):
+        x = L.tensor([1.0, 2.0], requires_grad=True)
+        w = L.tensor([0.5, -1.0], requires_grad=True)
+        h = (x * x).exp()
+        y = (h * w).sum() + (x * w).sum()
+        gh, gx = L.autograd.grad(y, [h, x], retain_graph=True)
+        (gw,) = L.autograd.grad(y, [w])
+        res[L.__name__] = [_np(gh), _np(gx), _np(gw)]
+    for a, b in zip(res["framework"], res["torch"]):
+        np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+# ------------------------------------------------------------- gradient dtypes
+
+
+def _grad_dtype_cases(L):
+    x = L.tensor([1.0, 2.0], requires_grad=True)
+    (g1,) = L.autograd.grad(x * 2, x, grad_outputs=L.tensor([1.0, 1.0], dtype=L.float64))
+    h = x * 2
+    (g2,) = L.autograd.grad((h + L.tensor([1.0, 1.0], dtype=L.float64)).sum(), h)
+    return [str(g1.dtype).split(".")[-1], str(g2.dtype).split(".")[-1]]
+
+
+def test_gradients_take_the_dtype_of_their_tensor():
+    # PyTorch casts each gradient to the dtype of the tensor it is for (a float64 grad_output, or a
+    # float64 op downstream, must not turn a float32 tensor's gradient into float64).
+    assert _grad_dtype_cases(fw) == _grad_dtype_cases(torch) == ["float32", "float32"]
+
+
+# ------------------------------------------------------------- hooks
+
+
+@pytest.mark.parametrize("leaf", [True, False])
+def test_hook_changing_the_shape_raises(leaf):
+    for L in (fw, torch):
+        x = L.tensor([1.0, 2.0], requires_grad=True)
+        t = x if leaf else x * 2
+        t.register_hook(lambda g: g.sum())
+        with pytest.raises(RuntimeError, match="hook .* has changed the size"):
+            (t * 2).sum().backward()
+
+
+# ------------------------------------------------------------- grad modes as decorators
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_grad_mode_classes_work_as_bare_decorators(L):
+    x = L.tensor([1.0], requires_grad=True)
+
+    @L.no_grad
+    def f(t):
+        return t * 2
+
+    @L.inference_mode
+    def g(t):
+        return t * 2
+
+    @L.enable_grad
+    def h(t):
+        return t * 2
+
+    assert not f(x).requires_grad and not g(x).requires_grad
+    with L.no_grad():
+        assert h(x).requires_grad
+    assert L.is_grad_enabled()
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_inference_mode_false_as_decorator_keeps_grad(L):
+    @L.inference_mode(False)
+    def f(t):
+        return t * 2
+
+    with L.no_grad():
+        assert f(L.tensor([1.0], requires_grad=True)).requires_grad
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_grad_mode_decorator_on_a_generator_applies_to_each_step(L):
+    # (a streaming predictor decorated with no_grad would otherwise record a graph per frame)
+    @L.no_grad()
+    def predict(xs):
+        for x in xs:
+            assert not L.is_grad_enabled()
+            got = yield x * 2
+            assert got is None
+
+    x = L.tensor([1.0], requires_grad=True)
+    outs = []
+    for y in predict([x, x]):
+        assert L.is_grad_enabled()
+        outs.append(y.requires_grad)
+    assert outs == [False, False]
+
+
+# ------------------------------------------------------------- argument checks
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_grad_outputs_count_must_match_outputs(L):
+    x = L.tensor([1.0, 2.0], requires_grad=True)
+    a, b = (x * 2).sum(), (x * 3).sum()
+    with pytest.raises(RuntimeError, match="got 2 tensors and 1 gradients"):
+        L.autograd.backward([a, b], [L.tensor(1.0)])
+    with pytest.raises(RuntimeError, match="got 2 tensors and 1 gradients"):
+        L.autograd.grad([a, b], [x], grad_outputs=[L.tensor(1.0)])
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_gradient_that_is_not_a_tensor_is_a_type_error(L):
+    x = L.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(TypeError, match="gradients can be either Tensors or None"):
+        (x * 2).backward([1.0, 1.0])
