@@ -213,6 +213,8 @@ class Tensor:
         return self
 
     def retain_grad(self):
+        if not self.requires_grad:
+            raise RuntimeError("can't retain_grad on Tensor that has requires_grad=False")
         if self.grad_fn is not None:
             self._retains_grad = True
 

@@ -337,6 +337,10 @@ def _inplace(t: Tensor, make, name, other_requires_grad=False):
     from ..autograd import is_grad_enabled
 
     grad_mode = is_grad_enabled()
+    if not getattr(t.data.flags, "writeable", True):  # (NumPy's expand: a read-only broadcast view)
+        raise RuntimeError(f"{name}: unsupported operation: more than one element of the written-to tensor "
+                           f"(shape {list(t.shape)}, an expanded tensor) refers to a single memory "
+                           "location. Please clone() the tensor before performing the operation.")
     if grad_mode and t.is_leaf and t.requires_grad:
         raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place "
                            "operation.")

@@ -150,3 +150,21 @@ def test_gradient_that_is_not_a_tensor_is_a_type_error(L):
     x = L.tensor([1.0, 2.0], requires_grad=True)
     with pytest.raises(TypeError, match="gradients can be either Tensors or None"):
         (x * 2).backward([1.0, 1.0])
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_retain_grad_on_tensor_without_grad_raises(L):
+    with pytest.raises(RuntimeError, match="can't retain_grad on Tensor that has requires_grad=False"):
+        L.tensor([1.0, 2.0]).retain_grad()
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_inplace_on_expanded_tensor_is_a_runtime_error(L):
+    x = L.tensor([1.0, 2.0], requires_grad=True)
+    y = (x * 1).expand(3, 2)
+    with pytest.raises(RuntimeError, match="more than one element of the written-to tensor"):
+        y.add_(1)
+    with pytest.raises(RuntimeError, match="more than one element of the written-to tensor"):
+        L.tensor([1.0, 2.0]).expand(3, 2).mul_(2)
+    (y * 1).sum().backward()  # the failed op left the graph as it was
+    assert x.grad.tolist() == [3.0, 3.0]
