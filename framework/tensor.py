@@ -23,15 +23,15 @@ class Tensor:
 
     # _view_src: (base, view Function) of a view made outside the graph (its base needs no grad), so
     # that an in-place op writing a tensor that requires grad into it can still put the base in the graph
-    __slots__ = ("data", "requires_grad", "grad", "grad_fn", "_out_idx", "_vc", "_hooks",
+    __slots__ = ("data", "_requires_grad", "_grad", "grad_fn", "_out_idx", "_vc", "_hooks",
                  "_retains_grad", "__weakref__", "_is_param", "_view_src", "_view_ver")
 
     __array_priority__ = 1000  # NumPy scalars defer to Tensor's reflected operators
 
     def __init__(self, data, requires_grad: bool = False):
         self.data = data
-        self.requires_grad = requires_grad
-        self.grad = None
+        self._requires_grad = requires_grad
+        self._grad = None
         self.grad_fn = None
         self._out_idx = 0
         self._vc = [0]
@@ -43,8 +43,8 @@ class Tensor:
     def _from_op(cls, data, fn, idx):
         t = cls.__new__(cls)
         t.data = data
-        t.requires_grad = True
-        t.grad = None
+        t._requires_grad = True
+        t._grad = None
         t.grad_fn = fn
         t._out_idx = idx
         t._vc = [0]
@@ -73,6 +73,35 @@ class Tensor:
     @property
     def ndim(self):
         return self.data.ndim
+
+    @property
+    def requires_grad(self):
+        return self._requires_grad
+
+    @requires_grad.setter
+    def requires_grad(self, value):
+        if self.grad_fn is not None:
+            raise RuntimeError(_NON_LEAF_FLAG)
+        self.requires_grad_(value)
+
+    @property
+    def grad(self):
+        return self._grad
+
+    @grad.setter
+    def grad(self, value):
+        if value is not None:
+            if not isinstance(value, Tensor):
+                raise TypeError(f"assigned grad expected to be a Tensor or None but got "
+                                f"{type(value).__name__}")
+            if value.data.shape != self.data.shape:
+                raise RuntimeError(f"attempting to assign a gradient of size {list(value.shape)} to a "
+                                   f"tensor of size {list(self.shape)}. Please ensure that the gradient "
+                                   "and the tensor are the same size")
+            if value.data.dtype != self.data.dtype:
+                raise RuntimeError(f"assigned grad has data of a different type: {value.dtype} for a "
+                                   f"tensor of type {self.dtype}")
+        self._grad = value
 
     @property
     def is_leaf(self):
@@ -195,11 +224,11 @@ class Tensor:
     # ------------------------------------------------------------------ autograd
     def requires_grad_(self, requires_grad: bool = True):
         if not self.is_leaf and not requires_grad:
-            raise RuntimeError("you can only change requires_grad flags of leaf variables")
+            raise RuntimeError(_NON_LEAF_FLAG)
         if requires_grad and self.data.dtype.kind not in "fc":
             raise RuntimeError(f"only Tensors of floating point dtype can require gradients, "
                                f"got {self.dtype}")
-        self.requires_grad = requires_grad
+        self._requires_grad = requires_grad
         return self
 
     def detach(self):
@@ -209,7 +238,7 @@ class Tensor:
 
     def detach_(self):
         self.grad_fn = None
-        self.requires_grad = False
+        self._requires_grad = False
         return self
 
     def retain_grad(self):
@@ -313,6 +342,11 @@ class Tensor:
     def new_tensor(self, data, dtype=None, device=None, requires_grad=False):
         return tensor(data, dtype=dtype or self.dtype, device=device or self.device,
                       requires_grad=requires_grad)
+
+
+_NON_LEAF_FLAG = ("you can only change requires_grad flags of leaf variables. If you want to use a computed "
+                  "variable in a subgraph that doesn't require differentiation use "
+                  "var_no_grad = var.detach().")
 
 
 def parse_to_args(args, kwargs):

@@ -359,7 +359,7 @@ def _inplace(t: Tensor, make, name, other_requires_grad=False):
 
         _retire_grad_fn(t)
         nv.grad_fn._outputs = (weakref.ref(t),)
-        t.grad_fn, t._out_idx, t.requires_grad = nv.grad_fn, 0, True
+        t.grad_fn, t._out_idx, t._requires_grad = nv.grad_fn, 0, True
         t._view_ver = t._vc[0]  # (derived from the base's current version: not stale)
         return t
     if grad_mode and (t.requires_grad or other_requires_grad):
@@ -386,7 +386,7 @@ def _inplace(t: Tensor, make, name, other_requires_grad=False):
         outs = list(fn._outputs)
         outs[new._out_idx] = weakref.ref(t)
         fn._outputs = tuple(outs)
-        t.grad_fn, t._out_idx, t.requires_grad = fn, new._out_idx, True
+        t.grad_fn, t._out_idx, t._requires_grad = fn, new._out_idx, True
     else:
         new = make(Tensor(t.data))
         xp = get_array_module(t.data)

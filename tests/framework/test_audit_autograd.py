@@ -168,3 +168,39 @@ def test_inplace_on_expanded_tensor_is_a_runtime_error(L):
         L.tensor([1.0, 2.0]).expand(3, 2).mul_(2)
     (y * 1).sum().backward()  # the failed op left the graph as it was
     assert x.grad.tolist() == [3.0, 3.0]
+
+
+# ------------------------------------------------------------- requires_grad and grad as attributes
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_requires_grad_attribute_is_checked_like_requires_grad_(L):
+    x = L.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    # (setting it False on a computed tensor would silently cut the graph: detach() is the way)
+    with pytest.raises(RuntimeError, match="only change requires_grad flags of leaf variables"):
+        y.requires_grad = False
+    with pytest.raises(RuntimeError, match="only change requires_grad flags of leaf variables"):
+        y.requires_grad = True
+    assert y.requires_grad_(True) is y and y.requires_grad and y.grad_fn is not None
+    with pytest.raises(RuntimeError, match="only Tensors of floating point"):
+        L.tensor([1, 2]).requires_grad = True
+    x.requires_grad = False
+    assert not x.requires_grad and not (x * 2).requires_grad
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_assigned_grad_must_match_shape_and_dtype(L):
+    x = L.tensor([1.0, 2.0], requires_grad=True)
+    with pytest.raises(RuntimeError, match="size"):
+        x.grad = L.tensor([1.0, 2.0, 3.0])
+    with pytest.raises(RuntimeError, match="type"):
+        x.grad = L.tensor([1.0, 2.0], dtype=L.float64)
+    with pytest.raises(TypeError):
+        x.grad = [1.0, 2.0]
+    assert x.grad is None
+    x.grad = L.tensor([5.0, 6.0])
+    (x * 1).sum().backward()
+    assert x.grad.tolist() == [6.0, 7.0]
+    x.grad = None
+    assert x.grad is None
