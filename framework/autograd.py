@@ -240,8 +240,13 @@ class Function:
         return results if multi else results[0]
 
     def _release(self):
+        # Drops the inputs too: a tensor kept after backward (the loss) must not hold every
+        # activation of its forward alive, as PyTorch frees what a graph saved. (Leaves that need
+        # a gradient stay: grad() tells by them whether a later pass would go through this node.)
         self._freed = True
         self._saved = ()
+        self.inputs = tuple(x if need and e[0] is None else None
+                            for x, e, need in zip(self.inputs, self._edges, self.needs_input_grad))
         self.__dict__.clear()
 
 
@@ -319,7 +324,8 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
     pending: dict[tuple[int, int], Tensor] = {}
     roots = []
     leaf_grads: dict[int, Tensor] = {}
-    for out, g in zip(outputs, grad_outputs):
+    for out, grad_output in zip(outputs, grad_outputs):
+        g = grad_output
         if not out.requires_grad:
             raise RuntimeError(f"element of a tensor of shape {tuple(out.shape)} does not require "
                                "grad and does not have a grad_fn")
@@ -337,6 +343,10 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
                                f"output has shape {tuple(out.shape)}")
         if g.data.dtype != out.data.dtype:  # (PyTorch casts a gradient to its tensor's dtype)
             g = g.to(out.dtype)
+        elif not create_graph and g is grad_output:
+            # It may reach a leaf's .grad unchanged (through an add, a reshape), which later
+            # accumulations write into: never the caller's array.
+            g = Tensor(g.data.copy())
         if out.grad_fn is None:  # a leaf: its gradient is g itself
             leaf_grads[id(out)] = g if id(out) not in leaf_grads else leaf_grads[id(out)] + g
             continue

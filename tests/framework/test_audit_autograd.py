@@ -204,3 +204,48 @@ def test_assigned_grad_must_match_shape_and_dtype(L):
     assert x.grad.tolist() == [6.0, 7.0]
     x.grad = None
     assert x.grad is None
+
+
+# ------------------------------------------------------------- freeing the graph
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_backward_frees_the_intermediate_activations(L):
+    # A loss kept after backward (the previous step's, or a list of losses) must not keep every
+    # activation of its forward alive: PyTorch frees what the graph saved; so must we.
+    import gc
+    import weakref
+
+    w = L.ones(4, 4, requires_grad=True)
+    h = (L.ones(2, 4) @ w).tanh()
+    ref = weakref.ref(h)
+    loss = (h * h).sum()
+    del h
+    loss.backward()
+    gc.collect()
+    assert ref() is None
+    h = (L.ones(2, 4) @ w).tanh()
+    ref = weakref.ref(h)
+    loss = (h * h).sum()
+    del h
+    loss.backward(retain_graph=True)
+    gc.collect()
+    assert ref() is not None
+    loss.backward()
+    assert w.grad.shape == (4, 4)
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_grad_output_is_not_aliased_by_grad(L):
+    # (the gradient given to backward reaches .grad unchanged through an add: a later accumulation,
+    # or zero_grad(set_to_none=False), must not write into the caller's tensor)
+    x = L.tensor([1.0, 2.0], requires_grad=True)
+    b = L.tensor([1.0, 2.0], requires_grad=True)
+    gout = L.ones(2)
+    (x + 1).backward(gout)
+    b.backward(gout)
+    (x * 2 + b).sum().backward()
+    assert gout.tolist() == [1.0, 1.0] and x.grad.tolist() == [3.0, 3.0] and b.grad.tolist() == [2.0, 2.0]
+    x.grad.zero_()
+    b.grad.zero_()
+    assert gout.tolist() == [1.0, 1.0]
