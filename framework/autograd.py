@@ -231,7 +231,8 @@ class Function:
         else:
             self.inputs = self._edges = ()
             results = tuple([Tensor(o) for o in outs])
-        if self.is_view and isinstance(inputs[0], Tensor):
+        # (a reshape that had to copy is no view: its result keeps a version counter of its own)
+        if self.is_view and isinstance(inputs[0], Tensor) and _shares_memory(outs[0], arrays[0]):
             results[0]._vc = inputs[0]._vc
             if results[0].grad_fn is not None:
                 results[0]._view_ver = results[0]._vc[0]
@@ -242,12 +243,20 @@ class Function:
     def _release(self):
         # Drops the inputs too: a tensor kept after backward (the loss) must not hold every
         # activation of its forward alive, as PyTorch frees what a graph saved. (Leaves that need
-        # a gradient stay: grad() tells by them whether a later pass would go through this node.)
+        # a gradient stay: grad() tells by them whether a later pass would go through this node;
+        # so do tensors with hooks, which must still fire when their producer is reached.)
         self._freed = True
         self._saved = ()
-        self.inputs = tuple(x if need and e[0] is None else None
+        self.inputs = tuple(x if need and (e[0] is None or x._hooks) else None
                             for x, e, need in zip(self.inputs, self._edges, self.needs_input_grad))
         self.__dict__.clear()
+
+
+def _shares_memory(a, b):
+    from .backend import get_array_module
+
+    shares = getattr(get_array_module(a), "may_share_memory", None)
+    return shares is None or bool(shares(a, b))
 
 
 # ----------------------------------------------------------------------------------------- engine

@@ -249,3 +249,43 @@ def test_grad_output_is_not_aliased_by_grad(L):
     x.grad.zero_()
     b.grad.zero_()
     assert gout.tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_reshape_that_copies_has_its_own_version_counter(L):
+    # (flatten of a transpose copies: changing the base in place afterwards must not invalidate
+    # the copy that a later op saved)
+    x = L.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    y = x * 1
+    f = y.t().flatten()
+    z = f * f
+    y.add_(1)
+    z.sum().backward()
+    assert x.grad.tolist() == [[2.0, 4.0], [6.0, 8.0]]
+    v = y.flatten()  # (a real view still shares it)
+    w = v * v
+    y.add_(1)
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        w.sum().backward()
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_hook_on_an_intermediate_the_caller_dropped_still_fires(L):
+    # (a model registering a hook on an activation inside forward keeps no reference to it)
+    x = L.tensor([1.0, 2.0], requires_grad=True)
+    c = L.tensor([3.0, 4.0])
+    seen = []
+
+    def forward():
+        h = x * 2
+        h.register_hook(lambda g: seen.append(g.tolist()))
+        for _ in range(3):
+            h = h * c + 1
+        return h.sum()
+
+    import gc
+
+    loss = forward()
+    gc.collect()
+    loss.backward()
+    assert seen == [[27.0, 64.0]]
