@@ -193,7 +193,7 @@ class Function:
         for x in inputs:
             if isinstance(x, Tensor):
                 arrays.append(x.data)
-                if x.requires_grad:
+                if x._requires_grad:
                     need = True
             else:
                 arrays.append(x)
@@ -206,7 +206,7 @@ class Function:
         outs = raw if multi else (raw,)
         if need and is_grad_enabled():
             self.inputs = inputs
-            self.needs_input_grad = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+            self.needs_input_grad = tuple(isinstance(x, Tensor) and x._requires_grad for x in inputs)
             # Each input's producer as it is now: an in-place op later gives the tensor a new
             # grad_fn, but this node consumed the old value (PyTorch's edges are fixed the same way).
             # A view whose base was changed in place since is first re-derived from the base.
@@ -437,7 +437,7 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
                     continue
                 if gx.data.dtype != x.data.dtype:  # (PyTorch casts a gradient to its tensor's dtype)
                     gx = gx.to(x.dtype)
-                if not create_graph and gx.requires_grad:
+                if not create_graph and gx._requires_grad:
                     gx = gx.detach()
                 if xfn is not None:
                     key = (id(xfn), xidx)
