@@ -8,7 +8,7 @@ from .. import dtypes as _dt
 from ..autograd import Function
 from ..backend import get_array_module
 from ..tensor import Tensor
-from .basic import BroadcastTo, _check_devices, unbroadcast
+from .basic import BroadcastTo, Clone, _check_devices, unbroadcast
 
 
 def _norm_dim(d, ndim):
@@ -265,10 +265,13 @@ def getitem(input, key):
 
 
 class IndexPut(Function):
-    """``out = x.clone(); out[key] = v`` (what ``x[key] = v`` records)."""
+    """``out = x.clone(); out[key] = v`` (what ``x[key] = v`` records); with ``inplace``, ``x`` itself
+    is written (its values are not needed for the backward)."""
+
+    inplace = False
 
     def forward(self, x, v):
-        out = x.copy()
+        out = x if self.inplace else x.copy()
         out[self.key] = v
         return out
 
@@ -280,6 +283,10 @@ class IndexPut(Function):
         if self.needs_input_grad[1]:
             sel = GetItem(key=self.key)(g)
             gv = unbroadcast(sel, v.shape)
+            if gv is sel and _is_basic(self.key):
+                # (a view would keep all of g alive while it waits in the engine: x[t] = h in a
+                # loop of T steps held T gradients of the whole x)
+                gv = Clone()(gv)
         return gx, gv
 
 
@@ -287,8 +294,8 @@ def setitem(input, key, value):
     k = _index_key(key)
     if isinstance(value, Tensor):
         _check_devices("index_put_", input, value)
-    _inplace(input, lambda old: IndexPut(key=k)(old, value), "index_put_",
-             value.requires_grad if isinstance(value, Tensor) else False)
+    _inplace(input, lambda old: IndexPut(key=k, inplace=True)(old, value), "index_put_",
+             value.requires_grad if isinstance(value, Tensor) else False, copy_old=False)
 
 
 def _view_of(t: Tensor, untracked: bool = False):
@@ -328,11 +335,13 @@ def _view_of(t: Tensor, untracked: bool = False):
     return None
 
 
-def _inplace(t: Tensor, make, name, other_requires_grad=False):
+def _inplace(t: Tensor, make, name, other_requires_grad=False, copy_old=True):
     """Run ``make(old)`` out of place and make ``t`` hold the result, in place.
 
     Views of ``t`` see the new values (the array is written into), the version counter moves on
     (so a backward that saved ``t`` before this raises), and the graph now goes through ``make``.
+    ``copy_old=False``: ``make`` neither keeps ``old`` nor its values for the backward, so ``old``
+    may share ``t``'s array (``x[i] = v`` in a loop then costs no copy of ``x`` per step).
     """
     from ..autograd import is_grad_enabled
 
@@ -363,8 +372,8 @@ def _inplace(t: Tensor, make, name, other_requires_grad=False):
         t._view_ver = t._vc[0]  # (derived from the base's current version: not stale)
         return t
     if grad_mode and (t.requires_grad or other_requires_grad):
-        old = Tensor._from_op(t.data.copy(), t.grad_fn, t._out_idx) if t.grad_fn is not None else Tensor(
-            t.data.copy())
+        data = t.data.copy() if copy_old else t.data
+        old = Tensor._from_op(data, t.grad_fn, t._out_idx) if t.grad_fn is not None else Tensor(data)
         if t.grad_fn is not None:
             # Re-point the producer's output to the snapshot so gradients reach it.
             import weakref
@@ -379,7 +388,8 @@ def _inplace(t: Tensor, make, name, other_requires_grad=False):
         if new.data.dtype != t.data.dtype:
             raise RuntimeError(f"{name}: result type {new.dtype} can't be cast to the desired output "
                                f"type {t.dtype}")
-        t.data[...] = new.data
+        if new.data is not t.data:
+            t.data[...] = new.data
         import weakref
 
         fn = new.grad_fn
@@ -400,7 +410,8 @@ def _inplace(t: Tensor, make, name, other_requires_grad=False):
         if t.data.shape != res.shape:
             raise RuntimeError(f"{name}: output with shape {list(t.shape)} doesn't match the "
                                f"broadcast shape {list(res.shape)}")
-        t.data[...] = res
+        if res is not t.data:
+            t.data[...] = res
     t._vc[0] += 1
     return t
 

@@ -289,3 +289,31 @@ def test_hook_on_an_intermediate_the_caller_dropped_still_fires(L):
     gc.collect()
     loss.backward()
     assert seen == [[27.0, 64.0]]
+
+
+def test_filling_a_preallocated_buffer_step_by_step_keeps_memory_linear():
+    # out[t] = h in a recurrent loop: a step must not keep a copy of the whole buffer (the forward
+    # kept two per step, the backward one gradient of the whole buffer per step, so memory and
+    # time grew with T²: some GB for a few thousand steps)
+    import tracemalloc
+
+    T, H = 200, 256
+    buffer = T * H * 4
+    w0 = np.random.default_rng(0).standard_normal((H, H)) * 0.5 / H**0.5
+    grads = []
+    for L in (fw, torch):
+        w = L.tensor(w0, dtype=L.float32, requires_grad=True)
+        tracemalloc.start()
+        out, h = L.zeros(T, H), L.ones(1, H)
+        for t in range(T):
+            h = (h @ w).tanh()
+            out[t] = h[0]
+        forward_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        (out * out).sum().backward()
+        backward_peak = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        grads.append(w.grad.numpy())
+        if L is fw:
+            assert forward_peak < 30 * buffer and backward_peak < 30 * buffer, (forward_peak, backward_peak)
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-5)
