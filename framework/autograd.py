@@ -365,6 +365,7 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
 
     wanted = {id(t): t for t in inputs} if inputs is not None else {}
     leaves: dict[int, Tensor] = {}
+    taken: set[int] = set()
 
     def to_leaf(x, g):
         i = id(x)
@@ -404,7 +405,7 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
                 if g is not None and t is not None:
                     g = _call_hooks(t, g)
                     if t._retains_grad and inputs is None:
-                        _accumulate_leaf(t, g, create_graph)
+                        _accumulate_leaf(t, g, create_graph, taken)
                     if id(t) in wanted:
                         leaf_grads[id(t)] = g
                 if g is not None:
@@ -451,7 +452,7 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
     for i, x in leaves.items():
         g = leaf_grads[i] = _call_hooks(x, leaf_grads[i])
         if inputs is None:
-            _accumulate_leaf(x, g, create_graph)
+            _accumulate_leaf(x, g, create_graph, taken)
 
     if inputs is None:
         return None
@@ -491,12 +492,21 @@ def _zeros_like_meta(fn, shape, dt):
     return get_array_module(x.data).zeros(shape, dtype=dt)
 
 
-def _accumulate_leaf(t, g, create_graph):
+def _accumulate_leaf(t, g, create_graph, taken):
+    """Add ``g`` into ``t.grad``. ``taken``: ids of the arrays already made a ``.grad`` in this pass
+    (an add hands one gradient to both operands; two ``.grad`` must not be one array)."""
     if g.dtype != t.dtype:
         g = g.to(t.dtype)
     if t.grad is None:
         # Own the storage unless building a graph: later in-place accumulation must not alias.
-        t.grad = g if create_graph else g.detach()._own()
+        if create_graph:
+            t.grad = g
+            return
+        g = g.detach()._own()
+        if id(g.data) in taken:
+            g.data = g.data.copy()
+        taken.add(id(g.data))
+        t.grad = g
     elif create_graph:
         t.grad = t.grad + g
     else:
@@ -516,9 +526,10 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         if not inputs:
             raise RuntimeError("backward: 'inputs' argument to backward() cannot be empty")
         grads = _run_backward(list(tensors), list(grad_tensors), retain_graph, create_graph, inputs, True)
+        taken = set()
         for t, g in zip(inputs, grads):
             if g is not None:
-                _accumulate_leaf(t, g, create_graph)
+                _accumulate_leaf(t, g, create_graph, taken)
         return
     _run_backward(list(tensors), list(grad_tensors), retain_graph, create_graph)
 

@@ -317,3 +317,22 @@ def test_filling_a_preallocated_buffer_step_by_step_keeps_memory_linear():
         if L is fw:
             assert forward_peak < 30 * buffer and backward_peak < 30 * buffer, (forward_peak, backward_peak)
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_leaves_given_the_same_gradient_do_not_share_it(L):
+    # (an add hands its incoming gradient to both operands: the two .grad must not be one array,
+    # or the next accumulation into one silently changes the other)
+    a = L.tensor([1.0, 2.0], requires_grad=True)
+    b = L.tensor([1.0, 2.0], requires_grad=True)
+    h = a * 1
+    h.retain_grad()
+    ((a + b) * 2).sum().backward()
+    ((h + 0) * 2).sum().backward()
+    (a * 3).sum().backward()
+    assert a.grad.tolist() == [7.0, 7.0] and b.grad.tolist() == [2.0, 2.0] and h.grad.tolist() == [2.0, 2.0]
+    x = L.tensor([1.0, 2.0], requires_grad=True)
+    y = L.tensor([1.0, 2.0], requires_grad=True)
+    ((x + y) * 2).sum().backward(inputs=[x, y])
+    x.grad.mul_(10)
+    assert y.grad.tolist() == [2.0, 2.0]
