@@ -500,6 +500,10 @@ def _accumulate_leaf(t, g, create_graph, taken):
     if t.grad is None:
         # Own the storage unless building a graph: later in-place accumulation must not alias.
         if create_graph:
+            if id(g.data) in taken:
+                with enable_grad():
+                    g = g.clone()
+            taken.add(id(g.data))
             t.grad = g
             return
         g = g.detach()._own()
@@ -511,6 +515,7 @@ def _accumulate_leaf(t, g, create_graph, taken):
         t.grad = t.grad + g
     else:
         t.grad.data += g.data
+        t.grad._vc[0] += 1  # (a grad from create_graph may have been saved by a graph since)
 
 
 def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, inputs=None):

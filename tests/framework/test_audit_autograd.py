@@ -336,3 +336,19 @@ def test_leaves_given_the_same_gradient_do_not_share_it(L):
     ((x + y) * 2).sum().backward(inputs=[x, y])
     x.grad.mul_(10)
     assert y.grad.tolist() == [2.0, 2.0]
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_grads_from_create_graph_are_not_shared_and_later_accumulation_is_seen(L):
+    a = L.tensor([1.0, 2.0], requires_grad=True)
+    b = L.tensor([1.0, 2.0], requires_grad=True)
+    gout = L.ones(2)
+    s = a + b
+    (s * s).backward(gout, create_graph=True)  # (the add hands one gradient to a and b)
+    assert a.grad.requires_grad and a.grad.tolist() == [4.0, 8.0]
+    gp = (b.grad * b.grad).sum()  # (saves b.grad)
+    (a * 3).sum().backward()
+    assert a.grad.tolist() == [7.0, 11.0] and b.grad.tolist() == [4.0, 8.0] and gout.tolist() == [1.0, 1.0]
+    (b * 3).sum().backward()  # b.grad changes in place: what gp saved is stale
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        gp.backward()
