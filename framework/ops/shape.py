@@ -335,6 +335,12 @@ def _view_of(t: Tensor, untracked: bool = False):
     return None
 
 
+def _indexed_view_key(t: Tensor):
+    """The key of basic indexing when ``t`` is such a view (see ``_view_of``), else None."""
+    fn = t.grad_fn if t.grad_fn is not None else getattr(t, "_view_src", (None, None))[1]
+    return fn.key if isinstance(fn, GetItem) and getattr(fn, "is_view_result", False) else None
+
+
 def _inplace(t: Tensor, make, name, other_requires_grad=False, copy_old=True):
     """Run ``make(old)`` out of place and make ``t`` hold the result, in place.
 
@@ -360,7 +366,16 @@ def _inplace(t: Tensor, make, name, other_requires_grad=False, copy_old=True):
         # (PyTorch rebases views the same way). The view's array shares the base's memory, so it
         # already holds the new values afterwards; only its graph is re-derived.
         base, to_view, unview = view
-        _inplace(base, lambda old: unview(old, make(to_view(old))), name, other_requires_grad)
+        key = _indexed_view_key(t)
+        if key is not None:
+            # (an indexed part, x[t] += h in a loop: write the base in place and copy only the part,
+            # which ``make`` may keep; not the whole base per step)
+            def write(old):
+                return IndexPut(key=key, inplace=True)(old, make(Clone()(GetItem(key=key)(old))))
+
+            _inplace(base, write, name, other_requires_grad, copy_old=False)
+        else:
+            _inplace(base, lambda old: unview(old, make(to_view(old))), name, other_requires_grad)
         nv = to_view(base)
         import weakref
 

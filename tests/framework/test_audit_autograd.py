@@ -319,6 +319,39 @@ def test_filling_a_preallocated_buffer_step_by_step_keeps_memory_linear():
     np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("op", ["iadd", "mul_", "copy_", "nested"])
+def test_inplace_on_an_indexed_part_in_a_loop_keeps_memory_linear_and_matches_torch(op):
+    import tracemalloc
+
+    T, H = 200, 256
+    buffer = T * H * 4
+    rng = np.random.default_rng(1)
+    w0, b0 = rng.standard_normal((H, H)) * 0.5 / H**0.5, rng.standard_normal((T, H))
+    grads = []
+    for L in (fw, torch):
+        w = L.tensor(w0, dtype=L.float32, requires_grad=True)
+        tracemalloc.start()
+        out, h = L.tensor(b0, dtype=L.float32), L.ones(1, H)
+        out = out * (w[0, 0] * 0 + 1)  # (in the graph)
+        for t in range(T):
+            h = (h @ w).tanh()
+            if op == "iadd":
+                out[t] += h[0]
+            elif op == "mul_":
+                out[t].mul_(h[0])  # (saves the old part and h)
+            elif op == "copy_":
+                out[t].copy_(h[0])
+            else:
+                out[t][1:].add_(h[0, 1:])
+        peak = tracemalloc.get_traced_memory()[1]
+        (out * out).sum().backward()
+        tracemalloc.stop()
+        grads.append(w.grad.numpy())
+        if L is fw:
+            assert peak < 30 * buffer, peak
+    np.testing.assert_allclose(grads[0], grads[1], rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("L", [fw, torch])
 def test_leaves_given_the_same_gradient_do_not_share_it(L):
     # (an add hands its incoming gradient to both operands: the two .grad must not be one array,
