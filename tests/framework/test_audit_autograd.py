@@ -1,6 +1,7 @@
 """Autograd audit: engine semantics where the framework disagreed with PyTorch (hooks, gradient
-dtypes, grad modes as decorators, argument checks). Each test runs the same code with
-``L = framework`` and ``L = torch`` and compares, or checks the error PyTorch raises."""
+dtypes, grad modes as decorators, argument checks, .grad arrays shared between tensors, memory the
+graph keeps). Each test runs the same code with ``L = framework`` and ``L = torch`` and compares,
+or checks the error PyTorch raises."""
 
 import numpy as np
 import pytest
