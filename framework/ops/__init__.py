@@ -138,6 +138,8 @@ def _fill_(self, value):
             name = "zero_" if value == 0 else "fill_"
             raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an "
                                "in-place operation.")
+    if is_grad_enabled_():
+        shape._check_untracked_view(self, "zero_" if value == 0 else "fill_")
     if self.requires_grad and is_grad_enabled_():
         # Recorded, so that no gradient flows back through the overwritten values.
         mask = Tensor(get_array_module_(self.data).ones(self.data.shape, dtype=bool))
@@ -209,19 +211,30 @@ _METHODS = {
 def _uniform_(self, a=0.0, b=1.0, generator=None):
     from ..tensor import _gen
 
-    return _fill_random(self, _gen(generator).uniform(a, b, self.shape))
+    return _fill_random(self, _gen(generator).uniform(a, b, self.shape), "uniform_")
 
 
 def _normal_(self, mean=0.0, std=1.0, generator=None):
     from ..tensor import _gen
 
-    return _fill_random(self, _gen(generator).normal(mean, std, self.shape))
+    return _fill_random(self, _gen(generator).normal(mean, std, self.shape), "normal_")
 
 
-def _fill_random(self, values):
+def _fill_random(self, values, name):
+    from ..autograd import is_grad_enabled
+    from ..backend import get_array_module as get_array_module_
     from ..backend import to_device
 
-    self.data[...] = to_device(values.astype(self.data.dtype), self.device)
+    values = to_device(values.astype(self.data.dtype), self.device)
+    if is_grad_enabled():
+        if self.requires_grad and self.is_leaf:
+            raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place "
+                               "operation.")
+        shape._check_untracked_view(self, name)
+        if self.requires_grad:  # recorded: no gradient flows back through the overwritten values
+            mask = Tensor(get_array_module_(self.data).ones(self.data.shape, dtype=bool))
+            return _inplace(self, lambda old: where(mask, Tensor(values), old), name)
+    self.data[...] = values
     self._vc[0] += 1
     return self
 

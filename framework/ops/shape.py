@@ -335,6 +335,20 @@ def _view_of(t: Tensor, untracked: bool = False):
     return None
 
 
+def _check_untracked_view(t: Tensor, name):
+    """In grad mode, PyTorch refuses an in-place op on a view made outside the graph (under no_grad)
+    of a tensor that requires grad: whether the change should be recorded is ambiguous."""
+    src = getattr(t, "_view_src", None)
+    if t.grad_fn is None and src is not None and src[0].requires_grad:
+        xp = get_array_module(t.data)
+        shares = getattr(xp, "may_share_memory", None)
+        if shares is None or shares(t.data, src[0].data):
+            raise RuntimeError(f"{name}: a view (shape {list(t.shape)}) of a tensor that requires grad "
+                               f"(shape {list(src[0].shape)}) was created in no_grad mode and is being "
+                               "modified in place with grad mode enabled. Make both the view and the "
+                               "in-place op inside the no_grad block, or both outside it.")
+
+
 def _indexed_view_key(t: Tensor):
     """The key of basic indexing when ``t`` is such a view (see ``_view_of``), else None."""
     fn = t.grad_fn if t.grad_fn is not None else getattr(t, "_view_src", (None, None))[1]
@@ -359,6 +373,8 @@ def _inplace(t: Tensor, make, name, other_requires_grad=False, copy_old=True):
     if grad_mode and t.is_leaf and t.requires_grad:
         raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place "
                            "operation.")
+    if grad_mode:
+        _check_untracked_view(t, name)
     view = _view_of(t, untracked=other_requires_grad) if grad_mode else None
     if view is not None:
         # ``t`` is a view of a base that is in the graph: record the change on the base, as

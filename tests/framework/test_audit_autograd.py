@@ -386,3 +386,31 @@ def test_grads_from_create_graph_are_not_shared_and_later_accumulation_is_seen(L
     (b * 3).sum().backward()  # b.grad changes in place: what gp saved is stale
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         gp.backward()
+
+
+@pytest.mark.parametrize("op", ["zero_", "add_", "uniform_", "copy_", "setitem"])
+@pytest.mark.parametrize("L", [fw, torch])
+def test_inplace_on_a_no_grad_view_of_a_tensor_requiring_grad_raises(L, op):
+    # (it silently changed the parameter outside the graph; PyTorch refuses it as ambiguous)
+    x = L.tensor([1.0, 2.0], requires_grad=True)
+    with L.no_grad():
+        v = x[0:1]
+    run = {"zero_": lambda: v.zero_(), "add_": lambda: v.add_(1), "uniform_": lambda: v.uniform_(),
+           "copy_": lambda: v.copy_(L.ones(1)), "setitem": lambda: v.__setitem__(0, 5.0)}[op]
+    with pytest.raises(RuntimeError, match="(?i)view"):
+        run()
+    assert x.tolist() == [1.0, 2.0]
+    with L.no_grad():
+        run()  # (both inside no_grad: fine)
+    assert x.tolist()[1] == 2.0
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_random_fill_in_grad_mode_refuses_leaves_and_cuts_the_gradient(L):
+    with pytest.raises(RuntimeError, match="leaf Variable that requires grad"):
+        L.zeros(3, requires_grad=True).uniform_()
+    x = L.ones(3, requires_grad=True)
+    y = x * 2
+    y.normal_()  # (the values y had no longer matter: x gets no gradient through them)
+    (y * x).sum().backward()
+    assert x.grad.tolist() == y.tolist()
