@@ -411,14 +411,22 @@ def _inplace(t: Tensor, make, name, other_requires_grad=False, copy_old=True):
 
             fn = t.grad_fn
             outs = list(fn._outputs)
+            kept = outs[t._out_idx]
             outs[t._out_idx] = weakref.ref(old)
             fn._outputs = tuple(outs)
             old._hooks = t._hooks
             t._hooks = []
-        new = make(old)
-        if new.data.dtype != t.data.dtype:
-            raise RuntimeError(f"{name}: result type {new.dtype} can't be cast to the desired output "
-                               f"type {t.dtype}")
+        try:
+            new = make(old)
+            if new.data.dtype != t.data.dtype:
+                raise RuntimeError(f"{name}: result type {new.dtype} can't be cast to the desired output "
+                                   f"type {t.dtype}")
+        except BaseException:
+            if t.grad_fn is not None:  # (the op failed: ``t`` stays what it was, hooks included)
+                outs[t._out_idx] = kept
+                fn._outputs = tuple(outs)
+                t._hooks = old._hooks
+            raise
         if new.data is not t.data:
             t.data[...] = new.data
         import weakref

@@ -414,3 +414,15 @@ def test_random_fill_in_grad_mode_refuses_leaves_and_cuts_the_gradient(L):
     y.normal_()  # (the values y had no longer matter: x gets no gradient through them)
     (y * x).sum().backward()
     assert x.grad.tolist() == y.tolist()
+
+
+@pytest.mark.parametrize("L", [fw, torch])
+def test_a_failed_inplace_op_leaves_the_tensor_and_its_hooks_as_they_were(L):
+    x = L.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 2
+    seen = []
+    y.register_hook(lambda g: seen.append(g.tolist()))
+    with pytest.raises((RuntimeError, ValueError)):
+        y.add_(L.ones(3))
+    (y * y).sum().backward()
+    assert seen == [[4.0, 8.0]] and x.grad.tolist() == [8.0, 16.0]
