@@ -265,6 +265,7 @@ def _fake_detector(heat, reg, size, conf=0.3):
 
     det = Detector.__new__(Detector)
     det.size, det.conf, det.nms_iou, det.device = size, conf, 0.7, "cpu"
+    det.rect = False  # the fixed maps are those of the size x size square (padding bands included)
     det.last_timing = {}
     det.forward = lambda x: (np.repeat(heat, len(x), 0), np.repeat(reg, len(x), 0))
     return det
