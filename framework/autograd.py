@@ -352,10 +352,6 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
                                f"output has shape {tuple(out.shape)}")
         if g.data.dtype != out.data.dtype:  # (PyTorch casts a gradient to its tensor's dtype)
             g = g.to(out.dtype)
-        elif not create_graph and g is grad_output:
-            # It may reach a leaf's .grad unchanged (through an add, a reshape), which later
-            # accumulations write into: never the caller's array.
-            g = Tensor(g.data.copy())
         if out.grad_fn is None:  # a leaf: its gradient is g itself
             leaf_grads[id(out)] = g if id(out) not in leaf_grads else leaf_grads[id(out)] + g
             continue
@@ -365,7 +361,11 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
 
     wanted = {id(t): t for t in inputs} if inputs is not None else {}
     leaves: dict[int, Tensor] = {}
-    taken: set[int] = set()
+    # The caller's gradient arrays count as taken: one that reaches a leaf unchanged (through an
+    # add) is copied there, never made the .grad that later accumulations write into. (Views of
+    # them, through a reshape, are copied by _own anyway.) Copying only then, as PyTorch's
+    # AccumulateGrad does, keeps backward(gradient) free of a copy of every output gradient.
+    taken: set[int] = {id(g.data) for g in grad_outputs if isinstance(g, Tensor)}
 
     def to_leaf(x, g):
         i = id(x)
@@ -531,7 +531,7 @@ def backward(tensors, grad_tensors=None, retain_graph=None, create_graph=False, 
         if not inputs:
             raise RuntimeError("backward: 'inputs' argument to backward() cannot be empty")
         grads = _run_backward(list(tensors), list(grad_tensors), retain_graph, create_graph, inputs, True)
-        taken = set()
+        taken = {id(g.data) for g in grad_tensors if isinstance(g, Tensor)}  # (see _run_backward)
         for t, g in zip(inputs, grads):
             if g is not None:
                 _accumulate_leaf(t, g, create_graph, taken)
