@@ -206,10 +206,11 @@ def run(
                     # encoding runs in its own thread (OpenCV releases the GIL): off the frame's path
                     writer = AsyncWriter(save, fps or cap.fps, writer_size)
                 bgr = np.ascontiguousarray(_fit(out, writer_size)[..., ::-1])
-                # frames the pipeline had no time for (dropped) hold the last annotated one, so the video,
-                # written at the source's rate, lasts as long as the source did (no fast-forward)
-                for _ in range(f.index - written_index - 1 if written is not None else 0):
-                    writer.write(written)
+                # frames the pipeline had no time for (dropped) hold the last annotated one (the first
+                # one for those dropped before it), so the video, written at the source's rate, lasts as
+                # long as the source did (no fast-forward)
+                for _ in range(f.index - written_index - 1):
+                    writer.write(bgr if written is None else written)
                 writer.write(bgr)
                 written, written_index = bgr, f.index
             last_out = out
@@ -246,6 +247,9 @@ def run(
         if not headless:
             cv2.destroyWindow(window)
         if writer is not None:
+            if cap.finished and written is not None:  # the source ended: frames dropped after the last
+                for _ in range(cap.captured - 1 - written_index):
+                    writer.write(written)
             writer.release()
     secs = t_end - t_start
     return dict(

@@ -222,3 +222,42 @@ def test_demo_save_encodes_off_the_pipeline_and_reports_encoder_errors(monkeypat
     with pytest.raises(RuntimeError, match=r"out\.mp4.*disk full"):
         run(frames, _NullDetector(), save=str(tmp_path / "out.mp4"), realtime=False)
     assert callers and set(callers) == {"video-writer"}
+
+
+def test_saved_video_holds_every_captured_frame_when_the_first_ones_were_dropped(monkeypatch, tmp_path):
+    # frames dropped before the first processed one (the camera ran ahead while the pipeline started)
+    # are filled too (with the first annotated frame): the video lasts as long as the source did
+    from apps.perception import demo
+    from apps.perception.stream import Frame
+
+    class FakeCapture:
+        """Hands over frames 2, 3 and 6 of 8 captured (0, 1, 4, 5 and 7 dropped), then ends."""
+
+        def __init__(self, *a, **k):
+            self.frames = [Frame(np.full((48, 64, 3), 30 * i, np.uint8), i, time.perf_counter())
+                           for i in (2, 3, 6)]
+            self.captured, self.dropped, self.reconnects, self.status, self.fps = 8, 5, 0, "running", 30.0
+
+        def start(self):
+            return self
+
+        @property
+        def finished(self):
+            return not self.frames
+
+        def read(self, timeout=None):
+            if not self.frames:
+                self.status = "ended"
+                return None
+            f = self.frames.pop(0)
+            f.t_capture = time.perf_counter()
+            return f
+
+        def stop(self):
+            pass
+
+    monkeypatch.setattr(demo, "LatestFrameCapture", FakeCapture)
+    out = tmp_path / "v.mp4"
+    s = demo.run(iter(()), _NullDetector(), track=False, save=str(out), realtime=True)
+    assert s["frames"] == 3 and s["captured"] == 8
+    assert _count_frames(str(out)) == 8
