@@ -123,8 +123,10 @@ def test_reconnecting_is_logged_and_shown_while_the_source_is_down(monkeypatch, 
         log=logs.append,
     )
     assert s["frames"] == 8 and s["reconnects"] == 1
-    assert any(m.startswith("source: reconnecting") for m in logs)
-    assert logs[-1] == "source: running"
+    down = next(i for i, m in enumerate(logs) if m.startswith("source: reconnecting"))
+    # back to running after it (not necessarily last: the camera runs out after its 8th frame, and on a
+    # loaded machine the capture thread may already say "reconnecting" again before the loop ends)
+    assert "source: running" in logs[down + 1:]
     # frames are black; only the status line is drawn in red (BGR (0, 0, 255) in the window)
     red = [(im[..., 2] > 200) & (im[..., 1] < 60) & (im[..., 0] < 60) for im in shown]
     assert len(shown) > 8 and sum(r.any() for r in red) >= 1
