@@ -11,6 +11,8 @@ import threading
 import weakref
 from collections.abc import Sequence
 
+import numpy as _np
+
 _state = threading.local()
 _TENSOR = None
 
@@ -253,6 +255,10 @@ class Function:
 
 
 def _shares_memory(a, b):
+    """Whether a view op's result ``a`` may share memory with its input ``b`` (a bounds check). On the
+    path of every view op's forward, so NumPy arrays take no import and no lookup."""
+    if type(a) is _np.ndarray:
+        return a.base is not None and bool(_np.may_share_memory(a, b))
     from .backend import get_array_module
 
     shares = getattr(get_array_module(a), "may_share_memory", None)
