@@ -118,11 +118,9 @@ class Detector:
         self.last_timing = dict(preprocess=(t1 - t0) * 1e3, model=(t2 - t1) * 1e3, decode=(t3 - t2) * 1e3)
         return d
 
-    def warmup(self, n: int = 10, frame_hw: tuple[int, int] | None = None) -> None:
-        """Run the network on a blank input ``n`` times (buffers, thread pools, caches), of the input
-        shape of frames of (height, width) ``frame_hw`` (default: the square)."""
-        h, w = self.input_shape(frame_hw) if frame_hw is not None else (self.size, self.size)
-        x = np.zeros((1, 3, h, w), np.float32)
+    def warmup(self, n: int = 10) -> None:
+        """Run the network on a blank square input ``n`` times (buffers, thread pools, caches)."""
+        x = np.zeros((1, 3, self.size, self.size), np.float32)
         for _ in range(n):
             self.forward(x)
 
