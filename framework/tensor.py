@@ -431,9 +431,7 @@ class Generator:
 
 
 def _gen(generator):
-    if generator is not None:
-        return generator.rng
-    return getattr(_thread, "rng", None) or _rng
+    return generator.rng if generator is not None else default_generator()
 
 
 def default_generator():

@@ -126,25 +126,30 @@ def _zero_(self):
 
 
 def _fill_(self, value):
-    from ..autograd import is_grad_enabled as is_grad_enabled_
-    from ..backend import get_array_module as get_array_module_
-
     if isinstance(value, Tensor):
         value = value.item()
-    if self.requires_grad and self.is_leaf:
-        from ..autograd import is_grad_enabled
+    return _overwrite(self, "zero_" if value == 0 else "fill_", value)
 
-        if is_grad_enabled():
-            name = "zero_" if value == 0 else "fill_"
+
+def _overwrite(self, name, values):
+    """Overwrite every element of ``self`` with ``values`` (a scalar, or an array of its shape and
+    dtype), in place. In grad mode a leaf that requires grad is refused (as PyTorch), and so is a view
+    made under no_grad; a tensor in the graph gets the change recorded (an all-true masked fill), so
+    that no gradient flows back through the overwritten values."""
+    from ..autograd import is_grad_enabled
+    from ..backend import get_array_module
+
+    if is_grad_enabled():
+        if self.requires_grad and self.is_leaf:
             raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an "
                                "in-place operation.")
-    if is_grad_enabled_():
-        shape._check_untracked_view(self, "zero_" if value == 0 else "fill_")
-    if self.requires_grad and is_grad_enabled_():
-        # Recorded, so that no gradient flows back through the overwritten values.
-        mask = Tensor(get_array_module_(self.data).ones(self.data.shape, dtype=bool))
-        return _inplace(self, lambda old: masked_fill(old, mask, value), "fill_")
-    self.data[...] = value
+        shape._check_untracked_view(self, name)
+        if self.requires_grad:
+            mask = Tensor(get_array_module(self.data).ones(self.data.shape, dtype=bool))
+            if hasattr(values, "shape"):
+                return _inplace(self, lambda old: where(mask, Tensor(values), old), name)
+            return _inplace(self, lambda old: masked_fill(old, mask, values), name)
+    self.data[...] = values
     self._vc[0] += 1
     return self
 
@@ -221,22 +226,9 @@ def _normal_(self, mean=0.0, std=1.0, generator=None):
 
 
 def _fill_random(self, values, name):
-    from ..autograd import is_grad_enabled
-    from ..backend import get_array_module as get_array_module_
     from ..backend import to_device
 
-    values = to_device(values.astype(self.data.dtype), self.device)
-    if is_grad_enabled():
-        if self.requires_grad and self.is_leaf:
-            raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place "
-                               "operation.")
-        shape._check_untracked_view(self, name)
-        if self.requires_grad:  # recorded: no gradient flows back through the overwritten values
-            mask = Tensor(get_array_module_(self.data).ones(self.data.shape, dtype=bool))
-            return _inplace(self, lambda old: where(mask, Tensor(values), old), name)
-    self.data[...] = values
-    self._vc[0] += 1
-    return self
+    return _overwrite(self, name, to_device(values.astype(self.data.dtype), self.device))
 
 
 _METHODS["uniform_"] = _uniform_

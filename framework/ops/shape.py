@@ -340,9 +340,9 @@ def _check_untracked_view(t: Tensor, name):
     of a tensor that requires grad: whether the change should be recorded is ambiguous."""
     src = getattr(t, "_view_src", None)
     if t.grad_fn is None and src is not None and src[0].requires_grad:
-        xp = get_array_module(t.data)
-        shares = getattr(xp, "may_share_memory", None)
-        if shares is None or shares(t.data, src[0].data):
+        from ..autograd import _shares_memory
+
+        if _shares_memory(t.data, src[0].data):
             raise RuntimeError(f"{name}: a view (shape {list(t.shape)}) of a tensor that requires grad "
                                f"(shape {list(src[0].shape)}) was created in no_grad mode and is being "
                                "modified in place with grad mode enabled. Make both the view and the "
