@@ -459,21 +459,23 @@ def load_any(path: str, kitti_difficulty: str | None = None) -> list[Sample]:
     (``data/images/val``), loads too. A YOLO ``images`` folder split into subfolders is an error that
     names the splits. ``kitti_difficulty``: see :func:`load_kitti` (refused for other formats)."""
     path = os.path.normpath(path)
-    is_kitti = os.path.isdir(os.path.join(path, "label_2")) or (
-        os.path.basename(path) == "label_2" and os.path.isdir(path)
-    )
-    if kitti_difficulty is not None and (path.lower().endswith(".json") or not is_kitti):
-        raise ValueError(f"a KITTI difficulty was given but {path!r} is not a KITTI label_2 folder")
+    coco = kitti = None  # the files a COCO / KITTI data set loads from, where it is one
     if path.lower().endswith(".json"):
-        return load_coco(path)
-    if os.path.exists(os.path.join(path, "annotations.json")):
-        return load_coco(os.path.join(path, "annotations.json"))
-    if os.path.isdir(os.path.join(path, "label_2")):
-        return load_kitti(os.path.join(path, "label_2"), difficulty=kitti_difficulty)
+        coco = path
+    elif os.path.exists(os.path.join(path, "annotations.json")):
+        coco = os.path.join(path, "annotations.json")
+    elif os.path.isdir(os.path.join(path, "label_2")):
+        kitti = os.path.join(path, "label_2")
+    elif os.path.basename(path) == "label_2" and os.path.isdir(path):
+        kitti = path
+    if kitti_difficulty is not None and (coco is not None or kitti is None):
+        raise ValueError(f"a KITTI difficulty was given but {path!r} is not a KITTI label_2 folder")
+    if coco is not None:
+        return load_coco(coco)
+    if kitti is not None:
+        return load_kitti(kitti, difficulty=kitti_difficulty)
     if os.path.isdir(os.path.join(path, "Annotations")):
         return load_voc(os.path.join(path, "Annotations"))
-    if os.path.basename(path) == "label_2" and os.path.isdir(path):
-        return load_kitti(path, difficulty=kitti_difficulty)
     if os.path.basename(path) == "Annotations" and os.path.isdir(path):
         return load_voc(path)
     if os.path.isdir(path) and _images_in(path) and os.path.isdir(_yolo_labels_dir(path)):
