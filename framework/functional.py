@@ -25,7 +25,7 @@ from .tensor import Tensor
 
 __all__ = [
     # linear and convolution
-    "linear", "bilinear", "conv2d", "conv_transpose2d", "conv1d", "unfold",
+    "linear", "bilinear", "conv2d", "conv2d_bias_act", "conv_transpose2d", "conv1d", "unfold",
     # pooling and resampling
     "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "max_pool1d",
     "avg_pool1d", "interpolate", "upsample", "pad", "pixel_shuffle", "grid_sample", "affine_grid",
@@ -129,21 +129,24 @@ class _Conv2d(Function):
     saves_inputs = (0, 1)
 
     def forward(self, x, w, b):
+        # The bias goes into the kernels' epilogue (no extra pass over the output); so do the
+        # activation and residual of conv2d_bias_act, which runs this forward without a graph.
+        epi = dict(bias=b, activation=getattr(self, "activation", None),
+                   residual=getattr(self, "residual", None))
         fn = kernel("conv", "conv2d_forward", x)
-        if fn.__module__ == _CUDA_CONV:  # the bias goes into the kernel's epilogue (no extra pass)
-            return fn(x, w, self.stride, self.padding, self.dilation, self.groups, bias=b)
-        if getattr(self, "keep_transform", False) and fn.__module__ == _CPU_CONV:
+        if fn.__module__ == _CUDA_CONV:
+            return fn(x, w, self.stride, self.padding, self.dilation, self.groups, **epi)
+        if fn.__module__ != _CPU_CONV:  # (a kernel module without the epilogue)
+            y = fn(x, w, self.stride, self.padding, self.dilation, self.groups)
+            return y if b is None else y + b.reshape(1, -1, 1, 1)
+        if getattr(self, "keep_transform", False):
             # The CPU kernels can hand work from the forward (Winograd's input transform, im2col's
             # patch matrices) to the weight gradient instead of recomputing it.
             self.kept = {}
-            y = fn(x, w, self.stride, self.padding, self.dilation, self.groups, keep=self.kept)
-        elif fn.__module__ == _CPU_CONV and not is_grad_enabled():  # inference: the weights stay fixed
-            y = fn(x, w, self.stride, self.padding, self.dilation, self.groups, cache_weight=True)
-        else:
-            y = fn(x, w, self.stride, self.padding, self.dilation, self.groups)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
-        return y
+            return fn(x, w, self.stride, self.padding, self.dilation, self.groups, keep=self.kept, **epi)
+        # without autograd (inference) the weights stay fixed: their transforms may be cached
+        return fn(x, w, self.stride, self.padding, self.dilation, self.groups,
+                  cache_weight=not is_grad_enabled(), **epi)
 
     def backward(self, gy):
         x, w = self.saved_tensors
@@ -265,19 +268,9 @@ def _check_conv(name, input, weight, bias, groups, transposed=False):
     _float_dtype_check(name, input, weight, bias)
 
 
-def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
-           groups: int = 1) -> Tensor:
-    """2-D cross-correlation, as ``torch.nn.functional.conv2d``.
-
-    input (N, C_in, H, W) or (C_in, H, W); weight (C_out, C_in/groups, kH, kW); bias (C_out);
-    padding an int, a pair, ``'valid'`` (none) or ``'same'`` (output size = input size, stride 1;
-    an odd total padding puts the extra row/column at the bottom/right, as PyTorch).
-    Returns (N, C_out, H_out, W_out), H_out = (H + 2*padding - dilation*(kH - 1) - 1) // stride + 1.
-    """
-    unbatched = input.ndim == 3
-    if unbatched:
-        input = input.unsqueeze(0)
-    _check_conv("conv2d", input, weight, bias, groups)
+def _conv2d_geometry(input: Tensor, weight: Tensor, stride, padding, dilation):
+    """conv2d's argument rules: (input, possibly padded for an odd 'same'), stride, padding, dilation
+    as pairs, and the output size, or the error naming what is wrong."""
     stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
     if isinstance(padding, str):
         if padding == "valid":
@@ -307,9 +300,75 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
         raise RuntimeError(f"conv2d: calculated output size ({h}x{w}) is too small for input "
                            f"{_shape(input)}, weight {_shape(weight)}, padding={padding}, "
                            f"dilation={dilation}")
+    return input, stride, padding, dilation, (h, w)
+
+
+def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """2-D cross-correlation, as ``torch.nn.functional.conv2d``.
+
+    input (N, C_in, H, W) or (C_in, H, W); weight (C_out, C_in/groups, kH, kW); bias (C_out);
+    padding an int, a pair, ``'valid'`` (none) or ``'same'`` (output size = input size, stride 1;
+    an odd total padding puts the extra row/column at the bottom/right, as PyTorch).
+    Returns (N, C_out, H_out, W_out), H_out = (H + 2*padding - dilation*(kH - 1) - 1) // stride + 1.
+    """
+    unbatched = input.ndim == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    _check_conv("conv2d", input, weight, bias, groups)
+    input, stride, padding, dilation, out_hw = _conv2d_geometry(input, weight, stride, padding, dilation)
     keep = weight.requires_grad and is_grad_enabled()
-    y = _Conv2d(stride=stride, padding=padding, dilation=dilation, groups=groups, out_hw=(h, w),
+    y = _Conv2d(stride=stride, padding=padding, dilation=dilation, groups=groups, out_hw=out_hw,
                 keep_transform=keep)(input, weight, bias)
+    return y.squeeze(0) if unbatched else y
+
+
+_CONV_ACTIVATIONS = (None, "relu", "silu")
+
+
+def conv2d_bias_act(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+                    dilation=1, groups: int = 1, activation: str | None = None,
+                    residual: Tensor | None = None) -> Tensor:
+    """``act(conv2d(input, weight, bias, stride, padding, dilation, groups) + residual)``, act one of
+    None, ``"relu"``, ``"silu"``: the conv-BN-activation block once the batch norm is folded into the
+    convolution (``nn.utils.fuse_conv_bn_eval``), and a ResNet block's ``relu(conv(x) + identity)``.
+
+    Without autograd (inference) the convolution kernels, CPU and CUDA, apply the bias, residual and
+    activation to each piece of the output as they write it, while it is in cache, instead of as
+    separate passes over the whole output. Where a gradient is needed it is the same operations one
+    after another, with their gradients. ``residual`` has the output's shape (no broadcasting).
+    """
+    if activation not in _CONV_ACTIVATIONS:
+        raise ValueError(f"conv2d_bias_act: unknown activation {activation!r} (expected one of "
+                         f"{_CONV_ACTIVATIONS})")
+    if residual is not None and not isinstance(residual, Tensor):
+        raise TypeError(f"conv2d_bias_act: residual must be a Tensor, got {type(residual).__name__}")
+    if is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias, residual)):
+        y = conv2d(input, weight, bias, stride, padding, dilation, groups)
+        if residual is not None:
+            if tuple(residual.shape) != tuple(y.shape):
+                raise RuntimeError(f"conv2d_bias_act: residual of size {_shape(residual)} does not match "
+                                   f"the output's {_shape(y)}")
+            y = y + residual
+        return y if activation is None else relu(y) if activation == "relu" else silu(y)
+    unbatched = input.ndim == 3
+    if unbatched:
+        input = input.unsqueeze(0)
+    _check_conv("conv2d_bias_act", input, weight, bias, groups)
+    input, stride, padding, dilation, out_hw = _conv2d_geometry(input, weight, stride, padding, dilation)
+    res = None
+    if residual is not None:
+        r = residual.unsqueeze(0) if unbatched else residual
+        want = (input.shape[0], weight.shape[0]) + out_hw
+        if tuple(r.shape) != want:
+            raise RuntimeError(f"conv2d_bias_act: residual of size {_shape(residual)} does not match the "
+                               f"output's {list(want[1:] if unbatched else want)}")
+        if r.dtype != input.dtype or r.device != input.device:
+            raise RuntimeError(f"conv2d_bias_act: residual is {r.dtype} on {r.device}, the input "
+                               f"{input.dtype} on {input.device}")
+        res = r.data
+    y = _Conv2d(stride=stride, padding=padding, dilation=dilation, groups=groups, out_hw=out_hw,
+                activation=activation, residual=res)(input, weight, bias)
     return y.squeeze(0) if unbatched else y
 
 

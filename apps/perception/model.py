@@ -41,6 +41,10 @@ class ConvBNAct(nn.Module):
         self.act = act
 
     def forward(self, x):
+        if isinstance(self.bn, nn.Identity):  # batch norm folded into the conv (CenterNet.fuse):
+            c = self.conv  # one fused call (without autograd the ReLU rides on the conv's output pass)
+            return F.conv2d_bias_act(x, c.weight, c.bias, c.stride, c.padding, c.dilation, c.groups,
+                                     activation="relu" if self.act else None)
         x = self.bn(self.conv(x))
         if not self.act:
             return x

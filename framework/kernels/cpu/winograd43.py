@@ -75,8 +75,10 @@ def _chunks(n, th, tw):
     return [(b0, min(b0 + nb, n), 0, th) for b0 in range(0, n, nb)]
 
 
-def conv3x3_forward(x, w, p, u=None):
-    """y = conv2d(x, w, padding=p) for NumPy float32/float64 x; ``u``: weight_transform(w), if at hand."""
+def conv3x3_forward(x, w, p, u=None, epilogue=None):
+    """y = conv2d(x, w, padding=p) for NumPy float32/float64 x; ``u``: weight_transform(w), if at hand.
+    ``epilogue`` (``conv._Epilogue``): the output array and what to apply to each band of it as it is
+    written (bias, residual, activation)."""
     n, c, h, wd = x.shape
     k = w.shape[0]
     ho, wo = h + 2 * p - 2, wd + 2 * p - 2
@@ -85,7 +87,7 @@ def conv3x3_forward(x, w, p, u=None):
     if u is None:
         u = weight_transform(w)
     bt, at = _BT.astype(dt), _AT.astype(dt)
-    y = np.empty((n, k, ho, wo), dtype=dt)
+    y = np.empty((n, k, ho, wo), dtype=dt) if epilogue is None else epilogue.y
     chunks = _chunks(n, th, tw)
     nb = max(b1 - b0 for b0, b1, _, _ in chunks)
     rows = max(r1 - r0 for _, _, r0, r1 in chunks)
@@ -108,5 +110,8 @@ def conv3x3_forward(x, w, p, u=None):
         o = np.matmul(at, np.matmul(at, mm.reshape(6, 6 * t * k)).reshape(4, 6, t * k))  # (4, 4, tiles*K)
         o = o.reshape(4, 4, m, nr, tw, k).transpose(2, 5, 3, 0, 4, 1).reshape(m, k, 4 * nr, 4 * tw)
         y0, y1 = 4 * r0, min(4 * r1, ho)
-        y[b0:b1, :, y0:y1] = o[:, :, :y1 - y0, :wo]
+        if epilogue is None:
+            y[b0:b1, :, y0:y1] = o[:, :, :y1 - y0, :wo]
+        else:
+            epilogue(b0, b1, 0, k, y0, y1, src=o[:, :, :y1 - y0, :wo])
     return y
