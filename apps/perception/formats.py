@@ -389,23 +389,51 @@ def _kitti_counts(values: list[float], height: float, limits: tuple[float, int, 
     return height >= min_height and occluded <= max_occlusion and truncated <= max_truncation
 
 
+def _listing_by_lower_name(folder: str) -> dict:
+    """{lower-case file name: file name} of a folder (empty if it does not exist)."""
+    try:
+        return {n.lower(): n for n in os.listdir(folder)}
+    except OSError:
+        return {}
+
+
+def _voc_image(images_dir: str, fname: str, xml_path: str, by_lower: dict) -> str:
+    """The image an annotation names. Exporters differ from the files on disk in case (``0001.JPG``
+    for ``0001.jpg``), leave the extension out, or write no ``<filename>``: the exact name wins, then
+    the name in any case, then its stem (or, without a name, the xml file's) with any image extension.
+    An image found nowhere keeps the written path, and reading it later is the error that names it."""
+    if fname and os.path.exists(os.path.join(images_dir, fname)):
+        return os.path.join(images_dir, fname)
+    candidates = [fname] if fname else []
+    for stem in dict.fromkeys([os.path.splitext(fname)[0] if fname else "",
+                               fname, os.path.splitext(os.path.basename(xml_path))[0]]):
+        candidates += [stem + e for e in IMAGE_EXTS] if stem else []
+    for name in candidates:
+        found = by_lower.get(name.lower())
+        if found is not None:
+            return os.path.join(images_dir, found)
+    return os.path.join(images_dir, fname or os.path.splitext(os.path.basename(xml_path))[0] + ".jpg")
+
+
 def load_voc(annotations_dir: str, images_dir: str | None = None) -> list[Sample]:
     """Pascal VOC xml files. VOC pixel indices are 1-based and inclusive, so ``xmin - 1`` and ``xmax``
     give our 0-based exclusive-edge box; ``difficult=1`` objects become ignore regions (as in VOC eval).
+    The image is found by ``<filename>`` in any case, or by its stem with any image extension
+    (:func:`_voc_image`).
     A missing or zero ``<size>`` is read from the image; boxes are clipped to the image; a file that is
     not well-formed xml or an object whose ``bndbox`` lacks a coordinate is an error naming the file."""
     if not os.path.isdir(annotations_dir):
         raise FileNotFoundError(f"no VOC Annotations folder {annotations_dir!r}")
     images_dir = images_dir or os.path.join(os.path.dirname(os.path.normpath(annotations_dir)), "JPEGImages")
     xml_files = sorted(p for p in glob.glob(os.path.join(annotations_dir, "*")) if p.lower().endswith(".xml"))
+    by_lower = _listing_by_lower_name(images_dir)
     out = []
     for k, xp in enumerate(xml_files):
         try:
             root = ET.parse(xp).getroot()
         except ET.ParseError as e:
             raise ValueError(f"{xp}: not well-formed xml ({e})") from None
-        fname = root.findtext("filename") or os.path.splitext(os.path.basename(xp))[0] + ".jpg"
-        img = os.path.join(images_dir, fname.strip())
+        img = _voc_image(images_dir, (root.findtext("filename") or "").strip(), xp, by_lower)
         size = root.find("size")
         try:
             w = int(float(size.findtext("width") or 0)) if size is not None else 0

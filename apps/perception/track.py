@@ -174,6 +174,10 @@ class LineCounter:
     the line beyond the segment's ends. Ids not seen for ``forget_after`` updates are forgotten, so
     that memory stays bounded on a stream that runs for days (the tracker never reuses an id, and its
     tracks die after far fewer missed frames).
+
+    Only observed positions count: a coasting track (``missed > 0``) reports its Kalman prediction, which
+    runs on at the last velocity and would "cross" for an object that stopped or turned while unseen.
+    A crossing made while coasting counts when the track is seen again on the other side.
     """
 
     p0: tuple[float, float]
@@ -203,6 +207,8 @@ class LineCounter:
             self._forget()
         for tr in tracks:
             self._seen[tr.track_id] = self._updates
+            if tr.missed:
+                continue  # a prediction, not an observation
             cx, cy = (tr.box[0] + tr.box[2]) / 2, (tr.box[1] + tr.box[3]) / 2
             s = self._which(cx, cy)
             if s == 0:

@@ -454,3 +454,37 @@ def test_kitti_difficulty_levels_ignore_what_the_level_does_not_count(tmp_path):
     (tmp_path / "yolo" / "images").mkdir(parents=True)
     with pytest.raises(ValueError, match="not a KITTI"):
         load_any(str(tmp_path / "yolo"), kitti_difficulty="easy")
+
+
+@pytest.mark.parametrize(
+    "written, on_disk",
+    [
+        ("b.jpg", "B.JPG"),  # an exporter's case differs from the files
+        ("b", "b.png"),  # no extension written
+        ("b.jpg", "b.png"),  # the extension changed after export (images converted)
+        (None, "b.jpeg"),  # no <filename>: the xml's stem
+    ],
+)
+def test_voc_finds_the_image_despite_the_written_name(tmp_path, written, on_disk):
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "JPEGImages").mkdir()
+    _img(tmp_path / "JPEGImages" / on_disk, 40, 20)
+    _img(tmp_path / "JPEGImages" / "other.jpg", 40, 20)
+    name = "" if written is None else f"<filename>{written}</filename>"
+    (tmp_path / "Annotations" / "b.xml").write_text(
+        f"<annotation>{name}<object><name>car</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>10</xmax>"
+        "<ymax>10</ymax></bndbox></object></annotation>"
+    )
+    (s,) = load_voc(str(tmp_path / "Annotations"))
+    assert s.image == str(tmp_path / "JPEGImages" / on_disk)
+    assert (s.width, s.height) == (40, 20)  # (no <size>: read from the image that was found)
+
+
+def test_voc_missing_image_keeps_the_written_path(tmp_path):
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "Annotations" / "c.xml").write_text(
+        "<annotation><filename>c.jpg</filename><size><width>50</width><height>50</height></size>"
+        "</annotation>"
+    )
+    (s,) = load_voc(str(tmp_path / "Annotations"))
+    assert s.image == str(tmp_path / "JPEGImages" / "c.jpg")

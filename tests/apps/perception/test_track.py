@@ -140,3 +140,37 @@ def test_line_counter_memory_stays_bounded_and_a_returning_track_is_not_counted_
     lc2.update([at(1, 40)])
     lc2.update([at(1, 60)])
     assert lc2.total == 1
+
+
+def test_line_counter_ignores_predicted_positions():
+    """A coasting track reports its Kalman prediction: crossing the line on predictions alone (the object
+    stopped while unseen) is not a count; seen again on the far side, it counts once."""
+    from apps.perception.track import Track
+
+    def tr(x, missed=0):
+        return Track(7, np.array([x - 5, 40, x + 5, 60], float), 0, 0.9, 0, missed)
+
+    lc = LineCounter((50, 0), (50, 100))
+    for x, m in [(30, 0), (40, 0), (48, 1), (56, 2), (64, 3)]:  # across on predictions only
+        lc.update([tr(x, m)])
+    assert lc.total == 0
+    lc.update([tr(46, 0)])  # seen again, still before the line: the object had stopped
+    assert lc.total == 0
+    for x, m in [(52, 1), (58, 0)]:  # crossed while unseen, then seen beyond the line
+        lc.update([tr(x, m)])
+    assert lc.counts == {0: [0, 1]} or lc.counts == {0: [1, 0]}
+    assert lc.total == 1
+
+
+def test_sort_reports_coasting_tracks_as_missed_so_the_counter_waits():
+    """End to end: the tracker's coasting output carries ``missed``, which the counter skips."""
+    s = Sort(max_age=8, min_hits=1)
+    lc = LineCounter((50, 0), (50, 100))
+    for f in range(10):  # moving right at 8 px per frame towards the line at x = 50
+        x = -40 + 8 * f  # (a box 40 px wide: IoU 0.67 between frames, one track)
+        lc.update(s.update(np.array([[x - 20, 40, x + 20, 60]], float), np.ones(1), np.zeros(1, int)))
+    for _ in range(6):  # unseen: the prediction carries the box over the line
+        out = s.update(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int))
+        assert len(out) == 1 and out[0].missed > 0
+        lc.update(out)
+    assert (out[0].box[0] + out[0].box[2]) / 2 > 50 and lc.total == 0
