@@ -38,8 +38,8 @@ __all__ = ["autocast", "GradScaler", "cast_inputs", "autocast_op", "op_policy", 
 # Op names as the framework's functions call them (PyTorch's names where they exist).
 LOWER_PRECISION_OPS = frozenset({
     "matmul", "mm", "bmm", "linear", "addmm", "baddbmm", "addbmm", "chain_matmul", "conv1d", "conv2d",
-    "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "prelu", "lstm_cell",
-    "gru_cell", "rnn_tanh_cell", "rnn_relu_cell", "multi_head_attention_forward",
+    "conv2d_bias_act", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "prelu",
+    "lstm_cell", "gru_cell", "rnn_tanh_cell", "rnn_relu_cell", "multi_head_attention_forward",
     "scaled_dot_product_attention", "einsum",
 })
 FP32_OPS = frozenset({

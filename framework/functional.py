@@ -136,9 +136,11 @@ class _Conv2d(Function):
         fn = kernel("conv", "conv2d_forward", x)
         if fn.__module__ == _CUDA_CONV:
             return fn(x, w, self.stride, self.padding, self.dilation, self.groups, **epi)
-        if fn.__module__ != _CPU_CONV:  # (a kernel module without the epilogue)
+        if fn.__module__ != _CPU_CONV:  # (a kernel module without the epilogue: applied afterwards)
+            from .kernels.cpu.conv import _Epilogue
+
             y = fn(x, w, self.stride, self.padding, self.dilation, self.groups)
-            return y if b is None else y + b.reshape(1, -1, 1, 1)
+            return _Epilogue(get_array_module(y), y, b, epi["activation"], epi["residual"]).all()
         if getattr(self, "keep_transform", False):
             # The CPU kernels can hand work from the forward (Winograd's input transform, im2col's
             # patch matrices) to the weight gradient instead of recomputing it.
@@ -2209,8 +2211,8 @@ def _apply_autocast_policies():
     from . import amp
 
     g = globals()
-    for name in ("linear", "bilinear", "conv1d", "conv2d", "conv_transpose2d", "scaled_dot_product_attention",
-                 "prelu",
+    for name in ("linear", "bilinear", "conv1d", "conv2d", "conv2d_bias_act", "conv_transpose2d",
+                 "scaled_dot_product_attention", "prelu",
                  "softplus", "layer_norm", "group_norm", "instance_norm", "normalize", "cosine_similarity",
                  "nll_loss", "cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits",
                  "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "sigmoid_focal_loss",

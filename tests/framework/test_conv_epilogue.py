@@ -140,3 +140,14 @@ def test_winograd_f23_epilogue(rng):
     got = C.conv2d_forward(x, wt, *geo, bias=b, activation="relu", residual=r)
     want = np.maximum(C.conv2d_forward(x, wt, *geo) + b.reshape(-1, 1, 1) + r, 0)
     assert np.array_equal(got, want)
+
+
+def test_fused_under_autocast_runs_in_the_autocast_dtype(rng):
+    """conv2d_bias_act has conv2d's autocast policy: inputs, residual included, cast to the lower dtype."""
+    x, wt, b, r, ref, geo = _case((1, 4, 9, 8, 6, 3, 1, 1, 1), rng, np.float32)
+    with fw.no_grad(), fw.autocast("cpu", dtype=fw.float16):
+        y = F.conv2d_bias_act(fw.tensor(x), fw.tensor(wt), fw.tensor(b), *geo, activation="relu",
+                              residual=fw.tensor(r))
+    assert y.dtype == fw.float16
+    want = torch.relu(ref + torch.from_numpy(r)).numpy()
+    np.testing.assert_allclose(y.numpy().astype(np.float32), want, rtol=2e-2, atol=2e-2 * np.abs(want).max())

@@ -19,7 +19,10 @@ channel over phase images of the padded input (``_cols_flat``, computing output 
 phases and dropping the extra columns), and col2im, its adjoint, adds each tap the same way
 (``_col2im_flat``); the copies run on two threads when large (NumPy releases the GIL while copying).
 In training, the forward keeps its patch matrices (up to ``KEEP_MAX_BYTES``) for the weight
-gradient, which then skips rebuilding them.
+gradient, which then skips rebuilding them; otherwise an image whose patch matrix is large is lowered in
+bands of output rows (``_cols_bands``), each band's patches still in cache for its product. The forward's
+epilogue (bias, residual, activation: ``_Epilogue``) is applied to each piece of the output as it is
+written.
 Environment: FRAMEWORK_CONV_WINOGRAD=0 disables Winograd, FRAMEWORK_CONV_FLAT=0 the flat windows
 of im2col (row-by-row strided taps instead); FRAMEWORK_CONV_THREADS=1 disables the copy thread.
 """
