@@ -153,6 +153,28 @@ def test_fused_epilogue(act):
     assert _rel_err(y.get(), ref) < 2e-5
 
 
+@pytest.mark.parametrize("groups", [1, 16])
+@pytest.mark.parametrize("act", [None, "relu", "silu"])
+def test_conv2d_bias_act_on_cuda_matches_the_cpu(act, groups):
+    """The functional API routes bias, residual and activation into the CUDA kernels' epilogue (the
+    implicit-GEMM and the depthwise kernel) and gives what the CPU kernels give."""
+    import framework.functional as F
+
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((2, 16, 11, 9)).astype(np.float32)
+    wt = (rng.standard_normal((16, 16 // groups, 3, 3)) / 6).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    r = rng.standard_normal((2, 16, 11, 9)).astype(np.float32)
+    with fw.no_grad():
+        cpu = F.conv2d_bias_act(fw.tensor(x), fw.tensor(wt), fw.tensor(b), 1, 1, 1, groups, activation=act,
+                                residual=fw.tensor(r)).numpy()
+        with _Precision("fp32"):
+            gpu = F.conv2d_bias_act(*(fw.tensor(a, device="cuda") for a in (x, wt, b)), 1, 1, 1, groups,
+                                    activation=act, residual=fw.tensor(r, device="cuda"))
+    assert gpu.device.type == "cuda"
+    assert _rel_err(gpu.cpu().numpy(), cpu) < 2e-5
+
+
 def test_backward_filter_is_deterministic():
     x, wt, gy, geo, *_ = _case((8, 32, 28, 28, 32, 3, 3, 1, 1, 1, 1), np.float32)
     xd, gyd = cp.asarray(x), cp.asarray(gy)
