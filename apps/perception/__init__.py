@@ -114,10 +114,12 @@ def draw_detections(frame, dets, timing: dict | None = None, fps: float | None =
     return draw(frame, dets, CLASSES, None, timing, fps)
 
 
-def make_tracker(max_age: int = 5, min_hits: int = 2, iou_threshold: float = 0.3):
+def make_tracker(max_age: int = 5, min_hits: int = 2, iou_threshold: float = 0.3,
+                 class_agnostic: bool = False):
     from .track import Sort
 
-    return Sort(max_age=max_age, min_hits=min_hits, iou_threshold=iou_threshold)
+    return Sort(max_age=max_age, min_hits=min_hits, iou_threshold=iou_threshold,
+                class_agnostic=class_agnostic)
 
 
 def model_card() -> dict:

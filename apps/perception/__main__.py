@@ -219,6 +219,7 @@ def cmd_demo(a, track=True):
             line=line,
             reconnect_timeout=a.reconnect_timeout,
             log=lambda m: print(m, file=sys.stderr),
+            track_across_classes=a.across_classes,
         )
     except SourceError as e:
         raise SystemExit(f"error: {e}") from None
@@ -360,6 +361,11 @@ def main(argv=None):
         )
         d.add_argument("--max-frames", type=_number(int, 1), default=None)
         d.add_argument("--line", default=None, help="x0,y0,x1,y1: count tracks crossing this segment")
+        d.add_argument(
+            "--across-classes",
+            action="store_true",
+            help="a track continues through a change of class (car/truck flicker); its class is the vote",
+        )
         d.add_argument(
             "--reconnect-timeout",
             type=_number(float, 0, lo_open=True),

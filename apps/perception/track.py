@@ -6,6 +6,9 @@ track, associate detections to tracks by IoU with the Hungarian algorithm
 (``scipy.optimize.linear_sum_assignment``) within the same class, update matched tracks, start new
 tracks from unmatched detections. A track survives ``max_age`` frames without a detection (short
 occlusions, missed detections) and keeps its id; it is reported once it has ``min_hits`` hits.
+With ``class_agnostic=True`` association ignores the class, so a detector that flickers between two
+classes (car / truck, pedestrian / cyclist) does not split an object's track; the track's class is then
+the vote of its detections, each weighted by its score.
 
 :class:`LineCounter` counts tracks whose centre crosses a line segment, per direction and class.
 """
@@ -47,6 +50,7 @@ class KalmanBoxTracker:
         self.Q = np.diag([1.0, 1.0, 1.0, 1.0, 0.01, 0.01, 1e-4])
         self.R = np.diag([1.0, 1.0, 10.0, 10.0])
         self.id, self.cls, self.score = track_id, cls, score
+        self.votes = {cls: score}  # class -> summed detection scores (the class when association ignores it)
         self.hits, self.hit_streak, self.age, self.time_since_update = 1, 1, 0, 0
         self.history: list[tuple[float, float]] = [tuple(self.x[:2])]
 
@@ -61,7 +65,11 @@ class KalmanBoxTracker:
         self.time_since_update += 1
         return self.box
 
-    def update(self, box: np.ndarray, score: float) -> None:
+    def update(self, box: np.ndarray, score: float, cls: int | None = None) -> None:
+        if cls is not None:
+            self.votes[cls] = self.votes.get(cls, 0.0) + score
+            if self.votes[cls] > self.votes[self.cls]:  # (a tie keeps the class it has)
+                self.cls = cls
         z = _xyxy_to_z(box)
         y = z - self.H @ self.x
         S = self.H @ self.P @ self.H.T + self.R
@@ -102,10 +110,14 @@ class Sort:
         max_age: frames a track survives without a matched detection.
         min_hits: hits before a track is reported (waived in the first ``min_hits`` frames).
         iou_threshold: minimum IoU between a predicted track box and a detection to associate them.
+        class_agnostic: associate across classes (the track's class is its detections' score-weighted
+            vote); by default a detection only continues a track of its own class.
     """
 
-    def __init__(self, max_age: int = 5, min_hits: int = 2, iou_threshold: float = 0.3):
+    def __init__(self, max_age: int = 5, min_hits: int = 2, iou_threshold: float = 0.3,
+                 class_agnostic: bool = False):
         self.max_age, self.min_hits, self.iou_threshold = max_age, min_hits, iou_threshold
+        self.class_agnostic = bool(class_agnostic)
         self.trackers: list[KalmanBoxTracker] = []
         self.frame_count = 0
         self._next_id = 1
@@ -135,14 +147,16 @@ class Sort:
         matched_d, matched_t = np.zeros(0, int), np.zeros(0, int)
         if len(boxes) and len(self.trackers):
             iou = box_iou(boxes, preds)
-            tcls = np.array([t.cls for t in self.trackers])
-            iou = np.where(classes[:, None] == tcls[None, :], iou, 0.0)
+            same = classes[:, None] == np.array([t.cls for t in self.trackers])[None, :]
+            if self.class_agnostic:
+                same[:] = True
+            iou = np.where(same, iou, 0.0)
             d, t = linear_sum_assignment(-iou)
             # the class test too: at iou_threshold 0 a zeroed pair of two classes would pass
-            ok = (iou[d, t] >= self.iou_threshold) & (classes[d] == tcls[t])
+            ok = (iou[d, t] >= self.iou_threshold) & same[d, t]
             matched_d, matched_t = d[ok], t[ok]
         for d, t in zip(matched_d, matched_t):
-            self.trackers[t].update(boxes[d], float(scores[d]))
+            self.trackers[t].update(boxes[d], float(scores[d]), int(classes[d]))
         unmatched = np.setdiff1d(np.arange(len(boxes)), matched_d)
         for d in unmatched:
             self.trackers.append(KalmanBoxTracker(boxes[d], int(classes[d]), float(scores[d]), self._next_id))

@@ -252,3 +252,27 @@ def test_a_stream_that_never_comes_up_is_a_one_line_error_after_the_timeout(caps
     assert text.startswith("error: cannot open stream") and "not reachable after 0.6 s" in text
     assert "\n" not in text and "pw@" not in text
     assert "source: connecting" in capsys.readouterr().err  # the wait was said, not silent
+
+
+@pytest.mark.parametrize("flag, agnostic", [([], False), (["--across-classes"], True)])
+def test_track_across_classes_reaches_the_tracker(tmp_path, flag, agnostic, monkeypatch, capsys):
+    """``track --across-classes`` makes the pipeline's SORT associate regardless of class."""
+    import cv2
+
+    import apps.perception.demo as D
+
+    made = []
+    real = D.Sort
+
+    def spy(*a, **k):
+        made.append(k)
+        return real(*a, **k)
+
+    monkeypatch.setattr(D, "Sort", spy)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(2):
+        cv2.imwrite(str(folder / f"{i:03d}.png"), np.full((48, 64, 3), 90, np.uint8))
+    main(["track", "--source", str(folder), "--headless", "--every-frame", *flag])
+    assert made == [{"class_agnostic": agnostic}]
+    assert "frames 2" in capsys.readouterr().out

@@ -174,3 +174,31 @@ def test_sort_reports_coasting_tracks_as_missed_so_the_counter_waits():
         assert len(out) == 1 and out[0].missed > 0
         lc.update(out)
     assert (out[0].box[0] + out[0].box[2]) / 2 > 50 and lc.total == 0
+
+
+def test_class_agnostic_keeps_one_track_through_class_flicker():
+    """A detector flickering car / truck on one object: by class, the track splits at each flicker;
+    class-agnostic, one id throughout, reported as the score-weighted majority class."""
+    classes = [0, 0, 1, 0, 0, 1, 0, 0]
+    scores = [0.9, 0.9, 0.6, 0.9, 0.9, 0.6, 0.9, 0.9]
+    seq = [(np.array([[10 + 2 * f, 10, 60 + 2 * f, 50]], float), np.array([scores[f]]), np.array([c]))
+           for f, c in enumerate(classes)]
+    split, one = Sort(min_hits=1), Sort(min_hits=1, class_agnostic=True)
+    ids_split, ids_one, cls_one = set(), set(), []
+    for b, s, c in seq:
+        ids_split |= {t.track_id for t in split.update(b, s, c) if t.missed == 0}
+        fresh = [t for t in one.update(b, s, c) if t.missed == 0]
+        ids_one |= {t.track_id for t in fresh}
+        cls_one += [t.cls for t in fresh]
+    assert len(ids_split) > 1
+    assert len(ids_one) == 1 and set(cls_one) == {0}
+
+
+def test_class_agnostic_track_follows_a_lasting_change_of_class():
+    s = Sort(min_hits=1, class_agnostic=True)
+    out = []
+    for f in range(8):  # a "pedestrian" that the detector settles on calling a cyclist
+        c = 2 if f < 2 else 3
+        out.append(s.update(np.array([[100, 50 + f, 120, 110 + f]], float), np.ones(1), np.array([c])))
+    assert {t.track_id for fr in out for t in fr} == {1}
+    assert out[1][0].cls == 2 and out[-1][0].cls == 3
