@@ -345,32 +345,30 @@ def conv2d_bias_act(input: Tensor, weight: Tensor, bias: Tensor | None = None, s
                          f"{_CONV_ACTIVATIONS})")
     if residual is not None and not isinstance(residual, Tensor):
         raise TypeError(f"conv2d_bias_act: residual must be a Tensor, got {type(residual).__name__}")
-    if is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias, residual)):
-        y = conv2d(input, weight, bias, stride, padding, dilation, groups)
-        if residual is not None:
-            if tuple(residual.shape) != tuple(y.shape):
-                raise RuntimeError(f"conv2d_bias_act: residual of size {_shape(residual)} does not match "
-                                   f"the output's {_shape(y)}")
-            y = y + residual
-        return y if activation is None else relu(y) if activation == "relu" else silu(y)
     unbatched = input.ndim == 3
     if unbatched:
         input = input.unsqueeze(0)
+        residual = residual.unsqueeze(0) if residual is not None else None
     _check_conv("conv2d_bias_act", input, weight, bias, groups)
     input, stride, padding, dilation, out_hw = _conv2d_geometry(input, weight, stride, padding, dilation)
-    res = None
     if residual is not None:
-        r = residual.unsqueeze(0) if unbatched else residual
         want = (input.shape[0], weight.shape[0]) + out_hw
-        if tuple(r.shape) != want:
-            raise RuntimeError(f"conv2d_bias_act: residual of size {_shape(residual)} does not match the "
-                               f"output's {list(want[1:] if unbatched else want)}")
-        if r.dtype != input.dtype or r.device != input.device:
-            raise RuntimeError(f"conv2d_bias_act: residual is {r.dtype} on {r.device}, the input "
-                               f"{input.dtype} on {input.device}")
-        res = r.data
-    y = _Conv2d(stride=stride, padding=padding, dilation=dilation, groups=groups, out_hw=out_hw,
-                activation=activation, residual=res)(input, weight, bias)
+        if tuple(residual.shape) != want:
+            raise RuntimeError(f"conv2d_bias_act: residual of size {list(residual.shape[unbatched:])} does "
+                               f"not match the output's {list(want[unbatched:])}")
+        if residual.dtype != input.dtype or residual.device != input.device:
+            raise RuntimeError(f"conv2d_bias_act: residual is {residual.dtype} on {residual.device}, the "
+                               f"input {input.dtype} on {input.device}")
+    if is_grad_enabled() and any(t is not None and t.requires_grad for t in (input, weight, bias, residual)):
+        y = conv2d(input, weight, bias, stride, padding, dilation, groups)
+        if residual is not None:
+            y = y + residual
+        if activation is not None:
+            y = relu(y) if activation == "relu" else silu(y)
+    else:
+        res = None if residual is None else residual.data
+        y = _Conv2d(stride=stride, padding=padding, dilation=dilation, groups=groups, out_hw=out_hw,
+                    activation=activation, residual=res)(input, weight, bias)
     return y.squeeze(0) if unbatched else y
 
 

@@ -151,3 +151,20 @@ def test_fused_under_autocast_runs_in_the_autocast_dtype(rng):
     assert y.dtype == fw.float16
     want = torch.relu(ref + torch.from_numpy(r)).numpy()
     np.testing.assert_allclose(y.numpy().astype(np.float32), want, rtol=2e-2, atol=2e-2 * np.abs(want).max())
+
+
+@pytest.mark.parametrize("grad", [False, True])
+def test_fused_same_padding_with_an_even_kernel(grad, rng):
+    """padding='same' with an even kernel pads one extra row and column at the bottom right, as conv2d."""
+    x = rng.standard_normal((2, 3, 9, 8))
+    wt = rng.standard_normal((4, 3, 4, 2))
+    b = rng.standard_normal(4)
+    r = rng.standard_normal((2, 4, 9, 8))
+    tx, tw, tb, tr = (torch.from_numpy(a) for a in (x, wt, b, r))
+    want = torch.relu(TF.conv2d(tx, tw, tb, padding="same") + tr).numpy()
+    xt = fw.tensor(x, requires_grad=grad)
+    with fw.enable_grad() if grad else fw.no_grad():
+        got = F.conv2d_bias_act(xt, fw.tensor(wt), fw.tensor(b), padding="same", activation="relu",
+                                residual=fw.tensor(r))
+    assert got.requires_grad == grad
+    np.testing.assert_allclose(got.detach().numpy(), want, rtol=1e-10, atol=1e-10)
