@@ -20,6 +20,7 @@ from . import ops
 from .autograd import Function, is_grad_enabled, no_grad
 from .backend import get_array_module
 from .kernels import kernel
+from .kernels.cpu.conv import _ACTIVATIONS as _CONV_ACTIVATIONS
 from .ops.basic import Mask
 from .tensor import Tensor
 
@@ -323,9 +324,6 @@ def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, 
     y = _Conv2d(stride=stride, padding=padding, dilation=dilation, groups=groups, out_hw=out_hw,
                 keep_transform=keep)(input, weight, bias)
     return y.squeeze(0) if unbatched else y
-
-
-_CONV_ACTIVATIONS = (None, "relu", "silu")
 
 
 def conv2d_bias_act(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
