@@ -137,11 +137,6 @@ class _Conv2d(Function):
         fn = kernel("conv", "conv2d_forward", x)
         if fn.__module__ == _CUDA_CONV:
             return fn(x, w, self.stride, self.padding, self.dilation, self.groups, **epi)
-        if fn.__module__ != _CPU_CONV:  # (a kernel module without the epilogue: applied afterwards)
-            from .kernels.cpu.conv import _Epilogue
-
-            y = fn(x, w, self.stride, self.padding, self.dilation, self.groups)
-            return _Epilogue(get_array_module(y), y, b, epi["activation"], epi["residual"]).all()
         if getattr(self, "keep_transform", False):
             # The CPU kernels can hand work from the forward (Winograd's input transform, im2col's
             # patch matrices) to the weight gradient instead of recomputing it.

@@ -147,9 +147,10 @@ class Sort:
         matched_d, matched_t = np.zeros(0, int), np.zeros(0, int)
         if len(boxes) and len(self.trackers):
             iou = box_iou(boxes, preds)
-            same = classes[:, None] == np.array([t.cls for t in self.trackers])[None, :]
             if self.class_agnostic:
-                same[:] = True
+                same = np.ones(iou.shape, bool)
+            else:
+                same = classes[:, None] == np.array([t.cls for t in self.trackers])[None, :]
             iou = np.where(same, iou, 0.0)
             d, t = linear_sum_assignment(-iou)
             # the class test too: at iou_threshold 0 a zeroed pair of two classes would pass

@@ -412,8 +412,8 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None, cache_wei
         if keep is not None and winograd.transform_bytes(x.shape, padding[0], x.dtype.itemsize) <= (
                 winograd.KEEP_MAX_BYTES):
             keep["winograd"] = []
-            return winograd.conv3x3_forward(x, w, padding[0], keep["winograd"], out=y, epilogue=epi)
-        return winograd.conv3x3_forward(x, w, padding[0], cache_weight=cache_weight, out=y, epilogue=epi)
+            return winograd.conv3x3_forward(x, w, padding[0], keep["winograd"], epilogue=epi)
+        return winograd.conv3x3_forward(x, w, padding[0], cache_weight=cache_weight, epilogue=epi)
     flat, cols = _flat_layout(kh, kw, stride, padding, dilation, ho, wo)
     lc = ho * cols  # patch columns per image
     w3 = w.reshape(g, kg, cg * kh * kw)

@@ -248,17 +248,17 @@ def transform_bytes(x_shape, p, itemsize):
     return 16 * x_shape[0] * x_shape[1] * th * tw * itemsize
 
 
-def conv3x3_forward(x, w, p, keep=None, cache_weight=False, out=None, epilogue=None):
+def conv3x3_forward(x, w, p, keep=None, cache_weight=False, epilogue=None):
     """keep: a list that receives the input transform of every chunk (reused by the weight gradient).
     cache_weight: reuse the weight transform of an earlier call on the same, unchanged weight array
-    (NumPy; for inference, where the weights stay fixed). out: the output array to write (else a new
-    one); epilogue (``conv._Epilogue`` on ``out``): applied to each band of tile rows once written."""
+    (NumPy; for inference, where the weights stay fixed). epilogue (``conv._Epilogue``): the output
+    array to write, and what to apply to each band of tile rows once written."""
     xp = get_array_module(x)
     n, c, h, wd = x.shape
     k = w.shape[0]
     ho, wo, th, tw = _tiles(h, wd, p)
     u = cached_weight_transform(w) if cache_weight and xp is np else _weight_transform(xp, w)
-    y = xp.empty((n, k, ho, wo), dtype=x.dtype) if out is None else out
+    y = xp.empty((n, k, ho, wo), dtype=x.dtype) if epilogue is None else epilogue.y
     chunks = _chunks(n, th, tw)
     nb = max(b1 - b0 for b0, b1, _, _ in chunks)
     bufs = _pad_buffers(xp, c, nb, th, tw, x.dtype)
