@@ -19,8 +19,11 @@ are float32 (K, 4) ``x1, y1, x2, y2`` in frame pixels):
   ``on_frame(FrameResult)`` per frame (return True to stop). The dict has frames, fps,
   latency_p50_ms, latency_p95_ms, stage_ms {capture, preprocess, model, decode, track, draw},
   dropped, track_ids (distinct tracks), class_counts (distinct tracks per class), line_counts.
-- ``make_tracker(max_age=5, min_hits=2, iou_threshold=0.3) -> Sort``; ``tracker.update(boxes, scores,
-  classes) -> list[Track]`` (``.track_id``, ``.box``, ``.cls``, ``.score``) once per frame.
+- ``make_tracker(max_age=8, min_hits=3, iou_threshold=0.3, class_agnostic=False, coast=0) -> Sort``;
+  ``tracker.update(boxes, scores, classes) -> list[Track]`` (``.track_id``, ``.box``, ``.cls``, ``.score``,
+  ``.missed``) once per frame.
+- ``evaluate_tracking(gt_frames, hyp_frames) -> dict``: MOTA, IDF1, ID switches, ... of tracks against
+  labelled frames (``load_track_labels(path)``, ``frame_from_tracks(tracks)``; :mod:`apps.perception.mot`).
 - ``sample_video() -> str | None``: the bundled synthetic drive clip; ``model_card() -> dict``.
 - ``evaluate(samples, detections) -> dict``: COCO-style metrics (see :mod:`apps.perception.metrics`).
 
@@ -39,6 +42,9 @@ _LAZY = {
     "Detections": "metrics",
     "evaluate": "metrics",
     "LineCounter": "track",
+    "evaluate_tracking": "mot",
+    "frame_from_tracks": "mot",
+    "load_track_labels": "mot",
     "Sort": "track",
     "Track": "track",
 }
@@ -62,9 +68,12 @@ __all__ = [
     "detect",
     "draw_detections",
     "evaluate",
+    "evaluate_tracking",
+    "frame_from_tracks",
     "load_default_model",
     "load_detector",
     "load_model",
+    "load_track_labels",
     "make_tracker",
     "model_card",
     "process_video",
@@ -114,12 +123,12 @@ def draw_detections(frame, dets, timing: dict | None = None, fps: float | None =
     return draw(frame, dets, CLASSES, None, timing, fps)
 
 
-def make_tracker(max_age: int = 5, min_hits: int = 2, iou_threshold: float = 0.3,
-                 class_agnostic: bool = False):
+def make_tracker(**options):
+    """A :class:`~apps.perception.track.Sort` tracker; ``options`` are its arguments (max_age, min_hits,
+    iou_threshold, class_agnostic, coast), its defaults where left out."""
     from .track import Sort
 
-    return Sort(max_age=max_age, min_hits=min_hits, iou_threshold=iou_threshold,
-                class_agnostic=class_agnostic)
+    return Sort(**options)
 
 
 def model_card() -> dict:
@@ -146,8 +155,10 @@ def process_video(
     max_frames: int | None = None,
     realtime: bool = False,
     line=None,
+    tracker_options: dict | None = None,
 ) -> dict:
-    """Detect (and track) on every frame of ``source``; see the module docstring for the result keys."""
+    """Detect (and track) on every frame of ``source``; see the module docstring for the result keys.
+    ``tracker_options``: arguments of the :class:`~apps.perception.track.Sort` tracker."""
     from .demo import run
 
     det = detector or load_default_model()
@@ -183,6 +194,8 @@ def process_video(
             max_frames=max_frames,
             line=line,
             on_frame=_cb,
+            track_across_classes=bool((tracker_options or {}).get("class_agnostic", False)),
+            tracker_options={k: v for k, v in (tracker_options or {}).items() if k != "class_agnostic"},
         )
     finally:
         det.conf = old

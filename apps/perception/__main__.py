@@ -206,6 +206,12 @@ def cmd_demo(a, track=True):
     from .stream import SourceError
 
     line = _line(a.line)
+    gt = hyps = None
+    if getattr(a, "gt", None):  # score the tracks: every frame, in order, against the labels
+        from .mot import frame_from_tracks, load_track_labels
+
+        gt = load_track_labels(a.gt)
+        hyps = {}
     det = _load(a.weights, a.device, a.conf)
     try:
         s = run(
@@ -214,18 +220,44 @@ def cmd_demo(a, track=True):
             track=track,
             headless=a.headless,
             save=a.save,
-            realtime=not a.every_frame,
+            realtime=not (a.every_frame or gt is not None),
             max_frames=a.max_frames,
             line=line,
+            on_frame=None if gt is None else lambda r: hyps.__setitem__(r.index, frame_from_tracks(r.tracks)),
             reconnect_timeout=a.reconnect_timeout,
             log=lambda m: print(m, file=sys.stderr),
             track_across_classes=a.across_classes,
+            tracker_options=_tracker_options(a),
         )
     except SourceError as e:
         raise SystemExit(f"error: {e}") from None
     print(format_summary(s))
+    if gt is not None:
+        s["tracking"] = _score_tracks(a, gt, hyps)
     if a.json:
         print(json.dumps(s))
+
+
+def _tracker_options(a) -> dict:
+    """The SORT arguments given on the command line (the others keep the tracker's defaults)."""
+    return {k: getattr(a, k) for k in ("max_age", "min_hits", "coast") if getattr(a, k) is not None}
+
+
+def _score_tracks(a, gt, hyps):
+    from .mot import evaluate_tracking, format_tracking_report
+
+    n = len(hyps)
+    if sorted(hyps) != list(range(n)):
+        missing = sorted(set(range(n)) - set(hyps))[:5]
+        raise SystemExit(f"error: --gt: frames {missing} of the video were not processed")
+    if n > len(gt) or (n < len(gt) and a.max_frames is None):
+        raise SystemExit(
+            f"error: --gt {a.gt!r} has {len(gt)} frames of labels but the video has {n} frames (is it the "
+            "labels file of this clip?)"
+        )
+    m = evaluate_tracking(gt[:n], [hyps[k] for k in range(n)], a.iou, class_aware=not a.any_class)
+    print(format_tracking_report(m), file=sys.stderr)
+    return m
 
 
 def _set_threads(argv, apply: bool = True) -> None:
@@ -366,6 +398,14 @@ def main(argv=None):
             action="store_true",
             help="a track continues through a change of class (car/truck flicker); its class is the vote",
         )
+        # left out: the tracker's defaults (apps.perception.track.Sort)
+        d.add_argument("--max-age", type=_number(int, 0), help="frames a track outlives its detections (8)")
+        d.add_argument("--min-hits", type=_number(int, 0), help="detections before a track is shown (3)")
+        d.add_argument(
+            "--coast",
+            type=_number(int, 0),
+            help="frames a track is still shown on its predicted box after its last detection (0)",
+        )
         d.add_argument(
             "--reconnect-timeout",
             type=_number(float, 0, lo_open=True),
@@ -374,6 +414,20 @@ def main(argv=None):
             help="how long a lost camera or stream (or a stream not up yet at start) is retried (default 30)",
         )
         d.add_argument("--json", action="store_true", help="also print the summary as JSON")
+        if name == "track":
+            d.add_argument(
+                "--gt",
+                default=None,
+                metavar="LABELS.json",
+                help="score the tracks against this clip's labels (synth --video writes them): MOTA, IDF1, "
+                "ID switches, ... (implies --every-frame)",
+            )
+            d.add_argument(
+                "--iou", type=_number(float, 0, 1, lo_open=True), default=0.5, help="--gt: IoU of a hit (0.5)"
+            )
+            d.add_argument(
+                "--any-class", action="store_true", help="--gt: a track may match an object of another class"
+            )
         d.set_defaults(fn=cmd_demo)
     a = p.parse_args(argv)
     if getattr(a, "device", "cpu") != "cpu":

@@ -126,6 +126,7 @@ def run(
     reconnect_timeout: float = 30.0,
     log: Callable[[str], None] | None = None,
     track_across_classes: bool = False,
+    tracker_options: dict | None = None,
 ) -> dict:
     """Run the pipeline on ``source`` until it ends, ``max_frames`` frames, 'q'/Esc in the window, or
     ``on_frame`` returning True.
@@ -135,7 +136,9 @@ def run(
         detector: a :class:`apps.perception.detector.Detector` (or any callable frame -> Detections
             with ``classes`` and ``last_timing``).
         track: run SORT and draw track ids; line: ((x0, y0), (x1, y1)) to count crossings;
-            track_across_classes: SORT associates regardless of class (``Sort(class_agnostic=True)``).
+            track_across_classes: SORT associates regardless of class (``Sort(class_agnostic=True)``);
+            tracker_options: other :class:`~apps.perception.track.Sort` arguments (max_age, min_hits,
+            iou_threshold, coast).
         headless: no window; save: path of an annotated video to write (.mp4 / .webm).
         realtime: live-camera behaviour (pace files, drop stale frames); False = every frame.
     Returns: summary dict (frames, seconds, fps, latency_ms_p50/p95, dropped, captured, stage_ms
@@ -147,7 +150,7 @@ def run(
     filled with the last annotated frame, so the video plays at the source's speed.
     """
     cap = LatestFrameCapture(source, realtime=realtime, fps=fps, reconnect_timeout=reconnect_timeout)
-    tracker = Sort(class_agnostic=track_across_classes) if track else None
+    tracker = Sort(class_agnostic=track_across_classes, **(tracker_options or {})) if track else None
     counter = LineCounter(*line) if line is not None else None
     writer, written, written_index = None, None, -1
     lat, stage_all, n, n_det = [], {k: [] for k in STAGES}, 0, 0

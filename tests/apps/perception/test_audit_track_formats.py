@@ -39,7 +39,7 @@ def test_sort_rejects_boxes_of_the_wrong_shape():
 
 def test_sort_classes_do_not_mix_at_iou_threshold_zero():
     # iou_threshold=0 matched a track to a detection of another class far away (IoU 0 >= 0)
-    s = Sort(min_hits=1, iou_threshold=0.0)
+    s = Sort(min_hits=1, iou_threshold=0.0, coast=1)  # coast: the unmatched class-0 track stays visible
     _upd(s, [[0, 0, 10, 10]], [0])
     out = _upd(s, [[100, 100, 110, 110]], [3])
     by_cls = {t.cls: t for t in out}

@@ -10,20 +10,41 @@ def _run(seq, **kw):
     return [s.update(np.array(b, float).reshape(-1, 4), np.ones(len(b)), np.array(c)) for b, c in seq]
 
 
-def test_id_survives_a_short_miss():
+def _short_miss():
     seq = []
     for f in range(20):
         a = [100 + 5 * f, 100, 150 + 5 * f, 150]
         b = [300, 200 - 3 * f, 340, 260 - 3 * f]
         seq.append(([b], [0]) if 8 <= f <= 10 else ([a, b], [0, 0]))  # object a missed for 3 frames
-    out = _run(seq, max_age=5, min_hits=2)
+    return seq
+
+
+def test_id_survives_a_short_miss():
+    out = _run(_short_miss(), max_age=5, min_hits=2)
     ids_a = {t.track_id for fr in out[2:] for t in fr if t.box[1] < 120}
     ids_b = {t.track_id for fr in out[2:] for t in fr if t.box[1] > 120}
     assert len(ids_a) == 1 and len(ids_b) == 1 and ids_a != ids_b
-    # during the miss the track coasts on its Kalman prediction
-    coast = [t for t in out[9] if t.track_id in ids_a]
-    assert coast and coast[0].missed == 2
-    np.testing.assert_allclose(coast[0].box[0], 100 + 5 * 9, atol=2.0)
+    # by default a track is reported only in the frames a detection continues it
+    assert [len(fr) for fr in out[8:11]] == [1, 1, 1] and all(t.missed == 0 for fr in out for t in fr)
+    assert {t.track_id for t in out[11] if t.box[1] < 120} == ids_a
+
+
+def test_coasting_tracks_are_reported_on_their_prediction_when_asked():
+    out = _run(_short_miss(), max_age=5, min_hits=2, coast=2)
+    ids_a = {t.track_id for t in out[7] if t.box[1] < 120}
+    coast = [[t for t in out[f] if t.track_id in ids_a] for f in (8, 9, 10)]
+    assert [c[0].missed for c in coast[:2]] == [1, 2] and coast[2] == []  # for 2 frames, then hidden
+    np.testing.assert_allclose(coast[1][0].box[0], 100 + 5 * 9, atol=2.0)
+    assert {t.track_id for t in out[11] if t.box[1] < 120} == ids_a
+
+
+def test_tracker_arguments_are_checked():
+    import pytest
+
+    bad = [(dict(max_age=-1), ">= 0"), (dict(coast=-2), ">= 0"), (dict(iou_threshold=1.5), r"\[0, 1\]")]
+    for kw, msg in bad:
+        with pytest.raises(ValueError, match=msg):
+            Sort(**kw)
 
 
 def test_long_miss_gives_a_new_id():
@@ -164,7 +185,7 @@ def test_line_counter_ignores_predicted_positions():
 
 def test_sort_reports_coasting_tracks_as_missed_so_the_counter_waits():
     """End to end: the tracker's coasting output carries ``missed``, which the counter skips."""
-    s = Sort(max_age=8, min_hits=1)
+    s = Sort(max_age=8, min_hits=1, coast=8)
     lc = LineCounter((50, 0), (50, 100))
     for f in range(10):  # moving right at 8 px per frame towards the line at x = 50
         x = -40 + 8 * f  # (a box 40 px wide: IoU 0.67 between frames, one track)

@@ -1,0 +1,302 @@
+"""Multi-object tracking metrics on labelled video: CLEAR MOT, identity scores, trajectory coverage.
+
+- **CLEAR MOT** (Bernardin & Stiefelhagen 2008). In each frame, ground-truth objects and hypotheses
+  (the tracker's boxes) may pair when their IoU is at least ``iou_threshold``. A pair matched before
+  stays matched while it still overlaps that much; the others are paired by an assignment that first
+  maximises the number of pairs, then minimises the summed 1 - IoU. A match whose object was last
+  matched to another track is an identity switch. MOTA = 1 - (misses + false positives + switches) /
+  objects. MOTP is reported as the matches' mean IoU (py-motmetrics reports 1 minus it).
+- **Identity scores** (Ristani et al. 2016). Each ground-truth trajectory is paired with at most one
+  track for the whole video: the pairing that maximises IDTP, the frames in which a pair overlaps by
+  the threshold. IDF1 = 2 IDTP / (objects + hypotheses), IDP = IDTP / hypotheses, IDR = IDTP / objects.
+- **Coverage** (Li et al. 2009). A trajectory matched in >= 80 % of the frames it is present in is
+  mostly tracked, in < 20 % mostly lost, otherwise partially tracked. A fragmentation is an
+  interruption of its matching: matched, then missed, then matched again.
+- **Ignored objects** (``ignore``: too occluded or too small to label, KITTI's DontCare). A track on
+  one is neither a hit nor a false positive, and the object is never a miss. As MOTChallenge treats
+  distractors, hypotheses assigned to an ignored object (IoU at least the threshold, regardless of
+  class) are removed before the frame is scored.
+
+With ``class_aware`` (the default) a hypothesis pairs only with objects of its class in that frame. The
+per-class scores come from scoring each class alone.
+
+The counting follows py-motmetrics (``num_switches``, ``num_fragmentations``, ``idf1``, ...), which the
+tests use as the oracle.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+from .classes import CLASSES
+from .metrics import box_iou
+
+METRICS = (
+    "mota", "motp_iou", "idf1", "idp", "idr", "precision", "recall", "objects", "hypotheses", "matches",
+    "misses", "false_positives", "id_switches", "fragmentations", "gt_tracks", "mostly_tracked",
+    "partially_tracked", "mostly_lost", "tracks",
+)
+
+
+@dataclass
+class TrackFrame:
+    """The boxes of one frame: ``ids`` (N,) identities, ``boxes`` (N, 4) x1 y1 x2 y2 pixels, ``classes``
+    (N,) class ids, ``ignore`` (N,) bool (ground truth only: objects that count neither way)."""
+
+    ids: np.ndarray
+    boxes: np.ndarray
+    classes: np.ndarray
+    ignore: np.ndarray | None = None
+
+    def __post_init__(self):
+        self.ids = np.asarray(self.ids, np.int64).reshape(-1)
+        self.boxes = np.asarray(self.boxes, np.float64).reshape(-1, 4)
+        self.classes = np.asarray(self.classes, np.int64).reshape(-1)
+        n = len(self.ids)
+        self.ignore = np.zeros(n, bool) if self.ignore is None else np.asarray(self.ignore, bool).reshape(-1)
+        if not (len(self.boxes) == len(self.classes) == len(self.ignore) == n):
+            raise ValueError(
+                f"TrackFrame: {n} ids, {len(self.boxes)} boxes, {len(self.classes)} classes and "
+                f"{len(self.ignore)} ignore flags: one of each per object"
+            )
+        if len(np.unique(self.ids)) != n:
+            raise ValueError(f"TrackFrame: an id appears twice in one frame: {sorted(self.ids.tolist())}")
+        if not np.isfinite(self.boxes).all():
+            raise ValueError("TrackFrame: a box has a non-finite coordinate")
+
+    def subset(self, keep: np.ndarray) -> TrackFrame:
+        return TrackFrame(self.ids[keep], self.boxes[keep], self.classes[keep], self.ignore[keep])
+
+
+def frame_from_tracks(tracks) -> TrackFrame:
+    """A hypothesis frame from the tracker's output (objects with ``track_id``, ``box`` and ``cls``)."""
+    return TrackFrame(
+        [t.track_id for t in tracks], [np.asarray(t.box, np.float64) for t in tracks], [t.cls for t in tracks]
+    )
+
+
+def load_track_labels(path: str, classes=CLASSES) -> list[TrackFrame]:
+    """The per-frame ground truth that ``synth --video`` writes beside a clip (``*_labels.json``):
+    ``{"classes": [...], "frames": [{"frame": k, "objects": [{"bbox", "cls", "track_id", "ignore"}]}]}``.
+    Frame k of the list is frame k of the video. Raises ValueError naming what is wrong."""
+    try:
+        with open(path) as f:
+            doc = json.load(f)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not valid JSON ({e})") from None
+    if not isinstance(doc, dict) or not isinstance(doc.get("frames"), list):
+        raise ValueError(f"{path}: expected an object with a 'frames' list (the labels of synth --video)")
+    names = doc.get("classes")
+    if names is not None and list(names) != list(classes):
+        raise ValueError(f"{path}: its classes {list(names)} are not the detector's {list(classes)}")
+    out = []
+    for k, fr in enumerate(doc["frames"]):
+        if not isinstance(fr, dict) or fr.get("frame", k) != k or not isinstance(fr.get("objects"), list):
+            raise ValueError(f"{path}: frames[{k}] must be {{'frame': {k}, 'objects': [...]}}")
+        try:
+            objs = fr["objects"]
+            ids = [int(o["track_id"]) for o in objs]
+            boxes = np.array([[float(v) for v in o["bbox"]] for o in objs], np.float64).reshape(-1, 4)
+            cls = [int(o["cls"]) for o in objs]
+            ign = [bool(o.get("ignore", False)) for o in objs]
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(
+                f"{path}: frame {k}: each object needs bbox [x1, y1, x2, y2], cls and track_id ({e!r})"
+            ) from None
+        if len(cls) and (min(cls) < 0 or max(cls) >= len(classes)):
+            raise ValueError(f"{path}: frame {k}: class id out of range 0..{len(classes) - 1}")
+        if len(boxes) and not ((boxes[:, 2] >= boxes[:, 0]) & (boxes[:, 3] >= boxes[:, 1])).all():
+            raise ValueError(f"{path}: frame {k}: a box has x2 < x1 or y2 < y1")
+        try:
+            out.append(TrackFrame(ids, boxes, cls, ign))
+        except ValueError as e:
+            raise ValueError(f"{path}: frame {k}: {e}") from None
+    return out
+
+
+def _assign(cost: np.ndarray, valid: np.ndarray) -> list[tuple[int, int]]:
+    """Pairs (i, j) of valid entries: as many as possible, then the least total cost. Each invalid pair
+    costs more than any set of valid ones could (py-motmetrics' construction)."""
+    if not valid.any():
+        return []
+    c = np.abs(cost[valid]).max() + 1.0
+    big = 2 * min(cost.shape) * c + 1.0
+    rows, cols = linear_sum_assignment(np.where(valid, cost, big))
+    return [(i, j) for i, j in zip(rows, cols) if valid[i, j]]
+
+
+class MOTAccumulator:
+    """Scores a video frame by frame: ``update(gt, hyp)`` per frame, then ``summary()``."""
+
+    def __init__(self, iou_threshold: float = 0.5, class_aware: bool = True):
+        if not 0.0 < iou_threshold <= 1.0:
+            raise ValueError(f"iou_threshold must be in (0, 1], got {iou_threshold}")
+        self.iou_threshold, self.class_aware = float(iou_threshold), bool(class_aware)
+        self.frames = self.matches = self.switches = self.false_positives = self.misses = 0
+        self.iou_sum = 0.0
+        self._last: dict[int, int] = {}  # object id -> the hypothesis of its latest match
+        self._history: dict[int, list[bool]] = {}  # object id -> matched? in each frame it is present
+        self._overlaps: Counter = Counter()  # (object, hypothesis) -> frames they overlap enough
+        self._obj_frames: Counter = Counter()
+        self._hyp_frames: Counter = Counter()
+
+    def update(self, gt: TrackFrame, hyp: TrackFrame) -> None:
+        """Score one frame (``gt.ignore`` is not looked at: see :func:`drop_ignored`)."""
+        self.frames += 1
+        iou = box_iou(gt.boxes, hyp.boxes)
+        valid = iou >= self.iou_threshold
+        if self.class_aware:
+            valid &= gt.classes[:, None] == hyp.classes[None, :]
+        self._obj_frames.update(gt.ids.tolist())
+        self._hyp_frames.update(hyp.ids.tolist())
+        for i, j in zip(*np.nonzero(valid)):
+            self._overlaps[int(gt.ids[i]), int(hyp.ids[j])] += 1
+        matched_gt = np.zeros(len(gt.ids), bool)
+        matched_hyp = np.zeros(len(hyp.ids), bool)
+        pairs = []
+        # 1. matches carried over from earlier frames
+        column = {int(h): j for j, h in enumerate(hyp.ids)}
+        for i, o in enumerate(gt.ids.tolist()):
+            j = column.get(self._last[o]) if o in self._last else None
+            if j is not None and valid[i, j]:
+                matched_gt[i] = matched_hyp[j] = True
+                pairs.append((i, j, False))
+        # 2. the rest by assignment; a new partner for an object already matched once is a switch
+        rest = valid & ~matched_gt[:, None] & ~matched_hyp[None, :]
+        for i, j in _assign(1.0 - iou, rest):
+            o, h = int(gt.ids[i]), int(hyp.ids[j])
+            pairs.append((i, j, o in self._last and self._last[o] != h))
+            matched_gt[i] = matched_hyp[j] = True
+        for i, j, switch in pairs:
+            self._last[int(gt.ids[i])] = int(hyp.ids[j])
+            self.iou_sum += float(iou[i, j])
+            if switch:
+                self.switches += 1
+            else:
+                self.matches += 1
+        self.misses += int((~matched_gt).sum())
+        self.false_positives += int((~matched_hyp).sum())
+        for o, m in zip(gt.ids.tolist(), matched_gt.tolist()):
+            self._history.setdefault(o, []).append(m)
+
+    def summary(self) -> dict:
+        """The scores (see the module's docstring); ratios with a zero denominator are None."""
+        objects = sum(self._obj_frames.values())
+        hyps = sum(self._hyp_frames.values())
+        found = self.matches + self.switches  # matched hypotheses, switches included
+
+        def ratio(a, b):
+            return float(a) / b if b else None
+
+        idtp = 0
+        if self._overlaps:
+            oids = sorted({o for o, _ in self._overlaps})
+            hids = sorted({h for _, h in self._overlaps})
+            oi = {o: k for k, o in enumerate(oids)}
+            hi = {h: k for k, h in enumerate(hids)}
+            tp = np.zeros((len(oids), len(hids)))
+            for (o, h), v in self._overlaps.items():
+                tp[oi[o], hi[h]] = v
+            r, c = linear_sum_assignment(-tp)
+            idtp = int(tp[r, c].sum())
+        fragmentations = 0
+        coverage = []
+        for seq in self._history.values():
+            s = np.asarray(seq)
+            coverage.append(s.mean())
+            hit = np.nonzero(s)[0]
+            if len(hit):
+                span = s[hit[0]:hit[-1] + 1]
+                fragmentations += int((span[:-1] & ~span[1:]).sum())
+        coverage = np.asarray(coverage)
+        mota = None if not objects else 1.0 - (self.misses + self.false_positives + self.switches) / objects
+        return dict(
+            mota=mota,
+            motp_iou=ratio(self.iou_sum, found),
+            idf1=ratio(2 * idtp, objects + hyps),
+            idp=ratio(idtp, hyps),
+            idr=ratio(idtp, objects),
+            precision=ratio(found, hyps),
+            recall=ratio(found, objects),
+            objects=objects,
+            hypotheses=hyps,
+            matches=found,
+            misses=self.misses,
+            false_positives=self.false_positives,
+            id_switches=self.switches,
+            fragmentations=fragmentations,
+            gt_tracks=len(self._history),
+            mostly_tracked=int((coverage >= 0.8).sum()),
+            partially_tracked=int(((coverage >= 0.2) & (coverage < 0.8)).sum()),
+            mostly_lost=int((coverage < 0.2).sum()),
+            tracks=len(self._hyp_frames),
+        )
+
+
+def drop_ignored(gt: TrackFrame, hyp: TrackFrame, iou_threshold: float) -> tuple[TrackFrame, TrackFrame]:
+    """The frame without its ignored objects and without the hypotheses assigned to them (all objects and
+    hypotheses paired at IoU >= the threshold, regardless of class, as MOTChallenge does)."""
+    if not gt.ignore.any():
+        return gt, hyp
+    keep_hyp = np.ones(len(hyp.ids), bool)
+    if len(hyp.ids):
+        iou = box_iou(gt.boxes, hyp.boxes)
+        for i, j in _assign(1.0 - iou, iou >= iou_threshold):
+            if gt.ignore[i]:
+                keep_hyp[j] = False
+    return gt.subset(~gt.ignore), hyp.subset(keep_hyp)
+
+
+def evaluate_tracking(gt_frames, hyp_frames, iou_threshold: float = 0.5, class_aware: bool = True,
+                      classes=CLASSES) -> dict:
+    """Scores of the hypothesis frames against the ground-truth frames (lists of :class:`TrackFrame`,
+    frame k against frame k; as many of each). Returns ``{"frames", "iou_threshold", "class_aware",
+    "overall": {...}, "per_class": {name: {...}}}`` with the keys of :data:`METRICS`; per_class lists
+    the classes that have ground truth or hypotheses."""
+    gt_frames, hyp_frames = list(gt_frames), list(hyp_frames)
+    if len(gt_frames) != len(hyp_frames):
+        raise ValueError(
+            f"evaluate_tracking: {len(gt_frames)} ground-truth frames but {len(hyp_frames)} frames of tracks"
+        )
+    overall = MOTAccumulator(iou_threshold, class_aware)
+    per_class = {c: MOTAccumulator(iou_threshold, True) for c in range(len(classes))}
+    for gt, hyp in zip(gt_frames, hyp_frames):
+        gt, hyp = drop_ignored(gt, hyp, iou_threshold)
+        overall.update(gt, hyp)
+        for c, acc in per_class.items():
+            acc.update(gt.subset(gt.classes == c), hyp.subset(hyp.classes == c))
+    scores = {classes[c]: acc.summary() for c, acc in per_class.items()}
+    return dict(
+        frames=len(gt_frames),
+        iou_threshold=float(iou_threshold),
+        class_aware=bool(class_aware),
+        overall=overall.summary(),
+        per_class={name: s for name, s in scores.items() if s["objects"] or s["hypotheses"]},
+    )
+
+
+def format_tracking_report(m: dict) -> str:
+    """A short human-readable table of :func:`evaluate_tracking`'s result."""
+
+    def f(v, pct=True):
+        return "  n/a" if v is None else (f"{100 * v:5.1f}" if pct else f"{v:5d}")
+
+    head = f"{'':16}" + "".join(f"{c:>6}" for c in ("MOTA", "IDF1", "MOTP", "Rcll", "Prcn", "IDsw", "Frag"))
+    head += "".join(f"{c:>5}" for c in ("MT", "ML", "GT"))
+    lines = [
+        f"tracking over {m['frames']} frames, IoU >= {m['iou_threshold']:g}"
+        f"{', classes must agree' if m['class_aware'] else ', any class'}",
+        head,
+    ]
+    for name, s in [("all", m["overall"])] + list(m["per_class"].items()):
+        lines.append(
+            f"{name:16}{f(s['mota']):>6}{f(s['idf1']):>6}{f(s['motp_iou']):>6}{f(s['recall']):>6}"
+            f"{f(s['precision']):>6}{s['id_switches']:6d}{s['fragmentations']:6d}{s['mostly_tracked']:5d}"
+            f"{s['mostly_lost']:5d}{s['gt_tracks']:5d}"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,252 @@
+"""Tracking metrics (apps.perception.mot) against py-motmetrics, on hand-made cases and from the CLI."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from apps.perception.mot import (
+    METRICS,
+    MOTAccumulator,
+    TrackFrame,
+    drop_ignored,
+    evaluate_tracking,
+    format_tracking_report,
+    load_track_labels,
+)
+
+
+def _scenario(seed, frames=40, objects=8, classes=3):
+    """Ground truth of moving boxes and a flawed tracker's output: jitter, misses, false positives,
+    identity swaps, a track re-started under a new id, the odd wrong class."""
+    rng = np.random.default_rng(seed)
+    start = rng.integers(0, frames // 2, objects)
+    stop = np.minimum(frames, start + rng.integers(5, frames, objects))
+    pos = rng.uniform(0, 400, (objects, 2))
+    vel = rng.uniform(-6, 6, (objects, 2))
+    size = rng.uniform(15, 60, (objects, 2))
+    cls = rng.integers(0, classes, objects)
+    hyp_id = np.arange(objects) + 100
+    gt, hyp = [], []
+    next_id = 1000
+    for t in range(frames):
+        on = np.nonzero((start <= t) & (t < stop))[0]
+        xy = pos[on] + vel[on] * t
+        boxes = np.concatenate([xy, xy + size[on]], 1)
+        gt.append(TrackFrame(on, boxes, cls[on]))
+        if rng.random() < 0.08 and len(on) >= 2:  # two tracks swap identities
+            a, b = rng.choice(on, 2, replace=False)
+            hyp_id[a], hyp_id[b] = hyp_id[b], hyp_id[a]
+        if rng.random() < 0.05 and len(on):  # a track is lost and started again
+            hyp_id[rng.choice(on)] = next_id
+            next_id += 1
+        seen = rng.random(len(on)) > 0.15
+        hb = boxes[seen] + rng.normal(0, 4, (seen.sum(), 4))
+        hc = cls[on][seen].copy()
+        flip = rng.random(len(hc)) < 0.05
+        hc[flip] = (hc[flip] + 1) % classes
+        ids = list(hyp_id[on][seen])
+        for _ in range(rng.poisson(0.7)):  # false positives, some persistent
+            xy0 = rng.uniform(0, 400, 2)
+            hb = np.concatenate([hb, [np.concatenate([xy0, xy0 + rng.uniform(15, 60, 2)])]])
+            hc = np.append(hc, rng.integers(0, classes))
+            ids.append(5000 + int(rng.integers(0, 4)) if rng.random() < 0.5 else next_id)
+            next_id += 1
+        _, first = np.unique(ids, return_index=True)  # a persistent false positive appears once a frame
+        keep = np.sort(first)
+        hyp.append(TrackFrame(np.asarray(ids)[keep], hb[keep], hc[keep]))
+    return gt, hyp
+
+
+def _iou_pair(a, b):
+    """IoU of two x1 y1 x2 y2 boxes, one pair at a time: independent of the vectorised code under test."""
+    w = min(a[2], b[2]) - max(a[0], b[0])
+    h = min(a[3], b[3]) - max(a[1], b[1])
+    inter = max(w, 0.0) * max(h, 0.0)
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
+
+
+def _oracle(gt_frames, hyp_frames, thr, class_aware):
+    mm = pytest.importorskip("motmetrics", reason="py-motmetrics is the oracle for the tracking metrics")
+    acc = mm.MOTAccumulator(auto_id=True)
+    for gt, hyp in zip(gt_frames, hyp_frames):
+        d = np.array([[1.0 - _iou_pair(g, h) for h in hyp.boxes] for g in gt.boxes], float)
+        d = d.reshape(len(gt.ids), len(hyp.ids))
+        d[d > 1 - thr] = np.nan  # what mm.distances.iou_matrix(max_iou=1 - thr) does (it needs NumPy < 2)
+        if class_aware:
+            d = np.where(gt.classes[:, None] == hyp.classes[None, :], d, np.nan)
+        acc.update(gt.ids.tolist(), hyp.ids.tolist(), d)
+    names = ["mota", "motp", "idf1", "idp", "idr", "precision", "recall", "num_objects", "num_predictions",
+             "num_detections", "num_misses", "num_false_positives", "num_switches", "num_fragmentations",
+             "num_unique_objects", "mostly_tracked", "partially_tracked", "mostly_lost"]
+    s = mm.metrics.create().compute(acc, metrics=names, name="x").iloc[0]
+    return s
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("class_aware", [True, False])
+def test_matches_py_motmetrics(seed, class_aware):
+    gt, hyp = _scenario(seed)
+    thr = 0.5
+    acc = MOTAccumulator(thr, class_aware)
+    for g, h in zip(gt, hyp):
+        acc.update(g, h)
+    ours = acc.summary()
+    ref = _oracle(gt, hyp, thr, class_aware)
+    # every case must exercise the counters being compared
+    assert ours["id_switches"] > 0 and ours["false_positives"] > 0 and ours["misses"] > 0
+    assert ours["fragmentations"] > 0
+    for key, theirs in [("mota", "mota"), ("idf1", "idf1"), ("idp", "idp"), ("idr", "idr"),
+                        ("precision", "precision"), ("recall", "recall")]:
+        assert ours[key] == pytest.approx(ref[theirs], abs=1e-12), key
+    assert ours["motp_iou"] == pytest.approx(1.0 - ref["motp"], abs=1e-12)
+    for key, theirs in [("objects", "num_objects"), ("hypotheses", "num_predictions"),
+                        ("matches", "num_detections"), ("misses", "num_misses"),
+                        ("false_positives", "num_false_positives"), ("id_switches", "num_switches"),
+                        ("fragmentations", "num_fragmentations"), ("gt_tracks", "num_unique_objects"),
+                        ("mostly_tracked", "mostly_tracked"), ("partially_tracked", "partially_tracked"),
+                        ("mostly_lost", "mostly_lost")]:
+        assert ours[key] == int(ref[theirs]), key
+
+
+def test_iou_threshold_is_respected():
+    gt, hyp = _scenario(3)
+    loose, strict = MOTAccumulator(0.3), MOTAccumulator(0.7)
+    for g, h in zip(gt, hyp):
+        loose.update(g, h)
+        strict.update(g, h)
+    assert strict.summary()["matches"] < loose.summary()["matches"]
+    assert _oracle(gt, hyp, 0.7, True)["num_detections"] == strict.summary()["matches"]
+
+
+def _box(x, y, w=20, h=20):
+    return [x, y, x + w, y + h]
+
+
+def test_hand_made_counts():
+    """Object 1 is followed by track 10 for two frames, missed, then picked up by track 11: one miss,
+    one switch, one fragmentation. Object 2 is tracked throughout. A stray track is one false positive."""
+    gt = [TrackFrame([1, 2], [_box(0, 0), _box(100, 0)], [0, 0]) for _ in range(5)]
+    hyp = [
+        TrackFrame([10, 20], [_box(1, 0), _box(100, 1)], [0, 0]),
+        TrackFrame([10, 20], [_box(1, 0), _box(100, 1)], [0, 0]),
+        TrackFrame([20, 30], [_box(100, 1), _box(300, 300)], [0, 0]),
+        TrackFrame([11, 20], [_box(0, 1), _box(100, 1)], [0, 0]),
+        TrackFrame([11, 20], [_box(0, 1), _box(100, 1)], [0, 0]),
+    ]
+    m = evaluate_tracking(gt, hyp)["overall"]
+    assert (m["objects"], m["hypotheses"], m["misses"], m["false_positives"]) == (10, 10, 1, 1)
+    assert (m["id_switches"], m["fragmentations"], m["matches"]) == (1, 1, 9)
+    assert m["mota"] == pytest.approx(1 - (1 + 1 + 1) / 10)
+    # identity: object 1 pairs with track 10 or 11 (2 frames each), object 2 with track 20 (5)
+    assert m["idf1"] == pytest.approx(2 * 7 / 20)
+    assert (m["mostly_tracked"], m["mostly_lost"], m["gt_tracks"], m["tracks"]) == (2, 0, 2, 4)
+
+
+def test_perfect_tracking_scores_one():
+    gt, _ = _scenario(1)
+    m = evaluate_tracking(gt, [TrackFrame(g.ids + 7, g.boxes, g.classes) for g in gt])["overall"]
+    assert m["mota"] == m["idf1"] == m["motp_iou"] == m["precision"] == m["recall"] == 1.0
+    assert m["id_switches"] == m["fragmentations"] == m["mostly_lost"] == 0
+
+
+def test_class_aware_matching_and_per_class():
+    gt = [TrackFrame([1, 2], [_box(0, 0), _box(100, 0)], [0, 2])] * 3
+    hyp = [TrackFrame([5, 6], [_box(0, 0), _box(100, 0)], [1, 2])] * 3  # object 1 seen as the wrong class
+    aware = evaluate_tracking(gt, hyp)
+    assert aware["overall"]["matches"] == 3 and aware["overall"]["false_positives"] == 3
+    assert evaluate_tracking(gt, hyp, class_aware=False)["overall"]["matches"] == 6
+    pc = aware["per_class"]
+    assert set(pc) == {"car", "truck/bus", "pedestrian"}  # classes 0, 1, 2; the others have nothing
+    assert pc["car"]["recall"] == 0.0 and pc["truck/bus"]["precision"] == 0.0
+    assert pc["pedestrian"]["mota"] == 1.0
+
+
+def test_ignored_objects_count_neither_way():
+    gt = TrackFrame([1, 2], [_box(0, 0), _box(100, 0)], [0, 0], ignore=[False, True])
+    hyp = TrackFrame([7, 8, 9], [_box(0, 0), _box(101, 0), _box(300, 0)], [0, 3, 0])
+    g, h = drop_ignored(gt, hyp, 0.5)
+    # the hit on the ignored object goes, whatever its class
+    assert g.ids.tolist() == [1] and h.ids.tolist() == [7, 9]
+    m = evaluate_tracking([gt], [hyp])["overall"]
+    assert (m["objects"], m["matches"], m["misses"], m["false_positives"]) == (1, 1, 0, 1)
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="id appears twice"):
+        TrackFrame([1, 1], [_box(0, 0), _box(5, 5)], [0, 0])
+    with pytest.raises(ValueError, match="non-finite"):
+        TrackFrame([1], [[0, 0, np.nan, 3]], [0])
+    with pytest.raises(ValueError, match="one of each"):
+        TrackFrame([1, 2], [_box(0, 0)], [0, 0])
+    with pytest.raises(ValueError, match="2 ground-truth frames but 1"):
+        evaluate_tracking([TrackFrame([], [], [])] * 2, [TrackFrame([], [], [])])
+    with pytest.raises(ValueError, match="iou_threshold"):
+        MOTAccumulator(0.0)
+
+
+def test_no_ground_truth_gives_undefined_not_zero():
+    m = evaluate_tracking([TrackFrame([], [], [])] * 2, [TrackFrame([3], [_box(0, 0)], [0])] * 2)["overall"]
+    assert m["mota"] is None and m["recall"] is None and m["precision"] == 0.0 and m["false_positives"] == 2
+
+
+def test_labels_file(tmp_path, clip):
+    frames = load_track_labels(clip.rsplit(".", 1)[0] + ".json")
+    doc = json.load(open(clip.rsplit(".", 1)[0] + ".json"))
+    assert len(frames) == len(doc["frames"]) == 12
+    assert frames[3].ids.tolist() == [o["track_id"] for o in doc["frames"][3]["objects"]]
+    assert frames[3].ignore.tolist() == [o["ignore"] for o in doc["frames"][3]["objects"]]
+    bad = tmp_path / "bad.json"
+
+    def one(obj):
+        return json.dumps({"frames": [{"frame": 0, "objects": [obj]}]})
+
+    for text, msg in [("{", "not valid JSON"), ('{"x": 1}', "'frames' list"),
+                      ('{"classes": ["a"], "frames": []}', "not the detector's"),
+                      (one({"bbox": [0, 0, 1]}), "frame 0: each object"),
+                      (one({"bbox": [5, 0, 1, 1], "cls": 0, "track_id": 1}), "x2 < x1"),
+                      (one({"bbox": [0, 0, 1, 1], "cls": 9, "track_id": 1}), "out of range"),
+                      ('{"frames": [{"frame": 1, "objects": []}]}', r"frames\[0\]")]:
+        bad.write_text(text)
+        with pytest.raises(ValueError, match=msg):
+            load_track_labels(str(bad))
+
+
+def test_report_lists_every_class_row():
+    gt, hyp = _scenario(2)
+    m = evaluate_tracking(gt, hyp)
+    text = format_tracking_report(m)
+    assert text.splitlines()[2].split()[0] == "all" and len(text.splitlines()) == 3 + len(m["per_class"])
+    assert set(m["overall"]) == set(METRICS)
+
+
+def test_track_cli_scores_against_labels(clip, tiny_weights):
+    labels = clip.rsplit(".", 1)[0] + ".json"
+    r = subprocess.run(
+        [sys.executable, "-m", "apps.perception", "track", "--source", clip, "--weights", tiny_weights,
+         "--headless", "--gt", labels, "--json"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout.strip().splitlines()[-1])["tracking"]
+    truth = [o for fr in json.load(open(labels))["frames"] for o in fr["objects"] if not o["ignore"]]
+    assert m["frames"] == 12 and m["overall"]["objects"] == len(truth)
+    o = m["overall"]
+    assert o["matches"] + o["misses"] == o["objects"]
+    assert "MOTA" in r.stderr
+
+
+def test_track_cli_rejects_labels_of_another_length(clip, tiny_weights, tmp_path):
+    doc = json.load(open(clip.rsplit(".", 1)[0] + ".json"))
+    doc["frames"] = doc["frames"][:5]
+    short = tmp_path / "short.json"
+    short.write_text(json.dumps(doc))
+    r = subprocess.run(
+        [sys.executable, "-m", "apps.perception", "track", "--source", clip, "--weights", tiny_weights,
+         "--headless", "--gt", str(short)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode != 0 and "5 frames of labels" in r.stderr and "12" in r.stderr
