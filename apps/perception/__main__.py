@@ -210,6 +210,7 @@ def cmd_demo(a, track=True):
     if getattr(a, "gt", None):  # score the tracks: every frame, in order, against the labels
         from .mot import frame_from_tracks, load_track_labels
 
+        _score_classes(a.score_classes)  # mistakes in the options or the labels show before the video runs
         gt = load_track_labels(a.gt)
         hyps = {}
     det = _load(a.weights, a.device, a.conf)
@@ -233,9 +234,24 @@ def cmd_demo(a, track=True):
         raise SystemExit(f"error: {e}") from None
     print(format_summary(s))
     if gt is not None:
-        s["tracking"] = _score_tracks(a, gt, hyps)
+        s["tracking"] = _score_tracks(a, hyps)
     if a.json:
         print(json.dumps(s))
+
+
+def _score_classes(text):
+    """``--score-classes car,pedestrian`` -> class ids (None: all)."""
+    from .classes import CLASSES, class_id
+
+    if not text:
+        return None
+    ids = []
+    for name in text.split(","):
+        c = class_id(name)
+        if not isinstance(c, int):
+            raise SystemExit(f"error: --score-classes: {name.strip()!r} is not one of {', '.join(CLASSES)}")
+        ids.append(c)
+    return ids
 
 
 def _tracker_options(a) -> dict:
@@ -243,19 +259,16 @@ def _tracker_options(a) -> dict:
     return {k: getattr(a, k) for k in ("max_age", "min_hits", "coast") if getattr(a, k) is not None}
 
 
-def _score_tracks(a, gt, hyps):
-    from .mot import evaluate_tracking, format_tracking_report
+def _score_tracks(a, hyps):
+    from .mot import evaluate_tracking, format_tracking_report, load_track_labels
 
     n = len(hyps)
     if sorted(hyps) != list(range(n)):
         missing = sorted(set(range(n)) - set(hyps))[:5]
         raise SystemExit(f"error: --gt: frames {missing} of the video were not processed")
-    if n > len(gt) or (n < len(gt) and a.max_frames is None):
-        raise SystemExit(
-            f"error: --gt {a.gt!r} has {len(gt)} frames of labels but the video has {n} frames (is it the "
-            "labels file of this clip?)"
-        )
-    m = evaluate_tracking(gt[:n], [hyps[k] for k in range(n)], a.iou, class_aware=not a.any_class)
+    gt = load_track_labels(a.gt, n_frames=n, truncate=a.max_frames is not None and n == a.max_frames)
+    m = evaluate_tracking(gt, [hyps[k] for k in range(n)], a.iou, class_aware=not a.any_class,
+                          scored=_score_classes(a.score_classes))
     print(format_tracking_report(m), file=sys.stderr)
     return m
 
@@ -419,14 +432,21 @@ def main(argv=None):
                 "--gt",
                 default=None,
                 metavar="LABELS.json",
-                help="score the tracks against this clip's labels (synth --video writes them): MOTA, IDF1, "
-                "ID switches, ... (implies --every-frame)",
+                help="score the tracks against this clip's labels: synth --video's JSON, KITTI tracking "
+                "label_02 txt or MOTChallenge gt.txt; MOTA, IDF1, ID switches, ... (implies --every-frame)",
             )
             d.add_argument(
                 "--iou", type=_number(float, 0, 1, lo_open=True), default=0.5, help="--gt: IoU of a hit (0.5)"
             )
             d.add_argument(
                 "--any-class", action="store_true", help="--gt: a track may match an object of another class"
+            )
+            d.add_argument(
+                "--score-classes",
+                default=None,
+                metavar="NAMES",
+                help="--gt: score only these classes, comma-separated (labels that cover only some, such as "
+                "MOTChallenge's pedestrians); tracks of the others are left out",
             )
         d.set_defaults(fn=cmd_demo)
     a = p.parse_args(argv)

@@ -80,10 +80,50 @@ def frame_from_tracks(tracks) -> TrackFrame:
     )
 
 
-def load_track_labels(path: str, classes=CLASSES) -> list[TrackFrame]:
-    """The per-frame ground truth that ``synth --video`` writes beside a clip (``*_labels.json``):
-    ``{"classes": [...], "frames": [{"frame": k, "objects": [{"bbox", "cls", "track_id", "ignore"}]}]}``.
-    Frame k of the list is frame k of the video. Raises ValueError naming what is wrong."""
+def load_track_labels(path: str, classes=CLASSES, n_frames: int | None = None,
+                      truncate: bool = False) -> list[TrackFrame]:
+    """The per-frame ground truth of a clip; frame k of the list is frame k of the video. Formats:
+
+    - the JSON that ``synth --video`` writes beside a clip (``*_labels.json``): ``{"classes": [...],
+      "frames": [{"frame": k, "objects": [{"bbox", "cls", "track_id", "ignore"}]}]}``, every frame listed;
+    - KITTI tracking ``label_02/NNNN.txt``: ``frame track_id type truncated occluded alpha left top right
+      bottom h w l x y z rotation_y`` per line, frames from 0. Types map as for KITTI detection (Van to
+      car, Tram to truck/bus, Person(_sitting) to pedestrian, Misc dropped); DontCare lines are ignored;
+    - MOTChallenge ``gt.txt``: ``frame,id,left,top,width,height,consider,class,visibility``, frames from 1.
+      Pedestrians (class 1) count; persons on a vehicle, static persons, distractors and reflections
+      (classes 2, 7, 8, 12) are ignore regions, as MOTChallenge's evaluation treats them; lines whose
+      ``consider`` flag is 0 and all other classes are dropped. Lines without a class (MOT15's 10 fields,
+      or 6-7) are pedestrians.
+
+    The text formats list only the frames that have objects: the list runs to the last of them, or to
+    ``n_frames`` when given. A label beyond ``n_frames`` is an error, or dropped with ``truncate`` (the
+    video was cut short). A JSON file must have exactly ``n_frames`` frames (at least, with ``truncate``).
+    Raises ValueError naming the file, line or frame and what is wrong."""
+    if path.lower().endswith(".json"):
+        frames = _load_synth_json(path, classes)
+        if n_frames is not None and (len(frames) < n_frames or (len(frames) > n_frames and not truncate)):
+            raise ValueError(
+                f"{path} has {len(frames)} frames of labels but the video has {n_frames} frames (is it the "
+                "labels file of this clip?)"
+            )
+        return frames[:n_frames] if n_frames is not None else frames
+    rows = _load_track_txt(path)  # frame -> [(id, box, class or "ignore")]
+    last = max(rows, default=-1)
+    if n_frames is not None and last >= n_frames and not truncate:
+        raise ValueError(f"{path} labels frame {last} but the video has only {n_frames} frames (from 0)")
+    count = last + 1 if n_frames is None else n_frames
+    out = []
+    for k in range(count):
+        objs = rows.get(k, [])
+        ign = [c == "ignore" for _, _, c in objs]
+        # ignore regions have no identity (KITTI's DontCare is track -1): give each its own negative id
+        ids = [-1 - j if g else i for j, ((i, _, _), g) in enumerate(zip(objs, ign))]
+        cls = [0 if g else c for (_, _, c), g in zip(objs, ign)]
+        out.append(TrackFrame(ids, [b for _, b, _ in objs], cls, ign))
+    return out
+
+
+def _load_synth_json(path: str, classes) -> list[TrackFrame]:
     try:
         with open(path) as f:
             doc = json.load(f)
@@ -117,6 +157,87 @@ def load_track_labels(path: str, classes=CLASSES) -> list[TrackFrame]:
         except ValueError as e:
             raise ValueError(f"{path}: frame {k}: {e}") from None
     return out
+
+
+# MOTChallenge gt.txt classes (MOT16/17/20): 1 pedestrian; 2 person on vehicle, 7 static person, 8 distractor
+# and 12 reflection are the evaluation's distractors (ignore regions); the rest are not scored.
+_MOT_PEDESTRIAN = 1
+_MOT_DISTRACTORS = {2, 7, 8, 12}
+_PEDESTRIAN = CLASSES.index("pedestrian")
+
+
+def _load_track_txt(path: str) -> dict[int, list]:
+    """KITTI tracking or MOTChallenge text labels: frame (from 0) -> [(track id, xyxy box, class id or
+    "ignore")]."""
+    rows: dict[int, list] = {}
+    try:
+        f = open(path, encoding="utf-8-sig")
+    except OSError as e:
+        raise ValueError(f"cannot read the labels {path!r}: {e.strerror or e}") from None
+    with f:
+        lines = [(n, ln.strip()) for n, ln in enumerate(f, 1) if ln.strip()]
+    mot = bool(lines) and "," in lines[0][1]
+    for n, line in lines:
+        where = f"{path}:{n}"
+        if mot:
+            frame, tid, box, cls = _mot_line(line, where)
+        else:
+            frame, tid, box, cls = _kitti_track_line(line, where)
+        if cls is None:
+            continue
+        if not (np.isfinite(box).all() and box[2] >= box[0] and box[3] >= box[1]):
+            raise ValueError(f"{where}: the box {box.tolist()} is not finite, right >= left, bottom >= top")
+        if frame < 0:
+            raise ValueError(f"{where}: frame {frame + int(mot)} is before the first frame ({int(mot)})")
+        objs = rows.setdefault(frame, [])
+        if cls != "ignore" and any(i == tid and c != "ignore" for i, _, c in objs):
+            raise ValueError(f"{where}: track {tid} appears twice in frame {frame + int(mot)}")
+        objs.append((tid, box, cls))
+    return rows
+
+
+def _numbers(fields, where, what):
+    try:
+        return [float(v) for v in fields]
+    except ValueError:
+        raise ValueError(f"{where}: {what} must be numbers, got {' '.join(fields)!r}") from None
+
+
+def _mot_line(line, where):
+    p = [v.strip() for v in line.split(",")]
+    if len(p) not in (6, 7, 8, 9, 10):
+        raise ValueError(
+            f"{where}: a MOTChallenge line has 6 to 10 comma-separated fields "
+            f"(frame,id,left,top,width,height,consider,class,visibility), got {len(p)}"
+        )
+    v = _numbers(p, where, "MOTChallenge fields")
+    frame, tid = int(v[0]) - 1, int(v[1])
+    box = np.array([v[2], v[3], v[2] + v[4], v[3] + v[5]])
+    consider = len(p) < 7 or v[6] != 0
+    if len(p) in (8, 9):  # MOT16/17/20 gt: a class per line
+        c = int(v[7])
+        cls = "ignore" if c in _MOT_DISTRACTORS else (_PEDESTRIAN if c == _MOT_PEDESTRIAN else None)
+        if cls != "ignore" and not consider:
+            cls = None
+    else:  # MOT15-style (10 fields, x y z world coordinates) or bare: pedestrians
+        cls = _PEDESTRIAN if consider else None
+    return frame, tid, box, cls
+
+
+def _kitti_track_line(line, where):
+    from .classes import KITTI_MAP, class_id
+
+    p = line.split()
+    if len(p) not in (17, 18):
+        raise ValueError(
+            f"{where}: a KITTI tracking line has 17 fields (18 with a score): frame track_id type truncated "
+            f"occluded alpha left top right bottom h w l x y z rotation_y; got {len(p)} (for MOTChallenge "
+            "gt.txt the fields are separated by commas)"
+        )
+    head = _numbers(p[:2], where, "the frame and track id (fields 1-2)")
+    v = _numbers(p[3:], where, "the fields after the type")
+    c = class_id(p[2], {**KITTI_MAP, "person": KITTI_MAP["person_sitting"]})  # tracking's name for it
+    return int(head[0]), int(head[1]), np.array(v[3:7]), c
 
 
 def _assign(cost: np.ndarray, valid: np.ndarray) -> list[tuple[int, int]]:
@@ -253,19 +374,27 @@ def drop_ignored(gt: TrackFrame, hyp: TrackFrame, iou_threshold: float) -> tuple
 
 
 def evaluate_tracking(gt_frames, hyp_frames, iou_threshold: float = 0.5, class_aware: bool = True,
-                      classes=CLASSES) -> dict:
+                      classes=CLASSES, scored=None) -> dict:
     """Scores of the hypothesis frames against the ground-truth frames (lists of :class:`TrackFrame`,
-    frame k against frame k; as many of each). Returns ``{"frames", "iou_threshold", "class_aware",
-    "overall": {...}, "per_class": {name: {...}}}`` with the keys of :data:`METRICS`; per_class lists
-    the classes that have ground truth or hypotheses."""
+    frame k against frame k; as many of each). ``scored``: the class ids to score (default all); objects
+    and tracks of the others are left out, as for labels that cover only some classes (MOTChallenge:
+    pedestrians). Returns ``{"frames", "iou_threshold", "class_aware", "scored", "overall": {...},
+    "per_class": {name: {...}}}`` with the keys of :data:`METRICS`; per_class lists the scored classes
+    that have ground truth or hypotheses."""
     gt_frames, hyp_frames = list(gt_frames), list(hyp_frames)
     if len(gt_frames) != len(hyp_frames):
         raise ValueError(
             f"evaluate_tracking: {len(gt_frames)} ground-truth frames but {len(hyp_frames)} frames of tracks"
         )
+    scored = sorted(range(len(classes)) if scored is None else {int(c) for c in scored})
+    if not scored or scored[0] < 0 or scored[-1] >= len(classes):
+        raise ValueError(f"evaluate_tracking: scored classes are ids 0..{len(classes) - 1}, got {scored}")
     overall = MOTAccumulator(iou_threshold, class_aware)
-    per_class = {c: MOTAccumulator(iou_threshold, True) for c in range(len(classes))}
+    per_class = {c: MOTAccumulator(iou_threshold, True) for c in scored}
     for gt, hyp in zip(gt_frames, hyp_frames):
+        if len(scored) < len(classes):
+            gt = gt.subset(gt.ignore | np.isin(gt.classes, scored))
+            hyp = hyp.subset(np.isin(hyp.classes, scored))
         gt, hyp = drop_ignored(gt, hyp, iou_threshold)
         overall.update(gt, hyp)
         for c, acc in per_class.items():
@@ -275,6 +404,7 @@ def evaluate_tracking(gt_frames, hyp_frames, iou_threshold: float = 0.5, class_a
         frames=len(gt_frames),
         iou_threshold=float(iou_threshold),
         class_aware=bool(class_aware),
+        scored=[classes[c] for c in scored],
         overall=overall.summary(),
         per_class={name: s for name, s in scores.items() if s["objects"] or s["hypotheses"]},
     )

@@ -250,3 +250,97 @@ def test_track_cli_rejects_labels_of_another_length(clip, tiny_weights, tmp_path
         capture_output=True, text=True, timeout=300,
     )
     assert r.returncode != 0 and "5 frames of labels" in r.stderr and "12" in r.stderr
+
+
+def test_kitti_tracking_labels(tmp_path):
+    tail = "1.5 1.6 3.9 1.0 1.0 10.0 0.0"
+    p = tmp_path / "0000.txt"
+    p.write_text("\n".join([
+        f"0 0 Car 0 0 -1 10 20 50 60 {tail}",
+        f"0 1 Pedestrian 0 0 -1 100 20 120 80 {tail}",
+        f"0 -1 DontCare -1 -1 -10 200 200 220 220 {tail}",
+        f"0 -1 DontCare -1 -1 -10 300 200 320 220 {tail}",
+        f"2 0 Van 0 0 -1 12 20 52 60 {tail}",
+        f"2 3 Misc 0 0 -1 0 0 5 5 {tail}",
+        f"2 4 Person 0 0 -1 400 20 420 80 {tail} 0.9",
+    ]) + "\n")
+    fr = load_track_labels(str(p))
+    assert len(fr) == 3 and len(fr[1].ids) == 0  # frame 1 has no line: an empty frame
+    assert fr[0].ids[:2].tolist() == [0, 1] and fr[0].classes[:2].tolist() == [0, 2]
+    assert fr[0].ignore.tolist() == [False, False, True, True] and (fr[0].ids[2:] < 0).all()
+    np.testing.assert_array_equal(fr[0].boxes[0], [10, 20, 50, 60])
+    assert fr[2].ids.tolist() == [0, 4] and fr[2].classes.tolist() == [0, 2]  # Van: car; Misc dropped
+    assert len(load_track_labels(str(p), n_frames=5)) == 5
+    assert len(load_track_labels(str(p), n_frames=2, truncate=True)) == 2
+    with pytest.raises(ValueError, match="labels frame 2 but the video has only 2 frames"):
+        load_track_labels(str(p), n_frames=2)
+
+
+def test_motchallenge_labels(tmp_path):
+    p = tmp_path / "gt.txt"
+    p.write_text("\n".join([
+        "1,1,10,20,40,40,1,1,0.9",  # a pedestrian: counts
+        "1,2,100,20,20,60,0,1,0.5",  # not to be considered: dropped
+        "1,3,200,20,20,60,1,7,1.0",  # a static person: a distractor, ignored
+        "2,1,12,20,40,40,1,1,0.9",
+        "2,5,300,300,50,30,1,3,1.0",  # a car: MOTChallenge does not score it
+    ]) + "\n")
+    fr = load_track_labels(str(p))
+    assert len(fr) == 2
+    assert fr[0].ignore.tolist() == [False, True] and fr[0].ids[0] == 1 and fr[0].classes[0] == 2
+    np.testing.assert_array_equal(fr[0].boxes[0], [10, 20, 50, 60])
+    assert fr[1].ids.tolist() == [1]
+    p.write_text("1,7,10,20,40,40,1,-1,-1,-1\n")  # MOT15: 10 fields, every line a pedestrian
+    assert load_track_labels(str(p))[0].classes.tolist() == [2]
+
+
+@pytest.mark.parametrize("text, msg", [
+    ("1,1,10,20,40\n", "6 to 10 comma-separated"),
+    ("1,1,10,20,-4,40,1,1,1\n", "not finite, right >= left"),
+    ("0,1,10,20,4,40,1,1,1\n", "before the first frame"),
+    ("1,1,10,20,4,40,1,1,1\n1,1,50,20,4,40,1,1,1\n", "track 1 appears twice in frame 1"),
+    ("1,a,10,20,4,40,1,1,1\n", "must be numbers"),
+    ("0 0 Car 0 0 -1 10 20 50\n", "KITTI tracking line has 17 fields"),
+    ("0 0 Car 0 0 -1 10 20 50 x 1 1 1 1 1 1 0\n", "after the type must be numbers"),
+])
+def test_text_labels_errors_name_the_line(tmp_path, text, msg):
+    p = tmp_path / "labels.txt"
+    p.write_text(text)
+    with pytest.raises(ValueError, match=msg) as e:
+        load_track_labels(str(p))
+    assert f"{p}:" in str(e.value)
+
+
+def test_only_the_scored_classes_count():
+    gt = [TrackFrame([1, 2], [_box(0, 0), _box(100, 0)], [0, 2])] * 3
+    hyp = [TrackFrame([5, 6, 7], [_box(0, 0), _box(100, 0), _box(300, 0)], [0, 2, 5])] * 3
+    every = evaluate_tracking(gt, hyp)
+    assert every["overall"]["false_positives"] == 3 and every["scored"][-1] == "traffic sign"
+    peds = evaluate_tracking(gt, hyp, scored=[2])
+    o = peds["overall"]
+    assert (o["objects"], o["hypotheses"], o["false_positives"], o["mota"]) == (3, 3, 0, 1.0)
+    assert peds["scored"] == ["pedestrian"] and set(peds["per_class"]) == {"pedestrian"}
+    with pytest.raises(ValueError, match="scored classes"):
+        evaluate_tracking(gt, hyp, scored=[9])
+
+
+def test_track_cli_scores_motchallenge_labels_for_chosen_classes(clip, tiny_weights, tmp_path):
+    doc = json.load(open(clip.rsplit(".", 1)[0] + ".json"))
+    rows = []
+    for fr in doc["frames"]:
+        for o in fr["objects"]:
+            x1, y1, x2, y2 = o["bbox"]
+            mot_class = 1 if o["cls"] == 2 and not o["ignore"] else 8  # pedestrians; the rest distractors
+            rows.append(f"{fr['frame'] + 1},{o['track_id']},{x1},{y1},{x2 - x1},{y2 - y1},1,{mot_class},1")
+    gt = tmp_path / "gt.txt"
+    gt.write_text("\n".join(rows) + "\n")
+    cmd = [sys.executable, "-m", "apps.perception", "track", "--source", clip, "--weights", tiny_weights,
+           "--headless", "--gt", str(gt), "--json"]
+    r = subprocess.run(cmd + ["--score-classes", "pedestrian"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout.strip().splitlines()[-1])["tracking"]
+    peds = sum(o["cls"] == 2 and not o["ignore"] for fr in doc["frames"] for o in fr["objects"])
+    assert m["scored"] == ["pedestrian"] and m["overall"]["objects"] == peds and m["frames"] == 12
+    r = subprocess.run(cmd + ["--score-classes", "pedestrian,bus driver"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode != 0 and "'bus driver' is not one of" in r.stderr
