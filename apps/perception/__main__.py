@@ -203,17 +203,24 @@ def cmd_evaluate(a):
 
 def cmd_demo(a, track=True):
     from .demo import format_summary, run
+    from .mot import TrackWriter, frame_from_tracks, load_track_labels
     from .stream import SourceError
 
     line = _line(a.line)
-    gt = hyps = None
-    if getattr(a, "gt", None):  # score the tracks: every frame, in order, against the labels
-        from .mot import frame_from_tracks, load_track_labels
-
+    scoring = bool(getattr(a, "gt", None))  # score the tracks: every frame, in order, against the labels
+    hyps = {}
+    if scoring:
         _score_classes(a.score_classes)  # mistakes in the options or the labels show before the video runs
-        gt = load_track_labels(a.gt)
-        hyps = {}
+        load_track_labels(a.gt)
     det = _load(a.weights, a.device, a.conf)
+    writer = TrackWriter(a.save_tracks, a.tracks_format) if getattr(a, "save_tracks", None) else None
+
+    def on_frame(r):
+        if scoring:
+            hyps[r.index] = frame_from_tracks(r.tracks)
+        if writer is not None:
+            writer.write(r.index, r.tracks)
+
     try:
         s = run(
             a.source,
@@ -221,10 +228,10 @@ def cmd_demo(a, track=True):
             track=track,
             headless=a.headless,
             save=a.save,
-            realtime=not (a.every_frame or gt is not None),
+            realtime=not (a.every_frame or scoring),
             max_frames=a.max_frames,
             line=line,
-            on_frame=None if gt is None else lambda r: hyps.__setitem__(r.index, frame_from_tracks(r.tracks)),
+            on_frame=on_frame if scoring or writer is not None else None,
             reconnect_timeout=a.reconnect_timeout,
             log=lambda m: print(m, file=sys.stderr),
             track_across_classes=a.across_classes,
@@ -232,8 +239,11 @@ def cmd_demo(a, track=True):
         )
     except SourceError as e:
         raise SystemExit(f"error: {e}") from None
+    finally:
+        if writer is not None:
+            writer.close()
     print(format_summary(s))
-    if gt is not None:
+    if scoring:
         s["tracking"] = _score_tracks(a, hyps)
     if a.json:
         print(json.dumps(s))
@@ -441,6 +451,14 @@ def main(argv=None):
             d.add_argument(
                 "--any-class", action="store_true", help="--gt: a track may match an object of another class"
             )
+            d.add_argument(
+                "--save-tracks",
+                default=None,
+                metavar="FILE",
+                help="write every frame's tracks to FILE as they come (--tracks-format: mot = MOTChallenge "
+                "results, kitti = KITTI tracking)",
+            )
+            d.add_argument("--tracks-format", default="mot", choices=["mot", "kitti"])
             d.add_argument(
                 "--score-classes",
                 default=None,

@@ -80,6 +80,46 @@ def frame_from_tracks(tracks) -> TrackFrame:
     )
 
 
+class TrackWriter:
+    """Writes the tracks of each frame as they come, in MOTChallenge's results format (``fmt="mot"``:
+    ``frame,id,left,top,width,height,score,-1,-1,-1``, frames from 1) or KITTI tracking's (``"kitti"``:
+    ``frame track_id type -1 -1 -10 left top right bottom -1 -1 -1 -1000 -1000 -1000 -10 score``, frames
+    from 0, our class names with spaces and slashes as underscores). Both read back with
+    :func:`load_track_labels` (MOTChallenge's format has no class: its rows read back as pedestrians)
+    and with those benchmarks' own tools. A context manager."""
+
+    FORMATS = ("mot", "kitti")
+
+    def __init__(self, path: str, fmt: str = "mot", classes=CLASSES):
+        if fmt not in self.FORMATS:
+            raise ValueError(f"track format must be one of {', '.join(self.FORMATS)}, got {fmt!r}")
+        self.fmt, self.classes = fmt, list(classes)
+        self._f = open(path, "w")
+
+    def write(self, frame: int, tracks) -> None:
+        """The tracks (with ``track_id``, ``box`` xyxy, ``cls``, ``score``) of video frame ``frame``."""
+        for t in tracks:
+            x1, y1, x2, y2 = (float(v) for v in t.box)
+            if self.fmt == "mot":
+                row = (f"{frame + 1},{t.track_id},{x1:.2f},{y1:.2f},{x2 - x1:.2f},{y2 - y1:.2f},"
+                       f"{t.score:.4f},-1,-1,-1")
+            else:
+                name = self.classes[t.cls].replace(" ", "_").replace("/", "_")
+                row = (f"{frame} {t.track_id} {name} -1 -1 -10 {x1:.2f} {y1:.2f} {x2:.2f} {y2:.2f} "
+                       f"-1 -1 -1 -1000 -1000 -1000 -10 {t.score:.4f}")
+            self._f.write(row + "\n")
+        self._f.flush()  # a live run stopped at any moment keeps what it wrote
+
+    def close(self) -> None:
+        self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def load_track_labels(path: str, classes=CLASSES, n_frames: int | None = None,
                       truncate: bool = False) -> list[TrackFrame]:
     """The per-frame ground truth of a clip; frame k of the list is frame k of the video. Formats:

@@ -344,3 +344,41 @@ def test_track_cli_scores_motchallenge_labels_for_chosen_classes(clip, tiny_weig
     r = subprocess.run(cmd + ["--score-classes", "pedestrian,bus driver"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode != 0 and "'bus driver' is not one of" in r.stderr
+
+
+@pytest.mark.parametrize("fmt", ["mot", "kitti"])
+def test_written_tracks_read_back(tmp_path, fmt):
+    from apps.perception.mot import TrackWriter
+    from apps.perception.track import Track
+
+    _, hyp = _scenario(4, frames=12)
+    path = tmp_path / f"tracks.{fmt}.txt"
+    with TrackWriter(str(path), fmt) as w:
+        for k, fr in enumerate(hyp):
+            w.write(k, [Track(int(i), b, int(c), 0.5, 0) for i, b, c in zip(fr.ids, fr.boxes, fr.classes)])
+    back = load_track_labels(str(path), n_frames=len(hyp))
+    for a, b in zip(hyp, back):
+        assert a.ids.tolist() == b.ids.tolist()
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=0.0101)  # 2 decimals; MOT rounds x and w apart
+        # MOTChallenge's results format has no class: its rows read back as pedestrians
+        assert b.classes.tolist() == (a.classes.tolist() if fmt == "kitti" else [2] * len(a.ids))
+    with pytest.raises(ValueError, match="track format"):
+        TrackWriter(str(path), "csv")
+
+
+def test_track_cli_saves_the_tracks_it_scored(clip, tiny_weights, tmp_path):
+    labels = clip.rsplit(".", 1)[0] + ".json"
+    out = tmp_path / "tracks.txt"
+    r = subprocess.run(
+        [sys.executable, "-m", "apps.perception", "track", "--source", clip, "--weights", tiny_weights,
+         "--headless", "--gt", labels, "--save-tracks", str(out), "--tracks-format", "kitti", "--json",
+         "--min-hits", "1", "--conf", "0.05"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    reported = json.loads(r.stdout.strip().splitlines()[-1])["tracking"]
+    saved = load_track_labels(str(out), n_frames=12)
+    again = evaluate_tracking(load_track_labels(labels), saved)
+    assert sum(len(f.ids) for f in saved) > 0  # a low threshold: even the untrained model's boxes show
+    for key in ("objects", "hypotheses", "matches", "false_positives", "id_switches"):
+        assert again["overall"][key] == reported["overall"][key], key
