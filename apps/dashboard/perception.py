@@ -1,6 +1,7 @@
-"""Perception: annotated playback of a video (bundled synthetic drive or an upload) with boxes, track
-ids, FPS and per-stage timings; a camera snapshot through the detector; live webcam via
-streamlit-webrtc when that optional extra is installed."""
+"""Perception: annotated playback of a video (bundled synthetic drive, a new labelled one, or an upload)
+with boxes, track ids, FPS and per-stage timings, and the tracks scored against labels when there are
+some; a camera snapshot through the detector; live webcam via streamlit-webrtc when that optional
+extra is installed."""
 
 from __future__ import annotations
 
@@ -57,6 +58,18 @@ def _synthetic_clip() -> str | None:
     return str(out)
 
 
+@st.cache_resource(show_spinner="Rendering a labelled synthetic drive…", max_entries=4)
+def _labelled_drive(seed: int, frames: int) -> tuple[str, str]:
+    """A new drive from the app's generator, with its per-frame labels (boxes, classes, track ids)."""
+    from apps.perception import synth
+
+    WORK.mkdir(parents=True, exist_ok=True)
+    clip, labels = WORK / f"drive_s{seed}_{frames}.mp4", WORK / f"drive_s{seed}_{frames}.json"
+    if not (clip.exists() and labels.exists()):
+        synth.write_video(str(clip), n_frames=frames, seed=seed, labels_json=str(labels))
+    return str(clip), str(labels)
+
+
 def _source_fps(path: str) -> float:
     import cv2
 
@@ -67,14 +80,18 @@ def _source_fps(path: str) -> float:
         cap.release()
 
 
-def _process(src: str, conf: float, out: str, live, bar) -> dict:
+def _process(src: str, conf: float, out: str, live, bar, labels: str | None = None) -> dict:
     """The app's real-time pipeline on a file, every frame (no pacing). Annotated frames are kept as
     JPEG (a few ms each, so the measured FPS stays the pipeline's) and encoded to WebM afterwards;
-    ``live`` shows some of them while the clip is processed and ``bar`` follows progress."""
+    ``live`` shows some of them while the clip is processed and ``bar`` follows progress. With
+    ``labels`` (a labels file the app reads) the result's ``tracking`` holds the tracks' scores."""
     import time
+
+    from apps.perception import evaluate_tracking, frame_from_tracks, load_track_labels
 
     last = [0.0]
     frames: list[bytes] = []
+    tracks = []
 
     def progress(done: int, total: int | None) -> None:
         bar.progress(min(1.0, done / total) if total else 0.0,
@@ -82,6 +99,7 @@ def _process(src: str, conf: float, out: str, live, bar) -> dict:
 
     def on_frame(res) -> None:
         frames.append(present.jpeg(res.image))
+        tracks.append(frame_from_tracks(res.tracks))
         now = time.perf_counter()
         if now - last[0] > 0.3:  # a glimpse of the annotated frames while the clip is processed
             last[0] = now
@@ -92,6 +110,9 @@ def _process(src: str, conf: float, out: str, live, bar) -> dict:
     if frames:
         bar.progress(1.0, text="Encoding the annotated video…")
         present.encode_webm(frames, _source_fps(src), out)
+    if labels and tracks:
+        gt = load_track_labels(labels, n_frames=len(tracks), truncate=len(tracks) >= MAX_FRAMES)
+        result["tracking"] = evaluate_tracking(gt, tracks)
     return result
 
 
@@ -119,15 +140,58 @@ def _show_summary(result: dict) -> None:
         common.hbar(dict(sorted(counts.items(), key=lambda kv: -kv[1])), "tracks", fmt=".0f")
     st.caption(f"{result.get('detections', 0)} detections over the clip; source status: "
                f"{result.get('status', '?')}.")
+    if result.get("tracking"):
+        _show_tracking(result["tracking"])
+
+
+def _pct(v) -> str:
+    return "n/a" if v is None else f"{100 * v:.1f} %"
+
+
+def _show_tracking(m: dict) -> None:
+    """The tracks against the labels: CLEAR MOT and identity scores, overall and per class."""
+    st.subheader("Tracking quality")
+    o = m["overall"]
+    cols = st.columns(4)
+    cols[0].metric("MOTA", _pct(o["mota"]))
+    cols[1].metric("IDF1", _pct(o["idf1"]))
+    cols[2].metric("ID switches", f"{o['id_switches']}")
+    cols[3].metric("Mostly tracked", f"{o['mostly_tracked']} of {o['gt_tracks']}")
+    rows = [("all", o)] + list(m["per_class"].items())
+    st.dataframe(pd.DataFrame({
+        "class": [n for n, _ in rows],
+        "MOTA": [_pct(s["mota"]) for _, s in rows],
+        "IDF1": [_pct(s["idf1"]) for _, s in rows],
+        "recall": [_pct(s["recall"]) for _, s in rows],
+        "precision": [_pct(s["precision"]) for _, s in rows],
+        "ID switches": [s["id_switches"] for _, s in rows],
+        "objects": [s["objects"] for _, s in rows],
+    }), hide_index=True, width="stretch")
+    st.caption(f"{m['frames']} frames; a track hits an object at IoU ≥ {m['iou_threshold']:g} and of its "
+               "class; ignored objects (too occluded or small to label) count neither way. "
+               "MOTA = 1 − (misses + false positives + ID switches) / objects; IDF1: the share of boxes "
+               "whose identity is right over the whole clip.")
 
 
 video_tab, snap_tab, live_tab = st.tabs(["Video", "Camera snapshot", "Live webcam"])
 
 # -------------------------------------------------------------------------------------------- video
 with video_tab:
-    src_kind = st.radio("Video", ["Bundled synthetic clip", "Upload"], horizontal=True, key="pc_source")
-    src_path, digest = None, None
-    if src_kind == "Bundled synthetic clip":
+    src_kind = st.radio("Video", ["Bundled synthetic clip", "New labelled drive", "Upload"], horizontal=True,
+                        key="pc_source")
+    src_path, digest, labels_path = None, None, None
+    if src_kind == "New labelled drive":
+        st.caption("A drive the detector has never seen, rendered by the app's generator with its labels, so "
+                   "that the tracks can be scored.")
+        c1, c2 = st.columns(2)
+        seed = int(c1.number_input("Seed", 0, 10**6, 101, key="pc_seed"))
+        n_frames = int(c2.number_input("Frames (30 per second)", 10, 900, 150, 10, key="pc_frames"))
+        try:
+            src_path, labels_path = _labelled_drive(seed, n_frames)
+            digest = hashlib.sha1(f"drive:{seed}:{n_frames}".encode()).hexdigest()
+        except Exception as exc:
+            common.show_error("Could not render the drive", exc)
+    elif src_kind == "Bundled synthetic clip":
         vids = _sample_videos()
         if vids:
             src_path = st.selectbox("Clip", vids, format_func=lambda p: Path(p).name, key="pc_clip")
@@ -154,13 +218,28 @@ with video_tab:
                 src_path = str(WORK / f"in_{digest[:16]}{Path(up.name).suffix.lower()}")
                 if not Path(src_path).exists():
                     Path(src_path).write_bytes(data)
+        lab = st.file_uploader("Labels, to score the tracks (optional): synth JSON, KITTI tracking txt or "
+                               "MOTChallenge gt.txt", type=["json", "txt"], key="pc_labels")
+        if lab is not None and src_path:
+            from apps.perception import load_track_labels
+
+            raw = lab.getvalue()
+            name = f"labels_{hashlib.sha1(raw).hexdigest()[:16]}{Path(lab.name).suffix.lower()}"
+            labels_path = str(WORK / name)
+            Path(labels_path).write_bytes(raw)
+            try:  # a bad file is named now, not after the whole video has run
+                load_track_labels(labels_path)
+                digest = hashlib.sha1((digest + labels_path).encode()).hexdigest()
+            except ValueError as exc:
+                st.error(str(exc).replace(labels_path, lab.name), icon=common.REFUSED)
+                labels_path = None
     conf = st.slider("Score threshold", 0.05, 0.95, 0.3, 0.05, key="pc_conf")
     if src_path and st.button("Run detection and tracking", type="primary", key="pc_run"):
         out = str(WORK / f"{digest[:16]}_{int(conf * 100)}.webm")
         bar = st.progress(0.0, text="Loading…")
         live = st.empty()
         try:
-            result = _process(src_path, conf, out, live, bar)
+            result = _process(src_path, conf, out, live, bar, labels_path)
             live.empty()
             bar.empty()
             if not result.get("frames"):

@@ -111,3 +111,32 @@ def test_not_a_video_is_refused(app):
     app.run()
     assert not app.exception
     assert "empty" in texts(app.error)
+
+
+def test_new_labelled_drive_scores_the_tracks(app, model_ready):
+    app.switch_page(PAGE).run()
+    app.radio(key="pc_source").set_value("New labelled drive").run()
+    app.number_input(key="pc_frames").set_value(20).run(timeout=120)
+    app.button(key="pc_run").click().run(timeout=240)
+    assert not app.exception, app.exception
+    assert not app.error, texts(app.error)
+    metrics = {m.label: m.value for m in app.metric}
+    assert metrics["Frames"] == "20"
+    mota = metrics["MOTA"]
+    assert mota == "n/a" or float(mota.rstrip(" %")) <= 100.0
+    assert "ID switches" in metrics and " of " in metrics["Mostly tracked"]
+    table = app.dataframe[-1].value
+    assert table["class"].iloc[0] == "all" and table["objects"].iloc[0] > 0
+    assert table["objects"].iloc[0] == table["objects"].iloc[1:].sum()  # every object has one class
+
+
+def test_bad_labels_are_named_before_the_run(app, model_ready, tmp_path):
+    data = _small_video(tmp_path / "pan.mp4", frames=4)
+    app.switch_page(PAGE).run()
+    app.radio(key="pc_source").set_value("Upload").run()
+    app.file_uploader(key="pc_upload").set_value(("pan.mp4", data, "video/mp4"))
+    app.run()
+    app.file_uploader(key="pc_labels").set_value(("gt.txt", b"1,1,10,20\n", "text/plain"))
+    app.run()
+    assert not app.exception, app.exception
+    assert "gt.txt:1" in texts(app.error) and "comma-separated" in texts(app.error)
