@@ -324,7 +324,8 @@ class MOTAccumulator:
         column = {int(h): j for j, h in enumerate(hyp.ids)}
         for i, o in enumerate(gt.ids.tolist()):
             j = column.get(self._last[o]) if o in self._last else None
-            if j is not None and valid[i, j]:
+            # (two objects can share a last partner: the track moved from one to the other)
+            if j is not None and valid[i, j] and not matched_hyp[j]:
                 matched_gt[i] = matched_hyp[j] = True
                 pairs.append((i, j, False))
         # 2. the rest by assignment; a new partner for an object already matched once is a switch

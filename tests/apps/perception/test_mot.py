@@ -18,13 +18,13 @@ from apps.perception.mot import (
 )
 
 
-def _scenario(seed, frames=40, objects=8, classes=3):
+def _scenario(seed, frames=40, objects=8, classes=3, spread=400.0):
     """Ground truth of moving boxes and a flawed tracker's output: jitter, misses, false positives,
     identity swaps, a track re-started under a new id, the odd wrong class."""
     rng = np.random.default_rng(seed)
     start = rng.integers(0, frames // 2, objects)
     stop = np.minimum(frames, start + rng.integers(5, frames, objects))
-    pos = rng.uniform(0, 400, (objects, 2))
+    pos = rng.uniform(0, spread, (objects, 2))
     vel = rng.uniform(-6, 6, (objects, 2))
     size = rng.uniform(15, 60, (objects, 2))
     cls = rng.integers(0, classes, objects)
@@ -88,8 +88,9 @@ def _oracle(gt_frames, hyp_frames, thr, class_aware):
 
 @pytest.mark.parametrize("seed", range(6))
 @pytest.mark.parametrize("class_aware", [True, False])
-def test_matches_py_motmetrics(seed, class_aware):
-    gt, hyp = _scenario(seed)
+@pytest.mark.parametrize("spread", [400.0, 60.0])  # 60: a crowd, boxes overlapping one another
+def test_matches_py_motmetrics(seed, class_aware, spread):
+    gt, hyp = _scenario(seed, spread=spread)
     thr = 0.5
     acc = MOTAccumulator(thr, class_aware)
     for g, h in zip(gt, hyp):
@@ -144,6 +145,22 @@ def test_hand_made_counts():
     # identity: object 1 pairs with track 10 or 11 (2 frames each), object 2 with track 20 (5)
     assert m["idf1"] == pytest.approx(2 * 7 / 20)
     assert (m["mostly_tracked"], m["mostly_lost"], m["gt_tracks"], m["tracks"]) == (2, 0, 2, 4)
+
+
+def test_a_track_carried_over_goes_to_one_object_only():
+    """Track 10 follows object 1, then object 2 (object 1 absent); when both are back on top of each other,
+    both were last matched to track 10: only one may keep it, the other is a switch to track 11."""
+    gt = [TrackFrame([1], [_box(0, 0)], [0]), TrackFrame([2], [_box(1, 0)], [0]),
+          TrackFrame([1, 2], [_box(0, 0), _box(1, 0)], [0, 0])]
+    hyp = [TrackFrame([10], [_box(0, 0)], [0]), TrackFrame([10], [_box(1, 0)], [0]),
+           TrackFrame([10, 11], [_box(0, 0), _box(1, 1)], [0, 0])]
+    acc = MOTAccumulator()
+    for g, h in zip(gt, hyp):
+        acc.update(g, h)
+    m = acc.summary()
+    assert (m["matches"], m["id_switches"], m["false_positives"], m["misses"]) == (4, 1, 0, 0)
+    ref = _oracle(gt, hyp, 0.5, True)
+    assert (int(ref["num_detections"]), int(ref["num_switches"])) == (4, 1)
 
 
 def test_perfect_tracking_scores_one():
