@@ -399,3 +399,44 @@ def test_track_cli_saves_the_tracks_it_scored(clip, tiny_weights, tmp_path):
     assert sum(len(f.ids) for f in saved) > 0  # a low threshold: even the untrained model's boxes show
     for key in ("objects", "hypotheses", "matches", "false_positives", "id_switches"):
         assert again["overall"][key] == reported["overall"][key], key
+
+
+def test_track_cli_on_a_kitti_tracking_sequence(clip, tiny_weights, tmp_path):
+    """KITTI's layout: a folder of frames (image_02/0000/NNNNNN.png) and label_02/0000.txt."""
+    import cv2
+
+    from apps.perception.classes import CLASSES
+
+    doc = json.load(open(clip.rsplit(".", 1)[0] + ".json"))
+    seq = tmp_path / "image_02" / "0000"
+    seq.mkdir(parents=True)
+    cap = cv2.VideoCapture(clip)
+    k = 0
+    while True:
+        ok, bgr = cap.read()
+        if not ok:
+            break
+        cv2.imwrite(str(seq / f"{k:06d}.png"), bgr)
+        k += 1
+    assert k == 12
+    kitti_type = {"car": "Car", "truck/bus": "Truck", "pedestrian": "Pedestrian", "cyclist": "Cyclist"}
+    lines, counted = [], 0
+    for fr in doc["frames"]:
+        for o in fr["objects"]:
+            name = "DontCare" if o["ignore"] else kitti_type.get(CLASSES[o["cls"]], "Misc")
+            tid = -1 if name == "DontCare" else o["track_id"]
+            counted += name not in ("DontCare", "Misc")
+            lines.append(f"{fr['frame']} {tid} {name} 0 0 -10 " + " ".join(f"{v:.2f}" for v in o["bbox"])
+                         + " -1 -1 -1 -1000 -1000 -1000 -10")
+    (tmp_path / "label_02").mkdir()
+    labels = tmp_path / "label_02" / "0000.txt"
+    labels.write_text("\n".join(lines) + "\n")
+    r = subprocess.run(
+        [sys.executable, "-m", "apps.perception", "track", "--source", str(seq), "--weights", tiny_weights,
+         "--headless", "--gt", str(labels), "--json", "--score-classes", "car,truck/bus,pedestrian,cyclist"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout.strip().splitlines()[-1])["tracking"]
+    assert m["frames"] == 12 and m["overall"]["objects"] == counted > 0
+    assert m["scored"] == ["car", "truck/bus", "pedestrian", "cyclist"]
