@@ -13,7 +13,8 @@ agree; ignored objects count neither way). Settings:
 - ``across_classes``: the defaults with association across classes (``--across-classes``).
 
 Prints JSON: per setting, the counts summed over the clips, MOTA and IDF1 over all clips, and each clip's
-MOTA and IDF1; for the default setting the same per class. The defaults were chosen on seeds 31-32 and checked on 33-34 (see ``Sort``); the default
+MOTA and IDF1; for the default setting the same per class. The defaults were chosen on seeds 31-32 and
+checked on 33-34 (see ``Sort``); the default
 seeds here are new ones.
 """
 

@@ -120,7 +120,8 @@ class Sort:
     The defaults were chosen on synthetic drives scored by :mod:`apps.perception.mot` (the committed
     detector at 640, two 300-frame clips to choose, two others to check). Predicted boxes are poor
     stand-ins for missed detections: one frame after the last detection only about half (48-54 %)
-    overlap their object by IoU 0.5, and reporting them for ``max_age`` frames cost 0.10 MOTA on the check clips (0.73
+    overlap their object by IoU 0.5, and reporting them for ``max_age`` frames cost 0.10 MOTA on the
+    check clips (0.73
     against 0.83). Association across classes gave lower IDF1 on both pairs of clips (0.72 / 0.84 against
     0.74 / 0.86), so it is opt-in.
     """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..tensor import Tensor
-from . import basic, reduce, shape
+from . import basic, extra, reduce, shape
 from .basic import *  # noqa: F401,F403
 from .basic import (
     abs,
@@ -34,6 +34,7 @@ from .basic import (
     tanh,
     where,
 )
+from .extra import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
 from .reduce import all as all_
 from .reduce import (
@@ -200,6 +201,14 @@ _METHODS = {
     "view_as": lambda self, other: reshape(self, other.shape),
     "reshape_as": lambda self, other: reshape(self, other.shape),
     "type_as": lambda self, other: self.to(other.dtype),
+    **{name: getattr(extra, name) for name in (
+        "log1p", "expm1", "log2", "log10", "exp2", "reciprocal", "asin", "acos", "atan", "atan2", "sinh",
+        "cosh", "trunc", "frac", "fmod", "remainder", "hypot", "logaddexp", "lerp", "erf", "outer", "addmm",
+        "baddbmm", "tril", "triu", "roll", "movedim", "swapaxes", "tile", "ravel", "diag", "trace", "median",
+        "nanmean", "masked_select", "take_along_dim", "repeat_interleave", "inverse", "det", "isinf",
+        "unique", "bincount")},
+    "arcsin": extra.asin, "arccos": extra.acos, "arctan": extra.atan, "arctan2": extra.atan2,
+    "moveaxis": extra.movedim, "fix": extra.trunc,
     "zero_": _zero_, "fill_": _fill_, "copy_": _copy_,
     "add_": _inplace_method("add_", add), "sub_": _inplace_method("sub_", sub),
     "mul_": _inplace_method("mul_", mul), "div_": _inplace_method("div_", div),
