@@ -204,9 +204,9 @@ _METHODS = {
     **{name: getattr(extra, name) for name in (
         "log1p", "expm1", "log2", "log10", "exp2", "reciprocal", "asin", "acos", "atan", "atan2", "sinh",
         "cosh", "trunc", "frac", "fmod", "remainder", "hypot", "logaddexp", "lerp", "erf", "outer", "addmm",
-        "baddbmm", "tril", "triu", "roll", "movedim", "swapaxes", "tile", "ravel", "diag", "trace", "median",
-        "nanmean", "masked_select", "take_along_dim", "repeat_interleave", "inverse", "det", "isinf",
-        "unique", "bincount")},
+        "baddbmm", "tril", "triu", "roll", "movedim", "swapaxes", "tile", "ravel", "diag", "diagonal",
+        "trace", "median", "nanmean", "masked_select", "take_along_dim", "repeat_interleave", "inverse",
+        "det", "isinf", "unique", "bincount")},
     "arcsin": extra.asin, "arccos": extra.acos, "arctan": extra.atan, "arctan2": extra.atan2,
     "moveaxis": extra.movedim, "fix": extra.trunc,
     "zero_": _zero_, "fill_": _fill_, "copy_": _copy_,

@@ -26,7 +26,8 @@ __all__ = [
     "log1p", "expm1", "log2", "log10", "exp2", "reciprocal", "asin", "acos", "atan", "atan2", "sinh", "cosh",
     "trunc", "frac", "fmod", "remainder", "hypot", "logaddexp", "lerp", "erf",
     "einsum", "outer", "addmm", "baddbmm", "tensordot",
-    "tril", "triu", "roll", "meshgrid", "movedim", "swapaxes", "tile", "ravel", "diag", "trace",
+    "tril", "triu", "roll", "meshgrid", "movedim", "swapaxes", "tile", "ravel", "diag", "diagonal", "trace",
+    "cdist",
     "median", "nanmean", "masked_select", "take_along_dim", "repeat_interleave",
     "inverse", "det",
     "isinf", "unique", "bincount", "searchsorted", "bucketize",
@@ -447,6 +448,34 @@ def diag(input, diagonal=0):
         rows, cols = rows[keep], cols[keep]
         return getitem(input, (Tensor(rows.astype(np.int64)), Tensor(cols.astype(np.int64))))
     raise ValueError(f"diag(): expected a 1-D or 2-D tensor, got shape {tuple(input.shape)}")
+
+
+def diagonal(input, offset=0, dim1=0, dim2=1):
+    """The diagonal of the (dim1, dim2) planes as a last dimension, as ``torch.diagonal``."""
+    d1, d2 = _norm_dim(dim1, input.ndim), _norm_dim(dim2, input.ndim)
+    if d1 == d2:
+        raise ValueError(f"diagonal(): dim1 and dim2 are the same dimension ({dim1}, {dim2})")
+    x = movedim(input, (d1, d2), (-2, -1))
+    xp = get_array_module(input.data)
+    r, c = x.shape[-2:]
+    k = int(offset)
+    rows = xp.arange(builtins.max(-k, 0), r)
+    cols = rows + k
+    keep = (cols >= 0) & (cols < c)
+    rows, cols = rows[keep].astype(np.int64), cols[keep].astype(np.int64)
+    return getitem(x, (Ellipsis, Tensor(rows), Tensor(cols)))
+
+
+def cdist(x1, x2, p=2.0):
+    """Pairwise p-norm distances between the rows of x1 (..., P, M) and x2 (..., R, M), as
+    ``torch.cdist`` (zero gradient where two points coincide, as PyTorch)."""
+    from .reduce import norm
+
+    if x1.ndim < 2 or x2.ndim < 2 or x1.shape[-1] != x2.shape[-1]:
+        raise ValueError(f"cdist(): expected (..., P, M) and (..., R, M), got {tuple(x1.shape)} and "
+                         f"{tuple(x2.shape)}")
+    diff = x1.unsqueeze(-2) - x2.unsqueeze(-3)
+    return norm(diff, p, dim=-1)
 
 
 def trace(input):

@@ -276,3 +276,18 @@ def test_counting_and_searching():
             == torch.searchsorted(torch.tensor(seq2), torch.tensor(v2)).tolist())
     y = fw.tensor([1.0, float("inf"), -float("inf"), float("nan")])
     assert y.isinf().tolist() == [False, True, True, False] and fw.isinf(y).dtype == fw.bool
+
+
+def test_diagonal_and_cdist():
+    for off, d1, d2 in [(0, 0, 1), (1, 0, 2), (-1, 2, 1), (2, -1, 0)]:
+        check(*both(lambda L, a, o=off, i=d1, j=d2: L.diagonal(a, o, i, j)), [normal(3, 4, 5)])
+    check(*both(lambda L, a: a.diagonal()), [normal(4, 4)])
+    x1, x2 = normal(2, 4, 3), normal(2, 5, 3)
+    x2[0, 1] = x1[0, 2]  # two points coincide: PyTorch's gradient there is 0, not NaN
+    for p in (2.0, 1.0, 3.0):
+        check(*both(lambda L, a, b, p=p: L.cdist(a, b, p=p)), [x1, x2])
+    check(*both(lambda L, a, b: L.cdist(a, b)), [normal(4, 2), normal(3, 2)])
+    with pytest.raises(ValueError, match="same dimension"):
+        fw.diagonal(fw.randn(3, 3), 0, 1, -1)
+    with pytest.raises(ValueError, match=r"\(\.\.\., P, M\)"):
+        fw.cdist(fw.randn(3, 2), fw.randn(3, 4))
