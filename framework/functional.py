@@ -26,7 +26,7 @@ from .tensor import Tensor
 
 __all__ = [
     # linear and convolution
-    "linear", "bilinear", "conv2d", "conv2d_bias_act", "conv_transpose2d", "conv1d", "unfold",
+    "linear", "bilinear", "conv2d", "conv2d_bias_act", "conv_transpose2d", "conv1d", "unfold", "fold",
     # pooling and resampling
     "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "max_pool1d",
     "avg_pool1d", "interpolate", "upsample", "pad", "pixel_shuffle", "grid_sample", "affine_grid",
@@ -419,11 +419,47 @@ def unfold(input: Tensor, kernel_size, dilation=1, padding=0, stride=1) -> Tenso
     """
     kh, kw = _pair(kernel_size)
     n, c = input.shape[:2]
-    xp = get_array_module(input.data)
-    eye = xp.eye(kh * kw, dtype=input.data.dtype).reshape(kh * kw, 1, kh, kw)
-    w = Tensor(xp.ascontiguousarray(xp.tile(eye, (c, 1, 1, 1))))
-    y = conv2d(input, w, None, stride, padding, dilation, groups=c)
+    y = conv2d(input, _one_hot_taps(input, c, kh, kw), None, stride, padding, dilation, groups=c)
     return y.reshape(n, c * kh * kw, -1)
+
+
+def _one_hot_taps(like: Tensor, c: int, kh: int, kw: int) -> Tensor:
+    """(c*kh*kw, 1, kh, kw): output channel (c, i, j) of a grouped convolution picks tap (i, j) of
+    channel c."""
+    xp = get_array_module(like.data)
+    eye = xp.eye(kh * kw, dtype=like.data.dtype).reshape(kh * kw, 1, kh, kw)
+    return Tensor(xp.ascontiguousarray(xp.tile(eye, (c, 1, 1, 1))))
+
+
+def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=1) -> Tensor:
+    """Sum sliding local blocks back into an image (col2im): (N, C*kH*kW, L) -> (N, C, H, W), as
+    ``torch.nn.functional.fold``; the adjoint of :func:`unfold` (overlapping blocks add up).
+
+    A transposed convolution with unfold's one-hot weight, so it is differentiable to any order.
+    """
+    kh, kw = _pair(kernel_size)
+    oh_, ow_ = _pair(output_size)
+    (dh, dw), (ph, pw), (sh, sw) = _pair(dilation), _pair(padding), _pair(stride)
+    if input.ndim not in (2, 3):
+        raise ValueError(f"fold: expected (N, C*kH*kW, L) or (C*kH*kW, L), got shape {tuple(input.shape)}")
+    batched = input.ndim == 3
+    x = input if batched else input.unsqueeze(0)
+    n, ck, length = x.shape
+    if ck % (kh * kw):
+        raise ValueError(f"fold: {ck} channels are not a multiple of the kernel's {kh}x{kw} = {kh * kw} taps")
+    c = ck // (kh * kw)
+    bh = (oh_ + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    bw = (ow_ + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    if bh < 1 or bw < 1 or bh * bw != length:
+        raise ValueError(f"fold: output_size {(oh_, ow_)} with kernel {(kh, kw)}, dilation {(dh, dw)}, "
+                         f"padding {(ph, pw)}, stride {(sh, sw)} has {max(bh, 0)}x{max(bw, 0)} blocks, "
+                         f"but the input has {length}")
+    # the transposed convolution covers up to the last block's extent; output_padding adds the rest
+    eh = oh_ - ((bh - 1) * sh - 2 * ph + dh * (kh - 1) + 1)
+    ew = ow_ - ((bw - 1) * sw - 2 * pw + dw * (kw - 1) + 1)
+    y = conv_transpose2d(x.reshape(n, ck, bh, bw), _one_hot_taps(x, c, kh, kw), None, (sh, sw), (ph, pw),
+                         (eh, ew), groups=c, dilation=(dh, dw))
+    return y if batched else y.squeeze(0)
 
 
 # ============================================================================= pooling

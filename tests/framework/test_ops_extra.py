@@ -291,3 +291,33 @@ def test_diagonal_and_cdist():
         fw.diagonal(fw.randn(3, 3), 0, 1, -1)
     with pytest.raises(ValueError, match=r"\(\.\.\., P, M\)"):
         fw.cdist(fw.randn(3, 2), fw.randn(3, 4))
+
+
+FOLDS = [  # output_size, kernel, dilation, padding, stride
+    ((4, 5), (2, 2), 1, 0, 1),
+    ((6, 7), (3, 2), 1, 1, 2),  # the last blocks stop short of the edge: output_padding fills it
+    ((7, 7), 3, 2, 2, 1),
+    ((5, 6), (2, 3), (1, 2), (0, 1), (2, 1)),
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size, k, d, p, s", FOLDS)
+def test_fold_is_unfolds_adjoint(size, k, d, p, s, dtype):
+    tF = torch.nn.functional
+    kh, kw = (k, k) if isinstance(k, int) else k
+    blocks = tF.unfold(torch.zeros(1, 1, *size), k, d, p, s).shape[-1]
+    cols = normal(2, 3 * kh * kw, blocks)
+    check(lambda a: fw.nn.functional.fold(a, size, k, d, p, s), lambda a: tF.fold(a, size, k, d, p, s),
+          [cols], dtype=dtype)
+    check(lambda a: fw.nn.Fold(size, k, d, p, s)(a), lambda a: torch.nn.Fold(size, k, d, p, s)(a), [cols[0]],
+          dtype=dtype)
+    img = normal(2, 3, *size)
+    check(lambda a: fw.nn.Unfold(k, d, p, s)(a), lambda a: torch.nn.Unfold(k, d, p, s)(a), [img], dtype=dtype)
+
+
+def test_fold_names_a_block_count_that_does_not_fit():
+    with pytest.raises(ValueError, match="has 3x4 blocks, but the input has 10"):
+        fw.nn.functional.fold(fw.randn(1, 4, 10), (4, 5), 2)
+    with pytest.raises(ValueError, match="not a multiple"):
+        fw.nn.functional.fold(fw.randn(1, 5, 12), (4, 5), 2)
