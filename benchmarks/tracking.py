@@ -4,8 +4,8 @@
 
 Renders ``--clips`` drives (seeds ``--seed``, ``--seed`` + 1, ...; 640x480 at 30 FPS) to MP4, as the demo
 would read them, runs the detector once on every frame, then the tracker in several settings on the same
-detections. Each clip is scored by :mod:`apps.perception.mot` (CLEAR MOT and IDF1; IoU 0.5, classes must
-agree; ignored objects count neither way). Settings:
+detections. Each clip is scored by :mod:`apps.perception.mot` (HOTA, CLEAR MOT and IDF1; IoU 0.5 for
+the last two, classes must agree; ignored objects count neither way). Settings:
 
 - ``default``: ``Sort()`` as the demo runs it;
 - ``coasting``: the defaults before 2026-11-27 (max_age 5, min_hits 2, tracks reported on their Kalman
@@ -60,7 +60,10 @@ def _total(per_clip, per_clip_class=True):
         if t["objects"] else None
     both = t["objects"] + t["hypotheses"]
     t["idf1"] = round(2 * idtp / both, 4) if both else None
+    hotas = [m["hota"] for m in per_clip if m["hota"] is not None]
+    t["hota_clip_mean"] = round(float(sum(hotas) / len(hotas)), 4) if hotas else None  # HOTA does not add up
     if per_clip_class:
+        t["hota_per_clip"] = [round(m["hota"], 4) for m in per_clip]
         t["mota_per_clip"] = [round(m["mota"], 4) for m in per_clip]
         t["idf1_per_clip"] = [round(m["idf1"], 4) for m in per_clip]
     return t

@@ -152,14 +152,16 @@ def _show_tracking(m: dict) -> None:
     """The tracks against the labels: CLEAR MOT and identity scores, overall and per class."""
     st.subheader("Tracking quality")
     o = m["overall"]
-    cols = st.columns(4)
-    cols[0].metric("MOTA", _pct(o["mota"]))
-    cols[1].metric("IDF1", _pct(o["idf1"]))
-    cols[2].metric("ID switches", f"{o['id_switches']}")
-    cols[3].metric("Mostly tracked", f"{o['mostly_tracked']} of {o['gt_tracks']}")
+    cols = st.columns(5)
+    cols[0].metric("HOTA", _pct(o["hota"]))
+    cols[1].metric("MOTA", _pct(o["mota"]))
+    cols[2].metric("IDF1", _pct(o["idf1"]))
+    cols[3].metric("ID switches", f"{o['id_switches']}")
+    cols[4].metric("Mostly tracked", f"{o['mostly_tracked']} of {o['gt_tracks']}")
     rows = [("all", o)] + list(m["per_class"].items())
     st.dataframe(pd.DataFrame({
         "class": [n for n, _ in rows],
+        "HOTA": [_pct(s["hota"]) for _, s in rows],
         "MOTA": [_pct(s["mota"]) for _, s in rows],
         "IDF1": [_pct(s["idf1"]) for _, s in rows],
         "recall": [_pct(s["recall"]) for _, s in rows],
@@ -169,8 +171,9 @@ def _show_tracking(m: dict) -> None:
     }), hide_index=True, width="stretch")
     st.caption(f"{m['frames']} frames; a track hits an object at IoU ≥ {m['iou_threshold']:g} and of its "
                "class; ignored objects (too occluded or small to label) count neither way. "
-               "MOTA = 1 − (misses + false positives + ID switches) / objects; IDF1: the share of boxes "
-               "whose identity is right over the whole clip.")
+               "HOTA balances finding the objects and keeping their identities, averaged over IoU thresholds "
+               "from 0.05 to 0.95; MOTA = 1 − (misses + false positives + ID switches) / objects; IDF1: the "
+               "share of boxes whose identity is right over the whole clip.")
 
 
 video_tab, snap_tab, live_tab = st.tabs(["Video", "Camera snapshot", "Live webcam"])

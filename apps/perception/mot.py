@@ -9,6 +9,11 @@
 - **Identity scores** (Ristani et al. 2016). Each ground-truth trajectory is paired with at most one
   track for the whole video: the pairing that maximises IDTP, the frames in which a pair overlaps by
   the threshold. IDF1 = 2 IDTP / (objects + hypotheses), IDP = IDTP / hypotheses, IDR = IDTP / objects.
+- **HOTA** (Luiten et al. 2021): for each localisation threshold alpha = 0.05, 0.10, ..., 0.95, the
+  geometric mean of detection accuracy (DetA = TP / (TP + FN + FP)) and association accuracy (AssA, the
+  matches' mean Jaccard index of their trajectory pair), with per-frame matches chosen to favour pairs
+  that align over the whole video; HOTA, DetA, AssA and LocA (mean IoU of the matches) are the means
+  over alpha. It does not use ``iou_threshold``. The counting follows TrackEval's, the tests' oracle.
 - **Coverage** (Li et al. 2009). A trajectory matched in >= 80 % of the frames it is present in is
   mostly tracked, in < 20 % mostly lost, otherwise partially tracked. A fragmentation is an
   interruption of its matching: matched, then missed, then matched again.
@@ -37,9 +42,9 @@ from .classes import CLASSES
 from .metrics import box_iou
 
 METRICS = (
-    "mota", "motp_iou", "idf1", "idp", "idr", "precision", "recall", "objects", "hypotheses", "matches",
-    "misses", "false_positives", "id_switches", "fragmentations", "gt_tracks", "mostly_tracked",
-    "partially_tracked", "mostly_lost", "tracks",
+    "hota", "deta", "assa", "loca", "mota", "motp_iou", "idf1", "idp", "idr", "precision", "recall",
+    "objects", "hypotheses", "matches", "misses", "false_positives", "id_switches", "fragmentations",
+    "gt_tracks", "mostly_tracked", "partially_tracked", "mostly_lost", "tracks",
 )
 
 
@@ -305,6 +310,7 @@ class MOTAccumulator:
         self._overlaps: Counter = Counter()  # (object, hypothesis) -> frames they overlap enough
         self._obj_frames: Counter = Counter()
         self._hyp_frames: Counter = Counter()
+        self._frames: list = []  # (object ids, hypothesis ids, similarity) per frame, for HOTA
 
     def update(self, gt: TrackFrame, hyp: TrackFrame) -> None:
         """Score one frame (``gt.ignore`` is not looked at: see :func:`drop_ignored`)."""
@@ -315,6 +321,8 @@ class MOTAccumulator:
             valid &= gt.classes[:, None] == hyp.classes[None, :]
         self._obj_frames.update(gt.ids.tolist())
         self._hyp_frames.update(hyp.ids.tolist())
+        sim = np.where(gt.classes[:, None] == hyp.classes[None, :], iou, 0.0) if self.class_aware else iou
+        self._frames.append((gt.ids.copy(), hyp.ids.copy(), sim))
         for i, j in zip(*np.nonzero(valid)):
             self._overlaps[int(gt.ids[i]), int(hyp.ids[j])] += 1
         matched_gt = np.zeros(len(gt.ids), bool)
@@ -377,7 +385,9 @@ class MOTAccumulator:
                 fragmentations += int((span[:-1] & ~span[1:]).sum())
         coverage = np.asarray(coverage)
         mota = None if not objects else 1.0 - (self.misses + self.false_positives + self.switches) / objects
+        hota = _hota_scores(self._frames, objects, hyps)
         return dict(
+            **hota,
             mota=mota,
             motp_iou=ratio(self.iou_sum, found),
             idf1=ratio(2 * idtp, objects + hyps),
@@ -398,6 +408,56 @@ class MOTAccumulator:
             mostly_lost=int((coverage < 0.2).sum()),
             tracks=len(self._hyp_frames),
         )
+
+
+_ALPHAS = np.arange(1, 20) * 0.05  # HOTA's localisation thresholds
+
+
+def _hota_scores(frames, objects: int, hyps: int) -> dict:
+    """HOTA, DetA, AssA, LocA (means over the alphas) of frames [(object ids, hypothesis ids, similarity)]."""
+    if not objects or not hyps:
+        return dict(hota=0.0 if objects or hyps else None, deta=0.0 if objects or hyps else None,
+                    assa=0.0 if objects or hyps else None, loca=None)
+    oix = {o: k for k, o in enumerate(sorted({int(o) for f in frames for o in f[0]}))}
+    hix = {h: k for k, h in enumerate(sorted({int(h) for f in frames for h in f[1]}))}
+    frames = [(np.array([oix[int(o)] for o in g], int), np.array([hix[int(h)] for h in t], int), s)
+              for g, t, s in frames]
+    # global alignment: how much each object-track pair overlaps over the video, each frame's similarity
+    # shared out Jaccard-wise among the pairs competing for the same boxes
+    potential = np.zeros((len(oix), len(hix)))
+    obj_count = np.zeros((len(oix), 1))
+    hyp_count = np.zeros((1, len(hix)))
+    for g, t, s in frames:
+        denom = s.sum(0)[None, :] + s.sum(1)[:, None] - s
+        share = np.divide(s, denom, out=np.zeros_like(s), where=denom > np.finfo(float).eps)
+        potential[g[:, None], t[None, :]] += share
+        obj_count[g] += 1
+        hyp_count[0, t] += 1
+    alignment = potential / (obj_count + hyp_count - potential)
+    eps = np.finfo(float).eps
+    tp, fn, fp, loc = (np.zeros(len(_ALPHAS)) for _ in range(4))
+    matches = np.zeros((len(_ALPHAS), len(oix), len(hix)))
+    for g, t, s in frames:
+        if not len(g) or not len(t):
+            fn += len(g)
+            fp += len(t)
+            continue
+        rows, cols = linear_sum_assignment(-(alignment[g[:, None], t[None, :]] * s))
+        for a, alpha in enumerate(_ALPHAS):
+            ok = s[rows, cols] >= alpha - eps
+            r, c = rows[ok], cols[ok]
+            tp[a] += len(r)
+            fn[a] += len(g) - len(r)
+            fp[a] += len(t) - len(r)
+            loc[a] += s[r, c].sum()
+            matches[a, g[r], t[c]] += 1
+    # each match weighted by the Jaccard index of its object's and its track's detections
+    jaccard = [np.sum(m * m / np.maximum(1, obj_count + hyp_count - m)) for m in matches]
+    assa = np.array(jaccard) / np.maximum(1, tp)
+    deta = tp / np.maximum(1, tp + fn + fp)
+    loca = np.maximum(1e-10, loc) / np.maximum(1e-10, tp)
+    return dict(hota=float(np.sqrt(deta * assa).mean()), deta=float(deta.mean()), assa=float(assa.mean()),
+                loca=float(loca.mean()))
 
 
 def drop_ignored(gt: TrackFrame, hyp: TrackFrame, iou_threshold: float) -> tuple[TrackFrame, TrackFrame]:
@@ -457,7 +517,8 @@ def format_tracking_report(m: dict) -> str:
     def f(v, pct=True):
         return "  n/a" if v is None else (f"{100 * v:5.1f}" if pct else f"{v:5d}")
 
-    head = f"{'':16}" + "".join(f"{c:>6}" for c in ("MOTA", "IDF1", "MOTP", "Rcll", "Prcn", "IDsw", "Frag"))
+    cols = ("HOTA", "MOTA", "IDF1", "MOTP", "Rcll", "Prcn", "IDsw", "Frag")
+    head = f"{'':16}" + "".join(f"{c:>6}" for c in cols)
     head += "".join(f"{c:>5}" for c in ("MT", "ML", "GT"))
     lines = [
         f"tracking over {m['frames']} frames, IoU >= {m['iou_threshold']:g}"
@@ -466,7 +527,7 @@ def format_tracking_report(m: dict) -> str:
     ]
     for name, s in [("all", m["overall"])] + list(m["per_class"].items()):
         lines.append(
-            f"{name:16}{f(s['mota']):>6}{f(s['idf1']):>6}{f(s['motp_iou']):>6}{f(s['recall']):>6}"
+            f"{name:16}{f(s['hota']):>6}{f(s['mota']):>6}{f(s['idf1']):>6}{f(s['motp_iou']):>6}{f(s['recall']):>6}"
             f"{f(s['precision']):>6}{s['id_switches']:6d}{s['fragmentations']:6d}{s['mostly_tracked']:5d}"
             f"{s['mostly_lost']:5d}{s['gt_tracks']:5d}"
         )

@@ -125,6 +125,8 @@ def test_new_labelled_drive_scores_the_tracks(app, model_ready):
     mota = metrics["MOTA"]
     assert mota == "n/a" or float(mota.rstrip(" %")) <= 100.0
     assert "ID switches" in metrics and " of " in metrics["Mostly tracked"]
+    hota = metrics["HOTA"]
+    assert hota == "n/a" or 0.0 <= float(hota.rstrip(" %")) <= 100.0
     table = app.dataframe[-1].value
     assert table["class"].iloc[0] == "all" and table["objects"].iloc[0] > 0
     assert table["objects"].iloc[0] == table["objects"].iloc[1:].sum()  # every object has one class

@@ -113,6 +113,43 @@ def test_matches_py_motmetrics(seed, class_aware, spread):
         assert ours[key] == int(ref[theirs]), key
 
 
+def _trackeval_hota(gt_frames, hyp_frames, class_aware):
+    """TrackEval's HOTA on the same frames: the means over its 19 alphas of HOTA, DetA, AssA, LocA."""
+    te = pytest.importorskip("trackeval", reason="TrackEval is the oracle for HOTA")
+    oix = {o: k for k, o in enumerate(sorted({int(o) for g in gt_frames for o in g.ids}))}
+    hix = {h: k for k, h in enumerate(sorted({int(h) for t in hyp_frames for h in t.ids}))}
+    sims = []
+    for g, t in zip(gt_frames, hyp_frames):
+        s = np.array([[_iou_pair(a, b) for b in t.boxes] for a in g.boxes], float)
+        s = s.reshape(len(g.ids), len(t.ids))
+        if class_aware:
+            s = np.where(g.classes[:, None] == t.classes[None, :], s, 0.0)
+        sims.append(s)
+    data = dict(
+        num_gt_dets=sum(len(g.ids) for g in gt_frames), num_tracker_dets=sum(len(t.ids) for t in hyp_frames),
+        num_gt_ids=len(oix), num_tracker_ids=len(hix), similarity_scores=sims,
+        gt_ids=[np.array([oix[int(o)] for o in g.ids], int) for g in gt_frames],
+        tracker_ids=[np.array([hix[int(h)] for h in t.ids], int) for t in hyp_frames],
+    )
+    res = te.metrics.HOTA().eval_sequence(data)
+    return {k: float(np.mean(res[k])) for k in ("HOTA", "DetA", "AssA", "LocA")}
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("class_aware", [True, False])
+@pytest.mark.parametrize("spread", [400.0, 60.0])
+def test_hota_matches_trackeval(seed, class_aware, spread):
+    gt, hyp = _scenario(seed + 20, spread=spread)
+    acc = MOTAccumulator(0.5, class_aware)
+    for g, h in zip(gt, hyp):
+        acc.update(g, h)
+    ours = acc.summary()
+    ref = _trackeval_hota(gt, hyp, class_aware)
+    assert 0.2 < ours["hota"] < 0.95  # the flawed tracker is neither hopeless nor perfect
+    for key, theirs in [("hota", "HOTA"), ("deta", "DetA"), ("assa", "AssA"), ("loca", "LocA")]:
+        assert ours[key] == pytest.approx(ref[theirs], abs=1e-12), key
+
+
 def test_iou_threshold_is_respected():
     gt, hyp = _scenario(3)
     loose, strict = MOTAccumulator(0.3), MOTAccumulator(0.7)
@@ -167,6 +204,7 @@ def test_perfect_tracking_scores_one():
     gt, _ = _scenario(1)
     m = evaluate_tracking(gt, [TrackFrame(g.ids + 7, g.boxes, g.classes) for g in gt])["overall"]
     assert m["mota"] == m["idf1"] == m["motp_iou"] == m["precision"] == m["recall"] == 1.0
+    assert m["hota"] == pytest.approx(1.0) and m["assa"] == pytest.approx(1.0)
     assert m["id_switches"] == m["fragmentations"] == m["mostly_lost"] == 0
 
 
