@@ -19,7 +19,7 @@ from ..autograd import Function
 from ..backend import get_array_module
 from ..tensor import Tensor
 from .basic import _float_in, exp, maximum, sqrt, unbroadcast, where
-from .reduce import sort, sum
+from .reduce import cumsum, sort, sum
 from .shape import _norm_dim, cat, expand, gather, getitem, matmul, narrow, permute, reshape, transpose
 
 __all__ = [
@@ -28,7 +28,8 @@ __all__ = [
     "einsum", "outer", "addmm", "baddbmm", "tensordot",
     "tril", "triu", "roll", "meshgrid", "movedim", "swapaxes", "tile", "ravel", "diag", "diagonal", "trace",
     "cdist",
-    "median", "nanmean", "masked_select", "take_along_dim", "repeat_interleave",
+    "median", "kthvalue", "quantile", "nanmean", "cumprod", "cummax", "cummin", "masked_select",
+    "take_along_dim", "repeat_interleave",
     "inverse", "det",
     "isinf", "unique", "bincount", "searchsorted", "bucketize",
 ]
@@ -509,6 +510,151 @@ def median(input, dim=None, keepdim=False):
     if not keepdim:
         v, i = v.squeeze(d), i.squeeze(d)
     return namedtuple("median", ["values", "indices"])(v, i)
+
+
+def kthvalue(input, k, dim=-1, keepdim=False):
+    """The k-th smallest element along ``dim`` (k from 1) and its index, as ``torch.kthvalue``."""
+    from collections import namedtuple
+
+    d = _norm_dim(dim, input.ndim) if input.ndim else 0
+    x = input if input.ndim else reshape(input, (1,))
+    n = x.shape[d]
+    if not 1 <= int(k) <= n:
+        raise ValueError(f"kthvalue(): k = {k} is out of range 1..{n} for dimension {dim}")
+    values, idx = sort(x, d)
+    v, i = narrow(values, d, int(k) - 1, 1), narrow(idx, d, int(k) - 1, 1)
+    if not keepdim or not input.ndim:
+        v, i = v.squeeze(d), i.squeeze(d)
+    return namedtuple("kthvalue", ["values", "indices"])(v, i)
+
+
+_QUANTILE_MODES = ("linear", "lower", "higher", "midpoint", "nearest")
+
+
+def quantile(input, q, dim=None, keepdim=False, *, interpolation="linear"):
+    """The q-th quantiles along ``dim`` (all elements when None), as ``torch.quantile``: q a number in
+    [0, 1] or a 1-D tensor of them (a leading dimension of the result); ``interpolation`` between the
+    two neighbouring order statistics as PyTorch. Differentiable (the gradient goes to those two)."""
+    if interpolation not in _QUANTILE_MODES:
+        raise ValueError(f"quantile(): interpolation must be one of {', '.join(_QUANTILE_MODES)}, got "
+                         f"{interpolation!r}")
+    qs = np.asarray(q.data.get() if hasattr(getattr(q, "data", None), "get") else getattr(q, "data", q),
+                    dtype=np.float64)
+    if qs.ndim > 1 or ((qs < 0) | (qs > 1)).any() or np.isnan(qs).any():
+        raise ValueError(f"quantile(): q must be a number or a 1-D tensor of numbers in [0, 1], got "
+                         f"{qs.tolist()}")
+    if dim is None:
+        x, d = reshape(input, (-1,)), 0
+    else:
+        x, d = input, _norm_dim(dim, input.ndim)
+    n = x.shape[d]
+    if n == 0:
+        raise ValueError("quantile(): the input is empty")
+    values = sort(x, d)[0]
+    outs = []
+    for qv in qs.reshape(-1):
+        pos = qv * (n - 1)
+        lo, hi = int(math.floor(pos)), int(math.ceil(pos))
+        frac_ = pos - lo
+        if interpolation == "lower" or (interpolation == "nearest" and round(pos) == lo):
+            hi, frac_ = lo, 0.0
+        elif interpolation == "higher" or interpolation == "nearest":
+            lo, frac_ = hi, 0.0
+        elif interpolation == "midpoint" and hi != lo:
+            frac_ = 0.5
+        a = narrow(values, d, lo, 1)
+        v = a if hi == lo or frac_ == 0 else a + (narrow(values, d, hi, 1) - a) * frac_
+        if dim is None:
+            v = reshape(v, (1,) * input.ndim if keepdim else ())
+        elif not keepdim:
+            v = v.squeeze(d)
+        outs.append(v)
+    if qs.ndim == 0:
+        return outs[0]
+    from .shape import stack
+
+    return stack(outs, 0)
+
+
+def _reverse_cumsum(t, d):
+    return cumsum(t.flip(d), d).flip(d)
+
+
+class _Cumprod(Function):
+    """Running product along ``dim``, with the gradient of :func:`_cumprod_grad`."""
+
+    saves_inputs = (0,)
+    saves_output = True
+
+    def forward(self, x):
+        return x.cumprod(axis=self.dim)
+
+    def backward(self, g):
+        x, y = self.saved_tensors
+        return _cumprod_grad(x, y, g, self.dim)
+
+
+def _cumprod_grad(x, y, g, d):
+    """sum over j >= i of g_j prod_{k <= j, k != i} x_k, without dividing by zero, in differentiable
+    operations. With z the first zero of a slice and x' the slice with x_z taken as 1 (y' its running
+    product): before z it is (reverse cumsum of g * y) / x_i; at z, the reverse cumsum of g * y'; after z,
+    x_z times the same gradient for x' (0 in value, but its derivative in x_z is not: gradients of
+    gradients stay right)."""
+    xp = get_array_module(x.data)
+    zeros_so_far = (x.data == 0).cumsum(axis=d)
+    before = Tensor(zeros_so_far == 0)
+    one = Tensor(xp.ones((), dtype=x.data.dtype))
+    zero = Tensor(xp.zeros((), dtype=x.data.dtype))
+    grad = where(before, _reverse_cumsum(g * y, d) / where(before, x, one), zero)
+    first_mask = (x.data == 0) & (zeros_so_far == 1)
+    if not bool(first_mask.any()):
+        return grad
+    first = Tensor(first_mask)
+    x1 = where(first, one, x)
+    y1 = _Cumprod(dim=d)(x1)
+    x_zero = sum(where(first, x, zero), dim=d, keepdim=True)  # the zero itself, broadcast along the slice
+    after = Tensor((zeros_so_far >= 1) & ~first_mask)
+    return (grad + where(first, _reverse_cumsum(g * y1, d), zero)
+            + where(after, x_zero * _cumprod_grad(x1, y1, g, d), zero))
+
+
+def cumprod(input, dim, dtype=None):
+    """The running product along ``dim``, as ``torch.cumprod``; its gradient is exact at zeros."""
+    if dtype is not None:
+        input = input.to(dtype)
+    if input.ndim == 0:
+        return reshape(_Cumprod(dim=0)(reshape(input, (1,))), ())
+    return _Cumprod(dim=_norm_dim(dim, input.ndim))(input)
+
+
+def _cumext(input, dim, largest, name):
+    from collections import namedtuple
+
+    d = _norm_dim(dim, input.ndim) if input.ndim else 0
+    x = input if input.ndim else reshape(input, (1,))
+    xp = get_array_module(x.data)
+    a = xp.moveaxis(x.data, d, -1)
+    run = (xp.maximum if largest else xp.minimum).accumulate(a, axis=-1)
+    prev = xp.concatenate([a[..., :1], run[..., :-1]], axis=-1)
+    # the index of the latest element equal to the running extreme (a tie moves it, as PyTorch)
+    new = (a >= prev) if largest else (a <= prev)
+    pos = xp.where(new, xp.arange(a.shape[-1]), 0)
+    idx = xp.maximum.accumulate(pos, axis=-1)
+    idx = Tensor(xp.ascontiguousarray(xp.moveaxis(idx, -1, d)).astype(np.int64))
+    values = gather(x, d, idx)
+    if not input.ndim:
+        values, idx = reshape(values, ()), reshape(idx, ())
+    return namedtuple(name, ["values", "indices"])(values, idx)
+
+
+def cummax(input, dim):
+    """Running maximum along ``dim`` and where it was reached, as ``torch.cummax``."""
+    return _cumext(input, dim, True, "cummax")
+
+
+def cummin(input, dim):
+    """Running minimum along ``dim`` and where it was reached, as ``torch.cummin``."""
+    return _cumext(input, dim, False, "cummin")
 
 
 def nanmean(input, dim=None, keepdim=False):

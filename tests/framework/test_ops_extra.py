@@ -321,3 +321,40 @@ def test_fold_names_a_block_count_that_does_not_fit():
         fw.nn.functional.fold(fw.randn(1, 4, 10), (4, 5), 2)
     with pytest.raises(ValueError, match="not a multiple"):
         fw.nn.functional.fold(fw.randn(1, 5, 12), (4, 5), 2)
+
+
+def test_kthvalue_and_quantile():
+    x = R.permutation(np.arange(30, dtype=np.float64)).reshape(5, 6) / 7.0  # distinct values
+    check(*both(lambda L, a: tuple(L.kthvalue(a, 2, dim=1))), [x])
+    check(*both(lambda L, a: tuple(L.kthvalue(a, 5, 0, True))), [x])
+    check(*both(lambda L, a: tuple(a.kthvalue(1))), [x])
+    for mode in ("linear", "lower", "higher", "midpoint", "nearest"):
+        check(*both(lambda L, a, m=mode: L.quantile(a, 0.3, dim=1, interpolation=m)), [x])
+        check(*both(lambda L, a, m=mode: L.quantile(a, 0.5, interpolation=m)), [x])
+    qs = np.array([0.0, 0.25, 0.9, 1.0])
+    check(lambda a: fw.quantile(a, fw.tensor(qs), dim=0, keepdim=True),
+          lambda a: torch.quantile(a, torch.tensor(qs), dim=0, keepdim=True), [x])
+    check(lambda a: fw.quantile(a, fw.tensor(qs)), lambda a: torch.quantile(a, torch.tensor(qs)), [x])
+    with pytest.raises(ValueError, match=r"in \[0, 1\]"):
+        fw.quantile(fw.randn(4), 1.5)
+    with pytest.raises(ValueError, match="out of range 1..4"):
+        fw.kthvalue(fw.randn(4), 5)
+
+
+def test_cumprod_gradient_is_exact_at_zeros():
+    x = normal(3, 6)
+    x[0, 2] = 0.0  # one zero
+    x[1, 1] = x[1, 4] = 0.0  # two zeros in a row
+    for dtype in DTYPES:
+        check(*both(lambda L, a: L.cumprod(a, 1)), [x], dtype=dtype)
+        check(*both(lambda L, a: a.cumprod(dim=0)), [x], dtype=dtype)
+    t = fw.tensor(x, requires_grad=True)
+    assert fw.testing.gradcheck(lambda a: fw.cumprod(a, 1), (t,))
+    assert fw.testing.gradgradcheck(lambda a: fw.cumprod(a, 1), (t,))
+
+
+def test_cummax_and_cummin():
+    x = np.array([[1.0, 3.0, 2.0, 3.0, 5.0, 0.0], [4.0, 4.0, 1.0, 0.5, 6.0, 6.0]])  # ties move the index
+    for name in ("cummax", "cummin"):
+        check(*both(lambda L, a, n=name: tuple(getattr(L, n)(a, 1))), [x])
+        check(*both(lambda L, a, n=name: tuple(getattr(a, n)(0))), [normal(5, 3)])
