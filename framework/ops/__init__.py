@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..tensor import Tensor
-from . import basic, extra, reduce, shape
+from . import basic, compose, extra, reduce, shape
 from .basic import *  # noqa: F401,F403
 from .basic import (
     abs,
@@ -34,6 +34,7 @@ from .basic import (
     tanh,
     where,
 )
+from .compose import *  # noqa: F401,F403
 from .extra import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
 from .reduce import all as all_
@@ -209,6 +210,14 @@ _METHODS = {
         "take_along_dim", "repeat_interleave", "inverse", "det", "isinf", "unique", "bincount")},
     "arcsin": extra.asin, "arccos": extra.acos, "arctan": extra.atan, "arctan2": extra.atan2,
     "moveaxis": extra.movedim, "fix": extra.trunc,
+    **{name: getattr(compose, name) for name in (
+        "clamp_min", "clamp_max", "nan_to_num", "addcmul", "addcdiv", "select", "take", "dot", "inner",
+        "cross", "kron", "diff", "logit", "xlogy", "count_nonzero", "nansum", "isclose", "fliplr", "flipud",
+        "rot90", "tensor_split", "aminmax", "isin", "diag_embed", "deg2rad", "rad2deg", "sinc", "scatter",
+        "index_add", "index_fill", "index_copy")},
+    "unfold": compose.unfold_windows, "sgn": basic.sign,
+    "logical_and": basic.logical_and, "logical_or": basic.logical_or, "logical_xor": basic.logical_xor,
+    "equal": basic.equal, "allclose": basic.allclose,
     "zero_": _zero_, "fill_": _fill_, "copy_": _copy_,
     "add_": _inplace_method("add_", add), "sub_": _inplace_method("sub_", sub),
     "mul_": _inplace_method("mul_", mul), "div_": _inplace_method("div_", div),

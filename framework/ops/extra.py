@@ -831,3 +831,4 @@ def bucketize(input, boundaries, *, right=False):
         raise ValueError(f"bucketize(): boundaries must be 1-D, got shape {tuple(boundaries.shape)}")
     return searchsorted(boundaries, input, right=right)
 
+
