@@ -20,7 +20,7 @@ from .ops import any_ as any  # noqa: E402
 from .ops import max_ as max  # noqa: E402
 from .ops import min_ as min  # noqa: E402
 from .ops import sum_ as sum  # noqa: E402
-from . import data, nn, optim  # noqa: E402  (fw.nn, as torch.nn after `import torch`)
+from . import data, linalg, nn, optim  # noqa: E402  (fw.nn, as torch.nn after `import torch`)
 from .serialization import load, save  # noqa: E402
 from . import amp, backends, cuda  # noqa: E402  (fw.cuda, fw.amp, fw.backends)
 from .amp import autocast  # noqa: E402
