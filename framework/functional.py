@@ -31,7 +31,8 @@ __all__ = [
     "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "max_pool1d",
     "avg_pool1d", "interpolate", "upsample", "pad", "pixel_shuffle", "grid_sample", "affine_grid",
     # normalisation and dropout
-    "batch_norm", "layer_norm", "group_norm", "instance_norm", "dropout", "dropout2d", "normalize",
+    "batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm", "dropout", "dropout2d",
+    "normalize",
     # activations
     "relu", "relu6", "leaky_relu", "prelu", "threshold", "elu", "celu", "selu", "gelu", "silu", "mish",
     "sigmoid", "tanh", "hardtanh",
@@ -1326,6 +1327,23 @@ def instance_norm(input: Tensor, running_mean=None, running_var=None, weight=Non
     return y
 
 
+def rms_norm(input: Tensor, normalized_shape, weight: Tensor | None = None,
+             eps: float | None = None) -> Tensor:
+    """x / sqrt(mean(x²) + eps) over the trailing ``normalized_shape`` dimensions, times ``weight``
+    (Zhang & Sennrich 2019), as ``torch.nn.functional.rms_norm``; eps defaults to the dtype's epsilon."""
+    import numpy as _np
+
+    ns = (normalized_shape,) if isinstance(normalized_shape, numbers.Integral) else tuple(normalized_shape)
+    if tuple(input.shape[input.ndim - len(ns):]) != ns:
+        raise ValueError(f"rms_norm: normalized_shape {ns} does not match the input's trailing dimensions "
+                         f"{tuple(input.shape)}")
+    if eps is None:
+        eps = float(_np.finfo(input.data.dtype).eps)
+    dims = tuple(range(input.ndim - len(ns), input.ndim))
+    y = input * ops.rsqrt((input * input).mean(dims, keepdim=True) + eps)
+    return y * weight if weight is not None else y
+
+
 def layer_norm(input: Tensor, normalized_shape, weight: Tensor | None = None, bias: Tensor | None = None,
                eps: float = 1e-5) -> Tensor:
     """Standardise over the trailing ``normalized_shape`` dimensions, then scale and shift."""
@@ -2240,7 +2258,8 @@ def _apply_autocast_policies():
     g = globals()
     for name in ("linear", "bilinear", "conv1d", "conv2d", "conv2d_bias_act", "conv_transpose2d",
                  "scaled_dot_product_attention", "prelu",
-                 "softplus", "layer_norm", "group_norm", "instance_norm", "normalize", "cosine_similarity",
+                 "softplus", "layer_norm", "rms_norm", "group_norm", "instance_norm", "normalize",
+                 "cosine_similarity",
                  "nll_loss", "cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits",
                  "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "sigmoid_focal_loss",
                  "softmax", "log_softmax"):

@@ -42,7 +42,7 @@ from .loss import (
                          SmoothL1Loss,
 )
 from .module import Module
-from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm
+from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm, RMSNorm
 from .padding import CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d, ZeroPad2d
 from .parameter import Buffer, Parameter
 from .pixelshuffle import PixelShuffle
@@ -50,6 +50,7 @@ from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d, AvgPool2d,
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from .sparse import Embedding
 from .transformer import (
+                         Transformer,
                          TransformerDecoder,
                          TransformerDecoderLayer,
                          TransformerEncoder,
@@ -71,7 +72,7 @@ __all__ = [
     "Hardsigmoid", "Hardswish", "Hardtanh", "Tanh", "Softplus", "Softsign", "LogSigmoid", "GLU", "Softmax",
     "LogSoftmax", "RNNBase", "RNN", "LSTM", "GRU", "RNNCellBase", "RNNCell", "LSTMCell", "GRUCell",
     "MultiheadAttention", "TransformerEncoderLayer", "TransformerDecoderLayer", "TransformerEncoder",
-    "TransformerDecoder", "CosineSimilarity", "PairwiseDistance",
+    "TransformerDecoder", "Transformer", "RMSNorm", "CosineSimilarity", "PairwiseDistance",
     "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss", "SmoothL1Loss",
     "HuberLoss", "KLDivLoss",
 ]

@@ -174,6 +174,30 @@ class LayerNorm(Module):
                 f"bias={self.bias is not None}")
 
 
+class RMSNorm(Module):
+    """Root-mean-square normalisation over the last ``len(normalized_shape)`` dims, with a learned scale
+    and no shift (Zhang & Sennrich 2019), as ``torch.nn.RMSNorm``."""
+
+    def __init__(self, normalized_shape, eps: float | None = None, elementwise_affine: bool = True,
+                 device=None, dtype=None):
+        super().__init__()
+        if isinstance(normalized_shape, numbers.Integral):
+            normalized_shape = (int(normalized_shape),)
+        self.normalized_shape = tuple(normalized_shape)
+        self.eps = eps
+        self.elementwise_affine = elementwise_affine
+        _register_affine(self, self.normalized_shape, elementwise_affine, False, device, dtype)
+
+    def reset_parameters(self) -> None:
+        _reset_affine(self)
+
+    def forward(self, input):
+        return F.rms_norm(input, self.normalized_shape, self.weight, self.eps)
+
+    def extra_repr(self) -> str:
+        return f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}"
+
+
 class InstanceNorm2d(Module):
     """Normalise each (sample, channel) plane of ``(N, C, H, W)`` (Ulyanov et al. 2016).
 

@@ -162,3 +162,56 @@ class TransformerDecoder(Module):
                       memory_key_padding_mask=memory_key_padding_mask,
                       tgt_is_causal=bool(tgt_is_causal), memory_is_causal=memory_is_causal)
         return self.norm(x) if self.norm is not None else x
+
+
+class Transformer(Module):
+    """The encoder-decoder model of Vaswani et al. 2017, as ``torch.nn.Transformer``: an encoder of
+    ``num_encoder_layers`` layers and a decoder of ``num_decoder_layers``, each closed by a LayerNorm
+    (``encoder.norm``, ``decoder.norm``); parameter names as PyTorch's, so its state dicts load."""
+
+    def __init__(self, d_model: int = 512, nhead: int = 8, num_encoder_layers: int = 6,
+                 num_decoder_layers: int = 6, dim_feedforward: int = 2048, dropout: float = 0.1,
+                 activation="relu", custom_encoder: Module | None = None,
+                 custom_decoder: Module | None = None,
+                 layer_norm_eps: float = 1e-5, batch_first: bool = False, norm_first: bool = False,
+                 bias: bool = True, device=None, dtype=None):
+        super().__init__()
+        fk = {"device": device, "dtype": dtype}
+        common = dict(dim_feedforward=dim_feedforward, dropout=dropout, activation=activation,
+                      layer_norm_eps=layer_norm_eps, batch_first=batch_first, norm_first=norm_first,
+                      bias=bias, **fk)
+        self.encoder = custom_encoder if custom_encoder is not None else TransformerEncoder(
+            TransformerEncoderLayer(d_model, nhead, **common), num_encoder_layers,
+            LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **fk))
+        self.decoder = custom_decoder if custom_decoder is not None else TransformerDecoder(
+            TransformerDecoderLayer(d_model, nhead, **common), num_decoder_layers,
+            LayerNorm(d_model, eps=layer_norm_eps, bias=bias, **fk))
+        self.d_model, self.nhead, self.batch_first = d_model, nhead, batch_first
+
+    def forward(self, src, tgt, src_mask=None, tgt_mask=None, memory_mask=None, src_key_padding_mask=None,
+                tgt_key_padding_mask=None, memory_key_padding_mask=None, src_is_causal=None,
+                tgt_is_causal=None, memory_is_causal: bool = False):
+        batch = 0 if self.batch_first else 1
+        if src.ndim == 3 and tgt.ndim == 3 and src.shape[batch] != tgt.shape[batch]:
+            raise RuntimeError(f"Transformer: the batch sizes of src {tuple(src.shape)} and tgt "
+                               f"{tuple(tgt.shape)} differ")
+        if src.shape[-1] != self.d_model or tgt.shape[-1] != self.d_model:
+            raise RuntimeError(f"Transformer: the feature size of src and tgt must be d_model = "
+                               f"{self.d_model}, got {src.shape[-1]} and {tgt.shape[-1]}")
+        memory = self.encoder(src, mask=src_mask, src_key_padding_mask=src_key_padding_mask,
+                              is_causal=src_is_causal)
+        return self.decoder(tgt, memory, tgt_mask=tgt_mask, memory_mask=memory_mask,
+                            tgt_key_padding_mask=tgt_key_padding_mask,
+                            memory_key_padding_mask=memory_key_padding_mask, tgt_is_causal=tgt_is_causal,
+                            memory_is_causal=memory_is_causal)
+
+    @staticmethod
+    def generate_square_subsequent_mask(sz: int, device=None, dtype=None):
+        """A float (sz, sz) mask: 0 on and below the diagonal, -inf above (each position sees the past)."""
+        import numpy as np
+
+        from ..tensor import tensor
+
+        m = np.triu(np.full((sz, sz), -np.inf), 1)
+        return tensor(m, dtype=dtype, device=device) if dtype is not None else tensor(m.astype(np.float32),
+                                                                                       device=device)
