@@ -213,7 +213,12 @@ def cmd_demo(a, track=True):
         _score_classes(a.score_classes)  # mistakes in the options or the labels show before the video runs
         load_track_labels(a.gt)
     det = _load(a.weights, a.device, a.conf)
-    writer = TrackWriter(a.save_tracks, a.tracks_format) if getattr(a, "save_tracks", None) else None
+    out = getattr(a, "save_tracks", None)
+    if out and os.path.exists(out):  # never write the tracks over an input
+        for flag, other in (("--gt", getattr(a, "gt", None)), ("--source", a.source), ("--save", a.save)):
+            if other and os.path.exists(other) and os.path.samefile(out, other):
+                raise SystemExit(f"error: --save-tracks {out!r} is the {flag} file: it would be overwritten")
+    writer = TrackWriter(out, a.tracks_format) if out else None
 
     def on_frame(r):
         if scoring:

@@ -478,3 +478,16 @@ def test_track_cli_on_a_kitti_tracking_sequence(clip, tiny_weights, tmp_path):
     m = json.loads(r.stdout.strip().splitlines()[-1])["tracking"]
     assert m["frames"] == 12 and m["overall"]["objects"] == counted > 0
     assert m["scored"] == ["car", "truck/bus", "pedestrian", "cyclist"]
+
+
+def test_save_tracks_never_overwrites_the_labels(clip, tiny_weights, tmp_path):
+    labels = tmp_path / "labels.json"
+    labels.write_bytes(open(clip.rsplit(".", 1)[0] + ".json", "rb").read())
+    before = labels.read_bytes()
+    r = subprocess.run(
+        [sys.executable, "-m", "apps.perception", "track", "--source", clip, "--weights", tiny_weights,
+         "--headless", "--gt", str(labels), "--save-tracks", str(labels)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode != 0 and "would be overwritten" in r.stderr
+    assert labels.read_bytes() == before
