@@ -214,10 +214,8 @@ def cmd_demo(a, track=True):
         load_track_labels(a.gt)
     det = _load(a.weights, a.device, a.conf)
     out = getattr(a, "save_tracks", None)
-    if out and os.path.exists(out):  # never write the tracks over an input
-        for flag, other in (("--gt", getattr(a, "gt", None)), ("--source", a.source), ("--save", a.save)):
-            if other and os.path.exists(other) and os.path.samefile(out, other):
-                raise SystemExit(f"error: --save-tracks {out!r} is the {flag} file: it would be overwritten")
+    _refuse_overwrite([("--save", a.save), ("--save-tracks", out)],
+                      [("--source", a.source), ("--gt", getattr(a, "gt", None)), ("--save", a.save)])
     writer = TrackWriter(out, a.tracks_format) if out else None
 
     def on_frame(r):
@@ -252,6 +250,17 @@ def cmd_demo(a, track=True):
         s["tracking"] = _score_tracks(a, hyps)
     if a.json:
         print(json.dumps(s))
+
+
+def _refuse_overwrite(outputs, inputs) -> None:
+    """An output file that is one of the inputs (or another output) is a usage error: the input would be
+    destroyed while it is read."""
+    for oflag, out in outputs:
+        if not out or not os.path.exists(out):
+            continue
+        for iflag, other in inputs:
+            if iflag != oflag and other and os.path.exists(other) and os.path.samefile(out, other):
+                raise SystemExit(f"error: {oflag} {out!r} is the {iflag} file: it would be overwritten")
 
 
 def _score_classes(text):

@@ -491,3 +491,16 @@ def test_save_tracks_never_overwrites_the_labels(clip, tiny_weights, tmp_path):
     )
     assert r.returncode != 0 and "would be overwritten" in r.stderr
     assert labels.read_bytes() == before
+
+
+def test_saved_video_never_overwrites_the_source(clip, tiny_weights, tmp_path):
+    src = tmp_path / "in.mp4"
+    src.write_bytes(open(clip, "rb").read())
+    before = src.read_bytes()
+    r = subprocess.run(
+        [sys.executable, "-m", "apps.perception", "demo", "--source", str(src), "--weights", tiny_weights,
+         "--headless", "--save", str(src)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode != 0 and "--save" in r.stderr and "would be overwritten" in r.stderr
+    assert src.read_bytes() == before
