@@ -181,6 +181,12 @@ def cmd_evaluate(a):
 
     if not os.path.exists(a.data):
         raise SystemExit(f"error: --data {a.data!r}: no such file or folder")
+    if a.save_json and os.path.exists(a.save_json):  # the data set's own files are never written over
+        inside = os.path.isdir(a.data) and os.path.commonpath(
+            [os.path.realpath(a.data), os.path.realpath(a.save_json)]) == os.path.realpath(a.data)
+        if inside or os.path.samefile(a.save_json, a.data):
+            raise SystemExit(f"error: --save-json {a.save_json!r} is an existing file of --data {a.data!r}: "
+                             "write the detections elsewhere")
     det = _load(a.weights, a.device)
     if os.path.exists(os.path.join(a.data, "images.npy")):
         if a.kitti_difficulty:

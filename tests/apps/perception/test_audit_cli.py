@@ -4,6 +4,8 @@ another network are named as such, and the files a run writes are strict JSON th
 
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -276,3 +278,21 @@ def test_track_across_classes_reaches_the_tracker(tmp_path, flag, agnostic, monk
     main(["track", "--source", str(folder), "--headless", "--every-frame", *flag])
     assert made == [{"class_agnostic": agnostic}]
     assert "frames 2" in capsys.readouterr().out
+
+
+def test_evaluate_save_json_never_overwrites_the_data(tiny_weights, tmp_path):
+    from apps.perception.synth import write_dataset
+
+    data = tmp_path / "data"
+    write_dataset(str(data), 2, 3, 160, 120)
+    ann = data / "annotations.json"
+    before = ann.read_bytes()
+    cmd = [sys.executable, "-m", "apps.perception", "evaluate", "--data", str(data), "--weights",
+           tiny_weights]
+    r = subprocess.run(cmd + ["--save-json", str(ann)], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0 and "write the detections elsewhere" in r.stderr
+    assert ann.read_bytes() == before
+    out = tmp_path / "dets.json"
+    r = subprocess.run(cmd + ["--save-json", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert isinstance(json.loads(out.read_text()), list)

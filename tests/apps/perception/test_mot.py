@@ -504,3 +504,4 @@ def test_saved_video_never_overwrites_the_source(clip, tiny_weights, tmp_path):
     )
     assert r.returncode != 0 and "--save" in r.stderr and "would be overwritten" in r.stderr
     assert src.read_bytes() == before
+
