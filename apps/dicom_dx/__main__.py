@@ -117,11 +117,30 @@ def _predictor(a):
     return load_default_model(a.model, device=getattr(a, "device", "cpu"))
 
 
+def _overwrites_input(outputs, inputs) -> str | None:
+    """The first output (flag, path) that would write over an input file or a DICOM file, as a message."""
+    for flag, out in outputs:
+        if not out or not Path(out).is_file():
+            continue
+        for src in inputs:
+            if src and Path(src).exists() and Path(out).samefile(src):
+                return f"error: {flag} {out} is one of the inputs: it would be overwritten"
+        with open(out, "rb") as f:
+            head = f.read(132)
+        if head[128:132] == b"DICM":
+            return f"error: {flag} {out} is a DICOM file: it would be overwritten"
+    return None
+
+
 def cmd_evaluate(a) -> int:
     from apps.dicom_dx.evaluate import evaluate
 
     if not Path(a.data).exists():
         print(f"error: data not found: {a.data}", file=sys.stderr)
+        return 2
+    problem = _overwrites_input([("--out", a.out), ("--plot", a.plot)], [a.data])
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     cb, close = _tqdm_progress("evaluate", not a.quiet)
     rep = evaluate(
@@ -147,6 +166,11 @@ def cmd_analyze(a) -> int:
             break
     except FileNotFoundError as e:
         print(f"error: {e}", file=sys.stderr)
+        return 2
+    # the results database is reopened to resume, so --out may exist; never as one of the studies
+    problem = _overwrites_input([("--out", a.out), ("--csv", a.csv), ("--json", a.json)], a.inputs)
+    if problem:
+        print(problem, file=sys.stderr)
         return 2
     cb, close = _tqdm_progress("analyze", not a.quiet)
     try:

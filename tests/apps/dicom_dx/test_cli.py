@@ -148,3 +148,22 @@ def test_evaluate_prints_strict_json_when_a_metric_is_undefined(tmp_path, monkey
     assert main(["-q", "evaluate", "--data", str(tmp_path)]) == 0
     out = json.loads(capsys.readouterr().out, parse_constant=lambda c: pytest.fail(f"printed {c}"))
     assert out["macro_auroc"] is None and out["auroc"] == {"effusion": None}
+
+
+def test_outputs_never_overwrite_a_study(tmp_path, tiny_model, capsys):
+    assert main(["-q", "synth", "--out", str(tmp_path / "s"), "--n", "1", "--negatives", "0", "--seed", "4",
+                 "--min-size", "64", "--max-size", "80"]) == 0
+    study = next((tmp_path / "s").rglob("*.dcm"))
+    before = study.read_bytes()
+    other = tmp_path / "copy.dcm"
+    other.write_bytes(before)
+    out = str(tmp_path / "r.sqlite")
+    analyze = ["-q", "analyze", str(tmp_path / "s"), "--out", out, "--model", str(tiny_model)]
+    for flag, path in [("--csv", study), ("--json", study), ("--csv", other)]:
+        capsys.readouterr()
+        code = main(analyze + [flag, str(path)])
+        assert code == 2 and "would be overwritten" in capsys.readouterr().err
+    code = main(["-q", "evaluate", "--data", str(tmp_path / "s"), "--model", str(tiny_model), "--out",
+                 str(other)])
+    assert code == 2 and "DICOM file" in capsys.readouterr().err
+    assert study.read_bytes() == before and other.read_bytes() == before
