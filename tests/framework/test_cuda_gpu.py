@@ -403,6 +403,43 @@ def _nnf():
     return F
 
 
+# the operations of framework/ops/extra.py, compose.py and fw.linalg
+
+
+def _extra_math(x):
+    return (fw.log1p(x.abs()), fw.expm1(x), fw.atan2(x, x.abs() + 1), fw.sinh(x), fw.logaddexp(x, 2 * x),
+            fw.erf(x), fw.trunc(3 * x), fw.hypot(x, x + 1), fw.xlogy(x.abs(), x.abs() + 1), fw.sinc(x))
+
+
+def _einsum_products(T):
+    return (fw.einsum("bij,bjk->bik", T(2, 3, 4), T(2, 4, 5)), fw.einsum("...ij->...j", T(3, 2, 4)),
+            fw.tensordot(T(2, 3, 4), T(3, 4, 5)), fw.outer(T(3), T(4)), fw.addmm(T(3, 5), T(3, 4), T(4, 5)),
+            fw.kron(T(2, 2), T(2, 3)), fw.cross(T(4, 3), T(4, 3), dim=1))
+
+
+def _triangles_rolls(x):
+    return (x.tril(), x.triu(1), x.roll(2, 1), fw.diag(x, 1), fw.diagonal(x), fw.movedim(x, 0, 1),
+            fw.rot90(x), x.unfold(1, 3, 2), fw.diff(x, dim=1), fw.diag_embed(x[0]))
+
+
+def _reductions_extra(x):
+    return (fw.median(x, 1)[0], fw.quantile(x, 0.3, dim=1), fw.cumprod(x, 1), fw.cummax(x, 1)[0],
+            fw.kthvalue(x, 2, 1)[0], fw.nansum(x), fw.nanmean(x, 0))
+
+
+def _index_writes(T, I, x):
+    dev = x.device
+    return (fw.scatter(x, 1, I(6, 4, 2), T(4, 2)), fw.index_add(x, 0, fw.tensor([3, 0], device=dev), T(2, 6)),
+            fw.index_fill(x, 1, fw.tensor([1, 4], device=dev), 0.5), fw.take_along_dim(x, I(6, 4, 2), 1),
+            fw.repeat_interleave(x, 2, dim=0), fw.masked_select(x, x > 0))
+
+
+def _linalg_fold(T, a):
+    a = a + 3 * fw.eye(3, device=a.device)
+    return (fw.linalg.inv(a), fw.linalg.det(a), fw.linalg.solve(a, T(3, 2)), fw.cdist(T(4, 3), T(5, 3)),
+            _nnf().fold(T(2, 12, 12), (4, 5), 2), _nnf().rms_norm(T(3, 4), (4,), T(4)))
+
+
 SWEEP = {
     "arith_broadcast": lambda T, I: (T(3, 1, 4) * T(5, 1) - T(4) / (T(3, 5, 4).abs() + 1)) ** 2,
     "unary": lambda T, I: (lambda x: (x.exp(), x.sin(), x.cos(), x.tanh(), x.sigmoid(), x.relu(),
@@ -452,6 +489,12 @@ SWEEP = {
                             _nnf().smooth_l1_loss(T(4, 3), T(4, 3)),
                             _nnf().sigmoid_focal_loss(T(5, 3), (T(5, 3, grad=False) > 0).float(),
                                                       reduction="mean")),
+    "extra_math": lambda T, I: _extra_math(T(4, 6)),
+    "einsum_products": lambda T, I: _einsum_products(T),
+    "triangles_rolls": lambda T, I: _triangles_rolls(T(5, 6)),
+    "reductions_extra": lambda T, I: _reductions_extra(T(4, 6)),
+    "index_writes": lambda T, I: _index_writes(T, I, T(4, 6)),
+    "linalg_fold": lambda T, I: _linalg_fold(T, T(3, 3)),
 }
 
 
