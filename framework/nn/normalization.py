@@ -150,11 +150,11 @@ class GroupNorm(Module):
                 f"bias={self.bias is not None}")
 
 
-class LayerNorm(Module):
-    """Normalise over the last ``len(normalized_shape)`` dims (Ba et al. 2016)."""
+class _TrailingNorm(Module):
+    """A norm over the last ``len(normalized_shape)`` dims with an optional ``weight`` and ``bias`` of
+    that shape (LayerNorm, RMSNorm)."""
 
-    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
-                 bias: bool = True, device=None, dtype=None):
+    def __init__(self, normalized_shape, eps, elementwise_affine: bool, bias: bool, device, dtype):
         super().__init__()
         if isinstance(normalized_shape, numbers.Integral):
             normalized_shape = (int(normalized_shape),)
@@ -166,6 +166,14 @@ class LayerNorm(Module):
     def reset_parameters(self) -> None:
         _reset_affine(self)
 
+
+class LayerNorm(_TrailingNorm):
+    """Normalise over the last ``len(normalized_shape)`` dims (Ba et al. 2016)."""
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True,
+                 bias: bool = True, device=None, dtype=None):
+        super().__init__(normalized_shape, eps, elementwise_affine, bias, device, dtype)
+
     def forward(self, input):
         return F.layer_norm(input, self.normalized_shape, self.weight, self.bias, self.eps)
 
@@ -174,22 +182,13 @@ class LayerNorm(Module):
                 f"bias={self.bias is not None}")
 
 
-class RMSNorm(Module):
+class RMSNorm(_TrailingNorm):
     """Root-mean-square normalisation over the last ``len(normalized_shape)`` dims, with a learned scale
     and no shift (Zhang & Sennrich 2019), as ``torch.nn.RMSNorm``."""
 
     def __init__(self, normalized_shape, eps: float | None = None, elementwise_affine: bool = True,
                  device=None, dtype=None):
-        super().__init__()
-        if isinstance(normalized_shape, numbers.Integral):
-            normalized_shape = (int(normalized_shape),)
-        self.normalized_shape = tuple(normalized_shape)
-        self.eps = eps
-        self.elementwise_affine = elementwise_affine
-        _register_affine(self, self.normalized_shape, elementwise_affine, False, device, dtype)
-
-    def reset_parameters(self) -> None:
-        _reset_affine(self)
+        super().__init__(normalized_shape, eps, elementwise_affine, False, device, dtype)
 
     def forward(self, input):
         return F.rms_norm(input, self.normalized_shape, self.weight, self.eps)

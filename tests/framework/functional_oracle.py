@@ -97,3 +97,10 @@ def torchvision_focal_loss(inputs, targets, alpha=0.25, gamma=2, reduction="none
     if alpha >= 0:
         loss = (alpha * targets + (1 - alpha) * (1 - targets)) * loss
     return {"none": loss, "mean": loss.mean(), "sum": loss.sum()}[reduction]
+
+
+def both(f):
+    """``f(L, *args)`` written once: the pair (L = framework, L = torch) that :func:`check` takes."""
+    import torch
+
+    return (lambda *a: f(fw, *a)), (lambda *a: f(torch, *a))

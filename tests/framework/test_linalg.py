@@ -2,17 +2,13 @@
 
 import numpy as np
 import pytest
-from functional_oracle import check
+from functional_oracle import both, check
 
 import framework as fw
 
 torch = pytest.importorskip("torch", reason="PyTorch is the oracle for fw.linalg")
 
 R = np.random.default_rng(5)
-
-
-def both(f):
-    return (lambda *a: f(fw, *a)), (lambda *a: f(torch, *a))
 
 
 def normal(*s):

@@ -3,17 +3,13 @@ gradients, float64 and float32, and the errors."""
 
 import numpy as np
 import pytest
-from functional_oracle import Const, check
+from functional_oracle import Const, both, check
 
 import framework as fw
 
 torch = pytest.importorskip("torch", reason="PyTorch is the oracle for tensor operations")
 
 R = np.random.default_rng(11)
-
-
-def both(f):
-    return (lambda *a: f(fw, *a)), (lambda *a: f(torch, *a))
 
 
 def normal(*s):

@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 import pytest
-from functional_oracle import Const, check
+from functional_oracle import Const, both, check
 
 import framework as fw
 
@@ -13,11 +13,6 @@ torch = pytest.importorskip("torch", reason="PyTorch is the oracle for tensor op
 
 R = np.random.default_rng(7)
 DTYPES = [np.float64, np.float32]
-
-
-def both(f):
-    """f(L, *args) written once, run with L = framework and L = torch."""
-    return (lambda *a: f(fw, *a)), (lambda *a: f(torch, *a))
 
 
 def normal(*s):
