@@ -125,10 +125,6 @@ def frac(input):
     return input - trunc(input).detach()
 
 
-def _tensor_like(v, ref):
-    return v if isinstance(v, Tensor) else Tensor(np.asarray(v, dtype=ref.data.dtype))
-
-
 def fmod(input, other):
     """C's remainder: the sign of the dividend (``torch.fmod``). Gradient 1 for input, -trunc(a/b) for
     other."""
