@@ -102,6 +102,9 @@ def cmd_synth(a):
         raise SystemExit("synth: give --out DIR (labelled frames) and/or --video clip.mp4")
     if a.out:
         _out_dir(a.out)
+        if os.path.isdir(a.out) and os.listdir(a.out) and not a.overwrite:  # before the video is rendered
+            raise SystemExit(f"error: --out {a.out!r} is not empty: choose a new folder, or add --overwrite "
+                             "to replace a data set that synth wrote there")
     if a.video and os.path.isdir(a.video):
         raise SystemExit(f"error: --video {a.video!r} is a folder; give a file name such as clip.mp4")
     if a.video:
@@ -120,7 +123,8 @@ def cmd_synth(a):
             raise SystemExit(f"perception synth: error: {e}") from None
         print(json.dumps(dict(video=a.video, frames=a.frames, seed=a.seed)))
     if a.out:
-        print(json.dumps(write_dataset(a.out, a.n, a.seed, a.width, a.height, progress=_progress("synth"))))
+        print(json.dumps(write_dataset(a.out, a.n, a.seed, a.width, a.height, progress=_progress("synth"),
+                                       overwrite=a.overwrite)))
 
 
 def cmd_cache(a):
@@ -340,6 +344,9 @@ def main(argv=None):
     s.add_argument("--n", type=_number(int, 1), default=100)
     s.add_argument("--seed", type=_number(int, 0), default=0)
     s.add_argument("--video")
+    s.add_argument("--overwrite", action="store_true",
+                   help="replace the data set synth wrote in --out before (a folder with anything else is "
+                   "refused)")
     s.add_argument("--frames", type=_number(int, 1), default=300)
     s.add_argument("--fps", type=_number(float, 0, lo_open=True), default=30.0)
     s.add_argument("--width", type=_number(int, 32), default=640)

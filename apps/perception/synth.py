@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 from dataclasses import dataclass, field
 
 import cv2
@@ -722,9 +723,42 @@ def random_scene(
 # Writers
 
 
-def write_dataset(out: str, n: int, seed: int, width: int = 640, height: int = 480, progress=None) -> dict:
+_OWN = {"images": re.compile(r"\d{6}\.jpg"), "labels": re.compile(r"\d{6}\.txt")}
+
+
+def _clear_previous(out: str, overwrite: bool) -> None:
+    """``out`` must be new or empty; with ``overwrite``, a folder this writer made (nothing else in it) is
+    emptied of the previous data set, so that no stale frame is left beside the new ones."""
+    if not os.path.isdir(out) or not os.listdir(out):
+        return
+    if not overwrite:
+        raise ValueError(f"{out} is not empty: choose a new folder (or overwrite=True / --overwrite to "
+                         "replace a data set that synth wrote there)")
+    own = []
+    for entry in sorted(os.listdir(out)):
+        path = os.path.join(out, entry)
+        if entry == "annotations.json" and os.path.isfile(path):
+            own.append(path)
+        elif entry in _OWN and os.path.isdir(path):
+            for name in sorted(os.listdir(path)):
+                if not _OWN[entry].fullmatch(name):
+                    raise ValueError(f"{os.path.join(path, name)} was not written by synth: {out} is left as "
+                                     "it is")
+                own.append(os.path.join(path, name))
+        else:
+            raise ValueError(f"{path} was not written by synth: {out} is left as it is")
+    for path in own:
+        os.remove(path)
+
+
+def write_dataset(out: str, n: int, seed: int, width: int = 640, height: int = 480, progress=None,
+                  overwrite: bool = False) -> dict:
     """Write ``n`` frames to ``out/images/*.jpg``, YOLO labels to ``out/labels/*.txt`` and COCO json
-    to ``out/annotations.json`` (``iscrowd=1`` marks ignore regions). Returns a summary dict."""
+    to ``out/annotations.json`` (``iscrowd=1`` marks ignore regions). Returns a summary dict.
+
+    ``out`` must be new or empty, so that no data set is written over; ``overwrite`` replaces one that
+    this function wrote (and refuses a folder with anything else in it)."""
+    _clear_previous(out, overwrite)
     os.makedirs(os.path.join(out, "images"), exist_ok=True)
     os.makedirs(os.path.join(out, "labels"), exist_ok=True)
     rng = np.random.default_rng(seed)

@@ -296,3 +296,13 @@ def test_evaluate_save_json_never_overwrites_the_data(tiny_weights, tmp_path):
     r = subprocess.run(cmd + ["--save-json", str(out)], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert isinstance(json.loads(out.read_text()), list)
+
+
+def test_synth_refuses_a_non_empty_folder_before_rendering_anything(tmp_path):
+    out = tmp_path / "data"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    video = tmp_path / "clip.mp4"
+    with pytest.raises(SystemExit, match="not empty"):
+        main(["synth", "--out", str(out), "--n", "1", "--video", str(video), "--frames", "2"])
+    assert not video.exists() and os.listdir(out) == ["notes.txt"]

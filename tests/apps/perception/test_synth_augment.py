@@ -116,3 +116,27 @@ def test_letterbox_maps_boxes_back_and_handles_extreme_shapes():
     assert out.shape == (320, 320, 3) and (out == 7).any()
     with pytest.raises(ValueError, match="empty image"):
         letterbox(np.zeros((0, 10, 3), np.uint8), 320)
+
+
+def test_write_dataset_never_writes_over_another_data_set(tmp_path):
+    import os
+
+    import pytest
+
+    from apps.perception.synth import write_dataset
+
+    mine = tmp_path / "mine"
+    write_dataset(str(mine), 4, seed=5, width=96, height=64)
+    with pytest.raises(ValueError, match="not empty"):
+        write_dataset(str(mine), 2, seed=6, width=96, height=64)
+    write_dataset(str(mine), 2, seed=6, width=96, height=64, overwrite=True)  # synth's own: replaced whole
+    assert sorted(os.listdir(mine / "images")) == ["000000.jpg", "000001.jpg"]
+    assert sorted(os.listdir(mine / "labels")) == ["000000.txt", "000001.txt"]
+    theirs = tmp_path / "theirs"
+    (theirs / "images").mkdir(parents=True)
+    photo = theirs / "images" / "street_0001.png"
+    photo.write_bytes(b"a user's photo")
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="not empty|not written by synth"):
+            write_dataset(str(theirs), 2, seed=6, width=96, height=64, overwrite=overwrite)
+    assert photo.read_bytes() == b"a user's photo" and os.listdir(theirs / "images") == ["street_0001.png"]
