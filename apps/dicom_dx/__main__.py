@@ -47,8 +47,13 @@ def _read_card(path: str) -> dict:
 
 
 def cmd_synth(a) -> int:
-    from apps.dicom_dx.synth import generate
+    from apps.dicom_dx.synth import _check_only_synthetic, generate
 
+    try:
+        _check_only_synthetic(Path(a.out))
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     cb, close = _tqdm_progress("synth", not a.quiet)
     prev = a.prevalence if a.prevalence is not None else 0.2
     path = generate(

@@ -21,6 +21,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -804,6 +805,25 @@ LABEL_FIELDS = [
 ]
 
 
+_OWN_FILE = re.compile(r"\d{6}\.dcm")
+
+
+def _check_only_synthetic(out: Path) -> None:
+    """ValueError naming the first file in ``out`` that :func:`generate` would not have written."""
+    if not out.is_dir():
+        return
+    for entry in sorted(out.iterdir()):
+        if entry.name == "labels.csv" and entry.is_file():
+            continue
+        if entry.name in ("chest", "other") and entry.is_dir():
+            foreign = next((p for p in sorted(entry.iterdir()) if not _OWN_FILE.fullmatch(p.name)), None)
+            if foreign is None:
+                continue
+            entry = foreign
+        raise ValueError(f"{entry} was not written by synth: synthetic studies go into a new folder, or one "
+                         "that synth made (never mixed with real ones)")
+
+
 def generate(
     out: str | Path,
     n: int,
@@ -822,8 +842,12 @@ def generate(
     uses np.random.default_rng([seed, i]), so a partial run can be extended or re-made.
 
     negative_metadata: fractions of negatives written with true / missing / wrong metadata.
-    Returns the path of labels.csv."""
+    Returns the path of labels.csv.
+
+    ``out`` may hold only what this function writes (``chest/``, ``other/``, ``labels.csv``): synthetic
+    studies are never mixed into a folder of real ones, whose files could also be overwritten."""
     out = Path(out)
+    _check_only_synthetic(out)
     out.mkdir(parents=True, exist_ok=True)
     rows = []
     total = n + negatives

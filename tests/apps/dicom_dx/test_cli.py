@@ -167,3 +167,18 @@ def test_outputs_never_overwrite_a_study(tmp_path, tiny_model, capsys):
                  str(other)])
     assert code == 2 and "DICOM file" in capsys.readouterr().err
     assert study.read_bytes() == before and other.read_bytes() == before
+
+
+def test_synth_never_mixes_synthetic_studies_into_real_ones(tmp_path, capsys):
+    real = tmp_path / "pacs_export"
+    (real / "chest").mkdir(parents=True)
+    study = real / "chest" / "IM0001.dcm"
+    study.write_bytes(b"\0" * 128 + b"DICM" + b"a real study")
+    args = ["-q", "synth", "--n", "1", "--negatives", "0", "--seed", "4", "--min-size", "64", "--max-size",
+            "80"]
+    assert main(args + ["--out", str(real)]) == 2
+    assert "IM0001.dcm was not written by synth" in capsys.readouterr().err
+    assert sorted(p.name for p in real.rglob("*")) == ["IM0001.dcm", "chest"]
+    made = tmp_path / "made"
+    assert main(args + ["--out", str(made)]) == 0
+    assert main(args + ["--out", str(made)]) == 0  # synth's own folder: re-made (deterministic per seed)
