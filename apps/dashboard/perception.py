@@ -99,7 +99,8 @@ def _process(src: str, conf: float, out: str, live, bar, labels: str | None = No
 
     def on_frame(res) -> None:
         frames.append(present.jpeg(res.image))
-        tracks.append(frame_from_tracks(res.tracks))
+        if labels:
+            tracks.append(frame_from_tracks(res.tracks))
         now = time.perf_counter()
         if now - last[0] > 0.3:  # a glimpse of the annotated frames while the clip is processed
             last[0] = now

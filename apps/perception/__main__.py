@@ -213,15 +213,15 @@ def cmd_evaluate(a):
 
 def cmd_demo(a, track=True):
     from .demo import format_summary, run
-    from .mot import TrackWriter, frame_from_tracks, load_track_labels
+    from .mot import TrackWriter, frame_from_tracks, read_track_labels
     from .stream import SourceError
 
     line = _line(a.line)
     scoring = bool(getattr(a, "gt", None))  # score the tracks: every frame, in order, against the labels
-    hyps = {}
+    hyps, labels = {}, None
     if scoring:
         _score_classes(a.score_classes)  # mistakes in the options or the labels show before the video runs
-        load_track_labels(a.gt)
+        labels = read_track_labels(a.gt)
     det = _load(a.weights, a.device, a.conf)
     out = getattr(a, "save_tracks", None)
     _refuse_overwrite([("--save", a.save), ("--save-tracks", out)],
@@ -257,7 +257,7 @@ def cmd_demo(a, track=True):
             writer.close()
     print(format_summary(s))
     if scoring:
-        s["tracking"] = _score_tracks(a, hyps)
+        s["tracking"] = _score_tracks(a, labels, hyps)
     if a.json:
         print(json.dumps(s))
 
@@ -293,14 +293,14 @@ def _tracker_options(a) -> dict:
     return {k: getattr(a, k) for k in ("max_age", "min_hits", "coast") if getattr(a, k) is not None}
 
 
-def _score_tracks(a, hyps):
-    from .mot import evaluate_tracking, format_tracking_report, load_track_labels
+def _score_tracks(a, labels, hyps):
+    from .mot import evaluate_tracking, format_tracking_report
 
     n = len(hyps)
     if sorted(hyps) != list(range(n)):
         missing = sorted(set(range(n)) - set(hyps))[:5]
         raise SystemExit(f"error: --gt: frames {missing} of the video were not processed")
-    gt = load_track_labels(a.gt, n_frames=n, truncate=a.max_frames is not None and n == a.max_frames)
+    gt = labels.fit(n, truncate=a.max_frames is not None and n == a.max_frames)
     m = evaluate_tracking(gt, [hyps[k] for k in range(n)], a.iou, class_aware=not a.any_class,
                           scored=_score_classes(a.score_classes))
     print(format_tracking_report(m), file=sys.stderr)

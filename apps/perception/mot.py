@@ -144,28 +144,49 @@ def load_track_labels(path: str, classes=CLASSES, n_frames: int | None = None,
     ``n_frames`` when given. A label beyond ``n_frames`` is an error, or dropped with ``truncate`` (the
     video was cut short). A JSON file must have exactly ``n_frames`` frames (at least, with ``truncate``).
     Raises ValueError naming the file, line or frame and what is wrong."""
+    return read_track_labels(path, classes).fit(n_frames, truncate)
+
+
+@dataclass
+class TrackLabels:
+    """A labels file as read (:func:`read_track_labels`): its frames, and whether the format lists every
+    frame of the clip (the JSON) or only those with objects (the text formats)."""
+
+    path: str
+    frames: list
+    complete: bool
+
+    def fit(self, n_frames: int | None = None, truncate: bool = False) -> list[TrackFrame]:
+        """The frames of a video of ``n_frames`` (see :func:`load_track_labels`)."""
+        frames, path = self.frames, self.path
+        if n_frames is None:
+            return list(frames)
+        if self.complete:
+            if len(frames) < n_frames or (len(frames) > n_frames and not truncate):
+                raise ValueError(f"{path} has {len(frames)} frames of labels but the video has {n_frames} "
+                                 "frames (is it the labels file of this clip?)")
+            return frames[:n_frames]
+        if len(frames) > n_frames and not truncate:
+            raise ValueError(f"{path} labels frame {len(frames) - 1} but the video has only {n_frames} "
+                             "frames (from 0)")
+        empty = TrackFrame([], [], [])
+        return frames[:n_frames] + [empty] * (n_frames - len(frames))
+
+
+def read_track_labels(path: str, classes=CLASSES) -> TrackLabels:
+    """Parse a labels file once (formats: :func:`load_track_labels`); ``.fit(n)`` fits it to a video."""
     if path.lower().endswith(".json"):
-        frames = _load_synth_json(path, classes)
-        if n_frames is not None and (len(frames) < n_frames or (len(frames) > n_frames and not truncate)):
-            raise ValueError(
-                f"{path} has {len(frames)} frames of labels but the video has {n_frames} frames (is it the "
-                "labels file of this clip?)"
-            )
-        return frames[:n_frames] if n_frames is not None else frames
+        return TrackLabels(path, _load_synth_json(path, classes), True)
     rows = _load_track_txt(path)  # frame -> [(id, box, class or "ignore")]
-    last = max(rows, default=-1)
-    if n_frames is not None and last >= n_frames and not truncate:
-        raise ValueError(f"{path} labels frame {last} but the video has only {n_frames} frames (from 0)")
-    count = last + 1 if n_frames is None else n_frames
     out = []
-    for k in range(count):
+    for k in range(max(rows, default=-1) + 1):
         objs = rows.get(k, [])
         ign = [c == "ignore" for _, _, c in objs]
         # ignore regions have no identity (KITTI's DontCare is track -1): give each its own negative id
         ids = [-1 - j if g else i for j, ((i, _, _), g) in enumerate(zip(objs, ign))]
         cls = [0 if g else c for (_, _, c), g in zip(objs, ign)]
         out.append(TrackFrame(ids, [b for _, b, _ in objs], cls, ign))
-    return out
+    return TrackLabels(path, out, False)
 
 
 def _load_synth_json(path: str, classes) -> list[TrackFrame]:

@@ -210,8 +210,8 @@ class Transformer(Module):
         """A float (sz, sz) mask: 0 on and below the diagonal, -inf above (each position sees the past)."""
         import numpy as np
 
+        from ..dtypes import get_default_dtype
         from ..tensor import tensor
 
-        m = np.triu(np.full((sz, sz), -np.inf), 1)
-        return tensor(m, dtype=dtype, device=device) if dtype is not None else tensor(m.astype(np.float32),
-                                                                                       device=device)
+        mask = np.triu(np.full((sz, sz), -np.inf), 1)
+        return tensor(mask, dtype=dtype or get_default_dtype(), device=device)
