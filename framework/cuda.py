@@ -12,6 +12,7 @@ every allocation (usage only grows at allocation time, so the peak is exact).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 from . import amp as _amp
@@ -22,7 +23,8 @@ __all__ = ["is_available", "device_count", "current_device", "set_device", "devi
            "get_device_name", "get_device_capability", "get_device_properties", "memory_allocated",
            "max_memory_allocated", "memory_reserved", "max_memory_reserved", "mem_get_info",
            "reset_peak_memory_stats", "empty_cache", "manual_seed", "manual_seed_all", "Event",
-           "Stream", "current_stream", "amp"]
+           "Stream", "current_stream", "amp", "CUDAGraph", "graph", "graph_pool_handle",
+           "is_current_stream_capturing"]
 
 
 def is_available() -> bool:
@@ -223,6 +225,112 @@ def Stream(device=None, priority: int = 0):  # noqa: N802 - PyTorch's name
 
 def current_stream(device=None):
     return _cp().cuda.get_current_stream()
+
+
+def is_current_stream_capturing() -> bool:
+    """True while the current stream is being captured into a CUDA graph (False without CUDA)."""
+    if not is_available():
+        return False
+    return bool(backend._cupy.cuda.get_current_stream().is_capturing())
+
+
+# ------------------------------------------------------------------------------------ CUDA graphs
+
+def graph_pool_handle():
+    """A fresh memory pool that several :class:`CUDAGraph` captures can share (``capture_begin(pool=)``)."""
+    return _cp().cuda.MemoryPool()
+
+
+class CUDAGraph:
+    """A captured sequence of GPU work that replays with one launch, as ``torch.cuda.CUDAGraph``.
+
+    Between ``capture_begin()`` and ``capture_end()`` (or inside ``with fw.cuda.graph(g):``) kernels are
+    recorded, not run, on a private side stream. ``replay()`` then runs all of them on the current
+    stream for the cost of one launch -- what a small network at batch 1 needs, where Python and
+    launch overhead, not the GPU, set the time.
+
+    The captured work reads and writes fixed addresses: feed new data by copying into the tensors the
+    capture read (``static_input.copy_(x)``), and read the tensors it produced, which the next replay
+    overwrites. Memory allocated during capture comes from a pool private to the graph (or the one
+    passed as ``pool``), so nothing outside the graph is ever handed those blocks.
+
+    What cannot be captured: anything that waits for the GPU or copies between host and device
+    (``.item()``, ``.cpu()``, ``.numpy()``, a host array to the device), and code that has not yet run
+    eagerly once with the same shapes (the first run compiles kernels and the autotuner times them;
+    during a capture the autotuner takes its cached or default choice without timing). Such work
+    makes ``capture_end`` raise a RuntimeError, and the graph stays empty.
+    """
+
+    def __init__(self):
+        self._graph = None
+        self._pool = None
+        self._stream = None
+        self._ctx = None
+
+    def capture_begin(self, pool=None) -> None:
+        if self._ctx is not None:
+            raise RuntimeError("CUDAGraph.capture_begin: a capture is already under way")
+        if self._graph is not None:
+            raise RuntimeError("CUDAGraph.capture_begin: this graph already holds a capture (reset() first)")
+        cp = _cp()
+        self._pool = pool if pool is not None else cp.cuda.MemoryPool()
+        self._stream = cp.cuda.Stream(non_blocking=True)
+        ctx = contextlib.ExitStack()
+        ctx.enter_context(self._stream)
+        ctx.enter_context(cp.cuda.using_allocator(self._pool.malloc))
+        try:
+            self._stream.begin_capture()
+        except BaseException:
+            ctx.close()
+            raise
+        self._ctx = ctx
+
+    def capture_end(self) -> None:
+        if self._ctx is None:
+            raise RuntimeError("CUDAGraph.capture_end: no capture under way (capture_begin first)")
+        ctx, self._ctx = self._ctx, None
+        try:
+            graph = self._stream.end_capture()
+        except Exception as e:
+            raise RuntimeError(f"CUDAGraph: the capture failed ({e}); work that waits for the GPU or "
+                               "copies between host and device cannot be captured") from e
+        finally:
+            ctx.close()
+        graph.upload(self._stream)
+        self._stream.synchronize()
+        self._graph = graph
+
+    def replay(self) -> None:
+        """Run the captured work on the current stream."""
+        if self._graph is None:
+            raise RuntimeError("CUDAGraph.replay: nothing captured (capture_begin/capture_end first)")
+        self._graph.launch(stream=_cp().cuda.get_current_stream())
+
+    def reset(self) -> None:
+        """Drop the capture (and its private memory, once no tensor from the capture is left)."""
+        if self._ctx is not None:
+            raise RuntimeError("CUDAGraph.reset: a capture is under way")
+        self._graph = None
+        self._pool = None
+
+    def pool(self):
+        """The memory pool the capture allocated from (pass it to another capture to share it)."""
+        return self._pool
+
+
+@contextlib.contextmanager
+def graph(cuda_graph: CUDAGraph, pool=None):
+    """``with fw.cuda.graph(g): ...`` captures the block into ``g``, as ``torch.cuda.graph``. When the
+    block raises, the capture is ended and dropped, and the block's error is the one that propagates."""
+    cuda_graph.capture_begin(pool=pool)
+    try:
+        yield cuda_graph
+    except BaseException:
+        with contextlib.suppress(Exception):
+            cuda_graph.capture_end()
+        cuda_graph._graph = None
+        raise
+    cuda_graph.capture_end()
 
 
 class amp:  # noqa: N801 - ``torch.cuda.amp``'s spelling

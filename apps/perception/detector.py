@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import time
+import warnings
 
 import numpy as np
 
@@ -21,6 +22,7 @@ ASSETS = os.path.join(os.path.dirname(__file__), "assets")
 DEFAULT_WEIGHTS = os.path.join(ASSETS, "detector.safetensors")
 DEFAULT_CARD = os.path.join(ASSETS, "model_card.json")
 _ALIGN = 32  # the network's coarsest stride: input sides must be multiples of it
+_MAX_GRAPHS = 8  # CUDA graphs kept, one per input shape (a source of ever-new shapes starts over)
 
 
 class Detector:
@@ -39,6 +41,11 @@ class Detector:
         fuse: run a copy of the model with its batch norms folded into the convolutions (same outputs
             to float rounding, one pass fewer over every activation). ``model`` itself is left as it was;
             change its weights after construction and build a new Detector.
+        cuda_graph: on a CUDA device, capture the network once per input shape into a CUDA graph
+            (:class:`framework.cuda.CUDAGraph`) and replay it: one launch per frame instead of one per
+            layer, which is what sets the time of a small network at batch 1. The first frame of each
+            shape runs eagerly (kernels compiled and tuned), then is captured. If the capture fails,
+            a warning says why and the network runs eagerly from then on.
     Attributes: ``net`` (the module that runs: the fused copy, or ``model``), ``classes`` (names),
         ``last_timing`` {"preprocess", "model", "decode"} in ms.
     """
@@ -54,6 +61,7 @@ class Detector:
         card: dict | None = None,
         fuse: bool = True,
         rect: bool = True,
+        cuda_graph: bool = True,
     ):
         import copy
 
@@ -68,6 +76,9 @@ class Detector:
         self.classes = tuple(classes)
         self.card = card or {}
         self.last_timing: dict[str, float] = {}
+        self.cuda_graph = cuda_graph and device != "cpu"
+        self._graphs: dict[tuple, tuple] = {}  # input shape -> (graph, static input, heat, reg)
+        self.graph_error: str | None = None
 
     def input_shape(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
         """(height, width) of the network input for a frame of (height, width) ``frame_hw``."""
@@ -98,12 +109,43 @@ class Detector:
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The network on a batch (N, 3, S, S): (heatmap logits, reg) as NumPy arrays."""
         fw = self.fw
+        if self.cuda_graph and self.graph_error is None:
+            return self._forward_graphed(x)
         with fw.no_grad():
             t = fw.from_numpy(x)
             if self.device != "cpu":
                 t = t.to(self.device)
             heat, reg = self.net(t)
             return _to_numpy(heat), _to_numpy(reg)
+
+    def _forward_graphed(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        entry = self._graphs.get(x.shape)
+        if entry is None:
+            if len(self._graphs) >= _MAX_GRAPHS:
+                self._graphs.clear()
+            try:
+                entry = self._capture(x.shape)
+            except RuntimeError as e:
+                self.graph_error = str(e)
+                warnings.warn(f"Detector: no CUDA graph, the network runs eagerly ({e})", stacklevel=3)
+                return self.forward(x)
+            self._graphs[x.shape] = entry
+        graph, static_in, heat, reg = entry
+        static_in.data.set(x)  # host -> the captured input's memory, on the stream the graph replays on
+        graph.replay()
+        return _to_numpy(heat), _to_numpy(reg)
+
+    def _capture(self, shape: tuple[int, ...]) -> tuple:
+        fw = self.fw
+        static_in = fw.zeros(shape, device=self.device)
+        with fw.no_grad():
+            self.net(static_in)  # eagerly first: every kernel compiled and tuned for this shape
+            fw.cuda.synchronize()
+            graph = fw.cuda.CUDAGraph()
+            with fw.cuda.graph(graph):
+                heat, reg = self.net(static_in)
+        return graph, static_in, heat, reg
 
     def __call__(self, frame: np.ndarray) -> Detections:
         """Detections for one RGB frame, boxes xyxy in frame pixels."""

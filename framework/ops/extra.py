@@ -623,6 +623,19 @@ def cumprod(input, dim, dtype=None):
     return _Cumprod(dim=_norm_dim(dim, input.ndim))(input)
 
 
+def _running(op, a):
+    """``op.accumulate(a, axis=-1)`` for a binary ufunc such as ``maximum``. CuPy has no ``accumulate``
+    for these, so there the running result is built in log2(n) passes, each combining every element
+    with the one 2**k places before it (a Hillis-Steele scan); NaNs propagate as they do in NumPy."""
+    if hasattr(op, "accumulate") and isinstance(a, np.ndarray):
+        return op.accumulate(a, axis=-1)
+    out, k = a.copy(), 1
+    while k < a.shape[-1]:
+        out[..., k:] = op(out[..., k:], out[..., :-k])
+        k *= 2
+    return out
+
+
 def _cumext(input, dim, largest, name):
     from collections import namedtuple
 
@@ -630,12 +643,12 @@ def _cumext(input, dim, largest, name):
     x = input if input.ndim else reshape(input, (1,))
     xp = get_array_module(x.data)
     a = xp.moveaxis(x.data, d, -1)
-    run = (xp.maximum if largest else xp.minimum).accumulate(a, axis=-1)
+    run = _running(xp.maximum if largest else xp.minimum, a)
     prev = xp.concatenate([a[..., :1], run[..., :-1]], axis=-1)
     # the index of the latest element equal to the running extreme (a tie moves it, as PyTorch)
     new = (a >= prev) if largest else (a <= prev)
     pos = xp.where(new, xp.arange(a.shape[-1]), 0)
-    idx = xp.maximum.accumulate(pos, axis=-1)
+    idx = _running(xp.maximum, pos)
     idx = Tensor(xp.ascontiguousarray(xp.moveaxis(idx, -1, d)).astype(np.int64))
     values = gather(x, d, idx)
     if not input.ndim:

@@ -33,7 +33,8 @@ def test_public_names():
     assert fw.autocast is fw.amp.autocast
     for name in ["is_available", "device_count", "synchronize", "current_device", "get_device_name",
                  "memory_allocated", "max_memory_allocated", "reset_peak_memory_stats", "empty_cache",
-                 "manual_seed", "manual_seed_all"]:
+                 "manual_seed", "manual_seed_all", "CUDAGraph", "graph", "graph_pool_handle",
+                 "is_current_stream_capturing"]:
         assert callable(getattr(fw.cuda, name)), name
 
 
@@ -45,6 +46,7 @@ def test_queries_without_cuda():
     fw.cuda.manual_seed(0)
     fw.cuda.manual_seed_all(0)
     assert fw.backends.cudnn.is_available() is False
+    assert fw.cuda.is_current_stream_capturing() is False
 
 
 @no_cuda
@@ -57,10 +59,23 @@ def test_queries_without_cuda():
     lambda: fw.cuda.memory_allocated(),
     lambda: fw.cuda.get_device_name(),
     lambda: fw.cuda.current_device(),
+    lambda: fw.cuda.CUDAGraph().capture_begin(),
+    lambda: fw.cuda.graph(fw.cuda.CUDAGraph()).__enter__(),
+    lambda: fw.cuda.graph_pool_handle(),
 ])
 def test_cuda_requests_raise_a_clear_error(call):
     with pytest.raises(RuntimeError, match="CuPy is not installed|no CUDA device"):
         call()
+
+
+def test_cuda_graph_misuse_is_named_before_any_device_is_touched():
+    g = fw.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError, match="nothing captured"):
+        g.replay()
+    with pytest.raises(RuntimeError, match="no capture under way"):
+        g.capture_end()
+    g.reset()
+    assert g.pool() is None
 
 
 @no_cuda

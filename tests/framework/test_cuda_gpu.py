@@ -708,6 +708,70 @@ def test_detector_on_cuda_folds_its_batch_norms_on_the_device():
         np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-4)
 
 
+def test_cuda_graph_replays_what_it_captured_on_new_inputs():
+    """Ops (a conv, a matmul, element-wise, a reduction) captured once, replayed after the static
+    input is overwritten: the same outputs as running them again eagerly, on every replay."""
+    import framework.functional as F
+
+    rng = np.random.default_rng(0)
+    w = fw.tensor(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), device="cuda")
+    m = fw.tensor(rng.standard_normal((8, 5)).astype(np.float32), device="cuda")
+
+    def work(x):
+        y = F.conv2d(x, w, padding=1).relu()
+        return (y.mean((2, 3)) @ m) * 2 + 1, y.amax()
+
+    static = fw.tensor(rng.random((2, 3, 16, 16)).astype(np.float32), device="cuda")
+    with fw.no_grad(), _Precision("fp32"):
+        work(static)  # eagerly first, as a capture needs
+        fw.cuda.synchronize()
+        g = fw.cuda.CUDAGraph()
+        with fw.cuda.graph(g):
+            out, top = work(static)
+        assert not fw.cuda.is_current_stream_capturing()
+        for seed in (1, 2, 3):
+            x = rng.random((2, 3, 16, 16)).astype(np.float32) * seed
+            static.copy_(fw.tensor(x, device="cuda"))
+            g.replay()
+            want, want_top = work(fw.tensor(x, device="cuda"))
+            np.testing.assert_allclose(out.cpu().numpy(), want.cpu().numpy(), rtol=1e-5, atol=1e-5)
+            assert float(top.cpu().numpy()) == pytest.approx(float(want_top.cpu().numpy()), rel=1e-6)
+    g.reset()
+    with pytest.raises(RuntimeError, match="nothing captured"):
+        g.replay()
+
+
+def test_cuda_graph_capture_of_a_host_copy_fails_clearly_and_the_device_still_works():
+    x = fw.ones((4,), device="cuda")
+    g = fw.cuda.CUDAGraph()
+    with pytest.raises(RuntimeError):
+        with fw.cuda.graph(g):
+            (x * 2).cpu()  # waits for the GPU: not capturable
+    assert not fw.cuda.is_current_stream_capturing()
+    with pytest.raises(RuntimeError, match="nothing captured"):
+        g.replay()
+    np.testing.assert_array_equal((x * 3).cpu().numpy(), np.full(4, 3.0, np.float32))
+
+
+def test_detector_cuda_graphs_match_eager_across_frames_and_shapes():
+    from apps.perception.detector import Detector
+    from apps.perception.model import CenterNet
+
+    fw.manual_seed(0)
+    model = CenterNet(width=0.5).eval()
+    rng = np.random.default_rng(1)
+    with _Precision("fp32"):
+        graphed = Detector(model, size=96, device="cuda")
+        eager = Detector(model, size=96, device="cuda", cuda_graph=False)
+        for shape in ((1, 3, 96, 96), (1, 3, 64, 96), (1, 3, 96, 96), (2, 3, 64, 96)):
+            x = rng.random(shape).astype(np.float32)
+            for a, b in zip(graphed.forward(x), eager.forward(x)):
+                np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5)
+    assert graphed.graph_error is None
+    assert sorted(graphed._graphs) == [(1, 3, 64, 96), (1, 3, 96, 96), (2, 3, 64, 96)]
+    assert not eager._graphs
+
+
 @pytest.mark.parametrize("dtype", [fw.int64, fw.int32, fw.uint8, fw.bool, fw.float16])
 def test_scatter_add_of_every_dtype_on_gpu(dtype):
     rng = np.random.default_rng(0)
@@ -775,10 +839,18 @@ def test_detector_trains_on_gpu_like_on_cpu(tmp_path):
             train(data, out, device=dev, **kw)
             logged = [json.loads(x) for x in open(os.path.join(out, "log.jsonl"))]
             losses = [x["loss"] for x in logged if "loss" in x]
+            lrs = [x["lr"] for x in logged if "loss" in x]
             runs[dev] = losses, fw.load(os.path.join(out, "last.safetensors"))
     assert len(runs["cpu"][0]) == 2
     np.testing.assert_allclose(runs["cuda"][0], runs["cpu"][0], rtol=2e-4)
+    # AdamW's first step moves every weight by lr * sign(gradient): a gradient within rounding of zero
+    # can go either way on the two devices, and move its weight by up to 2 * lr more on one of them.
+    # Such weights must be rare (at most 1 in 1000 of a tensor) and stay within that bound; every other
+    # weight must agree to the usual float32 tolerance.
+    flip = 2 * sum(lrs) * 1.01
     for part in ("model", "ema"):
         for k, v in runs["cpu"][1][part].items():
-            np.testing.assert_allclose(runs["cuda"][1][part][k].numpy(), v.numpy(), rtol=2e-3, atol=2e-4,
-                                       err_msg=f"{part}.{k}")
+            got, want = runs["cuda"][1][part][k].numpy(), v.numpy()
+            off = ~np.isclose(got, want, rtol=2e-3, atol=2e-4)
+            assert off.sum() <= max(1, off.size // 1000), f"{part}.{k}: {off.sum()} of {off.size} differ"
+            np.testing.assert_allclose(got, want, rtol=0, atol=flip, err_msg=f"{part}.{k}")

@@ -353,3 +353,19 @@ def test_cummax_and_cummin():
     for name in ("cummax", "cummin"):
         check(*both(lambda L, a, n=name: tuple(getattr(L, n)(a, 1))), [x])
         check(*both(lambda L, a, n=name: tuple(getattr(a, n)(0))), [normal(5, 3)])
+
+
+def test_running_extreme_without_accumulate_matches_numpy():
+    """CuPy's maximum and minimum have no ``accumulate``: the log-step scan that cummax and cummin use
+    there must give NumPy's running result, NaNs included, for every length."""
+    from framework.ops.extra import _running
+
+    rng = np.random.default_rng(0)
+    for n in (1, 2, 3, 5, 8, 17, 64, 100):
+        a = rng.standard_normal((3, n))
+        a[0, n // 2] = np.nan
+        ints = rng.integers(0, 50, (4, n))
+        for op in (np.maximum, np.minimum):
+            scan = lambda *xs, op=op: op(*xs)  # noqa: E731 -- a callable without .accumulate
+            np.testing.assert_array_equal(_running(scan, a), op.accumulate(a, axis=-1))
+            np.testing.assert_array_equal(_running(scan, ints), op.accumulate(ints, axis=-1))

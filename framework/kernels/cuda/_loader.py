@@ -145,6 +145,8 @@ class Autotuner:
         if not backends.cudnn.benchmark or len(candidates) == 1:
             return candidates[0]
         cp = backend.cupy_module()
+        if cp.cuda.get_current_stream().is_capturing():  # timing would wait for the GPU: not capturable
+            return candidates[0]
         best, best_t, errors = None, float("inf"), []
         for cand in candidates:
             try:
