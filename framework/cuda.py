@@ -255,10 +255,13 @@ class CUDAGraph:
     passed as ``pool``), so nothing outside the graph is ever handed those blocks.
 
     What cannot be captured: anything that waits for the GPU or copies between host and device
-    (``.item()``, ``.cpu()``, ``.numpy()``, a host array to the device), and code that has not yet run
-    eagerly once with the same shapes (the first run compiles kernels and the autotuner times them;
-    during a capture the autotuner takes its cached or default choice without timing). Such work
-    makes ``capture_end`` raise a RuntimeError, and the graph stays empty.
+    (``.item()``, ``.cpu()``, ``.numpy()``, a host array to the device); matrix products that CuPy
+    hands to cuBLAS (``matmul``, ``linear``, ``bmm``, ``einsum``: CuPy refuses cuBLAS calls while a
+    stream is captured; the convolutions are this framework's own kernels and capture); and code
+    that has not yet run eagerly once with the same shapes (the first run compiles kernels and the
+    autotuner times them; during a capture the autotuner takes its cached or default choice without
+    timing). Such work
+    makes the capture raise a RuntimeError, and the graph stays empty.
     """
 
     def __init__(self):
@@ -325,6 +328,15 @@ def graph(cuda_graph: CUDAGraph, pool=None):
     cuda_graph.capture_begin(pool=pool)
     try:
         yield cuda_graph
+    except Exception as e:
+        with contextlib.suppress(Exception):
+            cuda_graph.capture_end()
+        cuda_graph._graph = None
+        if isinstance(e, RuntimeError):
+            raise
+        # (CuPy refuses some calls while a stream is captured with NotImplementedError: say so as
+        # every other capture failure is said, with the original kept as the cause)
+        raise RuntimeError(f"CUDAGraph: this work cannot be captured: {type(e).__name__}: {e}") from e
     except BaseException:
         with contextlib.suppress(Exception):
             cuda_graph.capture_end()

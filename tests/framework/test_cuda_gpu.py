@@ -709,17 +709,17 @@ def test_detector_on_cuda_folds_its_batch_norms_on_the_device():
 
 
 def test_cuda_graph_replays_what_it_captured_on_new_inputs():
-    """Ops (a conv, a matmul, element-wise, a reduction) captured once, replayed after the static
+    """Ops (convolutions, pooling, element-wise, reductions) captured once, replayed after the static
     input is overwritten: the same outputs as running them again eagerly, on every replay."""
     import framework.functional as F
 
     rng = np.random.default_rng(0)
     w = fw.tensor(rng.standard_normal((8, 3, 3, 3)).astype(np.float32), device="cuda")
-    m = fw.tensor(rng.standard_normal((8, 5)).astype(np.float32), device="cuda")
+    w2 = fw.tensor(rng.standard_normal((5, 8, 1, 1)).astype(np.float32), device="cuda")
 
     def work(x):
-        y = F.conv2d(x, w, padding=1).relu()
-        return (y.mean((2, 3)) @ m) * 2 + 1, y.amax()
+        y = F.max_pool2d(F.conv2d(x, w, padding=1).relu(), 2)
+        return F.conv2d(y, w2).mean((2, 3)) * 2 + 1, y.amax()
 
     static = fw.tensor(rng.random((2, 3, 16, 16)).astype(np.float32), device="cuda")
     with fw.no_grad(), _Precision("fp32"):
@@ -741,16 +741,21 @@ def test_cuda_graph_replays_what_it_captured_on_new_inputs():
         g.replay()
 
 
-def test_cuda_graph_capture_of_a_host_copy_fails_clearly_and_the_device_still_works():
-    x = fw.ones((4,), device="cuda")
+@pytest.mark.parametrize("bad", ["host_copy", "cublas"])
+def test_cuda_graph_capture_of_uncapturable_work_fails_clearly_and_the_device_still_works(bad):
+    x = fw.ones((4, 4), device="cuda")
     g = fw.cuda.CUDAGraph()
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="" if bad == "host_copy" else "cannot be captured.*cuBLAS"):
         with fw.cuda.graph(g):
-            (x * 2).cpu()  # waits for the GPU: not capturable
+            if bad == "host_copy":
+                (x * 2).cpu()  # waits for the GPU
+            else:
+                x @ x  # CuPy refuses cuBLAS calls during a capture
     assert not fw.cuda.is_current_stream_capturing()
     with pytest.raises(RuntimeError, match="nothing captured"):
         g.replay()
-    np.testing.assert_array_equal((x * 3).cpu().numpy(), np.full(4, 3.0, np.float32))
+    np.testing.assert_array_equal((x * 3).cpu().numpy(), np.full((4, 4), 3.0, np.float32))
+    np.testing.assert_array_equal((x @ x).cpu().numpy(), np.full((4, 4), 4.0, np.float32))
 
 
 def test_detector_cuda_graphs_match_eager_across_frames_and_shapes():
