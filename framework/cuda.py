@@ -328,15 +328,6 @@ def graph(cuda_graph: CUDAGraph, pool=None):
     cuda_graph.capture_begin(pool=pool)
     try:
         yield cuda_graph
-    except Exception as e:
-        with contextlib.suppress(Exception):
-            cuda_graph.capture_end()
-        cuda_graph._graph = None
-        if isinstance(e, RuntimeError):
-            raise
-        # (CuPy refuses some calls while a stream is captured with NotImplementedError: say so as
-        # every other capture failure is said, with the original kept as the cause)
-        raise RuntimeError(f"CUDAGraph: this work cannot be captured: {type(e).__name__}: {e}") from e
     except BaseException:
         with contextlib.suppress(Exception):
             cuda_graph.capture_end()
