@@ -7,6 +7,8 @@ track ids, an FPS / per-stage timing overlay and the source status (e.g. "reconn
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -110,6 +112,24 @@ def _fit(img: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return out
 
 
+class NoDisplayError(OSError):
+    """A window was asked for where none can open (no display, or an OpenCV built without a GUI)."""
+
+
+def open_window(name: str) -> None:
+    """Open the demo's window, or say plainly why none can open here (before any frame is read)."""
+    hint = "; run with --headless (add --save out.mp4 to keep the annotated video)"
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if sys.platform.startswith("linux") and not display:
+        # (checked first: some OpenCV GUI back-ends abort the whole process without a display)
+        raise NoDisplayError("no display to open a window on (DISPLAY and WAYLAND_DISPLAY are unset)" + hint)
+    try:
+        cv2.namedWindow(name, cv2.WINDOW_AUTOSIZE)
+    except cv2.error as e:
+        raise NoDisplayError("this OpenCV cannot open windows (a build without GUI support, such as "
+                             "opencv-python-headless)" + hint) from e
+
+
 def run(
     source,
     detector,
@@ -149,6 +169,8 @@ def run(
     letterboxed into the saved video (a writer has one frame size); frames dropped for want of time are
     filled with the last annotated frame, so the video plays at the source's speed.
     """
+    if not headless:
+        open_window(window)
     cap = LatestFrameCapture(source, realtime=realtime, fps=fps, reconnect_timeout=reconnect_timeout)
     tracker = Sort(class_agnostic=track_across_classes, **(tracker_options or {})) if track else None
     counter = LineCounter(*line) if line is not None else None
@@ -250,7 +272,10 @@ def run(
         t_end = time.perf_counter()  # before the writer's flush: the figures are the pipeline's
         cap.stop()
         if not headless:
-            cv2.destroyWindow(window)
+            try:
+                cv2.destroyWindow(window)
+            except cv2.error:  # (closed by the user already: nothing to do)
+                pass
         if writer is not None:
             if cap.finished and written is not None:  # the source ended: frames dropped after the last
                 for _ in range(cap.captured - 1 - written_index):

@@ -1,6 +1,7 @@
 """The demo pipeline headless on a generated clip, the public API, and clear errors for bad sources."""
 
 import json
+import sys
 import time
 
 import cv2
@@ -112,6 +113,7 @@ def test_reconnecting_is_logged_and_shown_while_the_source_is_down(monkeypatch, 
     monkeypatch.setattr(demo.cv2, "imshow", lambda name, img: shown.append(img.copy()))
     monkeypatch.setattr(demo.cv2, "waitKey", lambda ms: -1)
     monkeypatch.setattr(demo.cv2, "destroyWindow", lambda name: None)
+    monkeypatch.setattr(demo, "open_window", lambda name: None)
     logs = []
     s = demo.run(
         0,
@@ -263,3 +265,32 @@ def test_saved_video_holds_every_captured_frame_when_the_first_ones_were_dropped
     s = demo.run(iter(()), _NullDetector(), track=False, save=str(out), realtime=True)
     assert s["frames"] == 3 and s["captured"] == 8
     assert _count_frames(str(out)) == 8
+
+
+def test_a_window_where_none_can_open_is_a_clear_error_before_any_frame(monkeypatch, clip, tiny_weights):
+    # before: a server without a display (or opencv-python-headless) ran the model, then died in
+    # cv2.imshow with "The function is not implemented. Rebuild the library with ... GTK+"
+    import cv2
+
+    from apps.perception import demo
+    from apps.perception.__main__ import main
+
+    class Refuses:
+        def warmup(self):
+            raise AssertionError("the detector ran before the window was checked")
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    if sys.platform.startswith("linux"):
+        with pytest.raises(demo.NoDisplayError, match="DISPLAY.*--headless"):
+            demo.run(clip, Refuses(), headless=False)
+        with pytest.raises(SystemExit, match="perception demo: error: no display.*--headless"):
+            main(["demo", "--source", clip, "--weights", tiny_weights])
+
+    def no_gui(*a, **k):
+        raise cv2.error("The function is not implemented. Rebuild the library with Windows, GTK+ ...")
+
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setattr(demo.cv2, "namedWindow", no_gui)
+    with pytest.raises(demo.NoDisplayError, match="without GUI support.*--headless"):
+        demo.run(clip, Refuses(), headless=False)
