@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 import warnings
 
@@ -78,6 +79,9 @@ class Detector:
         self.last_timing: dict[str, float] = {}
         self.cuda_graph = cuda_graph and device != "cpu"
         self._graphs: dict[tuple, tuple] = {}  # input shape -> (graph, static input, heat, reg)
+        # one replay at a time: a graph's input and outputs are fixed buffers (the dashboard shares one
+        # Detector between sessions, each in its own thread)
+        self._graph_lock = threading.Lock()
         self.graph_error: str | None = None
 
     def input_shape(self, frame_hw: tuple[int, int]) -> tuple[int, int]:
@@ -108,18 +112,23 @@ class Detector:
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """The network on a batch (N, 3, S, S): (heatmap logits, reg) as NumPy arrays."""
-        fw = self.fw
         if self.cuda_graph and self.graph_error is None:
-            return self._forward_graphed(x)
-        with fw.no_grad():
-            t = fw.from_numpy(x)
+            with self._graph_lock:
+                out = self._replay(np.ascontiguousarray(x, dtype=np.float32))
+            if out is not None:
+                return out
+        with self.fw.no_grad():
+            t = self.fw.from_numpy(x)
             if self.device != "cpu":
                 t = t.to(self.device)
             heat, reg = self.net(t)
             return _to_numpy(heat), _to_numpy(reg)
 
-    def _forward_graphed(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        x = np.ascontiguousarray(x, dtype=np.float32)
+    def _replay(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+        """The network's CUDA graph for x's shape (captured on first sight) on x; None, with a warning
+        the first time, where no graph can be captured (the caller then runs it eagerly)."""
+        if self.graph_error is not None:
+            return None
         entry = self._graphs.get(x.shape)
         if entry is None:
             if len(self._graphs) >= _MAX_GRAPHS:
@@ -129,7 +138,7 @@ class Detector:
             except RuntimeError as e:
                 self.graph_error = str(e)
                 warnings.warn(f"Detector: no CUDA graph, the network runs eagerly ({e})", stacklevel=3)
-                return self.forward(x)
+                return None
             self._graphs[x.shape] = entry
         graph, static_in, heat, reg = entry
         static_in.data.set(x)  # host -> the captured input's memory, on the stream the graph replays on

@@ -69,3 +69,33 @@ def test_batches_of_mixed_shapes_fall_back_to_the_square():
     sure = batch[0].scores > 0.5
     ious = _match(type(batch[0])(batch[0].boxes[sure], batch[0].scores[sure], batch[0].classes[sure]), one[0])
     assert len(ious) >= 1 and np.median(ious) > 0.95
+
+
+def test_a_cuda_graph_that_cannot_be_captured_falls_back_to_eager_with_one_warning(monkeypatch):
+    # (the capture itself needs a GPU: tests/framework/test_cuda_gpu.py; here the fallback's logic)
+    from apps.perception.model import CenterNet
+
+    model = CenterNet(width=0.5)
+    det = Detector(model, size=64)
+    assert det.cuda_graph is False  # never on the CPU
+    want = det.forward(np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32))
+    det.cuda_graph = True
+    calls = []
+
+    def refuse(shape):
+        calls.append(shape)
+        raise RuntimeError("calling cuBLAS API during stream capture is currently unsupported")
+
+    monkeypatch.setattr(det, "_capture", refuse)
+    x = np.random.default_rng(0).random((1, 3, 64, 64), dtype=np.float32)
+    with pytest.warns(UserWarning, match="no CUDA graph.*cuBLAS"):
+        got = det.forward(x)
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a, b)
+    assert "cuBLAS" in det.graph_error
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once, not per frame
+        det.forward(x)
+    assert calls == [(1, 3, 64, 64)]
