@@ -260,8 +260,7 @@ class CUDAGraph:
     stream is captured; the convolutions are this framework's own kernels and capture); and code
     that has not yet run eagerly once with the same shapes (the first run compiles kernels and the
     autotuner times them; during a capture the autotuner takes its cached or default choice without
-    timing). Such work
-    makes the capture raise a RuntimeError, and the graph stays empty.
+    timing). Such work makes the capture raise a RuntimeError, and the graph stays empty.
     """
 
     def __init__(self):
