@@ -178,7 +178,10 @@ def _cast(t, target: np.dtype):
     st = _state
     cacheable = st.depth > 0 and t.is_leaf and t.requires_grad
     if cacheable:
-        key = (id(t), target.str)
+        # (a cast made under no_grad has no graph: it must not serve a use that needs gradients)
+        from .autograd import is_grad_enabled
+
+        key = (id(t), target.str, is_grad_enabled())
         hit = st.cache.get(key)
         if hit is not None:
             ref, version, out = hit
@@ -188,7 +191,7 @@ def _cast(t, target: np.dtype):
 
     out = Cast(dtype=target)(t)
     if cacheable:
-        st.cache[(id(t), target.str)] = (weakref.ref(t), t._version, out)
+        st.cache[key] = (weakref.ref(t), t._version, out)
     return out
 
 

@@ -7,6 +7,7 @@ running backward with ``create_graph=True`` records a graph of its own (gradient
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from collections.abc import Sequence
@@ -205,7 +206,12 @@ class Function:
             shapes = ", ".join(str(tuple(a.shape)) if hasattr(a, "shape") else repr(a) for a in arrays)
             raise type(e)(f"{type(self).__name__}: {e} (input shapes: {shapes})") from e
         multi = isinstance(raw, tuple)
-        outs = raw if multi else (raw,)
+        # (NumPy gives a scalar, not a 0-d array, for a full reduction: a tensor must own an array, which
+        # in-place writes such as load_state_dict's copy can write into)
+        if multi:
+            outs = tuple([_np.asarray(o) if isinstance(o, _np.generic) else o for o in raw])
+        else:
+            outs = (_np.asarray(raw) if isinstance(raw, _np.generic) else raw,)
         if need and is_grad_enabled():
             self.inputs = inputs
             self.needs_input_grad = tuple(isinstance(x, Tensor) and x._requires_grad for x in inputs)
@@ -233,6 +239,10 @@ class Function:
         else:
             self.inputs = self._edges = ()
             results = tuple([Tensor(o) for o in outs])
+            if need and getattr(_state, "grad_uses", None) is not None:
+                # (a checkpointed segment's no-grad forward: which tensors needing grad it read, so
+                # that framework.utils.checkpoint can link them to the graph without keeping activations)
+                _state.grad_uses.extend(x for x in inputs if isinstance(x, Tensor) and x._requires_grad)
         # (a reshape that had to copy is no view: its result keeps a version counter of its own)
         if self.is_view and isinstance(inputs[0], Tensor) and _shares_memory(outs[0], arrays[0]):
             results[0]._vc = inputs[0]._vc
@@ -579,3 +589,9 @@ def grad(outputs, inputs, grad_outputs=None, retain_graph=None, create_graph=Fal
 
         grads = tuple(zeros_like(t) if g is None else g for g, t in zip(grads, inputs))
     return grads
+
+
+# fw.autograd.functional, as torch's (registered as a submodule: `import framework.autograd.functional`)
+from . import autograd_functional as functional  # noqa: E402
+
+sys.modules[__name__ + ".functional"] = functional

@@ -145,6 +145,19 @@ def test_parameter_casts_are_cached_within_a_region_and_invalidated_by_writes():
     assert amp._state.cache == {}
 
 
+def test_a_cast_cached_without_grad_never_serves_a_use_with_grad():
+    # before: a weight cast under no_grad (an eval pass inside the region) was cached without a graph,
+    # and the next use with gradients got it: the weight's gradient was silently lost
+    w = _t((3, 3), requires_grad=True)
+    x = _t((3, 3))
+    with fw.autocast("cpu"):
+        with fw.no_grad():
+            fw.nn.functional.linear(x, w)
+        fw.nn.functional.linear(x, w).float().sum().backward()
+    assert w.grad is not None
+    np.testing.assert_allclose(w.grad.numpy(), np.tile(x.numpy().sum(0), (3, 1)), rtol=1e-2)
+
+
 def test_decorator_and_custom_fwd():
     @fw.autocast("cpu")
     def f(a):
