@@ -44,6 +44,10 @@ class Optimizer:
     and bumps each parameter's version counter, like PyTorch's in-place updates.
     """
 
+    # State entries that are float32 scalars on the host (the step count, NAdam's mu_product, ...):
+    # :meth:`load_state_dict` keeps them as saved instead of casting them to the parameter's dtype.
+    _scalar_state_keys: tuple[str, ...] = ("step",)
+
     def __init__(self, params, defaults: dict[str, Any]):
         self.defaults = defaults
         self.state: defaultdict[Tensor, dict[str, Any]] = defaultdict(dict)
@@ -166,8 +170,12 @@ class Optimizer:
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Load a state from :meth:`state_dict` (ours, or PyTorch's converted to framework tensors).
 
-        Floating-point state tensors are cast to their parameter's dtype and device, except
-        ``step`` (kept as saved), as PyTorch does.
+        Floating-point state tensors (also those in lists, as L-BFGS keeps) are cast to their
+        parameter's dtype and device, except ``step`` (kept as saved), as PyTorch does. The other
+        host scalars of ``_scalar_state_keys`` (NAdam's ``mu_product``, ASGD's ``eta`` and ``mu``)
+        are kept as saved too, where PyTorch casts them (its resumed NAdam then multiplies
+        ``mu_product`` in float64 and drifts from an uninterrupted run by ~1e-13): a resumed run
+        here continues exactly as an uninterrupted one.
         """
         saved_groups = state_dict["param_groups"]
         groups = self.param_groups
@@ -189,7 +197,7 @@ class Optimizer:
             if pid not in id_map:
                 continue
             p = id_map[pid]
-            self.state[p] = {k: _cast_state(p, k, v) for k, v in s.items()}
+            self.state[p] = {k: _cast_state(p, k, v, self._scalar_state_keys) for k, v in s.items()}
         new_groups = []
         for g, sg in zip(groups, saved_groups):
             ng = {k: copy.deepcopy(v) for k, v in sg.items() if k != "params"}
@@ -197,20 +205,23 @@ class Optimizer:
             # of an older PyTorch) keep this optimizer's values, as PyTorch's __setstate__ does.
             for k, v in g.items():
                 ng.setdefault(k, v)
-            if isinstance(ng.get("betas"), list):  # a JSON round trip turns tuples into lists
-                ng["betas"] = tuple(ng["betas"])
+            for key in ("betas", "etas", "step_sizes"):  # a JSON round trip turns tuples into lists
+                if isinstance(ng.get(key), list):
+                    ng[key] = tuple(ng[key])
             ng["params"] = g["params"]
             new_groups.append(ng)
         self.param_groups = new_groups
 
 
-def _cast_state(p: Tensor, key: str, value):
-    if key == "step" and isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
+def _cast_state(p: Tensor, key: str, value, scalar_keys=("step",)):
+    if isinstance(value, (list, tuple)):
+        return type(value)(_cast_state(p, key, v, scalar_keys) for v in value)
+    if key in scalar_keys and isinstance(value, (int, float, np.number)) and not isinstance(value, bool):
         # Older PyTorch state dicts hold the step as a number; it is a float32 scalar tensor now.
         return Tensor(np.array(value, dtype=np.float32))
     if not isinstance(value, Tensor):
         return copy.deepcopy(value)
-    if key == "step":
+    if key in scalar_keys:
         return Tensor(value.data.copy())
     a = value.data
     if a.dtype.kind == "f" and a.dtype != p.data.dtype:
