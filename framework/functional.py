@@ -29,22 +29,23 @@ __all__ = [
     "linear", "bilinear", "conv2d", "conv2d_bias_act", "conv_transpose2d", "conv1d", "unfold", "fold",
     # pooling and resampling
     "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "max_pool1d",
-    "avg_pool1d", "interpolate", "upsample", "pad", "pixel_shuffle", "grid_sample", "affine_grid",
+    "avg_pool1d", "adaptive_avg_pool1d", "interpolate", "upsample", "pad", "pixel_shuffle",
+    "pixel_unshuffle", "channel_shuffle", "grid_sample", "affine_grid",
     # normalisation and dropout
-    "batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm", "dropout", "dropout2d",
-    "normalize",
+    "batch_norm", "layer_norm", "rms_norm", "group_norm", "instance_norm", "local_response_norm", "dropout",
+    "dropout2d", "alpha_dropout", "normalize",
     # activations
     "relu", "relu6", "leaky_relu", "prelu", "threshold", "elu", "celu", "selu", "gelu", "silu", "mish",
     "sigmoid", "tanh", "hardtanh",
-    "hardsigmoid", "hardswish", "softplus", "logsigmoid", "softsign", "softmax", "log_softmax", "glu",
-    "erf",
+    "hardsigmoid", "hardswish", "softplus", "logsigmoid", "softsign", "softmax", "softmin", "log_softmax",
+    "glu", "erf",
     # embeddings and similarity
-    "embedding", "one_hot", "cosine_similarity", "pairwise_distance", "scaled_dot_product_attention",
+    "embedding", "one_hot", "cosine_similarity", "pairwise_distance", "pdist", "scaled_dot_product_attention",
     # losses
     "cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
     "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "sigmoid_focal_loss", "margin_ranking_loss",
     "hinge_embedding_loss", "soft_margin_loss", "multilabel_soft_margin_loss", "cosine_embedding_loss",
-    "triplet_margin_loss", "poisson_nll_loss", "gaussian_nll_loss",
+    "triplet_margin_loss", "multi_margin_loss", "poisson_nll_loss", "gaussian_nll_loss",
 ]
 
 
@@ -639,6 +640,34 @@ def adaptive_avg_pool2d(input: Tensor, output_size) -> Tensor:
     return y.squeeze(0) if unbatched else y
 
 
+def adaptive_avg_pool1d(input: Tensor, output_size) -> Tensor:
+    """Adaptive average pooling: (N, C, L) or (C, L) -> (..., output_size); output i averages
+    input[..., floor(i L / out) : ceil((i + 1) L / out)]. ``output_size``: an int or a 1-tuple."""
+    if input.ndim not in (2, 3):
+        raise RuntimeError(f"adaptive_avg_pool1d: expected 2-D (C, L) or 3-D (N, C, L) input, got "
+                           f"{input.ndim}-D input of size {_shape(input)}")
+    if not isinstance(output_size, numbers.Integral):
+        if output_size is None or not hasattr(output_size, "__len__"):
+            raise TypeError(f"adaptive_avg_pool1d(): argument 'output_size' must be an int or a tuple of one "
+                            f"int, not {type(output_size).__name__}")
+        if len(output_size) != 1:
+            raise RuntimeError(f"adaptive_avg_pool1d: output_size should contain one int (got "
+                               f"{len(output_size)})")
+        output_size = output_size[0]
+    out = int(output_size)
+    if out < 0:
+        raise RuntimeError(f"adaptive_avg_pool1d: output_size must be >= 0, got {out}")
+    non_batch = input.shape[1:] if input.ndim == 3 else input.shape
+    if 0 in tuple(non_batch):
+        raise RuntimeError(f"adaptive_avg_pool1d: expected input to have non-zero size for non-batch "
+                           f"dimensions, but input has sizes {_shape(input)}")
+    length = input.shape[-1]
+    if out and length % out == 0:  # equal windows: a mean over a reshaped axis
+        return input.reshape(*input.shape[:-1], out, length // out).mean(-1)
+    m = _averaging_matrix(length, out, get_array_module(input.data), input.data.dtype)
+    return ops.matmul(input, m.t())
+
+
 def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False):
     """Adaptive max pooling: window i spans [floor(i*H/Ho), ceil((i+1)*H/Ho)) as in PyTorch."""
     x, unbatched = _batched4("adaptive_max_pool2d", input)
@@ -921,15 +950,63 @@ def upsample(input, size=None, scale_factor=None, mode="nearest", align_corners=
     return interpolate(input, size, scale_factor, mode, align_corners)
 
 
+def _check_shuffle(name, input, factor, what):
+    if isinstance(factor, bool) or not isinstance(factor, numbers.Integral):
+        raise TypeError(f"{name}(): argument '{what}' must be int, not {type(factor).__name__}")
+    if factor <= 0:
+        raise RuntimeError(f"{name} expects a positive {what}, but got {factor}")
+    if input.ndim < 3:
+        raise RuntimeError(f"{name} expects input to have at least 3 dimensions, but got input with "
+                           f"{input.ndim} dimension(s) (size {_shape(input)})")
+
+
 def pixel_shuffle(input: Tensor, upscale_factor: int) -> Tensor:
-    """(N, C*r^2, H, W) -> (N, C, H*r, W*r)."""
-    n, c, h, w = input.shape
+    """(*, C*r^2, H, W) -> (*, C, H*r, W*r) (Shi et al. 2016):
+    out[..., c, h*r + i, w*r + j] = input[..., c*r^2 + i*r + j, h, w]."""
     r = upscale_factor
+    _check_shuffle("pixel_shuffle", input, r, "upscale_factor")
+    *lead, c, h, w = input.shape
     if c % (r * r):
         raise RuntimeError(f"pixel_shuffle expects its input's 'channel' dimension to be divisible by the "
                            f"square of upscale_factor, but input.size(-3)={c} is not divisible by {r * r}")
-    x = input.reshape(n, c // (r * r), r, r, h, w).permute(0, 1, 4, 2, 5, 3)
-    return x.reshape(n, c // (r * r), h * r, w * r)
+    k = len(lead)
+    x = input.reshape(*lead, c // (r * r), r, r, h, w).permute(*range(k), k, k + 3, k + 1, k + 4, k + 2)
+    return x.reshape(*lead, c // (r * r), h * r, w * r)
+
+
+def pixel_unshuffle(input: Tensor, downscale_factor: int) -> Tensor:
+    """(*, C, H*r, W*r) -> (*, C*r^2, H, W), the inverse of :func:`pixel_shuffle`:
+    out[..., c*r^2 + i*r + j, h, w] = input[..., c, h*r + i, w*r + j]. An empty batch gets that shape
+    too (PyTorch returns an empty input unchanged, with the input's shape)."""
+    r = downscale_factor
+    _check_shuffle("pixel_unshuffle", input, r, "downscale_factor")
+    *lead, c, h, w = input.shape
+    for what, axis, n in (("height", -2, h), ("width", -1, w)):
+        if n % r:
+            raise RuntimeError(f"pixel_unshuffle expects {what} to be divisible by downscale_factor, but "
+                               f"input.size({axis})={n} is not divisible by {r} (input {_shape(input)})")
+    k = len(lead)
+    x = input.reshape(*lead, c, h // r, r, w // r, r).permute(*range(k), k, k + 2, k + 4, k + 1, k + 3)
+    return x.reshape(*lead, c * r * r, h // r, w // r)
+
+
+def channel_shuffle(input: Tensor, groups: int) -> Tensor:
+    """Interleave the channels of (N, C, *) from ``groups`` groups (ShuffleNet, Zhang et al. 2018):
+    channel g * (C / groups) + i moves to i * groups + g."""
+    if input.ndim <= 2:
+        raise RuntimeError(f"channel_shuffle expects input with > 2 dims, but got input with sizes "
+                           f"{_shape(input)}")
+    if isinstance(groups, bool) or not isinstance(groups, numbers.Integral):
+        raise TypeError(f"channel_shuffle(): argument 'groups' must be int, not {type(groups).__name__}")
+    if groups <= 0:
+        raise RuntimeError(f"channel_shuffle: number of groups to divide channels in must be positive, "
+                           f"got {groups}")
+    n, c = input.shape[:2]
+    if c % groups:
+        raise RuntimeError(f"channel_shuffle: number of channels must be divisible by groups; got {c} "
+                           f"channels and {groups} groups (input {_shape(input)})")
+    x = input.reshape(n, groups, c // groups, *input.shape[2:]).transpose(1, 2)
+    return x.reshape(*input.shape)
 
 
 class _PadConstant(Function):
@@ -1374,6 +1451,25 @@ def group_norm(input: Tensor, num_groups: int, weight: Tensor | None = None, bia
     return _affine(y, weight, bias, (1, c) + (1,) * (input.ndim - 2))
 
 
+def local_response_norm(input: Tensor, size: int, alpha: float = 1e-4, beta: float = 0.75,
+                        k: float = 1.0) -> Tensor:
+    """Local response normalisation across channels (Krizhevsky et al. 2012), input (N, C, *) with at
+    least one * dimension: y = x / (k + alpha / size * sum x^2)^beta, the sum over the ``size``
+    channels c - size//2 .. c + (size-1)//2 (zero beyond the edges; the divisor is always ``size``)."""
+    if input.ndim < 3:
+        raise ValueError(f"local_response_norm: expected 3D or higher dimensionality input (N, C, *), got "
+                         f"{input.ndim} dimensions (size {_shape(input)})")
+    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+        raise RuntimeError(f"local_response_norm: size must be a positive int, got {size!r}")
+    if input.numel() == 0:
+        return input
+    n, c = input.shape[:2]
+    sq = (input * input).reshape(n, 1, c, math.prod(input.shape[2:]))
+    sq = pad(sq, (0, 0, size // 2, (size - 1) // 2))
+    div = avg_pool2d(sq, (size, 1), stride=1).reshape(*input.shape)
+    return input / (div * alpha + k) ** beta
+
+
 def _random_uniform(shape, like):
     xp = get_array_module(like)
     if xp is np:
@@ -1415,6 +1511,37 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
         return input
     shape = tuple(input.shape[:-2]) + (1, 1)
     return _dropout_mask(input, shape, p, inplace)
+
+
+# SELU's alpha * scale: a SELU saturates at -_SELU_NEG for very negative inputs.
+_SELU_NEG = 1.7580993408473766
+
+
+def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False) -> Tensor:
+    """Dropout for self-normalising (SELU) networks (Klambauer et al. 2017): each element is set, with
+    probability p, to SELU's saturation value -a' (a' = alpha * scale), then all are mapped by the affine
+    a (x or -a') + b that keeps zero mean and unit variance, a = ((1 - p)(1 + p a'^2))^(-1/2),
+    b = a a' p. Identity when not training (the default, as PyTorch) or p = 0; zeros when p = 1.
+    Uses the framework's generator (``framework.manual_seed``)."""
+    if p < 0 or p > 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0 or input.numel() == 0:
+        return input
+    xp = get_array_module(input.data)
+    dt = input.data.dtype
+    if p == 1:
+        scale = xp.zeros(input.shape, dtype=dt)
+        shift = None
+    else:
+        keep = (_random_uniform(tuple(input.shape), input.data) >= p).astype(dt)
+        a = 1.0 / math.sqrt((_SELU_NEG * _SELU_NEG * p + 1.0) * (1.0 - p))
+        scale = keep * dt.type(a)
+        shift = (keep - 1) * dt.type(_SELU_NEG * a) + dt.type(_SELU_NEG * a * p)
+    if inplace:
+        input.mul_(Tensor(scale))
+        return input if shift is None else input.add_(Tensor(shift))
+    y = Mask(mask=scale)(input)
+    return y if shift is None else y + Tensor(shift)
 
 
 class _Norm2(Function):
@@ -1461,8 +1588,47 @@ def cosine_similarity(x1: Tensor, x2: Tensor, dim: int = 1, eps: float = 1e-8) -
 
 
 def pairwise_distance(x1: Tensor, x2: Tensor, p: float = 2.0, eps: float = 1e-6, keepdim: bool = False):
+    """||x1 - x2 + eps||_p over the last dimension (the two broadcast)."""
     d = x1 - x2 + eps
+    if d.ndim == 0:  # as PyTorch: a scalar is its own last dimension
+        d = d.reshape(1)
+        return ops.norm(d, p, -1, keepdim) if keepdim else ops.norm(d, p, -1).reshape(())
     return ops.norm(d, p, -1, keepdim)
+
+
+def pdist(input: Tensor, p: float = 2.0) -> Tensor:
+    """p-norm distances between the rows of ``input`` (N, M): the N (N - 1) / 2 pairs i < j in row-major
+    order, ||x_i - x_j||_p, p >= 0 (inf included). Gradients follow PyTorch's: zero where a distance or
+    (p < 1) a coordinate difference is zero; for p = inf every tied coordinate gets the full gradient.
+    The pair differences are materialised: memory O(N^2 M)."""
+    if input.ndim != 2:
+        raise RuntimeError(f"pdist only supports 2D tensors, got: {input.ndim}D (size {_shape(input)})")
+    if input.data.dtype.kind != "f":
+        raise RuntimeError(f"pdist only supports floating-point dtypes, got {input.data.dtype}")
+    if p < 0:
+        raise RuntimeError(f"pdist only supports non-negative p values, got {p}")
+    xp = get_array_module(input.data)
+    i, j = np.triu_indices(input.shape[0], 1)
+    diff = input[xp.asarray(i)] - input[xp.asarray(j)]  # (P, M)
+    if p == 0:  # the number of differing coordinates; gradient zero
+        count = Tensor((diff.data != 0).sum(axis=-1).astype(diff.data.dtype))
+        return count + ops.where(Tensor(xp.zeros(diff.shape, dtype=bool)), diff, 0.0).sum(-1)
+    if p == 1:
+        return diff.abs().sum(-1)
+    if math.isinf(p):
+        a = diff.abs()
+        if diff.shape[-1]:
+            m = a.data.max(axis=-1, keepdims=True)
+        else:
+            m = xp.zeros((diff.shape[0], 1), a.data.dtype)
+        tied = Tensor(a.data == m)
+        # value: the maximum; gradient: sign(diff) at every coordinate that reaches it
+        return Tensor(m[:, 0]) + ops.where(tied, a - a.detach(), 0.0).sum(-1)
+    if p > 1:
+        return ops.norm(diff, p, -1)  # zero gradient where the distance is zero
+    zero = Tensor(diff.data == 0)  # 0 < p < 1: |d|^(p-1) is infinite at d = 0, PyTorch's gradient is 0
+    a = ops.where(zero, 1.0, diff.abs())
+    return ops.where(zero, 0.0, a ** p).sum(-1) ** (1.0 / p)
 
 
 # ============================================================================= activations
@@ -1525,12 +1691,17 @@ def prelu(input: Tensor, weight: Tensor) -> Tensor:
 
 
 def threshold(input: Tensor, threshold: float, value: float, inplace: bool = False) -> Tensor:
-    """x where x > threshold, else value."""
-    return ops.where(input > threshold, input, value)
+    """value where x <= threshold, else x (NaN is kept, with its gradient, as PyTorch)."""
+    y = ops.where(input <= threshold, value, input)
+    return input.copy_(y) if inplace else y
 
 
 def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
-    return ops.where(input > 0, input, alpha * (ops.exp(ops.clamp(input, max=0.0) / alpha) - 1))
+    """max(0, x) + min(0, alpha (exp(x / alpha) - 1)) (Barron 2017)."""
+    if alpha == 0:
+        raise RuntimeError("celu: alpha cannot be 0 (the input is divided by it)")
+    y = ops.where(input > 0, input, alpha * (ops.exp(ops.clamp(input, max=0.0) / alpha) - 1))
+    return input.copy_(y) if inplace else y
 
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
@@ -1655,6 +1826,11 @@ def softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=N
 
 def log_softmax(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
     return ops.log_softmax(input, _softmax_dim(input.ndim) if dim is None else dim, dtype=dtype)
+
+
+def softmin(input: Tensor, dim: int | None = None, _stacklevel: int = 3, dtype=None) -> Tensor:
+    """softmax(-x) along ``dim`` (default as softmax's)."""
+    return ops.softmax(-input, _softmax_dim(input.ndim) if dim is None else dim, dtype=dtype)
 
 
 # ============================================================================= embeddings
@@ -2143,11 +2319,35 @@ def huber_loss(input: Tensor, target: Tensor, reduction: str = "mean", delta: fl
     return _reduce(loss, reduction, "huber_loss")
 
 
+def _broadcast_all(name, **tensors):
+    """The broadcast shape of the named tensors, or a RuntimeError naming the function and every shape."""
+    try:
+        return np.broadcast_shapes(*(tuple(t.shape) for t in tensors.values()))
+    except ValueError:
+        shapes = ", ".join(f"{k} {_shape(t)}" for k, t in tensors.items())
+        raise RuntimeError(f"{name}: the sizes do not broadcast together ({shapes})") from None
+
+
+def _check_reduction(name, reduction):
+    if reduction not in ("none", "mean", "sum"):
+        raise ValueError(f"{name}: {reduction!r} is not a valid value for reduction "
+                         "(use 'none', 'mean' or 'sum')")
+
+
 def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0,
                         size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
-    """max(0, -y (x1 - x2) + margin)."""
+    """max(0, -y (x1 - x2) + margin), y in {1, -1}; the three have the same number of dimensions and
+    broadcast. At the hinge (exactly 0) the gradient passes, as PyTorch's clamp_min."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    return _reduce(ops.relu(-target * (input1 - input2) + margin), reduction, "margin_ranking_loss")
+    _check_reduction("margin_ranking_loss", reduction)
+    target = _as_tensor_like(target, input1)
+    if not input1.ndim == input2.ndim == target.ndim:
+        raise RuntimeError(f"margin_ranking_loss: all input tensors should have the same number of "
+                           f"dimensions, but got sizes input1 {_shape(input1)}, input2 {_shape(input2)}, "
+                           f"target {_shape(target)}")
+    _broadcast_all("margin_ranking_loss", input1=input1, input2=input2, target=target)
+    loss = ops.clamp(-target * (input1 - input2) + margin, min=0.0)
+    return _reduce(loss, reduction, "margin_ranking_loss")
 
 
 def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, size_average=None,
@@ -2168,64 +2368,162 @@ def soft_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=No
 
 def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
                                 size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
-    """-mean_c [y log sigmoid(x) + (1 - y) log sigmoid(-x)] per sample (N, C)."""
+    """-mean_c [y log sigmoid(x) + (1 - y) log sigmoid(-x)] over the last (class) dimension of input
+    (N, C) or (C,), targets y in {0, 1}; ``weight`` (C,) multiplies each class's term."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction("multilabel_soft_margin_loss", reduction)
+    if input.ndim == 0:
+        raise RuntimeError("multilabel_soft_margin_loss: expected input of size (N, C) or (C,), got a scalar")
     t = _as_tensor_like(target, input)
+    named = dict(input=input, target=t) if weight is None else dict(input=input, target=t, weight=weight)
+    _broadcast_all("multilabel_soft_margin_loss", **named)
     loss = -(t * logsigmoid(input) + (1 - t) * logsigmoid(-input))
     if weight is not None:
         loss = loss * weight
-    return _reduce(loss.mean(-1), reduction, "multilabel_soft_margin_loss")
+    return _reduce(loss.sum(-1) / input.shape[-1], reduction, "multilabel_soft_margin_loss")
 
 
 def cosine_embedding_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: float = 0.0,
                           size_average=None, reduce=None, reduction: str = "mean") -> Tensor:
-    """1 - cos(x1, x2) where y = 1, max(0, cos(x1, x2) - margin) where y = -1 (eps 1e-12 as PyTorch)."""
+    """1 - cos(x1, x2) where y = 1, max(0, cos(x1, x2) - margin) where y = -1, 0 for other y; inputs
+    (N, D) with target (N,), or (D,) with a scalar target. cos = x1.x2 / sqrt((|x1|^2 + 1e-12)
+    (|x2|^2 + 1e-12)), as PyTorch; at the hinge (exactly 0) the gradient passes."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction("cosine_embedding_loss", reduction)
+    t = _as_tensor_like(target, input1)
+    if t.ndim > 1:
+        raise RuntimeError(f"cosine_embedding_loss: 0D or 1D target tensor expected, multi-target not "
+                           f"supported (target {_shape(t)})")
+    if not input1.ndim == input2.ndim == t.ndim + 1:
+        raise RuntimeError(f"cosine_embedding_loss: {t.ndim}D target tensor expects {t.ndim + 1}D input "
+                           f"tensors, but found inputs with sizes {_shape(input1)} and {_shape(input2)}")
+    shape = _broadcast_all("cosine_embedding_loss", input1=input1, input2=input2)
+    try:
+        np.broadcast_shapes(tuple(t.shape), shape[:-1])
+    except ValueError:
+        raise RuntimeError(f"cosine_embedding_loss: target of size {_shape(t)} does not match the batch of "
+                           f"the inputs {_shape(input1)} and {_shape(input2)}") from None
     eps = 1e-12
     prod = (input1 * input2).sum(-1)
     mag = ((input1 * input1).sum(-1) + eps) * ((input2 * input2).sum(-1) + eps)
     cos = prod / ops.sqrt(mag)
-    t = _as_tensor_like(target, input1)
-    loss = ops.where(t == 1, 1 - cos, 0.0) + ops.where(t == -1, ops.relu(cos - margin), 0.0)
+    loss = ops.where(t == 1, 1 - cos, 0.0) + ops.where(t == -1, ops.clamp(cos - margin, min=0.0), 0.0)
     return _reduce(loss, reduction, "cosine_embedding_loss")
 
 
 def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, margin: float = 1.0,
                         p: float = 2, eps: float = 1e-6, swap: bool = False, size_average=None,
                         reduce=None, reduction: str = "mean") -> Tensor:
-    """max(d(a, p) - d(a, n) + margin, 0) with d the p-norm distance (pairwise_distance)."""
+    """max(d(a, p) - d(a, n) + margin, 0) with d the p-norm distance over the last dimension
+    (:func:`pairwise_distance`); ``swap`` uses min(d(a, n), d(p, n)) (Balntas et al. 2016). At the
+    hinge (exactly 0) the gradient passes, as PyTorch's clamp_min."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction("triplet_margin_loss", reduction)
+    if margin <= 0:
+        raise ValueError(f"triplet_margin_loss: margin must be greater than 0, got {margin}")
+    if not anchor.ndim == positive.ndim == negative.ndim:
+        raise RuntimeError(f"triplet_margin_loss: the anchor, positive, and negative tensors are expected to "
+                           f"have the same number of dimensions, but got: anchor {anchor.ndim}D, positive "
+                           f"{positive.ndim}D, and negative {negative.ndim}D inputs")
+    _broadcast_all("triplet_margin_loss", anchor=anchor, positive=positive, negative=negative)
     d_ap = pairwise_distance(anchor, positive, p, eps)
     d_an = pairwise_distance(anchor, negative, p, eps)
     if swap:
         d_an = ops.minimum(d_an, pairwise_distance(positive, negative, p, eps))
-    return _reduce(ops.relu(d_ap - d_an + margin), reduction, "triplet_margin_loss")
+    return _reduce(ops.clamp(d_ap - d_an + margin, min=0.0), reduction, "triplet_margin_loss")
+
+
+def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float = 1.0,
+                      weight: Tensor | None = None, size_average=None, reduce=None,
+                      reduction: str = "mean") -> Tensor:
+    """Multi-class hinge loss: per sample, sum over classes j != y of w[y] max(0, margin - x[y] + x[j])^p,
+    divided by C. input (N, C) or (C,), target class indices (N,) or a scalar; p is 1 or 2; ``weight``
+    (C,). 'mean' averages over samples (not weighted; NaN for an empty batch, where PyTorch returns an
+    uninitialised value); 'none' gives (N,), or a scalar for a scalar target."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction("multi_margin_loss", reduction)
+    if p not in (1, 2):
+        raise ValueError(f"multi_margin_loss: only p == 1 and p == 2 supported, got p={p}")
+    if weight is not None and weight.ndim != 1:
+        raise ValueError(f"multi_margin_loss: weight must be one-dimensional, got size {_shape(weight)}")
+    if not ((input.ndim <= 1 and input.numel() != 0) or (input.ndim == 2 and input.shape[1] != 0)):
+        raise RuntimeError(f"multi_margin_loss: expected non-empty vector or matrix with optional 0-dim "
+                           f"batch size, but got: {_shape(input)}")
+    nframe = 1 if input.ndim <= 1 else input.shape[0]
+    c = input.numel() if input.ndim <= 1 else input.shape[1]
+    t = target.data
+    if t.ndim > 1 or t.size != nframe:
+        raise RuntimeError(f"multi_margin_loss: target tensor should be 1-D with size equal to the number of "
+                           f"input samples (batch size). Expected target size [{nframe}], but got "
+                           f"{_shape(target)}. Input has shape {_shape(input)}.")
+    if t.dtype.kind not in "iu":
+        raise RuntimeError(f"multi_margin_loss: expected target of an integer type (class indices), got "
+                           f"{t.dtype}")
+    if weight is not None and weight.numel() != c:
+        raise RuntimeError(f"multi_margin_loss: inconsistent weight size, expected {c} but got "
+                           f"{_shape(weight)}")
+    xp = get_array_module(t)
+    t = t.reshape(nframe).astype(xp.int64)
+    if t.size and bool(((t < 0) | (t >= c)).any()):
+        raise RuntimeError(f"multi_margin_loss: target out of range (classes: {c}, target min "
+                           f"{int(t.min())}, max {int(t.max())})")
+    x = input.reshape(nframe, c)
+    picked = _PickClass(target=t)(x)  # x[n, y_n]
+    hinge = ops.relu(margin - picked.unsqueeze(1) + x)  # no gradient at exactly 0, as PyTorch
+    if p == 2:
+        hinge = hinge * hinge
+    others = Tensor((xp.arange(c)[None, :] != t[:, None]).astype(x.data.dtype))
+    hinge = hinge * others
+    if weight is not None:
+        hinge = hinge * weight[Tensor(t)].unsqueeze(1)
+    loss = hinge.sum(1) / c
+    if target.ndim == 0:
+        loss = loss.reshape(())
+    return _reduce(loss, reduction, "multi_margin_loss")
 
 
 def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False,
                      size_average=None, eps: float = 1e-8, reduce=None, reduction: str = "mean") -> Tensor:
-    """exp(x) - y x (log_input) or x - y log(x + eps); ``full`` adds Stirling's term for y > 1."""
+    """exp(x) - y x (``log_input``) or x - y log(x + eps); ``full`` adds Stirling's term
+    y log y - y + 0.5 log(2 pi y) where y > 1 (its gradient in y is 0 elsewhere: PyTorch's is NaN at
+    y = 0). Input and target broadcast."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    t = _as_tensor_like(target, input)
+    _check_reduction("poisson_nll_loss", reduction)
+    t = _pointwise_target("poisson_nll_loss", input, target)
     loss = ops.exp(input) - t * input if log_input else input - t * ops.log(input + eps)
     if full:
-        td = t.data
-        xp = get_array_module(td)
-        safe = xp.where(td > 1, td, 2.0)
-        st = xp.where(td > 1, safe * xp.log(safe) - safe + 0.5 * xp.log(2 * math.pi * safe), 0.0)
-        loss = loss + Tensor(st.astype(td.dtype))
+        big = Tensor(t.data > 1)
+        safe = ops.where(big, t, 2.0)
+        stirling = safe * ops.log(safe) - safe + 0.5 * ops.log(2 * math.pi * safe)
+        loss = loss + ops.where(big, stirling, 0.0)
     return _reduce(loss, reduction, "poisson_nll_loss")
 
 
-def gaussian_nll_loss(input: Tensor, target: Tensor, var: Tensor, full: bool = False, eps: float = 1e-6,
+def gaussian_nll_loss(input: Tensor, target: Tensor, var, full: bool = False, eps: float = 1e-6,
                       reduction: str = "mean") -> Tensor:
-    """0.5 (log(max(var, eps)) + (x - y)^2 / max(var, eps)) (+ 0.5 log(2 pi) when ``full``)."""
-    v = var
-    if v.ndim == input.ndim - 1 or (v.ndim == input.ndim and v.shape[-1] == 1 and input.shape[-1] != 1):
-        v = v.reshape(*input.shape[:-1], 1) if v.ndim == input.ndim - 1 else v
+    """0.5 (log(max(var, eps)) + (x - y)^2 / max(var, eps)) (+ 0.5 log(2 pi) when ``full``); the clamp
+    takes no part in the gradient, as PyTorch. ``var``: a tensor of the input's size, of the input's
+    size without its last dimension, or of the input's size with one dimension 1; or a number (PyTorch
+    takes a float only)."""
+    if isinstance(var, numbers.Real):
+        if var < 0:
+            raise ValueError(f"gaussian_nll_loss: var has negative entry/entries (var={var})")
+        var = _as_tensor_like(float(var), input).expand(*input.shape)
+    elif var.numel() and bool((var.data < 0).any()):
+        raise ValueError("gaussian_nll_loss: var has negative entry/entries")
+    in_shape, v_shape = tuple(input.shape), tuple(var.shape)
+    if v_shape != in_shape:
+        if v_shape == in_shape[:-1]:
+            var = var.unsqueeze(-1)  # one variance per sample, shared over the last dimension
+        elif not (len(v_shape) == len(in_shape)
+                  and sum(b for a, b in zip(in_shape, v_shape) if a != b) == 1):
+            raise ValueError(f"gaussian_nll_loss: var is of incorrect size: {list(v_shape)} for input of "
+                             f"size {list(in_shape)} (use the input's size, that size without the last "
+                             f"dimension, or with one dimension of size 1)")
+    _check_reduction("gaussian_nll_loss", reduction)
     with no_grad():
-        clamped = ops.clamp(v, min=eps)
-    v = v + (clamped - v).detach()  # the clamp is not differentiated, as in PyTorch
+        clamped = ops.clamp(var, min=eps)
+    v = var + (clamped - var).detach()  # the clamp is not differentiated, as in PyTorch
     d = input - target
     loss = 0.5 * (ops.log(v) + d * d / v)
     if full:

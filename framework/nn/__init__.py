@@ -2,6 +2,7 @@
 
 from . import functional, init, utils
 from .activation import (
+                         CELU,
                          ELU,
                          GELU,
                          GLU,
@@ -19,34 +20,62 @@ from .activation import (
                          Sigmoid,
                          SiLU,
                          Softmax,
+                         Softmax2d,
+                         Softmin,
                          Softplus,
                          Softsign,
                          Tanh,
+                         Threshold,
 )
 from .attention import MultiheadAttention
+from .channelshuffle import ChannelShuffle
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .conv import Conv1d, Conv2d, ConvTranspose2d
 from .distance import CosineSimilarity, PairwiseDistance
-from .dropout import Dropout, Dropout2d
+from .dropout import AlphaDropout, Dropout, Dropout2d
 from .flatten import Flatten, Fold, Unflatten, Unfold
 from .linear import Bilinear, Identity, Linear
 from .loss import (
                          BCELoss,
                          BCEWithLogitsLoss,
+                         CosineEmbeddingLoss,
                          CrossEntropyLoss,
+                         GaussianNLLLoss,
                          HuberLoss,
                          KLDivLoss,
                          L1Loss,
+                         MarginRankingLoss,
                          MSELoss,
+                         MultiLabelSoftMarginLoss,
+                         MultiMarginLoss,
                          NLLLoss,
+                         PoissonNLLLoss,
                          SmoothL1Loss,
+                         TripletMarginLoss,
 )
 from .module import Module
-from .normalization import BatchNorm1d, BatchNorm2d, GroupNorm, InstanceNorm2d, LayerNorm, RMSNorm
+from .normalization import (
+                         BatchNorm1d,
+                         BatchNorm2d,
+                         BatchNorm3d,
+                         GroupNorm,
+                         InstanceNorm2d,
+                         LayerNorm,
+                         LocalResponseNorm,
+                         RMSNorm,
+)
 from .padding import CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d, ZeroPad2d
 from .parameter import Buffer, Parameter
-from .pixelshuffle import PixelShuffle
-from .pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d, AvgPool2d, MaxPool1d, MaxPool2d
+from .pixelshuffle import PixelShuffle, PixelUnshuffle
+from .pooling import (
+                         AdaptiveAvgPool1d,
+                         AdaptiveAvgPool2d,
+                         AdaptiveMaxPool2d,
+                         AvgPool1d,
+                         AvgPool2d,
+                         MaxPool1d,
+                         MaxPool2d,
+)
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from .sparse import Embedding
 from .transformer import (
@@ -56,7 +85,7 @@ from .transformer import (
                          TransformerEncoder,
                          TransformerEncoderLayer,
 )
-from .upsampling import Upsample
+from .upsampling import Upsample, UpsamplingBilinear2d, UpsamplingNearest2d
 
 __all__ = [
     "functional", "init", "utils", "Module", "Parameter", "Buffer",
@@ -75,4 +104,8 @@ __all__ = [
     "TransformerDecoder", "Transformer", "RMSNorm", "CosineSimilarity", "PairwiseDistance",
     "CrossEntropyLoss", "NLLLoss", "BCELoss", "BCEWithLogitsLoss", "MSELoss", "L1Loss", "SmoothL1Loss",
     "HuberLoss", "KLDivLoss",
+    "PixelUnshuffle", "ChannelShuffle", "Softmin", "Softmax2d", "CELU", "Threshold", "AdaptiveAvgPool1d",
+    "AlphaDropout", "LocalResponseNorm", "BatchNorm3d", "UpsamplingNearest2d", "UpsamplingBilinear2d",
+    "TripletMarginLoss", "MarginRankingLoss", "CosineEmbeddingLoss", "MultiLabelSoftMarginLoss",
+    "MultiMarginLoss", "PoissonNLLLoss", "GaussianNLLLoss",
 ]

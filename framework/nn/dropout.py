@@ -29,3 +29,11 @@ class Dropout2d(Dropout):
 
     def forward(self, input):
         return F.dropout2d(input, self.p, self.training, self.inplace)
+
+
+class AlphaDropout(Dropout):
+    """Dropout that keeps SELU activations at zero mean and unit variance (Klambauer et al. 2017):
+    dropped elements take SELU's saturation value, then an affine map restores the statistics."""
+
+    def forward(self, input):
+        return F.alpha_dropout(input, self.p, self.training, self.inplace)

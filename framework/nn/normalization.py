@@ -1,4 +1,5 @@
-"""Normalisation layers: BatchNorm1d/2d, GroupNorm, LayerNorm."""
+"""Normalisation layers: BatchNorm1d/2d/3d, GroupNorm, LayerNorm, RMSNorm, InstanceNorm2d,
+LocalResponseNorm."""
 
 from __future__ import annotations
 
@@ -120,6 +121,32 @@ class BatchNorm2d(_BatchNorm):
     def _check_input_dim(self, input):
         if input.dim() != 4:
             raise ValueError(f"expected 4D input (got {input.dim()}D input)")
+
+
+class BatchNorm3d(_BatchNorm):
+    """Input ``(N, C, D, H, W)``; statistics per channel C over N, D, H, W."""
+
+    def _check_input_dim(self, input):
+        if input.dim() != 5:
+            raise ValueError(f"expected 5D input (got {input.dim()}D input)")
+
+
+class LocalResponseNorm(Module):
+    """Normalise each element by the energy of ``size`` neighbouring channels (Krizhevsky et al. 2012):
+    ``x / (k + alpha/size · Σ x²)^beta``; input ``(N, C, *)``. No parameters."""
+
+    def __init__(self, size: int, alpha: float = 1e-4, beta: float = 0.75, k: float = 1.0):
+        super().__init__()
+        self.size = size
+        self.alpha = alpha
+        self.beta = beta
+        self.k = k
+
+    def forward(self, input):
+        return F.local_response_norm(input, self.size, self.alpha, self.beta, self.k)
+
+    def extra_repr(self) -> str:
+        return f"{self.size}, alpha={self.alpha}, beta={self.beta}, k={self.k}"
 
 
 class GroupNorm(Module):

@@ -1,4 +1,4 @@
-"""PixelShuffle: ``(N, C·r², H, W) -> (N, C, H·r, W·r)`` (Shi et al. 2016)."""
+"""PixelShuffle ``(*, C·r², H, W) -> (*, C, H·r, W·r)`` (Shi et al. 2016) and its inverse, PixelUnshuffle."""
 
 from __future__ import annotations
 
@@ -16,3 +16,17 @@ class PixelShuffle(Module):
 
     def extra_repr(self) -> str:
         return f"upscale_factor={self.upscale_factor}"
+
+
+class PixelUnshuffle(Module):
+    """``(*, C, H·r, W·r) -> (*, C·r², H, W)``."""
+
+    def __init__(self, downscale_factor: int):
+        super().__init__()
+        self.downscale_factor = downscale_factor
+
+    def forward(self, input):
+        return F.pixel_unshuffle(input, self.downscale_factor)
+
+    def extra_repr(self) -> str:
+        return f"downscale_factor={self.downscale_factor}"

@@ -1,4 +1,4 @@
-"""Upsample: a Module over ``F.interpolate``."""
+"""Upsample and its fixed-mode forms UpsamplingNearest2d / UpsamplingBilinear2d, over ``F.interpolate``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,10 @@ class Upsample(Module):
         super().__init__()
         self.name = type(self).__name__
         self.size = size
-        self.scale_factor = float(scale_factor) if isinstance(scale_factor, (int, float)) else scale_factor
+        if isinstance(scale_factor, (tuple, list)):
+            self.scale_factor = tuple(float(f) for f in scale_factor)  # as PyTorch (and its repr)
+        else:
+            self.scale_factor = float(scale_factor) if scale_factor is not None else None
         self.mode = mode
         self.align_corners = align_corners
         self.recompute_scale_factor = recompute_scale_factor
@@ -32,3 +35,18 @@ class Upsample(Module):
         else:
             info = f"size={self.size!r}"
         return info + f", mode={self.mode!r}"
+
+
+class UpsamplingNearest2d(Upsample):
+    """``Upsample(size, scale_factor, mode='nearest')`` for ``(N, C, H, W)`` inputs."""
+
+    def __init__(self, size=None, scale_factor=None):
+        super().__init__(size, scale_factor, mode="nearest")
+
+
+class UpsamplingBilinear2d(Upsample):
+    """``Upsample(size, scale_factor, mode='bilinear', align_corners=True)`` for ``(N, C, H, W)`` inputs
+    (the corners of input and output are aligned, as PyTorch's)."""
+
+    def __init__(self, size=None, scale_factor=None):
+        super().__init__(size, scale_factor, mode="bilinear", align_corners=True)
