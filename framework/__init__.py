@@ -25,5 +25,6 @@ from .serialization import load, save  # noqa: E402
 from . import amp, backends, cuda  # noqa: E402  (fw.cuda, fw.amp, fw.backends)
 from .amp import autocast  # noqa: E402
 from . import testing  # noqa: E402  (fw.testing.gradcheck / gradgradcheck)
+from . import utils  # noqa: E402  (fw.utils.checkpoint; fw.utils.data is fw.data)
 
 __version__ = "0.1.0"
