@@ -557,7 +557,8 @@ def _same_run(build, step, n_steps=3):
         np.testing.assert_allclose(out["cuda"][1][k], v, rtol=2e-3, atol=2e-4, err_msg=k)
 
 
-@pytest.mark.parametrize("opt_name", ["SGD", "Adam", "AdamW"])
+@pytest.mark.parametrize("opt_name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax",
+                                      "NAdam", "RAdam", "Rprop", "ASGD"])
 def test_optimizers_and_scheduler_on_gpu_match_cpu(opt_name):
     nn, optim = fw.nn, fw.optim
     rng = np.random.default_rng(0)
@@ -566,7 +567,12 @@ def test_optimizers_and_scheduler_on_gpu_match_cpu(opt_name):
     def build():
         model = nn.Sequential(nn.Linear(8, 16), nn.GELU(), nn.LayerNorm(16), nn.Linear(16, 3))
         kw = {"SGD": dict(lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4),
-              "Adam": dict(lr=1e-2), "AdamW": dict(lr=1e-2, weight_decay=0.1)}[opt_name]
+              "Adam": dict(lr=1e-2), "AdamW": dict(lr=1e-2, weight_decay=0.1),
+              "RMSprop": dict(lr=1e-2, momentum=0.5, centered=True), "Adagrad": dict(lr=0.1, lr_decay=0.01),
+              "Adadelta": dict(lr=1.0, weight_decay=1e-3), "Adamax": dict(lr=1e-2),
+              "NAdam": dict(lr=1e-2, decoupled_weight_decay=True, weight_decay=0.01),
+              "RAdam": dict(lr=1e-2, weight_decay=1e-3), "Rprop": dict(lr=1e-2),
+              "ASGD": dict(lr=0.1, t0=1)}[opt_name]
         opt = getattr(optim, opt_name)(model.parameters(), **kw)
         opt.sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=5)
         return model, opt
@@ -581,6 +587,29 @@ def test_optimizers_and_scheduler_on_gpu_match_cpu(opt_name):
         return loss.item()
 
     _same_run(build, step)
+
+
+def test_lbfgs_with_line_search_on_gpu_matches_cpu():
+    rng = np.random.default_rng(0)
+    a0, b0 = rng.standard_normal((6, 4)), rng.standard_normal(6)
+
+    def run(dev):
+        x = fw.zeros(4, dtype=fw.float64, device=dev, requires_grad=True)
+        a, b = fw.tensor(a0, device=dev), fw.tensor(b0, device=dev)
+        opt = fw.optim.LBFGS([x], lr=1, max_iter=10, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad()
+            loss = ((a @ x - b) ** 2).sum() + 0.1 * (x ** 4).sum()
+            loss.backward()
+            return loss
+
+        losses = [float(opt.step(closure)) for _ in range(3)]
+        return losses, x.detach().cpu().numpy()
+
+    (lc, xc), (lg, xg) = run("cpu"), run("cuda")
+    np.testing.assert_allclose(lg, lc, rtol=1e-9)
+    np.testing.assert_allclose(xg, xc, rtol=1e-8, atol=1e-10)
 
 
 @pytest.mark.parametrize("cell", ["LSTM", "GRU"])
