@@ -49,7 +49,10 @@ FP32_OPS = frozenset({
     "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss", "l1_loss",
     "smooth_l1_loss", "huber_loss", "kl_div", "margin_ranking_loss", "sigmoid_focal_loss", "softmax",
     "log_softmax", "logsumexp", "sum", "mean", "var", "std", "prod", "cumsum", "cumprod", "dist",
-    "cdist", "pdist", "renorm", "gelu_backward",
+    "cdist", "pdist", "renorm", "gelu_backward", "hinge_embedding_loss", "poisson_nll_loss",
+    "gaussian_nll_loss", "cosine_embedding_loss", "multilabel_margin_loss", "multilabel_soft_margin_loss",
+    "soft_margin_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss", "multi_margin_loss",
+    "ctc_loss",
 })
 PROMOTE_OPS = frozenset({"cat", "stack", "where", "addcdiv", "addcmul", "atan2", "cross", "dot",
                          "index_put", "scatter_add", "tensordot", "bilinear", "grid_sample"})

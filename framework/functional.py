@@ -46,6 +46,7 @@ __all__ = [
     "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "sigmoid_focal_loss", "margin_ranking_loss",
     "hinge_embedding_loss", "soft_margin_loss", "multilabel_soft_margin_loss", "cosine_embedding_loss",
     "triplet_margin_loss", "multi_margin_loss", "poisson_nll_loss", "gaussian_nll_loss",
+    "multilabel_margin_loss", "triplet_margin_with_distance_loss", "ctc_loss",
 ]
 
 
@@ -2352,18 +2353,33 @@ def margin_ranking_loss(input1: Tensor, input2: Tensor, target: Tensor, margin: 
 
 def hinge_embedding_loss(input: Tensor, target: Tensor, margin: float = 1.0, size_average=None,
                          reduce=None, reduction: str = "mean") -> Tensor:
-    """x where y = 1, max(0, margin - x) where y = -1."""
+    """x where y = 1, max(0, margin - x) where y = -1; input and target broadcast. As PyTorch, a target
+    that is neither 1 nor -1 gets both terms, x + max(0, margin - x), and at the hinge (margin - x
+    exactly 0) the gradient passes (clamp_min). The target takes no gradient."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction("hinge_embedding_loss", reduction)
     t = _as_tensor_like(target, input)
-    loss = ops.where(t == 1, input, 0.0) + ops.where(t == -1, ops.relu(margin - input), 0.0)
+    _broadcast_all("hinge_embedding_loss", input=input, target=t)
+    t = t.data
+    loss = ops.where(t != 1, ops.clamp(margin - input, min=0.0), 0.0) + ops.where(t != -1, input, 0.0)
     return _reduce(loss, reduction, "hinge_embedding_loss")
 
 
 def soft_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
                      reduction: str = "mean") -> Tensor:
-    """log(1 + exp(-y x))."""
+    """log(1 + exp(-y x)) per element; as PyTorch, the target broadcasts to the input's size (not the
+    other way round). Computed as softplus(-y x), which stays finite where PyTorch's log1p(exp(-y x))
+    overflows to inf (-y x above about 88 in float32, 709 in float64); a target that requires grad gets
+    its gradient (PyTorch raises)."""
     reduction = _legacy_reduction(size_average, reduce, reduction)
-    return _reduce(-logsigmoid(_as_tensor_like(target, input) * input), reduction, "soft_margin_loss")
+    _check_reduction("soft_margin_loss", reduction)
+    t = _as_tensor_like(target, input)
+    shape = _broadcast_all("soft_margin_loss", input=input, target=t)
+    if tuple(shape) != tuple(input.shape):
+        raise RuntimeError(f"soft_margin_loss: the target of size {_shape(t)} must broadcast to the size of "
+                           f"the input {_shape(input)} (the result has the input's size), but together they "
+                           f"give {list(shape)}")
+    return _reduce(-logsigmoid(t * input), reduction, "soft_margin_loss")
 
 
 def multilabel_soft_margin_loss(input: Tensor, target: Tensor, weight: Tensor | None = None,
@@ -2433,6 +2449,29 @@ def triplet_margin_loss(anchor: Tensor, positive: Tensor, negative: Tensor, marg
     return _reduce(ops.clamp(d_ap - d_an + margin, min=0.0), reduction, "triplet_margin_loss")
 
 
+def triplet_margin_with_distance_loss(anchor: Tensor, positive: Tensor, negative: Tensor, *,
+                                      distance_function=None, margin: float = 1.0, swap: bool = False,
+                                      reduction: str = "mean") -> Tensor:
+    """max(d(a, p) - d(a, n) + margin, 0) with a distance ``distance_function(x1, x2)`` (default
+    :func:`pairwise_distance`), which returns one non-negative value per triplet; ``swap`` uses
+    min(d(a, n), d(p, n)). The three inputs have the same number of dimensions. At the hinge (exactly 0)
+    the gradient passes, as PyTorch's clamp_min."""
+    _check_reduction("triplet_margin_with_distance_loss", reduction)
+    if margin <= 0:
+        raise ValueError(f"triplet_margin_with_distance_loss: margin must be greater than 0, got {margin}")
+    if not anchor.ndim == positive.ndim == negative.ndim:
+        raise RuntimeError(f"triplet_margin_with_distance_loss: the anchor, positive, and negative tensors "
+                           f"are expected to have the same number of dimensions, but got: anchor "
+                           f"{anchor.ndim}D {_shape(anchor)}, positive {positive.ndim}D {_shape(positive)}, "
+                           f"and negative {negative.ndim}D {_shape(negative)} inputs")
+    dist = pairwise_distance if distance_function is None else distance_function
+    d_ap = dist(anchor, positive)
+    d_an = dist(anchor, negative)
+    if swap:
+        d_an = ops.minimum(d_an, dist(positive, negative))
+    return _reduce(ops.clamp(margin + d_ap - d_an, min=0.0), reduction, "triplet_margin_with_distance_loss")
+
+
 def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float = 1.0,
                       weight: Tensor | None = None, size_average=None, reduce=None,
                       reduction: str = "mean") -> Tensor:
@@ -2480,6 +2519,51 @@ def multi_margin_loss(input: Tensor, target: Tensor, p: int = 1, margin: float =
     if target.ndim == 0:
         loss = loss.reshape(())
     return _reduce(loss, reduction, "multi_margin_loss")
+
+
+def multilabel_margin_loss(input: Tensor, target: Tensor, size_average=None, reduce=None,
+                           reduction: str = "mean") -> Tensor:
+    """Multi-label hinge loss: per sample, sum over its target classes j and the non-target classes i of
+    max(0, 1 - (x[j] - x[i])), divided by C. input (N, C), (C,) or a scalar; target class indices of
+    the same size (int64 as PyTorch, any integer type here), read up to the first -1 (padding); every
+    value must be in [-1, C). A class listed twice counts twice, as PyTorch. At the hinge (exactly 0)
+    the gradient is 0, as PyTorch's kernel. 'none' gives (N,), or a scalar for an unbatched input;
+    for an empty batch 'sum' gives 0 and 'mean' NaN (PyTorch returns an uninitialised value)."""
+    reduction = _legacy_reduction(size_average, reduce, reduction)
+    _check_reduction("multilabel_margin_loss", reduction)
+    if not ((input.ndim == 2 and input.shape[1] != 0) or (input.ndim == 1 and input.shape[0] != 0)
+            or input.ndim == 0):
+        raise RuntimeError(f"multilabel_margin_loss: expected non-empty vector or matrix with optional 0-dim "
+                           f"batch size, but got input of size {_shape(input)}")
+    nframe, c = (input.shape[0], input.shape[1]) if input.ndim == 2 else (1, max(input.numel(), 1))
+    t = target.data
+    if input.ndim == 2:
+        good = t.ndim == 2 and tuple(t.shape) == (nframe, c)
+    else:
+        good = t.ndim <= 1 and t.size == c
+    if not good:
+        raise RuntimeError(f"multilabel_margin_loss: inconsistent target size: {_shape(target)} for input of "
+                           f"size: {_shape(input)} (expected the input's size)")
+    if t.dtype.kind not in "iu":
+        raise RuntimeError(f"multilabel_margin_loss: expected target of an integer type (class indices, -1 "
+                           f"for padding), got {t.dtype}")
+    xp = get_array_module(t)
+    t = t.reshape(nframe, c).astype(xp.int64)
+    if t.size and bool(((t < -1) | (t >= c)).any()):
+        raise RuntimeError(f"multilabel_margin_loss: target is out of range: values must be in [-1, {c}), "
+                           f"got min {int(t.min())}, max {int(t.max())} (target size {_shape(target)})")
+    listed = xp.cumprod(t >= 0, axis=1).astype(bool)  # the targets before the first -1
+    safe = xp.where(listed, t, 0)
+    is_target = xp.zeros((nframe, c + 1), dtype=bool)  # column c collects the padding
+    is_target[xp.arange(nframe)[:, None], xp.where(listed, t, c)] = True
+    x = input.reshape(nframe, c)
+    picked = ops.gather(x, 1, Tensor(safe))  # x[n, y_k]
+    hinge = ops.relu(1 - picked.unsqueeze(2) + x.unsqueeze(1))  # (N, k, i); no gradient at exactly 0
+    pairs = listed[:, :, None] & ~is_target[:, None, :c]
+    loss = (hinge * Tensor(pairs.astype(x.data.dtype))).sum((1, 2)) / c
+    if input.ndim < 2:
+        loss = loss.reshape(())
+    return _reduce(loss, reduction, "multilabel_margin_loss")
 
 
 def poisson_nll_loss(input: Tensor, target: Tensor, log_input: bool = True, full: bool = False,
@@ -2548,6 +2632,172 @@ def kl_div(input: Tensor, target: Tensor, size_average=None, reduce=None, reduct
 
 
 
+# ============================================================================= CTC
+
+
+def _host(a):
+    """A NumPy copy of a NumPy or CuPy array (lengths and labels are read on the host)."""
+    return a if isinstance(a, np.ndarray) else a.get()
+
+
+def _ctc_lengths(name, lengths, n):
+    """input_lengths / target_lengths given as a tensor, a list or tuple, or an int: an int64 host array
+    of n values."""
+    if isinstance(lengths, Tensor):
+        a = _host(lengths.data)
+    else:
+        a = np.asarray(lengths)
+        if a.size == 0:
+            a = a.astype(np.int64)
+    if a.dtype.kind not in "iu":
+        raise RuntimeError(f"ctc_loss: {name} must be integral, got {a.dtype}")
+    a = a.reshape(-1).astype(np.int64)
+    if a.size != n:
+        raise RuntimeError(f"ctc_loss: {name} must be of size batch_size ({n}), got {a.size} values")
+    return a
+
+
+def _ctc_padded_targets(targets, tl, n, num_classes, blank):
+    """Targets as a host (N, S) int64 array padded with ``blank``, S = max(target_lengths), from the
+    padded (N, S') or the concatenated (sum(target_lengths),) layout; checks sizes and labels."""
+    tg = _host(targets.data)
+    if tg.dtype.kind not in "iuf":
+        raise RuntimeError(f"ctc_loss: expected targets of an integer type (labels), got {tg.dtype}")
+    tg = tg.astype(np.int64)  # PyTorch converts the targets to int64 (float ones too)
+    s = int(tl.max(initial=0))
+    cols = np.arange(s)
+    valid = cols[None, :] < tl[:, None]
+    if tg.ndim == 1:
+        if tg.shape[0] != tl.sum():
+            raise RuntimeError(f"ctc_loss: concatenated targets of size {list(tg.shape)} must hold "
+                               f"sum(target_lengths) = {int(tl.sum())} labels")
+        offsets = np.cumsum(tl) - tl
+        at = np.where(valid, offsets[:, None] + cols[None, :], 0)
+        padded = tg[at] if tg.size else np.zeros((n, s), np.int64)
+    elif tg.ndim == 2:
+        if tg.shape[0] != n or tg.shape[1] < s:
+            raise RuntimeError(f"ctc_loss: padded targets of size {list(tg.shape)} must have size batch_size "
+                               f"({n}) at dimension 0 and at least max(target_lengths) ({s}) at dimension 1")
+        padded = tg[:, :s]
+    else:
+        raise RuntimeError(f"ctc_loss: expected targets of size (N, S) or (sum(target_lengths),), got "
+                           f"{list(tg.shape)}")
+    labels = padded[valid]
+    if labels.size and bool(((labels < 0) | (labels >= num_classes)).any()):
+        raise RuntimeError(f"ctc_loss: target labels must be in [0, {num_classes}), got min "
+                           f"{int(labels.min())}, max {int(labels.max())}")
+    return np.where(valid, padded, blank)
+
+
+def _logsumexp_reachable(x: Tensor, dim: int) -> Tensor:
+    """logsumexp over ``dim`` that is -inf, with a zero gradient, where every term is -inf (an
+    unreachable CTC state); ops.logsumexp would send log(0)'s 0 * inf = NaN back through it."""
+    xp = get_array_module(x.data)
+    m = x.data.max(axis=dim, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0)
+    s = ops.exp(x - Tensor(m)).sum(dim)
+    pos = s.data > 0
+    return ops.where(pos, ops.log(ops.where(pos, s, 1.0)) + Tensor(m.squeeze(dim)), -math.inf)
+
+
+def ctc_loss(log_probs: Tensor, targets: Tensor, input_lengths, target_lengths, blank: int = 0,
+             reduction: str = "mean", zero_infinity: bool = False) -> Tensor:
+    """Connectionist temporal classification loss (Graves et al. 2006): -log of the total probability of
+    the alignments of ``log_probs`` that reduce to the target after merging repeats and removing blanks.
+
+    log_probs (T, N, C) log-probabilities (e.g. ``log_softmax(x, 2)``), or (T, C) unbatched; targets
+    padded (N, S) or concatenated (sum(target_lengths),) labels in [0, C); input_lengths and
+    target_lengths (N,) as tensors, lists or tuples (an int too, unbatched). 'none' gives (N,) (a scalar
+    unbatched); 'mean' divides each loss by its target length (clamped at 1), then averages over the
+    batch; ``zero_infinity`` replaces the infinite losses of inputs too short for their target (and
+    their gradients) by 0.
+
+    The forward (alpha) recursion of eq. (6)-(8) runs in log space over time, vectorised over the batch
+    and the blank-interleaved target l' (length 2S + 1), from a virtual start log 1 at state 0:
+    alpha_t(s) = logsumexp(alpha_{t-1}(s), alpha_{t-1}(s-1), alpha_{t-1}(s-2) where l'(s) != l'(s-2))
+    + log_probs[t, l'(s)], held after a sample's input length; the loss is
+    -logsumexp(alpha_{T_n-1}(2S_n), alpha_{T_n-1}(2S_n - 1)). Gradients come from the composed
+    operations.
+
+    The gradient w.r.t. log_probs is PyTorch's: exp(log_probs) - gamma for t < input_length (gamma the
+    posterior of each label at t), 0 after. That is the gradient w.r.t. logits x where log_probs =
+    log_softmax(x); the partial derivative w.r.t. log_probs is -gamma alone. Through log_softmax (any
+    normalised log_probs) the two give the same gradient; for a leaf, or log_probs that are not
+    normalised, the gradient is PyTorch's, not the finite difference of the loss. Where a loss is
+    infinite (and ``zero_infinity`` is False) its gradient is NaN for t < input_length, as PyTorch.
+    Differences: labels outside [0, C) raise an error (PyTorch reads out of bounds); the lengths may
+    mix tensors and lists; gradients of gradients are available (PyTorch has none).
+    """
+    _check_reduction("ctc_loss", reduction)
+    if log_probs.ndim not in (2, 3):
+        raise RuntimeError(f"ctc_loss: expected log_probs of size (T, N, C) or (T, C), got "
+                           f"{_shape(log_probs)}")
+    if log_probs.data.dtype.kind != "f":
+        raise RuntimeError(f"ctc_loss: expected floating-point log_probs, got {log_probs.data.dtype}")
+    batched = log_probs.ndim == 3
+    lp = log_probs if batched else log_probs.unsqueeze(1)
+    if lp.numel() == 0:
+        raise RuntimeError(f"ctc_loss: log_probs tensor must not be empty, got {_shape(log_probs)}")
+    t_max, n, c = lp.shape
+    if not 0 <= blank < c:
+        raise RuntimeError(f"ctc_loss: blank must be in label range [0, {c}), got {blank}")
+    il = _ctc_lengths("input_lengths", input_lengths, n)
+    tl = _ctc_lengths("target_lengths", target_lengths, n)
+    if (tl < 0).any() or (il < 0).any():
+        raise RuntimeError(f"ctc_loss: expected input_lengths and target_lengths of at least 0, got "
+                           f"{il.tolist()} and {tl.tolist()}")
+    if (il > t_max).any():
+        raise RuntimeError(f"ctc_loss: expected input_lengths to have value at most {t_max} (log_probs "
+                           f"{_shape(log_probs)}), got {il.tolist()}")
+    padded = _ctc_padded_targets(targets, tl, n, c, blank)
+
+    # blank-interleaved targets l' (N, 2S + 1) and where the skip from s - 2 is allowed
+    s_ext = 2 * padded.shape[1] + 1
+    ext = np.full((n, s_ext), blank, dtype=np.int64)
+    ext[:, 1::2] = padded
+    skip = np.zeros((n, s_ext), dtype=bool)
+    skip[:, 2:] = ext[:, 2:] != ext[:, :-2]
+    xp = get_array_module(lp.data)
+    dt = lp.data.dtype
+    index = xp.ascontiguousarray(xp.broadcast_to(xp.asarray(ext)[None], (t_max, n, s_ext)))
+    lp_ext = ops.gather(lp, 2, Tensor(index))  # (T, N, 2S + 1): log_probs[t, n, l'(s)]
+    skip = xp.asarray(skip)
+    il_d = xp.asarray(il)
+
+    start = np.full((n, s_ext), -np.inf, dtype=dt)
+    start[:, 0] = 0.0
+    alpha = Tensor(xp.asarray(start))
+    for t in range(int(il.max(initial=0))):
+        prev1 = pad(alpha, (1, -1), value=-math.inf)  # alpha_{t-1}(s - 1)
+        prev2 = ops.where(skip, pad(alpha, (2, -2), value=-math.inf), -math.inf) if s_ext > 2 else prev1
+        new = _logsumexp_reachable(ops.stack([alpha, prev1, prev2], -1), -1) + lp_ext[t]
+        alpha = new if bool((il > t).all()) else ops.where((il_d > t)[:, None], new, alpha)
+    ends = xp.asarray(np.stack([2 * tl, np.maximum(2 * tl - 1, 0)], 1))
+    last = ops.where(xp.asarray(np.stack([np.ones(n, bool), tl > 0], 1)), ops.gather(alpha, 1, Tensor(ends)),
+                     -math.inf)
+    nll = -_logsumexp_reachable(last, 1)
+
+    loss = nll
+    infinite = nll.data == math.inf
+    if is_grad_enabled() and lp.requires_grad:
+        # PyTorch's gradient adds exp(log_probs) for t < input_length: a term worth 0 with that gradient
+        in_time = xp.asarray(np.arange(t_max)[:, None, None] < il[None, :, None])  # (T, N, 1)
+        e = ops.exp(lp)
+        loss = loss + ops.where(in_time, e - e.detach(), 0.0).sum((0, 2))
+        if not zero_infinity and bool(infinite.any()):
+            # and NaN for an infinite loss: where() keeps the value 0 but sends 0 * NaN = NaN to log_probs
+            nans = xp.where(in_time & infinite[None, :, None], xp.nan, 0).astype(dt)
+            with np.errstate(invalid="ignore"):  # -inf * 0 where log_probs is -inf: a value not kept
+                loss = loss + ops.where(xp.zeros((), bool), lp * Tensor(nans), 0.0).sum((0, 2))
+    if zero_infinity:
+        loss = ops.where(infinite, 0.0, loss)
+    if reduction == "mean":
+        return (loss / Tensor(xp.asarray(np.maximum(tl, 1), dtype=dt))).mean()
+    if reduction == "sum":
+        return loss.sum()
+    return loss if batched else loss[0]
+
+
 def _apply_autocast_policies():
     """Give each function its autocast policy (``framework.amp``): matrix products and convolutions
     run in the autocast dtype, norms, softmax and losses in float32. Free when autocast is off."""
@@ -2560,7 +2810,10 @@ def _apply_autocast_policies():
                  "cosine_similarity",
                  "nll_loss", "cross_entropy", "binary_cross_entropy", "binary_cross_entropy_with_logits",
                  "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "sigmoid_focal_loss",
-                 "softmax", "log_softmax"):
+                 "margin_ranking_loss", "hinge_embedding_loss", "poisson_nll_loss", "gaussian_nll_loss",
+                 "cosine_embedding_loss", "multilabel_margin_loss", "multilabel_soft_margin_loss",
+                 "soft_margin_loss", "triplet_margin_loss", "triplet_margin_with_distance_loss",
+                 "multi_margin_loss", "ctc_loss", "pdist", "softmax", "log_softmax"):
         g[name] = amp.autocast_op(name)(g[name])
 
 

@@ -40,18 +40,23 @@ from .loss import (
                          BCEWithLogitsLoss,
                          CosineEmbeddingLoss,
                          CrossEntropyLoss,
+                         CTCLoss,
                          GaussianNLLLoss,
+                         HingeEmbeddingLoss,
                          HuberLoss,
                          KLDivLoss,
                          L1Loss,
                          MarginRankingLoss,
                          MSELoss,
+                         MultiLabelMarginLoss,
                          MultiLabelSoftMarginLoss,
                          MultiMarginLoss,
                          NLLLoss,
                          PoissonNLLLoss,
                          SmoothL1Loss,
+                         SoftMarginLoss,
                          TripletMarginLoss,
+                         TripletMarginWithDistanceLoss,
 )
 from .module import Module
 from .normalization import (
@@ -107,5 +112,6 @@ __all__ = [
     "PixelUnshuffle", "ChannelShuffle", "Softmin", "Softmax2d", "CELU", "Threshold", "AdaptiveAvgPool1d",
     "AlphaDropout", "LocalResponseNorm", "BatchNorm3d", "UpsamplingNearest2d", "UpsamplingBilinear2d",
     "TripletMarginLoss", "MarginRankingLoss", "CosineEmbeddingLoss", "MultiLabelSoftMarginLoss",
-    "MultiMarginLoss", "PoissonNLLLoss", "GaussianNLLLoss",
+    "MultiMarginLoss", "PoissonNLLLoss", "GaussianNLLLoss", "SoftMarginLoss", "MultiLabelMarginLoss",
+    "HingeEmbeddingLoss", "TripletMarginWithDistanceLoss", "CTCLoss",
 ]
