@@ -495,7 +495,24 @@ SWEEP = {
     "reductions_extra": lambda T, I: _reductions_extra(T(4, 6)),
     "index_writes": lambda T, I: _index_writes(T, I, T(4, 6)),
     "linalg_fold": lambda T, I: _linalg_fold(T, T(3, 3)),
+    "nn_more": lambda T, I: _nn_more(T, I),
 }
+
+
+def _nn_more(T, I):
+    F = _nnf()
+    sign = (T(5, grad=False) > 0).float() * 2 - 1
+    lp = T(7, 2, 5).log_softmax(2)
+    return (F.pixel_unshuffle(T(2, 3, 4, 6), 2), F.softmin(T(3, 5), 1),
+            F.local_response_norm(T(2, 6, 3, 3), 3), F.pdist(T(5, 4)), F.channel_shuffle(T(2, 6, 3, 3), 3),
+            F.adaptive_avg_pool1d(T(2, 3, 10), 4),
+            F.celu(T(4, 5), 0.7), F.triplet_margin_loss(T(5, 4), T(5, 4), T(5, 4)),
+            F.margin_ranking_loss(T(5), T(5), sign), F.multi_margin_loss(T(5, 4), I(4, 5)),
+            F.cosine_embedding_loss(T(5, 4), T(5, 4), sign),
+            F.gaussian_nll_loss(T(5, 3), T(5, 3), T(5, 3).abs() + 0.1),
+            F.poisson_nll_loss(T(5, 3), T(5, 3, grad=False).abs()), F.soft_margin_loss(T(5, 3), sign[:3]),
+            F.hinge_embedding_loss(T(5, 3), sign[:3]),
+            F.ctc_loss(lp, I(4, 2, 3) + 1, [7, 6], [3, 2], reduction="sum"))
 
 
 def _sweep_run(case, dev):
