@@ -69,6 +69,9 @@ class Adagrad(Optimizer):
             if wd != 0:
                 g = g + wd * w
             clr = lr / (1 + (step - 1) * lr_decay)
+            if get_array_module(state["sum"].data) is not xp:
+                # (the state was made at construction: the model has moved to another device since)
+                state["sum"] = state["sum"].to(p.device)
             s = state["sum"].data
             s += g * g
             std = xp.sqrt(s)
