@@ -27,8 +27,10 @@ from .tensor import Tensor
 __all__ = [
     # linear and convolution
     "linear", "bilinear", "conv2d", "conv2d_bias_act", "conv_transpose2d", "conv1d", "unfold", "fold",
+    "conv3d", "conv_transpose1d", "conv_transpose3d",
     # pooling and resampling
     "max_pool2d", "avg_pool2d", "adaptive_avg_pool2d", "adaptive_max_pool2d", "max_pool1d",
+    "max_pool3d", "avg_pool3d", "adaptive_avg_pool3d", "adaptive_max_pool3d",
     "avg_pool1d", "adaptive_avg_pool1d", "interpolate", "upsample", "pad", "pixel_shuffle",
     "pixel_unshuffle", "channel_shuffle", "grid_sample", "affine_grid",
     # normalisation and dropout
@@ -61,6 +63,18 @@ def _pair(v, name="argument"):
         return (v[0], v[0])
     if len(v) != 2:
         raise ValueError(f"{name} must be an int or a pair of ints, got {v}")
+    return v
+
+
+def _ntuple(v, n: int, name="argument"):
+    """An int or a sequence of n ints (or of one, repeated) as an n-tuple."""
+    if isinstance(v, numbers.Integral):
+        return (int(v),) * n
+    v = tuple(int(a) for a in v)
+    if len(v) == 1:
+        return v * n
+    if len(v) != n:
+        raise ValueError(f"{name} must be an int or a tuple of {n} ints, got {v}")
     return v
 
 
@@ -239,13 +253,14 @@ class _ConvBackwardWeight(Function):
         return g_x, g_gy
 
 
-def _check_conv(name, input, weight, bias, groups, transposed=False):
-    if weight.ndim != 4:
-        raise RuntimeError(f"{name}: expected a 4-D weight (out_channels, in_channels/groups, kH, kW), "
-                           f"got weight of size {_shape(weight)}")
-    if input.ndim != 4:
-        raise RuntimeError(f"{name}: expected 3-D (unbatched) or 4-D (batched) input, got input of size "
-                           f"{_shape(input)}")
+def _check_conv(name, input, weight, bias, groups, transposed=False, nd=2):
+    taps = ", ".join(("kD", "kH", "kW")[3 - nd:])
+    if weight.ndim != nd + 2:
+        raise RuntimeError(f"{name}: expected a {nd + 2}-D weight (out_channels, in_channels/groups, "
+                           f"{taps}), got weight of size {_shape(weight)}")
+    if input.ndim != nd + 2:
+        raise RuntimeError(f"{name}: expected {nd + 1}-D (unbatched) or {nd + 2}-D (batched) input, got "
+                           f"input of size {_shape(input)}")
     if groups < 1:
         raise RuntimeError(f"{name}: non-positive groups is not supported (groups={groups})")
     c = input.shape[1]
@@ -269,39 +284,39 @@ def _check_conv(name, input, weight, bias, groups, transposed=False):
     _float_dtype_check(name, input, weight, bias)
 
 
-def _conv2d_geometry(input: Tensor, weight: Tensor, stride, padding, dilation):
-    """conv2d's argument rules: (input, possibly padded for an odd 'same'), stride, padding, dilation
-    as pairs, and the output size, or the error naming what is wrong."""
-    stride, dilation = _pair(stride, "stride"), _pair(dilation, "dilation")
+def _conv_geometry(name, input: Tensor, weight: Tensor, stride, padding, dilation, nd: int):
+    """A convolution's argument rules: (input, possibly padded for an odd 'same'), stride, padding,
+    dilation as nd-tuples, and the output size, or the error naming what is wrong."""
+    stride, dilation = _ntuple(stride, nd, "stride"), _ntuple(dilation, nd, "dilation")
     if isinstance(padding, str):
         if padding == "valid":
-            padding = (0, 0)
+            padding = (0,) * nd
         elif padding == "same":
-            if stride != (1, 1):
-                raise ValueError("conv2d: padding='same' is not supported for strided convolutions")
-            pads = []
-            extra = []
-            for d, k in zip(dilation, weight.shape[2:]):
-                total = d * (k - 1)
-                pads.append(total // 2)
-                extra.append(total - 2 * (total // 2))
+            if any(s != 1 for s in stride):
+                raise ValueError(f"{name}: padding='same' is not supported for strided convolutions")
+            totals = [d * (k - 1) for d, k in zip(dilation, weight.shape[2:])]
+            extra = [t % 2 for t in totals]  # the odd one goes after, as PyTorch
             if any(extra):
-                input = pad(input, (0, extra[1], 0, extra[0]))
-            padding = tuple(pads)
+                input = pad(input, tuple(v for e in reversed(extra) for v in (0, e)))
+            padding = tuple(t // 2 for t in totals)
         else:
-            raise ValueError(f"conv2d: invalid padding string {padding!r}, should be one of 'valid', 'same'")
+            raise ValueError(f"{name}: invalid padding string {padding!r}, should be one of 'valid', 'same'")
     else:
-        padding = _pair(padding, "padding")
+        padding = _ntuple(padding, nd, "padding")
     if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0:
-        raise RuntimeError(f"conv2d: stride and dilation must be positive and padding non-negative, got "
+        raise RuntimeError(f"{name}: stride and dilation must be positive and padding non-negative, got "
                            f"stride={stride}, padding={padding}, dilation={dilation}")
-    h = (input.shape[2] + 2 * padding[0] - dilation[0] * (weight.shape[2] - 1) - 1) // stride[0] + 1
-    w = (input.shape[3] + 2 * padding[1] - dilation[1] * (weight.shape[3] - 1) - 1) // stride[1] + 1
-    if h < 1 or w < 1:
-        raise RuntimeError(f"conv2d: calculated output size ({h}x{w}) is too small for input "
-                           f"{_shape(input)}, weight {_shape(weight)}, padding={padding}, "
+    out = tuple((n + 2 * p - d * (k - 1) - 1) // s + 1
+                for n, k, s, p, d in zip(input.shape[2:], weight.shape[2:], stride, padding, dilation))
+    if min(out) < 1:
+        raise RuntimeError(f"{name}: calculated output size ({'x'.join(map(str, out))}) is too small for "
+                           f"input {_shape(input)}, weight {_shape(weight)}, padding={padding}, "
                            f"dilation={dilation}")
-    return input, stride, padding, dilation, (h, w)
+    return input, stride, padding, dilation, out
+
+
+def _conv2d_geometry(input: Tensor, weight: Tensor, stride, padding, dilation):
+    return _conv_geometry("conv2d", input, weight, stride, padding, dilation, 2)
 
 
 def conv2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
@@ -411,6 +426,162 @@ def conv_transpose2d(input: Tensor, weight: Tensor, bias: Tensor | None = None, 
                           groups=groups)(input, weight)
     if bias is not None:
         y = y + bias.reshape(1, -1, 1, 1)
+    return y.squeeze(0) if unbatched else y
+
+
+# ----------------------------------------------------------------------------- 3-D convolution
+
+
+class _Conv3d(Function):
+    """y = conv3d(x, w) (+ b) by vol2col + BLAS (``kernels/cpu/conv3d.py``). Backward: _Conv3dBackwardData
+    and _Conv3dBackwardWeight, both differentiable, whose own backwards are these three again."""
+
+    saves_inputs = (0, 1)
+
+    def forward(self, x, w, b):
+        return kernel("conv3d", "conv3d_forward", x)(x, w, self.stride, self.padding, self.dilation,
+                                                     self.groups, bias=b)
+
+    def backward(self, gy):
+        x, w = self.saved_tensors
+        geom = _geom(self)
+        gx = gw = gb = None
+        if self.needs_input_grad[0]:
+            gx = _Conv3dBackwardData(x_shape=tuple(x.shape), **geom)(gy, w)
+        if self.needs_input_grad[1]:
+            gw = _Conv3dBackwardWeight(w_shape=tuple(w.shape), **geom)(x, gy)
+        if self.needs_input_grad[2]:
+            gb = gy.sum((0, 2, 3, 4))
+        return gx, gw, gb
+
+
+def _crop_like(t: Tensor, ref: Tensor) -> Tensor:
+    """t cut to ref's spatial size (a transposed convolution's output_padding >= stride leaves the
+    convolution of its output larger than its input)."""
+    if t.shape == ref.shape:
+        return t
+    return t[(slice(None), slice(None)) + tuple(slice(0, s) for s in ref.shape[2:])]
+
+
+class _Conv3dBackwardData(Function):
+    """gx = conv3d^T(gy, w): the input gradient of conv3d and the forward of conv_transpose3d."""
+
+    def forward(self, gy, w):
+        return kernel("conv3d", "conv3d_backward_input", gy)(gy, w, self.x_shape, self.stride, self.padding,
+                                                             self.dilation, self.groups)
+
+    def backward(self, ggx):
+        gy, w = self.inputs
+        geom = _geom(self)
+        g_gy = g_w = None
+        if self.needs_input_grad[0]:
+            g_gy = _crop_like(_Conv3d(**geom)(ggx, w, None), gy)
+        if self.needs_input_grad[1]:
+            g_w = _Conv3dBackwardWeight(w_shape=tuple(w.shape), **geom)(ggx, gy)
+        return g_gy, g_w
+
+
+class _Conv3dBackwardWeight(Function):
+    """gw = gy ⋆ x: the weight gradient of conv3d. Bilinear in (x, gy)."""
+
+    def forward(self, x, gy):
+        return kernel("conv3d", "conv3d_backward_weight", x)(x, gy, self.w_shape, self.stride, self.padding,
+                                                             self.dilation, self.groups)
+
+    def backward(self, ggw):
+        x, gy = self.inputs
+        geom = _geom(self)
+        g_x = g_gy = None
+        if self.needs_input_grad[0]:
+            g_x = _Conv3dBackwardData(x_shape=tuple(x.shape), **geom)(gy, ggw)
+        if self.needs_input_grad[1]:
+            g_gy = _crop_like(_Conv3d(**geom)(x, ggw, None), gy)
+        return g_x, g_gy
+
+
+def conv3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0, dilation=1,
+           groups: int = 1) -> Tensor:
+    """3-D cross-correlation over volumes, as ``torch.nn.functional.conv3d``.
+
+    input (N, C_in, D, H, W) or (C_in, D, H, W); weight (C_out, C_in/groups, kD, kH, kW); bias (C_out);
+    stride, padding, dilation an int or a triple; padding also ``'valid'`` or ``'same'`` (stride 1; an
+    odd total padding puts the extra slice at the end, as PyTorch).
+    Returns (N, C_out, D_out, H_out, W_out), D_out = (D + 2*padding - dilation*(kD - 1) - 1) // stride + 1.
+    """
+    unbatched = input.ndim == 4
+    if unbatched:
+        input = input.unsqueeze(0)
+    _check_conv("conv3d", input, weight, bias, groups, nd=3)
+    input, stride, padding, dilation, _ = _conv_geometry("conv3d", input, weight, stride, padding, dilation,
+                                                         3)
+    y = _Conv3d(stride=stride, padding=padding, dilation=dilation, groups=groups)(input, weight, bias)
+    return y.squeeze(0) if unbatched else y
+
+
+def _transposed_size(name, input, weight, stride, padding, output_padding, dilation, nd):
+    stride, padding = _ntuple(stride, nd, "stride"), _ntuple(padding, nd, "padding")
+    dilation = _ntuple(dilation, nd, "dilation")
+    output_padding = _ntuple(output_padding, nd, "output_padding")
+    if min(stride) < 1 or min(dilation) < 1 or min(padding) < 0 or min(output_padding) < 0:
+        raise RuntimeError(f"{name}: stride and dilation must be positive, padding and output_padding "
+                           f"non-negative, got stride={stride}, padding={padding}, dilation={dilation}, "
+                           f"output_padding={output_padding}")
+    for op, s, d in zip(output_padding, stride, dilation):
+        if op >= max(s, d):
+            raise RuntimeError(f"{name}: output padding must be smaller than either stride or dilation, got "
+                               f"output_padding={output_padding}, stride={stride}, dilation={dilation}")
+    out = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1 for n, k, s, p, d, op in
+                zip(input.shape[2:], weight.shape[2:], stride, padding, dilation, output_padding))
+    if min(out) < 1:
+        raise RuntimeError(f"{name}: calculated output size ({'x'.join(map(str, out))}) is too small for "
+                           f"input {_shape(input)} and weight {_shape(weight)}")
+    return stride, padding, dilation, out
+
+
+def conv_transpose3d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+                     output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """Transposed 3-D convolution (the gradient of conv3d with respect to its input).
+
+    input (N, C_in, D, H, W) or (C_in, D, H, W); weight (C_in, C_out/groups, kD, kH, kW); output
+    (N, C_out, D_out, H_out, W_out) with
+    D_out = (D - 1)*stride - 2*padding + dilation*(kD - 1) + output_padding + 1.
+    """
+    unbatched = input.ndim == 4
+    if unbatched:
+        input = input.unsqueeze(0)
+    _check_conv("conv_transpose3d", input, weight, bias, groups, transposed=True, nd=3)
+    stride, padding, dilation, out = _transposed_size("conv_transpose3d", input, weight, stride, padding,
+                                                      output_padding, dilation, 3)
+    x_shape = (input.shape[0], weight.shape[1] * groups) + out
+    y = _Conv3dBackwardData(x_shape=x_shape, stride=stride, padding=padding, dilation=dilation,
+                            groups=groups)(input, weight)
+    if bias is not None:
+        y = y + bias.reshape(1, -1, 1, 1, 1)
+    return y.squeeze(0) if unbatched else y
+
+
+def conv_transpose1d(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padding=0,
+                     output_padding=0, groups: int = 1, dilation=1) -> Tensor:
+    """Transposed 1-D convolution, through conv_transpose2d on a height-1 image.
+
+    input (N, C_in, L) or (C_in, L); weight (C_in, C_out/groups, kW); output (N, C_out, L_out) with
+    L_out = (L - 1)*stride - 2*padding + dilation*(kW - 1) + output_padding + 1.
+    """
+    if input.ndim not in (2, 3) or weight.ndim != 3:
+        raise RuntimeError(f"conv_transpose1d: expected 2-D (unbatched) or 3-D (batched) input and a 3-D "
+                           f"weight (in_channels, out_channels/groups, kW), got input of size "
+                           f"{_shape(input)} and weight of size {_shape(weight)}")
+    unbatched = input.ndim == 2
+    x = input.unsqueeze(0) if unbatched else input
+    if weight.shape[0] != x.shape[1]:
+        raise RuntimeError(f"conv_transpose1d: weight of size {_shape(weight)} expects input"
+                           f"{_shape(input)} to have {weight.shape[0]} channels, but got {x.shape[1]} "
+                           f"channels instead")
+    stride, padding, dilation, _ = _transposed_size("conv_transpose1d", x, weight, stride, padding,
+                                                    output_padding, dilation, 1)
+    output_padding = _ntuple(output_padding, 1, "output_padding")
+    y = conv_transpose2d(x.unsqueeze(2), weight.unsqueeze(2), bias, (1,) + stride, (0,) + padding,
+                         (0,) + output_padding, groups, (1,) + dilation).squeeze(2)
     return y.squeeze(0) if unbatched else y
 
 
@@ -695,6 +866,182 @@ def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False
     if unbatched:
         return (out[0].squeeze(0), out[1].squeeze(0)) if return_indices else out.squeeze(0)
     return out
+
+
+# ----------------------------------------------------------------------------- 3-D pooling
+
+
+class _MaxPool3d(Function):
+    def forward(self, x):
+        y, self.argpos = kernel("conv3d", "max_pool3d_forward", x)(x, *self.geom)
+        self.x_shape = x.shape
+        return y
+
+    def backward(self, gy):
+        return _MaxPool3dScatter(argpos=self.argpos, x_shape=self.x_shape, geom=self.geom)(gy)
+
+
+class _MaxPool3dScatter(Function):
+    """Route window gradients to the winning inputs (linear; its adjoint is _MaxPool3dGather)."""
+
+    def forward(self, gy):
+        return kernel("conv3d", "max_pool3d_backward", gy)(gy, self.argpos, self.x_shape, *self.geom)
+
+    def backward(self, ggx):
+        return _MaxPool3dGather(argpos=self.argpos, x_shape=self.x_shape, geom=self.geom)(ggx)
+
+
+class _MaxPool3dGather(Function):
+    def forward(self, gx):
+        return kernel("conv3d", "max_pool3d_gather", gx)(gx, self.argpos, *self.geom)
+
+    def backward(self, g):
+        return _MaxPool3dScatter(argpos=self.argpos, x_shape=self.x_shape, geom=self.geom)(g)
+
+
+class _AvgPool3d(Function):
+    """Average pooling; linear, so its backward (_AvgPool3dBackward) has this as its own backward."""
+
+    def forward(self, x):
+        self.x_shape = x.shape
+        return kernel("conv3d", "avg_pool3d_forward", x)(x, *self.geom)
+
+    def backward(self, gy):
+        return _AvgPool3dBackward(x_shape=self.x_shape, geom=self.geom)(gy)
+
+
+class _AvgPool3dBackward(Function):
+    def forward(self, gy):
+        return kernel("conv3d", "avg_pool3d_backward", gy)(gy, self.x_shape, *self.geom)
+
+    def backward(self, ggx):
+        return _AvgPool3d(geom=self.geom)(ggx)
+
+
+def _batched5(name, input):
+    if input.ndim == 4:
+        return input.unsqueeze(0), True
+    if input.ndim != 5:
+        raise RuntimeError(f"{name}: expected 4-D (C, D, H, W) or 5-D (N, C, D, H, W) input, got input of "
+                           f"size {_shape(input)}")
+    return input, False
+
+
+def _pool3d_args(name, input, kernel_size, stride, padding, dilation, ceil_mode):
+    k = _ntuple(kernel_size, 3, "kernel_size")
+    s = k if stride is None or (isinstance(stride, (tuple, list)) and not stride) else _ntuple(stride, 3,
+                                                                                               "stride")
+    p, d = _ntuple(padding, 3, "padding"), _ntuple(dilation, 3, "dilation")
+    if min(k) < 1 or min(s) < 1 or min(d) < 1:
+        raise RuntimeError(f"{name}: kernel_size, stride and dilation must be positive, got kernel_size={k}, "
+                           f"stride={s}, dilation={d}")
+    if any(pi < 0 or pi > ki // 2 for pi, ki in zip(p, k)):
+        raise RuntimeError(f"{name}: pad should be at most half of effective kernel size, but got pad={p} "
+                           f"and kernel_size={k}")
+    from .kernels.cpu.conv3d import pool_out_size
+
+    out = tuple(pool_out_size(n, ki, si, pi, di, ceil_mode) for n, ki, si, pi, di in
+                zip(input.shape[2:], k, s, p, d))
+    if min(out) < 1:
+        raise RuntimeError(f"{name}: given input size {_shape(input)}, calculated output size "
+                           f"({'x'.join(map(str, out))}) is too small (kernel_size={k}, padding={p}, "
+                           f"dilation={d})")
+    return k, s, p, d
+
+
+def max_pool3d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, ceil_mode: bool = False,
+               return_indices: bool = False):
+    """Max pooling over (N, C, D, H, W) or (C, D, H, W), as ``torch.nn.functional.max_pool3d``. With
+    ``return_indices`` also returns the flat index ((d*H + h)*W + w) of each maximum within its input
+    volume (int64). Ties go to the first tap; NaN wins."""
+    x, unbatched = _batched5("max_pool3d", input)
+    k, s, p, d = _pool3d_args("max_pool3d", x, kernel_size, stride, padding, dilation, ceil_mode)
+    fn = _MaxPool3d(geom=(k, s, p, d, bool(ceil_mode)))
+    y = fn(x)
+    if unbatched:
+        y = y.squeeze(0)
+    if not return_indices:
+        return y
+    idx = kernel("conv3d", "max_pool3d_indices", fn.argpos)(fn.argpos, tuple(x.shape), k, s, p, d)
+    return y, Tensor(idx[0] if unbatched else idx)
+
+
+def avg_pool3d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
+               count_include_pad: bool = True, divisor_override: int | None = None) -> Tensor:
+    """Average pooling over (N, C, D, H, W) or (C, D, H, W), as ``torch.nn.functional.avg_pool3d``;
+    divisors follow PyTorch (padding cells count when ``count_include_pad``; the ceil-mode overhang
+    never does; ``divisor_override`` replaces both)."""
+    x, unbatched = _batched5("avg_pool3d", input)
+    k, s, p, _ = _pool3d_args("avg_pool3d", x, kernel_size, stride, padding, 1, ceil_mode)
+    if divisor_override is not None and divisor_override == 0:
+        raise RuntimeError("avg_pool3d: divisor must be not zero")
+    y = _AvgPool3d(geom=(k, s, p, bool(ceil_mode), bool(count_include_pad), divisor_override))(x)
+    return y.squeeze(0) if unbatched else y
+
+
+def _out_size3(name, output_size, input):
+    o = (output_size,) * 3 if output_size is None or isinstance(output_size, numbers.Integral) else (
+        tuple(output_size))
+    if len(o) != 3:
+        raise ValueError(f"{name}: output_size must be an int or a triple, got {output_size!r}")
+    out = tuple(int(input.shape[2 + i]) if v is None else int(v) for i, v in enumerate(o))
+    if min(out) < 1 or 0 in tuple(input.shape[1:]):
+        raise RuntimeError(f"{name}: output_size {out} must be positive and the input {_shape(input)} "
+                           f"non-empty in its non-batch dimensions")
+    return out
+
+
+def adaptive_avg_pool3d(input: Tensor, output_size) -> Tensor:
+    """Adaptive average pooling: (N, C, D, H, W) or (C, D, H, W) -> (..., *output_size); output i along
+    an axis of n inputs averages [floor(i n / out), ceil((i + 1) n / out)). The windows are separable:
+    one small averaging matrix per axis (differentiable to any order)."""
+    x, unbatched = _batched5("adaptive_avg_pool3d", input)
+    out = _out_size3("adaptive_avg_pool3d", output_size, x)
+    sp = tuple(x.shape[2:])
+    if out == (1, 1, 1):
+        y = x.mean((2, 3, 4), keepdim=True)
+    elif all(n % o == 0 for n, o in zip(sp, out)):
+        y = x if out == sp else avg_pool3d(x, tuple(n // o for n, o in zip(sp, out)))
+    else:
+        xp = get_array_module(x.data)
+        y = x
+        for axis, (n, o) in enumerate(zip(sp, out)):
+            if n != o:
+                y = _along(y, 2 + axis, _averaging_matrix(n, o, xp, x.data.dtype))
+    return y.squeeze(0) if unbatched else y
+
+
+def adaptive_max_pool3d(input: Tensor, output_size, return_indices: bool = False):
+    """Adaptive max pooling over volumes; windows as adaptive_avg_pool3d's. ``return_indices`` gives the
+    flat index ((d*H + h)*W + w) of each maximum in its input volume."""
+    x, unbatched = _batched5("adaptive_max_pool3d", input)
+    out = _out_size3("adaptive_max_pool3d", output_size, x)
+    sp = tuple(x.shape[2:])
+    if all(n % o == 0 for n, o in zip(sp, out)):
+        k = tuple(n // o for n, o in zip(sp, out))
+        res = max_pool3d(x, k, k, return_indices=return_indices)
+    else:
+        xp = get_array_module(x.data)
+        n, c = x.shape[:2]
+        # candidate positions per window along each axis; past the end, repeat the last (never wins a tie)
+        cand = []
+        for size, o in zip(sp, out):
+            start, end = _adaptive_ranges(size, o)
+            kk = int((end - start).max())
+            cand.append(np.minimum(start[:, None] + np.arange(kk)[None], end[:, None] - 1))
+        (cd, ch, cw), (h, w) = cand, sp[1:]
+        flat = ((cd[:, None, None, :, None, None] * h + ch[None, :, None, None, :, None]) * w
+                + cw[None, None, :, None, None, :]).reshape(out + (-1,))
+        flat_x = xp.asarray(flat)
+        vals = x.data.reshape(n, c, -1)[:, :, flat_x]  # (N, C, Do, Ho, Wo, taps)
+        best = xp.argmax(vals, axis=-1)
+        idx = xp.take_along_axis(xp.broadcast_to(flat_x, vals.shape), best[..., None], axis=-1)[..., 0]
+        idx = idx.astype(xp.int64)
+        y = ops.gather(x.reshape(n, c, -1), 2, Tensor(idx.reshape(n, c, -1))).reshape(n, c, *out)
+        res = (y, Tensor(idx)) if return_indices else y
+    if unbatched:
+        return (res[0].squeeze(0), res[1].squeeze(0)) if return_indices else res.squeeze(0)
+    return res
 
 
 # ============================================================================= resampling
@@ -2805,6 +3152,7 @@ def _apply_autocast_policies():
 
     g = globals()
     for name in ("linear", "bilinear", "conv1d", "conv2d", "conv2d_bias_act", "conv_transpose2d",
+                 "conv3d", "conv_transpose1d", "conv_transpose3d",
                  "scaled_dot_product_attention", "prelu",
                  "softplus", "layer_norm", "rms_norm", "group_norm", "instance_norm", "normalize",
                  "cosine_similarity",

@@ -30,7 +30,7 @@ from .activation import (
 from .attention import MultiheadAttention
 from .channelshuffle import ChannelShuffle
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
-from .conv import Conv1d, Conv2d, ConvTranspose2d
+from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .distance import CosineSimilarity, PairwiseDistance
 from .dropout import AlphaDropout, Dropout, Dropout2d
 from .flatten import Flatten, Fold, Unflatten, Unfold
@@ -75,11 +75,15 @@ from .pixelshuffle import PixelShuffle, PixelUnshuffle
 from .pooling import (
                          AdaptiveAvgPool1d,
                          AdaptiveAvgPool2d,
+                         AdaptiveAvgPool3d,
                          AdaptiveMaxPool2d,
+                         AdaptiveMaxPool3d,
                          AvgPool1d,
                          AvgPool2d,
+                         AvgPool3d,
                          MaxPool1d,
                          MaxPool2d,
+                         MaxPool3d,
 )
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from .sparse import Embedding
@@ -114,4 +118,6 @@ __all__ = [
     "TripletMarginLoss", "MarginRankingLoss", "CosineEmbeddingLoss", "MultiLabelSoftMarginLoss",
     "MultiMarginLoss", "PoissonNLLLoss", "GaussianNLLLoss", "SoftMarginLoss", "MultiLabelMarginLoss",
     "HingeEmbeddingLoss", "TripletMarginWithDistanceLoss", "CTCLoss",
+    "Conv3d", "ConvTranspose1d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d",
+    "AdaptiveMaxPool3d",
 ]

@@ -1,4 +1,4 @@
-"""2-D convolution and transposed convolution layers (weights laid out as PyTorch's)."""
+"""1-D, 2-D and 3-D convolution and transposed convolution layers (weights laid out as PyTorch's)."""
 
 from __future__ import annotations
 
@@ -124,30 +124,29 @@ class Conv2d(_ConvNd):
                         self.groups)
 
 
-class ConvTranspose2d(_ConvNd):
-    """The gradient of Conv2d with respect to its input (sometimes called deconvolution).
+class _ConvTransposeNd(_ConvNd):
+    """What the transposed layers share: argument checks and ``output_size`` in forward."""
 
-    Input ``(N, C_in, H, W)``; output height ``(H-1)·stride - 2·pad + dil·(k-1) + output_padding + 1``.
-    ``weight``: ``(C_in, C_out/groups, kH, kW)``.
-    """
+    _fn = None  # the functional form, set by each subclass
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
-                 output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
-                 padding_mode: str = "zeros", device=None, dtype=None):
+    def __init__(self, in_channels, out_channels, kernel_size, stride, padding, output_padding, groups, bias,
+                 dilation, padding_mode, device, dtype):
+        name = type(self).__name__
         if padding_mode != "zeros":
-            raise ValueError("Only 'zeros' padding mode is supported for ConvTranspose2d")
+            raise ValueError(f"Only 'zeros' padding mode is supported for {name}")
         if isinstance(padding, str):
-            raise ValueError("ConvTranspose2d does not accept string padding")
+            raise ValueError(f"{name} does not accept string padding")
         super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, True,
                          output_padding, groups, bias, padding_mode, device, dtype)
 
     def _output_padding(self, input, output_size):
         if output_size is None:
             return self.output_padding
-        output_size = list(output_size)[-2:]
+        n = self._n
+        output_size = list(output_size)[-n:]
         out = []
-        for i in range(2):
-            size_in = input.shape[-2 + i]
+        for i in range(n):
+            size_in = input.shape[-n + i]
             min_size = ((size_in - 1) * self.stride[i] - 2 * self.padding[i]
                         + self.dilation[i] * (self.kernel_size[i] - 1) + 1)
             extra = output_size[i] - min_size
@@ -159,8 +158,24 @@ class ConvTranspose2d(_ConvNd):
 
     def forward(self, input, output_size=None):
         op = self._output_padding(input, output_size)
-        return F.conv_transpose2d(input, self.weight, self.bias, self.stride, self.padding, op,
-                                  self.groups, self.dilation)
+        return type(self)._fn(input, self.weight, self.bias, self.stride, self.padding, op, self.groups,
+                              self.dilation)
+
+
+class ConvTranspose2d(_ConvTransposeNd):
+    """The gradient of Conv2d with respect to its input (sometimes called deconvolution).
+
+    Input ``(N, C_in, H, W)``; output height ``(H-1)·stride - 2·pad + dil·(k-1) + output_padding + 1``.
+    ``weight``: ``(C_in, C_out/groups, kH, kW)``.
+    """
+
+    _fn = staticmethod(F.conv_transpose2d)
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
+                 padding_mode: str = "zeros", device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
+                         bias, dilation, padding_mode, device, dtype)
 
 
 class Conv1d(_ConvNd):
@@ -186,3 +201,65 @@ class Conv1d(_ConvNd):
             x = F.pad(input, self._explicit_padding(), mode=self.padding_mode)
             return F.conv1d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
         return F.conv1d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class Conv3d(_ConvNd):
+    """3-D cross-correlation over volumes (CT, MR). Input ``(N, C_in, D, H, W)`` or ``(C_in, D, H, W)``,
+    output ``(N, C_out, D_out, H_out, W_out)`` with
+    ``D_out = floor((D + 2·pad - dil·(k-1) - 1) / stride + 1)``.
+
+    ``weight``: ``(C_out, C_in/groups, kD, kH, kW)``; ``padding`` an int, a triple, ``'valid'`` or
+    ``'same'``; ``padding_mode`` one of ``'zeros'``, ``'reflect'``, ``'replicate'``, ``'circular'``.
+    """
+
+    _n = 3
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0, dilation=1,
+                 groups: int = 1, bias: bool = True, padding_mode: str = "zeros", device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, False, 0,
+                         groups, bias, padding_mode, device, dtype)
+
+    def _pad_arg(self):
+        """F.pad's (left, right, top, bottom, front, back) for 'same'/'valid'/ints."""
+        if self.padding == "valid":
+            return (0,) * 6
+        if self.padding == "same":
+            totals = [d * (k - 1) for d, k in zip(self.dilation, self.kernel_size)]
+            return tuple(v for t in reversed(totals) for v in (t // 2, t - t // 2))  # extra one after
+        return tuple(v for p in reversed(self.padding) for v in (p, p))
+
+    def forward(self, input):
+        if self.padding_mode != "zeros":
+            x = F.pad(input, self._pad_arg(), mode=self.padding_mode)
+            return F.conv3d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+        return F.conv3d(input, self.weight, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class ConvTranspose3d(_ConvTransposeNd):
+    """The gradient of Conv3d with respect to its input. Input ``(N, C_in, D, H, W)``; output depth
+    ``(D-1)·stride - 2·pad + dil·(k-1) + output_padding + 1``;
+    ``weight``: ``(C_in, C_out/groups, kD, kH, kW)``.
+    """
+
+    _n = 3
+    _fn = staticmethod(F.conv_transpose3d)
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
+                 padding_mode: str = "zeros", device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
+                         bias, dilation, padding_mode, device, dtype)
+
+
+class ConvTranspose1d(_ConvTransposeNd):
+    """The gradient of Conv1d with respect to its input. Input ``(N, C_in, L)``; output length
+    ``(L-1)·stride - 2·pad + dil·(k-1) + output_padding + 1``; ``weight``: ``(C_in, C_out/groups, k)``."""
+
+    _n = 1
+    _fn = staticmethod(F.conv_transpose1d)
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 output_padding=0, groups: int = 1, bias: bool = True, dilation=1,
+                 padding_mode: str = "zeros", device=None, dtype=None):
+        super().__init__(in_channels, out_channels, kernel_size, stride, padding, output_padding, groups,
+                         bias, dilation, padding_mode, device, dtype)
