@@ -639,32 +639,38 @@ def fold(input: Tensor, output_size, kernel_size, dilation=1, padding=0, stride=
 # ============================================================================= pooling
 
 
-class _MaxPool2d(Function):
+class _MaxPool(Function):
+    """Max pooling by the kernels ``<kind>_forward`` / ``_backward`` / ``_gather`` of kernel module ``mod``
+    (``"pool"``, ``"max_pool2d"``; ``"conv3d"``, ``"max_pool3d"``), with the window geometry ``geom``."""
+
     def forward(self, x):
-        y, self.argpos = kernel("pool", "max_pool2d_forward", x)(x, *self.geom)
+        y, self.argpos = kernel(self.mod, self.kind + "_forward", x)(x, *self.geom)
         self.x_shape = x.shape
         return y
 
+    def _linked(self, cls):
+        return cls(argpos=self.argpos, x_shape=self.x_shape, geom=self.geom, mod=self.mod, kind=self.kind)
+
     def backward(self, gy):
-        return _MaxPoolScatter(argpos=self.argpos, x_shape=self.x_shape, geom=self.geom)(gy)
+        return self._linked(_MaxPoolScatter)(gy)
 
 
-class _MaxPoolScatter(Function):
+class _MaxPoolScatter(_MaxPool):
     """Route window gradients to the winning inputs (linear; its adjoint is _MaxPoolGather)."""
 
     def forward(self, gy):
-        return kernel("pool", "max_pool2d_backward", gy)(gy, self.argpos, self.x_shape, *self.geom)
+        return kernel(self.mod, self.kind + "_backward", gy)(gy, self.argpos, self.x_shape, *self.geom)
 
     def backward(self, ggx):
-        return _MaxPoolGather(argpos=self.argpos, x_shape=self.x_shape, geom=self.geom)(ggx)
+        return self._linked(_MaxPoolGather)(ggx)
 
 
-class _MaxPoolGather(Function):
+class _MaxPoolGather(_MaxPool):
     def forward(self, gx):
-        return kernel("pool", "max_pool2d_gather", gx)(gx, self.argpos, *self.geom)
+        return kernel(self.mod, self.kind + "_gather", gx)(gx, self.argpos, *self.geom)
 
     def backward(self, g):
-        return _MaxPoolScatter(argpos=self.argpos, x_shape=self.x_shape, geom=self.geom)(g)
+        return self._linked(_MaxPoolScatter)(g)
 
 
 def _pool_args(name, kernel_size, stride, padding, dilation):
@@ -702,7 +708,7 @@ def max_pool2d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     if ho < 1 or wo < 1:
         raise RuntimeError(f"max_pool2d: given input size {_shape(input)}, calculated output size "
                            f"({ho}x{wo}) is too small (kernel_size={k}, padding={p}, dilation={d})")
-    fn = _MaxPool2d(geom=(k, s, p, d, bool(ceil_mode)))
+    fn = _MaxPool(mod="pool", kind="max_pool2d", geom=(k, s, p, d, bool(ceil_mode)))
     y = fn(x)
     if unbatched:
         y = y.squeeze(0)
@@ -871,34 +877,6 @@ def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False
 # ----------------------------------------------------------------------------- 3-D pooling
 
 
-class _MaxPool3d(Function):
-    def forward(self, x):
-        y, self.argpos = kernel("conv3d", "max_pool3d_forward", x)(x, *self.geom)
-        self.x_shape = x.shape
-        return y
-
-    def backward(self, gy):
-        return _MaxPool3dScatter(argpos=self.argpos, x_shape=self.x_shape, geom=self.geom)(gy)
-
-
-class _MaxPool3dScatter(Function):
-    """Route window gradients to the winning inputs (linear; its adjoint is _MaxPool3dGather)."""
-
-    def forward(self, gy):
-        return kernel("conv3d", "max_pool3d_backward", gy)(gy, self.argpos, self.x_shape, *self.geom)
-
-    def backward(self, ggx):
-        return _MaxPool3dGather(argpos=self.argpos, x_shape=self.x_shape, geom=self.geom)(ggx)
-
-
-class _MaxPool3dGather(Function):
-    def forward(self, gx):
-        return kernel("conv3d", "max_pool3d_gather", gx)(gx, self.argpos, *self.geom)
-
-    def backward(self, g):
-        return _MaxPool3dScatter(argpos=self.argpos, x_shape=self.x_shape, geom=self.geom)(g)
-
-
 class _AvgPool3d(Function):
     """Average pooling; linear, so its backward (_AvgPool3dBackward) has this as its own backward."""
 
@@ -956,7 +934,7 @@ def max_pool3d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     volume (int64). Ties go to the first tap; NaN wins."""
     x, unbatched = _batched5("max_pool3d", input)
     k, s, p, d = _pool3d_args("max_pool3d", x, kernel_size, stride, padding, dilation, ceil_mode)
-    fn = _MaxPool3d(geom=(k, s, p, d, bool(ceil_mode)))
+    fn = _MaxPool(mod="conv3d", kind="max_pool3d", geom=(k, s, p, d, bool(ceil_mode)))
     y = fn(x)
     if unbatched:
         y = y.squeeze(0)
