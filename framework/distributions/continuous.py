@@ -9,9 +9,9 @@ import numpy as np
 from ..autograd import no_grad
 from ..backend import device, to_device
 from ..ops import erf, log1p, where, xlogy
+from ..ops.specfun import digamma, erfinv, lgamma
 from ..tensor import Tensor, _gen
 from . import constraints
-from ._functions import digamma, erfinv, lgamma
 from .distribution import Distribution, broadcast_all, standard_normal, standard_uniform
 
 __all__ = ["Normal", "Uniform", "Exponential", "Laplace", "Beta"]

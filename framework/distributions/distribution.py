@@ -5,9 +5,9 @@ from __future__ import annotations
 import numbers
 
 from ..autograd import no_grad
+from ..ops.specfun import broadcast_shapes
 from ..tensor import Size, Tensor, rand, randn, tensor
 from . import constraints
-from ._functions import broadcast_shapes
 
 __all__ = ["Distribution"]
 

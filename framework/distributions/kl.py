@@ -6,9 +6,10 @@ from __future__ import annotations
 import math
 
 from ..functional import logsigmoid
+from ..linalg import solve_triangular
 from ..ops import erf, where, xlogy
+from ..ops.specfun import broadcast_shapes, digamma, lgamma
 from ..tensor import full
-from ._functions import broadcast_shapes, digamma, lgamma, solve_triangular
 from .continuous import Beta, Exponential, Laplace, Normal, Uniform
 from .discrete import Bernoulli, Categorical, OneHotCategorical
 from .distribution import Distribution

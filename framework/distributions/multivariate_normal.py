@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import math
 
+from ..linalg import cholesky, solve_triangular
 from ..ops import diagonal, inverse, matmul
+from ..ops.specfun import broadcast_shapes
 from . import constraints
-from ._functions import broadcast_shapes, cholesky, solve_triangular
 from .distribution import Distribution, lazy_property, standard_normal
 
 __all__ = ["MultivariateNormal"]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..tensor import Tensor
-from . import basic, compose, extra, reduce, shape
+from . import basic, compose, extra, reduce, shape, specfun
 from .basic import *  # noqa: F401,F403
 from .basic import (
     abs,
@@ -87,6 +87,7 @@ from .shape import (
     unsqueeze,
     view,
 )
+from .specfun import *  # noqa: F401,F403
 
 
 def _r(fn):
@@ -215,6 +216,8 @@ _METHODS = {
         "cross", "kron", "diff", "logit", "xlogy", "count_nonzero", "nansum", "isclose", "fliplr", "flipud",
         "rot90", "tensor_split", "aminmax", "isin", "diag_embed", "deg2rad", "rad2deg", "sinc", "scatter",
         "index_add", "index_fill", "index_copy")},
+    "lgamma": specfun.lgamma, "digamma": specfun.digamma, "erfinv": specfun.erfinv,
+    "polygamma": lambda self, n: specfun.polygamma(n, self),
     "unfold": compose.unfold_windows, "sgn": basic.sign,
     "logical_and": basic.logical_and, "logical_or": basic.logical_or, "logical_xor": basic.logical_xor,
     "equal": basic.equal, "allclose": basic.allclose,
