@@ -67,6 +67,7 @@ def test_conv3d_unbatched_and_no_bias(rng):
 def test_conv3d_in_pieces_matches_torch(rng, monkeypatch):
     """A tiny piece budget forces bands of output slices (one image) and single-image pieces."""
     monkeypatch.setattr(k3, "PIECE_BYTES", 3000)
+    monkeypatch.setattr(k3, "SLICES_PIECE_BYTES", 3000)
     x = rng.standard_normal((3, 3, 7, 6, 5))
     wt = rng.standard_normal((4, 3, 3, 3, 3))
     b = rng.standard_normal(4)
@@ -74,6 +75,60 @@ def test_conv3d_in_pieces_matches_torch(rng, monkeypatch):
           [x, wt, b])
     check(lambda x, w, b: F.conv_transpose3d(x, w, b, 2, 1, 1),
           lambda x, w, b: TF.conv_transpose3d(x, w, b, 2, 1, 1), [x, wt.transpose(1, 0, 2, 3, 4).copy(), b])
+
+
+# (N, C, D, H, W, K, kernel, stride, padding, dilation, groups): odd depth geometry for the 2-D route
+SLICE_CASES = [
+    (2, 3, 4, 5, 6, 4, 3, 1, (4, 1, 0), 1, 1),  # depth padding beyond the kernel's reach: empty taps
+    (1, 4, 9, 5, 5, 6, 3, (2, 1, 1), (1, 1, 1), (3, 1, 2), 2),  # stride and dilation in depth, groups
+    (2, 2, 7, 4, 5, 3, (4, 2, 3), (3, 2, 1), (2, 0, 1), (1, 2, 1), 1),  # stride > 1 and even kernel
+    (1, 4, 5, 6, 6, 4, (3, 1, 1), 1, (1, 0, 0), 1, 4),  # depth-only kernel (1x1 in-plane), depthwise
+    (2, 3, 5, 5, 6, 3, (3, 3, 3), 1, 0, 2, 3),  # dilation spanning the whole depth: one output slice
+]
+
+
+@pytest.mark.parametrize("case", SLICE_CASES)
+@pytest.mark.parametrize("budget", [None, 2000])
+def test_conv3d_2d_route_matches_vol2col_and_torch(case, budget, rng, monkeypatch):
+    """The 2-D route (depth taps stacked as channels of 2-D convolutions) against vol2col and PyTorch,
+    whole and in pieces of a few output slices."""
+    if budget:
+        monkeypatch.setattr(k3, "SLICES_PIECE_BYTES", budget)
+    n, c, d, h, w, k, ks, s, p, dil, g = case
+    ks = (ks,) * 3 if isinstance(ks, int) else ks
+    s, p, dil = ((v,) * 3 if isinstance(v, int) else v for v in (s, p, dil))
+    x = rng.standard_normal((n, c, d, h, w))
+    wt = rng.standard_normal((k, c // g) + ks)
+    b = rng.standard_normal(k)
+    assert k3._use_slices(x, wt.shape, s, p)
+    y = k3.conv3d_forward(x, wt, s, p, dil, g, bias=b)
+    ref = TF.conv3d(torch.tensor(x), torch.tensor(wt), torch.tensor(b), s, p, dil, g).numpy()
+    np.testing.assert_allclose(y, ref, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(y, k3._vol2col_forward(x, wt, s, p, dil, g, bias=b), rtol=1e-10, atol=1e-10)
+    gy = rng.standard_normal(y.shape)
+    tol = dict(rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(k3.conv3d_backward_input(gy, wt, x.shape, s, p, dil, g),
+                               k3._vol2col_backward_input(gy, wt, x.shape, s, p, dil, g), **tol)
+    np.testing.assert_allclose(k3.conv3d_backward_weight(x, gy, wt.shape, s, p, dil, g),
+                               k3._vol2col_backward_weight(x, gy, wt.shape, s, p, dil, g), **tol)
+    check(lambda x, w, b: F.conv3d(x, w, b, s, p, dil, g), lambda x, w, b: TF.conv3d(x, w, b, s, p, dil, g),
+          [x, wt, b])
+
+
+def test_conv3d_2d_route_float32_winograd_layer(rng):
+    """A layer whose stacked 2-D convolution takes Winograd (3x3, >= 32 channels, 16x16): float32 rounding."""
+    x = rng.standard_normal((1, 16, 4, 16, 16)).astype(np.float32)
+    wt = (rng.standard_normal((8, 16, 3, 3, 3)) / 12).astype(np.float32)
+    y = k3.conv3d_forward(x, wt, (1, 1, 1), (1, 1, 1), (1, 1, 1), 1)
+    ref = TF.conv3d(torch.tensor(x), torch.tensor(wt), None, 1, 1).numpy()
+    np.testing.assert_allclose(y, ref, rtol=1e-4, atol=1e-4)
+    gy = rng.standard_normal(y.shape).astype(np.float32)
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(wt, requires_grad=True)
+    TF.conv3d(tx, tw, None, 1, 1).backward(torch.tensor(gy))
+    np.testing.assert_allclose(k3.conv3d_backward_input(gy, wt, x.shape, (1,) * 3, (1,) * 3, (1,) * 3, 1),
+                               tx.grad.numpy(), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(k3.conv3d_backward_weight(x, gy, wt.shape, (1,) * 3, (1,) * 3, (1,) * 3, 1),
+                               tw.grad.numpy(), rtol=1e-4, atol=2e-3)
 
 
 # (N, Cin, D, H, W, Cout, kernel, stride, padding, output_padding, groups, dilation)
