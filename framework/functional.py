@@ -730,23 +730,25 @@ def max_pool1d(input: Tensor, kernel_size, stride=None, padding=0, dilation=1, c
     return out.squeeze(-2)
 
 
-class _AvgPool2d(Function):
-    """Average pooling; linear, so its backward (_AvgPoolBackward) has this as its own backward."""
+class _AvgPool(Function):
+    """Average pooling by the kernels ``<kind>_forward`` / ``_backward`` of kernel module ``mod`` (``"pool"``,
+    ``"avg_pool2d"``; ``"conv3d"``, ``"avg_pool3d"``); linear, so its backward (_AvgPoolBackward) has this as
+    its own backward."""
 
     def forward(self, x):
         self.x_shape = x.shape
-        return kernel("pool", "avg_pool2d_forward", x)(x, *self.geom)
+        return kernel(self.mod, self.kind + "_forward", x)(x, *self.geom)
 
     def backward(self, gy):
-        return _AvgPoolBackward(x_shape=self.x_shape, geom=self.geom)(gy)
+        return _AvgPoolBackward(x_shape=self.x_shape, geom=self.geom, mod=self.mod, kind=self.kind)(gy)
 
 
 class _AvgPoolBackward(Function):
     def forward(self, gy):
-        return kernel("pool", "avg_pool2d_backward", gy)(gy, self.x_shape, *self.geom)
+        return kernel(self.mod, self.kind + "_backward", gy)(gy, self.x_shape, *self.geom)
 
     def backward(self, ggx):
-        return _AvgPool2d(geom=self.geom)(ggx)
+        return _AvgPool(geom=self.geom, mod=self.mod, kind=self.kind)(ggx)
 
 
 def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bool = False,
@@ -764,7 +766,8 @@ def avg_pool2d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     if ho < 1 or wo < 1:  # as max_pool2d: an empty result would hide a too-small input
         raise RuntimeError(f"avg_pool2d: given input size {_shape(input)}, calculated output size "
                            f"({ho}x{wo}) is too small (kernel_size={k}, padding={p})")
-    y = _AvgPool2d(geom=(k, s, p, bool(ceil_mode), bool(count_include_pad), divisor_override))(x)
+    y = _AvgPool(mod="pool", kind="avg_pool2d",
+                 geom=(k, s, p, bool(ceil_mode), bool(count_include_pad), divisor_override))(x)
     return y.squeeze(0) if unbatched else y
 
 
@@ -877,25 +880,6 @@ def adaptive_max_pool2d(input: Tensor, output_size, return_indices: bool = False
 # ----------------------------------------------------------------------------- 3-D pooling
 
 
-class _AvgPool3d(Function):
-    """Average pooling; linear, so its backward (_AvgPool3dBackward) has this as its own backward."""
-
-    def forward(self, x):
-        self.x_shape = x.shape
-        return kernel("conv3d", "avg_pool3d_forward", x)(x, *self.geom)
-
-    def backward(self, gy):
-        return _AvgPool3dBackward(x_shape=self.x_shape, geom=self.geom)(gy)
-
-
-class _AvgPool3dBackward(Function):
-    def forward(self, gy):
-        return kernel("conv3d", "avg_pool3d_backward", gy)(gy, self.x_shape, *self.geom)
-
-    def backward(self, ggx):
-        return _AvgPool3d(geom=self.geom)(ggx)
-
-
 def _batched5(name, input):
     if input.ndim == 4:
         return input.unsqueeze(0), True
@@ -953,7 +937,8 @@ def avg_pool3d(input: Tensor, kernel_size, stride=None, padding=0, ceil_mode: bo
     k, s, p, _ = _pool3d_args("avg_pool3d", x, kernel_size, stride, padding, 1, ceil_mode)
     if divisor_override is not None and divisor_override == 0:
         raise RuntimeError("avg_pool3d: divisor must be not zero")
-    y = _AvgPool3d(geom=(k, s, p, bool(ceil_mode), bool(count_include_pad), divisor_override))(x)
+    y = _AvgPool(mod="conv3d", kind="avg_pool3d",
+                 geom=(k, s, p, bool(ceil_mode), bool(count_include_pad), divisor_override))(x)
     return y.squeeze(0) if unbatched else y
 
 
