@@ -40,6 +40,7 @@ import numpy as np
 
 from ...backend import get_array_module
 from . import conv as _conv2d
+from .pool import max_over_taps
 
 __all__ = ["conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight", "max_pool3d_forward",
            "max_pool3d_backward", "max_pool3d_gather", "max_pool3d_indices", "avg_pool3d_forward",
@@ -352,22 +353,8 @@ def max_pool3d_forward(x, kernel, stride, padding, dilation, ceil_mode):
     xp = get_array_module(x)
     out, need = _pool_geometry(x.shape, kernel, stride, padding, dilation, ceil_mode)
     xpad = _pad(xp, x, padding, -xp.inf, need)
-    y = _view(xpad, (0,) * len(kernel), stride, dilation, out).copy()
-    argpos = xp.zeros(y.shape, dtype=xp.int16)
-    has_nan = x.dtype.kind == "f" and bool(xp.isnan(x).any())  # NaN must win, as in PyTorch
-    better = xp.empty(y.shape, dtype=bool)
-    for t, tap in _taps(kernel):
-        if t == 0:
-            continue
-        v = _view(xpad, tap, stride, dilation, out)
-        xp.greater(v, y, out=better)
-        if has_nan:
-            better |= xp.isnan(v) & ~xp.isnan(y)
-            xp.copyto(y, v, where=better)
-        else:
-            xp.maximum(y, v, out=y)
-        xp.copyto(argpos, t, where=better)
-    return y, argpos
+    taps = (_view(xpad, tap, stride, dilation, out) for _, tap in _taps(kernel))
+    return max_over_taps(xp, taps, x.dtype.kind == "f" and bool(xp.isnan(x).any()))
 
 
 def max_pool3d_backward(gy, argpos, x_shape, kernel, stride, padding, dilation, ceil_mode):

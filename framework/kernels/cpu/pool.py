@@ -60,13 +60,19 @@ def max_pool2d_forward(x, kernel_size, stride, padding, dilation, ceil_mode):
     ho, wo, need = _geometry(x.shape, kernel_size, stride, padding, dilation, ceil_mode)
     kh, kw = kernel_size
     xpad = _padded(xp, x, padding, need, -xp.inf)
-    y = _tap(xpad, 0, 0, stride, dilation, (ho, wo)).copy()
+    taps = (_tap(xpad, t // kw, t % kw, stride, dilation, (ho, wo)) for t in range(kh * kw))
+    return max_over_taps(xp, taps, x.dtype.kind == "f" and bool(xp.isnan(x).any()))
+
+
+def max_over_taps(xp, taps, has_nan: bool):
+    """(the element-wise maximum of the ``taps`` views, the index of the tap that gave it), with ties to the
+    first tap and NaN winning, as PyTorch's max pooling; ``has_nan``: whether the input holds a NaN at all
+    (checked once by the caller, so the common case is one compare per tap)."""
+    taps = iter(taps)
+    y = next(taps).copy()
     argpos = xp.zeros(y.shape, dtype=xp.int16)
-    # NaN must win (as in PyTorch); checking once keeps the common case to one compare per tap.
-    has_nan = x.dtype.kind == "f" and bool(xp.isnan(x).any())
     better = xp.empty(y.shape, dtype=bool)
-    for t in range(1, kh * kw):
-        v = _tap(xpad, t // kw, t % kw, stride, dilation, (ho, wo))
+    for t, v in enumerate(taps, 1):
         xp.greater(v, y, out=better)
         if has_nan:
             better |= xp.isnan(v) & ~xp.isnan(y)
