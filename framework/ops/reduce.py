@@ -362,62 +362,27 @@ def any(input, dim=None, keepdim=False):
     return Tensor(d.any() if dim is None else d.any(axis=dim, keepdims=keepdim))
 
 
-def _exclusive_prod(xp, x, axis):
-    """prod over ``axis`` of every element but the one at each position: exact with zeros.
+def _prod_except(x, axis):
+    """E_i = prod_{j != i} x_j along ``axis`` (the whole tensor when None): d prod(x) / dx, exact with zeros.
 
-    left[i] * right[i] with left the product of the elements before i and right of those after it
-    (two cumulative products), instead of prod / x, which divides by zero.
-    """
-    def sl(a, b):
-        return (slice(None),) * (axis % x.ndim) + (slice(a, b),)
+    left_i * right_i, the products of the elements before and after i (two cumulative products), instead of
+    prod / x, which divides by zero. Built from differentiable operations (cumprod's gradients are exact at
+    zeros too), so prod() has derivatives of every order."""
+    from .extra import cumprod
+    from .shape import cat, flip, narrow
 
-    left = xp.ones_like(x)
-    right = xp.ones_like(x)
-    if x.shape[axis] > 1:
-        left[sl(1, None)] = xp.cumprod(x[sl(None, -1)], axis=axis)
-        right[sl(None, -1)] = xp.flip(xp.cumprod(xp.flip(x[sl(1, None)], axis=axis), axis=axis), axis=axis)
+    if axis is None:
+        return _prod_except(x.reshape(-1), 0).reshape(x.shape)
+    n = x.shape[axis]
+    one_shape = list(x.shape)
+    one_shape[axis] = 1
+    one = Tensor(get_array_module(x.data).ones(one_shape, dtype=x.data.dtype))
+    if n == 1:
+        return one
+    left = cat([one, cumprod(narrow(x, axis, 0, n - 1), axis)], axis)
+    xr = flip(x, axis)
+    right = flip(cat([one, cumprod(narrow(xr, axis, 0, n - 1), axis)], axis), axis)
     return left * right
-
-
-def _last(xp, a, axis):
-    return a.reshape(1, -1) if axis is None else xp.moveaxis(a, axis, -1)
-
-
-class _ProdExcept(Function):
-    """E = d prod(x) / dx along one axis (the whole tensor when axis is None): E_i = prod_{j != i} x_j."""
-
-    def forward(self, x):
-        xp = get_array_module(x)
-        if self.axis is None:
-            return _exclusive_prod(xp, x.reshape(-1), 0).reshape(x.shape)
-        return _exclusive_prod(xp, x, self.axis)
-
-    def backward(self, g):
-        return _ProdExceptGrad(axis=self.axis)(self.inputs[0], g)
-
-
-class _ProdExceptGrad(Function):
-    """sum_i g_i dE_i/dx_k = sum_{i != k} g_i prod_{j not in {i, k}} x_j, by the number of zeros in
-    the slice (0: through prod / x; 1 or 2: only products that skip the zeros survive; 3+: zero).
-    The third derivative of prod() is not implemented and says so."""
-
-    def forward(self, x, g):
-        xp = get_array_module(x)
-        xs, gs = _last(xp, x, self.axis), _last(xp, g, self.axis)
-        zero = xs == 0
-        nzero = zero.sum(axis=-1, keepdims=True)
-        nz = xp.where(zero, 1, xs)
-        q = xp.prod(nz, axis=-1, keepdims=True)  # product of the non-zero elements
-        g_over = xp.where(zero, 0, gs / nz)
-        g_zero = (gs * zero).sum(axis=-1, keepdims=True)  # g at the zeros (summed)
-        none = q / nz * (g_over.sum(axis=-1, keepdims=True) - g_over)
-        one = xp.where(zero, q * g_over.sum(axis=-1, keepdims=True), g_zero * q / nz)
-        two = xp.where(zero, q * (g_zero - gs), 0)
-        out = xp.where(nzero == 0, none, xp.where(nzero == 1, one, xp.where(nzero == 2, two, 0)))
-        return out.reshape(x.shape) if self.axis is None else xp.moveaxis(out, -1, self.axis)
-
-    def backward(self, gy):
-        raise NotImplementedError("prod(): the third derivative is not supported")
 
 
 class Prod(Function):
@@ -433,7 +398,7 @@ class Prod(Function):
             g = g.reshape((1,) * len(self.in_shape))
         elif not self.keepdim:
             g = g.unsqueeze(self.axis)
-        return g * _ProdExcept(axis=self.axis)(x)
+        return g * _prod_except(x, self.axis)
 
 
 def prod(input, dim=None, keepdim=False, dtype=None):

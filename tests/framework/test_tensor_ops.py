@@ -266,15 +266,30 @@ def test_prod_second_derivative_with_zeros(zeros):
     check_double(lambda L, t: t.prod() * 3.0, x[:, :3])
 
 
-def test_prod_third_derivative_and_bad_dim_say_so():
-    x = fw.tensor([1.0, 2.0, 3.0], requires_grad=True)
-    (g,) = fw.autograd.grad(x.prod(), x, create_graph=True)
-    (h,) = fw.autograd.grad(g.sum(), x, create_graph=True)
-    assert np.allclose(h.detach().numpy(), [5.0, 4.0, 3.0])  # sum_i d2 prod / dx_k dx_i
-    with pytest.raises(NotImplementedError, match="third derivative"):
-        h.sum().backward()
+@pytest.mark.parametrize("zeros", [0, 1, 2, 3, 4])
+@pytest.mark.parametrize("dim", [None, 1])
+def test_prod_third_derivative_with_zeros_matches_torch(zeros, dim):
+    """Derivatives of every order: the third one against PyTorch's, where a row holds 0-4 zeros."""
+    rng = np.random.default_rng(zeros)
+    x0 = rng.uniform(-2, 2, (3, 5))
+    x0[0, [0, 2, 3, 4][:zeros]] = 0.0
+    xf, xt = fw.tensor(x0, requires_grad=True), torch.tensor(x0, requires_grad=True)
+    w0 = rng.standard_normal(() if dim is None else (3,))
+    w1, w2 = rng.standard_normal((2, 3, 5))
+    outs = []
+    for lib, x in ((fw, xf), (torch, xt)):
+        y = x.prod() if dim is None else x.prod(dim)
+        (g,) = lib.autograd.grad((y * lib.tensor(w0)).sum(), x, create_graph=True)
+        (h,) = lib.autograd.grad((g * lib.tensor(w1)).sum(), x, create_graph=True)
+        (t,) = lib.autograd.grad((h * lib.tensor(w2)).sum(), x)
+        outs.append([v.detach().numpy() for v in (g, h, t)])
+    for a, b in zip(*outs):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_prod_bad_dim_says_so():
     with pytest.raises(TypeError, match="one dimension"):
-        x.prod(dim=(0,))
+        fw.tensor([1.0, 2.0, 3.0]).prod(dim=(0,))
 
 
 def test_mean_of_int_tensor_raises():
