@@ -19,8 +19,9 @@ __all__ = ["Normal", "Uniform", "Exponential", "Laplace", "Beta"]
 _LOG_SQRT_2PI = 0.5 * math.log(2 * math.pi)
 
 
-class Normal(Distribution):
-    """N(loc, scale^2), as ``torch.distributions.Normal``; ``rsample`` is loc + scale * eps."""
+class _LocScale(Distribution):
+    """A real-valued distribution given by ``loc`` and a positive ``scale``, centred (mean and mode) on
+    ``loc``."""
 
     arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
     support = constraints.real
@@ -37,6 +38,10 @@ class Normal(Distribution):
     @property
     def mode(self):
         return self.loc
+
+
+class Normal(_LocScale):
+    """N(loc, scale^2), as ``torch.distributions.Normal``; ``rsample`` is loc + scale * eps."""
 
     @property
     def stddev(self):
@@ -178,25 +183,9 @@ class Exponential(Distribution):
         return 1.0 - self.rate.log()
 
 
-class Laplace(Distribution):
+class Laplace(_LocScale):
     """Laplace(loc, scale), as ``torch.distributions.Laplace``; ``rsample`` inverts the cdf at a
     uniform draw."""
-
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-    has_rsample = True
-
-    def __init__(self, loc, scale, validate_args=None):
-        self.loc, self.scale = broadcast_all(loc, scale)
-        super().__init__(self.loc.shape, validate_args=validate_args)
-
-    @property
-    def mean(self):
-        return self.loc
-
-    @property
-    def mode(self):
-        return self.loc
 
     @property
     def stddev(self):

@@ -21,7 +21,19 @@ def _one_of(name, probs, logits):
         raise ValueError(f"{name}: either `probs` or `logits` must be specified, but not both.")
 
 
-class Bernoulli(Distribution):
+class _FromProbsOrLogits(Distribution):
+    """A distribution given by ``probs`` or by ``logits`` (``_params_given`` names the one given)."""
+
+    @property
+    def _param(self):
+        return self.__dict__[self._params_given[0]]
+
+    @property
+    def param_shape(self):
+        return self._param.shape
+
+
+class Bernoulli(_FromProbsOrLogits):
     """1 with probability ``probs`` (or sigmoid(``logits``)), else 0, as
     ``torch.distributions.Bernoulli``; samples are floats of the parameter's dtype."""
 
@@ -38,14 +50,6 @@ class Bernoulli(Distribution):
             (self.logits,) = broadcast_all(logits)
             self._params_given = ("logits",)
         super().__init__(self._param.shape, validate_args=validate_args)
-
-    @property
-    def _param(self):
-        return self.__dict__[self._params_given[0]]
-
-    @property
-    def param_shape(self):
-        return self._param.shape
 
     @lazy_property
     def probs(self):
@@ -91,7 +95,7 @@ class Bernoulli(Distribution):
         return values.expand(2, *self._batch_shape) if expand else values
 
 
-class Categorical(Distribution):
+class Categorical(_FromProbsOrLogits):
     """A category in {0, ..., K-1} with probabilities ``probs`` (normalised along the last dimension)
     or softmax(``logits``), as ``torch.distributions.Categorical``; samples are int64."""
 
@@ -112,14 +116,6 @@ class Categorical(Distribution):
             self._params_given = ("logits",)
         self._num_events = self._param.shape[-1]
         super().__init__(self._param.shape[:-1], validate_args=validate_args)
-
-    @property
-    def _param(self):
-        return self.__dict__[self._params_given[0]]
-
-    @property
-    def param_shape(self):
-        return self._param.shape
 
     @lazy_property
     def probs(self):
