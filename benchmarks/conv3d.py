@@ -23,7 +23,7 @@ from pathlib import Path
 # benchmarks.cpu sets the thread variables and the OpenBLAS kernels from sys.argv before NumPy loads.
 from benchmarks import _blas
 from benchmarks._report import emit
-from benchmarks.cpu import _figure, _set_threads, _time_pair, machine_info
+from benchmarks.cpu import _figure, _set_threads, conv_pair, geomeans, machine_info
 
 # isort: split
 import numpy as np
@@ -39,40 +39,13 @@ SHAPES = [  # (N, C, (D, H, W), K, kernel, stride, padding)
 
 
 def _case(shape, rng, repeat):
-    import torch
-
-    import framework as fw
-    import framework.nn.functional as F
-
     n, c, sp, k, ks, s, p = shape
     x = rng.standard_normal((n, c) + sp, dtype=np.float32)
     w = (rng.standard_normal((k, c) + ks) / math.sqrt(c * math.prod(ks))).astype(np.float32)
     b = rng.standard_normal(k, dtype=np.float32)
-    fx, fwt, fb = (fw.tensor(a, requires_grad=True) for a in (x, w, b))
-    tx, twt, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-    out_shape = tuple(F.conv3d(fx, fwt, fb, stride=s, padding=p).shape)
-    g = rng.standard_normal(out_shape, dtype=np.float32)
-    fg, tg = fw.tensor(g), torch.tensor(g)
-
-    def ours():
-        for t in (fx, fwt, fb):
-            t.grad = None
-        F.conv3d(fx, fwt, fb, stride=s, padding=p).backward(fg)
-
-    def theirs():
-        for t in (tx, twt, tb):
-            t.grad = None
-        torch.nn.functional.conv3d(tx, twt, tb, stride=s, padding=p).backward(tg)
-
-    ours()
-    theirs()
-    errs = {}
-    for name, a, ref in (("input_grad_rel_err", fx, tx), ("weight_grad_rel_err", fwt, twt)):
-        r = ref.grad.numpy()
-        errs[name] = float(f"{float(np.abs(a.grad.numpy() - r).max() / (np.abs(r).max() + 1e-12)):.2e}")
-    return _figure(_time_pair(ours, theirs, repeat),
-                   shape=dict(N=n, C=c, DHW=list(sp), K=k, kernel=list(ks), stride=s,
-                              pad=list(p) if isinstance(p, tuple) else p), **errs)
+    times, errs = conv_pair("conv3d", x, w, b, rng, repeat, stride=s, padding=p)
+    return _figure(times, shape=dict(N=n, C=c, DHW=list(sp), K=k, kernel=list(ks), stride=s,
+                                     pad=list(p) if isinstance(p, tuple) else p), **errs)
 
 
 def bench_conv3d(repeat: int, shapes=SHAPES) -> dict:
@@ -81,12 +54,7 @@ def bench_conv3d(repeat: int, shapes=SHAPES) -> dict:
     for shape in shapes:
         print(f"[benchmarks.conv3d] {shape} ...", file=sys.stderr, flush=True)
         rows.append(_case(shape, rng, repeat))
-
-    def geo(key):
-        vals = [r[key] for r in rows if r[key]]
-        return round(math.exp(sum(math.log(v) for v in vals) / len(vals)), 3) if vals else None
-
-    return {"geomean": geo("ratio"), "cpu_time_geomean": geo("cpu_time_ratio"), "shapes": rows}
+    return geomeans(rows)
 
 
 def main(argv=None) -> dict:

@@ -133,49 +133,62 @@ def _copy_weights(theirs, ours):
 # ------------------------------------------------------------------------------------ conv2d
 
 
-def _conv_case(shape, rng, repeat):
+def conv_pair(op, x, w, b, rng, repeat, **kw):
+    """Forward + backward (input, weight and bias gradients, for a fixed random output gradient) of
+    ``F.<op>`` against ``torch.nn.functional.<op>`` on the same arrays, timed by :func:`_time_pair`.
+    Returns (times, {"input_grad_rel_err", "weight_grad_rel_err"}), errors relative to PyTorch's largest."""
     import torch
 
     import framework as fw
     import framework.nn.functional as F
 
-    n, c, h, k, ks, s, p = shape
-    x = rng.standard_normal((n, c, h, h), dtype=np.float32)
-    w = (rng.standard_normal((k, c, ks, ks)) / math.sqrt(c * ks * ks)).astype(np.float32)
-    b = rng.standard_normal(k, dtype=np.float32)
+    f_op, t_op = getattr(F, op), getattr(torch.nn.functional, op)
     fx, fwt, fb = (fw.tensor(a, requires_grad=True) for a in (x, w, b))
     tx, twt, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
-    out_shape = tuple(F.conv2d(fx, fwt, fb, stride=s, padding=p).shape)
-    g = rng.standard_normal(out_shape, dtype=np.float32)
+    g = rng.standard_normal(tuple(f_op(fx, fwt, fb, **kw).shape), dtype=np.float32)
     fg, tg = fw.tensor(g), torch.tensor(g)
 
     def ours():
         for t in (fx, fwt, fb):
             t.grad = None
-        F.conv2d(fx, fwt, fb, stride=s, padding=p).backward(fg)
+        f_op(fx, fwt, fb, **kw).backward(fg)
 
     def theirs():
         for t in (tx, twt, tb):
             t.grad = None
-        torch.nn.functional.conv2d(tx, twt, tb, stride=s, padding=p).backward(tg)
+        t_op(tx, twt, tb, **kw).backward(tg)
 
     ours()
     theirs()
-    ref = twt.grad.numpy()
-    err = float(np.abs(fwt.grad.numpy() - ref).max() / (np.abs(ref).max() + 1e-12))
-    times = _time_pair(ours, theirs, repeat)
-    return _figure(times, shape=dict(N=n, C=c, HW=h, K=k, kernel=ks, stride=s, pad=p),
-                   weight_grad_rel_err=float(f"{err:.2e}"))
+    errs = {}
+    for name, a, ref in (("input_grad_rel_err", fx, tx), ("weight_grad_rel_err", fwt, twt)):
+        r = ref.grad.numpy()
+        errs[name] = float(f"{float(np.abs(a.grad.numpy() - r).max() / (np.abs(r).max() + 1e-12)):.2e}")
+    return _time_pair(ours, theirs, repeat), errs
 
 
-def bench_conv(repeat: int, shapes=CONV_SHAPES):
-    rng = np.random.default_rng(0)
-    rows = [_conv_case(shape, rng, repeat) for shape in shapes]
+def geomeans(rows) -> dict:
+    """The geometric means of the rows' ``ratio`` and ``cpu_time_ratio``, and the rows."""
     def geo(key):
         vals = [r[key] for r in rows if r[key]]
         return round(math.exp(sum(math.log(v) for v in vals) / len(vals)), 3) if vals else None
 
     return {"geomean": geo("ratio"), "cpu_time_geomean": geo("cpu_time_ratio"), "shapes": rows}
+
+
+def _conv_case(shape, rng, repeat):
+    n, c, h, k, ks, s, p = shape
+    x = rng.standard_normal((n, c, h, h), dtype=np.float32)
+    w = (rng.standard_normal((k, c, ks, ks)) / math.sqrt(c * ks * ks)).astype(np.float32)
+    b = rng.standard_normal(k, dtype=np.float32)
+    times, errs = conv_pair("conv2d", x, w, b, rng, repeat, stride=s, padding=p)
+    return _figure(times, shape=dict(N=n, C=c, HW=h, K=k, kernel=ks, stride=s, pad=p),
+                   weight_grad_rel_err=errs["weight_grad_rel_err"])
+
+
+def bench_conv(repeat: int, shapes=CONV_SHAPES):
+    rng = np.random.default_rng(0)
+    return geomeans([_conv_case(shape, rng, repeat) for shape in shapes])
 
 
 # ------------------------------------------------------------------------------------ models
