@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..backend import get_array_module
-from ..tensor import Tensor
 from .optimizer import Optimizer, params_with_grad, scalar
 
 
@@ -46,12 +43,7 @@ class Adadelta(Optimizer):
             w = p.data
             xp = get_array_module(w)
             g = p.grad.data
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = Tensor(np.array(0.0, dtype=np.float32))
-                state["square_avg"] = Tensor(xp.zeros_like(w))
-                state["acc_delta"] = Tensor(xp.zeros_like(w))
-            state["step"].data += 1
+            state, _ = self._counted_state(p, ("square_avg", "acc_delta"))
             if maximize:
                 g = -g
             if wd != 0:

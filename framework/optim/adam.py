@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..backend import get_array_module
-from ..tensor import Tensor
 from .optimizer import Optimizer, params_with_grad, scalar
 
 
@@ -54,18 +51,9 @@ class Adam(Optimizer):
             g = p.grad.data
             if maximize:
                 g = -g
-            state = self.state[p]
-            if len(state) == 0:
-                xp = get_array_module(w)
-                # PyTorch keeps ``step`` as a float32 CPU scalar tensor (unless capturable/fused).
-                state["step"] = Tensor(np.array(0.0, dtype=np.float32))
-                state["exp_avg"] = Tensor(xp.zeros_like(w))
-                state["exp_avg_sq"] = Tensor(xp.zeros_like(w))
-                if amsgrad:
-                    state["max_exp_avg_sq"] = Tensor(xp.zeros_like(w))
-            step_t = state["step"].data
-            step_t += 1
-            step = float(step_t)
+            # PyTorch keeps ``step`` as a float32 CPU scalar tensor (unless capturable/fused).
+            state, step = self._counted_state(
+                p, ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if amsgrad else ()))
             if wd != 0:
                 if group["decoupled_weight_decay"]:
                     w *= 1 - lr * wd

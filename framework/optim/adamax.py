@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..backend import get_array_module
-from ..tensor import Tensor
 from .adam import _lerp_, _maximum_
 from .optimizer import Optimizer, params_with_grad, scalar
 
@@ -42,13 +39,7 @@ class Adamax(Optimizer):
             g = p.grad.data
             if maximize:
                 g = -g
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = Tensor(np.array(0.0, dtype=np.float32))
-                state["exp_avg"] = Tensor(xp.zeros_like(w))
-                state["exp_inf"] = Tensor(xp.zeros_like(w))
-            step_t = state["step"].data
-            step_t += 1
+            state, step = self._counted_state(p, ("exp_avg", "exp_inf"))
             if wd != 0:
                 g = g + wd * w
             m, u = state["exp_avg"].data, state["exp_inf"].data
@@ -57,7 +48,7 @@ class Adamax(Optimizer):
             norm = xp.abs(g)
             norm += eps
             _maximum_(u, norm)
-            clr = lr / (1 - beta1 ** float(step_t))
+            clr = lr / (1 - beta1 ** step)
             w += ((-clr) * m) / u
             p._vc[0] += 1
 

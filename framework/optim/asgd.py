@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..backend import get_array_module
-from ..tensor import Tensor
 from .optimizer import Optimizer, params_with_grad, scalar
 
 
@@ -45,18 +43,11 @@ class ASGD(Optimizer):
         wd = group["weight_decay"]
         for p in params_with_grad(group):
             w = p.data
-            xp = get_array_module(w)
             g = p.grad.data
             if group["maximize"]:
                 g = -g
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = Tensor(np.array(0.0, dtype=np.float32))
-                state["eta"] = Tensor(np.array(lr, dtype=np.float32))
-                state["mu"] = Tensor(np.array(1.0, dtype=np.float32))
-                state["ax"] = Tensor(xp.zeros_like(w))
+            state, _ = self._counted_state(p, ("ax",), {"eta": lr, "mu": 1.0})
             step_t, eta_t, mu_t = state["step"].data, state["eta"].data, state["mu"].data
-            step_t += 1
             if wd != 0:
                 g = g + wd * w
             eta = float(eta_t)

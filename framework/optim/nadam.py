@@ -3,10 +3,7 @@ ICLR workshop), with the momentum schedule of the paper."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..backend import get_array_module
-from ..tensor import Tensor
 from .adam import _lerp_
 from .adamax import _check_adam_args
 from .optimizer import Optimizer, params_with_grad, scalar
@@ -55,15 +52,7 @@ class NAdam(Optimizer):
             g = p.grad.data
             if group["maximize"]:
                 g = -g
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = Tensor(np.array(0.0, dtype=np.float32))
-                state["mu_product"] = Tensor(np.array(1.0, dtype=np.float32))
-                state["exp_avg"] = Tensor(xp.zeros_like(w))
-                state["exp_avg_sq"] = Tensor(xp.zeros_like(w))
-            step_t = state["step"].data
-            step_t += 1
-            step = float(step_t)
+            state, step = self._counted_state(p, ("exp_avg", "exp_avg_sq"), {"mu_product": 1.0})
             bias_correction2 = 1 - beta2**step
             if wd != 0:
                 if group["decoupled_weight_decay"]:

@@ -148,6 +148,22 @@ class Optimizer:
             self._update_group(group)
         return loss
 
+    def _counted_state(self, p: Tensor, zeros: tuple[str, ...] = (), scalars: dict[str, float] | None = None):
+        """``p``'s state with this step counted: (state, step number). Made on first use as PyTorch's:
+        ``step`` and each of ``scalars`` a float32 host scalar tensor, each name in ``zeros`` an array of
+        zeros like ``p``, in that order."""
+        state = self.state[p]
+        if len(state) == 0:
+            state["step"] = Tensor(np.array(0.0, dtype=np.float32))
+            for k, v in (scalars or {}).items():
+                state[k] = Tensor(np.array(v, dtype=np.float32))
+            xp = get_array_module(p.data)
+            for k in zeros:
+                state[k] = Tensor(xp.zeros_like(p.data))
+        step_t = state["step"].data
+        step_t += 1
+        return state, float(step_t)
+
     def _update_group(self, group: dict[str, Any]) -> None:  # pragma: no cover - abstract
         raise NotImplementedError
 

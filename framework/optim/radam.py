@@ -3,10 +3,7 @@ Adaptive Learning Rate and Beyond", arXiv:1908.03265)."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..backend import get_array_module
-from ..tensor import Tensor
 from .adam import _lerp_
 from .adamax import _check_adam_args
 from .optimizer import Optimizer, params_with_grad, scalar
@@ -52,14 +49,7 @@ class RAdam(Optimizer):
             g = p.grad.data
             if group["maximize"]:
                 g = -g
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = Tensor(np.array(0.0, dtype=np.float32))
-                state["exp_avg"] = Tensor(xp.zeros_like(w))
-                state["exp_avg_sq"] = Tensor(xp.zeros_like(w))
-            step_t = state["step"].data
-            step_t += 1
-            step = float(step_t)
+            state, step = self._counted_state(p, ("exp_avg", "exp_avg_sq"))
             if wd != 0:
                 if group["decoupled_weight_decay"]:
                     w *= 1 - lr * wd

@@ -3,10 +3,7 @@ arXiv:1308.0850)."""
 
 from __future__ import annotations
 
-import numpy as np
-
 from ..backend import get_array_module
-from ..tensor import Tensor
 from .optimizer import Optimizer, params_with_grad, scalar
 
 
@@ -47,15 +44,8 @@ class RMSprop(Optimizer):
             g = p.grad.data
             if group["maximize"]:
                 g = -g
-            state = self.state[p]
-            if len(state) == 0:
-                state["step"] = Tensor(np.array(0.0, dtype=np.float32))
-                state["square_avg"] = Tensor(xp.zeros_like(w))
-                if momentum > 0:
-                    state["momentum_buffer"] = Tensor(xp.zeros_like(w))
-                if centered:
-                    state["grad_avg"] = Tensor(xp.zeros_like(w))
-            state["step"].data += 1
+            extra = (("momentum_buffer",) if momentum > 0 else ()) + (("grad_avg",) if centered else ())
+            state, _ = self._counted_state(p, ("square_avg",) + extra)
             if wd != 0:
                 g = g + wd * w
             v = state["square_avg"].data
