@@ -273,10 +273,12 @@ def test_conv2d_inference_winograd_f43_matches_torch(padding, shape, rng):
     assert np.abs(y32 - ref).max() <= 1e-4 * np.abs(ref).max()
 
 
-def test_conv2d_f43_only_without_autograd_and_where_measured_faster(rng):
-    """Training keeps F(2x2, 3x3) (its forward hands the input transform to the weight gradient); F(4x4,
-    3x3) needs >= 32 channels in and out and >= 8x8 outputs."""
-    from framework.kernels.cpu import winograd43
+def test_conv2d_f43_where_measured_faster_with_and_without_autograd(rng, monkeypatch):
+    """F(4x4, 3x3) needs >= 32 channels in and out and >= 8x8 outputs. It runs the forward, both gradients
+    (the weight gradient from the forward's kept input transform) and inference;
+    FRAMEWORK_CONV_WINOGRAD43_TRAIN=0 keeps it to inference, with F(2x2, 3x3) under autograd."""
+    from framework.kernels.cpu import conv as conv_kernels
+    from framework.kernels.cpu import winograd, winograd43
 
     def ok(c, k, hw, stride=1, groups=1):
         return winograd43.applicable((1, c, hw, hw), (k, c // groups, 3, 3), (stride, stride), (1, 1), (1, 1),
@@ -286,18 +288,51 @@ def test_conv2d_f43_only_without_autograd_and_where_measured_faster(rng):
     assert not ok(16, 32, 64) and not ok(32, 16, 64)  # few channels: im2col measured faster
     assert not ok(64, 64, 7) and not ok(64, 64, 64, stride=2) and not ok(64, 64, 64, groups=2)
     calls = []
-    real = winograd43.conv3x3_forward
-    winograd43.conv3x3_forward = lambda *a: calls.append(1) or real(*a)
-    try:
-        x = fw.tensor(rng.standard_normal((1, 32, 16, 16)).astype(np.float32), requires_grad=True)
-        w = fw.tensor((rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32), requires_grad=True)
-        F.conv2d(x, w, padding=1).sum().backward()
-        assert not calls
-        with fw.no_grad():
-            F.conv2d(x, w, padding=1)
-        assert len(calls) == 1
-    finally:
-        winograd43.conv3x3_forward = real
+    for mod in (winograd, winograd43):
+        for name in ("conv3x3_forward", "conv3x3_backward_input", "conv3x3_backward_weight"):
+            real = getattr(mod, name)
+            monkeypatch.setattr(mod, name, lambda *a, _r=real, _n=f"{mod.__name__[-2:]}.{name[8:]}", **k:
+                                calls.append(_n) or _r(*a, **k))
+    x = fw.tensor(rng.standard_normal((1, 32, 16, 16)).astype(np.float32), requires_grad=True)
+    w = fw.tensor((rng.standard_normal((32, 32, 3, 3)) * 0.1).astype(np.float32), requires_grad=True)
+    F.conv2d(x, w, padding=1).sum().backward()
+    assert set(calls) == {"43.forward", "43.backward_input", "43.backward_weight"}  # (input: a forward)
+    calls.clear()
+    with fw.no_grad():
+        F.conv2d(x, w, padding=1)
+    assert calls == ["43.forward"]
+    calls.clear()
+    monkeypatch.setattr(conv_kernels, "_WINOGRAD43_TRAIN", False)
+    F.conv2d(x, w, padding=1).sum().backward()
+    assert set(calls) == {"ad.forward", "ad.backward_input", "ad.backward_weight"}
+    calls.clear()
+    with fw.no_grad():
+        F.conv2d(x, w, padding=1)
+    assert calls == ["43.forward"]
+
+
+@pytest.mark.parametrize("shape,pad", [((2, 32, 13, 17, 40), 1), ((3, 33, 9, 30, 35), 0),
+                                       ((2, 32, 10, 11, 32), 2), ((1, 64, 70, 70, 48), 1)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv2d_f43_training_gradients_against_torch(rng, shape, pad, dtype):
+    """Forward, input and weight gradients through F(4x4, 3x3) (odd sizes: partial tiles at both edges;
+    the 70x70 image is split into bands of tile rows), against PyTorch in float64: float64 to 1e-12 of
+    the scale, float32 within F(4x4)'s rounding (about 1e-5 of the scale)."""
+    n, c, h, wd, k = shape
+    x = rng.standard_normal((n, c, h, wd))
+    w = rng.standard_normal((k, c, 3, 3)) * 0.2
+    tx, tw = torch.tensor(x, requires_grad=True), torch.tensor(w, requires_grad=True)
+    ty = TF.conv2d(tx, tw, padding=pad)
+    g = rng.standard_normal(tuple(ty.shape))
+    ty.backward(torch.tensor(g))
+    fx = fw.tensor(x.astype(dtype), requires_grad=True)
+    fwt = fw.tensor(w.astype(dtype), requires_grad=True)
+    y = F.conv2d(fx, fwt, padding=pad)
+    y.backward(fw.tensor(g.astype(dtype)))
+    tol = 1e-12 if dtype == np.float64 else 3e-5
+    for ours, ref in ((y, ty), (fx.grad, tx.grad), (fwt.grad, tw.grad)):
+        r = ref.detach().numpy()
+        assert np.abs(ours.detach().numpy() - r).max() <= tol * np.abs(r).max()
 
 
 def test_conv2d_float16_keeps_dtype(rng):
@@ -479,7 +514,7 @@ def test_dilation_wider_than_the_output_keeps_unread_rows_out(rng, groups, width
 def test_inference_reuses_the_winograd_weight_transform_only_while_the_weight_is_unchanged(rng):
     """Under no_grad the transformed weight (F(4x4, 3x3)'s) is cached; every way of changing the weight
     (a write through ``.data`` with no version bump, an optimizer step, replacing ``.data``) is seen.
-    With autograd on, the training path's F(2x2, 3x3) transform is recomputed every call."""
+    With autograd on, the training path's transform (F(4x4, 3x3)'s too) is recomputed every call."""
     from framework.kernels.cpu import winograd, winograd43
 
     x = fw.tensor(rng.standard_normal((1, 32, 20, 20)).astype(np.float32))
@@ -529,7 +564,7 @@ def test_inference_reuses_the_winograd_weight_transform_only_while_the_weight_is
         # with autograd on (training) nothing is cached: the weights change every step
         F.conv2d(x, w, padding=1)
         F.conv2d(x, w, padding=1)
-        assert len(train_calls) == 2 and len(calls) == 4
+        assert len(calls) == 6 and not train_calls
     finally:
         winograd._weight_transform, winograd43.weight_transform = real, real43
 

@@ -129,15 +129,20 @@ def test_banded_forward_equals_the_whole_image_forward(case, rng, monkeypatch):
     np.testing.assert_allclose(banded, ref, rtol=1e-4, atol=1e-4 * np.abs(ref).max())
 
 
-def test_winograd_f23_epilogue(rng):
-    """F(2x2, 3x3) (the training forward) applies the epilogue band by band as well."""
+@pytest.mark.parametrize("f43", [True, False])
+def test_winograd_training_forward_epilogue(rng, monkeypatch, f43):
+    """The training forward (F(4x4, 3x3), or F(2x2, 3x3) with FRAMEWORK_CONV_WINOGRAD43_TRAIN=0), which
+    keeps its input transform for the weight gradient, applies the epilogue band by band as well."""
+    monkeypatch.setattr(C, "_WINOGRAD43_TRAIN", f43)
     x = rng.standard_normal((2, 32, 40, 36)).astype(np.float32)
     wt = rng.standard_normal((40, 32, 3, 3)).astype(np.float32) / 17
     b = rng.standard_normal(40).astype(np.float32)
     r = rng.standard_normal((2, 40, 40, 36)).astype(np.float32)
     geo = ((1, 1), (1, 1), (1, 1), 1)
-    assert C._use_winograd(x, x.shape, wt.shape, *geo)
-    got = C.conv2d_forward(x, wt, *geo, bias=b, activation="relu", residual=r)
+    assert C._winograd_kind(x, x.shape, wt.shape, *geo) is (C.winograd43 if f43 else C.winograd)
+    kept = {}
+    got = C.conv2d_forward(x, wt, *geo, keep=kept, bias=b, activation="relu", residual=r)
+    assert list(kept) == ["winograd43" if f43 else "winograd"]
     want = np.maximum(C.conv2d_forward(x, wt, *geo) + b.reshape(-1, 1, 1) + r, 0)
     assert np.array_equal(got, want)
 

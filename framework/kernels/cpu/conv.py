@@ -11,10 +11,11 @@ below run over the kh*kw kernel taps and over chunks of images.
 Strategy: images are processed a few at a time (enough columns for an efficient BLAS product, few
 enough that the patch matrix stays in cache); a 1x1 stride-1 convolution is a plain product with
 no copy; depthwise convolutions are sums of shifted images; 3x3 stride-1 convolutions with >= 32
-channels on >= 16x16 images use Winograd F(2x2, 3x3) (``winograd.py``; ``winograd.applicable`` has the
-measured rule); without autograd (inference, ``cache_weight``), those with >= 32 channels in and out
-on >= 8x8 outputs use F(4x4, 3x3) instead (``winograd43.py``: 1.3-2.8x faster, at about ten times
-F(2x2, 3x3)'s rounding error). im2col copies each tap as one flat window per image and
+channels in and out on >= 8x8 outputs use Winograd F(4x4, 3x3) (``winograd43.py``) for the forward and
+both gradients: 1.2-2x faster than im2col in training, 1.3-2.8x in inference, at about ten times the
+rounding error of F(2x2, 3x3) (``winograd.py``), which takes the layers under autograd instead when
+FRAMEWORK_CONV_WINOGRAD43_TRAIN=0 (its rule, ``winograd.applicable``, was measured against im2col).
+im2col copies each tap as one flat window per image and
 channel over phase images of the padded input (``_cols_flat``, computing output rows as wide as the
 phases and dropping the extra columns), and col2im, its adjoint, adds each tap the same way
 (``_col2im_flat``); the copies run on two threads when large (NumPy releases the GIL while copying).
@@ -23,7 +24,8 @@ gradient, which then skips rebuilding them; otherwise an image whose patch matri
 bands of output rows (``_cols_bands``), each band's patches still in cache for its product. The forward's
 epilogue (bias, residual, activation: ``_Epilogue``) is applied to each piece of the output as it is
 written.
-Environment: FRAMEWORK_CONV_WINOGRAD=0 disables Winograd, FRAMEWORK_CONV_FLAT=0 the flat windows
+Environment: FRAMEWORK_CONV_WINOGRAD=0 disables Winograd, FRAMEWORK_CONV_WINOGRAD43_TRAIN=0 keeps
+F(4x4, 3x3) to inference, FRAMEWORK_CONV_FLAT=0 the flat windows
 of im2col (row-by-row strided taps instead); FRAMEWORK_CONV_THREADS=1 disables the copy thread.
 """
 
@@ -37,6 +39,8 @@ from ...backend import get_array_module
 from . import winograd, winograd43
 
 _WINOGRAD = os.environ.get("FRAMEWORK_CONV_WINOGRAD", "1") != "0"
+# F(4x4, 3x3) with autograd too (forward and both gradients); 0: F(2x2, 3x3) there, F(4x4) only for inference.
+_WINOGRAD43_TRAIN = os.environ.get("FRAMEWORK_CONV_WINOGRAD43_TRAIN", "1") != "0"
 _FLAT = os.environ.get("FRAMEWORK_CONV_FLAT", "1") != "0"
 
 def _default_threads() -> int:
@@ -74,11 +78,22 @@ _SPLIT_MIN_BYTES = 2 << 20
 
 
 def _use_winograd(a, x_shape, w_shape, stride, padding, dilation, groups, kind=winograd):
-    """Whether ``kind`` (``winograd``: F(2x2, 3x3); ``winograd43``: F(4x4, 3x3), inference only, about ten
-    times the rounding error) takes this layer. float16 would lose too much in the transforms; CuPy
-    arrays have their own kernels."""
+    """Whether ``kind`` (``winograd``: F(2x2, 3x3); ``winograd43``: F(4x4, 3x3), about ten times the
+    rounding error) takes this layer. float16 would lose too much in the transforms; CuPy arrays have
+    their own kernels."""
     return (_WINOGRAD and a.dtype in (np.float32, np.float64) and isinstance(a, np.ndarray)
             and kind.applicable(x_shape, w_shape, stride, padding, dilation, groups))
+
+
+def _winograd_kind(a, x_shape, w_shape, stride, padding, dilation, groups):
+    """The Winograd module that computes this layer and both its gradients (the forward, the input
+    gradient and the weight gradient must agree on one), or None for im2col."""
+    geometry = (x_shape, w_shape, stride, padding, dilation, groups)
+    if _WINOGRAD43_TRAIN and _use_winograd(a, *geometry, winograd43):
+        return winograd43
+    if _use_winograd(a, *geometry):
+        return winograd
+    return None
 
 
 def _split_channels(xp, fn, c, work_bytes):
@@ -407,8 +422,15 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None, cache_wei
         return _depthwise_forward(xp, x, w, stride, padding, dilation, epi)
     if cache_weight and _use_winograd(x, x.shape, w.shape, stride, padding, dilation, groups, winograd43):
         return winograd43.conv3x3_forward(x, w, padding[0], winograd.cached_weight_transform(w, "f43"), epi)
-    if _use_winograd(x, x.shape, w.shape, stride, padding, dilation, groups):
-        # ``keep`` (a dict, CPU only): holds the input transform for conv2d_backward_weight(kept=...).
+    kind = _winograd_kind(x, x.shape, w.shape, stride, padding, dilation, groups)
+    # ``keep`` (a dict, CPU only): holds the input transform for conv2d_backward_weight(kept=...).
+    if kind is winograd43:
+        kp = None
+        if keep is not None and winograd43.transform_bytes(x.shape, padding[0], x.dtype.itemsize) <= (
+                winograd.KEEP_MAX_BYTES):
+            kp = keep["winograd43"] = []
+        return winograd43.conv3x3_forward(x, w, padding[0], epilogue=epi, keep=kp)
+    if kind is winograd:
         if keep is not None and winograd.transform_bytes(x.shape, padding[0], x.dtype.itemsize) <= (
                 winograd.KEEP_MAX_BYTES):
             keep["winograd"] = []
@@ -622,8 +644,9 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     ph, pw = padding
     if g > 1 and cg == 1 and kg == 1:
         return _depthwise_backward_input(xp, gy, w, x_shape, stride, padding, dilation)
-    if _use_winograd(gy, x_shape, w.shape, stride, padding, dilation, groups):
-        return winograd.conv3x3_backward_input(gy, w, x_shape, padding[0])
+    kind = _winograd_kind(gy, x_shape, w.shape, stride, padding, dilation, groups)
+    if kind is not None:
+        return kind.conv3x3_backward_input(gy, w, x_shape, padding[0])
     pointwise = _is_pointwise(kh, kw, stride, padding)
     wt = w.reshape(g, kg, cg * kh * kw).transpose(0, 2, 1)  # (G, Cg*kk, Kg)
     if pointwise:
@@ -697,8 +720,16 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups, ke
     kg = k // g
     if g > 1 and cg == 1:
         return _depthwise_backward_weight(xp, x, gy, w_shape, stride, padding, dilation)
-    if _use_winograd(x, x.shape, w_shape, stride, padding, dilation, groups):
-        return winograd.conv3x3_backward_weight(x, gy, padding[0], (kept or {}).get("winograd"))
+    kept = kept or {}
+    if "winograd43" in kept:  # the forward's kind, whatever the rules say now
+        return winograd43.conv3x3_backward_weight(x, gy, padding[0], kept["winograd43"][0])
+    if "winograd" in kept:
+        return winograd.conv3x3_backward_weight(x, gy, padding[0], kept["winograd"])
+    kind = _winograd_kind(x, x.shape, w_shape, stride, padding, dilation, groups)
+    if kind is winograd43:
+        return winograd43.conv3x3_backward_weight(x, gy, padding[0])
+    if kind is winograd:
+        return winograd.conv3x3_backward_weight(x, gy, padding[0])
     # Accumulated transposed, gw^T (G, Cg*kh*kw, Kg) = col @ gy^T: OpenBLAS runs this orientation
     # (many rows, few columns) 1.2-1.8x faster than gy @ col^T when the layer has few output channels.
     gwt = None
