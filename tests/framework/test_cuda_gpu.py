@@ -906,3 +906,93 @@ def test_detector_trains_on_gpu_like_on_cpu(tmp_path):
             off = ~np.isclose(got, want, rtol=2e-3, atol=2e-4)
             assert off.sum() <= max(1, off.size // 1000), f"{part}.{k}: {off.sum()} of {off.size} differ"
             np.testing.assert_allclose(got, want, rtol=0, atol=flip, err_msg=f"{part}.{k}")
+
+
+def _grads_on(dev, fn, arrays):
+    """fn's value and the gradients of its sum with respect to ``arrays``, computed on ``dev``."""
+    ts = [fw.tensor(a, device=dev, requires_grad=True) for a in arrays]
+    out = fn(*ts)
+    out.sum().backward()
+    return [out.detach().cpu().numpy()] + [t.grad.cpu().numpy() for t in ts]
+
+
+@pytest.mark.parametrize("name", ["gammaln", "digamma", "polygamma1", "erfinv", "ndtri", "ndtr", "erf",
+                                  "erfc", "entr", "multigammaln2", "xlogy"])
+def test_special_functions_on_gpu_match_cpu(name):
+    """fw.special on CuPy (float64): values and first derivatives equal the CPU's."""
+    sp = fw.special
+    rng = np.random.default_rng(3)
+    pos = rng.uniform(0.6, 6.0, 50)
+    unit = rng.uniform(-0.95, 0.95, 50)
+    fn, args = {
+        "gammaln": (sp.gammaln, [pos]), "digamma": (sp.digamma, [pos]),
+        "polygamma1": (lambda x: sp.polygamma(1, x), [pos]), "erfinv": (sp.erfinv, [unit]),
+        "ndtri": (sp.ndtri, [(unit + 1) / 2]), "ndtr": (sp.ndtr, [unit * 3]), "erf": (sp.erf, [unit * 2]),
+        "erfc": (sp.erfc, [unit * 2]), "entr": (sp.entr, [pos]),
+        "multigammaln2": (lambda x: sp.multigammaln(x, 2), [pos + 1]),
+        "xlogy": (sp.xlogy, [unit, pos]),
+    }[name]
+    cpu, gpu = _grads_on("cpu", fn, args), _grads_on("cuda", fn, args)
+    for a, b in zip(gpu, cpu):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_distributions_on_gpu_match_cpu():
+    """log_prob, entropy, KL and rsample gradients of the distributions on CuPy (float64) equal the CPU's;
+    samples drawn on the GPU stay on it and have the right moments."""
+    D = fw.distributions
+    rng = np.random.default_rng(5)
+    loc, scale = rng.standard_normal(6), rng.uniform(0.5, 2.0, 6)
+    value = rng.standard_normal(6)
+    a = rng.standard_normal((3, 3))
+    cov = a @ a.T + 3 * np.eye(3)
+
+    def total(loc_t, scale_t):
+        dev = loc_t.device
+        n = D.Normal(loc_t, scale_t)
+        lap = D.Laplace(loc_t, scale_t)
+        mvn = D.MultivariateNormal(loc_t[:3], covariance_matrix=fw.tensor(cov, device=dev) * scale_t[0])
+        mvn0 = D.MultivariateNormal(fw.zeros(3, dtype=fw.float64, device=dev),
+                                    covariance_matrix=fw.tensor(cov, device=dev))
+        v = fw.tensor(value, device=dev)
+        parts = [n.log_prob(v).sum(), n.entropy().sum(), lap.log_prob(v).sum(), n.cdf(v).sum(),
+                 D.kl_divergence(n, D.Normal(loc_t * 0, scale_t * 0 + 1)).sum(),
+                 mvn.log_prob(v[:3]), D.kl_divergence(mvn, mvn0),
+                 D.Beta(scale_t, scale_t + 1).log_prob(fw.tensor(np.full(6, 0.3), device=dev)).sum(),
+                 D.Categorical(logits=loc_t).entropy()]
+        return sum(parts[1:], parts[0]).reshape(1)
+
+    cpu, gpu = _grads_on("cpu", total, [loc, scale]), _grads_on("cuda", total, [loc, scale])
+    for x, y in zip(gpu, cpu):
+        np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-11)
+    fw.manual_seed(0)
+    s = D.Normal(fw.tensor(loc, device="cuda"), fw.tensor(scale, device="cuda")).rsample((20000,))
+    assert s.device.type == "cuda"
+    got = s.cpu().numpy()
+    np.testing.assert_allclose(got.mean(0), loc, atol=5 * scale.max() / np.sqrt(20000))
+    np.testing.assert_allclose(got.std(0), scale, rtol=0.05)
+
+
+@pytest.mark.parametrize("case", [
+    dict(x=(2, 3, 9, 10, 8), w=(5, 3, 3, 3, 3), stride=1, padding=1, groups=1),
+    dict(x=(1, 4, 8, 9, 7), w=(6, 2, 3, 2, 3), stride=(2, 1, 2), padding=(1, 0, 1), groups=2),
+    dict(x=(2, 4, 7, 7, 7), w=(4, 1, 3, 3, 3), stride=2, padding=1, groups=4),
+])
+def test_conv3d_and_3d_pools_on_gpu_match_cpu(case):
+    """conv3d, conv_transpose3d and the 3-D pools on CuPy (the generic vol2col code) against the CPU,
+    values and gradients, float64."""
+    F = fw.nn.functional
+    rng = np.random.default_rng(7)
+    x, w = rng.standard_normal(case["x"]), rng.standard_normal(case["w"])
+    geo = dict(stride=case["stride"], padding=case["padding"], groups=case["groups"])
+
+    def f(xt, wt):
+        y = F.conv3d(xt, wt, **geo)
+        z = F.conv_transpose3d(y, wt, **geo)
+        pooled = 0.5 * (F.max_pool3d(z, 2, ceil_mode=True) ** 2).sum() + 0.3 * (
+            F.avg_pool3d(z, 3, stride=1, padding=1) ** 2).sum()
+        return ((y ** 2).sum() + pooled + (F.adaptive_avg_pool3d(z, (2, 3, 1)) ** 2).sum()).reshape(1)
+
+    cpu, gpu = _grads_on("cpu", f, [x, w]), _grads_on("cuda", f, [x, w])
+    for a, b in zip(gpu, cpu):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(b).max()))
