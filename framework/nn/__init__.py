@@ -27,6 +27,7 @@ from .activation import (
                          Tanh,
                          Threshold,
 )
+from .adaptive import AdaptiveLogSoftmaxWithLoss
 from .attention import MultiheadAttention
 from .channelshuffle import ChannelShuffle
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
@@ -117,7 +118,7 @@ __all__ = [
     "AlphaDropout", "LocalResponseNorm", "BatchNorm3d", "UpsamplingNearest2d", "UpsamplingBilinear2d",
     "TripletMarginLoss", "MarginRankingLoss", "CosineEmbeddingLoss", "MultiLabelSoftMarginLoss",
     "MultiMarginLoss", "PoissonNLLLoss", "GaussianNLLLoss", "SoftMarginLoss", "MultiLabelMarginLoss",
-    "HingeEmbeddingLoss", "TripletMarginWithDistanceLoss", "CTCLoss",
+    "HingeEmbeddingLoss", "TripletMarginWithDistanceLoss", "CTCLoss", "AdaptiveLogSoftmaxWithLoss",
     "Conv3d", "ConvTranspose1d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d",
     "AdaptiveMaxPool3d",
 ]
