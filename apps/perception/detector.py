@@ -192,7 +192,7 @@ def to_frame(d: Detections, meta: tuple[float, float, float], width: int, height
     the Detector (single frames and batches) and of the evaluation on caches."""
     boxes = unletterbox_boxes(d.boxes, meta, width, height)
     ok = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
-    return Detections(boxes[ok], d.scores[ok], d.classes[ok])
+    return Detections(boxes[ok], d.scores[ok], d.classes[ok], None if d.quality is None else d.quality[ok])
 
 
 def _to_numpy(t) -> np.ndarray:

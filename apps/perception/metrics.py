@@ -31,15 +31,24 @@ AREA_RNGS = {
 
 @dataclass
 class Detections:
-    """One image's detections: ``boxes`` float32 (K, 4) xyxy pixels, ``scores`` (K,), ``classes`` (K,)."""
+    """One image's detections: ``boxes`` float32 (K, 4) xyxy pixels, ``scores`` (K,), ``classes`` (K,);
+    ``quality`` (K,) in 0..1, the decoder's rating of each box's localisation, or None."""
 
     boxes: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
+    quality: np.ndarray | None = None
 
     @staticmethod
     def empty() -> Detections:
         return Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64))
+
+    def ranked(self) -> Detections:
+        """The detections with ``scores * quality`` as their scores (unchanged without a quality): the
+        order in which evaluation ranks them (see :mod:`apps.perception.decode`)."""
+        if self.quality is None:
+            return self
+        return Detections(self.boxes, (self.scores * self.quality).astype(np.float32), self.classes)
 
 
 def box_area(b: np.ndarray) -> np.ndarray:
@@ -90,7 +99,8 @@ def _match(ious: np.ndarray, gt_ig: np.ndarray, gt_crowd: np.ndarray, thr: float
 
 def evaluate(gts, dets: list[Detections], num_classes: int = len(CLASSES), max_dets: int = 100) -> dict:
     """COCO metrics. ``gts``: list of :class:`apps.perception.formats.Sample` (boxes, classes, ignore,
-    ignore_classes); ``dets``: one :class:`Detections` per sample, same order.
+    ignore_classes); ``dets``: one :class:`Detections` per sample, same order, ranked by their scores
+    (times their localisation quality where the decoder rated it: :meth:`Detections.ranked`).
 
     Returns a dict: ``mAP50``, ``mAP50_95``, ``mAP75``, ``AP_small/medium/large`` (0.5:0.95),
     ``per_class`` {name: {AP50, AP50_95, precision, recall, n_gt}}, ``precision`` / ``recall``
@@ -103,7 +113,7 @@ def evaluate(gts, dets: list[Detections], num_classes: int = len(CLASSES), max_d
     # COCOeval ranks the detections of all images together after concatenating the images in image-id
     # order; tied scores then rank in that order (a stable sort), so take the images in that order too
     order = sorted(range(len(gts)), key=lambda i: gts[i].image_id)
-    gts, dets = [gts[i] for i in order], [dets[i] for i in order]
+    gts, dets = [gts[i] for i in order], [dets[i].ranked() for i in order]
     T, R = len(IOU_THRS), len(REC_THRS)
     prec = -np.ones((T, R, num_classes, len(AREA_RNGS)))
     f1_pr = np.zeros((num_classes, 2))
@@ -202,9 +212,10 @@ def evaluate(gts, dets: list[Detections], num_classes: int = len(CLASSES), max_d
 
 
 def to_coco_detections(samples, dets: list[Detections]) -> list[dict]:
-    """COCO results list: ``[{image_id, category_id (class + 1), bbox [x, y, w, h], score}]``."""
+    """COCO results list: ``[{image_id, category_id (class + 1), bbox [x, y, w, h], score}]``, the score
+    the one evaluation ranks by (:meth:`Detections.ranked`)."""
     out = []
-    for s, d in zip(samples, dets):
+    for s, d in zip(samples, map(Detections.ranked, dets)):
         for (x1, y1, x2, y2), sc, c in zip(d.boxes.tolist(), d.scores.tolist(), d.classes.tolist()):
             out.append(
                 dict(

@@ -5,7 +5,7 @@ import pytest
 
 from apps.perception.data import encode_targets
 from apps.perception.decode import decode, max_pool3x3
-from apps.perception.metrics import box_iou
+from apps.perception.metrics import Detections, box_iou
 from apps.perception.nms import batched_nms, nms
 
 
@@ -86,6 +86,45 @@ def test_refined_decode_at_the_map_corners():
     a, b = 0.8**4, 0.4**4
     bottom_right = (round((a * 6.1 + b * 5.0) / (a + b), 4), round((a * 4.8 + b * 5.0) / (a + b), 4))
     assert centres == sorted([(0.1, -0.2), (6.1, -0.2), (0.1, 4.8), bottom_right, (6.1, 1.8)])
+
+
+def test_localisation_quality_from_the_spread_of_the_centre_estimates():
+    """Nine cells agreeing on the centre: quality 1; one cell off by d cells in x: spread sqrt(8)/9 * d / w
+    (w the box width in cells), quality 1 / (1 + LOC_QUALITY * spread). Scores stay the peaks'
+    probabilities (conf thresholds them); ``ranked`` multiplies in the quality, and evaluation and the
+    COCO export rank by it: the well-located box first."""
+    from apps.perception.decode import LOC_QUALITY
+    from apps.perception.formats import Sample
+    from apps.perception.metrics import evaluate, to_coco_detections
+
+    heat = np.zeros((1, 1, 12, 24), np.float32)
+    reg = np.zeros((1, 4, 12, 24), np.float32)
+    for x0, p in ((5, 0.8), (17, 0.82)):  # two objects, centres (x0 + 0.5, 6.5), 4 x 2 cells
+        heat[0, 0, 5:8, x0 - 1:x0 + 2] = 0.3
+        heat[0, 0, 6, x0] = p
+        for dy in (-1, 0, 1):
+            for dx in (-1, 0, 1):
+                reg[0, :, 6 + dy, x0 + dx] = [0.5 - dx, 0.5 - dy, np.log(4.0), np.log(2.0)]
+    d = 1.5
+    reg[0, 0, 7, 18] += d  # one of the right object's cells votes d cells further right
+    (r,) = decode(heat, reg, stride=4, conf=0.81, logits=False, nms_iou=None)
+    assert len(r.scores) == 1  # conf applies to the score: the right object's 0.82 passes
+    (r,) = decode(heat, reg, stride=4, conf=0.1, logits=False, nms_iou=None)
+    np.testing.assert_allclose(r.scores, [0.82, 0.8])  # by score: the right object first
+    spread = np.sqrt(8) / 9 * d / 4.0  # (every cell votes log 4: the refined width is 4 cells)
+    np.testing.assert_allclose(r.quality, [1 / (1 + LOC_QUALITY * spread), 1.0], rtol=1e-5)
+    ranked = r.ranked()
+    np.testing.assert_allclose(ranked.scores, r.scores * r.quality)
+    assert ranked.scores[1] > ranked.scores[0]
+    (plain,) = decode(heat, reg, stride=4, conf=0.1, logits=False, nms_iou=None, refine=False)
+    assert plain.quality is None and plain.ranked() is plain
+    # one object, ground truth at the left box's place: ranked by the product, the left (true) box
+    # comes first and AP50 is 1; ranked by score, the false right box would come first (AP50 0.5)
+    gt = Sample("a", 96, 48, r.boxes[1:2].copy(), np.array([0]), np.zeros((0, 4)), image_id=1)
+    assert evaluate([gt], [r], num_classes=1)["mAP50"] == pytest.approx(1.0)
+    assert evaluate([gt], [Detections(r.boxes, r.scores, r.classes)], num_classes=1)["mAP50"] < 0.6
+    coco = to_coco_detections([gt], [r])
+    assert [c["score"] for c in coco] == [round(float(v), 5) for v in ranked.scores]
 
 
 def test_encode_then_decode_round_trip():
