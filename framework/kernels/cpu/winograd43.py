@@ -67,14 +67,15 @@ def weight_transform(w):
     return np.ascontiguousarray(u.reshape(36, k, c).transpose(0, 2, 1))
 
 
-def _chunks(n, th, tw):
+def _chunks(n, th, tw, target=None):
     """(b0, b1, r0, r1): groups of whole images, or bands of tile rows of one image, of about
-    _TARGET_TILES tiles each."""
+    ``target`` (default _TARGET_TILES) tiles each."""
+    target = target or _TARGET_TILES
     per_image = th * tw
-    if per_image > _TARGET_TILES:
-        rows = max(1, _TARGET_TILES // tw)
+    if per_image > target:
+        rows = max(1, target // tw)
         return [(b, b + 1, r0, min(r0 + rows, th)) for b in range(n) for r0 in range(0, th, rows)]
-    nb = max(1, min(n, _TARGET_TILES // per_image))
+    nb = max(1, min(n, target // per_image))
     return [(b0, min(b0 + nb, n), 0, th) for b0 in range(0, n, nb)]
 
 
@@ -170,13 +171,7 @@ def conv3x3_backward_weight(x, gy, p, kept=None):
     ho, wo, th, tw = _geometry(x.shape, p)
     dt = x.dtype
     a = np.ascontiguousarray(_AT.T.astype(dt))  # (6, 4)
-    per_image = th * tw
-    if per_image > _WG_TILES:
-        rows = max(1, _WG_TILES // tw)
-        chunks = [(b, b + 1, r0, min(r0 + rows, th)) for b in range(n) for r0 in range(0, th, rows)]
-    else:
-        nb = max(1, min(n, _WG_TILES // per_image))
-        chunks = [(b0, min(b0 + nb, n), 0, th) for b0 in range(0, n, nb)]
+    chunks = _chunks(n, th, tw, _WG_TILES)
     band = _band(x, p, chunks, tw) if kept is None else None
     nb = max(b1 - b0 for b0, b1, _, _ in chunks)
     rows = max(r1 - r0 for _, _, r0, r1 in chunks)
