@@ -12,7 +12,7 @@ Strategy: images are processed a few at a time (enough columns for an efficient 
 enough that the patch matrix stays in cache); a 1x1 stride-1 convolution is a plain product with
 no copy; depthwise convolutions are sums of shifted images; 3x3 stride-1 convolutions with >= 32
 channels in and out on >= 8x8 outputs use Winograd F(4x4, 3x3) (``winograd43.py``) for the forward and
-both gradients: 1.2-2x faster than im2col in training, 1.3-2.8x in inference, at about ten times the
+both gradients: 1.0-2.1x faster than im2col in training, 1.3-2.8x in inference, at about ten times the
 rounding error of F(2x2, 3x3) (``winograd.py``), which takes the layers under autograd instead when
 FRAMEWORK_CONV_WINOGRAD43_TRAIN=0 (its rule, ``winograd.applicable``, was measured against im2col).
 im2col copies each tap as one flat window per image and
