@@ -40,7 +40,7 @@ import numpy as np
 
 from ...backend import get_array_module
 from . import conv as _conv2d
-from .pool import max_over_taps
+from .pool import max_over_taps, pool_out_size
 
 __all__ = ["conv3d_forward", "conv3d_backward_input", "conv3d_backward_weight", "max_pool3d_forward",
            "max_pool3d_backward", "max_pool3d_gather", "max_pool3d_indices", "avg_pool3d_forward",
@@ -326,15 +326,6 @@ def _slices_backward_weight(x, gy, w_shape, stride, padding, dilation, groups):
 
 
 # ----------------------------------------------------------------------------- pooling
-
-
-def pool_out_size(n: int, k: int, s: int, p: int, d: int, ceil_mode: bool) -> int:
-    """Output length as in PyTorch (a ceil-mode window must start inside the input or left padding)."""
-    span = n + 2 * p - d * (k - 1) - 1
-    out = (span + (s - 1 if ceil_mode else 0)) // s + 1
-    if ceil_mode and (out - 1) * s >= n + p:
-        out -= 1
-    return out
 
 
 def _pool_geometry(x_shape, kernel, stride, padding, dilation, ceil_mode):
