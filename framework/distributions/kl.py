@@ -159,22 +159,11 @@ def _normal_cross_entropy(mean, var, q):
 
 
 @register_kl(Uniform, Normal)
-def _kl_uniform_normal(p, q):
-    return -p.entropy() + _normal_cross_entropy(p.mean, p.variance, q)
-
-
 @register_kl(Exponential, Normal)
-def _kl_exponential_normal(p, q):
-    return -p.entropy() + _normal_cross_entropy(p.mean, p.variance, q)
-
-
 @register_kl(Laplace, Normal)
-def _kl_laplace_normal(p, q):
-    return -p.entropy() + _normal_cross_entropy(p.mean, p.variance, q)
-
-
 @register_kl(Beta, Normal)
-def _kl_beta_normal(p, q):
+def _kl_to_normal(p, q):
+    """KL(p || Normal) = -H(p) + the Normal's cross-entropy, which needs only p's mean and variance."""
     return -p.entropy() + _normal_cross_entropy(p.mean, p.variance, q)
 
 
