@@ -5,9 +5,11 @@ Classes: car, truck/bus, pedestrian, cyclist, traffic light, traffic sign (:data
 Public API (what the dashboard and scripts call; frames are RGB uint8 (H, W, 3) NumPy arrays, boxes
 are float32 (K, 4) ``x1, y1, x2, y2`` in frame pixels):
 
-- ``load_default_model(device="cpu", conf=None) -> Detector``: the committed model
+- ``load_default_model(device="cpu", conf=None, flip_test=False) -> Detector``: the committed model
   (``assets/detector.safetensors`` + ``assets/model_card.json``). Alias: ``load_detector``.
-  ``load_model(weights, card=None, device="cpu", conf=None) -> Detector`` for other weights.
+  ``load_model(weights, card=None, device="cpu", conf=None, flip_test=False) -> Detector`` for other
+  weights. ``flip_test``: average each frame's outputs with its mirror image's (finer boxes, twice the
+  network's time).
 - ``detect(detector, frame, conf=None) -> Detections`` with ``.boxes``, ``.scores`` (K,), ``.classes`` (K,)
   (int ids into CLASSES). ``detector(frame)`` does the same at the detector's threshold and fills
   ``detector.last_timing`` (ms per stage).
@@ -84,18 +86,22 @@ _ASSETS = os.path.join(os.path.dirname(__file__), "assets")
 
 
 def load_model(
-    weights: str | None = None, card: str | None = None, device: str = "cpu", conf: float | None = None
+    weights: str | None = None,
+    card: str | None = None,
+    device: str = "cpu",
+    conf: float | None = None,
+    flip_test: bool = False,
 ):
     """A :class:`~apps.perception.detector.Detector` from safetensors weights (default: committed model)."""
     from .detector import DEFAULT_WEIGHTS
     from .detector import load_model as _load
 
-    return _load(weights or DEFAULT_WEIGHTS, card, device, conf)
+    return _load(weights or DEFAULT_WEIGHTS, card, device, conf, flip_test)
 
 
-def load_default_model(device: str = "cpu", conf: float | None = None):
+def load_default_model(device: str = "cpu", conf: float | None = None, flip_test: bool = False):
     """The committed default detector."""
-    return load_model(None, None, device, conf)
+    return load_model(None, None, device, conf, flip_test)
 
 
 load_detector = load_default_model

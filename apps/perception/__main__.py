@@ -74,14 +74,17 @@ def _out_dir(path: str, flag: str = "--out") -> str:
     return path
 
 
-def _load(weights, device, conf=None):
+_FLIP_HELP = "also run the network on each frame mirrored and average the two (finer boxes, 2x model time)"
+
+
+def _load(weights, device, conf=None, flip_test=False):
     """The detector, with damaged or mismatched weights reported in one line."""
     from framework.serialization import CheckpointError
 
     from . import load_model
 
     try:
-        return load_model(weights, device=device, conf=conf)
+        return load_model(weights, device=device, conf=conf, flip_test=flip_test)
     except CheckpointError as e:
         raise SystemExit(f"error: --weights: {e}") from None
     except RuntimeError as e:
@@ -191,7 +194,7 @@ def cmd_evaluate(a):
         if inside or os.path.samefile(a.save_json, a.data):
             raise SystemExit(f"error: --save-json {a.save_json!r} is an existing file of --data {a.data!r}: "
                              "write the detections elsewhere")
-    det = _load(a.weights, a.device)
+    det = _load(a.weights, a.device, flip_test=a.flip_test)
     if os.path.exists(os.path.join(a.data, "images.npy")):
         if a.kitti_difficulty:
             raise SystemExit("error: --kitti-difficulty applies to a KITTI folder, not to a training cache")
@@ -203,7 +206,7 @@ def cmd_evaluate(a):
                 "deployed)",
                 file=sys.stderr,
             )
-        m = evaluate_cache(det.model, a.data, det.size, a.limit, a.device, a.save_json)
+        m = evaluate_cache(det.model, a.data, det.size, a.limit, a.device, a.save_json, a.flip_test)
     else:
         m = evaluate_folder(det, a.data, a.save_json, a.limit, kitti_difficulty=a.kitti_difficulty)
     print(format_report(m), file=sys.stderr)
@@ -222,7 +225,7 @@ def cmd_demo(a, track=True):
     if scoring:
         _score_classes(a.score_classes)  # mistakes in the options or the labels show before the video runs
         labels = read_track_labels(a.gt)
-    det = _load(a.weights, a.device, a.conf)
+    det = _load(a.weights, a.device, a.conf, a.flip_test)
     out = getattr(a, "save_tracks", None)
     _refuse_overwrite([("--save", a.save), ("--save-tracks", out)],
                       [("--source", a.source), ("--gt", getattr(a, "gt", None)), ("--save", a.save)])
@@ -425,6 +428,7 @@ def main(argv=None):
         choices=["easy", "moderate", "hard"],
         help="KITTI data: count only the objects of this benchmark level (the others are ignore regions)",
     )
+    e.add_argument("--flip-test", action="store_true", help=_FLIP_HELP)
     e.set_defaults(fn=cmd_evaluate)
 
     for name, helptext in (
@@ -442,6 +446,7 @@ def main(argv=None):
             "--every-frame", action="store_true", help="process every frame of a file (no pacing/drops)"
         )
         d.add_argument("--max-frames", type=_number(int, 1), default=None)
+        d.add_argument("--flip-test", action="store_true", help=_FLIP_HELP)
         d.add_argument("--line", default=None, help="x0,y0,x1,y1: count tracks crossing this segment")
         d.add_argument(
             "--across-classes",

@@ -16,7 +16,7 @@ import numpy as np
 
 from .classes import CLASSES
 from .data import STRIDE, letterbox, unletterbox_boxes
-from .decode import decode
+from .decode import decode, flip_merge
 from .metrics import Detections
 
 ASSETS = os.path.join(os.path.dirname(__file__), "assets")
@@ -63,6 +63,7 @@ class Detector:
         fuse: bool = True,
         rect: bool = True,
         cuda_graph: bool = True,
+        flip_test: bool = False,
     ):
         import copy
 
@@ -74,6 +75,7 @@ class Detector:
         self.net = copy.deepcopy(self.model).fuse() if fuse and hasattr(self.model, "fuse") else self.model
         self.size, self.conf, self.nms_iou, self.device = size, conf, nms_iou, device
         self.rect = rect
+        self.flip_test = flip_test
         self.classes = tuple(classes)
         self.card = card or {}
         self.last_timing: dict[str, float] = {}
@@ -111,7 +113,11 @@ class Detector:
         return x, meta
 
     def forward(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The network on a batch (N, 3, S, S): (heatmap logits, reg) as NumPy arrays."""
+        """The network on a batch (N, 3, S, S): (heatmap logits, reg) as NumPy arrays; with
+        ``flip_test``, the average of the outputs on x and on x mirrored."""
+        return flip_forward(self._network, x) if self.flip_test else self._network(x)
+
+    def _network(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         if self.cuda_graph and self.graph_error is None:
             with self._graph_lock:
                 out = self._replay(np.ascontiguousarray(x, dtype=np.float32))
@@ -186,6 +192,14 @@ class Detector:
         return [to_frame(d, m, f.shape[1], f.shape[0]) for d, m, f in zip(dets, metas, frames)]
 
 
+def flip_forward(network, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``network`` (a batch (N, 3, H, W) -> (heat, reg) NumPy arrays) on x and on x mirrored left to right
+    in one batch of 2N, the outputs merged by :func:`apps.perception.decode.flip_merge`."""
+    n = len(x)
+    heat, reg = network(np.concatenate([x, x[..., ::-1]]))
+    return flip_merge(heat[:n], reg[:n], heat[n:], reg[n:])
+
+
 def to_frame(d: Detections, meta: tuple[float, float, float], width: int, height: int) -> Detections:
     """Decoded detections in letterboxed pixels -> frame pixels, clipped to the frame; boxes left under
     one pixel wide or tall (those wholly in the letterbox padding) are dropped. The one post-processing of
@@ -201,9 +215,14 @@ def _to_numpy(t) -> np.ndarray:
 
 
 def load_model(
-    weights: str = DEFAULT_WEIGHTS, card: str | None = None, device: str = "cpu", conf: float | None = None
+    weights: str = DEFAULT_WEIGHTS,
+    card: str | None = None,
+    device: str = "cpu",
+    conf: float | None = None,
+    flip_test: bool = False,
 ) -> Detector:
-    """A :class:`Detector` from a safetensors file and its model card (defaults: the committed model)."""
+    """A :class:`Detector` from a safetensors file and its model card (defaults: the committed model);
+    ``flip_test``: see :class:`Detector`."""
     import framework as fw
 
     from .model import CenterNet
@@ -228,4 +247,5 @@ def load_model(
         device=device,
         classes=tuple(meta.get("classes", CLASSES)),
         card=meta,
+        flip_test=flip_test,
     )

@@ -60,26 +60,31 @@ def predict_cache(
     batch: int = 16,
     device: str = "cpu",
     conf: float = EVAL_CONF,
+    flip_test: bool = False,
 ) -> list[Detections]:
-    """Run ``model`` (a CenterNet, moved to ``device``) over a cache; detections in original-frame pixels."""
+    """Run ``model`` (a CenterNet, moved to ``device``) over a cache; detections in original-frame pixels.
+    ``flip_test``: average each frame's outputs with its mirror image's (see :class:`Detector`)."""
     import framework as fw
 
-    from .detector import _to_numpy, to_frame
+    from .detector import _to_numpy, flip_forward, to_frame
 
     ds = CachedDataset(root)
     meta, w, h = _cache_meta(root)
     n = len(ds) if limit is None else min(limit, len(ds))
     model.to(device).eval()
+
+    def network(x):
+        t = fw.from_numpy(np.ascontiguousarray(x))
+        heat, reg = model(t.to(device) if device != "cpu" else t)
+        return _to_numpy(heat), _to_numpy(reg)
+
     out = []
     with fw.no_grad():
         for s in range(0, n, batch):
             x = np.ascontiguousarray(ds.images[s : min(s + batch, n)].transpose(0, 3, 1, 2), dtype=np.float32)
             x /= 255.0
-            t = fw.from_numpy(x)
-            if device != "cpu":
-                t = t.to(device)
-            heat, reg = model(t)
-            for d in decode(_to_numpy(heat), _to_numpy(reg), STRIDE, conf, top_k=100, nms_iou=0.7):
+            heat, reg = flip_forward(network, x) if flip_test else network(x)
+            for d in decode(heat, reg, STRIDE, conf, top_k=100, nms_iou=0.7):
                 out.append(to_frame(d, meta, w, h))  # as the Detector delivers them
     return out
 
@@ -91,9 +96,10 @@ def evaluate_cache(
     limit: int | None = None,
     device: str = "cpu",
     save_json: str | None = None,
+    flip_test: bool = False,
 ) -> dict:
     gts = cache_samples(root, limit)
-    dets = predict_cache(model, root, size, limit, device=device)
+    dets = predict_cache(model, root, size, limit, device=device, flip_test=flip_test)
     if save_json:
         with open(save_json, "w") as f:
             json.dump(to_coco_detections(gts, dets), f)

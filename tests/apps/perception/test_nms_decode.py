@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from apps.perception.data import encode_targets
-from apps.perception.decode import decode, max_pool3x3
+from apps.perception.decode import decode, flip_merge, max_pool3x3
 from apps.perception.metrics import Detections, box_iou
 from apps.perception.nms import batched_nms, nms
 
@@ -137,6 +137,29 @@ def test_encode_then_decode_round_trip():
     order = np.argsort(d.boxes[:, 0])
     np.testing.assert_allclose(d.boxes[order], boxes[np.argsort(boxes[:, 0])], atol=1e-3)
     assert sorted(d.classes.tolist()) == [0, 1, 2]
+
+
+def test_flip_merge_maps_the_mirrored_outputs_back():
+    # what a perfect network outputs on an image and on its mirror image: merged, the same boxes come out
+    boxes = np.array([[10.5, 20, 50, 44], [100, 60, 108.7, 90], [30, 100, 93, 150], [0, 8, 13, 40]], "f4")
+    classes = np.array([0, 2, 1, 3])
+    mirrored = boxes.copy()
+    mirrored[:, [0, 2]] = 160 - boxes[:, [2, 0]]
+    t = encode_targets(boxes, classes, np.zeros((0, 4)), 160)
+    m = encode_targets(mirrored, classes, np.zeros((0, 4)), 160)
+    assert not np.allclose(m["reg"][0], t["reg"][0])  # the mirror's offsets differ (1 - dx)
+    heat, reg = flip_merge(t["heatmap"][None], t["reg"][None], m["heatmap"][None], m["reg"][None])
+    np.testing.assert_allclose(heat[0], t["heatmap"], atol=1e-6)
+    (d,) = decode(heat, reg, stride=4, conf=0.99, logits=False)
+    order = np.argsort(d.boxes[:, 0])
+    np.testing.assert_allclose(d.boxes[order], boxes[np.argsort(boxes[:, 0])], atol=1e-3)
+    # a network that is wrong by +0.2 cells in dx on the image and right on the mirror: half the error
+    (d2,) = decode(*flip_merge(t["heatmap"][None], t["reg"][None] + np.array([0.2, 0, 0, 0])[:, None, None],
+                               m["heatmap"][None], m["reg"][None]), stride=4, conf=0.99, logits=False)
+    np.testing.assert_allclose(d2.boxes[np.argsort(d2.boxes[:, 0])][:, [0, 2]],
+                               boxes[np.argsort(boxes[:, 0])][:, [0, 2]] + 0.1 * 4, atol=1e-3)
+    with pytest.raises(ValueError, match="flip_merge: outputs of shapes"):
+        flip_merge(t["heatmap"][None], t["reg"][None], m["heatmap"][None, :, :, :-1], m["reg"][None])
 
 
 def test_ignore_regions_zero_the_weight():

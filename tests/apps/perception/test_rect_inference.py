@@ -56,6 +56,30 @@ def test_rect_and_square_inference_find_the_same_objects():
     det.rect = True
 
 
+def test_flip_test_is_mirror_symmetric_and_changes_the_boxes():
+    """With the flip test, a mirrored frame gives the mirrored detections (both views are averaged, so
+    which one is the original cannot matter), and the boxes move from the single view's."""
+    det = load_default_model()
+    frame, _labels = random_scene(np.random.default_rng(4711), 640, 480)  # no side letterbox at 640
+    plain = det(frame)
+    det.flip_test = True
+    try:
+        d = det(frame)
+        m = det(np.ascontiguousarray(frame[:, ::-1]))
+    finally:
+        det.flip_test = False
+    back = m.boxes.copy()
+    back[:, [0, 2]] = 640 - m.boxes[:, [2, 0]]
+    sure = d.scores > 0.5
+    assert sure.sum() >= 2 and len(m.boxes) == len(d.boxes)
+    ious = box_iou(d.boxes[sure], back)
+    j = ious.argmax(1)
+    assert ious.max(1).min() > 0.999 and (m.classes[j] == d.classes[sure]).all()
+    np.testing.assert_allclose(m.scores[j], d.scores[sure], rtol=1e-4)
+    moved = _match(type(d)(d.boxes[sure], d.scores[sure], d.classes[sure]), plain)
+    assert np.median(moved) > 0.9 and moved.min() < 0.999  # the same objects, located anew
+
+
 def test_batches_of_mixed_shapes_fall_back_to_the_square():
     det = load_default_model()
     rng = np.random.default_rng(5)
