@@ -31,9 +31,10 @@ MAX_FRAMES = 3600
 
 
 @st.cache_resource(show_spinner="Loading the detector…", max_entries=8)
-def _detector(conf: float):
-    """One Detector per score threshold (the model is small; a shared one must not be mutated)."""
-    return pc.load_default_model(conf=conf)
+def _detector(conf: float, flip_test: bool = False):
+    """One Detector per score threshold and flip-test setting (the model is small; a shared one must not
+    be mutated)."""
+    return pc.load_default_model(conf=conf, flip_test=flip_test)
 
 
 @st.cache_data(show_spinner=False)
@@ -280,8 +281,12 @@ with snap_tab:
         else:
             rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
             snap_conf = st.slider("Score threshold", 0.05, 0.95, 0.3, 0.05, key="pc_snap_conf")
+            snap_flip = st.checkbox(
+                "Flip test", key="pc_snap_flip",
+                help="Also run the mirrored image and average the two: boxes located more precisely "
+                     "(held-out mAP50-95 0.637 → 0.660), twice the network's time.")
             try:
-                dets = pc.detect(_detector(snap_conf), rgb)
+                dets = pc.detect(_detector(snap_conf, snap_flip), rgb)
                 drawn = pc.draw_detections(rgb, dets)
                 table = _detections_table(dets, pc.CLASSES)
                 st.image(drawn, caption=f"{len(table)} detections", width="stretch")

@@ -76,6 +76,13 @@ def test_snapshot_through_detector(app, model_ready, scene):
     if classes:
         assert set(table["class"]) <= classes
     assert (table["x2"] > table["x1"]).all() and (table["y2"] > table["y1"]).all()
+    # the flip test: the same objects, their boxes located anew (averaged with the mirrored image's)
+    app.checkbox(key="pc_snap_flip").check().run()
+    assert not app.exception, app.exception
+    flipped = app.dataframe[-1].value
+    assert abs(len(flipped) - len(table)) <= max(1, len(table) // 5)
+    cols = ["x1", "y1", "x2", "y2"]
+    assert not np.allclose(flipped[cols].to_numpy()[:1], table[cols].to_numpy()[:1], atol=1e-3)
 
 
 def test_video_upload_runs_pipeline(app, model_ready, tmp_path):
