@@ -1,6 +1,6 @@
 """Optimizers and learning-rate schedules, shaped like ``torch.optim``."""
 
-from . import lr_scheduler
+from . import lr_scheduler, swa_utils
 from .adadelta import Adadelta
 from .adagrad import Adagrad
 from .adam import Adam
@@ -16,4 +16,4 @@ from .rprop import Rprop
 from .sgd import SGD
 
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax", "NAdam",
-           "RAdam", "Rprop", "ASGD", "LBFGS", "lr_scheduler"]
+           "RAdam", "Rprop", "ASGD", "LBFGS", "lr_scheduler", "swa_utils"]
