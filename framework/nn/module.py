@@ -63,6 +63,7 @@ class Module:
         d["_forward_pre_hooks_with_kwargs"] = set()
         d["_backward_hooks"] = OrderedDict()
         d["_backward_pre_hooks"] = OrderedDict()
+        d["_load_state_dict_pre_hooks"] = OrderedDict()
 
     forward: Callable[..., Any]
 
@@ -410,8 +411,13 @@ class Module:
         missing: list[str] = []
         errors: list[str] = []
         expected = set()
+        hooked = any(m.__dict__.get("_load_state_dict_pre_hooks") for m in self.modules())
+        if hooked:  # the hooks may rename keys: in a copy, the caller's dict is never changed
+            state_dict = OrderedDict(state_dict)
         for pre, m in self.named_modules(remove_duplicate=False):
             p = pre + "." if pre else ""
+            for hook in m.__dict__.get("_load_state_dict_pre_hooks", {}).values():
+                hook(m, state_dict, p, {}, strict, missing, [], errors)  # parents before children
             m._load_from_state_dict(state_dict, p, {}, strict, missing, [], errors, assign=assign)
             expected.update(p + n for n, t in m._parameters.items() if t is not None)
             expected.update(p + n for n, t in m._buffers.items()
@@ -430,6 +436,22 @@ class Module:
         return _IncompatibleKeys(missing, unexpected)
 
     # ------------------------------------------------------------------ hooks
+    def register_load_state_dict_pre_hook(self, hook):
+        """``hook(module, state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys,
+        error_msgs)`` runs before this module's entries are loaded by ``load_state_dict``, and may rename
+        or convert them in ``state_dict`` (a copy of the one given; a module's hooks run before its
+        children load)."""
+        hooks = self.__dict__.setdefault("_load_state_dict_pre_hooks", OrderedDict())
+        handle = RemovableHandle(hooks)
+        hooks[handle.id] = hook
+        return handle
+
+    def _register_load_state_dict_pre_hook(self, hook, with_module: bool = False):
+        """PyTorch's private form: ``hook`` without the module argument unless ``with_module``."""
+        if with_module:
+            return self.register_load_state_dict_pre_hook(hook)
+        return self.register_load_state_dict_pre_hook(lambda module, *args: hook(*args))
+
     def register_forward_pre_hook(self, hook, *, prepend: bool = False, with_kwargs: bool = False):
         """``hook(module, args)`` (or ``hook(module, args, kwargs)``) runs before ``forward``.
 
