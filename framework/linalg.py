@@ -1,5 +1,7 @@
-"""``fw.linalg``: the part of ``torch.linalg`` a model usually needs, differentiable (gradients of
-gradients too): norms, inverse, determinants, linear solves, cross products, chained products."""
+"""``fw.linalg``: the part of ``torch.linalg`` a model usually needs, differentiable: norms, inverse,
+determinants, linear solves, cross products, chained products, Cholesky, matrix powers and the matrix
+exponential (gradients of gradients too); symmetric eigendecomposition, SVD, QR, pseudo-inverse and
+rank (first derivatives)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,8 @@ from .ops.specfun import broadcast_shapes
 from .tensor import Tensor
 
 __all__ = ["vector_norm", "matrix_norm", "norm", "inv", "det", "slogdet", "solve", "cross", "multi_dot",
-           "cholesky", "solve_triangular"]
+           "cholesky", "solve_triangular", "eigh", "eigvalsh", "svd", "svdvals", "qr", "matrix_power",
+           "matrix_exp", "pinv", "matrix_rank"]
 
 inv = inverse
 
@@ -30,8 +33,8 @@ def vector_norm(x, ord=2, dim=None, keepdim=False):
 
 
 def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False):
-    """Frobenius ('fro'), 1, -1, inf or -inf matrix norms over ``dim``, as ``torch.linalg.matrix_norm``
-    (the nuclear and spectral norms need an SVD, which this framework does not have)."""
+    """Frobenius ('fro'), nuclear ('nuc'), spectral (2, -2: the largest / smallest singular value), 1, -1,
+    inf or -inf matrix norms over ``dim``, as ``torch.linalg.matrix_norm``."""
     A = _float_in(A)
     d0, d1 = (d % A.ndim for d in dim)
     if ord == "fro":
@@ -42,7 +45,14 @@ def matrix_norm(A, ord="fro", dim=(-2, -1), keepdim=False):
         s = sum(A.abs(), over, keepdim=True)
         r = (amax if ord in (1, float("inf")) else amin)(s, pick, keepdim=True)
         return r if keepdim else r.squeeze(builtins.max(d0, d1)).squeeze(builtins.min(d0, d1))
-    raise ValueError(f"matrix_norm(): ord must be 'fro', 1, -1, inf or -inf, got {ord!r}")
+    if ord in ("nuc", 2, -2):
+        order = [d for d in range(A.ndim) if d not in (d0, d1)] + [d0, d1]
+        sv = svdvals(A.permute(*order))
+        r = sv.sum(-1) if ord == "nuc" else sv[..., 0] if ord == 2 else sv[..., -1]
+        if keepdim:
+            r = r.unsqueeze(builtins.min(d0, d1)).unsqueeze(builtins.max(d0, d1))
+        return r
+    raise ValueError(f"matrix_norm(): ord must be 'fro', 'nuc', 2, -2, 1, -1, inf or -inf, got {ord!r}")
 
 
 def norm(A, ord=None, dim=None, keepdim=False):
@@ -239,3 +249,248 @@ def cholesky(A: Tensor) -> Tensor:
     if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
         raise ValueError(f"cholesky(): expected square matrices, got shape {tuple(A.shape)}")
     return _Cholesky()(A)
+
+
+# ------------------------------------------------------------ decompositions and matrix functions
+
+def _square(name: str, A: Tensor) -> Tensor:
+    A = _float_in(A)
+    if A.ndim < 2 or A.shape[-1] != A.shape[-2]:
+        raise ValueError(f"{name}(): expected square matrices in the last two dimensions, got shape "
+                         f"{tuple(A.shape)}")
+    return A
+
+
+def _first_order(name: str) -> None:
+    """The decompositions' backward passes are written on constant factors: first derivatives only."""
+    from .autograd import is_grad_enabled
+
+    if is_grad_enabled():
+        raise NotImplementedError(f"{name}: gradients of gradients (create_graph=True) are not "
+                                  "implemented for this decomposition")
+
+
+def _off_diagonal_inverse(xp, d):
+    """F[..., i, j] = 1 / (d_j - d_i) off the diagonal, 0 on it (and where d_j = d_i: degenerate)."""
+    diff = d[..., None, :] - d[..., :, None]
+    with np.errstate(divide="ignore"):
+        f = xp.where(diff == 0, 0.0, 1.0 / xp.where(diff == 0, 1.0, diff))
+    return f.astype(d.dtype, copy=False)
+
+
+class _Eigh(Function):
+    """A = V diag(L) V^T. Backward: gA = V (diag(gL) + F * (V^T gV)) V^T, F_ij = 1 / (L_j - L_i)."""
+
+    def forward(self, a):
+        xp = get_array_module(a)
+        lam, vec = xp.linalg.eigh(a, UPLO=self.uplo)
+        self.lam, self.vec = lam, vec
+        return lam, vec
+
+    def backward(self, gl, gv):
+        _first_order("eigh")
+        xp = get_array_module(self.vec)
+        v = self.vec
+        inner = _off_diagonal_inverse(xp, self.lam) * (xp.swapaxes(v, -1, -2) @ gv.data)
+        idx = xp.arange(v.shape[-1])
+        inner[..., idx, idx] = gl.data
+        return Tensor(v @ inner @ xp.swapaxes(v, -1, -2))
+
+
+def eigh(A: Tensor, UPLO: str = "L"):
+    """Eigenvalues (ascending) and orthonormal eigenvectors of symmetric matrices, as
+    ``torch.linalg.eigh`` (only the ``UPLO`` triangle is read); first derivatives. Eigenvectors are
+    defined up to sign, and their gradients are undefined where eigenvalues repeat."""
+    from collections import namedtuple
+
+    if UPLO not in ("L", "U"):
+        raise ValueError(f"eigh(): UPLO must be 'L' or 'U', got {UPLO!r}")
+    lam, vec = _Eigh(uplo=UPLO)(_square("eigh", A))
+    return namedtuple("eigh", ["eigenvalues", "eigenvectors"])(lam, vec)
+
+
+def eigvalsh(A: Tensor, UPLO: str = "L") -> Tensor:
+    """The eigenvalues of symmetric matrices, ascending, as ``torch.linalg.eigvalsh``."""
+    return eigh(A, UPLO).eigenvalues
+
+
+class _Svd(Function):
+    """Reduced A = U diag(S) Vh. Backward (Townsend 2016, "Differentiating the singular value
+    decomposition"), F_ij = 1 / (s_j^2 - s_i^2):
+    gA = U [(F * (U^T gU - gU^T U)) S + diag(gS) + S (F * (V^T gV - gV^T V))] Vh
+         + (I - U U^T) gU S^-1 Vh + U S^-1 gV^T (I - V V^T)."""
+
+    def forward(self, a):
+        xp = get_array_module(a)
+        u, s, vh = xp.linalg.svd(a, full_matrices=False)
+        self.u, self.s, self.vh = u, s, vh
+        return u, s, vh
+
+    def backward(self, gu, gs, gvh):
+        _first_order("svd")
+        xp = get_array_module(self.s)
+        u, s, vh = self.u, self.s, self.vh
+        T = lambda m: xp.swapaxes(m, -1, -2)  # noqa: E731
+        v, gv = T(vh), T(gvh.data)
+        gu = gu.data
+        f = _off_diagonal_inverse(xp, s * s)
+        ut_gu, vt_gv = T(u) @ gu, T(v) @ gv
+        core = (f * (ut_gu - T(ut_gu))) * s[..., None, :] + s[..., :, None] * (f * (vt_gv - T(vt_gv)))
+        idx = xp.arange(s.shape[-1])
+        core[..., idx, idx] += gs.data
+        ga = u @ core @ vh
+        with np.errstate(divide="ignore"):
+            s_inv = xp.where(s > 0, 1.0 / xp.where(s > 0, s, 1.0), 0.0).astype(s.dtype, copy=False)
+        m, n = u.shape[-2], v.shape[-2]
+        if m > s.shape[-1]:  # the part of gU outside U's span
+            ga = ga + (gu - u @ ut_gu) * s_inv[..., None, :] @ vh
+        if n > s.shape[-1]:
+            ga = ga + (u * s_inv[..., None, :]) @ T(gv - v @ vt_gv)
+        return Tensor(ga)
+
+
+def svd(A: Tensor, full_matrices: bool = True):
+    """(U, S, Vh) with A = U diag(S) Vh and S descending, as ``torch.linalg.svd``; first derivatives,
+    for ``full_matrices=False`` (the reduced factors: the extra columns of the full ones are arbitrary,
+    so PyTorch refuses their gradient too). Singular vectors are defined up to sign."""
+    from collections import namedtuple
+
+    A = _float_in(A)
+    if A.ndim < 2:
+        raise ValueError(f"svd(): expected matrices (at least 2-D), got shape {tuple(A.shape)}")
+    out = namedtuple("svd", ["U", "S", "Vh"])
+    if full_matrices and A.shape[-1] != A.shape[-2]:
+        from .autograd import is_grad_enabled
+
+        if A.requires_grad and is_grad_enabled():
+            raise RuntimeError("svd(): gradients of the full factors are not defined; use "
+                               "full_matrices=False")
+        xp = get_array_module(A.data)
+        u, s, vh = xp.linalg.svd(A.data, full_matrices=True)
+        return out(Tensor(u), Tensor(s), Tensor(vh))
+    return out(*_Svd()(A))
+
+
+def svdvals(A: Tensor) -> Tensor:
+    """The singular values, descending, as ``torch.linalg.svdvals``."""
+    return svd(A, full_matrices=False).S
+
+
+class _Qr(Function):
+    """Reduced A = Q R (m >= n). Backward: M = R gR^T - gQ^T Q; gA = (gQ + Q copyltu(M)) R^-T, with
+    copyltu(M) the symmetric matrix from M's lower triangle."""
+
+    def forward(self, a):
+        xp = get_array_module(a)
+        q, r = xp.linalg.qr(a, mode="reduced")
+        self.q, self.r = q, r
+        return q, r
+
+    def backward(self, gq, gr):
+        _first_order("qr")
+        xp = get_array_module(self.q)
+        q, r = self.q, self.r
+        if q.shape[-2] < r.shape[-1]:
+            raise NotImplementedError("qr: the gradient for wide matrices (more columns than rows) is not "
+                                      "implemented")
+        T = lambda m: xp.swapaxes(m, -1, -2)  # noqa: E731
+        m = r @ T(gr.data) - T(gq.data) @ q
+        low = xp.tril(m, -1)
+        sym = low + T(low) + xp.tril(xp.triu(m))
+        b = gq.data + q @ sym  # gA R^T = b: a triangular solve with R
+        return Tensor(T(xp.linalg.solve(r, T(b))))
+
+
+def qr(A: Tensor, mode: str = "reduced"):
+    """(Q, R) with A = Q R, Q orthonormal columns, R upper triangular, as ``torch.linalg.qr``
+    (``mode`` "reduced" or "r"); first derivatives for matrices with at least as many rows as columns."""
+    from collections import namedtuple
+
+    A = _float_in(A)
+    if A.ndim < 2:
+        raise ValueError(f"qr(): expected matrices (at least 2-D), got shape {tuple(A.shape)}")
+    if mode not in ("reduced", "r"):
+        raise ValueError(f"qr(): mode must be 'reduced' or 'r' here, got {mode!r}")
+    q, r = _Qr()(A)
+    out = namedtuple("qr", ["Q", "R"])
+    if mode == "r":
+        return out(Tensor(get_array_module(q.data).empty((0,), dtype=q.data.dtype)), r)
+    return out(q, r)
+
+
+def matrix_power(A: Tensor, n: int) -> Tensor:
+    """A multiplied by itself n times (n < 0: of the inverse; 0: the identity), by repeated squaring;
+    differentiable to any order, as ``torch.linalg.matrix_power``."""
+    from .tensor import eye
+
+    A = _square("matrix_power", A)
+    if not isinstance(n, (int, np.integer)) or isinstance(n, bool):
+        raise TypeError(f"matrix_power(): n must be an integer, got {type(n).__name__}")
+    if n == 0:
+        return eye(A.shape[-1], dtype=A.dtype, device=A.device).expand(*A.shape)
+    if n < 0:
+        A, n = inverse(A), -n
+    result, base = None, A
+    while n:
+        if n & 1:
+            result = base if result is None else matmul(result, base)
+        n >>= 1
+        if n:
+            base = matmul(base, base)
+    return result
+
+
+def matrix_exp(A: Tensor) -> Tensor:
+    """The matrix exponential, as ``torch.linalg.matrix_exp``: scaling and squaring around a Taylor
+    polynomial of degree 18 (each matrix scaled by 2^-s to a 1-norm under 1/2, where the remainder is
+    below float64 rounding), written with matrix products, so differentiable to any order."""
+    from .tensor import eye
+
+    A = _square("matrix_exp", A)
+    xp = get_array_module(A.data)
+    norm1 = float(xp.abs(A.data).sum(-2).max()) if A.numel() else 0.0
+    s = max(0, int(np.ceil(np.log2(norm1 / 0.5)))) if norm1 > 0.5 else 0
+    X = A * (0.5 ** s) if s else A
+    ident = eye(A.shape[-1], dtype=A.dtype, device=A.device)
+    result = ident + X
+    term = X
+    for k in range(2, 19):
+        term = matmul(term, X) * (1.0 / k)
+        result = result + term
+    for _ in range(s):
+        result = matmul(result, result)
+    return result
+
+
+def pinv(A: Tensor, *, atol: float | None = None, rtol: float | None = None,
+         hermitian: bool = False) -> Tensor:
+    """The Moore-Penrose pseudo-inverse from the SVD, as ``torch.linalg.pinv``: singular values at or
+    under max(atol, rtol * largest) count as zero (default rtol: eps * max(m, n), atol 0)."""
+    A = _float_in(A)
+    u, s, vh = svd(A, full_matrices=False)
+    eps = float(np.finfo(s.data.dtype).eps)
+    if rtol is None:
+        rtol = eps * max(A.shape[-2:]) if atol is None or atol <= 0 else 0.0
+    tol = (s.detach().max(-1, keepdim=True).values * rtol)
+    if atol is not None:
+        tol = tol.clamp(min=atol)
+    keep = s > tol
+    inv_s = (1.0 / s.clamp(min=1e-300)) * keep.to(s.dtype)
+    return matmul(transpose(vh, -1, -2) * inv_s.unsqueeze(-2), transpose(u, -1, -2))
+
+
+def matrix_rank(A: Tensor, *, atol: float | None = None, rtol: float | None = None,
+                hermitian: bool = False) -> Tensor:
+    """The number of singular values above max(atol, rtol * largest), as ``torch.linalg.matrix_rank``
+    (default rtol: eps * max(m, n))."""
+    from .autograd import no_grad
+
+    with no_grad():
+        s = svdvals(_float_in(A).detach())
+        eps = float(np.finfo(s.data.dtype).eps)
+        if rtol is None:
+            rtol = eps * max(A.shape[-2:]) if atol is None or atol <= 0 else 0.0
+        tol = s.max(-1, keepdim=True).values * rtol if s.shape[-1] else s
+        if atol is not None:
+            tol = tol.clamp(min=atol)
+        return (s > tol).sum(-1)
