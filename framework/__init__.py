@@ -25,6 +25,7 @@ from .serialization import load, save  # noqa: E402
 from . import amp, backends, cuda  # noqa: E402  (fw.cuda, fw.amp, fw.backends)
 from .amp import autocast  # noqa: E402
 from . import testing  # noqa: E402  (fw.testing.gradcheck / gradgradcheck)
+from . import func  # noqa: E402  (fw.func, as torch.func)
 from . import special  # noqa: E402  (fw.special, as torch.special)
 from . import utils  # noqa: E402  (fw.utils.checkpoint; fw.utils.data is fw.data)
 from . import distributions  # noqa: E402  (fw.distributions, as torch.distributions)
