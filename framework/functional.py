@@ -42,7 +42,8 @@ __all__ = [
     "hardsigmoid", "hardswish", "softplus", "logsigmoid", "softsign", "softmax", "softmin", "log_softmax",
     "glu", "erf",
     # embeddings and similarity
-    "embedding", "one_hot", "cosine_similarity", "pairwise_distance", "pdist", "scaled_dot_product_attention",
+    "embedding", "embedding_bag", "one_hot", "cosine_similarity", "pairwise_distance", "pdist",
+    "scaled_dot_product_attention",
     # losses
     "cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
     "l1_loss", "smooth_l1_loss", "huber_loss", "kl_div", "sigmoid_focal_loss", "margin_ranking_loss",
@@ -2206,6 +2207,93 @@ def embedding(input: Tensor, weight: Tensor, padding_idx: int | None = None, max
     if scale_grad_by_freq or sparse:
         raise NotImplementedError("embedding: scale_grad_by_freq and sparse are not supported")
     return _Embedding(idx=idx, padding_idx=padding_idx, zero_rows=False)(weight)
+
+
+def embedding_bag(input: Tensor, weight: Tensor, offsets: Tensor | None = None, max_norm: float | None = None,
+                  norm_type: float = 2, scale_grad_by_freq: bool = False, mode: str = "mean",
+                  sparse: bool = False, per_sample_weights: Tensor | None = None,
+                  include_last_offset: bool = False, padding_idx: int | None = None) -> Tensor:
+    """Sums, means or maxima of bags of embeddings without the (bags, length, dim) intermediate of
+    ``embedding``, as ``torch.nn.functional.embedding_bag``.
+
+    Bags: the rows of a 2-D ``input``, or for a 1-D ``input`` the runs starting at ``offsets`` (with
+    ``include_last_offset`` the last offset ends the last bag). Entries equal to ``padding_idx`` are left
+    out of their bag (and of a mean's count); an empty bag gives zeros. ``per_sample_weights`` (the shape
+    of ``input``) scale each embedding, for ``mode="sum"``.
+    """
+    if mode not in ("sum", "mean", "max"):
+        raise ValueError(f"embedding_bag: mode has to be one of sum, mean or max, got {mode!r}")
+    if per_sample_weights is not None and mode != "sum":
+        raise NotImplementedError(f"embedding_bag: per_sample_weights was not None. per_sample_weights is "
+                                  f"only supported for mode='sum' (got mode='{mode}')")
+    idx = input.data if isinstance(input, Tensor) else np.asarray(input)
+    idx = idx.get() if hasattr(idx, "get") else np.asarray(idx)  # the bag layout is worked out on the host
+    if idx.ndim == 2:
+        if offsets is not None:
+            raise ValueError("embedding_bag: if input is 2D, then offsets has to be None, as input is "
+                             "treated is a mini-batch of fixed length sequences")
+        n_bags, length = idx.shape
+        starts = np.arange(n_bags) * length
+        ends = starts + length
+    elif idx.ndim == 1:
+        if offsets is None:
+            raise ValueError("embedding_bag: offsets has to be a 1D Tensor but got None")
+        off = offsets.data if isinstance(offsets, Tensor) else np.asarray(offsets)
+        off = np.asarray(off.get() if hasattr(off, "get") else off)
+        if off.ndim != 1 or off.dtype.kind not in "iu":
+            raise ValueError(f"embedding_bag: offsets has to be a 1D Tensor of integers, got shape "
+                             f"{off.shape} of {off.dtype}")
+        if off.size and int(off[0]) != 0:
+            raise ValueError(f"embedding_bag: offsets[0] has to be 0, i.e., the first sequence in the "
+                             f"mini-batch has to start from position 0. However, got {int(off[0])}")
+        if off.size and int(off[-1]) > idx.size:
+            raise ValueError(f"embedding_bag: offsets[-1] can not be greater than input's length "
+                             f"{idx.size}, but got offsets[-1] of {int(off[-1])}")
+        if np.any(np.diff(off) < 0):
+            raise ValueError("embedding_bag: offsets must be non-decreasing")
+        if include_last_offset:
+            starts, ends = off[:-1], off[1:]
+        else:
+            starts, ends = off, np.append(off[1:], idx.size)
+    else:
+        raise ValueError(f"embedding_bag: input has to be 1D or 2D Tensor, but got Tensor of dimension "
+                         f"{idx.ndim}")
+    flat = idx.reshape(-1)
+    num, dim = weight.shape
+    if padding_idx is not None:
+        if not -num <= padding_idx < num:
+            raise ValueError(f"embedding_bag: padding_idx must be within num_embeddings ({num}), got "
+                             f"{padding_idx}")
+        padding_idx %= num
+    n_bags = len(starts)
+    # positions[b, j]: entry j of bag b in ``flat``, or the sentinel row len(flat) past the bag's end
+    kept = [np.arange(a, b)[flat[a:b] != padding_idx] if padding_idx is not None else np.arange(a, b)
+            for a, b in zip(starts, ends)]
+    counts = np.array([len(k) for k in kept], np.int64)
+    width = max(1, int(counts.max()) if n_bags else 1)
+    positions = np.full((n_bags, width), flat.size, np.int64)
+    for b, k in enumerate(kept):
+        positions[b, :len(k)] = k
+    from .tensor import full
+
+    emb = embedding(Tensor(flat), weight, None, max_norm, norm_type, scale_grad_by_freq, sparse)
+    if per_sample_weights is not None:
+        if tuple(per_sample_weights.shape) != tuple(idx.shape):
+            raise ValueError(f"embedding_bag: per_sample_weights of shape {_shape(per_sample_weights)} for "
+                             f"input of shape {tuple(idx.shape)}")
+        emb = emb * per_sample_weights.reshape(-1, 1)
+    filler = float("-inf") if mode == "max" else 0.0
+    rows = ops.cat([emb, full((1, dim), filler, dtype=emb.dtype, device=emb.device)])
+    pos = Tensor(positions).to(emb.device) if emb.device.type != "cpu" else Tensor(positions)
+    bags = rows[pos]  # (bags, width, dim)
+    if mode == "sum":
+        return bags.sum(1)
+    if mode == "mean":
+        div = Tensor(np.maximum(counts, 1).astype(emb.data.dtype)[:, None])
+        return bags.sum(1) / (div.to(emb.device) if emb.device.type != "cpu" else div)
+    out = bags.max(1).values
+    nonempty = Tensor((counts > 0)[:, None])
+    return ops.where(nonempty.to(emb.device) if emb.device.type != "cpu" else nonempty, out, 0.0)
 
 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
