@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..tensor import Tensor
-from . import basic, compose, extra, reduce, shape, specfun
+from . import basic, compose, extra, reduce, shape, specfun, stats
 from .basic import *  # noqa: F401,F403
 from .basic import (
     abs,
@@ -88,6 +88,7 @@ from .shape import (
     view,
 )
 from .specfun import *  # noqa: F401,F403
+from .stats import *  # noqa: F401,F403
 
 
 def _r(fn):
@@ -216,6 +217,9 @@ _METHODS = {
         "cross", "kron", "diff", "logit", "xlogy", "count_nonzero", "nansum", "isclose", "fliplr", "flipud",
         "rot90", "tensor_split", "aminmax", "isin", "diag_embed", "deg2rad", "rad2deg", "sinc", "scatter",
         "index_add", "index_fill", "index_copy")},
+    **{name: getattr(stats, name) for name in (
+        "cov", "corrcoef", "logcumsumexp", "copysign", "heaviside", "renorm", "histc", "nanmedian", "frexp",
+        "ldexp", "gcd", "lcm")},
     "lgamma": specfun.lgamma, "digamma": specfun.digamma, "erfinv": specfun.erfinv,
     "polygamma": lambda self, n: specfun.polygamma(n, self),
     "unfold": compose.unfold_windows, "sgn": basic.sign,
