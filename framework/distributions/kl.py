@@ -209,3 +209,71 @@ for _p, _qs in ((Normal, (Uniform, Exponential, Beta)), (Exponential, (Uniform, 
                 (Laplace, (Uniform, Exponential, Beta))):
     for _q in _qs:
         register_kl(_p, _q)(_infinite)
+
+
+# ------------------------------------------------------------ the distributions of more.py
+
+from .more import (  # noqa: E402  (below the registry: more.py does not use it)
+    Binomial,
+    Dirichlet,
+    Gamma,
+    Geometric,
+    Gumbel,
+    HalfNormal,
+    LogNormal,
+    Poisson,
+)
+
+
+@register_kl(Gamma, Gamma)
+def _kl_gamma_gamma(p, q):
+    a1, b1, a2, b2 = p.concentration, p.rate, q.concentration, q.rate
+    return (a2 * (b1 / b2).log() + lgamma(a2) - lgamma(a1) + (a1 - a2) * digamma(a1)
+            + (b2 - b1) * (a1 / b1))
+
+
+@register_kl(Dirichlet, Dirichlet)
+def _kl_dirichlet_dirichlet(p, q):
+    a, b = p.concentration, q.concentration
+    a0 = a.sum(-1)
+    return (lgamma(a0) - lgamma(b.sum(-1)) - (lgamma(a) - lgamma(b)).sum(-1)
+            + ((a - b) * (digamma(a) - digamma(a0).unsqueeze(-1))).sum(-1))
+
+
+@register_kl(Poisson, Poisson)
+def _kl_poisson_poisson(p, q):
+    return xlogy(p.rate, p.rate) - xlogy(p.rate, q.rate) - (p.rate - q.rate)
+
+
+@register_kl(LogNormal, LogNormal)
+@register_kl(HalfNormal, HalfNormal)
+def _kl_through_base(p, q):
+    """The same invertible map of both: KL is that of the base distributions."""
+    return kl_divergence(p.base_dist, q.base_dist)
+
+
+@register_kl(Geometric, Geometric)
+def _kl_geometric_geometric(p, q):
+    return -p.entropy() - (-q.probs).log1p() / p.probs - q.logits
+
+
+@register_kl(Binomial, Binomial)
+def _kl_binomial_binomial(p, q):
+    # (PyTorch: only for equal total counts; infinite where p's count exceeds q's)
+    if bool((p.total_count < q.total_count).any()):
+        raise NotImplementedError("KL between Binomials where q.total_count > p.total_count is not "
+                                  "implemented")
+    n = p.total_count
+    kl = n * (p.probs * (p.logits - q.logits) + (-p.probs).log1p() - (-q.probs).log1p())
+    return _inf_where(p.total_count > q.total_count, kl)
+
+
+@register_kl(Gumbel, Gumbel)
+def _kl_gumbel_gumbel(p, q):
+    ct1 = p.scale / q.scale
+    ct2 = q.loc / q.scale
+    ct3 = p.loc / q.scale
+    t1 = -ct1.log() - ct2 + ct3
+    t2 = ct1 * 0.57721566490153286060
+    t3 = (ct2 + lgamma(1 + ct1) - ct3).exp()
+    return t1 + t2 + t3 - (1 + 0.57721566490153286060)
