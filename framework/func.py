@@ -37,6 +37,18 @@ def _argnums(argnums, n: int) -> tuple[tuple[int, ...], bool]:
     return tuple(a % n for a in nums), single
 
 
+def _prepare(args, argnums):
+    """(args as a list with the differentiated ones made leaves, their positions, whether argnums was a
+    single int, whether an outer graph runs through them)."""
+    nums, single = _argnums(argnums, len(args))
+    args = list(args)
+    outer = False
+    for a in nums:
+        args[a], nested = _leaf(args[a])
+        outer |= nested
+    return args, nums, single, outer
+
+
 def _leaf(x):
     """(x as an input to differentiate, whether an outer graph runs through it)."""
     if not isinstance(x, Tensor):
@@ -82,12 +94,7 @@ def grad_and_value(func: Callable, argnums=0, has_aux: bool = False) -> Callable
     returns ``(value, aux)`` and the wrapper ``((grads), (value, aux))``)."""
 
     def wrapper(*args, **kwargs):
-        nums, single = _argnums(argnums, len(args))
-        args = list(args)
-        outer = False
-        for a in nums:
-            args[a], nested = _leaf(args[a])
-            outer |= nested
+        args, nums, single, outer = _prepare(args, argnums)
         with autograd.enable_grad():
             out = func(*args, **kwargs)
             value, aux = _split_aux(out, has_aux, "grad_and_value")
@@ -156,12 +163,7 @@ def jacrev(func: Callable, argnums=0, has_aux: bool = False) -> Callable:
         from .ops.shape import stack
         from .tensor import zeros_like
 
-        nums, single = _argnums(argnums, len(args))
-        args = list(args)
-        outer = False
-        for a in nums:
-            args[a], nested = _leaf(args[a])
-            outer |= nested
+        args, nums, single, outer = _prepare(args, argnums)
         with autograd.enable_grad():
             out = func(*args, **kwargs)
             out, aux = _split_aux(out, has_aux, "jacrev")

@@ -33,23 +33,18 @@ class _FromProbsOrLogits(Distribution):
         return self._param.shape
 
 
-class Bernoulli(_FromProbsOrLogits):
-    """1 with probability ``probs`` (or sigmoid(``logits``)), else 0, as
-    ``torch.distributions.Bernoulli``; samples are floats of the parameter's dtype."""
+class _BinaryProbs(_FromProbsOrLogits):
+    """A distribution given by one success probability per element, ``probs``, or by its log-odds
+    ``logits`` (the other computed on first use); ``_take(probs, logits)`` stores the one given."""
 
-    arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
-    support = constraints.boolean
-    has_enumerate_support = True
-
-    def __init__(self, probs=None, logits=None, validate_args=None):
-        _one_of("Bernoulli", probs, logits)
-        if probs is not None:
-            (self.probs,) = broadcast_all(probs)
-            self._params_given = ("probs",)
-        else:
-            (self.logits,) = broadcast_all(logits)
-            self._params_given = ("logits",)
-        super().__init__(self._param.shape, validate_args=validate_args)
+    def _take(self, name, probs, logits, *others):
+        """Store the given parameter (broadcast with ``others``, which are returned)."""
+        _one_of(name, probs, logits)
+        given = "probs" if probs is not None else "logits"
+        *rest, value = broadcast_all(*others, probs if probs is not None else logits)
+        self.__dict__[given] = value
+        self._params_given = (given,)
+        return rest
 
     @lazy_property
     def probs(self):
@@ -59,6 +54,19 @@ class Bernoulli(_FromProbsOrLogits):
     def logits(self):
         p = clamp_probs(self.probs)
         return p.log() - (-p).log1p()
+
+
+class Bernoulli(_BinaryProbs):
+    """1 with probability ``probs`` (or sigmoid(``logits``)), else 0, as
+    ``torch.distributions.Bernoulli``; samples are floats of the parameter's dtype."""
+
+    arg_constraints = {"probs": constraints.unit_interval, "logits": constraints.real}
+    support = constraints.boolean
+    has_enumerate_support = True
+
+    def __init__(self, probs=None, logits=None, validate_args=None):
+        self._take("Bernoulli", probs, logits)
+        super().__init__(self._param.shape, validate_args=validate_args)
 
     @property
     def mean(self):

@@ -15,16 +15,15 @@ import numpy as np
 from ..autograd import no_grad
 from ..backend import device, to_device
 from ..functional import binary_cross_entropy_with_logits
-from ..ops import atan, cos, erf, log1p, sigmoid, sin, where, xlogy
+from ..ops import atan, cos, erf, log1p, sin, where, xlogy
 from ..ops.specfun import digamma, erfinv, lgamma
 from ..tensor import Tensor, _gen
 from . import constraints
-from .continuous import Normal
+from .continuous import Normal, _LocScale
+from .discrete import _BinaryProbs
 from .distribution import (
     Distribution,
     broadcast_all,
-    clamp_probs,
-    lazy_property,
     standard_uniform,
 )
 
@@ -92,24 +91,12 @@ class LogNormal(Distribution):
         return self.base_dist.entropy() + self.loc
 
 
-class Gumbel(Distribution):
+class Gumbel(_LocScale):
     """Gumbel(loc, scale) (the maximum-value distribution), as ``torch.distributions.Gumbel``."""
-
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-    has_rsample = True
-
-    def __init__(self, loc, scale, validate_args=None):
-        self.loc, self.scale = broadcast_all(loc, scale)
-        super().__init__(self.loc.shape, validate_args=validate_args)
 
     @property
     def mean(self):
         return self.loc + self.scale * _EULER
-
-    @property
-    def mode(self):
-        return self.loc
 
     @property
     def stddev(self):
@@ -139,24 +126,12 @@ class Gumbel(Distribution):
         return self.scale.log() + (1 + _EULER)
 
 
-class Cauchy(Distribution):
+class Cauchy(_LocScale):
     """Cauchy(loc, scale), as ``torch.distributions.Cauchy`` (no mean: nan; infinite variance)."""
-
-    arg_constraints = {"loc": constraints.real, "scale": constraints.positive}
-    support = constraints.real
-    has_rsample = True
-
-    def __init__(self, loc, scale, validate_args=None):
-        self.loc, self.scale = broadcast_all(loc, scale)
-        super().__init__(self.loc.shape, validate_args=validate_args)
 
     @property
     def mean(self):
         return self.loc * math.nan
-
-    @property
-    def mode(self):
-        return self.loc
 
     @property
     def variance(self):
@@ -407,7 +382,7 @@ class Poisson(Distribution):
         return xlogy(value, rate) - rate - lgamma(value + 1)
 
 
-class Geometric(Distribution):
+class Geometric(_BinaryProbs):
     """The number of failures before the first success of Bernoulli(``probs``) trials, as
     ``torch.distributions.Geometric`` (from ``probs`` or ``logits``)."""
 
@@ -415,24 +390,8 @@ class Geometric(Distribution):
     support = constraints.nonnegative_integer
 
     def __init__(self, probs=None, logits=None, validate_args=None):
-        if (probs is None) == (logits is None):
-            raise ValueError("Geometric: either `probs` or `logits` must be specified, but not both.")
-        if probs is not None:
-            (self.probs,) = broadcast_all(probs)
-            shape = self.probs.shape
-        else:
-            (self.logits,) = broadcast_all(logits)
-            shape = self.logits.shape
-        super().__init__(shape, validate_args=validate_args)
-
-    @lazy_property
-    def probs(self):
-        return sigmoid(self.logits)
-
-    @lazy_property
-    def logits(self):
-        p = clamp_probs(self.probs)
-        return p.log() - (-p).log1p()
+        self._take("Geometric", probs, logits)
+        super().__init__(self._param.shape, validate_args=validate_args)
 
     @property
     def mean(self):
@@ -463,7 +422,7 @@ class Geometric(Distribution):
         return binary_cross_entropy_with_logits(self.logits, self.probs, reduction="none") / self.probs
 
 
-class Binomial(Distribution):
+class Binomial(_BinaryProbs):
     """The number of successes in ``total_count`` Bernoulli(``probs``) trials, as
     ``torch.distributions.Binomial`` (from ``probs`` or ``logits``)."""
 
@@ -471,28 +430,12 @@ class Binomial(Distribution):
                        "logits": constraints.real}
 
     def __init__(self, total_count=1, probs=None, logits=None, validate_args=None):
-        if (probs is None) == (logits is None):
-            raise ValueError("Binomial: either `probs` or `logits` must be specified, but not both.")
-        if probs is not None:
-            self.total_count, self.probs = broadcast_all(total_count, probs)
-            shape = self.probs.shape
-        else:
-            self.total_count, self.logits = broadcast_all(total_count, logits)
-            shape = self.logits.shape
-        super().__init__(shape, validate_args=validate_args)
+        (self.total_count,) = self._take("Binomial", probs, logits, total_count)
+        super().__init__(self._param.shape, validate_args=validate_args)
 
     @constraints.dependent_property
     def support(self):
         return constraints.integer_interval(0, self.total_count)
-
-    @lazy_property
-    def probs(self):
-        return sigmoid(self.logits)
-
-    @lazy_property
-    def logits(self):
-        p = clamp_probs(self.probs)
-        return p.log() - (-p).log1p()
 
     @property
     def mean(self):

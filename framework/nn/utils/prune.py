@@ -206,42 +206,42 @@ class Identity(BasePruningMethod):
         return super().apply(module, name)
 
 
-class RandomUnstructured(BasePruningMethod):
-    """Prunes ``amount`` entries chosen at random (the framework's generator)."""
+class _Unstructured(BasePruningMethod):
+    """Prunes the ``amount`` entries that ``_ranking(t)`` puts first (``topk`` of it)."""
 
     def __init__(self, amount):
         _validate_amount_init(amount)
         self.amount = amount
+
+    def _ranking(self, t):  # pragma: no cover - abstract
+        raise NotImplementedError
 
     def compute_mask(self, t, default_mask):
         n = _n_to_prune(self.amount, t.numel())
         _validate_amount(n, t.numel())
         mask = default_mask.clone()
         if n:
-            _, idx = rand_like(t).reshape(-1).topk(n)
+            _, idx = self._ranking(t).reshape(-1).topk(n)
             mask.view(-1)[idx] = 0
         return mask
+
+
+class RandomUnstructured(_Unstructured):
+    """Prunes ``amount`` entries chosen at random (the framework's generator)."""
+
+    def _ranking(self, t):
+        return rand_like(t)
 
     @classmethod
     def apply(cls, module, name, amount):
         return super().apply(module, name, amount=amount)
 
 
-class L1Unstructured(BasePruningMethod):
+class L1Unstructured(_Unstructured):
     """Prunes the ``amount`` entries of smallest magnitude."""
 
-    def __init__(self, amount):
-        _validate_amount_init(amount)
-        self.amount = amount
-
-    def compute_mask(self, t, default_mask):
-        n = _n_to_prune(self.amount, t.numel())
-        _validate_amount(n, t.numel())
-        mask = default_mask.clone()
-        if n:
-            _, idx = t.abs().reshape(-1).topk(n, largest=False)
-            mask.view(-1)[idx] = 0
-        return mask
+    def _ranking(self, t):
+        return -t.abs()
 
     @classmethod
     def apply(cls, module, name, amount, importance_scores=None):
@@ -256,8 +256,8 @@ def _slices_mask(t: Tensor, dim: int, keep) -> Tensor:
     return mask
 
 
-class RandomStructured(BasePruningMethod):
-    """Prunes ``amount`` whole slices along ``dim`` (channels), chosen at random."""
+class _Structured(BasePruningMethod):
+    """Prunes ``amount`` whole slices along ``dim``: all but the ``keep`` that ``_kept`` chooses."""
 
     PRUNING_TYPE = "structured"
 
@@ -266,6 +266,9 @@ class RandomStructured(BasePruningMethod):
         self.amount = amount
         self.dim = dim
 
+    def _kept(self, t, dim: int, keep: int):  # pragma: no cover - abstract
+        raise NotImplementedError
+
     def compute_mask(self, t, default_mask):
         dim = _validate_dim(t, self.dim)
         size = t.shape[dim]
@@ -273,36 +276,31 @@ class RandomStructured(BasePruningMethod):
         _validate_amount(n, size)
         if n == 0:
             return default_mask
-        _, keep = rand(size, device=t.device).topk(size - n)
-        return _slices_mask(t, dim, keep) * default_mask.to(t.dtype)
+        return _slices_mask(t, dim, self._kept(t, dim, size - n)) * default_mask.to(t.dtype)
+
+
+class RandomStructured(_Structured):
+    """Prunes ``amount`` whole slices along ``dim`` (channels), chosen at random."""
+
+    def _kept(self, t, dim, keep):
+        return rand(t.shape[dim], device=t.device).topk(keep)[1]
 
     @classmethod
     def apply(cls, module, name, amount, dim=-1):
         return super().apply(module, name, amount=amount, dim=dim)
 
 
-class LnStructured(BasePruningMethod):
+class LnStructured(_Structured):
     """Prunes the ``amount`` slices along ``dim`` of smallest L``n`` norm (``n`` as ``Tensor.norm``'s p)."""
 
-    PRUNING_TYPE = "structured"
-
     def __init__(self, amount, n, dim: int = -1):
-        _validate_amount_init(amount)
-        self.amount = amount
+        super().__init__(amount, dim)
         self.n = n
-        self.dim = dim
 
-    def compute_mask(self, t, default_mask):
-        dim = _validate_dim(t, self.dim)
-        size = t.shape[dim]
-        n_prune = _n_to_prune(self.amount, size)
-        _validate_amount(n_prune, size)
-        if n_prune == 0:
-            return default_mask
+    def _kept(self, t, dim, keep):
         others = tuple(d for d in range(t.ndim) if d != dim)
         norm = t.norm(p=self.n, dim=others) if others else t.abs()
-        _, keep = norm.topk(size - n_prune)
-        return _slices_mask(t, dim, keep) * default_mask.to(t.dtype)
+        return norm.topk(keep)[1]
 
     @classmethod
     def apply(cls, module, name, amount, n, dim, importance_scores=None):
