@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..tensor import Tensor
-from . import basic, compose, extra, reduce, shape, specfun, stats
+from . import basic, compose, extra, misc, reduce, shape, specfun, stats
 from .basic import *  # noqa: F401,F403
 from .basic import (
     abs,
@@ -36,6 +36,7 @@ from .basic import (
 )
 from .compose import *  # noqa: F401,F403
 from .extra import *  # noqa: F401,F403
+from .misc import *  # noqa: F401,F403
 from .reduce import *  # noqa: F401,F403
 from .reduce import all as all_
 from .reduce import (
@@ -220,6 +221,10 @@ _METHODS = {
     **{name: getattr(stats, name) for name in (
         "cov", "corrcoef", "logcumsumexp", "copysign", "heaviside", "renorm", "histc", "nanmedian", "frexp",
         "ldexp", "gcd", "lcm")},
+    **{name: getattr(misc, name) for name in (
+        "mv", "addmv", "addr", "ger", "addbmm", "diagflat", "index_put", "masked_scatter", "put",
+        "unique_consecutive", "swapdims", "adjoint", "signbit", "positive", "float_power", "true_divide",
+        "floor_divide", "bitwise_not", "bernoulli")},
     "lgamma": specfun.lgamma, "digamma": specfun.digamma, "erfinv": specfun.erfinv,
     "polygamma": lambda self, n: specfun.polygamma(n, self),
     "unfold": compose.unfold_windows, "sgn": basic.sign,

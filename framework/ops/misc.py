@@ -1,0 +1,327 @@
+"""Top-level conveniences of ``torch`` not covered elsewhere: dtype information and promotion
+(``finfo``, ``iinfo``, ``result_type``, ``promote_types``, ``can_cast``), random draws shaped by
+probabilities (``bernoulli``, ``poisson``, ``multinomial``, ``randint_like``), small products (``mv``,
+``addmv``, ``addr``, ``addbmm``, ``chain_matmul``), index writes (``index_put``, ``masked_scatter``, ``put``),
+``unique_consecutive``, ``broadcast_tensors``, ``diagflat``, and element-wise odds and ends
+(``signbit``, ``float_power``, ``floor_divide``, ``bitwise_not``, ...). Differentiable where PyTorch's are,
+through the operations they are composed of."""
+
+from __future__ import annotations
+
+from collections import namedtuple
+
+import numpy as np
+
+from .. import dtypes
+from ..backend import get_array_module
+from ..tensor import Tensor, _gen, empty
+from .basic import _float_in
+
+__all__ = ["finfo", "iinfo", "result_type", "promote_types", "can_cast", "numel", "asarray", "randint_like",
+           "bernoulli", "poisson", "multinomial", "broadcast_tensors", "mv", "addmv", "addr", "ger",
+           "addbmm", "chain_matmul", "diagflat", "index_put", "masked_scatter", "put", "unique_consecutive",
+           "swapdims", "adjoint", "signbit", "positive", "float_power", "true_divide", "floor_divide",
+           "bitwise_not"]
+
+
+_finfo = namedtuple("finfo", ["bits", "eps", "max", "min", "tiny", "smallest_normal", "resolution", "dtype"])
+_iinfo = namedtuple("iinfo", ["bits", "max", "min", "dtype"])
+
+
+def finfo(type=None):
+    """Machine limits of a floating dtype (default: the default dtype), as ``torch.finfo``."""
+    d = dtypes.get_default_dtype() if type is None else type
+    nd = dtypes.to_numpy_dtype(d)
+    if nd.kind != "f":
+        raise TypeError(f"torch.finfo() requires a floating point input type, got {d}")
+    f = np.finfo(nd)
+    return _finfo(f.bits, float(f.eps), float(f.max), float(f.min), float(f.tiny), float(f.smallest_normal),
+                  10.0 ** -f.precision, str(d).replace("framework.", ""))
+
+
+def iinfo(type):
+    """Machine limits of an integer dtype, as ``torch.iinfo``."""
+    nd = dtypes.to_numpy_dtype(type)
+    if nd.kind not in "iub":
+        raise TypeError(f"torch.iinfo() requires an integer input type, got {type}")
+    i = np.iinfo(nd) if nd.kind != "b" else np.iinfo(np.uint8)
+    return _iinfo(i.bits, int(i.max), int(i.min), str(type).replace("framework.", ""))
+
+
+def result_type(tensor1, tensor2):
+    """The dtype of an arithmetic operation on the two (tensors or Python numbers), by this framework's
+    promotion rules, which are PyTorch's."""
+    def probe(v):
+        return empty(0, dtype=v.dtype) if isinstance(v, Tensor) and v.ndim else (
+            Tensor(np.zeros((), v.data.dtype)) if isinstance(v, Tensor) else v)
+
+    a, b = probe(tensor1), probe(tensor2)
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        return (Tensor(np.asarray(a)) + b).dtype
+    return (a + b).dtype if isinstance(a, Tensor) else (b + a).dtype
+
+
+def promote_types(type1, type2):
+    """The smallest dtype both promote to, as ``torch.promote_types``."""
+    return (empty(0, dtype=type1) + empty(0, dtype=type2)).dtype
+
+
+_KIND_RANK = {"b": 0, "u": 1, "i": 1, "f": 2}
+
+
+def can_cast(from_, to) -> bool:
+    """Whether PyTorch's casting rules allow ``from_`` to ``to``: not to a lower kind (float to integer,
+    integer to bool), any size within a kind."""
+    return _KIND_RANK[dtypes.to_numpy_dtype(from_).kind] <= _KIND_RANK[dtypes.to_numpy_dtype(to).kind]
+
+
+def numel(input: Tensor) -> int:
+    return input.numel()
+
+
+def asarray(obj, *, dtype=None, device=None, copy=None, requires_grad: bool = False) -> Tensor:
+    """A tensor from a tensor, array or nested sequence, sharing memory where it can (``copy=None``),
+    as ``torch.asarray``."""
+    from ..tensor import tensor
+
+    if isinstance(obj, Tensor):
+        out = obj
+        if dtype is not None and out.dtype != dtype:
+            out = out.to(dtype)
+        if device is not None:
+            out = out.to(device)
+        if copy:
+            out = out.clone()
+        return out.requires_grad_(requires_grad) if requires_grad else out
+    if copy is False or copy is None:
+        arr = np.asarray(obj, dtype=None if dtype is None else dtypes.to_numpy_dtype(dtype))
+        if arr.dtype.kind in "fiub" and arr.dtype in (np.float16, np.float32, np.float64, np.int32, np.int64,
+                                                        np.uint8, np.bool_) and device in (None, "cpu"):
+            if arr.dtype == np.float64 and dtype is None and not isinstance(obj, np.ndarray):
+                arr = arr.astype(np.float32)  # Python floats: the default dtype, as tensor()
+            t = Tensor(arr)
+            return t.requires_grad_(requires_grad) if requires_grad else t
+    return tensor(obj, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def randint_like(input: Tensor, low: int = 0, high: int | None = None, *, dtype=None, device=None) -> Tensor:
+    """Random integers in [low, high) with input's shape (``randint_like(x, high)`` as PyTorch)."""
+    from ..tensor import randint
+
+    if high is None:
+        low, high = 0, low
+    return randint(low, high, tuple(input.shape), dtype=dtype or input.dtype, device=device or input.device)
+
+
+def _draw(fn, like: Tensor) -> Tensor:
+    from ..backend import device as _device
+    from ..backend import to_device
+
+    host = to_device(like.data, _device("cpu"))
+    return Tensor(to_device(np.ascontiguousarray(fn(host)).astype(like.data.dtype), like.device))
+
+
+def bernoulli(input: Tensor, p: float | None = None, *, generator=None) -> Tensor:
+    """1 with probability ``input`` (or ``p``) per element, else 0, as ``torch.bernoulli``."""
+    from ..tensor import rand
+
+    probs = input if p is None else input * 0 + p
+    u = rand(tuple(probs.shape), generator=generator, dtype=probs.dtype, device=probs.device)
+    return (u < probs.detach()).to(probs.dtype)
+
+
+def poisson(input: Tensor, generator=None) -> Tensor:
+    """Poisson draws with the rates in ``input``, as ``torch.poisson``."""
+    if bool((input.data < 0).any()):
+        raise RuntimeError("poisson: rates must be non-negative")
+    return _draw(lambda r: _gen(generator).poisson(r), input.detach())
+
+
+def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *, generator=None) -> Tensor:
+    """Indices drawn with the (unnormalised, non-negative) weights of each row of ``input``, as
+    ``torch.multinomial``; without replacement, at most as many as there are non-zero weights."""
+    w = np.asarray(input.detach().cpu().numpy(), np.float64)
+    if w.ndim not in (1, 2):
+        raise RuntimeError(f"multinomial: prob_dist must be 1 or 2 dim, got {w.ndim}")
+    if (w < 0).any() or not np.isfinite(w).all():
+        raise RuntimeError("multinomial: probability tensor contains either `inf`, `nan` or element < 0")
+    rows = w.reshape(-1, w.shape[-1])
+    if (rows.sum(-1) <= 0).any():
+        raise RuntimeError("multinomial: invalid multinomial distribution (sum of probabilities <= 0)")
+    if not replacement and num_samples > int((rows > 0).sum(-1).min()):
+        raise RuntimeError("multinomial: cannot sample n_sample > prob_dist.size(-1) samples without "
+                           "replacement")
+    g = _gen(generator)
+    out = np.stack([g.choice(len(r), size=num_samples, replace=replacement, p=r / r.sum()) for r in rows])
+    out = out.reshape(w.shape[:-1] + (num_samples,)).astype(np.int64)
+    t = Tensor(out)
+    return t.to(input.device) if input.device.type != "cpu" else t
+
+
+def broadcast_tensors(*tensors: Tensor) -> tuple:
+    """The tensors expanded to their common shape (views), as ``torch.broadcast_tensors``."""
+    shape = np.broadcast_shapes(*(tuple(t.shape) for t in tensors))
+    return tuple(t if tuple(t.shape) == shape else t.expand(*shape) for t in tensors)
+
+
+def mv(input: Tensor, vec: Tensor) -> Tensor:
+    if input.ndim != 2 or vec.ndim != 1:
+        raise RuntimeError(f"mv: expected a matrix and a vector, got shapes {tuple(input.shape)} and "
+                           f"{tuple(vec.shape)}")
+    return input @ vec
+
+
+def addmv(input: Tensor, mat: Tensor, vec: Tensor, *, beta=1, alpha=1) -> Tensor:
+    """beta * input + alpha * (mat @ vec), as ``torch.addmv``."""
+    return beta * input + alpha * mv(mat, vec)
+
+
+def addr(input: Tensor, vec1: Tensor, vec2: Tensor, *, beta=1, alpha=1) -> Tensor:
+    """beta * input + alpha * outer(vec1, vec2), as ``torch.addr``."""
+    return beta * input + alpha * (vec1.unsqueeze(1) * vec2.unsqueeze(0))
+
+
+def ger(input: Tensor, vec2: Tensor) -> Tensor:
+    return input.unsqueeze(1) * vec2.unsqueeze(0)
+
+
+def addbmm(input: Tensor, batch1: Tensor, batch2: Tensor, *, beta=1, alpha=1) -> Tensor:
+    """beta * input + alpha * sum_b batch1[b] @ batch2[b], as ``torch.addbmm``."""
+    return beta * input + alpha * (batch1 @ batch2).sum(0)
+
+
+def chain_matmul(*matrices: Tensor) -> Tensor:
+    """The product of the matrices in the cheapest order, as ``torch.chain_matmul``
+    (``linalg.multi_dot``)."""
+    from ..linalg import multi_dot
+
+    return matrices[0] if len(matrices) == 1 else multi_dot(list(matrices))
+
+
+def diagflat(input: Tensor, offset: int = 0) -> Tensor:
+    """The flattened input on the ``offset`` diagonal of a square matrix, as ``torch.diagflat``."""
+    from .extra import diag
+
+    return diag(input.reshape(-1), offset)
+
+
+def index_put(input: Tensor, indices, values, accumulate: bool = False) -> Tensor:
+    """A copy of input with ``input[indices] = values`` (``accumulate``: ``+=``, duplicates summed), as
+    ``torch.index_put``."""
+    out = input.clone()
+    idx = tuple(indices)
+    if accumulate:
+        from .compose import index_add
+
+        if len(idx) == 1:
+            return index_add(out, 0, idx[0].reshape(-1), values.expand(*idx[0].shape, *input.shape[1:])
+                             .reshape(-1, *input.shape[1:]) if isinstance(values, Tensor) else
+                             Tensor(np.full((idx[0].numel(),) + tuple(input.shape[1:]), values,
+                                            input.data.dtype)))
+        flat = 0
+        for k, i in enumerate(idx):
+            flat = flat * input.shape[k] + i
+        rest = tuple(input.shape[len(idx):])
+        vals = values if isinstance(values, Tensor) else Tensor(np.asarray(values, input.data.dtype))
+        vals = vals.expand(*np.broadcast_shapes(tuple(flat.shape) + rest, tuple(vals.shape)))
+        merged = out.reshape((-1,) + rest)
+        return index_add(merged, 0, flat.reshape(-1), vals.reshape((-1,) + rest)).reshape(tuple(input.shape))
+    out[idx] = values
+    return out
+
+
+def masked_scatter(input: Tensor, mask: Tensor, source: Tensor) -> Tensor:
+    """input with the positions where ``mask`` (broadcast) is true filled, in order, from ``source``,
+    as ``torch.masked_scatter``."""
+    m = mask.data if isinstance(mask, Tensor) else np.asarray(mask)
+    m = get_array_module(m).broadcast_to(m, tuple(input.shape))
+    n = int(m.sum())
+    if source.numel() < n:
+        raise RuntimeError(f"masked_scatter: expected source to have at least {n} elements, got "
+                           f"{source.numel()}")
+    out = input.clone()
+    out[Tensor(m)] = source.reshape(-1)[:n]
+    return out
+
+
+def put(input: Tensor, index: Tensor, source: Tensor, accumulate: bool = False) -> Tensor:
+    """input with the elements at flat ``index`` set to (or, ``accumulate``, increased by) ``source``,
+    as ``torch.put``."""
+    flat = index_put(input.reshape(-1), (index.reshape(-1) % input.numel(),), source.reshape(-1), accumulate)
+    return flat.reshape(tuple(input.shape))
+
+
+def unique_consecutive(input: Tensor, return_inverse: bool = False, return_counts: bool = False,
+                       dim: int | None = None):
+    """Each run of equal consecutive elements (or slices along ``dim``) reduced to one, as
+    ``torch.unique_consecutive``; optionally the run of each element and the run lengths."""
+    xp = get_array_module(input.data)
+    a = input.data
+    if dim is None:
+        flat = a.reshape(-1)
+        starts = xp.ones(flat.shape, dtype=bool)
+        starts[1:] = flat[1:] != flat[:-1]
+        values = Tensor(flat[starts])
+        shape = a.shape
+    else:
+        d = dim % a.ndim
+        moved = xp.moveaxis(a, d, 0).reshape(a.shape[d], -1)
+        starts = xp.ones(moved.shape[0], dtype=bool)
+        starts[1:] = (moved[1:] != moved[:-1]).any(1)
+        values = Tensor(xp.take(a, xp.nonzero(starts)[0], axis=d))
+        shape = (a.shape[d],)
+    out = [values]
+    runs = xp.cumsum(starts) - 1
+    if return_inverse:
+        out.append(Tensor(runs.reshape(shape).astype(np.int64)))
+    if return_counts:
+        edges = xp.concatenate([xp.nonzero(starts)[0], xp.asarray([starts.shape[0]])])
+        out.append(Tensor(xp.diff(edges).astype(np.int64)))
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def swapdims(input: Tensor, dim0: int, dim1: int) -> Tensor:
+    return input.transpose(dim0, dim1)
+
+
+def adjoint(input: Tensor) -> Tensor:
+    """The conjugate transpose of the last two dimensions (the transpose: real tensors only here)."""
+    return input.transpose(-2, -1)
+
+
+def signbit(input: Tensor) -> Tensor:
+    xp = get_array_module(input.data)
+    return Tensor(xp.signbit(input.data))
+
+
+def positive(input: Tensor) -> Tensor:
+    if input.dtype == dtypes.bool:
+        raise TypeError("The `+` operator, on a bool tensor is not supported.")
+    return input
+
+
+def float_power(input, exponent) -> Tensor:
+    """input ** exponent in float64, as ``torch.float_power``."""
+    base = input.to(dtypes.float64) if isinstance(input, Tensor) else Tensor(np.asarray(input, np.float64))
+    exp = exponent.to(dtypes.float64) if isinstance(exponent, Tensor) else exponent
+    return base ** exp
+
+
+def true_divide(input, other) -> Tensor:
+    return _float_in(input) / other
+
+
+def floor_divide(input, other) -> Tensor:
+    """floor(input / other), as ``torch.floor_divide`` (integers stay integers)."""
+    if input.dtype.is_floating_point or (isinstance(other, Tensor) and other.dtype.is_floating_point) or \
+            isinstance(other, float):
+        return (input / other).floor()
+    xp = get_array_module(input.data)
+    return Tensor(xp.floor_divide(input.data, other.data if isinstance(other, Tensor) else other))
+
+
+def bitwise_not(input: Tensor) -> Tensor:
+    xp = get_array_module(input.data)
+    if input.data.dtype.kind not in "iub":
+        raise TypeError(f"bitwise_not: integer or bool tensors only, got {input.dtype}")
+    return Tensor(xp.invert(input.data))
