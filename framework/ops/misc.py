@@ -93,14 +93,11 @@ def asarray(obj, *, dtype=None, device=None, copy=None, requires_grad: bool = Fa
         if copy:
             out = out.clone()
         return out.requires_grad_(requires_grad) if requires_grad else out
-    if copy is False or copy is None:
-        arr = np.asarray(obj, dtype=None if dtype is None else dtypes.to_numpy_dtype(dtype))
-        if arr.dtype.kind in "fiub" and arr.dtype in (np.float16, np.float32, np.float64, np.int32, np.int64,
-                                                        np.uint8, np.bool_) and device in (None, "cpu"):
-            if arr.dtype == np.float64 and dtype is None and not isinstance(obj, np.ndarray):
-                arr = arr.astype(np.float32)  # Python floats: the default dtype, as tensor()
-            t = Tensor(arr)
-            return t.requires_grad_(requires_grad) if requires_grad else t
+    if (copy is not True and isinstance(obj, np.ndarray) and device in (None, "cpu")
+            and (dtype is None or dtypes.to_numpy_dtype(dtype) == obj.dtype)):
+        dtypes.from_numpy_dtype(obj.dtype)  # a dtype this framework has, or a clear error
+        t = Tensor(obj)  # the array's own memory
+        return t.requires_grad_(requires_grad) if requires_grad else t
     return tensor(obj, dtype=dtype, device=device, requires_grad=requires_grad)
 
 
