@@ -996,3 +996,45 @@ def test_conv3d_and_3d_pools_on_gpu_match_cpu(case):
     cpu, gpu = _grads_on("cpu", f, [x, w]), _grads_on("cuda", f, [x, w])
     for a, b in zip(gpu, cpu):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(b).max()))
+
+
+def test_session_f_additions_on_gpu_match_cpu():
+    """linalg decompositions and matrix functions, logcumsumexp, cov, embedding_bag, the new
+    distributions' log-densities and KLs, and the pruning / parametrization utilities on CuPy against
+    the CPU (float64, values and gradients)."""
+    F = fw.nn.functional
+    D = fw.distributions
+    rng = np.random.default_rng(17)
+    a = rng.standard_normal((2, 4, 4))
+    w = rng.standard_normal((12, 3))
+
+    def total(at, wt):
+        dev = at.device
+        sym = (at + at.transpose(-1, -2)) / 2
+        lam, vec = fw.linalg.eigh(sym)
+        u, s, vh = fw.linalg.svd(at[..., :3], full_matrices=False)
+        q, r = fw.linalg.qr(at)
+        idx = fw.tensor(np.array([1, 2, 4, 4, 0, 7, 11]), device=dev)
+        off = fw.tensor(np.array([0, 3, 3]), device=dev)
+        parts = [lam.sum(), ((vec ** 2) * at.abs()).sum(), s.sum(), (u * u * at[..., :3]).sum(),
+                 (r ** 2).sum(), fw.linalg.matrix_exp(at * 0.3).sum(),
+                 fw.linalg.matrix_power(at, 3).sum() * 1e-3, fw.linalg.pinv(at).sum(),
+                 fw.logcumsumexp(at, -1).sum(), fw.cov(at[0]).sum(),
+                 F.embedding_bag(idx, wt, off, mode="max").sum(),
+                 F.embedding_bag(idx, wt, off, mode="mean").sum(),
+                 D.Gamma(at.abs() + 0.5, at.abs() + 1).log_prob(at.abs() + 0.1).sum(),
+                 D.kl_divergence(D.Dirichlet(at.abs()[0] + 0.5), D.Dirichlet(at.abs()[1] + 0.5)).sum(),
+                 D.StudentT(at.abs() + 1).log_prob(at).sum()]
+        return sum(parts[1:], parts[0]).reshape(1)
+
+    cpu, gpu = _grads_on("cpu", total, [a, w]), _grads_on("cuda", total, [a, w])
+    for x, y in zip(gpu, cpu):
+        np.testing.assert_allclose(x, y, rtol=1e-8, atol=1e-9 * max(1.0, np.abs(y).max()))
+    # pruning and a parametrization of a layer on the GPU
+    from framework.nn.utils import parametrizations, prune
+
+    lin = fw.nn.Linear(6, 5).double().to("cuda")
+    prune.l1_unstructured(lin, "weight", 0.4)
+    assert lin.weight_mask.device.type == "cuda" and int((lin.weight_mask.cpu().numpy() == 0).sum()) == 12
+    sn = parametrizations.spectral_norm(fw.nn.Linear(6, 5).double().to("cuda"))
+    assert sn(fw.ones(2, 6, dtype=fw.float64, device="cuda")).device.type == "cuda"
