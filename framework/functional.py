@@ -42,7 +42,9 @@ __all__ = [
     "hardsigmoid", "hardswish", "softplus", "logsigmoid", "softsign", "softmax", "softmin", "log_softmax",
     "glu", "erf",
     # embeddings and similarity
-    "embedding", "embedding_bag", "one_hot", "cosine_similarity", "pairwise_distance", "pdist",
+    "embedding", "embedding_bag", "one_hot", "dropout1d", "dropout3d", "hardshrink",
+    "softshrink", "tanhshrink", "rrelu", "lp_pool1d", "lp_pool2d", "lp_pool3d", "max_unpool1d",
+    "max_unpool2d", "max_unpool3d", "adaptive_max_pool1d", "cosine_similarity", "pairwise_distance", "pdist",
     "scaled_dot_product_attention",
     # losses
     "cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
@@ -1823,6 +1825,137 @@ def dropout2d(input: Tensor, p: float = 0.5, training: bool = True, inplace: boo
         return input
     shape = tuple(input.shape[:-2]) + (1, 1)
     return _dropout_mask(input, shape, p, inplace)
+
+
+def dropout1d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero whole channels of (N, C, L) or (C, L), as ``torch.nn.functional.dropout1d``."""
+    if input.ndim not in (2, 3):
+        raise RuntimeError(f"dropout1d: Expected 2D or 3D input, but received a {input.ndim}D input")
+    return _channel_dropout(input, p, training, inplace, 1)
+
+
+def dropout3d(input: Tensor, p: float = 0.5, training: bool = True, inplace: bool = False) -> Tensor:
+    """Zero whole channels of (N, C, D, H, W) or (C, D, H, W), as ``torch.nn.functional.dropout3d``."""
+    if input.ndim not in (4, 5):
+        raise RuntimeError(f"dropout3d: Expected 4D or 5D input, but received a {input.ndim}D input")
+    return _channel_dropout(input, p, training, inplace, 3)
+
+
+def _channel_dropout(input: Tensor, p: float, training: bool, inplace: bool, spatial: int) -> Tensor:
+    if p < 0 or p > 1:
+        raise ValueError(f"dropout probability has to be between 0 and 1, but got {p}")
+    if not training or p == 0:
+        return input
+    return _dropout_mask(input, tuple(input.shape[:-spatial]) + (1,) * spatial, p, inplace)
+
+
+def hardshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """x where |x| > lambd, else 0."""
+    return ops.where(input.abs() > lambd, input, 0.0)
+
+
+def softshrink(input: Tensor, lambd: float = 0.5) -> Tensor:
+    """x - lambd above lambd, x + lambd below -lambd, else 0."""
+    return ops.where(input > lambd, input - lambd, ops.where(input < -lambd, input + lambd, 0.0))
+
+
+def tanhshrink(input: Tensor) -> Tensor:
+    """x - tanh(x)."""
+    return input - ops.tanh(input)
+
+
+def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False,
+          inplace: bool = False) -> Tensor:
+    """Randomized leaky ReLU (Xu et al. 2015): in training each negative element gets its own slope drawn
+    from U(lower, upper) (the framework's generator); otherwise the mean slope (lower + upper) / 2."""
+    if not training:
+        return leaky_relu(input, (lower + upper) / 2)
+    from .tensor import rand
+
+    slope = rand(tuple(input.shape), dtype=input.dtype, device=input.device) * (upper - lower) + lower
+    return ops.where(input >= 0, input, input * slope)
+
+
+def _lp_pool(input: Tensor, norm_type: float, kernel_size, stride, ceil_mode: bool, dims: int) -> Tensor:
+    k = (kernel_size,) * dims if isinstance(kernel_size, int) else tuple(kernel_size)
+    pool = {1: avg_pool1d, 2: avg_pool2d, 3: avg_pool3d}[dims]
+    out = pool(input ** norm_type, k if dims > 1 else k[0], stride, 0, ceil_mode)
+    return (ops.sign(out) * relu(out.abs()) * math.prod(k)) ** (1.0 / norm_type)
+
+
+def lp_pool1d(input: Tensor, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> Tensor:
+    """The power-average pool (sum of x^p over each window)^(1/p), as ``torch.nn.functional.lp_pool1d``."""
+    return _lp_pool(input, norm_type, kernel_size, stride, ceil_mode, 1)
+
+
+def lp_pool2d(input: Tensor, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> Tensor:
+    return _lp_pool(input, norm_type, kernel_size, stride, ceil_mode, 2)
+
+
+def lp_pool3d(input: Tensor, norm_type: float, kernel_size, stride=None, ceil_mode: bool = False) -> Tensor:
+    return _lp_pool(input, norm_type, kernel_size, stride, ceil_mode, 3)
+
+
+def _max_unpool(input: Tensor, indices: Tensor, kernel_size, stride, padding, output_size,
+                dims: int) -> Tensor:
+    """Values of ``input`` put back at the positions ``indices`` (flat within each spatial plane, as
+    max_pool*d(return_indices=True) gives them) of a zero map; the inverse of the pool where it kept."""
+    tup = (lambda v: (v,) * dims if isinstance(v, int) else tuple(v))
+    k = tup(kernel_size)
+    st = k if stride is None else tup(stride)
+    pd = tup(padding)
+    lead = tuple(input.shape[:-dims])
+    if output_size is None:
+        size = tuple((input.shape[-dims + i] - 1) * st[i] - 2 * pd[i] + k[i] for i in range(dims))
+    else:
+        size = tuple(output_size)[-dims:]
+    if tuple(indices.shape) != tuple(input.shape):
+        raise ValueError(f"max_unpool{dims}d: indices of shape {_shape(indices)} for input {_shape(input)}")
+    plane = math.prod(size)
+    xp = get_array_module(input.data)
+    idx = indices.data.reshape(-1, math.prod(input.shape[-dims:]))
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= plane):
+        raise ValueError(f"max_unpool{dims}d: found an invalid max index {int(idx.max())} (output volumes "
+                         f"are of size {'x'.join(map(str, size))})")
+    rows = xp.arange(idx.shape[0])[:, None] * plane
+    flat = (idx + rows).reshape(-1)
+    return _Unpool(flat=flat, size=math.prod(lead) * plane)(input.reshape(-1)).reshape(lead + size)
+
+
+class _Unpool(Function):
+    """out[flat] = v on zeros (a value kept by two overlapping windows is written twice, the same);
+    backward: the gradient at each value's position."""
+
+    def forward(self, v):
+        out = get_array_module(v).zeros(self.size, v.dtype)
+        out[self.flat] = v
+        return out
+
+    def backward(self, g):
+        return g[Tensor(self.flat)]
+
+
+def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    return _max_unpool(input, indices, kernel_size, stride, padding, output_size, 1)
+
+
+def max_unpool2d(input, indices, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    """The partial inverse of ``max_pool2d(..., return_indices=True)``, as
+    ``torch.nn.functional.max_unpool2d``."""
+    return _max_unpool(input, indices, kernel_size, stride, padding, output_size, 2)
+
+
+def max_unpool3d(input, indices, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
+    return _max_unpool(input, indices, kernel_size, stride, padding, output_size, 3)
+
+
+def adaptive_max_pool1d(input: Tensor, output_size, return_indices: bool = False):
+    """Adaptive max pooling over the last dimension of (N, C, L) or (C, L)."""
+    out = adaptive_max_pool2d(input.unsqueeze(-2), (1, output_size if isinstance(output_size, int)
+                                                    else output_size[0]), return_indices)
+    if return_indices:
+        return out[0].squeeze(-2), out[1].squeeze(-2)
+    return out.squeeze(-2)
 
 
 # SELU's alpha * scale: a SELU saturates at -_SELU_NEG for very negative inputs.

@@ -7,6 +7,7 @@ from .activation import (
                          GELU,
                          GLU,
                          SELU,
+                         Hardshrink,
                          Hardsigmoid,
                          Hardswish,
                          Hardtanh,
@@ -17,14 +18,17 @@ from .activation import (
                          PReLU,
                          ReLU,
                          ReLU6,
+                         RReLU,
                          Sigmoid,
                          SiLU,
                          Softmax,
                          Softmax2d,
                          Softmin,
                          Softplus,
+                         Softshrink,
                          Softsign,
                          Tanh,
+                         Tanhshrink,
                          Threshold,
 )
 from .adaptive import AdaptiveLogSoftmaxWithLoss
@@ -33,7 +37,7 @@ from .channelshuffle import ChannelShuffle
 from .container import ModuleDict, ModuleList, ParameterDict, ParameterList, Sequential
 from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, ConvTranspose3d
 from .distance import CosineSimilarity, PairwiseDistance
-from .dropout import AlphaDropout, Dropout, Dropout2d
+from .dropout import AlphaDropout, Dropout, Dropout1d, Dropout2d, Dropout3d
 from .flatten import Flatten, Fold, Unflatten, Unfold
 from .linear import Bilinear, Identity, Linear
 from .loss import (
@@ -65,26 +69,51 @@ from .normalization import (
                          BatchNorm2d,
                          BatchNorm3d,
                          GroupNorm,
+                         InstanceNorm1d,
                          InstanceNorm2d,
+                         InstanceNorm3d,
                          LayerNorm,
                          LocalResponseNorm,
                          RMSNorm,
 )
-from .padding import CircularPad2d, ConstantPad2d, ReflectionPad2d, ReplicationPad2d, ZeroPad2d
+from .padding import (
+                         CircularPad1d,
+                         CircularPad2d,
+                         CircularPad3d,
+                         ConstantPad1d,
+                         ConstantPad2d,
+                         ConstantPad3d,
+                         ReflectionPad1d,
+                         ReflectionPad2d,
+                         ReflectionPad3d,
+                         ReplicationPad1d,
+                         ReplicationPad2d,
+                         ReplicationPad3d,
+                         ZeroPad1d,
+                         ZeroPad2d,
+                         ZeroPad3d,
+)
 from .parameter import Buffer, Parameter
 from .pixelshuffle import PixelShuffle, PixelUnshuffle
 from .pooling import (
                          AdaptiveAvgPool1d,
                          AdaptiveAvgPool2d,
                          AdaptiveAvgPool3d,
+                         AdaptiveMaxPool1d,
                          AdaptiveMaxPool2d,
                          AdaptiveMaxPool3d,
                          AvgPool1d,
                          AvgPool2d,
                          AvgPool3d,
+                         LPPool1d,
+                         LPPool2d,
+                         LPPool3d,
                          MaxPool1d,
                          MaxPool2d,
                          MaxPool3d,
+                         MaxUnpool1d,
+                         MaxUnpool2d,
+                         MaxUnpool3d,
 )
 from .rnn import GRU, LSTM, RNN, GRUCell, LSTMCell, RNNBase, RNNCell, RNNCellBase
 from .sparse import Embedding, EmbeddingBag
@@ -121,5 +150,9 @@ __all__ = [
     "MultiMarginLoss", "PoissonNLLLoss", "GaussianNLLLoss", "SoftMarginLoss", "MultiLabelMarginLoss",
     "HingeEmbeddingLoss", "TripletMarginWithDistanceLoss", "CTCLoss", "AdaptiveLogSoftmaxWithLoss",
     "Conv3d", "ConvTranspose1d", "ConvTranspose3d", "MaxPool3d", "AvgPool3d", "AdaptiveAvgPool3d",
-    "AdaptiveMaxPool3d",
+    "AdaptiveMaxPool3d", "AdaptiveMaxPool1d", "LPPool1d", "LPPool2d", "LPPool3d", "MaxUnpool1d",
+    "MaxUnpool2d", "MaxUnpool3d", "Hardshrink", "Softshrink", "Tanhshrink", "RReLU", "Dropout1d", "Dropout3d",
+    "InstanceNorm1d", "InstanceNorm3d", "ZeroPad1d", "ZeroPad3d", "ConstantPad1d", "ConstantPad3d",
+    "ReflectionPad1d", "ReflectionPad3d", "ReplicationPad1d", "ReplicationPad3d", "CircularPad1d",
+    "CircularPad3d",
 ]

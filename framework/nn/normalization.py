@@ -241,10 +241,13 @@ class InstanceNorm2d(Module):
         _register_affine(self, (num_features,), affine, bias, device, dtype)
         _register_running_stats(self, num_features, track_running_stats, device, dtype)
 
+    _dims = 2  # spatial dimensions
+
     def forward(self, input):
-        if input.dim() not in (3, 4):
-            raise ValueError(f"expected 3D or 4D input (got {input.dim()}D input)")
-        if input.dim() == 3:  # (C, H, W): one unbatched instance, as PyTorch
+        d = self._dims
+        if input.dim() not in (d + 1, d + 2):
+            raise ValueError(f"expected {d + 1}D or {d + 2}D input (got {input.dim()}D input)")
+        if input.dim() == d + 1:  # (C, *spatial): one unbatched instance, as PyTorch
             return self.forward(input.unsqueeze(0)).squeeze(0)
         use_input_stats = self.training or not self.track_running_stats
         return F.instance_norm(input, self.running_mean, self.running_var, self.weight, self.bias,
@@ -253,3 +256,15 @@ class InstanceNorm2d(Module):
     def extra_repr(self) -> str:
         return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
                 f"bias={self.bias is not None}, track_running_stats={self.track_running_stats}")
+
+
+class InstanceNorm1d(InstanceNorm2d):
+    """Normalise each (sample, channel) sequence of ``(N, C, L)``."""
+
+    _dims = 1
+
+
+class InstanceNorm3d(InstanceNorm2d):
+    """Normalise each (sample, channel) volume of ``(N, C, D, H, W)``."""
+
+    _dims = 3
