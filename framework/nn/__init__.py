@@ -39,6 +39,21 @@ from .conv import Conv1d, Conv2d, Conv3d, ConvTranspose1d, ConvTranspose2d, Conv
 from .distance import CosineSimilarity, PairwiseDistance
 from .dropout import AlphaDropout, Dropout, Dropout1d, Dropout2d, Dropout3d
 from .flatten import Flatten, Fold, Unflatten, Unfold
+from .lazy import (
+                         LazyBatchNorm1d,
+                         LazyBatchNorm2d,
+                         LazyBatchNorm3d,
+                         LazyConv1d,
+                         LazyConv2d,
+                         LazyConv3d,
+                         LazyConvTranspose1d,
+                         LazyConvTranspose2d,
+                         LazyConvTranspose3d,
+                         LazyInstanceNorm1d,
+                         LazyInstanceNorm2d,
+                         LazyInstanceNorm3d,
+                         LazyLinear,
+)
 from .linear import Bilinear, Identity, Linear
 from .loss import (
                          BCELoss,
@@ -154,5 +169,7 @@ __all__ = [
     "MaxUnpool2d", "MaxUnpool3d", "Hardshrink", "Softshrink", "Tanhshrink", "RReLU", "Dropout1d", "Dropout3d",
     "InstanceNorm1d", "InstanceNorm3d", "ZeroPad1d", "ZeroPad3d", "ConstantPad1d", "ConstantPad3d",
     "ReflectionPad1d", "ReflectionPad3d", "ReplicationPad1d", "ReplicationPad3d", "CircularPad1d",
-    "CircularPad3d",
+    "CircularPad3d", "LazyLinear", "LazyConv1d", "LazyConv2d", "LazyConv3d", "LazyConvTranspose1d",
+    "LazyConvTranspose2d", "LazyConvTranspose3d", "LazyBatchNorm1d", "LazyBatchNorm2d", "LazyBatchNorm3d",
+    "LazyInstanceNorm1d", "LazyInstanceNorm2d", "LazyInstanceNorm3d",
 ]
