@@ -7,12 +7,11 @@ import math
 import numpy as np
 
 from ..autograd import no_grad
-from ..backend import device, to_device
 from ..ops import erf, log1p, where, xlogy
 from ..ops.specfun import digamma, erfinv, lgamma
-from ..tensor import Tensor, _gen
+from ..tensor import _gen
 from . import constraints
-from .distribution import Distribution, broadcast_all, standard_normal, standard_uniform
+from .distribution import Distribution, _back, _host, broadcast_all, standard_normal, standard_uniform
 
 __all__ = ["Normal", "Uniform", "Exponential", "Laplace", "Beta"]
 
@@ -253,11 +252,9 @@ class Beta(Distribution):
         return a * b / (t**2 * (t + 1))
 
     def sample(self, sample_shape=()):
-        shape = tuple(self._extended_shape(sample_shape))
-        a = np.broadcast_to(to_device(self.concentration1.data, device("cpu")), shape)
-        b = np.broadcast_to(to_device(self.concentration0.data, device("cpu")), shape)
-        x = _gen(None).beta(a, b).astype(a.dtype)
-        return Tensor(to_device(x, self.concentration1.device))
+        shape = self._extended_shape(sample_shape)
+        x = _gen(None).beta(_host(self.concentration1, shape), _host(self.concentration0, shape))
+        return _back(x, self.concentration1)
 
     def _log_beta(self):
         a, b = self.concentration1, self.concentration0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
+
 from ..autograd import no_grad
 from ..ops.specfun import broadcast_shapes
 from ..tensor import Size, Tensor, rand, randn, tensor
@@ -45,6 +47,20 @@ def broadcast_all(*values):
                              f"{type(v).__name__}")
     shape = broadcast_shapes(*(v.shape for v in out))
     return tuple(v if tuple(v.shape) == shape else v.expand(*shape) for v in out)
+
+
+def _host(t: Tensor, shape):
+    """A parameter's values on the host, broadcast to ``shape``: for the draws NumPy makes there."""
+    from ..backend import device, to_device
+
+    return np.broadcast_to(to_device(t.data, device("cpu")), tuple(shape))
+
+
+def _back(x, like: Tensor) -> Tensor:
+    """Host draws as a tensor of ``like``'s dtype, on its device."""
+    from ..backend import to_device
+
+    return Tensor(to_device(np.ascontiguousarray(x.astype(like.data.dtype)), like.device))
 
 
 def standard_normal(shape, like: Tensor) -> Tensor:

@@ -13,7 +13,6 @@ import math
 import numpy as np
 
 from ..autograd import no_grad
-from ..backend import device, to_device
 from ..functional import binary_cross_entropy_with_logits
 from ..ops import atan, cos, erf, log1p, sin, where, xlogy
 from ..ops.specfun import digamma, erfinv, lgamma
@@ -23,6 +22,8 @@ from .continuous import Normal, _LocScale
 from .discrete import _BinaryProbs
 from .distribution import (
     Distribution,
+    _back,
+    _host,
     broadcast_all,
     standard_uniform,
 )
@@ -31,14 +32,6 @@ __all__ = ["LogNormal", "Gumbel", "Cauchy", "HalfNormal", "StudentT", "Gamma", "
            "Geometric", "Binomial"]
 
 _EULER = 0.57721566490153286060
-
-
-def _host(t: Tensor, shape):
-    return np.broadcast_to(to_device(t.data, device("cpu")), tuple(shape))
-
-
-def _back(x: np.ndarray, like: Tensor) -> Tensor:
-    return Tensor(to_device(np.ascontiguousarray(x.astype(like.data.dtype)), like.device))
 
 
 def _open_uniform(shape, like: Tensor) -> Tensor:
