@@ -284,7 +284,7 @@ with snap_tab:
             snap_flip = st.checkbox(
                 "Flip test", key="pc_snap_flip",
                 help="Also run the mirrored image and average the two: boxes located more precisely "
-                     "(held-out mAP50-95 0.637 → 0.660), twice the network's time.")
+                     "(held-out mAP50-95 0.639 → 0.663), twice the network's time.")
             try:
                 dets = pc.detect(_detector(snap_conf, snap_flip), rgb)
                 drawn = pc.draw_detections(rgb, dets)
