@@ -1,4 +1,4 @@
-"""Adagrad, Adadelta, Adamax, NAdam, RAdam, Rprop, ASGD and LBFGS against PyTorch: 20-step
+"""Adagrad, Adadelta, Adamax, NAdam, RAdam, Rprop, ASGD, Adafactor and LBFGS against PyTorch: 20-step
 trajectories (float64 and float32), optimizer state, parameter groups, skipped gradients, state
 dicts (also through fw.save / fw.load), argument errors."""
 
@@ -108,6 +108,11 @@ CASES = {
         dict(lr=0.05, etas=(0.3, 1.5), step_sizes=(1e-3, 0.2)),  # both clamps reached
         dict(lr=0.02, maximize=True),
     ],
+    "Adafactor": [
+        dict(),  # the matrices' second moments factored into row and column means, the vector's not
+        dict(lr=0.05, weight_decay=0.1),
+        dict(lr=0.02, beta2_decay=-0.5, eps=(1e-20, 1e-2), d=2.0, maximize=True),
+    ],
     "ASGD": [
         dict(),  # t0 = 1e6: no averaging yet, ax follows p
         dict(lr=0.05, lambd=0.01, alpha=0.5, t0=5, weight_decay=0.1),  # averaging from step 6
@@ -154,6 +159,7 @@ GROUP_OPTIONS = {
     "RAdam": [dict(betas=(0.5, 0.9)), dict(lr=0.01, weight_decay=0.1, decoupled_weight_decay=True)],
     "Rprop": [dict(etas=(0.4, 1.1)), dict(lr=0.001, step_sizes=(1e-4, 0.01), maximize=True)],
     "ASGD": [dict(t0=3), dict(lr=0.02, lambd=0.1, alpha=0.6, weight_decay=0.05)],
+    "Adafactor": [dict(lr=0.05), dict(weight_decay=0.1, d=1.5)],
 }
 
 
