@@ -7,6 +7,7 @@ running backward with ``create_graph=True`` records a graph of its own (gradient
 
 from __future__ import annotations
 
+import inspect
 import sys
 import threading
 import weakref
@@ -183,6 +184,11 @@ class Function:
 
     @classmethod
     def apply(cls, *inputs, **kwargs):
+        """Run the Function on ``inputs``. A subclass written in PyTorch's style (``forward`` and
+        ``backward`` static methods taking a context first, on Tensors) runs through
+        :class:`FunctionCtx`; one written in this framework's style (methods on arrays) directly."""
+        if isinstance(inspect.getattr_static(cls, "forward"), staticmethod):
+            return _apply_ctx_style(cls, inputs, kwargs)
         return cls(**kwargs)(*inputs)
 
     def __init__(self, **kwargs):
@@ -262,6 +268,107 @@ class Function:
         self.inputs = tuple(x if need and (e[0] is None or x._hooks) else None
                             for x, e, need in zip(self.inputs, self._edges, self.needs_input_grad))
         self.__dict__.clear()
+
+
+class FunctionCtx:
+    """The ``ctx`` of a PyTorch-style custom Function: ``save_for_backward(*tensors)`` /
+    ``saved_tensors``, ``needs_input_grad``, ``mark_non_differentiable(*outputs)``,
+    ``set_materialize_grads(value)``, and any attribute the forward stores for the backward."""
+
+    def __init__(self, needs_input_grad):
+        self.needs_input_grad = needs_input_grad
+        self.materialize_grads = True
+        self._to_save: tuple = ()
+        self._non_differentiable: set = set()
+        self._node = None
+
+    def save_for_backward(self, *tensors):
+        self._to_save = tensors
+
+    @property
+    def saved_tensors(self):
+        if self._node is None:  # still in forward, or no graph was recorded
+            return self._to_save
+        return self._node.saved_tensors
+
+    def mark_non_differentiable(self, *outputs):
+        self._non_differentiable.update(id(o) for o in outputs)
+
+    def mark_dirty(self, *tensors):
+        """Accepted for compatibility: in-place changes are tracked by version counters here."""
+
+    def set_materialize_grads(self, value: bool):
+        """Accepted for compatibility: the gradient of an unused output always arrives as zeros here
+        (PyTorch can pass None instead)."""
+        self.materialize_grads = bool(value)
+
+
+class _CtxNode(Function):
+    """The graph node of a PyTorch-style Function: its forward hands back the outputs already computed
+    (on their arrays); its backward calls the user's ``backward(ctx, *grads)`` on Tensors."""
+
+    def forward(self, *arrays):
+        return self.results if len(self.results) > 1 else self.results[0]
+
+    def backward(self, *grads):
+        out = self.user.backward(self.ctx, *grads)
+        out = out if isinstance(out, tuple) else (out,)
+        n = len(self.inputs)
+        if len(out) < n and all(o is None for o in out[len(out):]):
+            out = out + (None,) * (n - len(out))
+        if len(out) != n:
+            raise RuntimeError(f"function {self.user.__name__}Backward returned an incorrect number of "
+                               f"gradients (expected {n}, got {len(out)})")
+        Tensor = _tensor_cls()
+        return tuple(None if g is None else (g if isinstance(g, Tensor) else Tensor(g)) for g in out)
+
+
+def once_differentiable(fn):
+    """Decorate a PyTorch-style ``backward``: it runs with gradients disabled, so its result has no
+    graph (a second derivative through it raises instead of being silently wrong)."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(ctx, *grads):
+        with no_grad():
+            return fn(ctx, *grads)
+
+    return wrapper
+
+
+_CTX_NODES: dict = {}
+
+
+def _apply_ctx_style(cls, inputs, kwargs):
+    Tensor = _tensor_cls()
+    if kwargs:
+        raise TypeError(f"{cls.__name__}.apply() takes positional arguments only")
+    needs = tuple(isinstance(x, Tensor) and x.requires_grad for x in inputs)
+    ctx = FunctionCtx(needs)
+    with no_grad():
+        raw = cls.forward(ctx, *inputs)
+    outs = raw if isinstance(raw, tuple) else (raw,)
+    for o in outs:
+        if not isinstance(o, Tensor):
+            raise TypeError(f"{cls.__name__}.forward must return Tensors, got {type(o).__name__}")
+    if not (any(needs) and is_grad_enabled()):
+        return raw
+    node_cls = _CTX_NODES.get(cls)
+    if node_cls is None:  # named after the Function, as PyTorch's grad_fn (MyExpBackward)
+        node_cls = _CTX_NODES[cls] = type(f"{cls.__name__}Backward", (_CtxNode,), {})
+    node = node_cls(user=cls, ctx=ctx, results=tuple(o.data for o in outs))
+    linked = node(*inputs)
+    linked = linked if isinstance(linked, tuple) else (linked,)
+    # saved outputs become the linked outputs (so that a backward written with Tensor operations
+    # differentiates again through this node); saved inputs are the inputs themselves
+    swap = {id(o): t for o, t in zip(outs, linked)}
+    node.save_for_backward(*(swap.get(id(t), t) if isinstance(t, Tensor) else t for t in ctx._to_save))
+    ctx._node = node
+    for o, t in zip(outs, linked):
+        if id(o) in ctx._non_differentiable:
+            t._requires_grad = False
+            t.grad_fn = None
+    return linked if isinstance(raw, tuple) else linked[0]
 
 
 def _shares_memory(a, b):
