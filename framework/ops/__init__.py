@@ -264,6 +264,72 @@ def _fill_random(self, values, name):
 _METHODS["uniform_"] = _uniform_
 _METHODS["normal_"] = _normal_
 
+
+def _random_fill(name, draw):
+    import numpy as np
+
+    def method(self, *args, generator=None, **kwargs):
+        from ..tensor import _gen
+
+        return _fill_random(self, np.asarray(draw(_gen(generator), self.shape, *args, **kwargs)), name)
+
+    method.__name__ = name
+    return method
+
+
+def _host_array(v):
+    import numpy as np
+
+    return np.asarray(v.detach().cpu().numpy() if isinstance(v, Tensor) else v)
+
+
+
 for _name, _fn in _METHODS.items():
+    setattr(Tensor, _name, _fn)
+
+_MORE = {
+    # in place, through the out-of-place operation (autograd records them as PyTorch's do)
+    **{f"{n}_": _inplace_method(f"{n}_", getattr(Tensor, n)) for n in (
+        "sqrt", "abs", "sin", "cos", "floor", "round", "ceil", "trunc", "sign", "reciprocal", "tanh", "log",
+        "lerp", "addcmul", "addcdiv", "clamp_min", "clamp_max", "cumsum", "tril", "triu", "index_add",
+        "index_fill", "index_copy", "index_put", "masked_scatter", "put", "log1p", "expm1", "square", "rsqrt",
+        "fmod", "remainder", "atan2", "hypot", "logit", "nan_to_num", "frac", "erf", "floor_divide")
+        if hasattr(Tensor, n)},
+    "scatter_": _inplace_method("scatter_", compose.scatter),
+    # random fills, from the framework's generator
+    "bernoulli_": _random_fill("bernoulli_", lambda g, shape, p=0.5: g.random(shape) < _host_array(p)),
+    "exponential_": _random_fill("exponential_",
+                                 lambda g, shape, lambd=1.0: g.exponential(1.0 / lambd, shape)),
+    "geometric_": _random_fill("geometric_", lambda g, shape, p: g.geometric(p, shape)),
+    "cauchy_": _random_fill("cauchy_", lambda g, shape, median=0.0, sigma=1.0:
+                            median + sigma * g.standard_cauchy(shape)),
+    "log_normal_": _random_fill("log_normal_",
+                                lambda g, shape, mean=1.0, std=2.0: g.lognormal(mean, std, shape)),
+    "random_": _random_fill("random_", lambda g, shape, low=0, high=None:
+                            g.integers(0, low, shape) if high is None else g.integers(low, high, shape)),
+    # conveniences
+    "new_empty": lambda self, *size, dtype=None, device=None, requires_grad=False: self.new_zeros(
+        *size, dtype=dtype, device=device, requires_grad=requires_grad),
+    "is_complex": lambda self: False,
+    "is_signed": lambda self: self.data.dtype.kind in "if",
+    "get_device": lambda self: -1 if self.device.type == "cpu" else (self.device.index or 0),
+    "mm": lambda self, other: self @ other,
+    "bmm": lambda self, other: self @ other,
+    "vdot": lambda self, other: (self.reshape(-1) * other.reshape(-1)).sum(),
+    "fmax": lambda self, other: where(self != self, other, where(other != other, self, maximum(self, other))),
+    "fmin": lambda self, other: where(self != self, other, where(other != other, self, minimum(self, other))),
+    "isposinf": lambda self: (self == float("inf")),
+    "isneginf": lambda self: (self == float("-inf")),
+    "dist": lambda self, other, p=2: (self - other).norm(p),
+    "msort": lambda self: self.sort(0)[0],
+    "sum_to_size": lambda self, *size: basic.unbroadcast(self, tuple(size[0]) if len(size) == 1 and
+                                                          not isinstance(size[0], int) else tuple(size)),
+    "real": property(lambda self: self),
+    "conj": lambda self: self,
+    "resolve_conj": lambda self: self,
+    "H": property(lambda self: self.transpose(0, 1) if self.ndim == 2 else self),
+    "mH": property(lambda self: self.transpose(-2, -1)),
+}
+for _name, _fn in _MORE.items():
     setattr(Tensor, _name, _fn)
 Tensor.__hash__ = lambda self: id(self)

@@ -607,20 +607,40 @@ def _needs(*xs):
     return is_grad_enabled() and any(isinstance(x, Tensor) and x.requires_grad for x in xs)
 
 
+class _Piecewise(Function):
+    """sign, floor, ceil, round: piecewise constant, so their gradient is zero where it exists. As in
+    PyTorch, the result stays in the graph (a later backward reaches the input with zeros) instead of
+    cutting it."""
+
+    def forward(self, x):
+        xp = get_array_module(x)
+        return xp.round(x, self.decimals) if self.op == "round" else getattr(xp, self.op)(x)
+
+    def backward(self, g):
+        return g * 0
+
+
+def _piecewise(op, input, decimals=0):
+    if not (input.requires_grad and input.data.dtype.kind == "f"):
+        xp = get_array_module(input.data)
+        return Tensor(xp.round(input.data, decimals) if op == "round" else getattr(xp, op)(input.data))
+    return _Piecewise(op=op, decimals=decimals)(input)
+
+
 def sign(input):
-    return Tensor(get_array_module(input.data).sign(input.data))
+    return _piecewise("sign", input)
 
 
 def floor(input):
-    return Tensor(get_array_module(input.data).floor(input.data))
+    return _piecewise("floor", input)
 
 
 def ceil(input):
-    return Tensor(get_array_module(input.data).ceil(input.data))
+    return _piecewise("ceil", input)
 
 
 def round(input, decimals=0):
-    return Tensor(get_array_module(input.data).round(input.data, decimals))
+    return _piecewise("round", input, decimals)
 
 
 def clone(input):
