@@ -224,7 +224,7 @@ _METHODS = {
     **{name: getattr(misc, name) for name in (
         "mv", "addmv", "addr", "ger", "addbmm", "diagflat", "index_put", "masked_scatter", "put",
         "unique_consecutive", "swapdims", "adjoint", "signbit", "positive", "float_power", "true_divide",
-        "floor_divide", "bitwise_not", "bernoulli")},
+        "floor_divide", "bitwise_not", "bernoulli", "scatter_reduce")},
     "lgamma": specfun.lgamma, "digamma": specfun.digamma, "erfinv": specfun.erfinv,
     "polygamma": lambda self, n: specfun.polygamma(n, self),
     "unfold": compose.unfold_windows, "sgn": basic.sign,
@@ -296,6 +296,7 @@ _MORE = {
         "fmod", "remainder", "atan2", "hypot", "logit", "nan_to_num", "frac", "erf", "floor_divide")
         if hasattr(Tensor, n)},
     "scatter_": _inplace_method("scatter_", compose.scatter),
+    "scatter_reduce_": _inplace_method("scatter_reduce_", misc.scatter_reduce),
     # random fills, from the framework's generator
     "bernoulli_": _random_fill("bernoulli_", lambda g, shape, p=0.5: g.random(shape) < _host_array(p)),
     "exponential_": _random_fill("exponential_",

@@ -13,6 +13,7 @@ from collections import namedtuple
 import numpy as np
 
 from .. import dtypes
+from ..autograd import Function
 from ..backend import get_array_module
 from ..tensor import Tensor, _gen, empty
 from .basic import _float_in
@@ -21,7 +22,7 @@ __all__ = ["finfo", "iinfo", "result_type", "promote_types", "can_cast", "numel"
            "bernoulli", "poisson", "multinomial", "broadcast_tensors", "mv", "addmv", "addr", "ger",
            "addbmm", "chain_matmul", "diagflat", "index_put", "masked_scatter", "put", "unique_consecutive",
            "swapdims", "adjoint", "signbit", "positive", "float_power", "true_divide", "floor_divide",
-           "bitwise_not"]
+           "bitwise_not", "scatter_reduce"]
 
 
 _finfo = namedtuple("finfo", ["bits", "eps", "max", "min", "tiny", "smallest_normal", "resolution", "dtype"])
@@ -322,3 +323,84 @@ def bitwise_not(input: Tensor) -> Tensor:
     if input.data.dtype.kind not in "iub":
         raise TypeError(f"bitwise_not: integer or bool tensors only, got {input.dtype}")
     return Tensor(xp.invert(input.data))
+
+
+class _ScatterReduce(Function):
+    """out = input with ``src`` reduced into it at ``index`` along ``dim`` (see ``scatter_reduce``)."""
+
+    def forward(self, x, src):
+        xp = get_array_module(x)
+        idx, dim, reduce, inc = self.index, self.dim, self.reduce, self.include_self
+        coords = list(xp.indices(idx.shape))
+        coords[dim] = idx
+        flat = xp.ravel_multi_index(tuple(coords), x.shape).ravel()
+        vals = src[tuple(slice(0, n) for n in idx.shape)].ravel()
+        out = x.ravel().copy()
+        touched = xp.zeros(out.size, bool)
+        touched[flat] = True
+        if reduce in ("sum", "mean"):
+            base = out if inc else xp.where(touched, 0, out).astype(out.dtype)
+            xp.add.at(base, flat, vals)
+            if reduce == "mean":
+                cnt = xp.bincount(flat, minlength=out.size) + (1 if inc else 0)
+                base = xp.where(touched, base / xp.maximum(cnt, 1), out).astype(out.dtype)
+                self.cnt = cnt
+        else:
+            fill = {"prod": 1, "amax": -np.inf, "amin": np.inf}[reduce]
+            base = out if inc else xp.where(touched, fill, out).astype(out.dtype)
+            ufunc = {"prod": xp.multiply, "amax": xp.maximum, "amin": xp.minimum}[reduce]
+            ufunc.at(base, flat, vals)
+        self.flat, self.touched, self.vals = flat, touched, vals
+        self.result = base
+        return base.reshape(x.shape)
+
+    def backward(self, g):
+        x, src = self.inputs
+        xp = get_array_module(g.data)
+        gd = g.data.ravel()
+        flat, touched, inc, reduce = self.flat, self.touched, self.include_self, self.reduce
+        xd = x.data.ravel()
+        if reduce == "sum":
+            gx = gd if inc else xp.where(touched, 0, gd)
+            gs_vals = gd[flat]
+        elif reduce == "mean":
+            share = 1.0 / xp.maximum(self.cnt, 1)
+            gx = xp.where(touched, gd * share * (1 if inc else 0), gd)
+            gs_vals = (gd * share)[flat]
+        elif reduce in ("amax", "amin"):
+            res = self.result
+            self_hits = (xd == res) & (touched if inc else False) | ~touched
+            src_hits = self.vals == res[flat]
+            ties = self_hits.astype(gd.dtype) + xp.bincount(flat, weights=src_hits.astype(gd.dtype),
+                                                            minlength=res.size)
+            per = gd / xp.maximum(ties, 1)
+            gx = xp.where(self_hits, per, 0)
+            gs_vals = xp.where(src_hits, per[flat], 0)
+        else:
+            raise NotImplementedError("scatter_reduce: the gradient of reduce='prod' is not implemented")
+        gs = xp.zeros(src.shape, gd.dtype)
+        gs[tuple(slice(0, n) for n in self.index.shape)] = gs_vals.reshape(self.index.shape)
+        return Tensor(gx.reshape(x.shape).astype(gd.dtype)), Tensor(gs)
+
+
+def scatter_reduce(input: Tensor, dim: int, index: Tensor, src: Tensor, reduce: str, *,
+                   include_self: bool = True) -> Tensor:
+    """``input`` with each ``src[i][j]...`` reduced into ``out[...][index[i][j]...][...]`` along ``dim``
+    by ``reduce`` ("sum", "prod", "mean", "amax", "amin"); ``include_self=False`` leaves input's values out
+    where anything is scattered, as ``torch.scatter_reduce``. Gradients as PyTorch's (ties of amax / amin
+    share it evenly), except for "prod"."""
+    if reduce not in ("sum", "prod", "mean", "amax", "amin"):
+        raise RuntimeError(f"reduce argument must be either sum, prod, mean, amax or amin, got {reduce}")
+    idx = index.data if isinstance(index, Tensor) else np.asarray(index)
+    if idx.ndim != input.ndim or idx.ndim != src.ndim:
+        raise RuntimeError("Index tensor must have the same number of dimensions as self tensor")
+    d = dim % input.ndim
+    for k in range(idx.ndim):
+        if idx.shape[k] > src.shape[k] or (k != d and idx.shape[k] > input.shape[k]):
+            raise RuntimeError(f"Size does not match at dimension {k} expected index {tuple(idx.shape)} "
+                               f"to be smaller than self {tuple(input.shape)} apart from dimension {d} "
+                               f"and to be smaller size than src {tuple(src.shape)}")
+    if idx.size and (int(idx.min()) < 0 or int(idx.max()) >= input.shape[d]):
+        raise IndexError(f"scatter_reduce: index {int(idx.max())} is out of bounds for dimension {d} with "
+                         f"size {input.shape[d]}")
+    return _ScatterReduce(dim=d, index=idx, reduce=reduce, include_self=include_self)(input, src)

@@ -1,0 +1,71 @@
+"""scatter_reduce against PyTorch: every reduction, include_self both ways, index smaller than src, values
+and gradients (ties of amax / amin share the gradient, as PyTorch's), the in-place form, and errors."""
+
+import numpy as np
+import pytest
+
+import framework as fw
+
+torch = pytest.importorskip("torch", reason="PyTorch is the oracle for scatter_reduce")
+RNG = np.random.default_rng(61)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "mean", "amax", "amin", "prod"])
+@pytest.mark.parametrize("include_self", [True, False])
+@pytest.mark.parametrize("dim", [0, 1])
+def test_scatter_reduce_matches_torch(reduce, include_self, dim):
+    x = RNG.standard_normal((4, 5))
+    index = RNG.integers(0, x.shape[dim], (3, 4)) if dim == 0 else RNG.integers(0, 5, (4, 3))
+    src = RNG.standard_normal(index.shape)
+    fx, tx = fw.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    fs, ts = fw.tensor(src, requires_grad=True), torch.tensor(src, requires_grad=True)
+    fo = fx.scatter_reduce(dim, fw.tensor(index), fs, reduce, include_self=include_self)
+    to = tx.scatter_reduce(dim, torch.tensor(index), ts, reduce, include_self=include_self)
+    np.testing.assert_allclose(fo.detach().numpy(), to.detach().numpy(), rtol=1e-12, atol=1e-12)
+    if reduce == "prod":
+        with pytest.raises(NotImplementedError, match="prod"):
+            fo.sum().backward()
+        return
+    w = RNG.standard_normal(x.shape)
+    (fo * fw.tensor(w)).sum().backward()
+    (to * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(fx.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(fs.grad.numpy(), ts.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_a_src_larger_than_the_index_is_read_in_its_leading_part():
+    # values only: PyTorch 2.13's own gradient for this case returns the wrong shape
+    x, src = RNG.standard_normal((4, 5)), RNG.standard_normal((6, 7))
+    index = RNG.integers(0, 4, (3, 4))
+    for reduce in ("sum", "amax", "mean"):
+        got = fw.tensor(x).scatter_reduce(0, fw.tensor(index), fw.tensor(src), reduce)
+        want = torch.tensor(x).scatter_reduce(0, torch.tensor(index), torch.tensor(src), reduce)
+        np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-12)
+    fs = fw.tensor(src, requires_grad=True)
+    fw.tensor(x).scatter_reduce(0, fw.tensor(index), fs, "sum").sum().backward()
+    assert tuple(fs.grad.shape) == (6, 7) and (fs.grad.numpy()[3:] == 0).all()
+
+
+def test_ties_share_the_gradient_and_in_place_form():
+    x = np.array([1.0, 5.0, 0.0])
+    src = np.array([5.0, 5.0, 2.0])
+    index = np.array([1, 1, 2])
+    fx, tx = fw.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    fs, ts = fw.tensor(src, requires_grad=True), torch.tensor(src, requires_grad=True)
+    fx.scatter_reduce(0, fw.tensor(index), fs, "amax").sum().backward()
+    tx.scatter_reduce(0, torch.tensor(index), ts, "amax").sum().backward()
+    np.testing.assert_allclose(fx.grad.numpy(), tx.grad.numpy())  # 1/3 each for the three fives
+    np.testing.assert_allclose(fs.grad.numpy(), ts.grad.numpy())
+    y = fw.tensor(x)
+    y.scatter_reduce_(0, fw.tensor(index), fw.tensor(src), "sum")
+    np.testing.assert_array_equal(y.numpy(), [1.0, 15.0, 2.0])
+
+
+def test_scatter_reduce_errors():
+    x = fw.zeros(3, 4)
+    with pytest.raises(RuntimeError, match="reduce argument must be either"):
+        x.scatter_reduce(0, fw.zeros(1, 1, dtype=fw.int64), fw.ones(1, 1), "median")
+    with pytest.raises(RuntimeError, match="same number of dimensions"):
+        x.scatter_reduce(0, fw.zeros(2, dtype=fw.int64), fw.ones(2), "sum")
+    with pytest.raises(IndexError, match="out of bounds for dimension 0 with size 3"):
+        x.scatter_reduce(0, fw.tensor(np.array([[3]])), fw.ones(1, 1), "sum")
