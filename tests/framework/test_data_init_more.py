@@ -9,26 +9,23 @@ torch = pytest.importorskip("torch", reason="PyTorch is the oracle for data sets
 tdata = torch.utils.data
 
 
-class _Stream(fw.data.IterableDataset):
-    def __init__(self, lo, hi):
-        self.lo, self.hi = lo, hi
+def _stream(base):
+    """The same iterable data set over both frameworks' base classes."""
 
-    def __iter__(self):
-        return iter(range(self.lo, self.hi))
+    class Stream(base):
+        def __init__(self, lo, hi):
+            self.lo, self.hi = lo, hi
 
-    def __len__(self):
-        return self.hi - self.lo
+        def __iter__(self):
+            return iter(range(self.lo, self.hi))
+
+        def __len__(self):
+            return self.hi - self.lo
+
+    return Stream
 
 
-class _TStream(tdata.IterableDataset):
-    def __init__(self, lo, hi):
-        self.lo, self.hi = lo, hi
-
-    def __iter__(self):
-        return iter(range(self.lo, self.hi))
-
-    def __len__(self):
-        return self.hi - self.lo
+_Stream, _TStream = _stream(fw.data.IterableDataset), _stream(tdata.IterableDataset)
 
 
 def test_chain_and_stack_datasets_match_torch():
