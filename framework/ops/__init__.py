@@ -224,7 +224,7 @@ _METHODS = {
     **{name: getattr(misc, name) for name in (
         "mv", "addmv", "addr", "ger", "addbmm", "diagflat", "index_put", "masked_scatter", "put",
         "unique_consecutive", "swapdims", "adjoint", "signbit", "positive", "float_power", "true_divide",
-        "floor_divide", "bitwise_not", "bernoulli", "scatter_reduce")},
+        "floor_divide", "bitwise_not", "bernoulli", "scatter_reduce", "index_reduce")},
     "lgamma": specfun.lgamma, "digamma": specfun.digamma, "erfinv": specfun.erfinv,
     "polygamma": lambda self, n: specfun.polygamma(n, self),
     "unfold": compose.unfold_windows, "sgn": basic.sign,
@@ -297,6 +297,7 @@ _MORE = {
         if hasattr(Tensor, n)},
     "scatter_": _inplace_method("scatter_", compose.scatter),
     "scatter_reduce_": _inplace_method("scatter_reduce_", misc.scatter_reduce),
+    "index_reduce_": _inplace_method("index_reduce_", misc.index_reduce),
     # random fills, from the framework's generator
     "bernoulli_": _random_fill("bernoulli_", lambda g, shape, p=0.5: g.random(shape) < _host_array(p)),
     "exponential_": _random_fill("exponential_",

@@ -22,7 +22,7 @@ __all__ = ["finfo", "iinfo", "result_type", "promote_types", "can_cast", "numel"
            "bernoulli", "poisson", "multinomial", "broadcast_tensors", "mv", "addmv", "addr", "ger",
            "addbmm", "chain_matmul", "diagflat", "index_put", "masked_scatter", "put", "unique_consecutive",
            "swapdims", "adjoint", "signbit", "positive", "float_power", "true_divide", "floor_divide",
-           "bitwise_not", "scatter_reduce"]
+           "bitwise_not", "scatter_reduce", "index_reduce"]
 
 
 _finfo = namedtuple("finfo", ["bits", "eps", "max", "min", "tiny", "smallest_normal", "resolution", "dtype"])
@@ -404,3 +404,24 @@ def scatter_reduce(input: Tensor, dim: int, index: Tensor, src: Tensor, reduce: 
         raise IndexError(f"scatter_reduce: index {int(idx.max())} is out of bounds for dimension {d} with "
                          f"size {input.shape[d]}")
     return _ScatterReduce(dim=d, index=idx, reduce=reduce, include_self=include_self)(input, src)
+
+
+def index_reduce(input: Tensor, dim: int, index: Tensor, source: Tensor, reduce: str, *,
+                 include_self: bool = True) -> Tensor:
+    """``input`` with the slices of ``source`` along ``dim`` reduced into the slices ``index`` names
+    ("prod", "mean", "amax", "amin"), as ``torch.index_reduce``: ``scatter_reduce`` with the index
+    broadcast over the other dimensions."""
+    if reduce not in ("prod", "mean", "amax", "amin"):
+        raise RuntimeError(f"index_reduce(): Expected reduce to be one of prod, mean, amax or amin but got "
+                           f"{reduce}.")
+    idx = index.data if isinstance(index, Tensor) else np.asarray(index)
+    d = dim % input.ndim
+    if idx.ndim != 1 or idx.shape[0] != source.shape[d]:
+        raise RuntimeError(f"index_reduce(): Index should have dimension 1 and as many entries as source has "
+                           f"along dim {d} ({source.shape[d]}), got shape {tuple(idx.shape)}")
+    shape = [1] * source.ndim
+    shape[d] = -1
+    xp = get_array_module(idx)
+    full = xp.broadcast_to(idx.reshape(shape), tuple(source.shape))
+    full = Tensor(xp.ascontiguousarray(full))
+    return scatter_reduce(input, d, full, source, reduce, include_self=include_self)

@@ -69,3 +69,23 @@ def test_scatter_reduce_errors():
         x.scatter_reduce(0, fw.zeros(2, dtype=fw.int64), fw.ones(2), "sum")
     with pytest.raises(IndexError, match="out of bounds for dimension 0 with size 3"):
         x.scatter_reduce(0, fw.tensor(np.array([[3]])), fw.ones(1, 1), "sum")
+
+
+@pytest.mark.parametrize("reduce", ["mean", "amax", "amin", "prod"])
+@pytest.mark.parametrize("include_self", [True, False])
+def test_index_reduce_matches_torch(reduce, include_self):
+    x = RNG.standard_normal((5, 3))
+    src = RNG.standard_normal((4, 3))
+    index = np.array([0, 4, 0, 2])
+    fx, tx = fw.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    fs, ts = fw.tensor(src, requires_grad=True), torch.tensor(src, requires_grad=True)
+    fo = fx.index_reduce(0, fw.tensor(index), fs, reduce, include_self=include_self)
+    to = tx.index_reduce(0, torch.tensor(index), ts, reduce, include_self=include_self)
+    np.testing.assert_allclose(fo.detach().numpy(), to.detach().numpy(), rtol=1e-12)
+    if reduce != "prod":
+        fo.sum().backward()
+        to.sum().backward()
+        np.testing.assert_allclose(fx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+        np.testing.assert_allclose(fs.grad.numpy(), ts.grad.numpy(), rtol=1e-12)
+    with pytest.raises(RuntimeError, match="Expected reduce to be one of"):
+        fx.index_reduce(0, fw.tensor(index), fs, "sum")
