@@ -1045,6 +1045,37 @@ def _lerp_along(x: Tensor, axis: int, n_in, n_out, scale, align_corners) -> Tens
     return a + (b - a) * w
 
 
+_CUBIC_A = -0.75  # PyTorch's (and OpenCV's) cubic convolution coefficient
+
+
+def _cubic_along(x: Tensor, axis: int, n_in, n_out, scale, align_corners) -> Tensor:
+    """Bicubic (cubic convolution, Keys 1981, a = -0.75) interpolation along ``axis``: each output is a
+    weighted sum of four neighbours, indices clamped to the edge, as PyTorch's 'bicubic'."""
+    xp = get_array_module(x.data)
+    s = _scale_for(n_in, n_out, scale, align_corners)
+    dst = np.arange(n_out, dtype=np.float64)
+    src = dst * s if align_corners else s * (dst + 0.5) - 0.5  # (no clamp at 0 for cubic)
+    i = np.floor(src).astype(np.int64)
+    t = src - i
+    a = _CUBIC_A
+
+    def near(v):  # |v| <= 1
+        return ((a + 2) * v - (a + 3)) * v * v + 1
+
+    def far(v):  # 1 < |v| < 2
+        return ((a * v - 5 * a) * v + 8 * a) * v - 4 * a
+
+    weights = (far(t + 1), near(t), near(1 - t), far(2 - t))
+    pre = (slice(None),) * axis
+    shape = (n_out,) + (1,) * (x.ndim - axis - 1)
+    out = None
+    for k, w in zip(range(-1, 3), weights):
+        idx = np.clip(i + k, 0, n_in - 1)
+        term = x[pre + (xp.asarray(idx),)] * Tensor(xp.asarray(w.astype(x.data.dtype)).reshape(shape))
+        out = term if out is None else out + term
+    return out
+
+
 def _linear_matrix(n_in, n_out, scale, align_corners, xp, dtype):
     """(n_out, n_in) matrix of linear-interpolation weights (PyTorch's source-index rule)."""
     i0, i1, l1 = _linear_taps(n_in, n_out, scale, align_corners)
@@ -1113,7 +1144,8 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
                 recompute_scale_factor=None, antialias: bool = False) -> Tensor:
     """Resize (N, C, *spatial) with 1-3 spatial dims, as ``torch.nn.functional.interpolate``.
 
-    Modes: 'nearest', 'nearest-exact', 'linear' (3-D), 'bilinear' (4-D), 'trilinear' (5-D), 'area'.
+    Modes: 'nearest', 'nearest-exact', 'linear' (3-D), 'bilinear' and 'bicubic' (4-D), 'trilinear' (5-D),
+    'area'. Bicubic values may overshoot the input's range, as PyTorch's do.
     Linear modes apply one interpolation matrix per axis (separable, exact, differentiable to any
     order); nearest modes gather rows (an integer upscale is a broadcast).
     """
@@ -1124,7 +1156,7 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         raise NotImplementedError("interpolate: antialias=True is not supported")
     if (size is None) == (scale_factor is None):
         raise ValueError("interpolate: exactly one of size or scale_factor should be defined")
-    linear_modes = {"linear": 1, "bilinear": 2, "trilinear": 3}
+    linear_modes = {"linear": 1, "bilinear": 2, "trilinear": 3, "bicubic": 2}
     if mode in linear_modes:
         if linear_modes[mode] != nsp:
             raise ValueError(f"interpolate: mode {mode!r} expects {linear_modes[mode] + 2}-D input, got "
@@ -1170,7 +1202,9 @@ def interpolate(input: Tensor, size=None, scale_factor=None, mode: str = "neares
         n_in, n_out = in_sz[i], out_sz[i]
         if mode in linear_modes:
             # PyTorch copies an axis whose size does not change, whatever its scale factor
-            if n_in != n_out:
+            if mode == "bicubic":
+                y = _cubic_along(y, axis, n_in, n_out, scales[i], align_corners)
+            elif n_in != n_out:
                 y = _lerp_along(y, axis, n_in, n_out, scales[i], align_corners)
             continue
         idx = _nearest_index(n_in, n_out, scales[i], exact=(mode == "nearest-exact"), shortcuts=shortcuts)
