@@ -44,7 +44,8 @@ __all__ = [
     # embeddings and similarity
     "embedding", "embedding_bag", "one_hot", "dropout1d", "dropout3d", "hardshrink",
     "softshrink", "tanhshrink", "rrelu", "lp_pool1d", "lp_pool2d", "lp_pool3d", "max_unpool1d",
-    "max_unpool2d", "max_unpool3d", "adaptive_max_pool1d", "cosine_similarity", "pairwise_distance", "pdist",
+    "max_unpool2d", "max_unpool3d", "adaptive_max_pool1d", "feature_alpha_dropout",
+    "gumbel_softmax", "cosine_similarity", "pairwise_distance", "pdist",
     "scaled_dot_product_attention",
     # losses
     "cross_entropy", "nll_loss", "binary_cross_entropy", "binary_cross_entropy_with_logits", "mse_loss",
@@ -1996,7 +1997,8 @@ def adaptive_max_pool1d(input: Tensor, output_size, return_indices: bool = False
 _SELU_NEG = 1.7580993408473766
 
 
-def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False) -> Tensor:
+def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace: bool = False,
+                  *, _per_channel: bool = False) -> Tensor:
     """Dropout for self-normalising (SELU) networks (Klambauer et al. 2017): each element is set, with
     probability p, to SELU's saturation value -a' (a' = alpha * scale), then all are mapped by the affine
     a (x or -a') + b that keeps zero mean and unit variance, a = ((1 - p)(1 + p a'^2))^(-1/2),
@@ -2008,11 +2010,13 @@ def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace
         return input
     xp = get_array_module(input.data)
     dt = input.data.dtype
+    mask_shape = tuple(input.shape[:2]) + (1,) * (input.ndim - 2) if _per_channel else tuple(input.shape)
     if p == 1:
         scale = xp.zeros(input.shape, dtype=dt)
         shift = None
     else:
-        keep = (_random_uniform(tuple(input.shape), input.data) >= p).astype(dt)
+        keep = (_random_uniform(mask_shape, input.data) >= p).astype(dt)
+        keep = xp.broadcast_to(keep, tuple(input.shape))
         a = 1.0 / math.sqrt((_SELU_NEG * _SELU_NEG * p + 1.0) * (1.0 - p))
         scale = keep * dt.type(a)
         shift = (keep - 1) * dt.type(_SELU_NEG * a) + dt.type(_SELU_NEG * a * p)
@@ -2021,6 +2025,35 @@ def alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False, inplace
         return input if shift is None else input.add_(Tensor(shift))
     y = Mask(mask=scale)(input)
     return y if shift is None else y + Tensor(shift)
+
+
+def feature_alpha_dropout(input: Tensor, p: float = 0.5, training: bool = False,
+                          inplace: bool = False) -> Tensor:
+    """alpha_dropout of whole channels: each (n, c) map is kept or set to SELU's saturation value
+    together, as ``torch.nn.functional.feature_alpha_dropout``."""
+    if input.ndim < 2:
+        raise RuntimeError("feature_alpha_dropout: expected input of at least 2 dimensions, got "
+                           f"{input.ndim}")
+    return alpha_dropout(input, p, training, inplace, _per_channel=True)
+
+
+def gumbel_softmax(logits: Tensor, tau: float = 1.0, hard: bool = False, eps: float = 1e-10,
+                   dim: int = -1) -> Tensor:
+    """Samples from the Gumbel-softmax (concrete) distribution (Jang et al. 2016; Maddison et al. 2016):
+    softmax((logits + g) / tau) with Gumbel(0, 1) noise g from the framework's generator; ``hard``: the
+    one-hot of its argmax, with the soft sample's gradient (straight-through), as PyTorch's."""
+    xp = get_array_module(logits.data)
+    u = _random_uniform(tuple(logits.shape), logits.data)
+    tiny = float(np.finfo(logits.data.dtype).tiny)
+    gumbels = Tensor((-xp.log(-xp.log(xp.clip(u, tiny, 1.0)) + tiny)).astype(logits.data.dtype))
+    y_soft = softmax((logits + gumbels) / tau, dim)
+    if not hard:
+        return y_soft
+    d = dim % logits.ndim
+    index = xp.expand_dims(y_soft.data.argmax(axis=d), d)
+    hot = xp.zeros(y_soft.shape, y_soft.data.dtype)
+    xp.put_along_axis(hot, index, 1.0, axis=d)
+    return Tensor(hot) - y_soft.detach() + y_soft
 
 
 class _Norm2(Function):
