@@ -44,7 +44,7 @@ __all__ = [
     # embeddings and similarity
     "embedding", "embedding_bag", "one_hot", "dropout1d", "dropout3d", "hardshrink",
     "softshrink", "tanhshrink", "rrelu", "lp_pool1d", "lp_pool2d", "lp_pool3d", "max_unpool1d",
-    "max_unpool2d", "max_unpool3d", "adaptive_max_pool1d", "feature_alpha_dropout",
+    "max_unpool2d", "max_unpool3d", "adaptive_max_pool1d", "feature_alpha_dropout", "fractional_max_pool2d",
     "gumbel_softmax", "cosine_similarity", "pairwise_distance", "pdist",
     "scaled_dot_product_attention",
     # losses
@@ -1968,6 +1968,68 @@ class _Unpool(Function):
 
     def backward(self, g):
         return g[Tensor(self.flat)]
+
+
+def _fractional_intervals(sample, n_in, n_out, pool, dtype):
+    """Window starts of fractional max pooling (Graham 2014), computed as PyTorch does, in the input's
+    floating type so that the truncations agree."""
+    seq = np.empty(n_out, np.int64)
+    if n_out > 1:
+        alpha = dtype.type(n_in - pool) / dtype.type(n_out - 1)
+        for i in range(n_out - 1):
+            seq[i] = int(dtype.type(i + sample) * alpha) - int(dtype.type(sample) * alpha)
+    seq[n_out - 1] = n_in - pool
+    return seq
+
+
+def fractional_max_pool2d(input: Tensor, kernel_size, output_size=None, output_ratio=None,
+                          return_indices: bool = False, _random_samples: Tensor | None = None):
+    """Max pooling over pseudo-random windows of ``kernel_size`` that tile the input into ``output_size``
+    (or ``output_ratio`` of it), as ``torch.nn.functional.fractional_max_pool2d``; ``_random_samples``
+    (N, C, 2) in [0, 1) fixes the windows (else drawn from the framework's generator)."""
+    unbatched = input.ndim == 3
+    x = input.unsqueeze(0) if unbatched else input
+    if x.ndim != 4:
+        raise ValueError(f"fractional_max_pool2d: expected 3-D or 4-D input, got {_shape(input)}")
+    n, c, h, w = x.shape
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+    if output_size is None:
+        if output_ratio is None:
+            raise ValueError("fractional_max_pool2d requires specifying either an output_size or an "
+                             "output_ratio")
+        rh, rw = (output_ratio, output_ratio) if isinstance(output_ratio, float) else tuple(output_ratio)
+        output_size = (int(h * rh), int(w * rw))
+    oh, ow = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
+    if oh + kh - 1 > h or ow + kw - 1 > w:
+        raise ValueError(f"fractional_max_pool2d: output size {(oh, ow)} with kernel {(kh, kw)} is too large "
+                         f"for an input of size {(h, w)}")
+    dt = x.data.dtype if x.data.dtype.kind == "f" else np.dtype(np.float32)
+    if _random_samples is None:
+        samples = _random_uniform((n, c, 2), np.empty(0)).astype(dt)
+    else:
+        samples = np.asarray(_random_samples.detach().cpu().numpy() if isinstance(_random_samples, Tensor)
+                             else _random_samples, dt)
+    xh = x.data if get_array_module(x.data) is np else x.data.get()
+    idx = np.empty((n, c, oh, ow), np.int64)
+    for b in range(n):
+        for ch in range(c):
+            sw = _fractional_intervals(samples[b, ch, 0], w, ow, kw, dt)
+            sh = _fractional_intervals(samples[b, ch, 1], h, oh, kh, dt)
+            plane = xh[b, ch]
+            for i, r0 in enumerate(sh):
+                for j, c0 in enumerate(sw):
+                    win = plane[r0:r0 + kh, c0:c0 + kw]
+                    k = int(np.argmax(np.where(np.isnan(win), np.inf, win)))  # first maximum (NaN wins)
+                    idx[b, ch, i, j] = (r0 + k // kw) * w + c0 + k % kw
+    flat = x.reshape(n, c, h * w)
+    gather_idx = Tensor(idx.reshape(n, c, -1))
+    if get_array_module(x.data) is not np:
+        gather_idx = gather_idx.to(x.device)
+    out = ops.gather(flat, 2, gather_idx).reshape(n, c, oh, ow)
+    ind = Tensor(idx)
+    if unbatched:
+        out, ind = out.squeeze(0), ind.squeeze(0)
+    return (out, ind) if return_indices else out
 
 
 def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:

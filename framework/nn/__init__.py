@@ -120,6 +120,7 @@ from .pooling import (
                          AvgPool1d,
                          AvgPool2d,
                          AvgPool3d,
+                         FractionalMaxPool2d,
                          LPPool1d,
                          LPPool2d,
                          LPPool3d,
@@ -172,4 +173,5 @@ __all__ = [
     "CircularPad3d", "LazyLinear", "LazyConv1d", "LazyConv2d", "LazyConv3d", "LazyConvTranspose1d",
     "LazyConvTranspose2d", "LazyConvTranspose3d", "LazyBatchNorm1d", "LazyBatchNorm2d", "LazyBatchNorm3d",
     "LazyInstanceNorm1d", "LazyInstanceNorm2d", "LazyInstanceNorm3d", "FeatureAlphaDropout",
+    "FractionalMaxPool2d",
 ]
