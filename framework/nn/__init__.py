@@ -72,6 +72,7 @@ from .loss import (
                          MultiLabelSoftMarginLoss,
                          MultiMarginLoss,
                          NLLLoss,
+                         NLLLoss2d,
                          PoissonNLLLoss,
                          SmoothL1Loss,
                          SoftMarginLoss,
@@ -90,6 +91,7 @@ from .normalization import (
                          LayerNorm,
                          LocalResponseNorm,
                          RMSNorm,
+                         SyncBatchNorm,
 )
 from .padding import (
                          CircularPad1d,
@@ -173,5 +175,5 @@ __all__ = [
     "CircularPad3d", "LazyLinear", "LazyConv1d", "LazyConv2d", "LazyConv3d", "LazyConvTranspose1d",
     "LazyConvTranspose2d", "LazyConvTranspose3d", "LazyBatchNorm1d", "LazyBatchNorm2d", "LazyBatchNorm3d",
     "LazyInstanceNorm1d", "LazyInstanceNorm2d", "LazyInstanceNorm3d", "FeatureAlphaDropout",
-    "FractionalMaxPool2d",
+    "FractionalMaxPool2d", "SyncBatchNorm", "NLLLoss2d",
 ]

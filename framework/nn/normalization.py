@@ -268,3 +268,34 @@ class InstanceNorm3d(InstanceNorm2d):
     """Normalise each (sample, channel) volume of ``(N, C, D, H, W)``."""
 
     _dims = 3
+
+
+class SyncBatchNorm(_BatchNorm):
+    """Batch norm whose statistics PyTorch gathers over all processes of a distributed job. This
+    framework runs in one process, where that is plain batch norm over (N, C, *): the same parameters,
+    buffers and state-dict keys, so models written with it (and ``convert_sync_batchnorm``) run here.
+    ``process_group`` is accepted and unused."""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1,
+                 affine: bool = True, track_running_stats: bool = True, process_group=None, device=None,
+                 dtype=None):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats, device, dtype)
+        self.process_group = process_group
+
+    def _check_input_dim(self, input):
+        if input.dim() < 2:
+            raise ValueError(f"expected at least 2D input (got {input.dim()}D input)")
+
+    @classmethod
+    def convert_sync_batchnorm(cls, module, process_group=None):
+        """``module`` with every BatchNorm*d replaced by a SyncBatchNorm holding the same tensors."""
+        out = module
+        if isinstance(module, _BatchNorm) and not isinstance(module, SyncBatchNorm):
+            out = cls(module.num_features, module.eps, module.momentum, module.affine,
+                      module.track_running_stats, process_group)
+            for store in ("_parameters", "_buffers"):
+                out.__dict__[store].update(module.__dict__[store])
+            out.training = module.training
+        for name, child in module.named_children():
+            out.add_module(name, cls.convert_sync_batchnorm(child, process_group))
+        return out
