@@ -1246,10 +1246,11 @@ def grid_sample(input: Tensor, grid: Tensor, mode: str = "bilinear", padding_mod
                 align_corners: bool | None = None) -> Tensor:
     """Sample input (N, C, H, W) at grid (N, Ho, Wo, 2) locations in [-1, 1] (x, y), as
     ``torch.nn.functional.grid_sample`` for 4-D inputs: modes 'bilinear' and 'nearest', padding
-    'zeros' and 'border'. Differentiable with respect to the input and (bilinear) the grid."""
-    if mode not in ("bilinear", "nearest") or padding_mode not in ("zeros", "border"):
+    'zeros', 'border' and 'reflection' (coordinates mirrored at the edges, as PyTorch's).
+    Differentiable with respect to the input and (bilinear) the grid."""
+    if mode not in ("bilinear", "nearest") or padding_mode not in ("zeros", "border", "reflection"):
         raise NotImplementedError(f"grid_sample: mode {mode!r} / padding_mode {padding_mode!r} is not "
-                                  f"supported (bilinear, nearest; zeros, border)")
+                                  f"supported (bilinear, nearest; zeros, border, reflection)")
     if input.ndim != 4 or grid.ndim != 4 or grid.shape[-1] != 2 or grid.shape[0] != input.shape[0]:
         raise RuntimeError(f"grid_sample: expected input (N, C, H, W) and grid (N, Ho, Wo, 2), got "
                            f"{_shape(input)} and {_shape(grid)}")
@@ -1258,9 +1259,21 @@ def grid_sample(input: Tensor, grid: Tensor, mode: str = "bilinear", padding_mod
     ho, wo = grid.shape[1:3]
     xp = get_array_module(input.data)
 
+    def reflect(u, twice_low, twice_high):
+        """u mirrored into [twice_low / 2, twice_high / 2] (differentiable: slope +-1)."""
+        if twice_low == twice_high:
+            return u * 0
+        lo, span = twice_low / 2, (twice_high - twice_low) / 2
+        a = (u - lo).abs()
+        flips = xp.floor(a.data / span)
+        extra = a - Tensor((flips * span).astype(a.data.dtype))
+        return ops.where(Tensor(flips % 2 == 0), extra + lo, (span + lo) - extra)
+
     def unnormalize(g, size):
         u = (g + 1) * ((size - 1) / 2) if ac else ((g + 1) * size - 1) / 2
-        if padding_mode == "border":
+        if padding_mode == "reflection":
+            u = reflect(u, 0, 2 * (size - 1)) if ac else reflect(u, -1, 2 * size - 1)
+        if padding_mode in ("border", "reflection"):
             u = ops.clamp(u, 0.0, float(size - 1))
         return u
 

@@ -250,11 +250,13 @@ def test_max_pool2d_propagates_nan():
 
 
 @pytest.mark.parametrize("mode", ["bilinear", "nearest"])
-@pytest.mark.parametrize("padding_mode", ["zeros", "border"])
+@pytest.mark.parametrize("padding_mode", ["zeros", "border", "reflection"])
 @pytest.mark.parametrize("ac", [False, True])
 def test_grid_sample_and_affine_grid(mode, padding_mode, ac, rng):
     x = rng.standard_normal((2, 3, 5, 6))
-    grid = rng.uniform(-1.2, 1.2, (2, 4, 7, 2))
+    # (reflection: far outside too, where the coordinates fold back more than once)
+    grid = rng.uniform(-2.7 if padding_mode == "reflection" else -1.2,
+                       2.7 if padding_mode == "reflection" else 1.2, (2, 4, 7, 2))
     check(lambda x, g: F.grid_sample(x, g, mode, padding_mode, ac),
           lambda x, g: TF.grid_sample(x, g, mode, padding_mode, ac),
           [x, grid if mode == "bilinear" else Const(grid)])  # nearest: no gradient for the grid
