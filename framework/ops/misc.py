@@ -111,14 +111,6 @@ def randint_like(input: Tensor, low: int = 0, high: int | None = None, *, dtype=
     return randint(low, high, tuple(input.shape), dtype=dtype or input.dtype, device=device or input.device)
 
 
-def _draw(fn, like: Tensor) -> Tensor:
-    from ..backend import device as _device
-    from ..backend import to_device
-
-    host = to_device(like.data, _device("cpu"))
-    return Tensor(to_device(np.ascontiguousarray(fn(host)).astype(like.data.dtype), like.device))
-
-
 def bernoulli(input: Tensor, p: float | None = None, *, generator=None) -> Tensor:
     """1 with probability ``input`` (or ``p``) per element, else 0, as ``torch.bernoulli``."""
     from ..tensor import rand
@@ -132,7 +124,10 @@ def poisson(input: Tensor, generator=None) -> Tensor:
     """Poisson draws with the rates in ``input``, as ``torch.poisson``."""
     if bool((input.data < 0).any()):
         raise RuntimeError("poisson: rates must be non-negative")
-    return _draw(lambda r: _gen(generator).poisson(r), input.detach())
+    from ..distributions.distribution import _back, _host  # (the host-draw helpers the distributions use)
+
+    rates = input.detach()
+    return _back(_gen(generator).poisson(_host(rates, rates.shape)), rates)
 
 
 def multinomial(input: Tensor, num_samples: int, replacement: bool = False, *, generator=None) -> Tensor:
