@@ -7,8 +7,9 @@ The API follows PyTorch's names and semantics: ``import framework as fw`` then `
 from . import autograd
 from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
 from .backend import device
-from .dtypes import (bool, double, dtype, float, float16, float32, float64, get_default_dtype, half,
-                     int, int8, int16, int32, int64, long, set_default_dtype, uint8)
+from .dtypes import (bool, cdouble, cfloat, complex64, complex128, double, dtype, float, float16, float32,
+                     float64, get_default_dtype, half, int, int8, int16, int32, int64, long,
+                     set_default_dtype, uint8)
 from .tensor import (Generator, Size, Tensor, arange, as_tensor, empty, empty_like, eye, from_numpy,
                      full, full_like, get_rng_state, is_tensor, linspace, manual_seed, normal, ones,
                      ones_like, rand, rand_like, randint, randn, randn_like, randperm, seed,
@@ -27,6 +28,7 @@ from .amp import autocast  # noqa: E402
 from . import testing  # noqa: E402  (fw.testing.gradcheck / gradgradcheck)
 from . import func  # noqa: E402  (fw.func, as torch.func)
 from . import special  # noqa: E402  (fw.special, as torch.special)
+from . import fft  # noqa: E402  (fw.fft, as torch.fft)
 from . import utils  # noqa: E402  (fw.utils.checkpoint; fw.utils.data is fw.data)
 from . import distributions  # noqa: E402  (fw.distributions, as torch.distributions)
 

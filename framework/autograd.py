@@ -152,6 +152,10 @@ class Function:
     # Set by subclasses whose output shares memory with their first input (views).
     is_view = False
 
+    # Set by subclasses whose forward and backward are right for complex tensors (framework.ops.complexops):
+    # any other refuses complex inputs, rather than give silently wrong values or gradients.
+    complex_grad = False
+
     # Which inputs (by position) and whether the output are kept for backward; Function.__call__
     # saves them after forward, when a graph is being recorded.
     saves_inputs: tuple = ()
@@ -198,14 +202,20 @@ class Function:
         Tensor = _tensor_cls()
         self._freed = False
         arrays = []
-        need = False
+        need = cplx = False
         for x in inputs:
             if isinstance(x, Tensor):
-                arrays.append(x.data)
+                a = x.data
+                arrays.append(a)
+                if a.dtype.kind == "c":
+                    cplx = True
                 if x._requires_grad:
                     need = True
             else:
                 arrays.append(x)
+        if cplx and not self.complex_grad:
+            raise TypeError(f"{type(self).__name__}: complex tensors are not supported by this operation yet "
+                            "(apply it to the real and imaginary parts, or to the magnitude)")
         try:
             raw = self.forward(*arrays)
         except (ValueError, IndexError, TypeError) as e:
@@ -219,6 +229,11 @@ class Function:
         else:
             outs = (_np.asarray(raw) if isinstance(raw, _np.generic) else raw,)
         if need and is_grad_enabled():
+            if not self.complex_grad:  # complex outputs from real inputs
+                for o in outs:
+                    if getattr(o, "dtype", None) is not None and o.dtype.kind == "c":
+                        raise TypeError(f"{type(self).__name__}: gradients through complex tensors are not "
+                                        "supported by this operation yet")
             self.inputs = inputs
             self.needs_input_grad = tuple(isinstance(x, Tensor) and x._requires_grad for x in inputs)
             # Each input's producer as it is now: an in-place op later gives the tensor a new
@@ -464,6 +479,8 @@ def _run_backward(outputs, grad_outputs, retain_graph, create_graph, inputs=None
         if out._view_ver is not None and out._view_ver != out._vc[0]:
             _refresh_view(out)
         if g is None:
+            if out.data.dtype.kind == "c":
+                raise RuntimeError("grad can be implicitly created only for real scalar outputs")
             if out.numel() != 1:
                 raise RuntimeError(f"grad can be implicitly created only for scalar outputs; got "
                                    f"shape {tuple(out.shape)}")

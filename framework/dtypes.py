@@ -6,13 +6,26 @@ import numpy as np
 
 
 class dtype:
-    __slots__ = ("name", "np", "is_floating_point", "itemsize")
+    __slots__ = ("name", "np", "is_floating_point", "is_complex", "itemsize")
 
     def __init__(self, name: str, np_dtype):
         self.name = name
         self.np = np.dtype(np_dtype)
         self.is_floating_point = self.np.kind == "f"
+        self.is_complex = self.np.kind == "c"
         self.itemsize = self.np.itemsize
+
+    def to_real(self) -> dtype:
+        """The real dtype of a complex one's parts (complex64 -> float32); a real dtype itself."""
+        return from_numpy_dtype(_REAL_OF[self.np]) if self.is_complex else self
+
+    def to_complex(self) -> dtype:
+        """The complex dtype with this float dtype's parts (float32 -> complex64)."""
+        if self.is_complex:
+            return self
+        if self.np not in _COMPLEX_OF:
+            raise TypeError(f"no complex dtype has parts of {self!r}")
+        return from_numpy_dtype(_COMPLEX_OF[self.np])
 
     def __repr__(self):
         return f"framework.{self.name}"
@@ -30,8 +43,12 @@ int32 = int = dtype("int32", np.int32)
 int64 = long = dtype("int64", np.int64)
 uint8 = dtype("uint8", np.uint8)
 bool = dtype("bool", np.bool_)  # noqa: A001 - PyTorch's name
+complex64 = cfloat = dtype("complex64", np.complex64)
+complex128 = cdouble = dtype("complex128", np.complex128)
 
-_ALL = [float16, float32, float64, int8, int16, int32, int64, uint8, bool]
+_ALL = [float16, float32, float64, int8, int16, int32, int64, uint8, bool, complex64, complex128]
+_COMPLEX_OF = {np.dtype(np.float32): np.dtype(np.complex64), np.dtype(np.float64): np.dtype(np.complex128)}
+_REAL_OF = {c: r for r, c in _COMPLEX_OF.items()}
 _BY_NP = {d.np: d for d in _ALL}
 
 _default = float32
@@ -52,6 +69,12 @@ def to_numpy_dtype(d) -> np.dtype:
 
 def get_default_dtype() -> dtype:
     return _default
+
+
+def default_complex_np() -> np.dtype:
+    """The complex dtype that goes with the default float dtype (complex64 for float32), for Python
+    complex numbers and the transforms of integer tensors, as in PyTorch."""
+    return _COMPLEX_OF.get(_default.np, np.dtype(np.complex64))
 
 
 def set_default_dtype(d: dtype) -> None:
@@ -80,7 +103,9 @@ def result_type(a, b) -> np.dtype:
     if a_scalar or b_scalar:
         t, s = (b, a) if a_scalar else (a, b)
         tk = t.dtype.kind
-        if isinstance(s, builtins.bool) or tk == "f":
+        if isinstance(s, builtins.complex) and tk != "c":  # a float tensor's parts keep its precision
+            return _COMPLEX_OF[t.dtype] if t.dtype in _COMPLEX_OF else default_complex_np()
+        if isinstance(s, builtins.bool) or tk in "fc":
             return t.dtype
         if isinstance(s, builtins.float):
             return _default.np if tk in "biu" else t.dtype
@@ -96,8 +121,8 @@ def result_type(a, b) -> np.dtype:
         # than the dimensioned operand's: float32 [n] + float64 0-d stays float32, as in PyTorch.
         z, d = (a, b) if a0 else (b, a)
         return z.dtype if _CATEGORY[z.dtype.kind] > _CATEGORY[d.dtype.kind] else d.dtype
-    if ak == "f" and bk != "f":
+    if ak in "fc" and bk in "biu":
         return a.dtype
-    if bk == "f" and ak != "f":
+    if bk in "fc" and ak in "biu":
         return b.dtype
     return np.promote_types(a.dtype, b.dtype)

@@ -1374,6 +1374,8 @@ def channel_shuffle(input: Tensor, groups: int) -> Tensor:
 class _PadConstant(Function):
     """Constant padding (negative amounts crop). Linear; the adjoint pads by the negated amounts."""
 
+    complex_grad = True
+
     def forward(self, x):
         xp = get_array_module(x)
         pads = self.pads  # ((before, after), ...) for every axis

@@ -156,7 +156,9 @@ def _cpu_array(a) -> np.ndarray:
     if not a.flags.c_contiguous:  # (np.ascontiguousarray would turn 0-d arrays into 1-d ones)
         a = a.copy(order="C")
     if a.dtype.newbyteorder("=") not in _CODES:
-        raise TypeError(f"save: unsupported dtype {a.dtype}")
+        hint = " (save fw.view_as_real(t), its real and imaginary parts, instead)"
+        hint = hint if a.dtype.kind == "c" else ""
+        raise TypeError(f"save: unsupported dtype {a.dtype}{hint}")
     return a
 
 

@@ -189,7 +189,7 @@ class Tensor:
         extras = []
         if self.device.type != "cpu":
             extras.append(f"device='{self.device}'")
-        if a.dtype not in (np.float32, np.int64, np.bool_):
+        if a.dtype not in (np.float32, np.int64, np.bool_, np.complex64):
             extras.append(f"dtype={self.dtype}")
         if self.grad_fn is not None:
             extras.append(f"grad_fn=<{type(self.grad_fn).__name__}>")
@@ -517,6 +517,8 @@ def tensor(data, dtype=None, device=None, requires_grad=False):
                 a = a.astype(_dt.get_default_dtype().np)
             elif a.dtype.kind in "iu":
                 a = a.astype(np.int64)
+            elif a.dtype.kind == "c":  # Python complex numbers: the default float's complex dtype
+                a = a.astype(_dt.default_complex_np())
             elif a.dtype.kind != "b":
                 raise TypeError(f"can't convert {type(data).__name__} of dtype {a.dtype} to a tensor")
     if dtype is not None:
@@ -582,6 +584,8 @@ def full(size, fill_value, dtype=None, device=None, requires_grad=False):
             dtype = _dt.bool
         elif isinstance(fill_value, numbers.Integral):
             dtype = _dt.int64
+        elif isinstance(fill_value, builtins.complex):
+            dtype = _dt.from_numpy_dtype(_dt.default_complex_np())
     return _filled(fill_value, (size,) if isinstance(size, builtins.int) else size, dtype, device,
                    requires_grad)
 
@@ -625,14 +629,28 @@ def eye(n, m=None, dtype=None, device=None, requires_grad=False):
     return _place(a, device, requires_grad)
 
 
+def _complex_draw(draw, shape, dt, scale=1.0):
+    """Real and imaginary parts drawn independently (``draw(shape)``), as PyTorch's complex rand/randn."""
+    parts = draw(tuple(shape) + (2,)) * scale
+    return (parts[..., 0] + 1j * parts[..., 1]).astype(dt)
+
+
 def rand(*size, generator=None, dtype=None, device=None, requires_grad=False):
-    a = _gen(generator).random(_size(size)).astype(_dtype_np(dtype, _dt.get_default_dtype().np))
+    """Uniform on [0, 1); a complex dtype draws its real and imaginary parts so."""
+    dt = _dtype_np(dtype, _dt.get_default_dtype().np)
+    g = _gen(generator)
+    a = _complex_draw(g.random, _size(size), dt) if dt.kind == "c" else g.random(_size(size)).astype(dt)
     return _place(a, device, requires_grad)
 
 
 def randn(*size, generator=None, dtype=None, device=None, requires_grad=False):
-    a = _gen(generator).standard_normal(_size(size)).astype(
-        _dtype_np(dtype, _dt.get_default_dtype().np))
+    """Standard normal; a complex dtype gives E|z|^2 = 1 (parts of variance 1/2 each), as PyTorch."""
+    dt = _dtype_np(dtype, _dt.get_default_dtype().np)
+    g = _gen(generator)
+    if dt.kind == "c":
+        a = _complex_draw(g.standard_normal, _size(size), dt, scale=np.sqrt(0.5))
+    else:
+        a = g.standard_normal(_size(size)).astype(dt)
     return _place(a, device, requires_grad)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..tensor import Tensor
-from . import basic, compose, extra, misc, reduce, shape, specfun, stats
+from . import basic, complexops, compose, extra, misc, reduce, shape, specfun, stats
 from .basic import *  # noqa: F401,F403
 from .basic import (
     abs,
@@ -34,6 +34,7 @@ from .basic import (
     tanh,
     where,
 )
+from .complexops import *  # noqa: F401,F403
 from .compose import *  # noqa: F401,F403
 from .extra import *  # noqa: F401,F403
 from .misc import *  # noqa: F401,F403
@@ -312,12 +313,16 @@ _MORE = {
     # conveniences
     "new_empty": lambda self, *size, dtype=None, device=None, requires_grad=False: self.new_zeros(
         *size, dtype=dtype, device=device, requires_grad=requires_grad),
-    "is_complex": lambda self: False,
+    "is_complex": complexops.is_complex,
+    "angle": complexops.angle,
+    "sgn": complexops.sgn,
+    "imag": property(complexops.imag),
+    "conj_physical": complexops.conj,
     "is_signed": lambda self: self.data.dtype.kind in "if",
     "get_device": lambda self: -1 if self.device.type == "cpu" else (self.device.index or 0),
     "mm": lambda self, other: self @ other,
     "bmm": lambda self, other: self @ other,
-    "vdot": lambda self, other: (self.reshape(-1) * other.reshape(-1)).sum(),
+    "vdot": lambda self, other: (complexops.conj(self.reshape(-1)) * other.reshape(-1)).sum(),
     "fmax": lambda self, other: where(self != self, other, where(other != other, self, maximum(self, other))),
     "fmin": lambda self, other: where(self != self, other, where(other != other, self, minimum(self, other))),
     "isposinf": lambda self: (self == float("inf")),
@@ -326,11 +331,12 @@ _MORE = {
     "msort": lambda self: self.sort(0)[0],
     "sum_to_size": lambda self, *size: basic.unbroadcast(self, tuple(size[0]) if len(size) == 1 and
                                                           not isinstance(size[0], int) else tuple(size)),
-    "real": property(lambda self: self),
-    "conj": lambda self: self,
+    "real": property(complexops.real),
+    "conj": complexops.conj,
     "resolve_conj": lambda self: self,
-    "H": property(lambda self: self.transpose(0, 1) if self.ndim == 2 else self),
-    "mH": property(lambda self: self.transpose(-2, -1)),
+    "resolve_neg": lambda self: self,
+    "H": property(lambda self: complexops.conj(self.transpose(0, 1)) if self.ndim == 2 else self),
+    "mH": property(lambda self: complexops.conj(self.transpose(-2, -1))),
 }
 for _name, _fn in _MORE.items():
     setattr(Tensor, _name, _fn)

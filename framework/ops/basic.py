@@ -38,6 +38,7 @@ def unbroadcast(g: Tensor, shape) -> Tensor:
 
 
 class SumTo(Function):
+    complex_grad = True
     def forward(self, x):
         self.in_shape = x.shape
         return _sum_to(x, self.shape)
@@ -57,6 +58,7 @@ def _sum_to(x, shape):
 
 
 class BroadcastTo(Function):
+    complex_grad = True
     is_view = True
 
     def forward(self, x):
@@ -97,6 +99,7 @@ def _shape(x):
 
 
 class Add(Function):
+    complex_grad = True
     def forward(self, a, b):
         a, b = _promote(a, b)
         return a + b
@@ -108,6 +111,7 @@ class Add(Function):
 
 
 class Sub(Function):
+    complex_grad = True
     def forward(self, a, b):
         a, b = _promote(a, b)
         return a - b
@@ -119,6 +123,7 @@ class Sub(Function):
 
 
 class Mul(Function):
+    complex_grad = True
     saves_inputs = (0, 1)
 
     def forward(self, a, b):
@@ -127,11 +132,12 @@ class Mul(Function):
 
     def backward(self, g):
         a, b = _saved_pair(self)
-        return (unbroadcast(g * b, _shape(a)) if self.needs_input_grad[0] else None,
-                unbroadcast(g * a, _shape(b)) if self.needs_input_grad[1] else None)
+        return (unbroadcast(g * _conj(b), _shape(a)) if self.needs_input_grad[0] else None,
+                unbroadcast(g * _conj(a), _shape(b)) if self.needs_input_grad[1] else None)
 
 
 class Div(Function):
+    complex_grad = True
     saves_inputs = (0, 1)
 
     def forward(self, a, b):
@@ -144,8 +150,8 @@ class Div(Function):
 
     def backward(self, g):
         a, b = _saved_pair(self)
-        ga = unbroadcast(g / b, _shape(a)) if self.needs_input_grad[0] else None
-        gb = unbroadcast(-g * a / (b * b), _shape(b)) if self.needs_input_grad[1] else None
+        ga = unbroadcast(g / _conj(b), _shape(a)) if self.needs_input_grad[0] else None
+        gb = unbroadcast(-g * _conj(a / (b * b)), _shape(b)) if self.needs_input_grad[1] else None
         return ga, gb
 
 
@@ -162,6 +168,18 @@ def _needs_grad(x):
     return isinstance(x, Tensor) and x.requires_grad
 
 
+def _conj(t):
+    """conj(t) for a complex tensor, a real one as it is: the conjugate that complex gradients take
+    (see ``framework.ops.complexops``)."""
+    if isinstance(t, Tensor):
+        if t.data.dtype.kind == "c":
+            from .complexops import Conj
+
+            return Conj()(t)
+        return t
+    return t.conjugate() if isinstance(t, (complex, np.complexfloating)) else t
+
+
 def _kind(x):
     """dtype kind of an array or Python scalar (a Python float counts as floating point)."""
     return x.dtype.kind if hasattr(x, "dtype") else ("f" if isinstance(x, float) else "i")
@@ -170,6 +188,7 @@ def _kind(x):
 class Pow(Function):
     """``a ** b`` with tensors or scalars on either side."""
 
+    complex_grad = True
     saves_inputs = (0, 1)
     saves_output = True
 
@@ -182,26 +201,27 @@ class Pow(Function):
         ga = gb = None
         if self.needs_input_grad[0]:
             if isinstance(b, Tensor):  # 0 where the exponent is 0 (0 * 0^-1 would be NaN), as PyTorch
-                ga = where(b == 0, 0.0, g * b * a ** (b - 1))
+                ga = where(b == 0, 0.0, g * _conj(b * a ** (b - 1)))
             elif b == 0:
                 ga = g * 0.0
             else:
-                ga = g * b * a ** (b - 1) if b != 1 else g
+                ga = g * _conj(b * a ** (b - 1)) if b != 1 else g
             ga = unbroadcast(ga, _shape(a))
         if self.needs_input_grad[1]:
             # d(a^b)/db = a^b log(a), taken as 0 where a == 0 and b >= 0 (PyTorch's rule; 0 * -inf
             # would be NaN), and for a Python base 0 (math.log(0) raises).
             if isinstance(a, Tensor):
-                gb = where((a == 0) & (b >= 0), 0.0, g * y * log(a))
+                gb = where((a == 0) & (b >= 0), 0.0, g * _conj(y * log(a)))
             elif a == 0:
                 gb = where(b >= 0, 0.0, g * y * float("-inf"))
             else:
-                gb = g * y * (math.log(a) if a > 0 else float("nan"))
+                gb = g * _conj(y * (math.log(a) if a > 0 else float("nan")))
             gb = unbroadcast(gb, _shape(b))
         return ga, gb
 
 
 class Neg(Function):
+    complex_grad = True
     def forward(self, x):
         return -x
 
@@ -210,6 +230,7 @@ class Neg(Function):
 
 
 class Exp(Function):
+    complex_grad = True
     saves_output = True
 
     def forward(self, x):
@@ -217,10 +238,11 @@ class Exp(Function):
 
     def backward(self, g):
         (y,) = self.saved_tensors
-        return g * y
+        return g * _conj(y)
 
 
 class Log(Function):
+    complex_grad = True
     saves_inputs = (0,)
 
     def forward(self, x):
@@ -228,10 +250,11 @@ class Log(Function):
 
     def backward(self, g):
         (x,) = self.saved_tensors
-        return g / x
+        return g / _conj(x)
 
 
 class Sqrt(Function):
+    complex_grad = True
     saves_output = True
 
     def forward(self, x):
@@ -239,10 +262,11 @@ class Sqrt(Function):
 
     def backward(self, g):
         (y,) = self.saved_tensors
-        return g / (2 * y)
+        return g / (2 * _conj(y))
 
 
 class Sin(Function):
+    complex_grad = True
     saves_inputs = (0,)
 
     def forward(self, x):
@@ -250,10 +274,11 @@ class Sin(Function):
 
     def backward(self, g):
         (x,) = self.saved_tensors
-        return g * cos(x)
+        return g * _conj(cos(x))
 
 
 class Cos(Function):
+    complex_grad = True
     saves_inputs = (0,)
 
     def forward(self, x):
@@ -261,10 +286,11 @@ class Cos(Function):
 
     def backward(self, g):
         (x,) = self.saved_tensors
-        return -g * sin(x)
+        return -g * _conj(sin(x))
 
 
 class Tanh(Function):
+    complex_grad = True
     saves_output = True
 
     def forward(self, x):
@@ -272,7 +298,7 @@ class Tanh(Function):
 
     def backward(self, g):
         (y,) = self.saved_tensors
-        return g * (1 - y * y)
+        return g * _conj(1 - y * y)
 
 
 class Sigmoid(Function):
@@ -290,13 +316,17 @@ class Sigmoid(Function):
 
 
 class Mask(Function):
-    """Multiply by a constant 0/1 mask (the derivative of piecewise functions: relu, clamp, abs)."""
+    """Multiply by a constant mask (the derivative of piecewise functions: relu, clamp, abs; for a
+    complex tensor's abs, z / |z|)."""
+
+    complex_grad = True
 
     def forward(self, x):
         return x * self.mask
 
     def backward(self, g):
-        return Mask(mask=self.mask)(g)
+        m = self.mask
+        return Mask(mask=m.conj() if m.dtype.kind == "c" else m)(g)
 
 
 class Relu(Function):
@@ -342,6 +372,8 @@ def _relu_array(x, out=None):
 
 
 class Abs(Function):
+    complex_grad = True  # the mask is sign(z) = z / |z|: the gradient g * z / |z|
+
     def forward(self, x):
         xp = get_array_module(x)
         self.mask = xp.sign(x).astype(x.dtype)
@@ -380,6 +412,7 @@ class Clamp(Function):
 
 
 class Where(Function):
+    complex_grad = True
     def forward(self, cond, a, b):
         self.cond = cond
         a, b = _promote(a, b)
@@ -394,17 +427,24 @@ class Where(Function):
 
 
 class Cast(Function):
+    """A dtype change; its backward casts back (complex to real keeps the real part, as PyTorch)."""
+
+    complex_grad = True
+
     def forward(self, x):
         self.src = x.dtype
+        if x.dtype.kind == "c" and np.dtype(self.dtype).kind != "c":
+            return x.real.astype(self.dtype)
         return x.astype(self.dtype)
 
     def backward(self, g):
-        if self.src.kind != "f":
+        if self.src.kind not in "fc":
             return None
         return Cast(dtype=self.src)(g)
 
 
 class ToDevice(Function):
+    complex_grad = True
     def forward(self, x):
         self.src = device_of(x)
         return to_device(x, self.target)
@@ -414,6 +454,7 @@ class ToDevice(Function):
 
 
 class Clone(Function):
+    complex_grad = True
     def forward(self, x):
         return x.copy()
 

@@ -34,6 +34,8 @@ def _kept_shape(shape, axes):
 
 
 class Sum(Function):
+    complex_grad = True
+
     def forward(self, x):
         self.in_shape = x.shape
         self.ax = _axes(self.dim, x.ndim) if x.ndim else ()
@@ -247,6 +249,8 @@ def log_softmax(input, dim, dtype=None):
 
 
 class Cumsum(Function):
+    complex_grad = True
+
     def forward(self, x):
         # Integer and bool sums accumulate in int64 (NumPy would use uint64 for unsigned input);
         # float16 in float32 (a float16 running sum stops growing at 2048 when adding values < 1).

@@ -8,7 +8,7 @@ from .. import dtypes as _dt
 from ..autograd import Function
 from ..backend import get_array_module
 from ..tensor import Tensor
-from .basic import BroadcastTo, Clone, _check_devices, unbroadcast
+from .basic import BroadcastTo, Clone, _check_devices, _conj, unbroadcast
 
 
 def _norm_dim(d, ndim):
@@ -19,6 +19,7 @@ def _norm_dim(d, ndim):
 
 
 class Reshape(Function):
+    complex_grad = True
     is_view = True
 
     def forward(self, x):
@@ -93,6 +94,7 @@ def unsqueeze(input, dim):
 
 
 class Permute(Function):
+    complex_grad = True
     is_view = True
 
     def forward(self, x):
@@ -176,6 +178,8 @@ def repeat(input, *sizes):
 
 
 class Contiguous(Function):
+    complex_grad = True
+
     def forward(self, x):
         return get_array_module(x).ascontiguousarray(x)
 
@@ -190,6 +194,8 @@ def contiguous(input):
 
 
 class Flip(Function):
+    complex_grad = True
+
     def forward(self, x):
         return get_array_module(x).flip(x, axis=self.dims).copy()
 
@@ -225,6 +231,8 @@ def _is_basic(key):
 
 
 class GetItem(Function):
+    complex_grad = True
+
     def forward(self, x):
         self.in_shape, self.in_dtype = x.shape, x.dtype
         y = x[self.key]
@@ -237,6 +245,8 @@ class GetItem(Function):
 
 class IndexAdd(Function):
     """Scatter-add ``g`` into zeros of ``shape`` at ``key`` (the backward of indexing)."""
+
+    complex_grad = True
 
     def forward(self, g):
         xp = get_array_module(g)
@@ -459,6 +469,8 @@ def _inplace(t: Tensor, make, name, other_requires_grad=False, copy_old=True):
 
 
 class Cat(Function):
+    complex_grad = True
+
     def forward(self, *xs):
         xp = get_array_module(xs[0])
         dt = xs[0].dtype
@@ -584,6 +596,8 @@ def _take_along(xp, x, idx, dim):
 
 
 class Gather(Function):
+    complex_grad = True
+
     def forward(self, x, idx):
         xp = get_array_module(x)
         self.in_shape = x.shape
@@ -614,6 +628,8 @@ def gather(input, dim, index):
 
 
 class ScatterAdd(Function):
+    complex_grad = True
+
     def forward(self, x, idx, src):
         xp = get_array_module(x)
         out = x.copy()
@@ -677,6 +693,7 @@ def narrow(input, dim, start, length):
 
 
 class MatMul(Function):
+    complex_grad = True
     saves_inputs = (0, 1)
 
     def forward(self, a, b):
@@ -696,13 +713,13 @@ class MatMul(Function):
         ga = gb = None
         if a.ndim == 2 and b.ndim == 2:
             if self.needs_input_grad[0]:
-                ga = matmul(g, Permute(dims=(1, 0))(b))
+                ga = matmul(g, Permute(dims=(1, 0))(_conj(b)))
             if self.needs_input_grad[1]:
-                gb = matmul(Permute(dims=(1, 0))(a), g)
+                gb = matmul(Permute(dims=(1, 0))(_conj(a)), g)
             return ga, gb
         if a.ndim == 1 and b.ndim == 1:  # dot product: g is a scalar
-            return (g * b if self.needs_input_grad[0] else None,
-                    g * a if self.needs_input_grad[1] else None)
+            return (g * _conj(b) if self.needs_input_grad[0] else None,
+                    g * _conj(a) if self.needs_input_grad[1] else None)
         a2 = a if a.ndim > 1 else unsqueeze(a, 0)
         b2 = b if b.ndim > 1 else unsqueeze(b, -1)
         g2 = g
@@ -711,11 +728,11 @@ class MatMul(Function):
         if b.ndim == 1:
             g2 = unsqueeze(g2, -1)
         if self.needs_input_grad[0]:
-            ga = matmul(g2, transpose(b2, -1, -2))
+            ga = matmul(g2, transpose(_conj(b2), -1, -2))
             ga = unbroadcast(ga, a2.shape) if ga.shape != a2.shape else ga
             ga = reshape(ga, a.shape)
         if self.needs_input_grad[1]:
-            gb = matmul(transpose(a2, -1, -2), g2)
+            gb = matmul(transpose(_conj(a2), -1, -2), g2)
             gb = unbroadcast(gb, b2.shape) if gb.shape != b2.shape else gb
             gb = reshape(gb, b.shape)
         return ga, gb

@@ -1038,3 +1038,25 @@ def test_session_f_additions_on_gpu_match_cpu():
     assert lin.weight_mask.device.type == "cuda" and int((lin.weight_mask.cpu().numpy() == 0).sum()) == 12
     sn = parametrizations.spectral_norm(fw.nn.Linear(6, 5).double().to("cuda"))
     assert sn(fw.ones(2, 6, dtype=fw.float64, device="cuda")).device.type == "cuda"
+
+
+def test_fft_and_complex_ops_on_gpu_match_cpu():
+    """fw.fft on cuFFT (through CuPy) and the complex operations: values and gradients equal the CPU's,
+    single precision kept."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 8, 6))
+    z = rng.standard_normal((3, 8, 6)) + 1j * rng.standard_normal((3, 8, 6))
+
+    def total(xt, zt):
+        spec = fw.fft.rfft2(xt, norm="ortho")
+        parts = [fw.abs(spec).sum(), fw.real(fw.fft.fftn(zt, s=(4, 7), dim=(0, 2)) * 0.5j).sum(),
+                 fw.fft.irfft(zt, n=9).sum(), fw.angle(zt * fw.conj(zt[:1])).sum(),
+                 fw.view_as_real(fw.fft.fftshift(fw.exp(zt * 0.1), dim=1)).sum(),
+                 fw.fft.hfft(zt[..., :4], n=6).pow(2).sum() * 1e-2]
+        return sum(parts[1:], parts[0]).reshape(1)
+
+    cpu, gpu = _grads_on("cpu", total, [x, z]), _grads_on("cuda", total, [x, z])
+    for a, b in zip(gpu, cpu):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(b).max()))
+    single = fw.fft.rfft(fw.tensor(x.astype(np.float32), device="cuda"))
+    assert single.dtype == fw.complex64 and single.device.type == "cuda"
