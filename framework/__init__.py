@@ -13,7 +13,7 @@ from .dtypes import (bool, cdouble, cfloat, complex64, complex128, double, dtype
 from .tensor import (Generator, Size, Tensor, arange, as_tensor, empty, empty_like, eye, from_numpy,
                      full, full_like, get_rng_state, is_tensor, linspace, manual_seed, normal, ones,
                      ones_like, rand, rand_like, randint, randn, randn_like, randperm, seed,
-                     set_rng_state, tensor, zeros, zeros_like)
+                     set_printoptions, set_rng_state, tensor, zeros, zeros_like)
 from . import ops  # noqa: E402  (binds Tensor methods)
 from .ops import *  # noqa: F401,F403,E402
 from .ops import all_ as all  # noqa: E402

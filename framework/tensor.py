@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import json
 import numbers
+import sys
 import threading
 
 import numpy as np
@@ -185,7 +186,7 @@ class Tensor:
 
     def __repr__(self):
         a = to_device(self.data, CPU)
-        body = np.array2string(a, separator=", ", precision=4, prefix="tensor(")
+        body = _array_string(a)
         extras = []
         if self.device.type != "cpu":
             extras.append(f"device='{self.device}'")
@@ -500,6 +501,42 @@ def _size(size):
     if len(size) == 1 and isinstance(size[0], (tuple, list, Size)):
         return tuple(size[0])
     return tuple(size)
+
+
+_PROFILES = {"default": dict(precision=4, threshold=1000, edgeitems=3, linewidth=80),
+             "short": dict(precision=2, threshold=1000, edgeitems=2, linewidth=80),
+             "full": dict(precision=4, threshold=sys.maxsize, edgeitems=3, linewidth=80)}
+_PRINT = dict(_PROFILES["default"], sci_mode=None)
+
+
+def set_printoptions(precision=None, threshold=None, edgeitems=None, linewidth=None, profile=None,
+                     sci_mode=None):
+    """How tensors print, as ``torch.set_printoptions``: digits after the point, the element count above
+    which a summary (``edgeitems`` per end) is shown, the line width, a ``profile`` ("default",
+    "short", "full") to start from, and ``sci_mode`` (True: always scientific, False: never, None: auto)."""
+    if profile is not None:
+        if profile not in _PROFILES:
+            raise ValueError(f"set_printoptions: unknown profile {profile!r} (expected one of "
+                             f"{list(_PROFILES)})")
+        _PRINT.update(_PROFILES[profile])
+    for key, value in (("precision", precision), ("threshold", threshold), ("edgeitems", edgeitems),
+                       ("linewidth", linewidth)):
+        if value is not None:
+            if not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(f"set_printoptions: {key} must be a non-negative integer, got {value!r}")
+            _PRINT[key] = int(value)
+    _PRINT["sci_mode"] = sci_mode
+
+
+def _array_string(a) -> str:
+    o = _PRINT
+    fmt = None
+    if o["sci_mode"] and a.dtype.kind in "fc":
+        p = o["precision"]
+        fmt = {"float_kind": lambda v: f"{v:.{p}e}"}
+    return np.array2string(a, separator=", ", precision=o["precision"], threshold=o["threshold"],
+                           edgeitems=o["edgeitems"], max_line_width=o["linewidth"], prefix="tensor(",
+                           suppress_small=o["sci_mode"] is False, formatter=fmt)
 
 
 def tensor(data, dtype=None, device=None, requires_grad=False):

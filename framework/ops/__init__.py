@@ -90,6 +90,7 @@ from .shape import (
     view,
 )
 from .specfun import *  # noqa: F401,F403
+from .spectral import *  # noqa: F401,F403
 from .stats import *  # noqa: F401,F403
 
 

@@ -21,7 +21,7 @@ from .shape import _norm_dim, cat, getitem, narrow, reshape, stack, transpose
 
 __all__ = ["cov", "corrcoef", "logcumsumexp", "trapezoid", "trapz", "cumulative_trapezoid", "block_diag",
            "cartesian_prod", "combinations", "copysign", "heaviside", "renorm", "vander", "histc",
-           "nanmedian", "frexp", "ldexp", "gcd", "lcm"]
+           "nanmedian", "frexp", "ldexp", "gcd", "lcm", "histogram", "mode", "logdet", "slogdet"]
 
 
 def _const(like: Tensor, array) -> Tensor:
@@ -333,3 +333,81 @@ def lcm(input: Tensor, other: Tensor) -> Tensor:
     """Element-wise least common multiple of integers, as ``torch.lcm``."""
     xp = get_array_module(input.data)
     return Tensor(xp.lcm(input.data, other.data if isinstance(other, Tensor) else other))
+
+
+def histogram(input: Tensor, bins=100, *, range=None, weight=None, density=False):  # noqa: A002
+    """(hist, bin_edges) as ``torch.histogram``: ``bins`` equal bins over ``range`` (default the data's
+    min..max) or the given increasing edges; the last bin includes its right edge; ``weight`` weights
+    each value; ``density`` divides by the total weight times the bin width. Float input only."""
+    xp = get_array_module(input.data)
+    if input.data.dtype.kind != "f":
+        raise RuntimeError(f"histogram: expected a floating point input, got {input.dtype}")
+    a = input.data.reshape(-1)
+    if isinstance(bins, Tensor):
+        if bins.ndim != 1 or bins.shape[0] < 1:
+            raise RuntimeError(f"histogram: bins must be a 1-D tensor of edges, got shape "
+                               f"{tuple(bins.shape)}")
+        edges = bins.data.astype(a.dtype)
+        if bool((edges[1:] < edges[:-1]).any()):
+            raise RuntimeError("histogram: bin edges must be increasing")
+        spec, rng = edges, None
+    else:
+        if int(bins) < 1:
+            raise RuntimeError(f"histogram: bins must be > 0, got {bins}")
+        spec, rng = int(bins), range
+        if rng is not None and float(rng[0]) > float(rng[1]):
+            raise RuntimeError(f"histogram: min must be at most max, got range {tuple(rng)}")
+    w = None
+    if weight is not None:
+        if tuple(weight.shape) != tuple(input.shape):
+            raise RuntimeError(f"histogram: weight of shape {tuple(weight.shape)} for an input of shape "
+                               f"{tuple(input.shape)}")
+        w = weight.data.reshape(-1)
+    hist, edges = xp.histogram(a, bins=spec, range=rng, weights=w, density=density)
+    return namedtuple("histogram", ["hist", "bin_edges"])(Tensor(hist.astype(a.dtype)),
+                                                          Tensor(edges.astype(a.dtype)))
+
+
+def mode(input: Tensor, dim: int = -1, keepdim: bool = False):
+    """(values, indices): the most frequent value along ``dim`` (the smallest of equally frequent ones)
+    and the index of its last occurrence, as ``torch.mode``; values carry the gradient to that index."""
+    from .shape import gather
+
+    xp = get_array_module(input.data)
+    if input.ndim == 0:
+        return namedtuple("mode", ["values", "indices"])(input * 1, Tensor(xp.zeros((), dtype=np.int64)))
+    d = _norm_dim(dim, input.ndim)
+    x = xp.moveaxis(input.data, d, -1)
+    lead, n = x.shape[:-1], x.shape[-1]
+    if n == 0:
+        raise IndexError(f"mode(): cannot compute the mode of an empty dimension {dim}")
+    rows = x.reshape(-1, n)
+    r = rows.shape[0]
+    srt = xp.sort(rows, axis=1)
+    new_run = xp.concatenate([xp.ones((r, 1), dtype=bool), srt[:, 1:] != srt[:, :-1]], axis=1)
+    run_id = xp.cumsum(new_run, axis=1) - 1
+    counts = xp.bincount((run_id + xp.arange(r)[:, None] * n).reshape(-1), minlength=r * n).reshape(r, n)
+    best = xp.argmax(counts, axis=1)  # the first of the most frequent runs: the smallest value
+    first = xp.argmax(run_id == best[:, None], axis=1)
+    value = srt[xp.arange(r), first]
+    last = n - 1 - xp.argmax((rows == value[:, None])[:, ::-1], axis=1)
+    idx = xp.moveaxis(last.reshape(lead + (1,)).astype(np.int64), -1, d)
+    values = gather(input, d, Tensor(idx))
+    if not keepdim:
+        values = values.squeeze(d)
+        idx = idx.squeeze(d)
+    return namedtuple("mode", ["values", "indices"])(values, Tensor(idx))
+
+
+def slogdet(input: Tensor):
+    """(sign, logabsdet) of square matrices, as ``torch.slogdet`` (``fw.linalg.slogdet``)."""
+    from .. import linalg
+
+    return linalg.slogdet(input)
+
+
+def logdet(input: Tensor) -> Tensor:
+    """log det of square matrices: NaN where the determinant is negative, -inf where it is 0
+    (``torch.logdet``)."""
+    sign, logabs = slogdet(input)
+    return where(sign < 0, float("nan"), logabs)

@@ -119,6 +119,8 @@ def test_home_page_loads(server, page, tmp_path):
     page.goto(server)
     page.get_by_text("dlsuite — deep learning").first.wait_for()
     _wait_idle(page)
+    # (under load the status widget can be gone before the script has drawn the metrics: wait for them)
+    page.get_by_text("Compute device").first.wait_for(timeout=60_000)
     assert page.get_by_text("Compute device").count() >= 1
     _shot(page, tmp_path, "home")
 
