@@ -18,7 +18,7 @@ import numpy as np
 from ..autograd import Function
 from ..backend import get_array_module
 from ..tensor import Tensor
-from .basic import _float_in, exp, maximum, sqrt, unbroadcast, where
+from .basic import _conj, _float_in, exp, maximum, sqrt, unbroadcast, where
 from .reduce import cumsum, sort, sum
 from .shape import _norm_dim, cat, expand, gather, getitem, matmul, narrow, permute, reshape, transpose
 
@@ -211,6 +211,8 @@ class _Einsum(Function):
     is the einsum of the output's gradient with the other operands, broadcast over the letters only
     that operand has; size-1 broadcast dimensions are summed back."""
 
+    complex_grad = True  # (the backward conjugates the other operands)
+
     def forward(self, *arrays):
         xp = get_array_module(arrays[0])
         return xp.einsum(",".join(self.ins) + "->" + self.out, *arrays, optimize=True)
@@ -224,7 +226,7 @@ class _Einsum(Function):
                 continue
             others = [(s, t) for j, (s, t) in enumerate(zip(self.ins, ops)) if j != k]
             avail = "".join(c for c in sub if c in self.out or builtins.any(c in s for s, _ in others))
-            r = _Einsum(ins=[self.out] + [s for s, _ in others], out=avail)(g, *[t for _, t in others])
+            r = _Einsum(ins=[self.out] + [s for s, _ in others], out=avail)(g, *[_conj(t) for _, t in others])
             if avail != sub:  # letters summed within this operand only: its gradient is constant along them
                 # (avail keeps sub's order: insert the missing axes, then broadcast along them)
                 r = expand(reshape(r, tuple(r.shape[avail.index(c)] if c in avail else 1 for c in sub)),

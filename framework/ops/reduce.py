@@ -299,7 +299,10 @@ class PNorm(Function):
 
 
 def norm(input, p="fro", dim=None, keepdim=False):
-    """Vector p-norm over ``dim`` (all elements when None): p = 'fro', any p > 0, inf, -inf or 0."""
+    """Vector p-norm over ``dim`` (all elements when None): p = 'fro', any p > 0, inf, -inf or 0. A complex
+    tensor's norm is that of its magnitudes (the gradient comes through ``abs``)."""
+    if input.data.dtype.kind == "c":
+        input = input.abs()
     if p == "fro":
         p = 2
     if p in (float("inf"), "inf"):

@@ -278,6 +278,8 @@ class IndexPut(Function):
     """``out = x.clone(); out[key] = v`` (what ``x[key] = v`` records); with ``inplace``, ``x`` itself
     is written (its values are not needed for the backward)."""
 
+    complex_grad = True
+
     inplace = False
 
     def forward(self, x, v):

@@ -203,6 +203,11 @@ def test_transform_errors():
 A, B, M = _c(3, 4), _c(3, 4), _c(4, 2)
 
 
+def _written(t, key, value):
+    t[key] = value
+    return t
+
+
 @pytest.mark.parametrize(
     "fn",
     [
@@ -219,6 +224,10 @@ A, B, M = _c(3, 4), _c(3, 4), _c(4, 2)
         lambda L, a, b, m: (a.sum(0) * b.mean(1, keepdim=True)) @ m,
         lambda L, a, b, m: L.cat([a, b], 0)[1:4].transpose(0, 1).reshape(-1).flip(0),
         lambda L, a, b, m: a.mH @ b,
+        lambda L, a, b, m: L.einsum("ij,kj,jl->ikl", a, b, m),
+        lambda L, a, b, m: L.linalg.norm(a * b, dim=1) + L.norm(a, p=3) + L.linalg.vector_norm(b, ord=1),
+        lambda L, a, b, m: _written(a.clone(), (0, slice(1, 3)), b[1, :2] * 2),
+        lambda L, a, b, m: L.cumsum(L.nn.functional.pad(a, (1, 2)), 1) + L.roll(b, 1, 0).sum(),
     ],
     ids=[
         "matmul",
@@ -234,6 +243,10 @@ A, B, M = _c(3, 4), _c(3, 4), _c(4, 2)
         "reductions",
         "shape-ops",
         "mH",
+        "einsum",
+        "norms",
+        "setitem",
+        "pad-cumsum-roll",
     ],
 )
 def test_complex_ops_values_and_gradients(fn):
