@@ -1,7 +1,7 @@
 """Perception speed: the demo pipeline end to end, headless, on a synthetic 640x480 clip at 30 FPS,
 and the model alone against the same network run by PyTorch CPU (weights copied; names match).
 
-    python -m benchmarks.perception [--frames 300] [--threads 1] [--size N] [--out FILE.json]
+    python -m benchmarks.perception [--frames 300] [--threads 1] [--size N] [--flip-test] [--out FILE.json]
 
 Prints JSON: end-to-end FPS (best of ``--repeats`` runs, every run listed: the machine is shared),
 capture-to-display latency p50/p95, dropped frames, per-stage ms (median and mean), model ms (ours,
@@ -11,6 +11,8 @@ with CuPy it adds batch-1 model throughput on the GPU. ``--size N`` runs the com
 another letterbox size (the network is fully convolutional; speed does not depend on the weights).
 Frames go in by rectangular letterbox (``Detector.rect``), so a 640x480 frame at size 640 runs the
 network on 640x480, and the model comparison uses that same input shape (``model_input_hw``).
+``--flip-test`` runs the detector in its flip-test mode (each frame and its mirror image in one batch
+of two, outputs averaged): the model comparison then times that batch of two in both frameworks.
 """
 
 from __future__ import annotations
@@ -143,13 +145,18 @@ def main(argv=None) -> dict:
     ap.add_argument("--out", default=None)
     ap.add_argument("--size", type=int, default=None,
                     help="letterbox size (default: the committed model's input size); a multiple of 32")
+    ap.add_argument("--flip-test", action="store_true",
+                    help="the detector's flip-test mode (frame and mirror averaged: twice the model's work)")
     _blas.add_argument(ap)
     a = ap.parse_args(argv)
     if a.size is not None and (a.size <= 0 or a.size % 32):
         ap.error(f"--size must be a positive multiple of 32, got {a.size}")
     _blas.choose(sys.argv if argv is None else argv)
-    for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "FRAMEWORK_CONV_THREADS"):
-        os.environ.setdefault(v, str(a.threads))
+    # (the flip test's pair of images runs on the framework's own threads, BLAS on one: see
+    # apps/perception/__main__.py, _set_threads)
+    for v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(v, "1" if a.flip_test else str(a.threads))
+    os.environ.setdefault("FRAMEWORK_CONV_THREADS", str(a.threads))
 
     import numpy as np
 
@@ -159,10 +166,11 @@ def main(argv=None) -> dict:
     from apps.perception.synth import write_video
 
     det = load_default_model()
-    if a.size is not None and a.size != det.size:
+    if (a.size is not None and a.size != det.size) or a.flip_test:
         from apps.perception.detector import Detector
 
-        det = Detector(det.model, size=a.size, conf=det.conf, classes=det.classes, card=det.card)
+        det = Detector(det.model, size=a.size or det.size, conf=det.conf, classes=det.classes, card=det.card,
+                       flip_test=a.flip_test)
     size = det.size
     tmp = tempfile.mkdtemp(prefix="perception-bench-")
     clip = os.path.join(tmp, "clip.mp4")
@@ -179,6 +187,8 @@ def main(argv=None) -> dict:
     #    feeds it for the clip's 640x480 frames (rectangular letterbox: 640x480 at size 640)
     in_h, in_w = det.input_shape((480, 640))
     x = np.random.default_rng(0).random((1, 3, in_h, in_w), dtype=np.float32)
+    if a.flip_test:  # the batch the flip test runs: the frame and its mirror image
+        x = np.ascontiguousarray(np.concatenate([x, x[..., ::-1]]))
     xt = fw.from_numpy(x)
 
     def ours():  # what the detector runs: batch norms folded into the convolutions
@@ -221,6 +231,8 @@ def main(argv=None) -> dict:
     result = dict(
         benchmark="perception",
         input_size=size,
+        flip_test=a.flip_test,
+        model_batch=int(x.shape[0]),
         model_input_hw=[in_h, in_w],
         clip="640x480 synthetic drive, 30 FPS",
         frames=a.frames,

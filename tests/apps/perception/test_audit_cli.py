@@ -233,6 +233,21 @@ def test_threads_must_be_a_positive_whole_number(value):
         main(["synth", "--threads", *value])
 
 
+@pytest.mark.parametrize("flip", [False, True])
+def test_threads_go_to_blas_and_convolutions(flip, monkeypatch):
+    """--threads N sets BLAS and the convolutions' threads; with --flip-test the convolutions run the frame
+    and its mirror on N threads and BLAS keeps one (its threads would contend with them)."""
+    from apps.perception.__main__ import _set_threads
+
+    for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "FRAMEWORK_CONV_THREADS"):
+        monkeypatch.delenv(v, raising=False)
+    argv = ["demo", "--threads", "2"] + (["--flip-test"] if flip else [])
+    _set_threads(argv)
+    assert argv == ["demo"] + (["--flip-test"] if flip else [])
+    assert os.environ["FRAMEWORK_CONV_THREADS"] == "2"
+    assert os.environ["OPENBLAS_NUM_THREADS"] == os.environ["OMP_NUM_THREADS"] == ("1" if flip else "2")
+
+
 def test_resume_with_other_training_options_is_refused(cache, tmp_path):
     # a resume with another --lr / --batch / --seed would silently stop reproducing the run it continues
     import apps.perception.train as T
