@@ -30,6 +30,7 @@ CASES = {  # x shape, w shape, stride, padding, groups, cache_weight
 @pytest.fixture
 def two_threads(monkeypatch):
     monkeypatch.setattr(C, "_THREADS", 2)
+    monkeypatch.setattr(C, "_BATCH_PARALLEL", True)
     monkeypatch.setattr(C, "_PAR_MIN_MACS", 1)
 
 
@@ -117,3 +118,21 @@ def test_training_forward_stays_serial_and_gradients_hold(two_threads, monkeypat
         yi = F.conv2d(fw.tensor(xa), fw.tensor(wa), padding=1).numpy()
     np.testing.assert_allclose(yi, y.detach().numpy(), rtol=1e-5, atol=1e-4)
     assert calls == [1]
+
+
+@pytest.mark.parametrize(
+    "env,on",
+    [
+        ({"FRAMEWORK_CONV_THREADS": "2", "OPENBLAS_NUM_THREADS": "1"}, True),
+        ({"FRAMEWORK_CONV_THREADS": "4", "OMP_NUM_THREADS": "1"}, True),
+        ({"FRAMEWORK_CONV_THREADS": "2", "OPENBLAS_NUM_THREADS": "2"}, False),  # BLAS threads would contend
+        ({"FRAMEWORK_CONV_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}, False),
+        ({"OPENBLAS_NUM_THREADS": "1"}, False),  # not asked for
+    ],
+)
+def test_batch_parallel_only_where_it_pays(env, on, monkeypatch):
+    for v in ("FRAMEWORK_CONV_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(v, raising=False)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert C._batch_parallel_default() is on

@@ -26,7 +26,9 @@ epilogue (bias, residual, activation: ``_Epilogue``) is applied to each piece of
 written.
 Environment: FRAMEWORK_CONV_WINOGRAD=0 disables Winograd, FRAMEWORK_CONV_WINOGRAD43_TRAIN=0 keeps
 F(4x4, 3x3) to inference, FRAMEWORK_CONV_FLAT=0 the flat windows
-of im2col (row-by-row strided taps instead); FRAMEWORK_CONV_THREADS=1 disables the copy thread.
+of im2col (row-by-row strided taps instead); FRAMEWORK_CONV_THREADS=1 disables the copy thread, and
+FRAMEWORK_CONV_THREADS=N >= 2 with OPENBLAS_NUM_THREADS=1 runs inference over N groups of a batch's images
+in parallel (``_forward_batch_parallel``).
 """
 
 from __future__ import annotations
@@ -123,8 +125,21 @@ def _split_channels(xp, fn, c, work_bytes):
 
 # Batch-parallel forwards (inference, and forwards that keep nothing for a backward): a layer of at least
 # this many multiply-adds over >= 2 images is split into per-thread groups of images. Below it, handing
-# work to a thread costs more than it saves.
+# work to a thread costs more than it saves (measured on the detector's flip-test pair at 640x480, 2 cores:
+# 24.5 ms at 2M, 27.6 ms at 16M, 29.4 ms at 64M, 34.5 ms serial).
 _PAR_MIN_MACS = 2_000_000
+
+
+def _batch_parallel_default() -> bool:
+    """On when FRAMEWORK_CONV_THREADS >= 2 is set and BLAS is held to one thread (OPENBLAS_NUM_THREADS or
+    OMP_NUM_THREADS = 1): the configuration where it pays. With BLAS's own threads spinning on the same
+    cores it gains nothing on 2 cores and would oversubscribe larger machines."""
+    conv = os.environ.get("FRAMEWORK_CONV_THREADS", "")
+    blas = os.environ.get("OPENBLAS_NUM_THREADS") or os.environ.get("OMP_NUM_THREADS") or ""
+    return conv.isdigit() and int(conv) >= 2 and blas == "1"
+
+
+_BATCH_PARALLEL = _batch_parallel_default()
 _PAR_POOL = None
 _PAR_POOL_PID = None
 _TLS = threading.local()
@@ -458,8 +473,9 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None, cache_wei
     copy of it may be kept for the next call (``winograd.cached_weight_transform``).
     bias (K,), residual (N, K, Ho, Wo), activation (None, "relu", "silu"): the epilogue, applied to
     each piece of the output as it is written (see :class:`_Epilogue`).
-    Without ``keep``, a large layer over several images runs groups of them on parallel threads
-    (FRAMEWORK_CONV_THREADS; :func:`_forward_batch_parallel`). ``_out``: the output array to write."""
+    Without ``keep``, a large layer over several images runs groups of them on parallel threads when
+    FRAMEWORK_CONV_THREADS >= 2 and BLAS has one thread (:func:`_forward_batch_parallel`). ``_out``: the
+    output array to write."""
     xp = get_array_module(x)
     n, c, h, wd = x.shape
     k, cg, kh, kw = w.shape
@@ -468,8 +484,8 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None, cache_wei
     g = groups
     kg = k // g
     y = xp.empty((n, k, ho, wo), dtype=x.dtype) if _out is None else _out
-    if (_THREADS >= 2 and keep is None and xp is np and n >= 2 and not getattr(_TLS, "batch_part", False)
-            and n * k * ho * wo * cg * kh * kw >= _PAR_MIN_MACS):
+    if (_BATCH_PARALLEL and _THREADS >= 2 and keep is None and xp is np and n >= 2
+            and not getattr(_TLS, "batch_part", False) and n * k * ho * wo * cg * kh * kw >= _PAR_MIN_MACS):
         return _forward_batch_parallel(x, w, (stride, padding, dilation, groups),
                                        dict(cache_weight=cache_weight, bias=bias, activation=activation), y,
                                        residual)
