@@ -376,8 +376,12 @@ class Abs(Function):
 
     def forward(self, x):
         xp = get_array_module(x)
-        self.mask = xp.sign(x).astype(x.dtype)
-        return xp.abs(x)
+        y = xp.abs(x)
+        if x.dtype.kind == "c":  # z / |z|, 0 at 0, written out (CuPy's sign of a complex number is not this)
+            self.mask = xp.where(y == 0, 0, x / xp.where(y == 0, 1, y)).astype(x.dtype)
+        else:
+            self.mask = xp.sign(x).astype(x.dtype)
+        return y
 
     def backward(self, g):
         return Mask(mask=self.mask)(g)

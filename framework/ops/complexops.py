@@ -79,7 +79,8 @@ class MakeComplex(Function):
             raise TypeError(f"complex(): expected both inputs to be float32 or float64, got {re.dtype}")
         xp = get_array_module(re)
         out = xp.empty(np.broadcast_shapes(re.shape, im.shape), dtype=_dt._COMPLEX_OF[re.dtype])
-        out.real, out.imag = re, im
+        out.real[...] = re  # (views of the parts, in NumPy and CuPy alike)
+        out.imag[...] = im
         return out
 
     def backward(self, g):
