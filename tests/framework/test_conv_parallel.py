@@ -136,3 +136,59 @@ def test_batch_parallel_only_where_it_pays(env, on, monkeypatch):
     for k, v in env.items():
         monkeypatch.setenv(k, v)
     assert C._batch_parallel_default() is on
+
+
+# ------------------------------------------------------------------------- framework.utils.parallel
+
+from framework.utils import parallel as P  # noqa: E402
+
+
+def test_parallel_map_order_threads_and_serial_kernels(monkeypatch):
+    monkeypatch.setattr(C, "_THREADS", 2)
+    seen = []
+
+    def fn(i):
+        seen.append((threading.get_ident(), getattr(C._TLS, "batch_part", False)))
+        x = RNG.standard_normal((1, 8, 16, 16), dtype=np.float32) * 0 + i
+        return float(
+            C.conv2d_forward(x, np.ones((1, 8, 1, 1), np.float32), (1, 1), (0, 0), (1, 1), 1)[0, 0, 0, 0]
+        )
+
+    assert P.parallel_map(fn, range(5)) == [8.0 * i for i in range(5)]
+    assert len({t for t, _ in seen}) == 2  # the caller and one pool thread
+    assert all(flag for _, flag in seen)  # the convolutions inside do not fan out again
+    assert getattr(C._TLS, "batch_part", False) is False  # (restored in the caller's thread)
+    assert P.parallel_map(fn, [3], threads=4) == [24.0]
+    assert P.parallel_map(lambda v: v + 1, [1, 2, 3], threads=1) == [2, 3, 4]
+
+
+def test_parallel_map_raises_the_first_error_after_all_calls(monkeypatch):
+    monkeypatch.setattr(C, "_THREADS", 2)
+    done = []
+
+    def fn(i):
+        done.append(i)
+        if i in (1, 2):
+            raise ValueError(f"item {i}")
+        return i
+
+    with pytest.raises(ValueError, match="item 1"):
+        P.parallel_map(fn, range(4))
+    assert sorted(done) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="threads must be >= 1"):
+        P.parallel_map(fn, [0], threads=0)
+
+
+def test_grad_mode_is_per_thread(monkeypatch):
+    """As in PyTorch, a worker thread starts with grad enabled: calls enter no_grad themselves."""
+    monkeypatch.setattr(C, "_THREADS", 2)
+    with fw.no_grad():
+        modes = P.parallel_map(lambda _: fw.is_grad_enabled(), range(2))
+    assert modes == [False, True]
+
+
+def test_worthwhile_follows_the_batch_parallel_rule(monkeypatch):
+    monkeypatch.setattr(C, "_BATCH_PARALLEL", True)
+    assert P.worthwhile()
+    monkeypatch.setattr(C, "_BATCH_PARALLEL", False)
+    assert not P.worthwhile()

@@ -80,6 +80,32 @@ def test_flip_test_is_mirror_symmetric_and_changes_the_boxes():
     assert np.median(moved) > 0.9 and moved.min() < 0.999  # the same objects, located anew
 
 
+def test_flip_test_on_parallel_threads_gives_the_batched_result(monkeypatch):
+    """The two views as two calls at once (framework.utils.parallel) give what one batch of two gives."""
+    import framework.utils.parallel as P
+    from framework.kernels.cpu import conv as C
+
+    det = load_default_model()
+    frame, _labels = random_scene(np.random.default_rng(99), 640, 480)
+    det.flip_test = True
+    try:
+        monkeypatch.setattr(P, "worthwhile", lambda: False)
+        batched = det(frame)
+        monkeypatch.setattr(P, "worthwhile", lambda: True)
+        monkeypatch.setattr(C, "_THREADS", 2)
+        calls = []
+        real = P.parallel_map
+        monkeypatch.setattr(P, "parallel_map", lambda fn, items: calls.append(len(items)) or real(fn, items))
+        parallel = det(frame)
+    finally:
+        det.flip_test = False
+    assert calls == [2]
+    assert len(parallel.boxes) == len(batched.boxes) >= 2
+    np.testing.assert_allclose(parallel.boxes, batched.boxes, atol=1e-3)
+    np.testing.assert_allclose(parallel.scores, batched.scores, atol=1e-5)
+    np.testing.assert_array_equal(parallel.classes, batched.classes)
+
+
 def test_batches_of_mixed_shapes_fall_back_to_the_square():
     det = load_default_model()
     rng = np.random.default_rng(5)
