@@ -81,11 +81,13 @@ def _source_fps(path: str) -> float:
         cap.release()
 
 
-def _process(src: str, conf: float, out: str, live, bar, labels: str | None = None) -> dict:
+def _process(src: str, conf: float, out: str, live, bar, labels: str | None = None,
+             flip_test: bool = False) -> dict:
     """The app's real-time pipeline on a file, every frame (no pacing). Annotated frames are kept as
     JPEG (a few ms each, so the measured FPS stays the pipeline's) and encoded to WebM afterwards;
     ``live`` shows some of them while the clip is processed and ``bar`` follows progress. With
-    ``labels`` (a labels file the app reads) the result's ``tracking`` holds the tracks' scores."""
+    ``labels`` (a labels file the app reads) the result's ``tracking`` holds the tracks' scores;
+    ``flip_test``: the detector's flip-test mode."""
     import time
 
     from apps.perception import evaluate_tracking, frame_from_tracks, load_track_labels
@@ -107,8 +109,8 @@ def _process(src: str, conf: float, out: str, live, bar, labels: str | None = No
             last[0] = now
             live.image(res.image, width="stretch", caption=f"frame {res.index + 1}")
 
-    result = pc.process_video(src, None, detector=_detector(conf), progress=progress, on_frame=on_frame,
-                              track=True, realtime=False, max_frames=MAX_FRAMES)
+    result = pc.process_video(src, None, detector=_detector(conf, flip_test), progress=progress,
+                              on_frame=on_frame, track=True, realtime=False, max_frames=MAX_FRAMES)
     if frames:
         bar.progress(1.0, text="Encoding the annotated video…")
         present.encode_webm(frames, _source_fps(src), out)
@@ -239,19 +241,25 @@ with video_tab:
                 st.error(str(exc).replace(labels_path, lab.name), icon=common.REFUSED)
                 labels_path = None
     conf = st.slider("Score threshold", 0.05, 0.95, 0.3, 0.05, key="pc_conf")
+    flip = st.checkbox(
+        "Flip test", key="pc_flip",
+        help="Also run each frame mirrored and average the two: boxes located more precisely (held-out "
+             "mAP50-95 0.639 → 0.663) for twice the network's work; the CLI's `--threads 2 --flip-test` "
+             "runs the two views at once.")
     if src_path and st.button("Run detection and tracking", type="primary", key="pc_run"):
-        out = str(WORK / f"{digest[:16]}_{int(conf * 100)}.webm")
+        out = str(WORK / f"{digest[:16]}_{int(conf * 100)}{'_flip' if flip else ''}.webm")
         bar = st.progress(0.0, text="Loading…")
         live = st.empty()
         try:
-            result = _process(src_path, conf, out, live, bar, labels_path)
+            result = _process(src_path, conf, out, live, bar, labels_path, flip)
             live.empty()
             bar.empty()
             if not result.get("frames"):
                 st.error("No frame could be read from this video (unsupported codec or broken file).",
                          icon=common.REFUSED)
             else:
-                st.session_state["pc_last"] = {"digest": digest, "conf": conf, "out": out, "result": result}
+                st.session_state["pc_last"] = {"digest": digest, "conf": conf, "flip_test": flip, "out": out,
+                                               "result": result}
         except Exception as exc:
             live.empty()
             bar.empty()

@@ -99,6 +99,15 @@ def test_video_upload_runs_pipeline(app, model_ready, tmp_path):
     assert float(metrics["FPS (end to end)"]) > 0
     assert len(app.get("video")) == 1
     assert len(app.get("vega_lite_chart")) >= 1  # per-stage milliseconds
+    assert app.session_state["pc_last"]["flip_test"] is False
+    # again with the flip test: the pipeline runs the detector's flip-test mode
+    app.checkbox(key="pc_flip").check().run()
+    app.button(key="pc_run").click().run(timeout=180)
+    assert not app.exception, app.exception
+    assert not app.error, texts(app.error)
+    assert app.session_state["pc_last"]["flip_test"] is True
+    assert app.session_state["pc_last"]["out"].endswith("_flip.webm")
+    assert {m.label: m.value for m in app.metric}["Frames"] == "8"
 
 
 def test_broken_video_gives_message(app, model_ready):
