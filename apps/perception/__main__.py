@@ -315,10 +315,10 @@ def _set_threads(argv, apply: bool = True) -> None:
 
     One inference thread leaves the second core to capture and video encoding, and keeps the model time
     steady on a loaded machine (multi-threaded BLAS stalls when its threads are descheduled). With
-    ``--flip-test`` the convolutions run the frame and its mirror image on N threads themselves and BLAS
-    keeps one (its own threads would take the cores they need: measured at 640x480 on 2 cores, 23.7 ms
-    for the pair so against 32.9 ms with two BLAS threads, 32.7 ms on one thread). Variables already set
-    in the environment win.
+    ``--flip-test`` the detector runs the frame and its mirror image as two calls at once on N threads
+    (``framework.utils.parallel``) and BLAS keeps one: its own threads would take the cores the calls
+    need (measured at 640x480 on 2 cores: 21 ms for the pair so, 29-33 ms as one batch of two with one
+    or two BLAS threads). Variables already set in the environment win.
     """
     n = "1"
     if "--threads" in argv:
