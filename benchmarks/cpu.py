@@ -18,6 +18,9 @@ Figures (issue 2's targets in brackets):
   [>= 0.5];
 - ``lstm_packed``: forward + backward of a 1-layer LSTM (hidden 128) over a padded batch of
   variable-length sequences given as a PackedSequence [>= 0.5].
+With several threads each timed block follows a 0.3 s rest and one untimed call, so that neither
+library's spinning idle workers take the cores from the other's block (without it PyTorch's 2-thread
+figures came out up to 2x slow, flattering ours) and neither is timed waking its threads.
 NumPy's OpenBLAS uses the CPU's widest kernels, as PyTorch does, unless ``--blas-core inherit``
 (see ``benchmarks/_blas.py``: some machines preset ``OPENBLAS_CORETYPE``). Each model runs from
 the same weights in both frameworks, and the JSON records the difference between their losses
@@ -81,6 +84,10 @@ def _set_threads(n: int):
         return None, "environment (OMP/OPENBLAS/MKL_NUM_THREADS)"
 
 
+PAUSE_S = 0.0  # set by main: a rest before each timed block when several threads run (see there)
+
+
+
 def _time_pair(ours, theirs, repeat: int, warmup: int = 2, min_sample_s: float = 0.05):
     """Median wall-clock and CPU (process) seconds per call of ``ours()`` and ``theirs()``:
     ``(wall_ours, wall_torch, cpu_ours, cpu_torch)``. The two alternate; each sample times enough
@@ -94,17 +101,24 @@ def _time_pair(ours, theirs, repeat: int, warmup: int = 2, min_sample_s: float =
     inner = max(1, int(min_sample_s / max(per_call, 1e-6)))
     wo, wt, co, ct = [], [], [], []
     for _ in range(repeat):
+        if PAUSE_S:  # (rest, then one untimed call: its threads awake, the other library's asleep)
+            time.sleep(PAUSE_S)
+            ours()
         c0, t0 = time.process_time(), time.perf_counter()
         for _ in range(inner):
             ours()
         c1, t1 = time.process_time(), time.perf_counter()
+        if PAUSE_S:
+            time.sleep(PAUSE_S)
+            theirs()
+        c1b, t1b = time.process_time(), time.perf_counter()
         for _ in range(inner):
             theirs()
         c2, t2 = time.process_time(), time.perf_counter()
         wo.append((t1 - t0) / inner)
-        wt.append((t2 - t1) / inner)
+        wt.append((t2 - t1b) / inner)
         co.append((c1 - c0) / inner)
-        ct.append((c2 - c1) / inner)
+        ct.append((c2 - c1b) / inner)
     return tuple(statistics.median(v) for v in (wo, wt, co, ct))
 
 
@@ -337,7 +351,12 @@ def main(argv=None) -> dict:
     benches = {"conv2d": bench_conv, "cnn_train_step": bench_cnn, "mlp_train_step": bench_mlp,
                "lstm_packed": bench_lstm}
     runs = []
+    global PAUSE_S
     for threads in thread_counts:
+        # With several threads, each library's idle workers spin for a while after its last call (OpenBLAS's
+        # and PyTorch's OpenMP alike) and take the cores from the other's next block: measured, PyTorch's
+        # small-CNN step read 41 ms straight after ours against 20-21 ms after a 0.3 s rest.
+        PAUSE_S = 0.3 if threads > 1 else 0.0
         limiter, how = _set_threads(threads)
         if limiter is None and len(thread_counts) > 1:
             raise SystemExit("several --threads values need threadpoolctl (pip install threadpoolctl)")
