@@ -140,9 +140,7 @@ def _batch_parallel_default() -> bool:
 
 
 _BATCH_PARALLEL = _batch_parallel_default()
-_PAR_POOL = None
-_PAR_POOL_PID = None
-_TLS = threading.local()
+_TLS = threading.local()  # batch_part: this thread runs one of several parallel calls (no fan-out)
 
 
 def _forward_batch_parallel(x, w, args, kwargs, y, residual):
@@ -154,30 +152,18 @@ def _forward_batch_parallel(x, w, args, kwargs, y, residual):
     at 640x480, 32.7 ms serially, 23.7 ms in two groups with ``OPENBLAS_NUM_THREADS=1``, and 32.9 ms
     in two groups with two BLAS threads each (their threads spin on the cores the groups need;
     limiting them at run time for each layer measured worse still, 37 ms)."""
-    global _PAR_POOL, _PAR_POOL_PID
+    from ...utils.parallel import parallel_map  # (the framework's thread pool; no fan-out inside)
+
     n = x.shape[0]
     parts = min(_THREADS, n)
     bounds = [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
-    if _PAR_POOL is None or _PAR_POOL_PID != os.getpid():  # (re)create after a fork
-        from concurrent.futures import ThreadPoolExecutor
 
-        _PAR_POOL = ThreadPoolExecutor(max_workers=max(1, _THREADS - 1), thread_name_prefix="fw-conv")
-        _PAR_POOL_PID = os.getpid()
+    def part(bound):
+        b0, b1 = bound
+        conv2d_forward(x[b0:b1], w, *args, **kwargs,
+                       residual=None if residual is None else residual[b0:b1], _out=y[b0:b1])
 
-    def part(b0, b1):
-        _TLS.batch_part = True
-        try:
-            conv2d_forward(x[b0:b1], w, *args, **kwargs,
-                           residual=None if residual is None else residual[b0:b1], _out=y[b0:b1])
-        finally:
-            _TLS.batch_part = False
-
-    futures = [_PAR_POOL.submit(part, b0, b1) for b0, b1 in bounds[1:]]
-    try:
-        part(*bounds[0])
-    finally:
-        for f in futures:
-            f.result()
+    parallel_map(part, bounds, threads=parts)
     return y
 
 
