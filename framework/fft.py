@@ -26,6 +26,7 @@ import numpy as np
 from . import dtypes as _dt
 from .autograd import Function
 from .backend import get_array_module
+from .ops.complexops import conj as _conj
 from .tensor import Tensor
 
 __all__ = ["fft", "ifft", "fft2", "ifft2", "fftn", "ifftn", "rfft", "irfft", "rfft2", "irfft2", "rfftn",
@@ -260,12 +261,6 @@ def rfftn(input, s=None, dim=None, norm=None):
 
 def irfftn(input, s=None, dim=None, norm=None):
     return _c2r(input, s, dim, norm, "irfftn", None)
-
-
-def _conj(x):
-    from .ops.complexops import conj
-
-    return conj(x)
 
 
 def hfft(input, n=None, dim=-1, norm=None):

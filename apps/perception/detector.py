@@ -203,11 +203,10 @@ def flip_forward(network, x: np.ndarray, parallel: bool = False) -> tuple[np.nda
     from framework.utils.parallel import parallel_map, worthwhile
 
     n = len(x)
-    mirror = np.ascontiguousarray(x[..., ::-1])
     if parallel and worthwhile():
-        (heat, reg), (heat_m, reg_m) = parallel_map(network, [x, mirror])
+        (heat, reg), (heat_m, reg_m) = parallel_map(network, [x, np.ascontiguousarray(x[..., ::-1])])
         return flip_merge(heat, reg, heat_m, reg_m)
-    heat, reg = network(np.concatenate([x, mirror]))
+    heat, reg = network(np.concatenate([x, x[..., ::-1]]))
     return flip_merge(heat[:n], reg[:n], heat[n:], reg[n:])
 
 

@@ -334,8 +334,8 @@ _MORE = {
                                                           not isinstance(size[0], int) else tuple(size)),
     "real": property(complexops.real),
     "conj": complexops.conj,
-    "resolve_conj": lambda self: self,
-    "resolve_neg": lambda self: self,
+    "resolve_conj": complexops.resolve_conj,
+    "resolve_neg": complexops.resolve_neg,
     "H": property(lambda self: complexops.conj(self.transpose(0, 1)) if self.ndim == 2 else self),
     "mH": property(lambda self: complexops.conj(self.transpose(-2, -1))),
 }

@@ -73,8 +73,6 @@ def _pad(xp, x, ph, pw):
     return out
 
 
-_POOL = None
-_POOL_PID = None
 # Below this much copying, handing half to the other thread costs more than it saves (a thread
 # wake-up can take milliseconds on a loaded machine).
 _SPLIT_MIN_BYTES = 2 << 20
@@ -107,20 +105,14 @@ def _split_channels(xp, fn, c, work_bytes):
     Inline inside a batch-parallel forward (:func:`_forward_batch_parallel`), whose parts already
     keep the cores busy.
     """
-    global _POOL, _POOL_PID
     if (xp is not np or c < 2 or work_bytes < _SPLIT_MIN_BYTES or _THREADS < 2
             or getattr(_TLS, "batch_part", False)):
         fn(0, c)
         return
-    if _POOL is None or _POOL_PID != os.getpid():  # (re)create after a fork: threads do not survive it
-        from concurrent.futures import ThreadPoolExecutor
+    from ...utils.parallel import parallel_map
 
-        _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="fw-im2col")
-        _POOL_PID = os.getpid()
     half = c // 2
-    fut = _POOL.submit(fn, half, c)
-    fn(0, half)
-    fut.result()
+    parallel_map(lambda r: fn(*r), [(0, half), (half, c)], threads=2)
 
 
 # Batch-parallel forwards (inference, and forwards that keep nothing for a backward): a layer of at least
