@@ -1,6 +1,7 @@
 """CPU speed of the framework relative to PyTorch, measured in the same run with the same threads.
 
-    python -m benchmarks.cpu [--threads N] [--repeat R] [--quick] [--blas-core native|inherit] [--out PATH]
+    python -m benchmarks.cpu [--threads N ...] [--strategy both|framework|blas] [--repeat R] [--quick]
+                            [--blas-core native|inherit] [--out PATH]
 
 Prints one JSON document and writes it (with machine information) to
 ``benchmarks/results/cpu.json``. Every figure is a ratio ``torch_time / our_time``: above 1 means
@@ -18,6 +19,10 @@ Figures (issue 2's targets in brackets):
   [>= 0.5];
 - ``lstm_packed``: forward + backward of a 1-layer LSTM (hidden 128) over a padded batch of
   variable-length sequences given as a PackedSequence [>= 0.5].
+With several threads the framework is measured both ways it can use them (``--strategy``): "framework",
+``framework.set_num_threads(n)``, groups of images on its own n threads with NumPy's BLAS on one; and
+"blas", NumPy's BLAS on n threads with the rest of the work on one. Each run in the JSON names its
+strategy; the top-level ``figures`` are the first run's.
 With several threads each timed block follows a 0.3 s rest and one untimed call, so that neither
 library's spinning idle workers take the cores from the other's block (without it PyTorch's 2-thread
 figures came out up to 2x slow, flattering ours) and neither is timed waking its threads.
@@ -82,6 +87,27 @@ def _set_threads(n: int):
         return threadpool_limits(limits=n), "threadpoolctl"
     except ImportError:  # env vars set before NumPy loaded are the fallback (see main)
         return None, "environment (OMP/OPENBLAS/MKL_NUM_THREADS)"
+
+
+def _use_strategy(strategy: str, n: int):
+    """How the framework uses ``n`` threads (PyTorch gets ``n`` either way); returns the undo.
+
+    "framework": ``framework.set_num_threads(n)``, its own threads over groups of images (and row blocks
+    of large products) with NumPy's BLAS on one. "blas": NumPy's BLAS on ``n`` threads (as set by
+    ``_set_threads``), the framework's own work on one. "serial": one thread throughout."""
+    import framework as fw
+    from framework.kernels.cpu import conv
+
+    before = (conv._THREADS, conv._BATCH_PARALLEL)
+    if strategy in ("framework", "serial"):
+        fw.set_num_threads(n)  # (holds NumPy's BLAS to one thread; the limiter restores it)
+    else:
+        conv._THREADS, conv._BATCH_PARALLEL = n, False
+
+    def restore():
+        conv._THREADS, conv._BATCH_PARALLEL = before
+
+    return restore
 
 
 PAUSE_S = 0.0  # set by main: a rest before each timed block when several threads run (see there)
@@ -343,6 +369,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--quick", action="store_true", help="3 repeats (a smoke test, noisy figures)")
     ap.add_argument("--only", nargs="*", default=None,
                     choices=["conv2d", "cnn_train_step", "mlp_train_step", "lstm_packed"])
+    ap.add_argument("--strategy", choices=["both", "framework", "blas"], default="both",
+                    help="with several threads, how the framework uses them: its own threads over groups of "
+                         "images with BLAS on one (framework.set_num_threads), or NumPy's BLAS threads only")
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "cpu.json"))
     _blas.add_argument(ap)
     args = ap.parse_args(argv)
@@ -360,12 +389,18 @@ def main(argv=None) -> dict:
         limiter, how = _set_threads(threads)
         if limiter is None and len(thread_counts) > 1:
             raise SystemExit("several --threads values need threadpoolctl (pip install threadpoolctl)")
-        figures = {}
-        for name, fn in benches.items():
-            if args.only is None or name in args.only:
-                print(f"[benchmarks.cpu] threads={threads} {name} ...", file=sys.stderr, flush=True)
-                figures[name] = fn(repeat)
-        runs.append({"threads": threads, "thread_control": how, "figures": figures})
+        strategies = ["serial"] if threads == 1 else (
+            ["framework", "blas"] if args.strategy == "both" else [args.strategy])
+        for strategy in strategies:
+            restore = _use_strategy(strategy, threads)
+            figures = {}
+            for name, fn in benches.items():
+                if args.only is None or name in args.only:
+                    print(f"[benchmarks.cpu] threads={threads} ({strategy}) {name} ...", file=sys.stderr,
+                          flush=True)
+                    figures[name] = fn(repeat)
+            restore()
+            runs.append({"threads": threads, "strategy": strategy, "thread_control": how, "figures": figures})
         if limiter is not None:
             limiter.restore_original_limits()
     result = {"benchmark": "cpu", "unit": "ratio torch_time / framework_time (>1: framework faster)",

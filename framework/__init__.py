@@ -30,6 +30,7 @@ from . import func  # noqa: E402  (fw.func, as torch.func)
 from . import special  # noqa: E402  (fw.special, as torch.special)
 from . import fft  # noqa: E402  (fw.fft, as torch.fft)
 from . import utils  # noqa: E402  (fw.utils.checkpoint; fw.utils.data is fw.data)
+from .utils.parallel import get_num_threads, set_num_threads  # noqa: E402  (as torch's)
 from . import distributions  # noqa: E402  (fw.distributions, as torch.distributions)
 
 __version__ = "0.1.0"

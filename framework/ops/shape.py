@@ -708,6 +708,10 @@ class MatMul(Function):
         kb = b.shape[-2] if b.ndim > 1 else b.shape[0]
         if ka != kb:
             raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({_mshape(a)} and {_mshape(b)})")
+        if isinstance(a, np.ndarray):  # (large products in row blocks on the framework's threads, when on)
+            from ..kernels.cpu.gemm import matmul as cpu_matmul
+
+            return cpu_matmul(a, b)
         return a @ b
 
     def backward(self, g):

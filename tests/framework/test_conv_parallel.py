@@ -2,7 +2,9 @@
 groups of images on parallel threads give exactly what the same groups give one after another, on every
 kernel path (Winograd with a cached weight, im2col strided and banded, few-row stems, depthwise,
 pointwise) and with the epilogue (bias, residual, activation); the work really runs on two threads;
-errors in a group reach the caller; training forwards (which keep work for the backward) stay serial."""
+errors in a group reach the caller; in training the forward, both gradients and the work the forward keeps for
+the weight gradient are split the same way; ``gemm.matmul`` splits large products into row blocks; and
+``framework.set_num_threads`` switches all of this on and off at run time."""
 
 import threading
 
@@ -99,25 +101,80 @@ def test_error_in_a_group_reaches_the_caller(two_threads):
         C.conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1, activation="gelu")
 
 
-def test_training_forward_stays_serial_and_gradients_hold(two_threads, monkeypatch):
-    calls = []
-    real = C._forward_batch_parallel
+TRAIN_CASES = {  # x shape, w shape, stride, padding, groups: what the forward keeps for the weight gradient
+    "winograd43": ((4, 32, 24, 24), (40, 32, 3, 3), 1, 1, 1),
+    "im2col-kept-stride2": ((4, 16, 32, 32), (24, 16, 3, 3), 2, 1, 1),
+    "few-rows-stem": ((4, 3, 32, 32), (16, 3, 3, 3), 1, 1, 1),
+    "pointwise": ((4, 64, 16, 16), (96, 64, 1, 1), 1, 0, 1),
+    "depthwise": ((4, 24, 20, 20), (24, 1, 3, 3), 1, 1, 24),
+    "grouped": ((4, 32, 16, 16), (32, 8, 3, 3), 1, 1, 4),
+}
 
-    def spy(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
 
-    monkeypatch.setattr(C, "_forward_batch_parallel", spy)
-    xa = RNG.standard_normal((4, 8, 16, 16)).astype(np.float32)
-    wa = RNG.standard_normal((8, 8, 3, 3)).astype(np.float32)
+def _train(xa, wa, s, p, g):
     x, w = fw.tensor(xa, requires_grad=True), fw.tensor(wa, requires_grad=True)
-    y = F.conv2d(x, w, padding=1)  # keeps its patches for the backward: serial
+    y = F.conv2d(x, w, stride=s, padding=p, groups=g)
     (y * y).sum().backward()
-    assert calls == []
-    with fw.no_grad():  # inference: in parallel, the same values (up to the kernels' rounding)
-        yi = F.conv2d(fw.tensor(xa), fw.tensor(wa), padding=1).numpy()
-    np.testing.assert_allclose(yi, y.detach().numpy(), rtol=1e-5, atol=1e-4)
-    assert calls == [1]
+    return y.detach().numpy(), x.grad.numpy(), w.grad.numpy()
+
+
+@pytest.mark.parametrize("name", list(TRAIN_CASES))
+def test_training_runs_in_groups_and_matches_serial(name, two_threads, monkeypatch):
+    """In training the forward, the input gradient and the weight gradient run over groups of images on
+    the two threads; each group's weight gradient uses the work its forward kept; the results are those
+    of the batch at once (up to the order of the sums) and PyTorch's."""
+    xs, ws, s, p, g = TRAIN_CASES[name]
+    xa = RNG.standard_normal(xs).astype(np.float32)
+    wa = (RNG.standard_normal(ws) * 0.2).astype(np.float32)
+    groups = []
+    real_bw = C.conv2d_backward_weight
+
+    def spy_bw(x, gy, *args, kept=None, **kwargs):
+        if getattr(C._TLS, "batch_part", False):
+            groups.append((threading.get_ident(), x.shape[0], sorted(kept or {})))
+        return real_bw(x, gy, *args, kept=kept, **kwargs)
+
+    spy_bw.__module__ = C.__name__  # (the Function hands the kept work only to the CPU kernel)
+    monkeypatch.setattr(C, "conv2d_backward_weight", spy_bw)
+    inputs = []
+    real_bi = C.conv2d_backward_input
+
+    def spy_bi(gy, *args, **kwargs):
+        if getattr(C._TLS, "batch_part", False):
+            inputs.append(gy.shape[0])
+        return real_bi(gy, *args, **kwargs)
+
+    monkeypatch.setattr(C, "conv2d_backward_input", spy_bi)
+    par = _train(xa, wa, s, p, g)
+    assert sorted(m for _, m, _ in groups) == [2, 2] and len({t for t, _, _ in groups}) == 2
+    assert sorted(inputs) == [2, 2]
+    kept = {k for _, _, ks in groups for k in ks}
+    expect = {"winograd43": {"winograd43"}, "few-rows-stem": set(), "depthwise": set()}.get(name, {"im2col"})
+    assert kept == expect
+    monkeypatch.setattr(C, "_BATCH_PARALLEL", False)
+    serial = _train(xa, wa, s, p, g)
+    for a, b in zip(par, serial):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-5 * np.abs(b).max())
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle for the gradients")
+    tx = torch.tensor(xa, requires_grad=True)
+    tw = torch.tensor(wa, requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, stride=s, padding=p, groups=g)
+    (ty * ty).sum().backward()
+    for a, b in zip(par, (ty.detach().numpy(), tx.grad.numpy(), tw.grad.numpy())):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4 * np.abs(b).max())
+
+
+def test_small_layers_and_single_images_stay_whole(two_threads, monkeypatch):
+    monkeypatch.setattr(C, "_PAR_MIN_MACS", 10**9)
+    assert C._image_parts(np, 8, 10**8) is None  # below the work threshold
+    monkeypatch.setattr(C, "_PAR_MIN_MACS", 1)
+    assert C._image_parts(np, 1, 10**8) is None  # one image: nothing to split
+    assert C._image_parts(np, 5, 10**8) == [(0, 2), (2, 5)]
+    C._TLS.batch_part = True
+    try:
+        assert C._image_parts(np, 8, 10**8) is None  # already one of several parallel calls
+    finally:
+        C._TLS.batch_part = False
 
 
 @pytest.mark.parametrize(
@@ -192,3 +249,82 @@ def test_worthwhile_follows_the_batch_parallel_rule(monkeypatch):
     assert P.worthwhile()
     monkeypatch.setattr(C, "_BATCH_PARALLEL", False)
     assert not P.worthwhile()
+
+
+# ------------------------------------------------------------------------------- gemm, set_num_threads
+
+from framework.kernels.cpu import gemm as G  # noqa: E402
+
+
+@pytest.mark.parametrize(
+    "shapes", [((64, 48), (48, 80)), ((5, 40, 24), (5, 24, 30)), ((3, 40, 24), (3, 24, 30))]
+)
+def test_gemm_row_blocks_equal_the_product(shapes, two_threads, monkeypatch):
+    monkeypatch.setattr(G, "PAR_MIN_MACS", 1)
+    a = RNG.standard_normal(shapes[0]).astype(np.float32)
+    b = RNG.standard_normal(shapes[1]).astype(np.float32)
+    seen = set()
+    real = np.matmul
+
+    def spy(x, y, out=None):
+        seen.add(threading.get_ident())
+        return real(x, y, out=out)
+
+    monkeypatch.setattr(G.np, "matmul", spy)
+    got = G.matmul(a, b)
+    monkeypatch.setattr(G.np, "matmul", real)
+    np.testing.assert_allclose(got, a @ b, rtol=1e-6, atol=1e-6 * np.abs(a @ b).max())
+    assert len(seen) == 2  # the caller and a pool thread each computed a block
+    out = np.full(got.shape, np.nan, np.float32)
+    assert G.matmul(a, b, out=out) is out
+    np.testing.assert_allclose(out, a @ b, rtol=1e-6, atol=1e-6 * np.abs(a @ b).max())
+
+
+def test_gemm_leaves_other_products_to_numpy(two_threads, monkeypatch):
+    a = RNG.standard_normal((4, 8)).astype(np.float32)
+    np.testing.assert_array_equal(G.matmul(a, a.T), a @ a.T)  # small: one call
+    monkeypatch.setattr(G, "PAR_MIN_MACS", 1)
+    v = RNG.standard_normal(8).astype(np.float32)
+    np.testing.assert_array_equal(G.matmul(a, v), a @ v)  # not two matrices
+    with pytest.raises(ValueError):
+        G.matmul(a, a)  # NumPy's own error for mismatched shapes
+
+
+@pytest.fixture
+def restore_threads():
+    before = (C._THREADS, C._BATCH_PARALLEL)
+    tp = pytest.importorskip("threadpoolctl")
+    import scipy.linalg  # noqa: F401  (SciPy's own BLAS, which set_num_threads holds too, loaded first)
+
+    blas = tp.threadpool_limits(limits=None, user_api="blas")  # (records the limits to restore)
+    yield
+    C._THREADS, C._BATCH_PARALLEL = before
+    blas.restore_original_limits()
+    P._POOL = None
+
+
+def test_set_num_threads_switches_the_framework_threads(restore_threads):
+    from threadpoolctl import threadpool_info
+
+    fw.set_num_threads(2)
+    assert fw.get_num_threads() == 2 and P.worthwhile() and C._BATCH_PARALLEL
+    ours = [i for i in threadpool_info() if i["user_api"] == "blas" and ("/numpy" in i["filepath"]
+                                                                         or "/scipy" in i["filepath"])]
+    assert ours and all(i["num_threads"] == 1 for i in ours)  # NumPy's and SciPy's BLAS stay out
+    x = RNG.standard_normal((4, 16, 24, 24), dtype=np.float32)
+    w = RNG.standard_normal((24, 16, 3, 3), dtype=np.float32)
+    seen = []
+    real = C.conv2d_forward
+    C.conv2d_forward = lambda x, *a, **k: (seen.append(threading.get_ident()), real(x, *a, **k))[1]
+    try:
+        y2 = real(x, w, (1, 1), (1, 1), (1, 1), 1)
+        fw.set_num_threads(1)
+        assert fw.get_num_threads() == 1 and not P.worthwhile()
+        y1 = real(x, w, (1, 1), (1, 1), (1, 1), 1)
+    finally:
+        C.conv2d_forward = real
+    assert len(set(seen)) == 2 and len(seen) == 2  # two groups at 2 threads, none at 1
+    np.testing.assert_allclose(y2, y1, rtol=1e-5, atol=1e-4)
+    for bad in (0, -1, 1.5, "2", True):
+        with pytest.raises(ValueError, match="whole number >= 1"):
+            fw.set_num_threads(bad)

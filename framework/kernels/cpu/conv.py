@@ -39,7 +39,7 @@ import threading
 import numpy as np
 
 from ...backend import get_array_module
-from . import winograd, winograd43
+from . import gemm, winograd, winograd43
 
 _WINOGRAD = os.environ.get("FRAMEWORK_CONV_WINOGRAD", "1") != "0"
 # F(4x4, 3x3) with autograd too (forward and both gradients); 0: F(2x2, 3x3) there, F(4x4) only for inference.
@@ -58,6 +58,11 @@ def _default_threads() -> int:
 _THREADS = _default_threads()
 
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv_out_size"]
+
+
+def _mm(xp, a, b, out=None):
+    """a @ b: on NumPy through ``gemm.matmul`` (row blocks on the framework's threads when they are on)."""
+    return gemm.matmul(a, b, out) if xp is np else xp.matmul(a, b, out=out)
 
 
 def conv_out_size(n: int, k: int, s: int, p: int, d: int) -> int:
@@ -135,27 +140,46 @@ _BATCH_PARALLEL = _batch_parallel_default()
 _TLS = threading.local()  # batch_part: this thread runs one of several parallel calls (no fan-out)
 
 
-def _forward_batch_parallel(x, w, args, kwargs, y, residual):
-    """conv2d_forward over groups of images on up to _THREADS threads (this one included), each group
-    written into its slice of ``y``. NumPy's copies and ufuncs and BLAS release the GIL, so the groups
-    run in parallel; they share no scratch buffers (each call allocates its own).
+def _image_parts(xp, n, macs):
+    """The image ranges a call over ``n`` images is split into, one per framework thread, or None to
+    run it whole: NumPy arrays, the framework's threads on (``_BATCH_PARALLEL``), at least two
+    images, at least ``_PAR_MIN_MACS`` multiply-adds, and not already inside one of several parallel
+    calls."""
+    if not (_BATCH_PARALLEL and _THREADS >= 2 and xp is np and n >= 2 and macs >= _PAR_MIN_MACS
+            and not getattr(_TLS, "batch_part", False)):
+        return None
+    parts = min(_THREADS, n)
+    return [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
+
+
+def _run_parts(fn, parts):
+    """fn(part) for each part on the framework's threads (this one included), results in order."""
+    from ...utils.parallel import parallel_map  # (the framework's thread pool; no fan-out inside)
+
+    return parallel_map(fn, parts, threads=len(parts))
+
+
+def _forward_batch_parallel(x, w, args, kwargs, y, residual, parts, keep):
+    """conv2d_forward over groups of images (``parts``) on the framework's threads, each group written
+    into its slice of ``y``. NumPy's copies and ufuncs and BLAS release the GIL, so the groups run in
+    parallel; they share no scratch buffers (each call allocates its own). In training (``keep``, a
+    dict) each group keeps its own patches or transforms, listed in keep["parts"] for
+    conv2d_backward_weight, which splits the same way.
 
     The gain needs BLAS to stay out of the way: measured on 2 cores for the detector's flip-test pair
     at 640x480, 32.7 ms serially, 23.7 ms in two groups with ``OPENBLAS_NUM_THREADS=1``, and 32.9 ms
     in two groups with two BLAS threads each (their threads spin on the cores the groups need;
     limiting them at run time for each layer measured worse still, 37 ms)."""
-    from ...utils.parallel import parallel_map  # (the framework's thread pool; no fan-out inside)
+    subs = None if keep is None else [{} for _ in parts]
+    if keep is not None:
+        keep["parts"] = [(b0, b1, sub) for (b0, b1), sub in zip(parts, subs)]
 
-    n = x.shape[0]
-    parts = min(_THREADS, n)
-    bounds = [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
-
-    def part(bound):
-        b0, b1 = bound
-        conv2d_forward(x[b0:b1], w, *args, **kwargs,
+    def part(i):
+        b0, b1 = parts[i]
+        conv2d_forward(x[b0:b1], w, *args, **kwargs, keep=None if subs is None else subs[i],
                        residual=None if residual is None else residual[b0:b1], _out=y[b0:b1])
 
-    parallel_map(part, bounds, threads=parts)
+    _run_parts(part, range(len(parts)))
     return y
 
 
@@ -462,11 +486,11 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None, cache_wei
     g = groups
     kg = k // g
     y = xp.empty((n, k, ho, wo), dtype=x.dtype) if _out is None else _out
-    if (_BATCH_PARALLEL and _THREADS >= 2 and keep is None and xp is np and n >= 2
-            and not getattr(_TLS, "batch_part", False) and n * k * ho * wo * cg * kh * kw >= _PAR_MIN_MACS):
+    parts = _image_parts(xp, n, n * k * ho * wo * cg * kh * kw)
+    if parts:
         return _forward_batch_parallel(x, w, (stride, padding, dilation, groups),
                                        dict(cache_weight=cache_weight, bias=bias, activation=activation), y,
-                                       residual)
+                                       residual, parts, keep)
     epi = _Epilogue(xp, y, bias, activation, residual)
     if g > 1 and cg == 1 and kg == 1:
         return _depthwise_forward(xp, x, w, stride, padding, dilation, epi)
@@ -498,7 +522,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None, cache_wei
                 yt = np.empty((k, span), dtype=x.dtype)
                 _few_rows_forward(w3[0], col, yt)
             else:
-                yt = np.matmul(w3, col.reshape(g, cg * kh * kw, span))
+                yt = _mm(xp, w3, col.reshape(g, cg * kh * kw, span))
             epi(b, b + 1, 0, k, r0, r1, src=yt.reshape(1, k, r1 - r0, cols)[:, :, :, :wo])
         return y
     # ``keep`` (a dict, CPU only): holds the patch matrices for conv2d_backward_weight(kept=...), which
@@ -516,14 +540,14 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None, cache_wei
             if few:
                 _few_rows_forward(w3[0], colg[0], y[b0].reshape(k, lc))
             else:
-                xp.matmul(w3, colg, out=y[b0].reshape(g, kg, lc))
+                _mm(xp, w3, colg, out=y[b0].reshape(g, kg, lc))
             epi(b0, b1, 0, k, 0, ho)
             continue
         if few:
             yt = np.empty((k, m * lc), dtype=x.dtype)
             _few_rows_forward(w3[0], colg[0], yt)
         else:
-            yt = xp.matmul(w3, colg)  # (G, Kg, m*Ho*cols)
+            yt = _mm(xp, w3, colg)  # (G, Kg, m*Ho*cols)
         epi(b0, b1, 0, k, 0, ho, src=yt.reshape(k, m, ho, cols)[:, :, :, :wo].transpose(1, 0, 2, 3))
     return y
 
@@ -689,6 +713,17 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
     n, k, ho, wo = gy.shape
     _, cg, kh, kw = w.shape
     c, h, wd = x_shape[1:]
+    parts = _image_parts(xp, n, n * k * ho * wo * cg * kh * kw)
+    if parts:  # groups of images on the framework's threads, each writing its slice
+        gx = xp.empty(tuple(x_shape), dtype=gy.dtype)
+
+        def part(bounds):
+            b0, b1 = bounds
+            gx[b0:b1] = conv2d_backward_input(gy[b0:b1], w, (b1 - b0, c, h, wd), stride, padding, dilation,
+                                              groups)
+
+        _run_parts(part, parts)
+        return gx
     g = groups
     kg = k // g
     ph, pw = padding
@@ -709,9 +744,9 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
             m = b1 - b0
             gyt = gy_rows(b0, b1).reshape(g, kg, m * L)
             if m == 1:
-                xp.matmul(wt, gyt, out=gx[b0].reshape(g, cg, L))
+                _mm(xp, wt, gyt, out=gx[b0].reshape(g, cg, L))
             else:
-                gx[b0:b1] = xp.matmul(wt, gyt).reshape(c, m, h, wd).transpose(1, 0, 2, 3)
+                gx[b0:b1] = _mm(xp, wt, gyt).reshape(c, m, h, wd).transpose(1, 0, 2, 3)
         return gx
     # gcol = W^T gy, then col2im. The output rows of gy go in padded to the width of the input's
     # phases (zero columns), so that col2im adds whole flat windows (see _col2im_flat).
@@ -729,7 +764,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
             gcol = np.empty((cg * kh * kw, m * ho * cols), dtype=gy.dtype)
             _few_rows_forward(wt[0], gyp, gcol)
         else:
-            gcol = xp.matmul(wt, gyp.reshape(g, kg, m * ho * cols))
+            gcol = _mm(xp, wt, gyp.reshape(g, kg, m * ho * cols))
         _col2im_flat(xp, gx[b0:b1], gcol.reshape(c, kh, kw, m, ho * cols), (kh, kw), stride, padding,
                      dilation, rows, cols)
     return gx
@@ -768,6 +803,18 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups, ke
     _, cg, kh, kw = w_shape
     g = groups
     kg = k // g
+    # groups of images on the framework's threads, each summing its own images' products: the groups
+    # of a split forward (with the patches each kept), else new ones when the call is large
+    split = (kept or {}).get("parts")
+    if split is None and not kept:
+        split = [(b0, b1, None) for b0, b1 in _image_parts(xp, n, n * k * ho * wo * cg * kh * kw) or ()]
+    if split:
+        pieces = _run_parts(lambda p: conv2d_backward_weight(x[p[0]:p[1]], gy[p[0]:p[1]], w_shape, stride,
+                                                             padding, dilation, groups, kept=p[2]), split)
+        total = pieces[0]
+        for piece in pieces[1:]:
+            total += piece
+        return total
     if g > 1 and cg == 1:
         return _depthwise_backward_weight(xp, x, gy, w_shape, stride, padding, dilation)
     kept = kept or {}
@@ -791,7 +838,7 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups, ke
             gwt = part if gwt is None else gwt + part
             continue
         gyt = gy_rows(b0, b1).reshape(g, kg, -1).transpose(0, 2, 1)
-        part = xp.matmul(col.reshape(g, cg * kh * kw, -1), gyt)
+        part = _mm(xp, col.reshape(g, cg * kh * kw, -1), gyt)
         if gwt is None:
             gwt = part
         else:

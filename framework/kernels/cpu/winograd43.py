@@ -24,6 +24,8 @@ from __future__ import annotations
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from . import gemm
+
 _BT = np.array([[4, 0, -5, 0, 1, 0],
                 [0, -4, -4, 1, 1, 0],
                 [0, 4, -4, -1, 1, 0],
@@ -141,7 +143,7 @@ def conv3x3_forward(x, w, p, u=None, epilogue=None, keep=None):
         out = None if kept is None else kept[:, t0:t0 + t].reshape(6, 6, t * c)
         v = _input_transform(x, b0, b1, r0, r1, p, tw, band, out)
         t0 += t
-        mm = np.matmul(v.reshape(36, t, c), u)  # (36, tiles, K)
+        mm = gemm.matmul(v.reshape(36, t, c), u)  # (36, tiles, K)
         o = np.matmul(at, np.matmul(at, mm.reshape(6, 6 * t * k)).reshape(4, 6, t * k))  # (4, 4, tiles*K)
         o = o.reshape(4, 4, m, nr, tw, k).transpose(2, 5, 3, 0, 4, 1).reshape(m, k, 4 * nr, 4 * tw)
         y0, y1 = 4 * r0, min(4 * r1, ho)
@@ -196,5 +198,5 @@ def conv3x3_backward_weight(x, gy, p, kept=None):
                            strides=(s[1], s[2], s[0], 4 * s[1], 4 * s[2], s[3]), writeable=False)
         dy = np.ascontiguousarray(tiles).reshape(4, 4 * t * k)
         mg = np.matmul(a, np.matmul(a, dy).reshape(6, 4, t * k))  # (6, 6, tiles*K): A on rows, columns
-        du += np.matmul(mg.reshape(36, t, k).transpose(0, 2, 1), v)  # (36, K, C)
+        du += gemm.matmul(mg.reshape(36, t, k).transpose(0, 2, 1), v)  # (36, K, C)
     return (du.reshape(36, k * c).T @ _GG.astype(dt)).reshape(k, c, 3, 3)

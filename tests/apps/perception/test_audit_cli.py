@@ -177,14 +177,18 @@ def test_user_mistakes_are_one_line_errors(cache, tmp_path, capsys):
     cases = [
         (["synth", "--out", str(afile), "--n", "1"], "is a file"),
         (["synth", "--video", str(tmp_path), "--frames", "1"], "is a folder"),
-        (["synth", "--video", str(tmp_path / "v.txt"), "--frames", "1", "--width", "64", "--height", "48"],
-         "video writer"),
+        (
+            ["synth", "--video", str(tmp_path / "v.txt"), "--frames", "1", "--width", "64", "--height", "48"],
+            "video writer",
+        ),
         (["cache", "--out", str(afile), "--n", "1"], "is a file"),
         (["train", "--data", str(tmp_path / "missing")], "not a training cache"),
         (["train", "--data", cache, "--val", str(tmp_path / "missing")], "--val"),
         (["train", "--data", cache, "--out", str(afile)], "is a file"),
-        (["train", "--data", cache, "--out", str(tmp_path / "r"), "--init", str(garbage), "--steps", "1"],
-         "cannot load checkpoint"),
+        (
+            ["train", "--data", cache, "--out", str(tmp_path / "r"), "--init", str(garbage), "--steps", "1"],
+            "cannot load checkpoint",
+        ),
         (["evaluate", "--data", str(tmp_path / "missing")], "no such file"),
         (["evaluate", "--data", cache, "--weights", str(tmp_path / "missing.safetensors")], "not found"),
         (["evaluate", "--data", cache, "--weights", str(garbage)], "cannot load checkpoint"),
@@ -201,10 +205,14 @@ def test_user_mistakes_are_one_line_errors(cache, tmp_path, capsys):
     from framework.backend import cuda_available
 
     if not cuda_available():  # no GPU: said at once, by every command that takes --device
-        cases += [([*argv, "--device", "cuda"], "--device cuda") for argv in (
-            ["train", "--data", cache, "--out", str(tmp_path / "r")],
-            ["evaluate", "--data", cache],
-            ["demo", "--source", cache, "--headless"])]
+        cases += [
+            ([*argv, "--device", "cuda"], "--device cuda")
+            for argv in (
+                ["train", "--data", cache, "--out", str(tmp_path / "r")],
+                ["evaluate", "--data", cache],
+                ["demo", "--source", cache, "--headless"],
+            )
+        ]
     for argv, msg in cases:
         with pytest.raises(SystemExit) as e:
             main(argv)
@@ -233,19 +241,30 @@ def test_threads_must_be_a_positive_whole_number(value):
         main(["synth", "--threads", *value])
 
 
-@pytest.mark.parametrize("flip", [False, True])
-def test_threads_go_to_blas_and_convolutions(flip, monkeypatch):
-    """--threads N sets BLAS and the convolutions' threads; with --flip-test the convolutions run the frame
-    and its mirror on N threads and BLAS keeps one (its threads would contend with them)."""
+@pytest.mark.parametrize(
+    "command, flip, threads, blas",
+    [
+        ("demo", False, "2", "2"),
+        ("demo", True, "2", "1"),
+        ("train", False, "2", "1"),
+        ("evaluate", False, "3", "1"),
+        ("train", False, "1", "1"),
+        ("track", False, "2", "2"),
+    ],
+)
+def test_threads_go_to_blas_and_convolutions(command, flip, threads, blas, monkeypatch):
+    """--threads N sets BLAS and the convolutions' threads. Batched work (train, evaluate, --flip-test)
+    runs over groups of images on the framework's N threads and BLAS keeps one (its threads would contend
+    with them); single frames (demo, track) give BLAS the N threads."""
     from apps.perception.__main__ import _set_threads
 
     for v in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "FRAMEWORK_CONV_THREADS"):
         monkeypatch.delenv(v, raising=False)
-    argv = ["demo", "--threads", "2"] + (["--flip-test"] if flip else [])
+    argv = [command, "--threads", threads] + (["--flip-test"] if flip else [])
     _set_threads(argv)
-    assert argv == ["demo"] + (["--flip-test"] if flip else [])
-    assert os.environ["FRAMEWORK_CONV_THREADS"] == "2"
-    assert os.environ["OPENBLAS_NUM_THREADS"] == os.environ["OMP_NUM_THREADS"] == ("1" if flip else "2")
+    assert argv == [command] + (["--flip-test"] if flip else [])
+    assert os.environ["FRAMEWORK_CONV_THREADS"] == threads
+    assert os.environ["OPENBLAS_NUM_THREADS"] == os.environ["OMP_NUM_THREADS"] == blas
 
 
 def test_resume_with_other_training_options_is_refused(cache, tmp_path):
@@ -263,8 +282,16 @@ def test_resume_with_other_training_options_is_refused(cache, tmp_path):
 
 def test_a_stream_that_never_comes_up_is_a_one_line_error_after_the_timeout(capsys):
     with pytest.raises(SystemExit) as e:
-        main(["demo", "--source", "rtsp://admin:pw@127.0.0.1:1/live", "--headless",
-              "--reconnect-timeout", "0.6"])
+        main(
+            [
+                "demo",
+                "--source",
+                "rtsp://admin:pw@127.0.0.1:1/live",
+                "--headless",
+                "--reconnect-timeout",
+                "0.6",
+            ]
+        )
     text = str(e.value.code)
     assert text.startswith("error: cannot open stream") and "not reachable after 0.6 s" in text
     assert "\n" not in text and "pw@" not in text
@@ -302,8 +329,16 @@ def test_evaluate_save_json_never_overwrites_the_data(tiny_weights, tmp_path):
     write_dataset(str(data), 2, 3, 160, 120)
     ann = data / "annotations.json"
     before = ann.read_bytes()
-    cmd = [sys.executable, "-m", "apps.perception", "evaluate", "--data", str(data), "--weights",
-           tiny_weights]
+    cmd = [
+        sys.executable,
+        "-m",
+        "apps.perception",
+        "evaluate",
+        "--data",
+        str(data),
+        "--weights",
+        tiny_weights,
+    ]
     r = subprocess.run(cmd + ["--save-json", str(ann)], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0 and "write the detections elsewhere" in r.stderr
     assert ann.read_bytes() == before
