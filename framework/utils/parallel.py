@@ -33,14 +33,13 @@ _POOL_LOCK = threading.Lock()
 
 
 def num_threads() -> int:
+    """The CPU threads the framework computes on (as ``torch.get_num_threads``; also ``get_num_threads``)."""
     from ..kernels.cpu import conv
 
     return conv._THREADS
 
 
-def get_num_threads() -> int:
-    """The CPU threads the framework computes on (as ``torch.get_num_threads``)."""
-    return num_threads()
+get_num_threads = num_threads
 
 
 def set_num_threads(n: int) -> None:

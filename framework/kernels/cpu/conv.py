@@ -60,11 +60,6 @@ _THREADS = _default_threads()
 __all__ = ["conv2d_forward", "conv2d_backward_input", "conv2d_backward_weight", "conv_out_size"]
 
 
-def _mm(xp, a, b, out=None):
-    """a @ b: on NumPy through ``gemm.matmul`` (row blocks on the framework's threads when they are on)."""
-    return gemm.matmul(a, b, out) if xp is np else xp.matmul(a, b, out=out)
-
-
 def conv_out_size(n: int, k: int, s: int, p: int, d: int) -> int:
     return (n + 2 * p - d * (k - 1) - 1) // s + 1
 
@@ -140,15 +135,22 @@ _BATCH_PARALLEL = _batch_parallel_default()
 _TLS = threading.local()  # batch_part: this thread runs one of several parallel calls (no fan-out)
 
 
+def _fan_out_threads() -> int:
+    """The threads a call here may split its work over: the framework's own when they are on
+    (``_BATCH_PARALLEL``) and this call is not already one of several parallel calls, else 1."""
+    if not _BATCH_PARALLEL or _THREADS < 2 or getattr(_TLS, "batch_part", False):
+        return 1
+    return _THREADS
+
+
 def _image_parts(xp, n, macs):
     """The image ranges a call over ``n`` images is split into, one per framework thread, or None to
-    run it whole: NumPy arrays, the framework's threads on (``_BATCH_PARALLEL``), at least two
-    images, at least ``_PAR_MIN_MACS`` multiply-adds, and not already inside one of several parallel
-    calls."""
-    if not (_BATCH_PARALLEL and _THREADS >= 2 and xp is np and n >= 2 and macs >= _PAR_MIN_MACS
-            and not getattr(_TLS, "batch_part", False)):
+    run it whole: NumPy arrays, the framework's threads free to fan out (``_fan_out_threads``), at
+    least two images and at least ``_PAR_MIN_MACS`` multiply-adds."""
+    threads = _fan_out_threads()
+    if threads < 2 or xp is not np or n < 2 or macs < _PAR_MIN_MACS:
         return None
-    parts = min(_THREADS, n)
+    parts = min(threads, n)
     return [(i * n // parts, (i + 1) * n // parts) for i in range(parts)]
 
 
@@ -522,7 +524,7 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None, cache_wei
                 yt = np.empty((k, span), dtype=x.dtype)
                 _few_rows_forward(w3[0], col, yt)
             else:
-                yt = _mm(xp, w3, col.reshape(g, cg * kh * kw, span))
+                yt = gemm.xp_matmul(xp, w3, col.reshape(g, cg * kh * kw, span))
             epi(b, b + 1, 0, k, r0, r1, src=yt.reshape(1, k, r1 - r0, cols)[:, :, :, :wo])
         return y
     # ``keep`` (a dict, CPU only): holds the patch matrices for conv2d_backward_weight(kept=...), which
@@ -540,14 +542,14 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None, cache_wei
             if few:
                 _few_rows_forward(w3[0], colg[0], y[b0].reshape(k, lc))
             else:
-                _mm(xp, w3, colg, out=y[b0].reshape(g, kg, lc))
+                gemm.xp_matmul(xp, w3, colg, out=y[b0].reshape(g, kg, lc))
             epi(b0, b1, 0, k, 0, ho)
             continue
         if few:
             yt = np.empty((k, m * lc), dtype=x.dtype)
             _few_rows_forward(w3[0], colg[0], yt)
         else:
-            yt = _mm(xp, w3, colg)  # (G, Kg, m*Ho*cols)
+            yt = gemm.xp_matmul(xp, w3, colg)  # (G, Kg, m*Ho*cols)
         epi(b0, b1, 0, k, 0, ho, src=yt.reshape(k, m, ho, cols)[:, :, :, :wo].transpose(1, 0, 2, 3))
     return y
 
@@ -744,9 +746,9 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
             m = b1 - b0
             gyt = gy_rows(b0, b1).reshape(g, kg, m * L)
             if m == 1:
-                _mm(xp, wt, gyt, out=gx[b0].reshape(g, cg, L))
+                gemm.xp_matmul(xp, wt, gyt, out=gx[b0].reshape(g, cg, L))
             else:
-                gx[b0:b1] = _mm(xp, wt, gyt).reshape(c, m, h, wd).transpose(1, 0, 2, 3)
+                gx[b0:b1] = gemm.xp_matmul(xp, wt, gyt).reshape(c, m, h, wd).transpose(1, 0, 2, 3)
         return gx
     # gcol = W^T gy, then col2im. The output rows of gy go in padded to the width of the input's
     # phases (zero columns), so that col2im adds whole flat windows (see _col2im_flat).
@@ -764,7 +766,7 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
             gcol = np.empty((cg * kh * kw, m * ho * cols), dtype=gy.dtype)
             _few_rows_forward(wt[0], gyp, gcol)
         else:
-            gcol = _mm(xp, wt, gyp.reshape(g, kg, m * ho * cols))
+            gcol = gemm.xp_matmul(xp, wt, gyp.reshape(g, kg, m * ho * cols))
         _col2im_flat(xp, gx[b0:b1], gcol.reshape(c, kh, kw, m, ho * cols), (kh, kw), stride, padding,
                      dilation, rows, cols)
     return gx
@@ -838,7 +840,7 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups, ke
             gwt = part if gwt is None else gwt + part
             continue
         gyt = gy_rows(b0, b1).reshape(g, kg, -1).transpose(0, 2, 1)
-        part = _mm(xp, col.reshape(g, cg * kh * kw, -1), gyt)
+        part = gemm.xp_matmul(xp, col.reshape(g, cg * kh * kw, -1), gyt)
         if gwt is None:
             gwt = part
         else:

@@ -21,18 +21,16 @@ __all__ = ["matmul"]
 PAR_MIN_MACS = 24_000_000
 
 
-def _threads() -> int:
-    """The threads to split over here: the framework's own when they are on, else 1."""
-    from . import conv
-
-    if not conv._BATCH_PARALLEL or conv._THREADS < 2 or getattr(conv._TLS, "batch_part", False):
-        return 1
-    return conv._THREADS
+def xp_matmul(xp, a, b, out=None):
+    """a @ b for either array module: NumPy's through :func:`matmul`, CuPy's as it is."""
+    return matmul(a, b, out) if xp is np else xp.matmul(a, b, out=out)
 
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``np.matmul(a, b, out=out)``, its row blocks (or stacked matrices) on the framework's threads."""
-    threads = _threads()
+    from .conv import _fan_out_threads
+
+    threads = _fan_out_threads()
     if threads < 2 or a.ndim != b.ndim or a.ndim not in (2, 3) or a.dtype != b.dtype:
         return np.matmul(a, b, out=out)
     if a.ndim == 3 and a.shape[0] != b.shape[0]:

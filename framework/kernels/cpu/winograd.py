@@ -273,7 +273,7 @@ def conv3x3_forward(x, w, p, keep=None, cache_weight=False, epilogue=None):
         else:
             vm = v if t == size else xp.empty((16, t, c), dtype=x.dtype)
         _input_transform(xp, x, b0, b1, r0, r1, p, tw, vm, bufs)
-        mm = (gemm.matmul if xp is np else xp.matmul)(vm, u)  # (16, tiles, K)
+        mm = gemm.xp_matmul(xp, vm, u)  # (16, tiles, K)
         _output_transform(xp, mm, y, b0, b1, r0, r1, tw, ho, wo)
         if epilogue is not None:
             epilogue(b0, b1, 0, k, min(2 * r0, ho), min(2 * r1, ho))
@@ -310,7 +310,7 @@ def conv3x3_backward_weight(x, gy, p, kept=None):
             vm = v if t == size else xp.empty((16, t, c), dtype=x.dtype)
             _input_transform(xp, x, b0, b1, r0, r1, p, tw, vm, bufs)
         _grad_output_transform(xp, gy, b0, b1, r0, r1, tw, mgm)
-        part = (gemm.matmul if xp is np else xp.matmul)(mgm.transpose(0, 2, 1), vm)  # (16, K, C)
+        part = gemm.xp_matmul(xp, mgm.transpose(0, 2, 1), vm)  # (16, K, C)
         if du is None:
             du = part
         else:
