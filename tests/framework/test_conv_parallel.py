@@ -308,8 +308,11 @@ def test_set_num_threads_switches_the_framework_threads(restore_threads):
 
     fw.set_num_threads(2)
     assert fw.get_num_threads() == 2 and P.worthwhile() and C._BATCH_PARALLEL
-    ours = [i for i in threadpool_info() if i["user_api"] == "blas" and ("/numpy" in i["filepath"]
-                                                                         or "/scipy" in i["filepath"])]
+    ours = [
+        i
+        for i in threadpool_info()
+        if i["user_api"] == "blas" and ("/numpy" in i["filepath"] or "/scipy" in i["filepath"])
+    ]
     assert ours and all(i["num_threads"] == 1 for i in ours)  # NumPy's and SciPy's BLAS stay out
     x = RNG.standard_normal((4, 16, 24, 24), dtype=np.float32)
     w = RNG.standard_normal((24, 16, 3, 3), dtype=np.float32)
@@ -328,3 +331,47 @@ def test_set_num_threads_switches_the_framework_threads(restore_threads):
     for bad in (0, -1, 1.5, "2", True):
         with pytest.raises(ValueError, match="whole number >= 1"):
             fw.set_num_threads(bad)
+
+
+def test_training_a_network_on_two_threads_follows_the_serial_trajectory(two_threads, monkeypatch):
+    """Three SGD steps of a conv-BN-ReLU network (stride-1 Winograd, strided im2col, stem, pointwise) on
+    the framework's two threads reach the parameters one thread reaches, up to the order of the sums."""
+    import framework.nn as nn
+
+    def run(parallel):
+        monkeypatch.setattr(C, "_BATCH_PARALLEL", parallel)
+        fw.manual_seed(5)
+        net = nn.Sequential(
+            nn.Conv2d(3, 32, 3, padding=1, bias=False),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1),
+            nn.BatchNorm2d(32),
+            nn.ReLU(),
+            nn.Conv2d(32, 48, 3, stride=2, padding=1),
+            nn.ReLU(),
+            nn.Conv2d(48, 16, 1),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(16, 5),
+        )
+        opt = fw.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+        rng = np.random.default_rng(8)
+        for _ in range(3):
+            x = fw.tensor(rng.standard_normal((6, 3, 20, 20)).astype(np.float32))
+            y = fw.tensor(rng.integers(0, 5, 6))
+            opt.zero_grad()
+            F.cross_entropy(net(x), y).backward()
+            opt.step()
+        return [p.detach().numpy().copy() for p in net.parameters()]
+
+    calls = []
+    real = C._run_parts
+    monkeypatch.setattr(C, "_run_parts", lambda fn, parts: (calls.append(len(parts)), real(fn, parts))[1])
+    par = run(True)
+    assert calls and set(calls) == {2}  # the convolutions and their gradients did split
+    n_par = len(calls)
+    ser = run(False)
+    assert len(calls) == n_par  # and serially they did not
+    for a, b in zip(par, ser):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
