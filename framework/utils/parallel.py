@@ -68,21 +68,40 @@ def set_num_threads(n: int) -> None:
 
 def _set_blas_threads(n: int) -> None:
     """Hold the BLAS libraries of NumPy and SciPy to ``n`` threads (not those of other libraries loaded in
-    the process, such as PyTorch's when it runs beside the framework as a reference)."""
-    try:
-        from threadpoolctl import ThreadpoolController
-    except ImportError as e:  # (a dependency of the suite; only a broken install lacks it)
-        raise RuntimeError("set_num_threads needs the threadpoolctl package (pip install threadpoolctl)") \
-            from e
+    the process, such as PyTorch's when it runs beside the framework as a reference): through
+    threadpoolctl where it is installed, else through the thread setting of the OpenBLAS NumPy wheels
+    bundle."""
     import numpy as np
 
     root = os.path.dirname(os.path.dirname(os.path.realpath(np.__file__)))  # site-packages
+    try:
+        from threadpoolctl import ThreadpoolController
+    except ImportError:
+        return _set_bundled_openblas_threads(root, n)
     ours = tuple(os.path.join(root, d) for d in ("numpy", "scipy"))  # (numpy.libs, scipy.libs too)
     libs = [lc for lc in ThreadpoolController().lib_controllers if lc.user_api == "blas"]
     mine = [lc for lc in libs if os.path.realpath(lc.filepath).startswith(ours)
             or "scipy_openblas" in os.path.basename(lc.filepath)]
     for lc in mine or libs:
         lc.set_num_threads(n)
+
+
+def _set_bundled_openblas_threads(root: str, n: int) -> None:
+    """Without threadpoolctl: the OpenBLAS bundled in NumPy's wheel (numpy.libs), set through its C API."""
+    import ctypes
+    import glob
+
+    for path in sorted(glob.glob(os.path.join(root, "numpy.libs", "*openblas*.so*"))):
+        lib = ctypes.CDLL(path)
+        for name in ("scipy_openblas_set_num_threads64_", "scipy_openblas_set_num_threads",
+                     "openblas_set_num_threads64_", "openblas_set_num_threads"):
+            fn = getattr(lib, name, None)
+            if fn is not None:
+                fn(ctypes.c_int(n))
+                return
+    raise RuntimeError("set_num_threads: cannot reach NumPy's BLAS to hold it to one thread; install "
+                       "threadpoolctl (pip install threadpoolctl), or set OPENBLAS_NUM_THREADS=1 and "
+                       "FRAMEWORK_CONV_THREADS before NumPy loads")
 
 
 def worthwhile() -> bool:

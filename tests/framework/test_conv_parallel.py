@@ -375,3 +375,27 @@ def test_training_a_network_on_two_threads_follows_the_serial_trajectory(two_thr
     assert len(calls) == n_par  # and serially they did not
     for a, b in zip(par, ser):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_set_num_threads_reaches_numpys_blas_without_threadpoolctl(restore_threads, monkeypatch):
+    import sys
+
+    from threadpoolctl import threadpool_info
+
+    def numpy_blas():
+        return [
+            i["num_threads"]
+            for i in threadpool_info()
+            if "numpy" in i["filepath"] and i["user_api"] == "blas"
+        ]
+
+    if not numpy_blas():
+        pytest.skip("this NumPy does not bundle OpenBLAS in numpy.libs")
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=2, user_api="blas")
+    assert numpy_blas() == [2]
+    monkeypatch.setitem(sys.modules, "threadpoolctl", None)  # (import fails: the C API fallback runs)
+    fw.set_num_threads(2)
+    monkeypatch.delitem(sys.modules, "threadpoolctl")
+    assert numpy_blas() == [1]
