@@ -7,6 +7,7 @@ import numpy as np
 from .. import dtypes as _dt
 from ..autograd import Function
 from ..backend import get_array_module
+from ..kernels.cpu import gemm as _cpu_gemm
 from ..tensor import Tensor
 from .basic import BroadcastTo, Clone, _check_devices, _conj, unbroadcast
 
@@ -709,9 +710,7 @@ class MatMul(Function):
         if ka != kb:
             raise RuntimeError(f"mat1 and mat2 shapes cannot be multiplied ({_mshape(a)} and {_mshape(b)})")
         if isinstance(a, np.ndarray):  # (large products in row blocks on the framework's threads, when on)
-            from ..kernels.cpu.gemm import matmul as cpu_matmul
-
-            return cpu_matmul(a, b)
+            return _cpu_gemm.matmul(a, b)
         return a @ b
 
     def backward(self, g):

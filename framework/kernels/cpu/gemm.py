@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["matmul"]
+# the rule for fanning out (conv imports this module too: its functions are looked up at call time)
+from . import conv as _conv
+
+__all__ = ["matmul", "xp_matmul"]
 
 # Below this many multiply-adds a product is not split: handing half to another thread costs more than it
 # saves. Measured on 2 cores, whole on one thread against split: 64x256 @ 256x256 (4.2M) 0.09 ms against
@@ -28,9 +31,7 @@ def xp_matmul(xp, a, b, out=None):
 
 def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """``np.matmul(a, b, out=out)``, its row blocks (or stacked matrices) on the framework's threads."""
-    from .conv import _fan_out_threads
-
-    threads = _fan_out_threads()
+    threads = _conv._fan_out_threads()
     if threads < 2 or a.ndim != b.ndim or a.ndim not in (2, 3) or a.dtype != b.dtype:
         return np.matmul(a, b, out=out)
     if a.ndim == 3 and a.shape[0] != b.shape[0]:
