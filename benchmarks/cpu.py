@@ -23,9 +23,10 @@ With several threads the framework is measured both ways it can use them (``--st
 ``framework.set_num_threads(n)``, groups of images on its own n threads with NumPy's BLAS on one; and
 "blas", NumPy's BLAS on n threads with the rest of the work on one. Each run in the JSON names its
 strategy; the top-level ``figures`` are the first run's.
-With several threads each timed block follows a 0.3 s rest and one untimed call, so that neither
+With several threads each timed block follows a 0.3 s rest and 50 ms of untimed calls, so that neither
 library's spinning idle workers take the cores from the other's block (without it PyTorch's 2-thread
-figures came out up to 2x slow, flattering ours) and neither is timed waking its threads.
+figures came out up to 2x slow, flattering ours) and both are timed in their steady state (one untimed
+call left ours on two threads up to 1.5x slow while PyTorch's was already steady).
 NumPy's OpenBLAS uses the CPU's widest kernels, as PyTorch does, unless ``--blas-core inherit``
 (see ``benchmarks/_blas.py``: some machines preset ``OPENBLAS_CORETYPE``). Each model runs from
 the same weights in both frameworks, and the JSON records the difference between their losses
@@ -111,6 +112,18 @@ def _use_strategy(strategy: str, n: int):
 
 
 PAUSE_S = 0.0  # set by main: a rest before each timed block when several threads run (see there)
+# After the rest, untimed calls for this long before the timed block (at least one call). One call was
+# not enough for ours on two threads: on this VM the stride-2 64->128 layer at batch 1 took 12.5 ms right
+# after a rest and one untimed call, 8.2-8.4 ms after 50-100 ms of calls (steady state, as in a training
+# loop), while PyTorch's took 5.2-5.5 ms either way.
+WARM_S = 0.05
+
+
+def _warm(fn):
+    t0 = time.perf_counter()
+    fn()
+    while time.perf_counter() - t0 < WARM_S:
+        fn()
 
 
 
@@ -127,16 +140,16 @@ def _time_pair(ours, theirs, repeat: int, warmup: int = 2, min_sample_s: float =
     inner = max(1, int(min_sample_s / max(per_call, 1e-6)))
     wo, wt, co, ct = [], [], [], []
     for _ in range(repeat):
-        if PAUSE_S:  # (rest, then one untimed call: its threads awake, the other library's asleep)
+        if PAUSE_S:  # (rest, then untimed calls: its threads awake, the other library's asleep)
             time.sleep(PAUSE_S)
-            ours()
+            _warm(ours)
         c0, t0 = time.process_time(), time.perf_counter()
         for _ in range(inner):
             ours()
         c1, t1 = time.process_time(), time.perf_counter()
         if PAUSE_S:
             time.sleep(PAUSE_S)
-            theirs()
+            _warm(theirs)
         c1b, t1b = time.process_time(), time.perf_counter()
         for _ in range(inner):
             theirs()

@@ -58,7 +58,9 @@ def _item_label(item, i: int) -> str:
     """A short name for a list item: its name/op/shape field when it has one, else its index."""
     if isinstance(item, dict):
         if isinstance(item.get("threads"), int):
-            return f"{item['threads']} thread" + ("s" if item["threads"] != 1 else "")
+            label = f"{item['threads']} thread" + ("s" if item["threads"] != 1 else "")
+            strategy = item.get("strategy")  # (benchmarks/cpu.py: whose threads, when several)
+            return f"{label}, {strategy}" if isinstance(strategy, str) and strategy != "serial" else label
         for key in ("name", "op", "case", "layer", "shape"):
             v = item.get(key)
             if isinstance(v, dict):

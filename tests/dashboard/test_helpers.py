@@ -234,3 +234,14 @@ def test_benchmark_key_figures_and_ratio_selection():
     assert results.key_figures(doc) == {"e2e_realtime · fps": 30.1, "e2e_realtime · latency_ms_p95": 22.0,
                                         "analyze_images_per_s": 8.5}
     assert results.ratios(doc) == {"model_ratio_ours_over_torch": 0.9}  # no target, no CPU-time view
+
+
+def test_cpu_benchmark_runs_keep_their_strategies_apart():
+    # benchmarks/cpu.py with --threads 1 2: one run per thread count, two at 2 threads (whose threads)
+    runs = [{"threads": 1, "strategy": "serial", "figures": {"cnn_train_step": {"ratio": 0.78}}},
+            {"threads": 2, "strategy": "framework", "figures": {"cnn_train_step": {"ratio": 0.59}}},
+            {"threads": 2, "strategy": "blas", "figures": {"cnn_train_step": {"ratio": 0.45}}}]
+    doc = {"benchmark": "cpu", "figures": runs[0]["figures"], "runs": runs}
+    assert results.ratios(doc) == {"1 thread · cnn_train_step · ratio": 0.78,
+                                   "2 threads, framework · cnn_train_step · ratio": 0.59,
+                                   "2 threads, blas · cnn_train_step · ratio": 0.45}
