@@ -260,41 +260,55 @@ def _mlp(nn):
 
 
 def _train_pair(make, batch_shape, n_classes, opt_name, opt_kw, repeat):
+    """A classifier from ``make(nn)`` in both frameworks: one ``opt_name`` step on cross-entropy."""
     import torch
 
     import framework as fw
     import framework.nn  # noqa: F401  (fw.nn)
 
     torch.manual_seed(0)
-    tm = make(torch.nn)
-    fm = make(fw.nn)
-    _copy_weights(tm, fm)
     rng = np.random.default_rng(1)
     x = rng.standard_normal(batch_shape, dtype=np.float32)
     y = rng.integers(0, n_classes, size=batch_shape[0])
-    fx, fy, tx, ty = fw.tensor(x), fw.tensor(y), torch.tensor(x), torch.tensor(y)
-    fo = getattr(fw.optim, opt_name)(fm.parameters(), **opt_kw)
-    to = getattr(torch.optim, opt_name)(tm.parameters(), foreach=False, **opt_kw)
+    targets = {fw: fw.tensor(y), torch: torch.tensor(y)}
+
+    def loss(lib, out):
+        return lib.nn.functional.cross_entropy(out, targets[lib])
+
+    return step_pair(make(torch.nn), make(fw.nn), x, loss, opt_name, opt_kw, repeat)
+
+
+def step_pair(torch_model, our_model, x, loss, opt_name, opt_kw, repeat, **time_kw):
+    """One optimizer step (zero_grad, forward, ``loss(lib, output)``, backward, step) of the same model in
+    both frameworks, ours given PyTorch's weights, on the array ``x``; timed by :func:`_time_pair`
+    (``time_kw``), with the difference of the first losses as a correctness check."""
+    import torch
+
+    import framework as fw
+
+    _copy_weights(torch_model, our_model)
+    fo = getattr(fw.optim, opt_name)(our_model.parameters(), **opt_kw)
+    to = getattr(torch.optim, opt_name)(torch_model.parameters(), foreach=False, **opt_kw)
+    fx, tx = fw.tensor(x), torch.tensor(x)
     losses = {}
 
+    def step(lib, model, opt, xx):
+        opt.zero_grad()
+        value = loss(lib, model(xx))
+        value.backward()
+        opt.step()
+        losses.setdefault(lib.__name__, value.item())
+
     def ours():
-        fo.zero_grad()
-        loss = fw.nn.functional.cross_entropy(fm(fx), fy)
-        loss.backward()
-        fo.step()
-        losses.setdefault("ours", loss.item())
+        step(fw, our_model, fo, fx)
 
     def theirs():
-        to.zero_grad()
-        loss = torch.nn.functional.cross_entropy(tm(tx), ty)
-        loss.backward()
-        to.step()
-        losses.setdefault("torch", loss.item())
+        step(torch, torch_model, to, tx)
 
     ours()
     theirs()
-    diff = abs(losses["ours"] - losses["torch"])
-    return _figure(_time_pair(ours, theirs, repeat), first_loss_abs_diff=float(f"{diff:.2e}"))
+    diff = abs(losses[fw.__name__] - losses[torch.__name__])
+    return _figure(_time_pair(ours, theirs, repeat, **time_kw), first_loss_abs_diff=float(f"{diff:.2e}"))
 
 
 def bench_cnn(repeat):

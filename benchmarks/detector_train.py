@@ -28,39 +28,18 @@ def _pair(batch: int, crop: int, repeat: int) -> dict:
     import numpy as np
     import torch
 
-    import framework as fw
     from apps.perception.model import CenterNet
     from benchmarks.perception import torch_model
 
     torch.manual_seed(0)
-    tm = torch_model(6, 1.5)
-    fm = CenterNet(num_classes=6, width=1.5)
-    bc._copy_weights(tm, fm)
     x = np.random.default_rng(0).random((batch, 3, crop, crop), dtype=np.float32)
-    fx, tx = fw.tensor(x), torch.tensor(x)
-    fo = fw.optim.SGD(fm.parameters(), lr=1e-3, momentum=0.9)
-    to = torch.optim.SGD(tm.parameters(), lr=1e-3, momentum=0.9, foreach=False)
-    losses = {}
 
-    def step(lib, model, opt, xx, key):
-        opt.zero_grad()
-        heat, reg = model(xx)
-        loss = lib.sigmoid(heat).mean() + (reg * reg).mean()  # both heads, every parameter in the graph
-        loss.backward()
-        opt.step()
-        losses.setdefault(key, loss.item())
+    def loss(lib, out):  # both heads, so that every parameter is in the graph
+        heat, reg = out
+        return lib.sigmoid(heat).mean() + (reg * reg).mean()
 
-    def ours():
-        step(fw, fm, fo, fx, "ours")
-
-    def theirs():
-        step(torch, tm, to, tx, "torch")
-
-    ours()
-    theirs()
-    diff = abs(losses["ours"] - losses["torch"])
-    return bc._figure(bc._time_pair(ours, theirs, repeat, warmup=1, min_sample_s=0.0),
-                      first_loss_abs_diff=float(f"{diff:.2e}"))
+    return bc.step_pair(torch_model(6, 1.5), CenterNet(num_classes=6, width=1.5), x, loss, "SGD",
+                        dict(lr=1e-3, momentum=0.9), repeat, warmup=1, min_sample_s=0.0)
 
 
 def main(argv=None) -> dict:
