@@ -27,8 +27,9 @@ written.
 Environment: FRAMEWORK_CONV_WINOGRAD=0 disables Winograd, FRAMEWORK_CONV_WINOGRAD43_TRAIN=0 keeps
 F(4x4, 3x3) to inference, FRAMEWORK_CONV_FLAT=0 the flat windows
 of im2col (row-by-row strided taps instead); FRAMEWORK_CONV_THREADS=1 disables the copy thread, and
-FRAMEWORK_CONV_THREADS=N >= 2 with OPENBLAS_NUM_THREADS=1 runs inference over N groups of a batch's images
-in parallel (``_forward_batch_parallel``).
+FRAMEWORK_CONV_THREADS=N >= 2 with OPENBLAS_NUM_THREADS=1 (or ``framework.set_num_threads(N)`` at run time)
+runs each layer over N groups of a batch's images in parallel, the forward (``_forward_batch_parallel``)
+and in training both gradients, and large products in row blocks (``gemm.matmul``).
 """
 
 from __future__ import annotations
@@ -477,9 +478,9 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None, cache_wei
     copy of it may be kept for the next call (``winograd.cached_weight_transform``).
     bias (K,), residual (N, K, Ho, Wo), activation (None, "relu", "silu"): the epilogue, applied to
     each piece of the output as it is written (see :class:`_Epilogue`).
-    Without ``keep``, a large layer over several images runs groups of them on parallel threads when
-    FRAMEWORK_CONV_THREADS >= 2 and BLAS has one thread (:func:`_forward_batch_parallel`). ``_out``: the
-    output array to write."""
+    A large layer over several images runs groups of them on the framework's threads when they are on
+    (:func:`_image_parts`, :func:`_forward_batch_parallel`); with ``keep``, each group keeps its own work
+    for the weight gradient. ``_out``: the output array to write."""
     xp = get_array_module(x)
     n, c, h, wd = x.shape
     k, cg, kh, kw = w.shape
