@@ -399,3 +399,65 @@ def test_set_num_threads_reaches_numpys_blas_without_threadpoolctl(restore_threa
     fw.set_num_threads(2)
     monkeypatch.delitem(sys.modules, "threadpoolctl")
     assert numpy_blas() == [1]
+
+
+ROW_BAND_CASES = {  # one image: x shape, w shape, stride, padding, dilation, groups
+    "winograd43": ((1, 32, 40, 44), (48, 32, 3, 3), 1, 1, 1, 1),
+    "winograd-short": ((1, 32, 17, 20), (40, 32, 3, 3), 1, 1, 1, 1),
+    "im2col-stride2-odd": ((1, 16, 41, 37), (24, 16, 3, 3), 2, 1, 1, 1),
+    "stride3": ((1, 16, 23, 23), (16, 16, 3, 3), 3, 1, 1, 1),
+    "5x5-pad2-stride2": ((1, 16, 33, 35), (20, 16, 5, 5), 2, 2, 1, 1),
+    "dilated": ((1, 8, 30, 30), (8, 8, 3, 3), 1, 2, 2, 1),
+    "depthwise": ((1, 24, 30, 30), (24, 1, 3, 3), 1, 1, 1, 24),
+    "patchify-4x4-s4": ((1, 3, 64, 64), (16, 3, 4, 4), 4, 0, 1, 1),
+    "pointwise": ((1, 64, 30, 40), (96, 64, 1, 1), 1, 0, 1, 1),
+}
+
+
+@pytest.mark.parametrize("name", list(ROW_BAND_CASES))
+@pytest.mark.parametrize("cache", [False, True])
+def test_one_image_in_row_bands_equals_the_whole(name, cache, two_threads, monkeypatch):
+    """One image: bands of output rows on the two threads (each band reading the rows above and below it
+    that its outputs need, with the layer's own padding) give the whole layer's output."""
+    monkeypatch.setattr(C, "_ROWS_PAR_MIN_MACS", 1)
+    monkeypatch.setattr(C, "_BAND_MIN_ROWS", 2)
+    xs, ws, s, p, d, g = ROW_BAND_CASES[name]
+    x = RNG.standard_normal(xs).astype(np.float32)
+    w = (RNG.standard_normal(ws) * 0.2).astype(np.float32)
+    b = RNG.standard_normal(ws[0]).astype(np.float32)
+    geom = ((s, s), (p, p), (d, d), g)
+    bands = []
+    real = C._run_parts
+    monkeypatch.setattr(C, "_run_parts", lambda fn, parts: (bands.append(list(parts)), real(fn, parts))[1])
+    out = C.conv2d_forward(x, w, *geom, cache_weight=cache, bias=b, activation="relu")
+    assert len(bands) == 1 and len(bands[0]) == 2  # split in two bands
+    monkeypatch.setattr(C, "_BATCH_PARALLEL", False)
+    whole = C.conv2d_forward(x, w, *geom, cache_weight=cache, bias=b, activation="relu")
+    np.testing.assert_allclose(out, whole, rtol=1e-5, atol=2e-5 * np.abs(whole).max())
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle")
+    ref = torch.relu(
+        torch.nn.functional.conv2d(torch.tensor(x), torch.tensor(w), torch.tensor(b), s, p, d, g)
+    )
+    np.testing.assert_allclose(out, ref.numpy(), rtol=1e-4, atol=1e-4 * np.abs(whole).max())
+
+
+def test_row_bands_only_for_one_large_image_without_residual(two_threads, monkeypatch):
+    monkeypatch.setattr(C, "_ROWS_PAR_MIN_MACS", 1000)
+    assert C._row_bands(np, 1, 64, 999) is None  # small
+    assert C._row_bands(np, 2, 64, 10**6) is None  # several images: groups of images instead
+    assert C._row_bands(np, 1, 63, 10**6) is None  # fewer than two bands of _BAND_MIN_ROWS rows
+    assert C._row_bands(np, 1, 64, 10**6) == [(0, 32), (32, 64)]
+    monkeypatch.setattr(C, "_BATCH_PARALLEL", False)
+    assert C._row_bands(np, 1, 64, 10**6) is None  # the framework's threads off
+    monkeypatch.setattr(C, "_BATCH_PARALLEL", True)
+    monkeypatch.setattr(C, "_ROWS_PAR_MIN_MACS", 1)
+    calls = []
+    monkeypatch.setattr(C, "_forward_row_bands", lambda *a, **k: calls.append(1))
+    x = RNG.standard_normal((1, 8, 70, 20)).astype(np.float32)
+    w = RNG.standard_normal((8, 8, 3, 3)).astype(np.float32)
+    res = RNG.standard_normal((1, 8, 70, 20)).astype(np.float32)
+    C.conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1, residual=res)  # a residual: whole
+    C.conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1, keep={})  # training: whole
+    assert calls == []
+    C.conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1)
+    assert calls == [1]
