@@ -257,12 +257,21 @@ from framework.kernels.cpu import gemm as G  # noqa: E402
 
 
 @pytest.mark.parametrize(
-    "shapes", [((64, 48), (48, 80)), ((5, 40, 24), (5, 24, 30)), ((3, 40, 24), (3, 24, 30))]
+    "shapes",
+    [
+        ((64, 48), (48, 80)),  # rows of a matrix
+        ((5, 40, 24), (5, 24, 30)),  # a stack, split along it
+        ((3, 40, 24), (3, 24, 30)),
+        ((1, 40, 24), (1, 24, 30)),  # a stack of one: rows of each matrix
+        ((64, 48), (80, 48)),  # (b transposed below: a strided operand)
+    ],
 )
 def test_gemm_row_blocks_equal_the_product(shapes, two_threads, monkeypatch):
     monkeypatch.setattr(G, "PAR_MIN_MACS", 1)
     a = RNG.standard_normal(shapes[0]).astype(np.float32)
     b = RNG.standard_normal(shapes[1]).astype(np.float32)
+    if a.shape[-1] != b.shape[-2]:
+        b = b.T
     seen = set()
     real = np.matmul
 
