@@ -349,8 +349,9 @@ def main(argv=None):
     _set_threads(argv, apply="numpy" not in sys.modules)
     p = argparse.ArgumentParser(
         prog="perception",
-        description="Driving perception: detection and tracking. Global option: --threads N (default 1) "
-        "for BLAS and the framework's convolutions, set before NumPy loads.",
+        description="Driving perception: detection and tracking. Global option: --threads N (default 1), "
+        "set before NumPy loads: train, evaluate and --flip-test compute on the framework's N threads with "
+        "BLAS on one; single frames (demo, track) give BLAS the N threads.",
     )
     sub = p.add_subparsers(dest="cmd", required=True)
 
