@@ -111,7 +111,32 @@ def _use_strategy(strategy: str, n: int):
     return restore
 
 
-PAUSE_S = 0.0  # set by main: a rest before each timed block when several threads run (see there)
+def thread_runs(thread_counts, strategy: str = "both"):
+    """For each thread count and each way the framework can use it (``_use_strategy``; "both": its own
+    threads, then BLAS's), set both libraries up, yield the run's description ``{"threads", "strategy",
+    "thread_control"}`` for the caller to measure in, and restore the settings afterwards."""
+    global PAUSE_S
+    for threads in thread_counts:
+        # With several threads, each library's idle workers spin for a while after its last call (OpenBLAS's
+        # and PyTorch's OpenMP alike) and take the cores from the other's next block: measured, PyTorch's
+        # small-CNN step read 41 ms straight after ours against 20-21 ms after a 0.3 s rest.
+        PAUSE_S = 0.3 if threads > 1 else 0.0
+        limiter, how = _set_threads(threads)
+        if limiter is None and len(thread_counts) > 1:
+            raise SystemExit("several --threads values need threadpoolctl (pip install threadpoolctl)")
+        strategies = ["serial"] if threads == 1 else (
+            ["framework", "blas"] if strategy == "both" else [strategy])
+        for name in strategies:
+            restore = _use_strategy(name, threads)
+            try:
+                yield {"threads": threads, "strategy": name, "thread_control": how}
+            finally:
+                restore()
+        if limiter is not None:
+            limiter.restore_original_limits()
+
+
+PAUSE_S = 0.0  # set by thread_runs: a rest before each timed block when several threads run (see there)
 # After the rest, untimed calls for this long before the timed block (at least one call). One call was
 # not enough for ours on two threads: on this VM the stride-2 64->128 layer at batch 1 took 12.5 ms right
 # after a rest and one untimed call, 8.2-8.4 ms after 50-100 ms of calls (steady state, as in a training
@@ -407,29 +432,14 @@ def main(argv=None) -> dict:
     benches = {"conv2d": bench_conv, "cnn_train_step": bench_cnn, "mlp_train_step": bench_mlp,
                "lstm_packed": bench_lstm}
     runs = []
-    global PAUSE_S
-    for threads in thread_counts:
-        # With several threads, each library's idle workers spin for a while after its last call (OpenBLAS's
-        # and PyTorch's OpenMP alike) and take the cores from the other's next block: measured, PyTorch's
-        # small-CNN step read 41 ms straight after ours against 20-21 ms after a 0.3 s rest.
-        PAUSE_S = 0.3 if threads > 1 else 0.0
-        limiter, how = _set_threads(threads)
-        if limiter is None and len(thread_counts) > 1:
-            raise SystemExit("several --threads values need threadpoolctl (pip install threadpoolctl)")
-        strategies = ["serial"] if threads == 1 else (
-            ["framework", "blas"] if args.strategy == "both" else [args.strategy])
-        for strategy in strategies:
-            restore = _use_strategy(strategy, threads)
-            figures = {}
-            for name, fn in benches.items():
-                if args.only is None or name in args.only:
-                    print(f"[benchmarks.cpu] threads={threads} ({strategy}) {name} ...", file=sys.stderr,
-                          flush=True)
-                    figures[name] = fn(repeat)
-            restore()
-            runs.append({"threads": threads, "strategy": strategy, "thread_control": how, "figures": figures})
-        if limiter is not None:
-            limiter.restore_original_limits()
+    for run in thread_runs(thread_counts, args.strategy):
+        figures = {}
+        for name, fn in benches.items():
+            if args.only is None or name in args.only:
+                print(f"[benchmarks.cpu] threads={run['threads']} ({run['strategy']}) {name} ...",
+                      file=sys.stderr, flush=True)
+                figures[name] = fn(repeat)
+        runs.append({**run, "figures": figures})
     result = {"benchmark": "cpu", "unit": "ratio torch_time / framework_time (>1: framework faster)",
               "command": "python -m benchmarks.cpu " + " ".join(sys.argv[1:] if argv is None else argv),
               "repeat": repeat, "machine": machine_info(), "targets": TARGETS,

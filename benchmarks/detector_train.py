@@ -54,20 +54,10 @@ def main(argv=None) -> dict:
     if args.crop % 32 or args.crop <= 0 or args.batch < 1:
         raise SystemExit("--crop must be a positive multiple of 32 and --batch >= 1")
     runs = []
-    for threads in args.threads:
-        bc.PAUSE_S = 0.3 if threads > 1 else 0.0
-        limiter, how = bc._set_threads(threads)
-        if limiter is None and len(args.threads) > 1:
-            raise SystemExit("several --threads values need threadpoolctl (pip install threadpoolctl)")
-        for strategy in ["serial"] if threads == 1 else ["framework", "blas"]:
-            restore = bc._use_strategy(strategy, threads)
-            print(f"[benchmarks.detector_train] threads={threads} ({strategy}) ...", file=sys.stderr,
-                  flush=True)
-            runs.append({"threads": threads, "strategy": strategy, "thread_control": how,
-                         "train_step": _pair(args.batch, args.crop, args.repeat)})
-            restore()
-        if limiter is not None:
-            limiter.restore_original_limits()
+    for run in bc.thread_runs(args.threads):
+        print(f"[benchmarks.detector_train] threads={run['threads']} ({run['strategy']}) ...",
+              file=sys.stderr, flush=True)
+        runs.append({**run, "train_step": _pair(args.batch, args.crop, args.repeat)})
     command = "python -m benchmarks.detector_train " + " ".join(sys.argv[1:] if argv is None else argv)
     result = {"benchmark": "detector_train",
               "unit": "ratio torch_time / framework_time (>1: framework faster)", "command": command,

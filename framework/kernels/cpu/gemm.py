@@ -58,7 +58,5 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
         def block(r):
             np.matmul(a[..., r[0]:r[1], :], b, out=out[..., r[0]:r[1], :])
 
-    from ...utils.parallel import parallel_map
-
-    parallel_map(block, bounds, threads=parts)
+    _conv._run_parts(block, bounds)
     return out
