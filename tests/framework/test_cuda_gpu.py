@@ -575,7 +575,7 @@ def _same_run(build, step, n_steps=3):
 
 
 @pytest.mark.parametrize("opt_name", ["SGD", "Adam", "AdamW", "RMSprop", "Adagrad", "Adadelta", "Adamax",
-                                      "NAdam", "RAdam", "Rprop", "ASGD"])
+                                      "NAdam", "RAdam", "Rprop", "ASGD", "Adafactor"])
 def test_optimizers_and_scheduler_on_gpu_match_cpu(opt_name):
     nn, optim = fw.nn, fw.optim
     rng = np.random.default_rng(0)
@@ -589,7 +589,7 @@ def test_optimizers_and_scheduler_on_gpu_match_cpu(opt_name):
               "Adadelta": dict(lr=1.0, weight_decay=1e-3), "Adamax": dict(lr=1e-2),
               "NAdam": dict(lr=1e-2, decoupled_weight_decay=True, weight_decay=0.01),
               "RAdam": dict(lr=1e-2, weight_decay=1e-3), "Rprop": dict(lr=1e-2),
-              "ASGD": dict(lr=0.1, t0=1)}[opt_name]
+              "ASGD": dict(lr=0.1, t0=1), "Adafactor": dict(lr=1e-2, weight_decay=0.01)}[opt_name]
         opt = getattr(optim, opt_name)(model.parameters(), **kw)
         opt.sched = optim.lr_scheduler.CosineAnnealingLR(opt, T_max=5)
         return model, opt
@@ -1060,3 +1060,140 @@ def test_fft_and_complex_ops_on_gpu_match_cpu():
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(b).max()))
     single = fw.fft.rfft(fw.tensor(x.astype(np.float32), device="cuda"))
     assert single.dtype == fw.complex64 and single.device.type == "cuda"
+
+
+def _later_ops_total(xt, zt, mt):
+    """One scalar through the operations added after the last GPU run (stats, misc, complex, spectral,
+    lgamma), float64; each term is differentiable in the inputs it reads."""
+    dev = xt.device
+    x2 = xt[0]  # (5, 6)
+    ints = fw.tensor(np.array([[0, 2, 1], [3, 3, 0]]), device=dev)
+    mask = fw.tensor(np.arange(30).reshape(5, 6) % 3 == 0, device=dev)
+    idx = fw.tensor(np.array([0, 2, 2, 4]), device=dev)
+    sig = xt.reshape(-1)[:40]
+    win = fw.hann_window(8, dtype=fw.float64, device=dev)
+    spec = fw.stft(sig, 8, hop_length=2, window=win, return_complex=True)
+    sign, logabs = fw.slogdet(mt)
+    mant, expo = fw.frexp(x2)
+    parts = [
+        fw.corrcoef(x2).sum(), fw.trapezoid(x2, dim=1).sum(), fw.cumulative_trapezoid(x2, dx=0.5).sum(),
+        (fw.block_diag(x2[:2, :3], x2[2:, 3:]) ** 2).sum(), fw.cartesian_prod(x2[0], x2[1, :2]).prod(1).sum(),
+        fw.combinations(x2[0], 2).prod(1).sum(), fw.copysign(x2, -x2[0]).sum(),
+        fw.renorm(xt, 2, 0, 1.5).pow(2).sum(), fw.vander(x2[0, :4], 3).sum(), fw.nanmedian(x2, 1)[0].sum(),
+        (mant * expo).sum() + fw.ldexp(x2, fw.tensor(np.full((5, 6), 2), device=dev)).sum(),
+        logabs.sum() + (sign * 0).sum() + fw.logdet(mt @ mt.transpose(-1, -2) + fw.eye(4, device=dev)).sum(),
+        fw.mv(x2, x2[0]).sum(), fw.addmv(x2[:, 0], x2, x2[1], beta=0.5, alpha=2).sum(),
+        fw.addr(x2, x2[:, 1], x2[2], alpha=0.3).sum(),
+        fw.addbmm(x2[:, :5], xt[:, :, :4], xt[:, :4, :5]).sum(),
+        fw.chain_matmul(x2, x2.T, x2).sum(), fw.diagflat(x2[0], 1).sum(),
+        fw.index_put(x2, (ints[0], ints[1]), x2[0, :3] * 2, accumulate=True).pow(2).sum(),
+        fw.masked_scatter(x2, mask, xt[1]).pow(2).sum(),
+        fw.put(x2, idx, x2[4, :4], accumulate=True).pow(2).sum(),
+        fw.float_power(x2.abs() + 0.5, 1.5).sum(), x2.floor_divide(0.7).sum() * 0 + x2.sum(),
+        fw.scatter_reduce(x2, 1, fw.tensor(np.tile([0, 1, 1, 2, 5, 5], (5, 1)), device=dev), xt[1], "amax",
+                          include_self=False).pow(2).sum(),
+        fw.index_reduce(x2, 0, idx, xt[2, :4], "mean").pow(2).sum(), fw.lgamma(x2.abs() + 0.5).sum(),
+        fw.imag(zt * zt).sum(), fw.sgn(zt).real.sum(), fw.vdot(zt.reshape(-1), zt.reshape(-1) * 1j).real,
+        fw.polar(x2.abs() + 0.1, x2).imag.sum(), fw.view_as_complex(xt[..., :2].contiguous()).abs().sum(),
+        fw.abs(spec).sum(), fw.istft(spec, 8, hop_length=2, window=win, length=40).pow(2).sum(),
+    ]
+    return sum(parts[1:], parts[0]).reshape(1)
+
+
+def _later_ops_values(dev):
+    """The later operations without gradients (integer, histogram, unique, random-free), on ``dev``."""
+    rng = np.random.default_rng(5)
+    x = fw.tensor(rng.standard_normal((7, 9)), device=dev)
+    a = fw.tensor(rng.integers(1, 60, (4, 5)), device=dev)
+    b = fw.tensor(rng.integers(1, 60, (4, 5)), device=dev)
+    u = fw.tensor(np.array([1, 1, 2, 2, 2, 3, 1, 1]), device=dev)
+    vals, inv, counts = fw.unique_consecutive(u, return_inverse=True, return_counts=True)
+    hist, edges = fw.histogram(x.reshape(-1), bins=6)
+    return [fw.histc(x, bins=7, min=-2, max=2), hist, edges, fw.gcd(a, b), fw.lcm(a, b), vals, inv, counts,
+            fw.heaviside(x, fw.tensor(0.5, dtype=fw.float64, device=dev)), fw.signbit(x), fw.bitwise_not(a),
+            fw.mode(a % 4, 1)[0], fw.floor_divide(a, 7), fw.combinations(u[:4], 3, with_replacement=True)]
+
+
+def test_later_operations_on_gpu_match_cpu():
+    """The stats, misc, complex and spectral operations added since the last GPU run, on CuPy against
+    the CPU: values and gradients (float64), and the operations without gradients value for value."""
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((3, 5, 6))
+    z = rng.standard_normal((3, 4)) + 1j * rng.standard_normal((3, 4))
+    m = rng.standard_normal((2, 4, 4)) + 3 * np.eye(4)
+    cpu, gpu = _grads_on("cpu", _later_ops_total, [x, z, m]), _grads_on("cuda", _later_ops_total, [x, z, m])
+    for a, b in zip(gpu, cpu):
+        np.testing.assert_allclose(a, b, rtol=1e-8, atol=1e-9 * max(1.0, np.abs(b).max()))
+    for i, (c, g) in enumerate(zip(_later_ops_values("cpu"), _later_ops_values("cuda"))):
+        assert g.device.type == "cuda", i
+        g = g.cpu().numpy()
+        c = c.numpy()
+        assert (g.shape, g.dtype) == (c.shape, c.dtype), i
+        if c.dtype.kind == "f":  # (histogram edges: linspace may differ in the last bit)
+            np.testing.assert_allclose(g, c, rtol=1e-12, atol=1e-12, err_msg=str(i))
+        else:
+            np.testing.assert_array_equal(g, c, err_msg=str(i))
+
+
+def _later_layers_total(xt, wt):
+    """Functional layers added after the last GPU run, float64: fractional max pooling with fixed
+    samples, max unpooling, instance norm, LP pooling, feature-wise and 1-D/3-D padding layers."""
+    F = fw.nn.functional
+    dev = xt.device
+    samples = fw.tensor(np.linspace(0.1, 0.9, 2 * 3 * 2).reshape(2, 3, 2), dtype=fw.float64, device=dev)
+    frac, where = F.fractional_max_pool2d(xt, 2, output_size=(4, 5), return_indices=True,
+                                          _random_samples=samples)
+    pooled, pidx = F.max_pool2d(xt, 2, return_indices=True)
+    parts = [frac.pow(2).sum(), (where.double() * 1e-3).sum(),
+             F.max_unpool2d(pooled, pidx, 2, output_size=xt.shape[-2:]).mul(wt).sum(),
+             F.instance_norm(xt, weight=wt[0, 0, 0, :3], bias=wt[0, 0, 1, :3]).pow(3).sum(),
+             F.lp_pool2d(xt.abs() + 0.1, 2.0, 3, stride=2).sum(),
+             fw.nn.ReflectionPad1d(2)(xt[:, :, 0]).pow(2).sum(), fw.nn.ReplicationPad3d(1)(xt[None]).sum(),
+             F.gumbel_softmax(xt, tau=0.5).sum() * 0]
+    return sum(parts[1:], parts[0]).reshape(1)
+
+
+def test_later_layers_on_gpu_match_cpu():
+    """Layers added since the last GPU run on CuPy against the CPU: functional values and gradients;
+    lazy layers materialised on the device; AdaptiveLogSoftmaxWithLoss, SyncBatchNorm and an SWA
+    average with update_bn trained the same on both devices."""
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((2, 3, 9, 11))
+    w = rng.standard_normal((2, 3, 9, 11))
+    cpu, gpu = _grads_on("cpu", _later_layers_total, [x, w]), _grads_on("cuda", _later_layers_total, [x, w])
+    for a, b in zip(gpu, cpu):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9 * max(1.0, np.abs(b).max()))
+
+    nn = fw.nn
+    lazy = nn.Sequential(nn.LazyConv2d(4, 3), nn.LazyBatchNorm2d(), nn.Flatten(), nn.LazyLinear(2)).to("cuda")
+    y = lazy(fw.randn(2, 3, 6, 6, device="cuda"))
+    assert y.device.type == "cuda" and all(p.device.type == "cuda" for p in lazy.parameters())
+    assert tuple(lazy[3].weight.shape) == (2, 64)
+
+    x0, t0 = rng.standard_normal((12, 8)).astype(np.float32), rng.integers(0, 10, 12)
+
+    def build():
+        class Net(nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.body = nn.Sequential(nn.Linear(8, 16), nn.SyncBatchNorm(16), nn.ReLU())
+                self.head = nn.AdaptiveLogSoftmaxWithLoss(16, 10, [4, 7])
+
+            def forward(self, x, t):
+                return self.head(self.body(x), t).loss
+
+        model = Net()
+        return model, fw.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+
+    def step(model, opt, dev):
+        opt.zero_grad()
+        loss = model(fw.tensor(x0, device=dev), fw.tensor(t0, device=dev))
+        loss.backward()
+        opt.step()
+        if not hasattr(model, "swa"):
+            model.swa = fw.optim.swa_utils.AveragedModel(model.body)
+        model.swa.update_parameters(model.body)
+        fw.optim.swa_utils.update_bn([fw.tensor(x0, device=dev)], model.swa)
+        return loss.item() + float(model.swa.module[1].running_var.sum().item())
+
+    _same_run(build, step)
