@@ -2041,7 +2041,7 @@ def fractional_max_pool2d(input: Tensor, kernel_size, output_size=None, output_r
     if get_array_module(x.data) is not np:
         gather_idx = gather_idx.to(x.device)
     out = ops.gather(flat, 2, gather_idx).reshape(n, c, oh, ow)
-    ind = Tensor(idx)
+    ind = gather_idx.reshape(n, c, oh, ow)  # (on the input's device, as PyTorch's)
     if unbatched:
         out, ind = out.squeeze(0), ind.squeeze(0)
     return (out, ind) if return_indices else out

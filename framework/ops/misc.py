@@ -320,6 +320,31 @@ def bitwise_not(input: Tensor) -> Tensor:
     return Tensor(xp.invert(input.data))
 
 
+def _scatter_extreme_exact(xp, base, flat, vals, reduce):
+    """``maximum.at`` / ``minimum.at`` of float ``vals`` into ``base`` without rounding, for CuPy.
+
+    CuPy's ``maximum.at`` on float64 rounds through float32 (0.49884238 came back 0.49884239 on an H200),
+    so the result is not one of the values and the gradient finds no winner. Here each float becomes an
+    integer of its width whose order is the floats' (sign-magnitude to two's complement), the extreme is
+    taken by the exact integer scatter, and mapped back. NaN (made positive) wins, as in NumPy."""
+    dt = base.dtype
+    work = np.dtype(np.float32) if dt.itemsize < 4 else dt  # (float16 holds exactly in float32)
+    it = np.dtype(f"int{8 * work.itemsize}")
+    low = it.type(np.iinfo(it).max)
+
+    def key(a):
+        a = a.astype(work, copy=False)
+        if reduce == "amin":
+            a = -a
+        bits = xp.where(xp.isnan(a), work.type(np.nan), a).view(it)
+        return xp.where(bits < 0, bits ^ low, bits)
+
+    k = key(base)
+    xp.maximum.at(k, flat, key(vals))
+    out = xp.where(k < 0, k ^ low, k).view(work)
+    base[...] = (-out if reduce == "amin" else out).astype(dt)
+
+
 class _ScatterReduce(Function):
     """out = input with ``src`` reduced into it at ``index`` along ``dim`` (see ``scatter_reduce``)."""
 
@@ -343,8 +368,11 @@ class _ScatterReduce(Function):
         else:
             fill = {"prod": 1, "amax": -np.inf, "amin": np.inf}[reduce]
             base = out if inc else xp.where(touched, fill, out).astype(out.dtype)
-            ufunc = {"prod": xp.multiply, "amax": xp.maximum, "amin": xp.minimum}[reduce]
-            ufunc.at(base, flat, vals)
+            if xp is np or reduce == "prod":
+                ufunc = {"prod": xp.multiply, "amax": xp.maximum, "amin": xp.minimum}[reduce]
+                ufunc.at(base, flat, vals)
+            else:
+                _scatter_extreme_exact(xp, base, flat, vals, reduce)
         self.flat, self.touched, self.vals = flat, touched, vals
         self.result = base
         return base.reshape(x.shape)
@@ -371,8 +399,23 @@ class _ScatterReduce(Function):
             per = gd / xp.maximum(ties, 1)
             gx = xp.where(self_hits, per, 0)
             gs_vals = xp.where(src_hits, per[flat], 0)
-        else:
-            raise NotImplementedError("scatter_reduce: the gradient of reduce='prod' is not implemented")
+        else:  # prod: the product of the others, zeros counted as PyTorch does
+            res = self.result
+            vals = self.vals
+            # self's share: the product with self's zeros taken as ones, over self
+            masked_self = xp.where(xd == 0, 1, xd).astype(xd.dtype)
+            msr = masked_self.copy() if inc else xp.where(touched, 1, masked_self).astype(xd.dtype)
+            xp.multiply.at(msr, flat, vals)
+            gx = gd * msr / masked_self
+            if not inc:
+                gx = xp.where(touched, 0, gx)
+            # src's share: the product over it, except where it is the one zero of its position
+            src_zero = vals == 0
+            zeros_at = xp.bincount(flat, weights=src_zero.astype(gd.dtype), minlength=res.size)[flat]
+            single = src_zero & (zeros_at == 1)
+            without = xd.copy() if inc else xp.where(touched, 1, xd).astype(xd.dtype)
+            xp.multiply.at(without, flat, xp.where(single, 1, vals).astype(vals.dtype))
+            gs_vals = xp.where(single, (gd * without)[flat], (gd * res)[flat] / xp.where(src_zero, 1, vals))
         gs = xp.zeros(src.shape, gd.dtype)
         gs[tuple(slice(0, n) for n in self.index.shape)] = gs_vals.reshape(self.index.shape)
         return Tensor(gx.reshape(x.shape).astype(gd.dtype)), Tensor(gs)
@@ -383,7 +426,7 @@ def scatter_reduce(input: Tensor, dim: int, index: Tensor, src: Tensor, reduce: 
     """``input`` with each ``src[i][j]...`` reduced into ``out[...][index[i][j]...][...]`` along ``dim``
     by ``reduce`` ("sum", "prod", "mean", "amax", "amin"); ``include_self=False`` leaves input's values out
     where anything is scattered, as ``torch.scatter_reduce``. Gradients as PyTorch's (ties of amax / amin
-    share it evenly), except for "prod"."""
+    share it evenly; "prod" gives each value the product of the others, zeros included)."""
     if reduce not in ("sum", "prod", "mean", "amax", "amin"):
         raise RuntimeError(f"reduce argument must be either sum, prod, mean, amax or amin, got {reduce}")
     idx = index.data if isinstance(index, Tensor) else np.asarray(index)

@@ -33,7 +33,9 @@ class _Polygamma(Function):
 
     def forward(self, x):
         sp = _special(x)
-        out = sp.gammaln(x) if self.n < 0 else (sp.digamma(x) if self.n == 0 else sp.polygamma(self.n, x))
+        # (the order as an array: CuPy's polygamma calls cupy.where(n == 0, ...), which needs one)
+        n = get_array_module(x).asarray(self.n)
+        out = sp.gammaln(x) if self.n < 0 else (sp.digamma(x) if self.n == 0 else sp.polygamma(n, x))
         return out.astype(x.dtype, copy=False)
 
     def backward(self, g):

@@ -1093,6 +1093,7 @@ def _later_ops_total(xt, zt, mt):
         fw.scatter_reduce(x2, 1, fw.tensor(np.tile([0, 1, 1, 2, 5, 5], (5, 1)), device=dev), xt[1], "amax",
                           include_self=False).pow(2).sum(),
         fw.index_reduce(x2, 0, idx, xt[2, :4], "mean").pow(2).sum(), fw.lgamma(x2.abs() + 0.5).sum(),
+        fw.index_reduce(x2, 0, idx, xt[2, :4] * (xt[2, :4].abs() > 0.3), "prod", include_self=False).sum(),
         fw.imag(zt * zt).sum(), fw.sgn(zt).real.sum(), fw.vdot(zt.reshape(-1), zt.reshape(-1) * 1j).real,
         fw.polar(x2.abs() + 0.1, x2).imag.sum(), fw.view_as_complex(xt[..., :2].contiguous()).abs().sum(),
         fw.abs(spec).sum(), fw.istft(spec, 8, hop_length=2, window=win, length=40).pow(2).sum(),

@@ -22,10 +22,6 @@ def test_scatter_reduce_matches_torch(reduce, include_self, dim):
     fo = fx.scatter_reduce(dim, fw.tensor(index), fs, reduce, include_self=include_self)
     to = tx.scatter_reduce(dim, torch.tensor(index), ts, reduce, include_self=include_self)
     np.testing.assert_allclose(fo.detach().numpy(), to.detach().numpy(), rtol=1e-12, atol=1e-12)
-    if reduce == "prod":
-        with pytest.raises(NotImplementedError, match="prod"):
-            fo.sum().backward()
-        return
     w = RNG.standard_normal(x.shape)
     (fo * fw.tensor(w)).sum().backward()
     (to * torch.tensor(w)).sum().backward()
@@ -82,10 +78,57 @@ def test_index_reduce_matches_torch(reduce, include_self):
     fo = fx.index_reduce(0, fw.tensor(index), fs, reduce, include_self=include_self)
     to = tx.index_reduce(0, torch.tensor(index), ts, reduce, include_self=include_self)
     np.testing.assert_allclose(fo.detach().numpy(), to.detach().numpy(), rtol=1e-12)
-    if reduce != "prod":
-        fo.sum().backward()
-        to.sum().backward()
-        np.testing.assert_allclose(fx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
-        np.testing.assert_allclose(fs.grad.numpy(), ts.grad.numpy(), rtol=1e-12)
+    fo.sum().backward()
+    to.sum().backward()
+    np.testing.assert_allclose(fx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(fs.grad.numpy(), ts.grad.numpy(), rtol=1e-12)
     with pytest.raises(RuntimeError, match="Expected reduce to be one of"):
         fx.index_reduce(0, fw.tensor(index), fs, "sum")
+
+
+@pytest.mark.parametrize("include_self", [True, False])
+def test_prod_gradient_with_zeros_matches_torch(include_self):
+    """The product's gradient where a position holds no zero, one zero (in self or in src) or two."""
+    x = np.array([2.0, 0.0, 3.0, 0.0, 1.5, -1.0])
+    src = np.array([0.5, 4.0, 0.0, 2.0, 0.0, 0.0, -3.0, 0.0])
+    index = np.array([0, 1, 2, 2, 3, 4, 5, 4])
+    fx, tx = fw.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    fs, ts = fw.tensor(src, requires_grad=True), torch.tensor(src, requires_grad=True)
+    fo = fx.scatter_reduce(0, fw.tensor(index), fs, "prod", include_self=include_self)
+    to = tx.scatter_reduce(0, torch.tensor(index), ts, "prod", include_self=include_self)
+    w = np.arange(1.0, 7.0)
+    (fo * fw.tensor(w)).sum().backward()
+    (to * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(fo.detach().numpy(), to.detach().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(fx.grad.numpy(), tx.grad.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(fs.grad.numpy(), ts.grad.numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.float16])
+@pytest.mark.parametrize("reduce", ["amax", "amin"])
+def test_exact_extreme_scatter_used_on_cupy_equals_numpys(dtype, reduce):
+    """The max / min scatter that CuPy arrays take (CuPy's own rounds float64 through float32), run here
+    with NumPy standing in: bit-exact against NumPy's maximum.at / minimum.at, signed zeros, tiny values
+    of both signs and NaN (which wins, as in NumPy) included."""
+    from framework.ops.misc import _scatter_extreme_exact
+
+    rng = np.random.default_rng(7)
+    vals = rng.standard_normal(300).astype(dtype)
+    vals[::13] *= dtype(1e-4)
+    vals[::29] = -vals[::29]
+    vals[5], vals[6] = 0.0, -0.0
+    flat = rng.integers(0, 25, 300)
+    base = rng.standard_normal(25).astype(dtype)
+    base[3] = -np.inf if reduce == "amax" else np.inf
+    ufunc = np.maximum if reduce == "amax" else np.minimum
+    want, got = base.copy(), base.copy()
+    ufunc.at(want, flat, vals)
+    _scatter_extreme_exact(np, got, flat, vals, reduce)
+    np.testing.assert_array_equal(got, want)
+    assert got.dtype == want.dtype
+    vals[10] = np.nan
+    want, got = base.copy(), base.copy()
+    with np.errstate(invalid="ignore"):
+        ufunc.at(want, flat, vals)
+    _scatter_extreme_exact(np, got, flat, vals, reduce)
+    np.testing.assert_array_equal(got, want)  # (NaN where NumPy has NaN)
