@@ -345,6 +345,30 @@ def _scatter_extreme_exact(xp, base, flat, vals, reduce):
     base[...] = (-out if reduce == "amin" else out).astype(dt)
 
 
+def _scatter_prod(xp, base, flat, vals):
+    """``multiply.at(base, flat, vals)``. CuPy's ``ufunc.at`` covers only some ufuncs (and rounded float64
+    through float32 for max / min on an H200), so for CuPy arrays each position's product is made from
+    counts and a sum of logarithms in float64 (zeros, signs, NaN and infinities counted
+    apart, so 0 * inf is NaN as in NumPy), then multiplied in; relative error about 1e-15 per value."""
+    if xp is np:
+        np.multiply.at(base, flat, vals)
+        return
+    v = vals.astype(np.float64)
+    n = base.size
+
+    def count(mask, weights=None):
+        w = mask.astype(np.float64) if weights is None else xp.where(mask, weights, 0.0)
+        return xp.bincount(flat, weights=w, minlength=n)
+
+    finite_nonzero = xp.isfinite(v) & (v != 0)
+    logs = count(finite_nonzero, xp.log(xp.where(finite_nonzero, xp.abs(v), 1.0)))
+    zeros, infs, nans, negs = count(v == 0), count(xp.isinf(v)), count(xp.isnan(v)), count(v < 0)
+    prod = xp.where(negs % 2 == 1, -1.0, 1.0) * xp.where(infs > 0, np.inf, xp.exp(logs))
+    prod = xp.where(zeros > 0, 0.0, prod)
+    prod = xp.where((nans > 0) | ((zeros > 0) & (infs > 0)), np.nan, prod)
+    base[...] = (base.astype(np.float64) * prod).astype(base.dtype)
+
+
 class _ScatterReduce(Function):
     """out = input with ``src`` reduced into it at ``index`` along ``dim`` (see ``scatter_reduce``)."""
 
@@ -368,9 +392,10 @@ class _ScatterReduce(Function):
         else:
             fill = {"prod": 1, "amax": -np.inf, "amin": np.inf}[reduce]
             base = out if inc else xp.where(touched, fill, out).astype(out.dtype)
-            if xp is np or reduce == "prod":
-                ufunc = {"prod": xp.multiply, "amax": xp.maximum, "amin": xp.minimum}[reduce]
-                ufunc.at(base, flat, vals)
+            if reduce == "prod":
+                _scatter_prod(xp, base, flat, vals)
+            elif xp is np:
+                (np.maximum if reduce == "amax" else np.minimum).at(base, flat, vals)
             else:
                 _scatter_extreme_exact(xp, base, flat, vals, reduce)
         self.flat, self.touched, self.vals = flat, touched, vals
@@ -405,7 +430,7 @@ class _ScatterReduce(Function):
             # self's share: the product with self's zeros taken as ones, over self
             masked_self = xp.where(xd == 0, 1, xd).astype(xd.dtype)
             msr = masked_self.copy() if inc else xp.where(touched, 1, masked_self).astype(xd.dtype)
-            xp.multiply.at(msr, flat, vals)
+            _scatter_prod(xp, msr, flat, vals)
             gx = gd * msr / masked_self
             if not inc:
                 gx = xp.where(touched, 0, gx)
@@ -414,7 +439,7 @@ class _ScatterReduce(Function):
             zeros_at = xp.bincount(flat, weights=src_zero.astype(gd.dtype), minlength=res.size)[flat]
             single = src_zero & (zeros_at == 1)
             without = xd.copy() if inc else xp.where(touched, 1, xd).astype(xd.dtype)
-            xp.multiply.at(without, flat, xp.where(single, 1, vals).astype(vals.dtype))
+            _scatter_prod(xp, without, flat, xp.where(single, 1, vals).astype(vals.dtype))
             gs_vals = xp.where(single, (gd * without)[flat], (gd * res)[flat] / xp.where(src_zero, 1, vals))
         gs = xp.zeros(src.shape, gd.dtype)
         gs[tuple(slice(0, n) for n in self.index.shape)] = gs_vals.reshape(self.index.shape)

@@ -132,3 +132,28 @@ def test_exact_extreme_scatter_used_on_cupy_equals_numpys(dtype, reduce):
         ufunc.at(want, flat, vals)
     _scatter_extreme_exact(np, got, flat, vals, reduce)
     np.testing.assert_array_equal(got, want)  # (NaN where NumPy has NaN)
+
+
+def test_scatter_product_used_on_cupy_equals_numpys():
+    """The product scatter that CuPy arrays take (counts and a sum of logarithms), run here on NumPy under
+    another name: equal to NumPy's multiply.at to rounding, with zeros, signs, infinities and 0 * inf."""
+    from framework.ops.misc import _scatter_prod
+
+    class NotNumPy:  # (NumPy's functions, but not NumPy itself: the CuPy branch runs)
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+    rng = np.random.default_rng(3)
+    for dtype, rtol in ((np.float64, 1e-12), (np.float32, 1e-6)):
+        vals = (rng.standard_normal(400) * 2).astype(dtype)
+        vals[::37] = 0
+        vals[5], vals[9] = np.inf, -np.inf
+        flat = rng.integers(0, 60, 400)
+        base = rng.standard_normal(60).astype(dtype)
+        want, got = base.copy(), base.copy()
+        with np.errstate(invalid="ignore"):
+            np.multiply.at(want, flat, vals)
+        _scatter_prod(NotNumPy(), got, flat, vals)
+        assert np.isnan(want).any() and np.isinf(want).any() and (want == 0).any()
+        np.testing.assert_allclose(got, want, rtol=rtol)
+        assert got.dtype == want.dtype
