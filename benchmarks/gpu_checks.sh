@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Every check that needs a CUDA GPU, in one go, for a short lease on a GPU machine:
 #   bash benchmarks/gpu_checks.sh [OUTDIR] [STEPS]
-# STEPS: any of env,warmup,tests,conv,perception,breakdown (comma-separated; default all but
-# breakdown, the per-kernel timing of benchmarks.gpu_conv --breakdown).
+# STEPS: any of env,warmup,tests,conv,perception,breakdown,eager (comma-separated; default all but
+# breakdown, the per-kernel timing of benchmarks.gpu_conv --breakdown, and eager, where the detector's eager
+# forward spends its host time: benchmarks.gpu_eager_profile).
 # The GPU image has no pydicom (the DICOM test needs it): carry its wheel as the device README says.
 # Each step has its own time limit so that one hang cannot eat the others; logs and JSON land in
 # OUTDIR (default: gpu-checks/): env.txt, warmup.log, tests.log, gpu_conv.json, gpu_conv.log,
-# perception_gpu.json, breakdown.json.
+# perception_gpu.json, breakdown.json, eager_profile.txt.
 set -u
 out=${1:-gpu-checks}
 steps=${2:-env,warmup,tests,conv,perception}
@@ -64,5 +65,10 @@ if has perception; then
   stamp perception
   timeout 60 $py -m benchmarks.perception_gpu --out "$out/perception_gpu.json" >/dev/null 2>"$out/perception_gpu.log"
   echo "perception_gpu rc=$?"; tail -c 1500 "$out/perception_gpu.log"
+fi
+if has eager; then
+  stamp eager
+  timeout 90 $py -m benchmarks.gpu_eager_profile --frames 100 >"$out/eager_profile.txt" 2>&1
+  echo "gpu_eager_profile rc=$?"; head -c 4000 "$out/eager_profile.txt"
 fi
 stamp done

@@ -24,9 +24,29 @@ no_cuda = pytest.mark.skipif(backend.cuda_available(), reason="this machine has 
 @pytest.mark.parametrize("mod", ["framework.cuda", "framework.amp", "framework.backends",
                                  "framework.kernels.cuda", "framework.kernels.cuda._loader",
                                  "framework.kernels.cuda.conv", "framework.kernels.cuda.pool",
-                                 "framework.kernels.cuda.norm", "benchmarks.gpu_conv"])
+                                 "framework.kernels.cuda.norm", "benchmarks.gpu_conv",
+                                 "benchmarks.perception_gpu", "benchmarks.gpu_eager_profile"])
 def test_everything_imports_without_a_gpu(mod):
     importlib.import_module(mod)
+
+
+@no_cuda
+@pytest.mark.parametrize("mod", ["benchmarks.perception_gpu", "benchmarks.gpu_eager_profile"])
+def test_gpu_benchmarks_say_nothing_was_measured_without_a_gpu(mod, capsys):
+    """Without a GPU the GPU benchmarks exit 2 with one JSON line that says so, not a traceback or a
+    figure."""
+    import json
+
+    assert importlib.import_module(mod).main([]) == 2
+    out = json.loads(capsys.readouterr().out.strip())
+    assert out["gpu"] is False and "nothing was measured" in out["error"]
+
+
+def test_gpu_eager_profile_rejects_bad_arguments():
+    from benchmarks import gpu_eager_profile
+
+    with pytest.raises(SystemExit):
+        gpu_eager_profile.main(["--size", "100"])
 
 
 def test_public_names():
