@@ -366,7 +366,8 @@ def _scatter_prod(xp, base, flat, vals):
     prod = xp.where(negs % 2 == 1, -1.0, 1.0) * xp.where(infs > 0, np.inf, xp.exp(logs))
     prod = xp.where(zeros > 0, 0.0, prod)
     prod = xp.where((nans > 0) | ((zeros > 0) & (infs > 0)), np.nan, prod)
-    base[...] = (base.astype(np.float64) * prod).astype(base.dtype)
+    prod = base.astype(np.float64) * prod
+    base[...] = (prod if base.dtype.kind in "fc" else xp.rint(prod)).astype(base.dtype)
 
 
 class _ScatterReduce(Function):
@@ -394,8 +395,8 @@ class _ScatterReduce(Function):
             base = out if inc else xp.where(touched, fill, out).astype(out.dtype)
             if reduce == "prod":
                 _scatter_prod(xp, base, flat, vals)
-            elif xp is np:
-                (np.maximum if reduce == "amax" else np.minimum).at(base, flat, vals)
+            elif xp is np or base.dtype.kind != "f":  # (integers: CuPy's integer scatter is exact)
+                (xp.maximum if reduce == "amax" else xp.minimum).at(base, flat, vals)
             else:
                 _scatter_extreme_exact(xp, base, flat, vals, reduce)
         self.flat, self.touched, self.vals = flat, touched, vals

@@ -157,3 +157,9 @@ def test_scatter_product_used_on_cupy_equals_numpys():
         assert np.isnan(want).any() and np.isinf(want).any() and (want == 0).any()
         np.testing.assert_allclose(got, want, rtol=rtol)
         assert got.dtype == want.dtype
+    ints = rng.integers(-3, 4, 200)
+    flat = rng.integers(0, 40, 200)
+    want, got = np.ones(40, np.int64), np.ones(40, np.int64)
+    np.multiply.at(want, flat, ints)
+    _scatter_prod(NotNumPy(), got, flat, ints)
+    np.testing.assert_array_equal(got, want)  # (integers exactly: the product is rounded, not truncated)
