@@ -466,7 +466,61 @@ def test_row_bands_only_for_one_large_image_without_residual(two_threads, monkey
     w = RNG.standard_normal((8, 8, 3, 3)).astype(np.float32)
     res = RNG.standard_normal((1, 8, 70, 20)).astype(np.float32)
     C.conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1, residual=res)  # a residual: whole
-    C.conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1, keep={})  # training: whole
     assert calls == []
     C.conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1)
+    C.conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1, keep={})  # training: from more work
     assert calls == [1]
+    monkeypatch.setattr(C, "_ROWS_TRAIN_MIN_MACS", 1)
+    C.conv2d_forward(x, w, (1, 1), (1, 1), (1, 1), 1, keep={})  # (see the next test)
+    assert calls == [1, 1]
+
+
+def _train_dilated(xa, wa, s, p, d, g):
+    x, w = fw.tensor(xa, requires_grad=True), fw.tensor(wa, requires_grad=True)
+    y = F.conv2d(x, w, stride=s, padding=p, dilation=d, groups=g)
+    (y * y).sum().backward()
+    return y.detach().numpy(), x.grad.numpy(), w.grad.numpy()
+
+
+@pytest.mark.parametrize("name", list(ROW_BAND_CASES))
+def test_training_one_image_in_row_bands_matches_the_whole_and_torch(name, two_threads, monkeypatch):
+    """Training on one image: the forward runs in bands of output rows, each band keeping its own work;
+    the weight gradient sums the bands' (from that work) and the input gradient sums the bands' over the
+    rows they share. Output and both gradients equal the whole layer's and PyTorch's."""
+    monkeypatch.setattr(C, "_ROWS_TRAIN_MIN_MACS", 1)
+    monkeypatch.setattr(C, "_BAND_MIN_ROWS", 2)
+    xs, ws, s, p, d, g = ROW_BAND_CASES[name]
+    xa = RNG.standard_normal(xs).astype(np.float32)
+    wa = (RNG.standard_normal(ws) * 0.2).astype(np.float32)
+    seen = {"weight": [], "input": []}
+    real_bw, real_bi = C.conv2d_backward_weight, C.conv2d_backward_input
+
+    def spy_bw(x, gy, *args, kept=None, **kwargs):
+        if getattr(C._TLS, "batch_part", False):
+            seen["weight"].append((x.shape[2], kept is not None))
+        return real_bw(x, gy, *args, kept=kept, **kwargs)
+
+    def spy_bi(gy, w, x_shape, *args, **kwargs):
+        if getattr(C._TLS, "batch_part", False):
+            seen["input"].append(x_shape[2])
+        return real_bi(gy, w, x_shape, *args, **kwargs)
+
+    spy_bw.__module__ = C.__name__  # (the Function hands the kept work only to the CPU kernel)
+    monkeypatch.setattr(C, "conv2d_backward_weight", spy_bw)
+    monkeypatch.setattr(C, "conv2d_backward_input", spy_bi)
+    par = _train_dilated(xa, wa, s, p, d, g)
+    # two bands each way, each reading fewer input rows than the image, the weight's from kept work
+    assert len(seen["weight"]) == 2 and all(kept for _, kept in seen["weight"])
+    assert len(seen["input"]) == 2 and all(rows < xs[2] for rows in seen["input"])
+    assert all(rows < xs[2] for rows, _ in seen["weight"])
+    monkeypatch.setattr(C, "_BATCH_PARALLEL", False)
+    whole = _train_dilated(xa, wa, s, p, d, g)
+    for a, b in zip(par, whole):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=2e-5 * np.abs(b).max())
+    torch = pytest.importorskip("torch", reason="PyTorch is the oracle for the gradients")
+    tx = torch.tensor(xa, requires_grad=True)
+    tw = torch.tensor(wa, requires_grad=True)
+    ty = torch.nn.functional.conv2d(tx, tw, stride=s, padding=p, dilation=d, groups=g)
+    (ty * ty).sum().backward()
+    for a, b in zip(par, (ty.detach().numpy(), tx.grad.numpy(), tw.grad.numpy())):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4 * np.abs(b).max())

@@ -193,12 +193,19 @@ def _forward_batch_parallel(x, w, args, kwargs, y, residual, parts, keep):
 # thread hand-overs cost more than the halves save).
 _ROWS_PAR_MIN_MACS = 8_000_000
 _BAND_MIN_ROWS = 32
+# In training (forward with kept work, both gradients) the bands pay from more work: measured on 2 cores,
+# forward + both gradients of one image, 64 -> 64 channels at 80x80 (236M multiply-adds): 7.0-7.3 ms in
+# bands against 8.8-9.0 whole (PyTorch 7.4-7.9); the 3 -> 16 stem at 320x320, stride 2 (11M): 3.0-3.9
+# against 2.8-4.4, no gain. 16-row bands of a 40-row stride-2 layer (118M) gained nothing either.
+_ROWS_TRAIN_MIN_MACS = 32_000_000
 
 
-def _row_bands(xp, n, ho, macs):
-    """Output-row ranges [r0, r1) splitting a one-image forward over the framework's threads, or None."""
+def _row_bands(xp, n, ho, macs, training=False):
+    """Output-row ranges [r0, r1) splitting a one-image convolution over the framework's threads, or
+    None. ``training``: the forward that keeps work for a backward, or a backward."""
     threads = _fan_out_threads()
-    if threads < 2 or xp is not np or n != 1 or macs < _ROWS_PAR_MIN_MACS:
+    if (threads < 2 or xp is not np or n != 1
+            or macs < (_ROWS_TRAIN_MIN_MACS if training else _ROWS_PAR_MIN_MACS)):
         return None
     parts = min(threads, ho // _BAND_MIN_ROWS)
     if parts < 2:
@@ -206,29 +213,51 @@ def _row_bands(xp, n, ho, macs):
     return [(i * ho // parts, (i + 1) * ho // parts) for i in range(parts)]
 
 
-def _forward_row_bands(x, w, args, kwargs, y, bands):
-    """conv2d_forward of one image in bands of output rows on the framework's threads.
-
-    Each band is an ordinary convolution, with the layer's own symmetric padding, of the input rows its
-    outputs read, so every kernel path (Winograd included) applies unchanged. Where a band starts or ends
-    inside the image, the padding of its sub-image stands for real rows: the band also reads the rows
-    above (a multiple of the stride, enough that the outputs touching that padding lie above r0) and
-    computes those few extra output rows, which are dropped. The band's rows are then copied into y."""
-    stride, padding, dilation, _ = args
-    (sh, _), (ph, _), (dh, _) = stride, padding, dilation
-    h, kh = x.shape[2], w.shape[2]
+def _band_rows(bands, h, kh, sh, ph, dh):
+    """For bands of output rows [(r0, r1)], the input rows each band's convolution reads: [(r0, r1, lo, hi,
+    t0)], the band being rows t0 : t0 + r1 - r0 of the ordinary convolution (the layer's own symmetric
+    padding) of input rows lo:hi. Where a band starts or ends inside the image, that convolution's padding
+    stands for real rows: it also reads the rows above (lo a multiple of the stride, enough that the outputs
+    touching that padding lie above r0) and computes a few extra output rows, which are not the layer's."""
     skip = -(-ph // sh)  # band output rows that touch the band's top padding
-
-    def band(rows):
-        r0, r1 = rows
+    out = []
+    for r0, r1 in bands:
         lo = max(0, (r0 - skip) * sh)  # (a multiple of the stride: the band's outputs align with y's)
         hi = min(h, (r1 - 1) * sh - ph + dh * (kh - 1) + 1)
-        out = conv2d_forward(np.ascontiguousarray(x[:, :, lo:hi]), w, *args, **kwargs)
-        t0 = r0 - lo // sh
+        out.append((r0, r1, lo, hi, r0 - lo // sh))
+    return out
+
+
+def _forward_row_bands(x, w, args, kwargs, y, bands, keep=None):
+    """conv2d_forward of one image in bands of output rows on the framework's threads.
+
+    Each band is an ordinary convolution of the input rows its outputs read (:func:`_band_rows`), so every
+    kernel path (Winograd included) applies unchanged; its own rows are copied into y and the extra ones
+    dropped. In training (``keep``, a dict) each band keeps its own work, listed in keep["bands"] for
+    conv2d_backward_weight, which splits the same way."""
+    stride, padding, dilation, _ = args
+    rows = _band_rows(bands, x.shape[2], w.shape[2], stride[0], padding[0], dilation[0])
+    subs = [None if keep is None else {} for _ in rows]
+    if keep is not None:
+        keep["bands"] = [band + (sub,) for band, sub in zip(rows, subs)]
+
+    def band(i):
+        r0, r1, lo, hi, t0 = rows[i]
+        out = conv2d_forward(np.ascontiguousarray(x[:, :, lo:hi]), w, *args, **kwargs, keep=subs[i])
         y[:, :, r0:r1] = out[:, :, t0:t0 + r1 - r0]
 
-    _run_parts(band, bands)
+    _run_parts(band, range(len(rows)))
     return y
+
+
+def _band_gradient(xp, gy, band, kh, sh, ph, dh):
+    """The output gradient of a band's own convolution (:func:`_band_rows`): the layer's rows r0:r1 at
+    t0, zero on the extra rows (which are not the layer's outputs)."""
+    r0, r1, lo, hi, t0 = band[:5]
+    n, k, _, wo = gy.shape
+    gys = xp.zeros((n, k, conv_out_size(hi - lo, kh, sh, ph, dh), wo), dtype=gy.dtype)
+    gys[:, :, t0:t0 + r1 - r0] = gy[:, :, r0:r1]
+    return gys
 
 
 def _taps(xp, col, src, kh, kw, stride, dilation, ho, wo):
@@ -541,10 +570,11 @@ def conv2d_forward(x, w, stride, padding, dilation, groups, keep=None, cache_wei
         return _forward_batch_parallel(x, w, (stride, padding, dilation, groups),
                                        dict(cache_weight=cache_weight, bias=bias, activation=activation), y,
                                        residual, parts, keep)
-    bands = _row_bands(xp, n, ho, macs) if keep is None and residual is None else None
+    bands = _row_bands(xp, n, ho, macs, training=keep is not None) if residual is None else None
     if bands:
         return _forward_row_bands(x, w, (stride, padding, dilation, groups),
-                                  dict(cache_weight=cache_weight, bias=bias, activation=activation), y, bands)
+                                  dict(cache_weight=cache_weight, bias=bias, activation=activation), y, bands,
+                                  keep)
     epi = _Epilogue(xp, y, bias, activation, residual)
     if g > 1 and cg == 1 and kg == 1:
         return _depthwise_forward(xp, x, w, stride, padding, dilation, epi)
@@ -778,6 +808,16 @@ def conv2d_backward_input(gy, w, x_shape, stride, padding, dilation, groups):
 
         _run_parts(part, parts)
         return gx
+    bands = _row_bands(xp, n, ho, n * k * ho * wo * cg * kh * kw, training=True)
+    if bands:  # one image in bands of output rows (as its forward), the overlapping input rows summed
+        rows = _band_rows(bands, h, kh, stride[0], padding[0], dilation[0])
+        pieces = _run_parts(lambda b: conv2d_backward_input(
+            _band_gradient(xp, gy, b, kh, stride[0], padding[0], dilation[0]), w, (n, c, b[3] - b[2], wd),
+            stride, padding, dilation, groups), rows)
+        gx = xp.zeros(tuple(x_shape), dtype=gy.dtype)
+        for (_, _, lo, hi, _), piece in zip(rows, pieces):
+            gx[:, :, lo:hi] += piece
+        return gx
     g = groups
     kg = k // g
     ph, pw = padding
@@ -862,9 +902,23 @@ def conv2d_backward_weight(x, gy, w_shape, stride, padding, dilation, groups, ke
     split = (kept or {}).get("parts")
     if split is None and not kept:
         split = [(b0, b1, None) for b0, b1 in _image_parts(xp, n, n * k * ho * wo * cg * kh * kw) or ()]
+    bands = (kept or {}).get("bands")
+    if bands is None and not kept and not split:
+        bands = [r + (None,) for r in _band_rows(_row_bands(xp, n, ho, n * k * ho * wo * cg * kh * kw,
+                                                            training=True) or (),
+                                                 x.shape[2], kh, stride[0], padding[0], dilation[0])]
+    if bands:  # one image in bands of output rows (as its forward), each with the work it kept
+        def band(b):
+            gys = _band_gradient(xp, gy, b, kh, stride[0], padding[0], dilation[0])
+            return conv2d_backward_weight(np.ascontiguousarray(x[:, :, b[2]:b[3]]), gys, w_shape, stride,
+                                          padding, dilation, groups, kept=b[5])
+        split, run = bands, band
+    else:
+        def run(p):
+            return conv2d_backward_weight(x[p[0]:p[1]], gy[p[0]:p[1]], w_shape, stride, padding, dilation,
+                                          groups, kept=p[2])
     if split:
-        pieces = _run_parts(lambda p: conv2d_backward_weight(x[p[0]:p[1]], gy[p[0]:p[1]], w_shape, stride,
-                                                             padding, dilation, groups, kept=p[2]), split)
+        pieces = _run_parts(run, split)
         total = pieces[0]
         for piece in pieces[1:]:
             total += piece
