@@ -29,7 +29,9 @@ F(4x4, 3x3) to inference, FRAMEWORK_CONV_FLAT=0 the flat windows
 of im2col (row-by-row strided taps instead); FRAMEWORK_CONV_THREADS=1 disables the copy thread, and
 FRAMEWORK_CONV_THREADS=N >= 2 with OPENBLAS_NUM_THREADS=1 (or ``framework.set_num_threads(N)`` at run time)
 runs each layer over N groups of a batch's images in parallel, the forward (``_forward_batch_parallel``)
-and in training both gradients, and large products in row blocks (``gemm.matmul``).
+and in training both gradients, a large layer over one image in bands of output rows (``_forward_row_bands``;
+in training too, each band keeping its own work and both gradients split the same way), and large products
+in row blocks (``gemm.matmul``).
 """
 
 from __future__ import annotations
