@@ -524,3 +524,48 @@ def test_training_one_image_in_row_bands_matches_the_whole_and_torch(name, two_t
     (ty * ty).sum().backward()
     for a, b in zip(par, (ty.detach().numpy(), tx.grad.numpy(), tw.grad.numpy())):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-4 * np.abs(b).max())
+
+
+def test_row_band_gradients_equal_the_whole_over_random_geometries(two_threads, monkeypatch):
+    """Forty random one-image layers (kernel 1-5, stride 1-3, padding 0-2, dilation 1-2, odd heights,
+    bands down to 2 rows): the banded input and weight gradients equal the whole layer's, for any output
+    gradient (the band decomposition is exact, not only for the loss above)."""
+    monkeypatch.setattr(C, "_ROWS_TRAIN_MIN_MACS", 1)
+    monkeypatch.setattr(C, "_BAND_MIN_ROWS", 2)
+    rng = np.random.default_rng(7)
+    done = 0
+    while done < 40:
+        k, s, p, d = (
+            int(rng.integers(1, 6)),
+            int(rng.integers(1, 4)),
+            int(rng.integers(0, 3)),
+            int(rng.integers(1, 3)),
+        )
+        h, wd, c, n_out = (
+            int(rng.integers(6, 30)),
+            int(rng.integers(4, 12)),
+            int(rng.integers(1, 5)),
+            int(rng.integers(1, 5)),
+        )
+        if p >= k * d or h + 2 * p < d * (k - 1) + 1 or wd + 2 * p < d * (k - 1) + 1:
+            continue
+        geom = ((s, s), (p, p), (d, d), 1)
+        x = rng.standard_normal((1, c, h, wd))
+        w = rng.standard_normal((n_out, c, k, k))
+        ho = C.conv_out_size(h, k, s, p, d)
+        if ho < 4:
+            continue
+        gy = rng.standard_normal((1, n_out, ho, C.conv_out_size(wd, k, s, p, d)))
+        banded = (
+            C.conv2d_backward_input(gy, w, x.shape, *geom),
+            C.conv2d_backward_weight(x, gy, w.shape, *geom),
+        )
+        monkeypatch.setattr(C, "_BATCH_PARALLEL", False)
+        whole = (
+            C.conv2d_backward_input(gy, w, x.shape, *geom),
+            C.conv2d_backward_weight(x, gy, w.shape, *geom),
+        )
+        monkeypatch.setattr(C, "_BATCH_PARALLEL", True)
+        for a, b in zip(banded, whole):
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-10, err_msg=str((k, s, p, d, h, wd)))
+        done += 1
