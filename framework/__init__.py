@@ -5,14 +5,15 @@ The API follows PyTorch's names and semantics: ``import framework as fw`` then `
 """
 
 from . import autograd
-from .autograd import enable_grad, inference_mode, is_grad_enabled, no_grad, set_grad_enabled
+from .autograd import (enable_grad, inference_mode, is_grad_enabled, is_inference_mode_enabled, no_grad,
+                       set_grad_enabled)
 from .backend import device
 from .dtypes import (bool, cdouble, cfloat, complex64, complex128, double, dtype, float, float16, float32,
                      float64, get_default_dtype, half, int, int8, int16, int32, int64, long,
                      set_default_dtype, uint8)
 from .tensor import (Generator, Size, Tensor, arange, as_tensor, empty, empty_like, eye, from_numpy,
-                     full, full_like, get_rng_state, is_tensor, linspace, manual_seed, normal, ones,
-                     ones_like, rand, rand_like, randint, randn, randn_like, randperm, seed,
+                     full, full_like, get_rng_state, initial_seed, is_tensor, linspace, manual_seed, normal,
+                     ones, ones_like, rand, rand_like, randint, randn, randn_like, randperm, seed,
                      set_printoptions, set_rng_state, tensor, zeros, zeros_like)
 from . import ops  # noqa: E402  (binds Tensor methods)
 from .ops import *  # noqa: F401,F403,E402

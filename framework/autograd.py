@@ -110,13 +110,58 @@ class enable_grad(_GradMode):
     mode = True
 
 
+def is_inference_mode_enabled() -> bool:
+    """Whether an ``inference_mode()`` block (or function it decorates) is running, as PyTorch's."""
+    return getattr(_state, "inference", False)
+
+
 class inference_mode(_GradMode):
-    """Like ``torch.inference_mode``; here the same as ``no_grad`` (no separate tensor kind)."""
+    """Like ``torch.inference_mode``; here no_grad that ``is_inference_mode_enabled()`` reports (no
+    separate tensor kind). ``inference_mode(False)`` turns inference mode off and grad mode on, as
+    PyTorch's guard does."""
 
     mode = False
 
     def __init__(self, mode: bool = True):
-        self.mode = not mode
+        self.on = bool(mode)
+
+    def __enter__(self):
+        self._prev = is_grad_enabled()
+        self._prev_inference = is_inference_mode_enabled()
+        _set_grad(not self.on)
+        _state.inference = self.on
+        return self
+
+    def __exit__(self, *exc):
+        _set_grad(self._prev)
+        _state.inference = self._prev_inference
+        return False
+
+    def __call__(self, fn):
+        import functools
+
+        if inspect.isgeneratorfunction(fn):  # (each step of the generator inside the mode, as no_grad)
+            @functools.wraps(fn)
+            def gen_wrapper(*args, **kwargs):
+                with inference_mode(self.on):
+                    gen = fn(*args, **kwargs)
+                    request = None
+                while True:
+                    try:
+                        with inference_mode(self.on):
+                            response = gen.send(request)
+                    except StopIteration as e:
+                        return e.value
+                    request = yield response
+
+            return gen_wrapper
+
+        @functools.wraps(fn)
+        def wrapper(*args, **kwargs):
+            with inference_mode(self.on):
+                return fn(*args, **kwargs)
+
+        return wrapper
 
 
 class set_grad_enabled(_GradMode):

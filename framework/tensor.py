@@ -383,7 +383,12 @@ class Size(tuple):
 
 # ---------------------------------------------------------------------- random state
 
-_rng = np.random.default_rng()
+def _fresh_seed() -> int:
+    return int(np.random.SeedSequence().entropy % (2**63))
+
+
+_initial_seed = _fresh_seed()  # (what initial_seed() reports until manual_seed: the seed _rng started from)
+_rng = np.random.default_rng(_initial_seed)
 # A thread may draw from its own generator instead of the global one: DataLoader worker threads
 # get one per batch, seeded from the loader's base seed and the batch number, so that what a
 # dataset draws does not depend on which thread ran which batch first.
@@ -392,8 +397,9 @@ _thread = threading.local()
 
 def manual_seed(seed: int):
     """Seed the framework's global generator (CPU, and CuPy's when present)."""
-    global _rng
+    global _rng, _initial_seed
     _rng = np.random.default_rng(seed)
+    _initial_seed = int(seed)
     from . import backend
 
     if backend._CUDA_OK:
@@ -402,9 +408,15 @@ def manual_seed(seed: int):
 
 
 def seed() -> int:
-    s = np.random.SeedSequence().entropy % (2**63)
+    s = _fresh_seed()
     manual_seed(s)
     return s
+
+
+def initial_seed() -> int:
+    """The seed the global generator started from: the last ``manual_seed`` / ``seed``, else the random
+    one drawn at import, as ``torch.initial_seed``."""
+    return _initial_seed
 
 
 class Generator:

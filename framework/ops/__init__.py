@@ -226,7 +226,8 @@ _METHODS = {
     **{name: getattr(misc, name) for name in (
         "mv", "addmv", "addr", "ger", "addbmm", "diagflat", "index_put", "masked_scatter", "put",
         "unique_consecutive", "swapdims", "adjoint", "signbit", "positive", "float_power", "true_divide",
-        "floor_divide", "bitwise_not", "bernoulli", "scatter_reduce", "index_reduce")},
+        "floor_divide", "bitwise_not", "bernoulli", "scatter_reduce", "index_reduce", "split_with_sizes",
+        "hsplit", "vsplit", "dsplit", "is_nonzero", "nextafter", "logaddexp2", "i0")},
     "lgamma": specfun.lgamma, "digamma": specfun.digamma, "erfinv": specfun.erfinv,
     "polygamma": lambda self, n: specfun.polygamma(n, self),
     "unfold": compose.unfold_windows, "sgn": basic.sign,

@@ -22,7 +22,8 @@ __all__ = ["finfo", "iinfo", "result_type", "promote_types", "can_cast", "numel"
            "bernoulli", "poisson", "multinomial", "broadcast_tensors", "mv", "addmv", "addr", "ger",
            "addbmm", "chain_matmul", "diagflat", "index_put", "masked_scatter", "put", "unique_consecutive",
            "swapdims", "adjoint", "signbit", "positive", "float_power", "true_divide", "floor_divide",
-           "bitwise_not", "scatter_reduce", "index_reduce"]
+           "bitwise_not", "scatter_reduce", "index_reduce", "split_with_sizes", "hsplit", "vsplit", "dsplit",
+           "is_nonzero", "nextafter", "logaddexp2", "i0"]
 
 
 _finfo = namedtuple("finfo", ["bits", "eps", "max", "min", "tiny", "smallest_normal", "resolution", "dtype"])
@@ -489,3 +490,109 @@ def index_reduce(input: Tensor, dim: int, index: Tensor, source: Tensor, reduce:
     full = xp.broadcast_to(idx.reshape(shape), tuple(source.shape))
     full = Tensor(xp.ascontiguousarray(full))
     return scatter_reduce(input, d, full, source, reduce, include_self=include_self)
+
+
+def split_with_sizes(input: Tensor, split_sizes, dim: int = 0) -> tuple:
+    """Views of ``input`` of the given lengths along ``dim``, which must add up to its size, as
+    ``torch.split_with_sizes``."""
+    from .shape import split
+
+    if isinstance(split_sizes, int) or not all(isinstance(s, (int, np.integer)) for s in split_sizes):
+        raise TypeError(f"split_with_sizes(): split_sizes must be a sequence of ints, got {split_sizes!r}")
+    return split(input, [int(s) for s in split_sizes], dim)
+
+
+def _split_along(name: str, input: Tensor, sections, dim: int, min_ndim: int) -> tuple:
+    from .compose import tensor_split
+
+    if input.ndim < min_ndim:
+        raise RuntimeError(f"torch.{name} requires a tensor with at least {min_ndim} dimension, but got a "
+                           f"tensor with {input.ndim} dimensions!")
+    if isinstance(sections, (int, np.integer)):
+        n = input.shape[dim]
+        if sections <= 0 or n % sections:
+            raise RuntimeError(f"torch.{name} attempted to split along dimension {dim}, but the size of the "
+                               f"dimension {n} is not divisible by the split_size {sections}!")
+    return tensor_split(input, sections if isinstance(sections, (int, np.integer)) else list(sections), dim)
+
+
+def hsplit(input: Tensor, indices_or_sections) -> tuple:
+    """Split along dimension 1 (0 for a 1-D tensor) into equal sections or at indices, as ``torch.hsplit``."""
+    return _split_along("hsplit", input, indices_or_sections, 0 if input.ndim == 1 else 1, 1)
+
+
+def vsplit(input: Tensor, indices_or_sections) -> tuple:
+    """Split along dimension 0 of an at least 2-D tensor, as ``torch.vsplit``."""
+    return _split_along("vsplit", input, indices_or_sections, 0, 2)
+
+
+def dsplit(input: Tensor, indices_or_sections) -> tuple:
+    """Split along dimension 2 of an at least 3-D tensor, as ``torch.dsplit``."""
+    return _split_along("dsplit", input, indices_or_sections, 2, 3)
+
+
+def is_nonzero(input: Tensor) -> bool:
+    """Whether a one-element tensor is not zero (False, 0, 0.0), as ``torch.is_nonzero``."""
+    n = input.numel()
+    if n != 1:
+        raise RuntimeError("Boolean value of Tensor with no values is ambiguous" if n == 0 else
+                           "Boolean value of Tensor with more than one value is ambiguous")
+    return bool(input.detach().reshape(()).item() != 0)
+
+
+def nextafter(input: Tensor, other) -> Tensor:
+    """The next floating-point value after ``input`` towards ``other``, element-wise, as
+    ``torch.nextafter`` (no gradient, as PyTorch's)."""
+    a = input.data
+    b = other.data if isinstance(other, Tensor) else other
+    if a.dtype.kind != "f":
+        raise TypeError(f"nextafter: floating-point tensors only, got {input.dtype}")
+    xp = get_array_module(a)
+    return Tensor(xp.nextafter(a, xp.asarray(b, dtype=a.dtype)))
+
+
+def logaddexp2(input: Tensor, other) -> Tensor:
+    """log2(2**input + 2**other) without overflow, as ``torch.logaddexp2``."""
+    from .extra import logaddexp
+
+    ln2 = float(np.log(2.0))
+    return logaddexp(input * ln2, other * ln2) / ln2
+
+
+class _I0(Function):
+    """The modified Bessel function of the first kind, order 0; d/dx i0 = i1."""
+
+    saves_inputs = (0,)
+
+    def forward(self, x):
+        from .specfun import _special
+
+        return _special(x).i0(x).astype(x.dtype, copy=False)
+
+    def backward(self, g):
+        (x,) = self.saved_tensors
+        return g * _I1()(x)
+
+
+class _I1(Function):
+    """Order 1, for i0's gradient; d/dx i1 = i0 - i1 / x (1/2 at 0)."""
+
+    saves_inputs = (0,)
+
+    def forward(self, x):
+        from .specfun import _special
+
+        return _special(x).i1(x).astype(x.dtype, copy=False)
+
+    def backward(self, g):
+        from .basic import where
+
+        (x,) = self.saved_tensors
+        zero = Tensor(x.data == 0)
+        safe = where(zero, 1.0, x)
+        return g * where(zero, 0.5, _I0()(x) - _I1()(x) / safe)
+
+
+def i0(input: Tensor) -> Tensor:
+    """The modified Bessel function of the first kind of order 0, element-wise, as ``torch.i0``."""
+    return _I0()(_float_in(input))

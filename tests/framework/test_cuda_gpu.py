@@ -1097,6 +1097,8 @@ def _later_ops_total(xt, zt, mt):
         fw.imag(zt * zt).sum(), fw.sgn(zt).real.sum(), fw.vdot(zt.reshape(-1), zt.reshape(-1) * 1j).real,
         fw.polar(x2.abs() + 0.1, x2).imag.sum(), fw.view_as_complex(xt[..., :2].contiguous()).abs().sum(),
         fw.abs(spec).sum(), fw.istft(spec, 8, hop_length=2, window=win, length=40).pow(2).sum(),
+        fw.i0(x2).sum(), fw.logaddexp2(x2, x2.flip(0)).sum(),
+        sum(p.pow(2).sum() for p in fw.hsplit(x2, [2, 5])),
     ]
     return sum(parts[1:], parts[0]).reshape(1)
 
@@ -1112,7 +1114,8 @@ def _later_ops_values(dev):
     hist, edges = fw.histogram(x.reshape(-1), bins=6)
     return [fw.histc(x, bins=7, min=-2, max=2), hist, edges, fw.gcd(a, b), fw.lcm(a, b), vals, inv, counts,
             fw.heaviside(x, fw.tensor(0.5, dtype=fw.float64, device=dev)), fw.signbit(x), fw.bitwise_not(a),
-            fw.mode(a % 4, 1)[0], fw.floor_divide(a, 7), fw.combinations(u[:4], 3, with_replacement=True)]
+            fw.mode(a % 4, 1)[0], fw.floor_divide(a, 7), fw.combinations(u[:4], 3, with_replacement=True),
+            fw.nextafter(x, fw.zeros_like(x))]
 
 
 def test_later_operations_on_gpu_match_cpu():

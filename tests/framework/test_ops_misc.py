@@ -171,3 +171,112 @@ def test_random_draws():
     assert fw.asarray(src, copy=True).numpy()[0] == 7.0 and not np.shares_memory(
         fw.asarray(src, copy=True).numpy(), src
     )
+
+
+@pytest.mark.parametrize(
+    "name, arg, shape",
+    [
+        ("hsplit", 2, (3, 4)),
+        ("hsplit", [1, 3], (2, 5, 2)),
+        ("hsplit", 3, (6,)),
+        ("vsplit", 3, (6, 2)),
+        ("vsplit", [2], (5, 3)),
+        ("dsplit", 2, (2, 3, 4)),
+        ("dsplit", [1, 1, 3], (2, 2, 4)),
+        ("split_with_sizes", [1, 3, 0, 2], (6, 2)),
+    ],
+)
+def test_hsplit_vsplit_dsplit_split_with_sizes_match_torch(name, arg, shape):
+    x = RNG.standard_normal(shape)
+    fx, tx = fw.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    fo, to = getattr(fw, name)(fx, arg), getattr(torch, name)(tx, arg)
+    assert len(fo) == len(to)
+    for i, (a, b) in enumerate(zip(fo, to)):
+        np.testing.assert_array_equal(a.detach().numpy(), b.detach().numpy())
+        (a * (i + 1)).sum().backward()
+        (b * (i + 1)).sum().backward()
+    np.testing.assert_array_equal(fx.grad.numpy(), tx.grad.numpy())
+    assert [tuple(p.shape) for p in getattr(fx, name)(arg)] == [tuple(p.shape) for p in to]  # (as methods)
+
+
+def test_split_errors_name_the_problem():
+    x = fw.zeros(5, 3)
+    with pytest.raises(RuntimeError, match="not divisible by the split_size 2"):
+        fw.vsplit(x, 2)
+    with pytest.raises(RuntimeError, match="at least 3 dimension"):
+        fw.dsplit(x, 1)
+    with pytest.raises(RuntimeError, match="sum exactly to 5"):
+        fw.split_with_sizes(x, [2, 2])
+    with pytest.raises(TypeError, match="sequence of ints"):
+        fw.split_with_sizes(x, 5)
+
+
+def test_is_nonzero_nextafter_logaddexp2_match_torch():
+    for v in (0, 3, 0.0, -0.5, False, True):
+        assert fw.is_nonzero(fw.tensor([v])) == torch.is_nonzero(torch.tensor([v]))
+    for bad, msg in ((fw.zeros(2), "more than one value"), (fw.zeros(0), "no values")):
+        with pytest.raises(RuntimeError, match=msg):
+            fw.is_nonzero(bad)
+    for dt in (np.float32, np.float64):
+        a = RNG.standard_normal(7).astype(dt)
+        b = np.array([1, -1, 0, np.inf, -np.inf, 2, 0], dtype=dt)
+        got = fw.nextafter(fw.tensor(a), fw.tensor(b)).numpy()
+        np.testing.assert_array_equal(got, torch.nextafter(torch.tensor(a), torch.tensor(b)).numpy())
+        assert got.dtype == dt and (got != a).all()
+    a = np.array([1.0, -3.0, 1000.0, -1000.0, 0.5])
+    b = np.array([3.0, -3.0, 999.0, 2.0, -40.0])
+    fa, ta = fw.tensor(a, requires_grad=True), torch.tensor(a, requires_grad=True)
+    fo, to = fw.logaddexp2(fa, fw.tensor(b)), torch.logaddexp2(ta, torch.tensor(b))
+    np.testing.assert_allclose(fo.detach().numpy(), to.detach().numpy(), rtol=1e-12)  # (no overflow at 1000)
+    fo.sum().backward()
+    to.sum().backward()
+    np.testing.assert_allclose(fa.grad.numpy(), ta.grad.numpy(), rtol=1e-12, atol=1e-300)
+
+
+def test_i0_values_gradients_and_gradients_of_gradients():
+    x = np.array([0.0, 0.3, -1.2, 2.5, -7.0, 15.0])
+    fx, tx = fw.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    fo, to = fw.i0(fx), torch.i0(tx)
+    np.testing.assert_allclose(fo.detach().numpy(), to.detach().numpy(), rtol=1e-12)
+    fo.sum().backward()
+    to.sum().backward()
+    np.testing.assert_allclose(fx.grad.numpy(), tx.grad.numpy(), rtol=1e-10, atol=1e-12)
+    assert fw.testing.gradcheck(fw.i0, (fw.tensor(x, requires_grad=True),))
+    assert fw.testing.gradgradcheck(fw.i0, (fw.tensor(x[1:], requires_grad=True),))
+    assert fw.i0(fw.tensor([1, 2])).dtype == fw.float32  # (integers to the default float, as PyTorch)
+
+
+def test_initial_seed_reports_the_seed_the_generator_started_from():
+    fw.manual_seed(1234)
+    assert fw.initial_seed() == 1234
+    s = fw.seed()
+    assert fw.initial_seed() == s and 0 <= s < 2**63
+    a = fw.rand(3).numpy()
+    fw.manual_seed(fw.initial_seed())
+    np.testing.assert_array_equal(fw.rand(3).numpy(), a)  # (the same stream again)
+
+
+def test_inference_mode_is_reported_and_its_false_form_turns_grad_on():
+    assert not fw.is_inference_mode_enabled()
+    with fw.inference_mode():
+        assert fw.is_inference_mode_enabled() and not fw.is_grad_enabled()
+        with fw.inference_mode(False):
+            assert not fw.is_inference_mode_enabled() and fw.is_grad_enabled()
+            assert torch.is_grad_enabled()  # (PyTorch's guard does the same: checked below)
+        assert fw.is_inference_mode_enabled() and not fw.is_grad_enabled()
+    assert not fw.is_inference_mode_enabled() and fw.is_grad_enabled()
+    with torch.inference_mode():
+        with torch.inference_mode(False):
+            assert torch.is_grad_enabled() and not torch.is_inference_mode_enabled()
+
+    @fw.inference_mode()
+    def f():
+        return fw.is_inference_mode_enabled(), fw.is_grad_enabled()
+
+    @fw.inference_mode
+    def g():
+        yield fw.is_inference_mode_enabled()
+        yield fw.is_inference_mode_enabled()
+
+    assert f() == (True, False) and list(g()) == [True, True]
+    assert not fw.is_inference_mode_enabled() and fw.is_grad_enabled()
