@@ -26,7 +26,8 @@ __all__ = [
     "log1p", "expm1", "log2", "log10", "exp2", "reciprocal", "asin", "acos", "atan", "atan2", "sinh", "cosh",
     "trunc", "frac", "fmod", "remainder", "hypot", "logaddexp", "lerp", "erf",
     "einsum", "outer", "addmm", "baddbmm", "tensordot",
-    "tril", "triu", "roll", "meshgrid", "movedim", "swapaxes", "tile", "ravel", "diag", "diagonal", "trace",
+    "tril", "triu", "roll", "meshgrid", "movedim", "moveaxis", "swapaxes", "tile", "ravel", "diag",
+    "diagonal", "trace",
     "cdist",
     "median", "kthvalue", "quantile", "nanmean", "cumprod", "cummax", "cummin", "masked_select",
     "take_along_dim", "repeat_interleave",
@@ -408,6 +409,9 @@ def movedim(input, source, destination):
     order = [o if o is not None else next(rest) for o in order]
     return permute(input, *order)
 
+
+
+moveaxis = movedim  # (NumPy's name, as torch.moveaxis)
 
 def swapaxes(input, axis0, axis1):
     """``torch.swapaxes``: transpose."""

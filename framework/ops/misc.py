@@ -23,7 +23,7 @@ __all__ = ["finfo", "iinfo", "result_type", "promote_types", "can_cast", "numel"
            "addbmm", "chain_matmul", "diagflat", "index_put", "masked_scatter", "put", "unique_consecutive",
            "swapdims", "adjoint", "signbit", "positive", "float_power", "true_divide", "floor_divide",
            "bitwise_not", "scatter_reduce", "index_reduce", "split_with_sizes", "hsplit", "vsplit", "dsplit",
-           "is_nonzero", "nextafter", "logaddexp2", "i0"]
+           "is_nonzero", "nextafter", "logaddexp2", "i0", "is_floating_point", "from_dlpack", "gradient"]
 
 
 _finfo = namedtuple("finfo", ["bits", "eps", "max", "min", "tiny", "smallest_normal", "resolution", "dtype"])
@@ -596,3 +596,90 @@ class _I1(Function):
 def i0(input: Tensor) -> Tensor:
     """The modified Bessel function of the first kind of order 0, element-wise, as ``torch.i0``."""
     return _I0()(_float_in(input))
+
+
+def is_floating_point(input: Tensor) -> bool:
+    """Whether ``input`` holds a floating-point dtype, as ``torch.is_floating_point``."""
+    return input.is_floating_point()
+
+
+def from_dlpack(ext) -> Tensor:
+    """A tensor sharing the memory of any object with ``__dlpack__`` (a NumPy or CuPy array, a PyTorch
+    tensor...), as ``torch.from_dlpack``: on the CPU through NumPy, on a CUDA device through CuPy."""
+    if not hasattr(ext, "__dlpack__"):
+        raise TypeError(f"from_dlpack: {type(ext).__name__} does not support the DLPack protocol "
+                        "(__dlpack__)")
+    kind = ext.__dlpack_device__()[0] if hasattr(ext, "__dlpack_device__") else 1
+    if kind == 1:  # kDLCPU
+        return Tensor(np.from_dlpack(ext))
+    from ..backend import _cupy, cuda_available
+
+    if not cuda_available():
+        raise RuntimeError(f"from_dlpack: the array lives on a device of DLPack type {kind}, and CuPy with a "
+                           "CUDA device is not available here")
+    return Tensor(_cupy.from_dlpack(ext))
+
+
+def gradient(input: Tensor, *, spacing=1, dim=None, edge_order: int = 1) -> tuple:
+    """Estimates of the partial derivatives of the function sampled by ``input``, one tensor per
+    dimension in ``dim`` (all by default), as ``torch.gradient``: second-order central differences
+    inside, first- or second-order one-sided ones at the ends (``edge_order``). ``spacing``: one number
+    for every dimension, one per dimension, or per dimension the 1-D tensor of its sample coordinates
+    (uneven spacing). Differentiable in ``input``."""
+    from .shape import cat, narrow
+
+    if edge_order not in (1, 2):
+        raise ValueError(f"torch.gradient only supports edge_order=1 and edge_order=2, got {edge_order}")
+    dims = list(range(input.ndim)) if dim is None else [dim] if isinstance(dim, int) else list(dim)
+    dims = [d % input.ndim for d in dims]
+    if isinstance(spacing, (int, float, Tensor)) and not (isinstance(spacing, Tensor) and spacing.ndim == 1):
+        spacing = [spacing] * len(dims)
+    spacing = list(spacing)
+    if len(spacing) == 1 and len(dims) > 1:
+        spacing = spacing * len(dims)
+    if len(spacing) != len(dims):
+        raise RuntimeError(f"torch.gradient expected spacing to be unspecified, a scalar, or a list of "
+                           f"length {len(dims)} (one per dimension), but got a list of length {len(spacing)}")
+    x = input if input.is_floating_point() else input.to(dtypes.get_default_dtype())
+    out = []
+    for d, sp in zip(dims, spacing):
+        n = x.shape[d]
+        if n < edge_order + 1:
+            raise RuntimeError(f"torch.gradient expected each dimension size to be at least edge_order+1, "
+                               f"got a size of {n} along dimension {d}")
+
+        def f(a, b, d=d, n=n):  # x along d from a to b (b exclusive, None for the end)
+            return narrow(x, d, a % n, ((n if b is None else b % n if b < 0 else b) - a % n))
+
+        shape = [1] * x.ndim
+        shape[d] = -1
+        if isinstance(sp, Tensor):  # sample coordinates along d
+            if sp.ndim != 1 or sp.shape[0] != n:
+                raise RuntimeError(f"torch.gradient expected the coordinates of dimension {d} to be a 1-D "
+                                   f"tensor of length {n}, got shape {tuple(sp.shape)}")
+            dx = sp.detach().to(x.dtype)
+            dx = (dx[1:] - dx[:-1]).reshape(-1)
+            h1, h2 = dx[:-1].reshape(shape), dx[1:].reshape(shape)
+            inner = (f(0, -2) * (-h2 / (h1 * (h1 + h2))) + f(1, -1) * ((h2 - h1) / (h1 * h2))
+                     + f(2, None) * (h1 / (h2 * (h1 + h2))))
+            if edge_order == 1:
+                first = (f(1, 2) - f(0, 1)) / dx[0]
+                last = (f(-1, None) - f(-2, -1)) / dx[-1]
+            else:
+                a1, a2 = dx[0], dx[1]
+                first = (f(0, 1) * (-(2 * a1 + a2) / (a1 * (a1 + a2))) + f(1, 2) * ((a1 + a2) / (a1 * a2))
+                         + f(2, 3) * (-a1 / (a2 * (a1 + a2))))
+                b1, b2 = dx[-2], dx[-1]
+                last = (f(-3, -2) * (b2 / (b1 * (b1 + b2))) + f(-2, -1) * (-(b1 + b2) / (b1 * b2))
+                        + f(-1, None) * ((2 * b2 + b1) / (b2 * (b1 + b2))))
+        else:
+            h = float(sp)
+            inner = (f(2, None) - f(0, -2)) / (2 * h)
+            if edge_order == 1:
+                first = (f(1, 2) - f(0, 1)) / h
+                last = (f(-1, None) - f(-2, -1)) / h
+            else:
+                first = (f(0, 1) * -3 + f(1, 2) * 4 - f(2, 3)) / (2 * h)
+                last = (f(-1, None) * 3 - f(-2, -1) * 4 + f(-3, -2)) / (2 * h)
+        out.append(cat([first, inner, last], d) if n > 2 else cat([first, last], d))
+    return tuple(out)

@@ -154,6 +154,7 @@ def test_rolls_grids_and_reshapes():
         check(*both(lambda L, a, b, ix=ix: L.meshgrid(a, b, indexing=ix)), [normal(2), normal(3)])
     check(*both(lambda L, a: L.movedim(a, (0, 1), (2, 0))), [normal(2, 3, 4, 5)])
     check(*both(lambda L, a: L.movedim(a, -1, 0)), [normal(2, 3, 4)])
+    check(*both(lambda L, a: L.moveaxis(a, (0, 2), (1, 0))), [normal(2, 3, 4)])
     check(*both(lambda L, a: L.swapaxes(a, 0, 2)), [normal(2, 3, 4)])
     check(*both(lambda L, a: L.tile(a, (2,))), [normal(2, 3)])
     check(*both(lambda L, a: L.tile(a, (2, 1, 3))), [normal(2, 3)])

@@ -280,3 +280,60 @@ def test_inference_mode_is_reported_and_its_false_form_turns_grad_on():
 
     assert f() == (True, False) and list(g()) == [True, True]
     assert not fw.is_inference_mode_enabled() and fw.is_grad_enabled()
+
+
+@pytest.mark.parametrize("edge_order", [1, 2])
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {},
+        {"spacing": 2.0},
+        {"spacing": [0.5, 3.0]},
+        {"dim": 1},
+        {"dim": -1, "spacing": [0.25]},
+        {"dim": 0, "spacing": "coords"},
+        {"spacing": "coords"},
+    ],
+)
+def test_gradient_matches_torch_with_its_gradient(kw, edge_order):
+    x = RNG.standard_normal((5, 6))
+    fk, tk = dict(kw, edge_order=edge_order), dict(kw, edge_order=edge_order)
+    if kw.get("spacing") == "coords":  # uneven sample coordinates
+        dims = [0] if kw.get("dim") == 0 else [0, 1]
+        coords = [np.cumsum(RNG.uniform(0.2, 2.0, x.shape[d])) for d in dims]
+        fk["spacing"] = [fw.tensor(c) for c in coords]
+        tk["spacing"] = [torch.tensor(c) for c in coords]
+    fx, tx = fw.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    fo, to = fw.gradient(fx, **fk), torch.gradient(tx, **tk)
+    assert len(fo) == len(to)
+    w = [RNG.standard_normal(x.shape) for _ in fo]
+    for a, b in zip(fo, to):
+        np.testing.assert_allclose(a.detach().numpy(), b.detach().numpy(), rtol=1e-12, atol=1e-12)
+    sum((a * fw.tensor(wi)).sum() for a, wi in zip(fo, w)).backward()
+    sum((b * torch.tensor(wi)).sum() for b, wi in zip(to, w)).backward()
+    np.testing.assert_allclose(fx.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_gradient_errors_and_integer_input():
+    ints = fw.tensor(np.array([1, 4, 9, 16]))
+    (g,) = fw.gradient(ints)
+    np.testing.assert_allclose(g.numpy(), torch.gradient(torch.tensor([1, 4, 9, 16]))[0].numpy())
+    assert g.dtype == fw.float32
+    with pytest.raises(RuntimeError, match="at least edge_order\\+1"):
+        fw.gradient(fw.zeros(2, 3), edge_order=2)
+    with pytest.raises(RuntimeError, match="list of length 2"):
+        fw.gradient(fw.zeros(3, 3), spacing=[1.0, 2.0, 3.0])
+    with pytest.raises(ValueError, match="edge_order=1 and edge_order=2"):
+        fw.gradient(fw.zeros(3), edge_order=3)
+
+
+def test_is_floating_point_and_from_dlpack():
+    assert fw.is_floating_point(fw.zeros(2)) and not fw.is_floating_point(fw.zeros(2, dtype=fw.int64))
+    a = np.arange(6.0).reshape(2, 3)
+    t = fw.from_dlpack(a)
+    a[0, 0] = 42.0  # (shares memory, as PyTorch's)
+    assert t.shape == (2, 3) and t[0, 0].item() == 42.0
+    tt = torch.arange(4, dtype=torch.float32)
+    np.testing.assert_array_equal(fw.from_dlpack(tt).numpy(), [0, 1, 2, 3])
+    with pytest.raises(TypeError, match="DLPack"):
+        fw.from_dlpack([1, 2, 3])
