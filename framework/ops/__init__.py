@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..tensor import Tensor
-from . import basic, complexops, compose, extra, misc, reduce, shape, specfun, stats
+from . import aliases, basic, complexops, compose, extra, misc, reduce, shape, specfun, stats
+from .aliases import *  # noqa: F401,F403
 from .basic import *  # noqa: F401,F403
 from .basic import (
     abs,
@@ -228,6 +229,11 @@ _METHODS = {
         "unique_consecutive", "swapdims", "adjoint", "signbit", "positive", "float_power", "true_divide",
         "floor_divide", "bitwise_not", "bernoulli", "scatter_reduce", "index_reduce", "split_with_sizes",
         "hsplit", "vsplit", "dsplit", "is_nonzero", "nextafter", "logaddexp2", "i0")},
+    **{name: getattr(aliases, name) for name in (
+        "absolute", "multiply", "divide", "subtract", "negative", "greater", "greater_equal", "less",
+        "less_equal", "not_equal", "tan", "asinh", "acosh", "atanh", "arcsinh", "arccosh", "arctanh", "erfc",
+        "fmax", "fmin", "isposinf", "isneginf", "dist", "nanquantile", "msort", "mvlgamma", "cholesky", "qr",
+        "svd", "pinverse")},
     "lgamma": specfun.lgamma, "digamma": specfun.digamma, "erfinv": specfun.erfinv,
     "polygamma": lambda self, n: specfun.polygamma(n, self),
     "unfold": compose.unfold_windows, "sgn": basic.sign,

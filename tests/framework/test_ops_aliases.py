@@ -1,0 +1,198 @@
+"""framework/ops/aliases.py against PyTorch: the NumPy-style aliases, tan and the inverse hyperbolic
+functions (values, gradients, gradients of gradients), fmax / fmin (NaN ignored, the gradient to the chosen
+side), isposinf / isneginf, dist for every p, nanquantile, msort, rsub, mvlgamma, the older linear-algebra
+entry points (cholesky, qr, svd's V, pinverse), the top-level layer functions, and the Tensor methods."""
+
+import math
+
+import numpy as np
+import pytest
+
+import framework as fw
+
+torch = pytest.importorskip("torch", reason="PyTorch is the oracle for tensor functions")
+RNG = np.random.default_rng(44)
+
+
+def _both(name, arrays, grad=True, **kw):
+    fs = [fw.tensor(a, requires_grad=grad and a.dtype.kind == "f") for a in arrays]
+    ts = [torch.tensor(a, requires_grad=grad and a.dtype.kind == "f") for a in arrays]
+    fo, to = getattr(fw, name)(*fs, **kw), getattr(torch, name)(*ts, **kw)
+    return fs, ts, fo, to
+
+
+@pytest.mark.parametrize(
+    "name, low, high",
+    [
+        ("tan", -1.2, 1.2),
+        ("asinh", -5, 5),
+        ("acosh", 1.1, 6),
+        ("atanh", -0.9, 0.9),
+        ("erfc", -3, 3),
+        ("arcsinh", -2, 2),
+        ("arccosh", 1.5, 3),
+        ("arctanh", -0.5, 0.5),
+        ("absolute", -2, 2),
+        ("negative", -2, 2),
+        ("fix", -3, 3),
+    ],
+)
+def test_unary_functions_match_torch(name, low, high):
+    x = RNG.uniform(low, high, 9)
+    fs, ts, fo, to = _both(name, [x])
+    np.testing.assert_allclose(fo.detach().numpy(), to.detach().numpy(), rtol=1e-12, atol=1e-14)
+    w = RNG.standard_normal(9)
+    (fo * fw.tensor(w)).sum().backward()
+    (to * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(fs[0].grad.numpy(), ts[0].grad.numpy(), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(getattr(fw.tensor(x), name)().numpy(), to.detach().numpy(), rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["tan", "asinh", "acosh", "atanh"])
+def test_new_unary_functions_have_gradients_of_gradients(name):
+    x = {"acosh": RNG.uniform(1.5, 4, 5)}.get(name, RNG.uniform(-0.8, 0.8, 5))
+    fn = getattr(fw, name)
+    assert fw.testing.gradcheck(fn, (fw.tensor(x, requires_grad=True),))
+    assert fw.testing.gradgradcheck(fn, (fw.tensor(x, requires_grad=True),))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "fmax",
+        "fmin",
+        "multiply",
+        "divide",
+        "subtract",
+        "greater",
+        "greater_equal",
+        "less",
+        "less_equal",
+        "not_equal",
+        "rsub",
+    ],
+)
+def test_binary_functions_match_torch_nan_and_ties_included(name):
+    a = RNG.standard_normal((3, 4))
+    b = RNG.standard_normal((3, 4))
+    a[0, 0], b[0, 1], a[1, 1], b[1, 1] = np.nan, np.nan, np.nan, np.nan
+    b[2, 0] = a[2, 0]  # a tie
+    grad = name in ("fmax", "fmin", "multiply", "divide", "subtract", "rsub")
+    fs, ts, fo, to = _both(name, [a, b], grad=grad)
+    np.testing.assert_array_equal(np.isnan(fo.detach().numpy()), np.isnan(to.detach().numpy()))
+    np.testing.assert_allclose(fo.detach().numpy(), to.detach().numpy(), rtol=1e-12, equal_nan=True)
+    if grad:
+        fo.sum().backward()
+        to.sum().backward()
+        for f, t in zip(fs, ts):
+            np.testing.assert_allclose(f.grad.numpy(), t.grad.numpy(), rtol=1e-12, equal_nan=True)
+
+
+def test_isposinf_isneginf_and_integers():
+    z = np.array([1.0, np.inf, -np.inf, np.nan, -0.0])
+    for name in ("isposinf", "isneginf"):
+        np.testing.assert_array_equal(
+            getattr(fw, name)(fw.tensor(z)).numpy(), getattr(torch, name)(torch.tensor(z))
+        )
+        assert not getattr(fw, name)(fw.tensor([1, 2])).numpy().any()
+
+
+@pytest.mark.parametrize("p", [0, 1, 2, 3.5, math.inf, -math.inf])
+def test_dist_matches_torch(p):
+    a, b = RNG.standard_normal((3, 4)), RNG.standard_normal(4)
+    fs, ts, fo, to = _both("dist", [a, b], p=p)
+    np.testing.assert_allclose(fo.detach().numpy(), to.detach().numpy(), rtol=1e-12)
+    if p not in (0,):
+        fo.backward()
+        to.backward()
+        np.testing.assert_allclose(fs[0].grad.numpy(), ts[0].grad.numpy(), rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("dim, keepdim", [(None, False), (0, False), (1, True), (-1, False)])
+@pytest.mark.parametrize("interpolation", ["linear", "lower", "nearest", "midpoint"])
+def test_nanquantile_matches_torch(dim, keepdim, interpolation):
+    x = RNG.standard_normal((4, 6))
+    x[0, 1], x[2, 3], x[2, 4] = np.nan, np.nan, np.nan
+    x[3] = np.nan  # a slice with no values
+    for q in (0.3, np.array([0.1, 0.5, 1.0])):
+        fq = q if np.isscalar(q) else fw.tensor(q)
+        tq = q if np.isscalar(q) else torch.tensor(q)
+        fo = fw.nanquantile(fw.tensor(x), fq, dim=dim, keepdim=keepdim, interpolation=interpolation)
+        to = torch.nanquantile(torch.tensor(x), tq, dim=dim, keepdim=keepdim, interpolation=interpolation)
+        assert tuple(fo.shape) == tuple(to.shape)
+        np.testing.assert_allclose(fo.numpy(), to.numpy(), rtol=1e-12, equal_nan=True)
+    fx, tx = fw.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    fo = fw.nanquantile(fx, 0.4, dim=1)
+    to = torch.nanquantile(tx, 0.4, dim=1)
+    fw.nansum(fo).backward()
+    torch.nansum(to).backward()
+    np.testing.assert_allclose(fx.grad.numpy(), tx.grad.numpy(), rtol=1e-12, equal_nan=True)
+
+
+def test_msort_rsub_mvlgamma_match_torch():
+    x = RNG.standard_normal((5, 3))
+    np.testing.assert_array_equal(fw.msort(fw.tensor(x)).numpy(), torch.msort(torch.tensor(x)).numpy())
+    np.testing.assert_allclose(
+        fw.rsub(fw.tensor(x), 2.0, alpha=3).numpy(), torch.rsub(torch.tensor(x), 2.0, alpha=3).numpy()
+    )
+    y = RNG.uniform(2, 5, 6)
+    fs, ts, fo, to = _both("mvlgamma", [y], p=3)
+    np.testing.assert_allclose(fo.detach().numpy(), to.detach().numpy(), rtol=1e-12)
+
+
+def test_older_linear_algebra_entry_points_match_torch():
+    a = RNG.standard_normal((2, 5, 3))
+    s = a.transpose(0, 2, 1) @ a + np.eye(3)
+    for upper in (False, True):
+        np.testing.assert_allclose(
+            fw.cholesky(fw.tensor(s), upper=upper).numpy(),
+            torch.linalg.cholesky(torch.tensor(s), upper=upper).numpy(),
+            rtol=1e-10,
+        )
+    for some in (True, False):
+        q, r = fw.qr(fw.tensor(a), some=some)
+        tq, tr = torch.linalg.qr(torch.tensor(a), mode="reduced" if some else "complete")
+        assert (tuple(q.shape), tuple(r.shape)) == (tuple(tq.shape), tuple(tr.shape))
+        np.testing.assert_allclose((q @ r).numpy(), a, atol=1e-12)
+        u, sv, v = fw.svd(fw.tensor(a), some=some)
+        tu, ts_, tv = torch.svd(torch.tensor(a), some=some)
+        assert [tuple(t.shape) for t in (u, sv, v)] == [tuple(t.shape) for t in (tu, ts_, tv)]
+        k = sv.shape[-1]
+        recon = (u[..., :k] * sv[..., None, :]) @ v[..., :k].transpose(-2, -1)  # (V, not Vh)
+        np.testing.assert_allclose(recon.numpy(), a, atol=1e-12)
+        np.testing.assert_allclose(sv.numpy(), ts_.numpy(), rtol=1e-12)
+    with pytest.raises(RuntimeError, match="not differentiable"):
+        fw.qr(fw.tensor(a, requires_grad=True), some=False)
+    u, sv, v = fw.svd(fw.tensor(a), compute_uv=False)
+    tu, ts_, tv = torch.svd(torch.tensor(a), compute_uv=False)
+    assert [tuple(t.shape) for t in (u, v)] == [tuple(t.shape) for t in (tu, tv)] and not u.numpy().any()
+    np.testing.assert_allclose(
+        fw.pinverse(fw.tensor(a)).numpy(), torch.pinverse(torch.tensor(a)).numpy(), rtol=1e-9, atol=1e-12
+    )
+
+
+def test_top_level_layer_functions_and_vmap():
+    x = RNG.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = RNG.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        fw.conv2d(fw.tensor(x), fw.tensor(w), padding=1).numpy(),
+        torch.conv2d(torch.tensor(x), torch.tensor(w), padding=1).numpy(),
+        rtol=1e-4,
+        atol=1e-4,
+    )
+    for name in ("selu", "celu"):
+        np.testing.assert_allclose(
+            getattr(fw, name)(fw.tensor(x)).numpy(),
+            getattr(torch, name)(torch.tensor(x)).numpy(),
+            rtol=1e-5,
+            atol=1e-6,
+        )
+    np.testing.assert_allclose(
+        fw.pdist(fw.tensor(x[0, 0])).numpy(), torch.pdist(torch.tensor(x[0, 0])).numpy(), rtol=1e-5
+    )
+    np.testing.assert_allclose(
+        fw.pixel_shuffle(fw.tensor(x[:, :2].repeat(2, 1)), 2).numpy(),
+        torch.pixel_shuffle(torch.tensor(x[:, :2].repeat(2, 1)), 2).numpy(),
+    )
+    sq = fw.vmap(lambda t: (t * t).sum())(fw.tensor(x.reshape(2, -1)))
+    np.testing.assert_allclose(sq.numpy(), (x.reshape(2, -1) ** 2).sum(1), rtol=1e-5)
