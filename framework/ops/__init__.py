@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from .. import dtypes
+from ..autograd import Function
 from ..tensor import Tensor
-from . import aliases, basic, complexops, compose, extra, misc, reduce, shape, specfun, stats
+from . import aliases, basic, complexops, compose, extra, misc, reduce, shape, specfun, spectral, stats
 from .aliases import *  # noqa: F401,F403
 from .basic import *  # noqa: F401,F403
 from .basic import (
@@ -233,7 +235,18 @@ _METHODS = {
         "absolute", "multiply", "divide", "subtract", "negative", "greater", "greater_equal", "less",
         "less_equal", "not_equal", "tan", "asinh", "acosh", "atanh", "arcsinh", "arccosh", "arctanh", "erfc",
         "fmax", "fmin", "isposinf", "isneginf", "dist", "nanquantile", "msort", "mvlgamma", "cholesky", "qr",
-        "svd", "pinverse")},
+        "svd", "pinverse", "bitwise_left_shift", "bitwise_right_shift", "cholesky_solve", "cholesky_inverse",
+        "matrix_exp", "matrix_power", "narrow_copy", "isreal")},
+    "bitwise_and": basic.bitwise_and, "bitwise_or": basic.bitwise_or, "bitwise_xor": basic.bitwise_xor,
+    "broadcast_to": lambda self, size: expand(self, *size),
+    "logdet": stats.logdet, "slogdet": stats.slogdet, "mode": stats.mode, "histogram": stats.histogram,
+    "multinomial": misc.multinomial, "stft": spectral.stft, "istft": spectral.istft,
+    "is_same_size": lambda self, other: tuple(self.shape) == tuple(other.shape),
+    "is_cpu": property(lambda self: self.device.type == "cpu"),
+    "is_inference": lambda self: False, "is_conj": lambda self: False, "is_neg": lambda self: False,
+    "char": lambda self: self.to(dtypes.int8), "short": lambda self: self.to(dtypes.int16),
+    "cfloat": lambda self: self.to(dtypes.complex64), "cdouble": lambda self: self.to(dtypes.complex128),
+    "fill_diagonal_": _inplace_method("fill_diagonal_", aliases._fill_diagonal),
     "lgamma": specfun.lgamma, "digamma": specfun.digamma, "erfinv": specfun.erfinv,
     "polygamma": lambda self, n: specfun.polygamma(n, self),
     "unfold": compose.unfold_windows, "sgn": basic.sign,
@@ -296,14 +309,49 @@ def _host_array(v):
 for _name, _fn in _METHODS.items():
     setattr(Tensor, _name, _fn)
 
+class _ZeroGradConstant(Function):
+    """``value`` in the graph of x, with a zero gradient: what a comparison done in place leaves."""
+
+    def forward(self, x):
+        return self.value
+
+    def backward(self, g):
+        from ..tensor import zeros_like
+
+        return zeros_like(g)
+
+
+def _compare_in_place(name):
+    def make(old, other):
+        from ..autograd import is_grad_enabled
+
+        res = getattr(Tensor, name)(old, other).to(old.dtype)
+        if is_grad_enabled() and old.requires_grad:
+            return _ZeroGradConstant(value=res.data)(old)
+        return res
+
+    return make
+
+
 _MORE = {
     # in place, through the out-of-place operation (autograd records them as PyTorch's do)
     **{f"{n}_": _inplace_method(f"{n}_", getattr(Tensor, n)) for n in (
         "sqrt", "abs", "sin", "cos", "floor", "round", "ceil", "trunc", "sign", "reciprocal", "tanh", "log",
         "lerp", "addcmul", "addcdiv", "clamp_min", "clamp_max", "cumsum", "tril", "triu", "index_add",
         "index_fill", "index_copy", "index_put", "masked_scatter", "put", "log1p", "expm1", "square", "rsqrt",
-        "fmod", "remainder", "atan2", "hypot", "logit", "nan_to_num", "frac", "erf", "floor_divide")
+        "fmod", "remainder", "atan2", "hypot", "logit", "nan_to_num", "frac", "erf", "floor_divide",
+        "acos", "acosh", "asin", "asinh", "atan", "atanh", "arccos", "arccosh", "arcsin", "arcsinh", "arctan",
+        "arctanh", "arctan2", "absolute", "cosh", "sinh", "tan", "exp2", "log2", "log10", "erfc", "erfinv",
+        "lgamma", "digamma", "polygamma", "mvlgamma", "i0", "sinc", "deg2rad", "rad2deg", "sgn", "fix",
+        "copysign", "heaviside", "ldexp", "float_power", "true_divide", "divide", "multiply", "subtract",
+        "negative", "xlogy", "cumprod", "renorm", "addmm", "addmv", "addr", "addbmm", "baddbmm", "nextafter",
+        "gcd", "lcm", "logical_and", "logical_or", "logical_xor", "logical_not", "bitwise_and", "bitwise_or",
+        "bitwise_xor", "bitwise_not", "bitwise_left_shift", "bitwise_right_shift", "clip")
         if hasattr(Tensor, n)},
+    # comparisons in place write 1 / 0 in the tensor's own dtype, as PyTorch's (a zero gradient)
+    **{f"{n}_": _inplace_method(f"{n}_", _compare_in_place(n))
+       for n in ("ge", "gt", "le", "lt", "ne", "eq", "greater", "greater_equal", "less", "less_equal",
+                 "not_equal")},
     "scatter_": _inplace_method("scatter_", compose.scatter),
     "scatter_reduce_": _inplace_method("scatter_reduce_", misc.scatter_reduce),
     "index_reduce_": _inplace_method("index_reduce_", misc.index_reduce),

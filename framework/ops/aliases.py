@@ -21,7 +21,9 @@ __all__ = ["absolute", "multiply", "divide", "subtract", "negative", "greater", 
            "nanquantile", "msort", "rsub", "mvlgamma", "cholesky", "qr", "svd", "pinverse", "vmap",
            "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "selu",
            "celu", "prelu", "threshold", "hardshrink", "rrelu", "pdist", "bilinear", "cosine_similarity",
-           "pairwise_distance", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle"]
+           "pairwise_distance", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle", "bitwise_left_shift",
+           "bitwise_right_shift", "cholesky_solve", "cholesky_inverse", "matrix_exp", "matrix_power",
+           "narrow_copy", "isreal"]
 
 absolute, multiply, divide, subtract, negative = abs, mul, div, sub, neg
 greater, greater_equal, less, less_equal, not_equal = gt, ge, lt, le, ne
@@ -213,3 +215,103 @@ def _functional(name):
     "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "selu", "celu",
     "prelu", "threshold", "hardshrink", "rrelu", "pdist", "bilinear", "cosine_similarity",
     "pairwise_distance", "pixel_shuffle", "pixel_unshuffle", "channel_shuffle")]
+
+
+def _shift(name, op):
+    def f(input, other) -> Tensor:
+        from ..backend import get_array_module
+
+        a = input.data if isinstance(input, Tensor) else np.asarray(input)
+        b = other.data if isinstance(other, Tensor) else other
+        if a.dtype.kind not in "iub":
+            raise TypeError(f"{name}: integer tensors only, got {a.dtype}")
+        xp = get_array_module(a)
+        return Tensor(getattr(xp, op)(a, xp.asarray(b, dtype=a.dtype)).astype(a.dtype, copy=False))
+
+    f.__name__ = name
+    f.__doc__ = f"Element-wise {op.replace('_', ' ')} of integers, as ``torch.{name}``."
+    return f
+
+
+bitwise_left_shift = _shift("bitwise_left_shift", "left_shift")
+bitwise_right_shift = _shift("bitwise_right_shift", "right_shift")
+
+
+def cholesky_solve(B: Tensor, L: Tensor, upper: bool = False) -> Tensor:
+    """X with A X = B, from A's Cholesky factor L (A = L L^T; ``upper``: L is the upper factor U, A =
+    U^T U), as ``torch.cholesky_solve``: two triangular solves, differentiable in B and L."""
+    from ..linalg import solve_triangular
+
+    if upper:
+        y = solve_triangular(L.transpose(-2, -1), B, upper=False)
+        return solve_triangular(L, y, upper=True)
+    y = solve_triangular(L, B, upper=False)
+    return solve_triangular(L.transpose(-2, -1), y, upper=True)
+
+
+def cholesky_inverse(L: Tensor, upper: bool = False) -> Tensor:
+    """The inverse of A from its Cholesky factor, as ``torch.cholesky_inverse``."""
+    from ..tensor import eye
+
+    n = L.shape[-1]
+    return cholesky_solve(eye(n, dtype=L.dtype, device=L.device).expand(*L.shape), L, upper)
+
+
+def matrix_exp(input: Tensor) -> Tensor:
+    """``framework.linalg.matrix_exp``, as ``torch.matrix_exp``."""
+    from ..linalg import matrix_exp as _me
+
+    return _me(input)
+
+
+def matrix_power(input: Tensor, n: int) -> Tensor:
+    """``framework.linalg.matrix_power``, as ``torch.matrix_power``."""
+    from ..linalg import matrix_power as _mp
+
+    return _mp(input, n)
+
+
+def narrow_copy(input: Tensor, dim: int, start: int, length: int) -> Tensor:
+    """A copy (not a view) of ``input.narrow(dim, start, length)``, as ``torch.narrow_copy``."""
+    from .shape import narrow
+
+    return narrow(input, dim, start, length).clone()
+
+
+def isreal(input: Tensor) -> Tensor:
+    """Where the value is real (every element of a real tensor; imaginary part 0 of a complex one), as
+    ``torch.isreal``."""
+    if input.data.dtype.kind == "c":
+        from .complexops import imag
+
+        return eq(imag(input), 0)
+    return eq(input, input) | isnan(input) if input.is_floating_point() else ne(input, input).logical_not()
+
+
+def _fill_diagonal(input: Tensor, fill_value, wrap: bool = False) -> Tensor:
+    """input with its main diagonal set to ``fill_value`` (``fill_diagonal_``'s out-of-place form): a 2-D
+    tensor (``wrap``: for a tall matrix, the diagonal starts again after N + 1 rows, as NumPy's), or one
+    whose dimensions are all equal."""
+    shape = tuple(input.shape)
+    if input.ndim < 2:
+        raise RuntimeError("fill_diagonal_: dimensions must larger than 1")
+    if input.ndim > 2 and len(set(shape)) != 1:
+        raise RuntimeError("fill_diagonal_: all dimensions of input must be of equal length")
+    mask = np.zeros(shape, bool)
+    if input.ndim == 2:
+        rows, cols = shape
+        r = np.arange(rows)
+        if wrap and rows > cols:
+            keep = (r % (cols + 1)) < cols
+            r = r[keep]
+            c = r % (cols + 1)
+        else:
+            r = r[:min(rows, cols)]
+            c = r
+        mask[r, c] = True
+    else:
+        i = np.arange(shape[0])
+        mask[(i,) * input.ndim] = True
+    m = Tensor(mask).to(input.device) if input.device.type != "cpu" else Tensor(mask)
+    value = Tensor(np.asarray(fill_value, dtype=input.data.dtype))
+    return where(m, value.to(input.device) if input.device.type != "cpu" else value, input)

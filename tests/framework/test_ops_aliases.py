@@ -196,3 +196,138 @@ def test_top_level_layer_functions_and_vmap():
     )
     sq = fw.vmap(lambda t: (t * t).sum())(fw.tensor(x.reshape(2, -1)))
     np.testing.assert_allclose(sq.numpy(), (x.reshape(2, -1) ** 2).sum(1), rtol=1e-5)
+
+
+INPLACE = [
+    ("tan", ()),
+    ("cosh", ()),
+    ("erfc", ()),
+    ("erfinv", ()),
+    ("lgamma", ()),
+    ("digamma", ()),
+    ("exp2", ()),
+    ("log2", ()),
+    ("i0", ()),
+    ("sinc", ()),
+    ("deg2rad", ()),
+    ("xlogy", ("b",)),
+    ("copysign", ("b",)),
+    ("multiply", ("b",)),
+    ("true_divide", ("b",)),
+    ("float_power", (2.0,)),
+    ("cumprod", (1,)),
+    ("clip", (-0.2, 0.3)),
+    ("ge", ("b",)),
+    ("lt", ("b",)),
+]
+
+
+@pytest.mark.parametrize("name, args", INPLACE, ids=[n for n, _ in INPLACE])
+def test_in_place_variants_match_torch_with_gradients(name, args):
+    x = RNG.uniform(0.1, 0.8, (3, 4))
+    b = RNG.uniform(-1, 1, (3, 4))
+
+    def run(lib, t):
+        leaf = lib.tensor(x, requires_grad=True)
+        y = leaf * 1.0  # (not a leaf: in place is allowed and recorded)
+        a = [lib.tensor(b) if v == "b" else v for v in args]
+        out = getattr(y, name + "_")(*a)
+        assert out is y
+        (y * lib.tensor(np.arange(12.0).reshape(3, 4))).sum().backward()
+        return y.detach().numpy(), leaf.grad.numpy()
+
+    f, t = run(fw, None), run(torch, None)
+    # (asinh_ and atanh_ have no derivative in PyTorch 2.13; ours is checked out of place above)
+    np.testing.assert_allclose(f[0], t[0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(f[1], t[1], rtol=1e-8, atol=1e-12)  # (digamma's derivative: 4e-10 apart)
+
+
+def test_more_tensor_methods_match_torch():
+    i = np.array([5, 12, -7])
+    for name in ("bitwise_left_shift", "bitwise_right_shift", "bitwise_and", "bitwise_or", "bitwise_xor"):
+        np.testing.assert_array_equal(
+            getattr(fw.tensor(i), name)(fw.tensor([1, 2, 3])).numpy(),
+            getattr(torch.tensor(i), name)(torch.tensor([1, 2, 3])).numpy(),
+            err_msg=name,
+        )
+    with pytest.raises(TypeError, match="integer tensors only"):
+        fw.tensor([1.0]).bitwise_left_shift(1)
+    x = RNG.standard_normal((2, 3))
+    assert tuple(fw.tensor(x).broadcast_to((4, 2, 3)).shape) == (4, 2, 3)
+    a = RNG.standard_normal((3, 3))
+    np.testing.assert_allclose(
+        fw.tensor(a).logdet().numpy(), torch.tensor(a).logdet().numpy(), equal_nan=True
+    )
+    for f, t in zip(fw.tensor(a).slogdet(), torch.tensor(a).slogdet()):
+        np.testing.assert_allclose(f.numpy(), t.numpy(), rtol=1e-12)
+    np.testing.assert_allclose(
+        fw.tensor(a).matrix_power(3).numpy(), torch.tensor(a).matrix_power(3).numpy(), rtol=1e-12
+    )
+    np.testing.assert_allclose(
+        fw.tensor(a).matrix_exp().numpy(), torch.tensor(a).matrix_exp().numpy(), rtol=1e-10
+    )
+    np.testing.assert_array_equal(
+        fw.tensor(x).narrow_copy(1, 1, 2).numpy(), torch.tensor(x).narrow_copy(1, 1, 2).numpy()
+    )
+    t = fw.tensor(x)
+    assert t.is_cpu and t.is_same_size(fw.zeros(2, 3)) and not t.is_same_size(fw.zeros(3, 2))
+    assert not (t.is_inference() or t.is_conj() or t.is_neg())
+    assert (t.char().dtype, t.short().dtype, t.cfloat().dtype, t.cdouble().dtype) == (
+        fw.int8,
+        fw.int16,
+        fw.complex64,
+        fw.complex128,
+    )
+    z = np.array([1 + 0j, 2 - 1j, 0 + 0j])
+    np.testing.assert_array_equal(fw.isreal(fw.tensor(z)).numpy(), torch.isreal(torch.tensor(z)).numpy())
+    assert fw.isreal(fw.tensor([np.nan, 1.0])).numpy().all()
+    np.testing.assert_array_equal(fw.tensor(x).mode(1)[0].numpy(), torch.tensor(x).mode(1)[0].numpy())
+
+
+@pytest.mark.parametrize(
+    "shape, wrap", [((3, 3), False), ((5, 2), False), ((7, 3), True), ((2, 5), True), ((3, 3, 3), False)]
+)
+def test_fill_diagonal_matches_torch(shape, wrap):
+    x = RNG.standard_normal(shape)
+    f, t = fw.tensor(x), torch.tensor(x)
+    assert f.fill_diagonal_(-2.5, wrap=wrap) is f
+    t.fill_diagonal_(-2.5, wrap=wrap)
+    np.testing.assert_array_equal(f.numpy(), t.numpy())
+
+
+def test_fill_diagonal_gradient_and_errors():
+    leaf = fw.tensor(RNG.standard_normal((3, 3)), requires_grad=True)
+    y = leaf * 2
+    y.fill_diagonal_(1.0)
+    y.sum().backward()
+    np.testing.assert_array_equal(leaf.grad.numpy(), 2 * (1 - np.eye(3)))
+    with pytest.raises(RuntimeError, match="equal length"):
+        fw.zeros(2, 3, 3).fill_diagonal_(1)
+    with pytest.raises(RuntimeError, match="larger than 1"):
+        fw.zeros(3).fill_diagonal_(1)
+
+
+@pytest.mark.parametrize("upper", [False, True])
+def test_cholesky_solve_and_inverse_match_torch_with_gradients(upper):
+    a = RNG.standard_normal((2, 4, 4))
+    spd = a @ a.transpose(0, 2, 1) + 4 * np.eye(4)
+    b = RNG.standard_normal((2, 4, 3))
+    tl = torch.linalg.cholesky(torch.tensor(spd), upper=upper).detach()
+    fl = fw.tensor(tl.numpy(), requires_grad=True)
+    fb = fw.tensor(b, requires_grad=True)
+    tl.requires_grad_(True)
+    tb = torch.tensor(b, requires_grad=True)
+    fo, to = fw.cholesky_solve(fb, fl, upper=upper), torch.cholesky_solve(tb, tl, upper=upper)
+    np.testing.assert_allclose(fo.detach().numpy(), to.detach().numpy(), rtol=1e-10, atol=1e-12)
+    w = RNG.standard_normal(fo.shape)
+    (fo * fw.tensor(w)).sum().backward()
+    (to * torch.tensor(w)).sum().backward()
+    np.testing.assert_allclose(fb.grad.numpy(), tb.grad.numpy(), rtol=1e-9, atol=1e-12)
+    # (PyTorch's gradient for L keeps only its triangle, as does ours through the triangular solves)
+    tri = np.triu if upper else np.tril
+    np.testing.assert_allclose(tri(fl.grad.numpy()), tri(tl.grad.numpy()), rtol=1e-8, atol=1e-10)
+    inv = fw.cholesky_inverse(fw.tensor(tl.detach().numpy()), upper=upper).numpy()
+    np.testing.assert_allclose(
+        inv, torch.cholesky_inverse(tl.detach(), upper=upper).numpy(), rtol=1e-10, atol=1e-12
+    )
+    np.testing.assert_allclose(inv @ spd, np.broadcast_to(np.eye(4), (2, 4, 4)), atol=1e-10)
