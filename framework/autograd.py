@@ -677,7 +677,32 @@ def _zeros_like_meta(fn, shape, dt):
     return get_array_module(x.data).zeros(shape, dtype=dt)
 
 
+# Tensor.register_post_accumulate_grad_hook: id(leaf) -> (weak reference to it, [hooks]). (Keyed by id:
+# a Tensor's == is element-wise, so it cannot be a dictionary key itself.)
+_POST_ACC_HOOKS: dict = {}
+
+
+def _add_post_accumulate_hook(t, hook):
+    ref, hooks = _POST_ACC_HOOKS.get(id(t), (None, None))
+    if ref is None or ref() is not t:
+        key = id(t)
+        ref = weakref.ref(t, lambda _r, key=key: _POST_ACC_HOOKS.pop(key, None))
+        hooks = []
+        _POST_ACC_HOOKS[key] = (ref, hooks)
+    hooks.append(hook)
+    return hooks
+
+
 def _accumulate_leaf(t, g, create_graph, taken):
+    """Add ``g`` into ``t.grad``, then run the leaf's post-accumulate-grad hooks (``hook(t)``)."""
+    _accumulate_into(t, g, create_graph, taken)
+    entry = _POST_ACC_HOOKS.get(id(t))
+    if entry is not None and entry[0]() is t:
+        for hook in list(entry[1]):
+            hook(t)
+
+
+def _accumulate_into(t, g, create_graph, taken):
     """Add ``g`` into ``t.grad``. ``taken``: ids of the arrays already made a ``.grad`` in this pass
     (an add hands one gradient to both operands; two ``.grad`` must not be one array)."""
     if g.dtype != t.dtype:

@@ -265,6 +265,24 @@ class Tensor:
 
         return _Handle()
 
+    def register_post_accumulate_grad_hook(self, hook):
+        """Call ``hook(self)`` after each backward pass has accumulated this leaf's ``.grad`` (an optimizer
+        step per parameter during the backward, say), as PyTorch's. Returns a handle with ``remove()``."""
+        if not self.requires_grad:
+            raise RuntimeError("cannot register a hook on a tensor that doesn't require gradient")
+        if self.grad_fn is not None:
+            raise RuntimeError("post accumulate grad hooks cannot be registered on non-leaf tensors")
+        from .autograd import _add_post_accumulate_hook
+
+        hooks = _add_post_accumulate_hook(self, hook)
+
+        class _Handle:
+            def remove(_self):
+                if hook in hooks:
+                    hooks.remove(hook)
+
+        return _Handle()
+
     def backward(self, gradient=None, retain_graph=None, create_graph=False, inputs=None):
         from .autograd import backward
 

@@ -331,3 +331,34 @@ def test_cholesky_solve_and_inverse_match_torch_with_gradients(upper):
         inv, torch.cholesky_inverse(tl.detach(), upper=upper).numpy(), rtol=1e-10, atol=1e-12
     )
     np.testing.assert_allclose(inv @ spd, np.broadcast_to(np.eye(4), (2, 4, 4)), atol=1e-10)
+
+
+def test_post_accumulate_grad_hooks_match_torch():
+    """Hooks run after the leaf's .grad holds this pass's sum (both uses of the leaf), once per backward;
+    an in-backward optimizer step through them gives PyTorch's parameters; handles remove them."""
+    w0 = RNG.standard_normal(4)
+    x = RNG.standard_normal(4)
+    out = {}
+    for lib in (fw, torch):
+        w = lib.tensor(w0.copy(), requires_grad=True)
+        seen = []
+
+        def step(p, lib=lib, seen=seen):
+            seen.append(p.grad.detach().clone().numpy())
+            with lib.no_grad():
+                p -= 0.1 * p.grad
+            p.grad = None
+
+        handle = w.register_post_accumulate_grad_hook(step)
+        for _ in range(3):
+            ((w * lib.tensor(x)).sum() + (w * w).sum()).backward()
+        handle.remove()
+        ((w * w).sum()).backward()  # (removed: .grad stays)
+        out[lib] = (w.detach().numpy().copy(), np.array(seen), w.grad.numpy().copy())
+    for a, b in zip(out[fw], out[torch]):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+    assert len(out[fw][1]) == 3
+    with pytest.raises(RuntimeError, match="non-leaf"):
+        (fw.ones(2, requires_grad=True) * 2).register_post_accumulate_grad_hook(print)
+    with pytest.raises(RuntimeError, match="doesn't require gradient"):
+        fw.ones(2).register_post_accumulate_grad_hook(print)
