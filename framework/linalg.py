@@ -1,7 +1,8 @@
 """``fw.linalg``: the part of ``torch.linalg`` a model usually needs, differentiable: norms, inverse,
 determinants, linear solves, cross products, chained products, Cholesky, matrix powers and the matrix
 exponential (gradients of gradients too); symmetric eigendecomposition, SVD, QR, pseudo-inverse and
-rank (first derivatives)."""
+rank (first derivatives); lstsq (every CPU driver's outputs), cond, vecdot, vander, the *_ex functions, and the
+general eig / eigvals (no gradient)."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ from .tensor import Tensor
 
 __all__ = ["vector_norm", "matrix_norm", "norm", "inv", "det", "slogdet", "solve", "cross", "multi_dot",
            "cholesky", "solve_triangular", "eigh", "eigvalsh", "svd", "svdvals", "qr", "matrix_power",
-           "matrix_exp", "pinv", "matrix_rank"]
+           "matrix_exp", "pinv", "matrix_rank", "lstsq", "vecdot", "cond", "vander", "diagonal", "inv_ex",
+           "cholesky_ex", "solve_ex", "eigvals", "eig"]
 
 inv = inverse
 
@@ -494,3 +496,167 @@ def matrix_rank(A: Tensor, *, atol: float | None = None, rtol: float | None = No
         if atol is not None:
             tol = tol.clamp(min=atol)
         return (s > tol).sum(-1)
+
+
+_LSTSQ_DRIVERS = ("gels", "gelsy", "gelsd", "gelss")
+
+
+def lstsq(A: Tensor, B: Tensor, rcond: float | None = None, *, driver: str | None = None):
+    """Least-squares solutions of A X = B (batched), as ``torch.linalg.lstsq``: a named tuple (solution,
+    residuals, rank, singular_values) filled as PyTorch fills it for the CPU drivers (``driver``: "gelsy",
+    the default, "gels", "gelsd", "gelss"): residuals (the squared residual of each column) only for a
+    tall, full-rank A and a driver other than "gelsy"; rank except for "gels"; singular values for
+    "gelsd" and "gelss". The solution is the pseudo-inverse's (minimum norm; singular values under
+    ``rcond`` times the largest count as zero, default eps * max(m, n)), differentiable in A and B."""
+    from collections import namedtuple
+
+    from .autograd import no_grad
+    from .tensor import zeros
+
+    driver = "gelsy" if driver is None else driver
+    if driver not in _LSTSQ_DRIVERS:
+        raise RuntimeError(f"torch.linalg.lstsq: parameter `driver` should be one of {_LSTSQ_DRIVERS}")
+    A, B = _float_in(A), _float_in(B)
+    vector = B.ndim == A.ndim - 1
+    Bm = B.unsqueeze(-1) if vector else B
+    if A.shape[-2] != Bm.shape[-2]:
+        raise RuntimeError(f"torch.linalg.lstsq: input.size(-2) should match other.size(-2), got A "
+                           f"{tuple(A.shape)} and B {tuple(B.shape)}")
+    m, n = A.shape[-2:]
+    x = matmul(pinv(A, rtol=rcond), Bm)
+    with no_grad():
+        s = svdvals(A.detach())
+        eps = float(np.finfo(s.data.dtype).eps)
+        tol = s.max(-1, keepdim=True).values * (eps * builtins.max(m, n) if rcond is None else rcond)
+        rank = (s > tol).sum(-1)
+    full = bool((rank.data == builtins.min(m, n)).all()) if rank.numel() else True
+    lead = tuple(A.shape[:-2])
+    if driver != "gelsy" and m > n and full:
+        residuals = ((matmul(A, x) - Bm) ** 2).sum(-2)
+        if vector:
+            residuals = residuals.squeeze(-1)
+    else:
+        residuals = zeros(0, dtype=A.dtype, device=A.device)
+    rank_out = zeros(0, dtype=rank.dtype, device=A.device) if driver == "gels" else rank.reshape(lead)
+    sv = s if driver in ("gelsd", "gelss") else zeros(0, dtype=A.dtype, device=A.device)
+    out = namedtuple("lstsq", ["solution", "residuals", "rank", "singular_values"])
+    return out(x.squeeze(-1) if vector else x, residuals, rank_out, sv)
+
+
+def vecdot(x: Tensor, y: Tensor, *, dim: int = -1) -> Tensor:
+    """sum(conj(x) * y) over ``dim`` (broadcast), as ``torch.linalg.vecdot``."""
+    if x.data.dtype.kind == "c":
+        from .ops.complexops import conj
+
+        x = conj(x)
+    return sum(x * y, dim)
+
+
+def cond(A: Tensor, p=None) -> Tensor:
+    """The condition number of A in the ``p`` norm (None or 2: largest / smallest singular value, -2 the
+    inverse; 'fro', 'nuc', inf, -inf, 1, -1: norm(A) * norm(inv(A))), as ``torch.linalg.cond``."""
+    A = _float_in(A)
+    if p is None or p in (2, -2):
+        s = svdvals(A)
+        big, small = s.max(-1).values, s.min(-1).values
+        return big / small if p != -2 else small / big
+    return matrix_norm(A, p) * matrix_norm(inverse(A), p)
+
+
+def vander(x: Tensor, *, N: int | None = None) -> Tensor:
+    """x[..., i] ** j for j = 0 .. N - 1 (increasing powers, unlike ``torch.vander``), as
+    ``torch.linalg.vander``."""
+    from .ops.shape import stack
+
+    n = x.shape[-1] if N is None else N
+    if n <= 1:
+        raise RuntimeError(f"linalg.vander: N must be greater than 1, got {n}")
+    cols = [x ** 0 if j == 0 else x ** j for j in range(n)]
+    return stack([(c * 1) for c in cols], -1)
+
+
+def diagonal(A: Tensor, *, offset: int = 0, dim1: int = -2, dim2: int = -1) -> Tensor:
+    """The diagonal of each matrix (over the last two dimensions by default), as
+    ``torch.linalg.diagonal``."""
+    from .ops.extra import diagonal as _diagonal
+
+    return _diagonal(A, offset, dim1, dim2)
+
+
+def _ex(name, fn, A, check_errors, shape=None):
+    """(result, info) as PyTorch's ``*_ex`` functions: info 0 where the factorisation worked; where it
+    failed, a positive code and a result of NaN of ``shape`` (A's by default), or the error with
+    ``check_errors``."""
+    from .tensor import zeros
+
+    try:
+        out = fn()
+        info = zeros(*A.shape[:-2], dtype=np.int32, device=A.device)
+    except (np.linalg.LinAlgError, RuntimeError, ValueError) as e:
+        if check_errors:
+            raise RuntimeError(f"linalg.{name}: {e}") from e
+        xp = get_array_module(A.data)
+        out = Tensor(xp.full(tuple(A.shape) if shape is None else shape, np.nan, dtype=A.data.dtype))
+        info = Tensor(xp.ones(A.shape[:-2], dtype=np.int32))
+    return out, info
+
+
+def inv_ex(A: Tensor, *, check_errors: bool = False):
+    """(inverse, info), as ``torch.linalg.inv_ex``: no error for a singular matrix unless asked."""
+    from collections import namedtuple
+
+    A = _float_in(A)
+    out = namedtuple("inv_ex", ["inverse", "info"])
+    return out(*_ex("inv_ex", lambda: inverse(A), A, check_errors))
+
+
+def cholesky_ex(A: Tensor, *, upper: bool = False, check_errors: bool = False):
+    """(L, info), as ``torch.linalg.cholesky_ex``: no error for a matrix that is not positive-definite
+    unless asked."""
+    from collections import namedtuple
+
+    A = _float_in(A)
+
+    def run():
+        low = cholesky(A)
+        return transpose(low, -2, -1) if upper else low
+
+    out = namedtuple("cholesky_ex", ["L", "info"])
+    return out(*_ex("cholesky_ex", run, A, check_errors))
+
+
+def solve_ex(A: Tensor, B: Tensor, *, left: bool = True, check_errors: bool = False):
+    """(result, info), as ``torch.linalg.solve_ex``."""
+    from collections import namedtuple
+
+    A = _float_in(A)
+    if left:
+        shape = tuple(np.broadcast_shapes(tuple(A.shape[:-2]), tuple(B.shape[:-2]))) + tuple(B.shape[-2:])
+    else:
+        shape = tuple(B.shape)
+    res, info = _ex("solve_ex", lambda: solve(A, B, left=left), A, check_errors,
+                    shape if B.ndim == A.ndim else tuple(B.shape))
+    out = namedtuple("solve_ex", ["result", "info"])
+    return out(res, info)
+
+
+def eig(A: Tensor):
+    """(eigenvalues, eigenvectors) of a general square matrix, complex, as ``torch.linalg.eig`` (each
+    eigenvector of unit norm). No gradient (PyTorch's needs the eigenvectors' phases fixed; here a
+    gradient is refused rather than given wrong)."""
+    from .autograd import is_grad_enabled
+
+    A = _square("eig", _float_in(A))
+    if A.requires_grad and is_grad_enabled():
+        raise RuntimeError("linalg.eig: gradients through a general eigendecomposition are not supported "
+                           "here; use eigh for symmetric matrices, or detach the input")
+    a = A.data.get() if hasattr(A.data, "get") else A.data  # (CuPy has no general eig: on the host)
+    w, v = np.linalg.eig(a)
+    ctype = np.complex64 if A.data.dtype == np.float32 else np.complex128
+    w, v = Tensor(w.astype(ctype)), Tensor(v.astype(ctype))
+    return (w, v) if A.device.type == "cpu" else (w.to(A.device), v.to(A.device))
+
+
+def eigvals(A: Tensor) -> Tensor:
+    """The (complex) eigenvalues of a general square matrix, as ``torch.linalg.eigvals`` (no gradient)."""
+    return eig(A)[0]
