@@ -1,8 +1,8 @@
 """``fw.linalg``: the part of ``torch.linalg`` a model usually needs, differentiable: norms, inverse,
 determinants, linear solves, cross products, chained products, Cholesky, matrix powers and the matrix
 exponential (gradients of gradients too); symmetric eigendecomposition, SVD, QR, pseudo-inverse and
-rank (first derivatives); lstsq (every CPU driver's outputs), cond, vecdot, vander, the *_ex functions, and the
-general eig / eigvals (no gradient)."""
+rank (first derivatives); lstsq (every CPU driver's outputs), cond, vecdot, vander, the *_ex functions,
+and the general eig / eigvals (no gradient)."""
 
 from __future__ import annotations
 
