@@ -309,6 +309,43 @@ def _host_array(v):
 for _name, _fn in _METHODS.items():
     setattr(Tensor, _name, _fn)
 
+def _view_in_place(name, op):
+    """``t.unsqueeze_(...)`` and the like: ``t`` becomes ``op(t)``, a view of its own data with another
+    shape or order (no values change). In the graph, the view's node takes over as ``t``'s producer, as
+    PyTorch's. A view of another tensor in the graph is refused rather than re-derived wrongly."""
+
+    def method(self, *args, **kwargs):
+        import weakref
+
+        from ..autograd import is_grad_enabled
+
+        if not (is_grad_enabled() and self.requires_grad):
+            self.data = op(Tensor(self.data), *args, **kwargs).data
+            return self
+        if self.is_leaf:
+            raise RuntimeError(f"{name}: a leaf Variable that requires grad is being used in an in-place "
+                               "operation.")
+        if self._view_ver is not None or getattr(self, "_view_src", None) is not None:
+            raise RuntimeError(f"{name}: changing the shape of a view in place is not supported for tensors "
+                               f"that require grad; use {name[:-1]}() instead")
+        fn, idx = self.grad_fn, self._out_idx
+        old = Tensor._from_op(self.data, fn, idx)  # (the value before: the producer's output now)
+        outs = list(fn._outputs)
+        outs[idx] = weakref.ref(old)
+        fn._outputs = tuple(outs)
+        old._hooks, self._hooks = self._hooks, []
+        new = op(old, *args, **kwargs)
+        nfn = new.grad_fn
+        nouts = list(nfn._outputs)
+        nouts[new._out_idx] = weakref.ref(self)
+        nfn._outputs = tuple(nouts)
+        self.data, self.grad_fn, self._out_idx = new.data, nfn, new._out_idx
+        return self
+
+    method.__name__ = name
+    return method
+
+
 class _ZeroGradConstant(Function):
     """``value`` in the graph of x, with a zero gradient: what a comparison done in place leaves."""
 
@@ -348,6 +385,9 @@ _MORE = {
         "gcd", "lcm", "logical_and", "logical_or", "logical_xor", "logical_not", "bitwise_and", "bitwise_or",
         "bitwise_xor", "bitwise_not", "bitwise_left_shift", "bitwise_right_shift", "clip")
         if hasattr(Tensor, n)},
+    # shape changes in place (views of the tensor's own data)
+    **{f"{n}_": _view_in_place(f"{n}_", getattr(Tensor, n)) for n in (
+        "squeeze", "unsqueeze", "transpose", "t", "swapaxes", "swapdims")},
     # comparisons in place write 1 / 0 in the tensor's own dtype, as PyTorch's (a zero gradient)
     **{f"{n}_": _inplace_method(f"{n}_", _compare_in_place(n))
        for n in ("ge", "gt", "le", "lt", "ne", "eq", "greater", "greater_equal", "less", "less_equal",

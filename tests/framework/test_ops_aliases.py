@@ -362,3 +362,35 @@ def test_post_accumulate_grad_hooks_match_torch():
         (fw.ones(2, requires_grad=True) * 2).register_post_accumulate_grad_hook(print)
     with pytest.raises(RuntimeError, match="doesn't require gradient"):
         fw.ones(2).register_post_accumulate_grad_hook(print)
+
+
+def test_shape_changes_in_place_match_torch_with_gradients():
+    x = RNG.standard_normal((2, 1, 3))
+    out = {}
+    for lib in (fw, torch):
+        leaf = lib.tensor(x, requires_grad=True)
+        y = leaf * 2
+        for name, args in (
+            ("squeeze_", (1,)),
+            ("unsqueeze_", (0,)),
+            ("transpose_", (1, 2)),
+            ("swapaxes_", (0, 2)),
+            ("swapdims_", (1, 0)),
+        ):
+            assert getattr(y, name)(*args) is y
+        z = y[..., 0] * 1
+        z.t_()
+        w = lib.tensor(np.arange(y.numel(), dtype=np.float64).reshape(tuple(y.shape)))
+        ((y * w).sum() + (z * z).sum()).backward()
+        out[lib] = (tuple(y.shape), tuple(z.shape), y.detach().numpy().copy(), leaf.grad.numpy().copy())
+    assert out[fw][:2] == out[torch][:2]
+    np.testing.assert_allclose(out[fw][2], out[torch][2])
+    np.testing.assert_allclose(out[fw][3], out[torch][3], rtol=1e-12)
+    with pytest.raises(RuntimeError, match="leaf Variable"):
+        fw.ones(2, requires_grad=True).unsqueeze_(0)
+    plain = fw.ones(3, 1)
+    plain.squeeze_()
+    assert tuple(plain.shape) == (3,)
+    view = (fw.ones(2, 3, requires_grad=True) * 1)[0]
+    with pytest.raises(RuntimeError, match="view in place"):
+        view.unsqueeze_(0)
