@@ -53,6 +53,12 @@ __all__ = [
     "hinge_embedding_loss", "soft_margin_loss", "multilabel_soft_margin_loss", "cosine_embedding_loss",
     "triplet_margin_loss", "multi_margin_loss", "poisson_nll_loss", "gaussian_nll_loss",
     "multilabel_margin_loss", "triplet_margin_with_distance_loss", "ctc_loss",
+    # in-place activations and the *_with_indices forms, as torch.nn.functional names them
+    "relu_", "elu_", "selu_", "celu_", "leaky_relu_", "hardtanh_", "threshold_", "rrelu_",
+    "max_pool1d_with_indices", "max_pool2d_with_indices", "max_pool3d_with_indices",
+    "adaptive_max_pool1d_with_indices", "adaptive_max_pool2d_with_indices",
+    "adaptive_max_pool3d_with_indices",
+    "fractional_max_pool2d_with_indices", "upsample_nearest", "upsample_bilinear",
 ]
 
 
@@ -1919,11 +1925,12 @@ def rrelu(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, trainin
     """Randomized leaky ReLU (Xu et al. 2015): in training each negative element gets its own slope drawn
     from U(lower, upper) (the framework's generator); otherwise the mean slope (lower + upper) / 2."""
     if not training:
-        return leaky_relu(input, (lower + upper) / 2)
+        return leaky_relu(input, (lower + upper) / 2, inplace=inplace)
     from .tensor import rand
 
     slope = rand(tuple(input.shape), dtype=input.dtype, device=input.device) * (upper - lower) + lower
-    return ops.where(input >= 0, input, input * slope)
+    y = ops.where(input >= 0, input, input * slope)
+    return input.copy_(y) if inplace else y
 
 
 def _lp_pool(input: Tensor, norm_type: float, kernel_size, stride, ceil_mode: bool, dims: int) -> Tensor:
@@ -2295,12 +2302,14 @@ def celu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
 
 def elu(input: Tensor, alpha: float = 1.0, inplace: bool = False) -> Tensor:
     neg = alpha * (ops.exp(ops.clamp(input, max=0.0)) - 1)
-    return ops.where(input > 0, input, neg)
+    y = ops.where(input > 0, input, neg)
+    return input.copy_(y) if inplace else y
 
 
 def selu(input: Tensor, inplace: bool = False) -> Tensor:
     alpha, scale = 1.6732632423543772848170429916717, 1.0507009873554804934193349852946
-    return scale * elu(input, alpha)
+    y = scale * elu(input, alpha)
+    return input.copy_(y) if inplace else y
 
 
 class _Erf(Function):
@@ -2342,11 +2351,23 @@ def gelu(input: Tensor, approximate: str = "none") -> Tensor:
     raise ValueError(f"gelu: approximate must be 'none' or 'tanh', got {approximate!r}")
 
 
+def _written_in_place(input: Tensor, fn, name: str) -> Tensor:
+    """``input`` made to hold ``fn(input)``, recorded as an in-place op (the backward reads a snapshot of
+    the old values, which fn's product with its input needs; as PyTorch's silu_ and the like)."""
+    from .ops.shape import _inplace
+
+    return _inplace(input, fn, name)
+
+
 def silu(input: Tensor, inplace: bool = False) -> Tensor:
+    if inplace:
+        return _written_in_place(input, silu, "silu_")
     return input * ops.sigmoid(input)
 
 
 def mish(input: Tensor, inplace: bool = False) -> Tensor:
+    if inplace:
+        return _written_in_place(input, mish, "mish_")
     return input * ops.tanh(softplus(input))
 
 
@@ -2366,6 +2387,8 @@ def hardsigmoid(input: Tensor, inplace: bool = False) -> Tensor:
 
 
 def hardswish(input: Tensor, inplace: bool = False) -> Tensor:
+    if inplace:
+        return _written_in_place(input, hardswish, "hardswish_")
     return input * hardsigmoid(input)
 
 
@@ -3494,3 +3517,80 @@ def _apply_autocast_policies():
 
 
 _apply_autocast_policies()
+
+
+# In-place activations and the pools' *_with_indices forms, under the names torch.nn.functional gives them.
+
+
+def relu_(input: Tensor) -> Tensor:
+    return relu(input, inplace=True)
+
+
+def elu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    return elu(input, alpha, inplace=True)
+
+
+def selu_(input: Tensor) -> Tensor:
+    return selu(input, inplace=True)
+
+
+def celu_(input: Tensor, alpha: float = 1.0) -> Tensor:
+    return celu(input, alpha, inplace=True)
+
+
+def leaky_relu_(input: Tensor, negative_slope: float = 0.01) -> Tensor:
+    return leaky_relu(input, negative_slope, inplace=True)
+
+
+def hardtanh_(input: Tensor, min_val: float = -1.0, max_val: float = 1.0) -> Tensor:
+    return hardtanh(input, min_val, max_val, inplace=True)
+
+
+def threshold_(input: Tensor, threshold: float, value: float) -> Tensor:
+    return globals()["threshold"](input, threshold, value, inplace=True)  # (the parameter hides the function)
+
+
+def rrelu_(input: Tensor, lower: float = 1.0 / 8, upper: float = 1.0 / 3, training: bool = False) -> Tensor:
+    return rrelu(input, lower, upper, training, inplace=True)
+
+
+def max_pool1d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                            return_indices=True):
+    return max_pool1d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+
+
+def max_pool2d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                            return_indices=True):
+    return max_pool2d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+
+
+def max_pool3d_with_indices(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False,
+                            return_indices=True):
+    return max_pool3d(input, kernel_size, stride, padding, dilation, ceil_mode, return_indices=True)
+
+
+def adaptive_max_pool1d_with_indices(input, output_size, return_indices=True):
+    return adaptive_max_pool1d(input, output_size, return_indices=True)
+
+
+def adaptive_max_pool2d_with_indices(input, output_size, return_indices=True):
+    return adaptive_max_pool2d(input, output_size, return_indices=True)
+
+
+def adaptive_max_pool3d_with_indices(input, output_size, return_indices=True):
+    return adaptive_max_pool3d(input, output_size, return_indices=True)
+
+
+def fractional_max_pool2d_with_indices(input, kernel_size, output_size=None, output_ratio=None,
+                                       return_indices=True, _random_samples=None):
+    return fractional_max_pool2d(input, kernel_size, output_size, output_ratio, True, _random_samples)
+
+
+def upsample_nearest(input, size=None, scale_factor=None):
+    """Deprecated in PyTorch for ``interpolate(..., mode='nearest')``; kept for old code."""
+    return interpolate(input, size, scale_factor, mode="nearest")
+
+
+def upsample_bilinear(input, size=None, scale_factor=None):
+    """Deprecated in PyTorch for ``interpolate(..., mode='bilinear', align_corners=True)``."""
+    return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)

@@ -394,3 +394,95 @@ def test_shape_changes_in_place_match_torch_with_gradients():
     view = (fw.ones(2, 3, requires_grad=True) * 1)[0]
     with pytest.raises(RuntimeError, match="view in place"):
         view.unsqueeze_(0)
+
+
+@pytest.mark.parametrize(
+    "name, args",
+    [
+        ("relu_", ()),
+        ("elu_", (0.7,)),
+        ("selu_", ()),
+        ("celu_", (0.5,)),
+        ("leaky_relu_", (0.2,)),
+        ("hardtanh_", (-0.3, 0.4)),
+        ("threshold_", (0.1, 9.0)),
+    ],
+)
+def test_functional_in_place_activations_match_torch(name, args):
+    x = RNG.standard_normal((3, 5))
+    out = {}
+    for lib, F in ((fw, fw.nn.functional), (torch, torch.nn.functional)):
+        leaf = lib.tensor(x, requires_grad=True)
+        y = leaf * 1.5
+        assert getattr(F, name)(y, *args) is y
+        (y * y).sum().backward()
+        out[lib] = (y.detach().numpy().copy(), leaf.grad.numpy().copy())
+    for a, b in zip(out[fw], out[torch]):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+def test_with_indices_forms_and_old_upsample_names_match_torch():
+    x = RNG.standard_normal((2, 3, 8, 10))
+    for name, args in (
+        ("max_pool2d_with_indices", (2,)),
+        ("adaptive_max_pool2d_with_indices", ((3, 4),)),
+        ("max_pool1d_with_indices", (3,)),
+        ("adaptive_max_pool1d_with_indices", (4,)),
+    ):
+        xi = x[:, :, 0] if "1d" in name else x
+        f = getattr(fw.nn.functional, name)(fw.tensor(xi), *args)
+        t = getattr(torch.nn.functional, name)(torch.tensor(xi), *args)
+        np.testing.assert_allclose(f[0].numpy(), t[0].numpy())
+        np.testing.assert_array_equal(f[1].numpy(), t[1].numpy())
+    for name in ("upsample_nearest", "upsample_bilinear"):
+        np.testing.assert_allclose(
+            getattr(fw.nn.functional, name)(fw.tensor(x), scale_factor=2).numpy(),
+            getattr(torch.nn.functional, name)(torch.tensor(x), scale_factor=2).numpy(),
+            rtol=1e-12,
+        )
+
+
+def test_clip_grads_with_norm_matches_torch():
+    grads = [RNG.standard_normal((3, 4)), RNG.standard_normal(5)]
+    out = {}
+    for lib in (fw, torch):
+        ps = [lib.tensor(np.zeros_like(g), requires_grad=True) for g in grads]
+        for p, g in zip(ps, grads):
+            p.grad = lib.tensor(g.copy())
+        total = lib.nn.utils.get_total_norm([p.grad for p in ps], 2.0)
+        lib.nn.utils.clip_grads_with_norm_(ps, 1.5, total)
+        out[lib] = [p.grad.numpy().copy() for p in ps]
+    for a, b in zip(out[fw], out[torch]):
+        np.testing.assert_allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["elu", "selu", "silu", "mish", "hardswish", "rrelu", "celu", "hardsigmoid"])
+def test_inplace_true_writes_the_input_as_torch(name):
+    """``inplace=True`` changes the input itself (elu, selu, silu, mish, hardswish and rrelu ignored it
+    before): the same values and gradients as PyTorch's, the module form included."""
+    x = RNG.standard_normal((3, 5))
+    out = {}
+    for lib, F in ((fw, fw.nn.functional), (torch, torch.nn.functional)):
+        leaf = lib.tensor(x, requires_grad=True)
+        y = leaf * 1.5
+        r = getattr(F, name)(y, inplace=True)
+        assert r is y
+        (y * y).sum().backward()
+        mod = {
+            "elu": "ELU",
+            "selu": "SELU",
+            "silu": "SiLU",
+            "mish": "Mish",
+            "hardswish": "Hardswish",
+            "rrelu": "RReLU",
+            "celu": "CELU",
+            "hardsigmoid": "Hardsigmoid",
+        }[name]
+        z = lib.tensor(x * 1.0)
+        m = getattr(lib.nn, mod)(inplace=True).eval()
+        assert m(z) is z
+        out[lib] = (y.detach().numpy().copy(), leaf.grad.numpy().copy(), z.numpy().copy())
+    # (PyTorch's hardsigmoid multiplies by a float32 1/6 even in float64: 3e-8 apart)
+    rtol = 1e-7 if name == "hardsigmoid" else 1e-12
+    for a, b in zip(out[fw], out[torch]):
+        np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-15)

@@ -52,13 +52,24 @@ def clip_grad_norm_(parameters, max_norm: float, norm_type: float = 2.0, error_i
     total = get_total_norm(grads, norm_type, error_if_nonfinite)
     if not grads:
         return total
-    coef = float(max_norm) / (float(total.item()) + 1e-6)
+    _scale(grads, max_norm, total)
+    return total
+
+
+def clip_grads_with_norm_(parameters, max_norm: float, total_norm, foreach=None) -> None:
+    """Scale the gradients in place by ``min(1, max_norm / (total_norm + 1e-6))``, the norm given (from
+    ``get_total_norm``, perhaps over more tensors than these), as PyTorch's ``clip_grads_with_norm_``."""
+    _scale(_grads(parameters), max_norm, total_norm)
+
+
+def _scale(grads, max_norm, total_norm) -> None:
+    total = float(total_norm.item() if isinstance(total_norm, Tensor) else total_norm)
+    coef = float(max_norm) / (total + 1e-6)
     if coef > 1.0:  # (not min(1, coef): a NaN norm must reach the gradients, as PyTorch's clamp lets it)
         coef = 1.0
     for g in grads:
         g.data *= g.data.dtype.type(coef)
         g._vc[0] += 1
-    return total
 
 
 def clip_grad_value_(parameters, clip_value: float, foreach=None) -> None:
