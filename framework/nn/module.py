@@ -59,6 +59,7 @@ class Module:
         d["_modules"] = OrderedDict()
         d["_forward_hooks"] = OrderedDict()
         d["_forward_hooks_with_kwargs"] = set()
+        d["_forward_hooks_always_called"] = set()
         d["_forward_pre_hooks"] = OrderedDict()
         d["_forward_pre_hooks_with_kwargs"] = set()
         d["_backward_hooks"] = OrderedDict()
@@ -467,11 +468,14 @@ class Module:
     def register_forward_hook(self, hook, *, prepend: bool = False, with_kwargs: bool = False,
                               always_call: bool = False):
         """``hook(module, args, output)`` (or ``(module, args, kwargs, output)``) runs after forward;
-        a non-None return value replaces the output."""
+        a non-None return value replaces the output. ``always_call``: it also runs, with output None,
+        when the forward (or an earlier hook) raises, before the error goes on, as PyTorch's."""
         handle = RemovableHandle(self._forward_hooks)
         _insert(self._forward_hooks, handle.id, hook, prepend)
         if with_kwargs:
             self._forward_hooks_with_kwargs.add(handle.id)
+        if always_call:
+            self.__dict__.setdefault("_forward_hooks_always_called", set()).add(handle.id)
         return handle
 
     def register_full_backward_hook(self, hook, prepend: bool = False):
@@ -524,17 +528,41 @@ class Module:
             if is_grad_enabled():
                 bw = _BackwardHookState(self)
                 args = bw.wrap_inputs(args)
-        out = self.forward(*args, **kwargs)
-        for hid, hook in list(self._forward_hooks.items()):
-            if hid in self._forward_hooks_with_kwargs:
-                r = hook(self, args, kwargs, out)
-            else:
-                r = hook(self, args, out)
-            if r is not None:
-                out = r
+        called = set()
+        try:
+            out = self.forward(*args, **kwargs)
+            for hid, hook in list(self._forward_hooks.items()):
+                called.add(hid)
+                if hid in self._forward_hooks_with_kwargs:
+                    r = hook(self, args, kwargs, out)
+                else:
+                    r = hook(self, args, out)
+                if r is not None:
+                    out = r
+        except Exception:
+            self._run_always_called_hooks(args, kwargs, called)
+            raise
         if bw is not None:
             out = bw.wrap_outputs(out)
         return out
+
+    def _run_always_called_hooks(self, args, kwargs, called):
+        """The always_call forward hooks not yet run, with output None, after the forward raised; an error
+        in one of them is a warning, so that the forward's own error is the one that goes on."""
+        import warnings
+
+        always = self.__dict__.get("_forward_hooks_always_called", ())
+        for hid, hook in list(self._forward_hooks.items()):
+            if hid not in always or hid in called:
+                continue
+            try:
+                if hid in self._forward_hooks_with_kwargs:
+                    hook(self, args, kwargs, None)
+                else:
+                    hook(self, args, None)
+            except Exception as e:  # noqa: BLE001 (reported; the forward's error is the one raised)
+                warnings.warn("forward hook with always_call=True raised an exception that was ignored: "
+                              f"{e!r}", stacklevel=3)
 
     # ------------------------------------------------------------------ repr
     def extra_repr(self) -> str:

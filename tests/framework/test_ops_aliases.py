@@ -486,3 +486,22 @@ def test_inplace_true_writes_the_input_as_torch(name):
     rtol = 1e-7 if name == "hardsigmoid" else 1e-12
     for a, b in zip(out[fw], out[torch]):
         np.testing.assert_allclose(a, b, rtol=rtol, atol=1e-15)
+
+
+def test_forward_hooks_with_always_call_run_when_the_forward_raises():
+    class Boom(fw.nn.Module):
+        def forward(self, x):
+            raise ValueError("bad input")
+
+    for lib, mod in ((fw, Boom()), (torch, type("TBoom", (torch.nn.Module,), {"forward": Boom.forward})())):
+        seen = []
+        mod.register_forward_hook(lambda m, a, out, seen=seen: seen.append(("always", out)), always_call=True)
+        mod.register_forward_hook(lambda m, a, out, seen=seen: seen.append(("plain", out)))
+        with pytest.raises(ValueError, match="bad input"):
+            mod(lib.ones(2))
+        assert seen == [("always", None)], lib
+    ok = fw.nn.Identity()
+    seen = []
+    ok.register_forward_hook(lambda m, a, out: seen.append(out.shape), always_call=True)
+    ok(fw.ones(3))
+    assert seen == [(3,)]  # (once, after a forward that worked)
