@@ -58,7 +58,8 @@ __all__ = [
     "max_pool1d_with_indices", "max_pool2d_with_indices", "max_pool3d_with_indices",
     "adaptive_max_pool1d_with_indices", "adaptive_max_pool2d_with_indices",
     "adaptive_max_pool3d_with_indices",
-    "fractional_max_pool2d_with_indices", "upsample_nearest", "upsample_bilinear",
+    "fractional_max_pool2d_with_indices", "fractional_max_pool3d", "fractional_max_pool3d_with_indices",
+    "upsample_nearest", "upsample_bilinear",
 ]
 
 
@@ -2009,49 +2010,75 @@ def fractional_max_pool2d(input: Tensor, kernel_size, output_size=None, output_r
     """Max pooling over pseudo-random windows of ``kernel_size`` that tile the input into ``output_size``
     (or ``output_ratio`` of it), as ``torch.nn.functional.fractional_max_pool2d``; ``_random_samples``
     (N, C, 2) in [0, 1) fixes the windows (else drawn from the framework's generator)."""
-    unbatched = input.ndim == 3
+    return _fractional_max_pool(input, kernel_size, output_size, output_ratio, return_indices,
+                                _random_samples, 2)
+
+
+def fractional_max_pool3d(input: Tensor, kernel_size, output_size=None, output_ratio=None,
+                          return_indices: bool = False, _random_samples: Tensor | None = None):
+    """The same over volumes (N, C, T, H, W) or (C, T, H, W), as PyTorch's ``fractional_max_pool3d``;
+    ``_random_samples`` (N, C, 3) for the T, H and W windows."""
+    return _fractional_max_pool(input, kernel_size, output_size, output_ratio, return_indices,
+                                _random_samples, 3)
+
+
+def _fractional_max_pool(input, kernel_size, output_size, output_ratio, return_indices, _random_samples,
+                         dims):
+    name = f"fractional_max_pool{dims}d"
+    unbatched = input.ndim == dims + 1
     x = input.unsqueeze(0) if unbatched else input
-    if x.ndim != 4:
-        raise ValueError(f"fractional_max_pool2d: expected 3-D or 4-D input, got {_shape(input)}")
-    n, c, h, w = x.shape
-    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else tuple(kernel_size)
+    if x.ndim != dims + 2:
+        raise ValueError(f"{name}: expected {dims + 1}-D or {dims + 2}-D input, got {_shape(input)}")
+    n, c = x.shape[:2]
+    size = tuple(x.shape[2:])
+
+    def per_dim(v, what):
+        t = (v,) * dims if isinstance(v, (int, float)) else tuple(v)
+        if len(t) != dims:
+            raise ValueError(f"{name}: {what} must be one number or {dims}, got {v!r}")
+        return t
+
+    k = per_dim(kernel_size, "kernel_size")
     if output_size is None:
         if output_ratio is None:
-            raise ValueError("fractional_max_pool2d requires specifying either an output_size or an "
-                             "output_ratio")
-        rh, rw = (output_ratio, output_ratio) if isinstance(output_ratio, float) else tuple(output_ratio)
-        output_size = (int(h * rh), int(w * rw))
-    oh, ow = (output_size, output_size) if isinstance(output_size, int) else tuple(output_size)
-    if oh + kh - 1 > h or ow + kw - 1 > w:
-        raise ValueError(f"fractional_max_pool2d: output size {(oh, ow)} with kernel {(kh, kw)} is too large "
-                         f"for an input of size {(h, w)}")
+            raise ValueError(f"{name} requires specifying either an output_size or an output_ratio")
+        out = tuple(int(s * r) for s, r in zip(size, per_dim(output_ratio, "output_ratio")))
+    else:
+        out = per_dim(output_size, "output_size")
+    if any(o + kk - 1 > s for o, kk, s in zip(out, k, size)):
+        raise ValueError(f"{name}: output size {out} with kernel {k} is too large for an input of size "
+                         f"{size}")
     dt = x.data.dtype if x.data.dtype.kind == "f" else np.dtype(np.float32)
     if _random_samples is None:
-        samples = _random_uniform((n, c, 2), np.empty(0)).astype(dt)
+        samples = _random_uniform((n, c, dims), np.empty(0)).astype(dt)
     else:
         samples = np.asarray(_random_samples.detach().cpu().numpy() if isinstance(_random_samples, Tensor)
                              else _random_samples, dt)
     xh = x.data if get_array_module(x.data) is np else x.data.get()
-    idx = np.empty((n, c, oh, ow), np.int64)
+    # sample j drives the window starts of: 2-D (W, H), 3-D (T, H, W), as PyTorch's
+    order = (1, 0) if dims == 2 else (0, 1, 2)
+    strides = [int(np.prod(size[d + 1:])) for d in range(dims)]
+    idx = np.empty((n, c) + out, np.int64)
     for b in range(n):
         for ch in range(c):
-            sw = _fractional_intervals(samples[b, ch, 0], w, ow, kw, dt)
-            sh = _fractional_intervals(samples[b, ch, 1], h, oh, kh, dt)
+            starts = [None] * dims
+            for j, d in enumerate(order):
+                starts[d] = _fractional_intervals(samples[b, ch, j], size[d], out[d], k[d], dt)
             plane = xh[b, ch]
-            for i, r0 in enumerate(sh):
-                for j, c0 in enumerate(sw):
-                    win = plane[r0:r0 + kh, c0:c0 + kw]
-                    k = int(np.argmax(np.where(np.isnan(win), np.inf, win)))  # first maximum (NaN wins)
-                    idx[b, ch, i, j] = (r0 + k // kw) * w + c0 + k % kw
-    flat = x.reshape(n, c, h * w)
+            for pos in np.ndindex(*out):
+                lo = [starts[d][pos[d]] for d in range(dims)]
+                win = plane[tuple(slice(lo[d], lo[d] + k[d]) for d in range(dims))]
+                flat = int(np.argmax(np.where(np.isnan(win), np.inf, win)))  # first maximum (NaN wins)
+                offs = np.unravel_index(flat, k)
+                idx[(b, ch) + pos] = sum((lo[d] + int(offs[d])) * strides[d] for d in range(dims))
     gather_idx = Tensor(idx.reshape(n, c, -1))
     if get_array_module(x.data) is not np:
         gather_idx = gather_idx.to(x.device)
-    out = ops.gather(flat, 2, gather_idx).reshape(n, c, oh, ow)
-    ind = gather_idx.reshape(n, c, oh, ow)  # (on the input's device, as PyTorch's)
+    res = ops.gather(x.reshape(n, c, -1), 2, gather_idx).reshape((n, c) + out)
+    ind = gather_idx.reshape((n, c) + out)  # (on the input's device, as PyTorch's)
     if unbatched:
-        out, ind = out.squeeze(0), ind.squeeze(0)
-    return (out, ind) if return_indices else out
+        res, ind = res.squeeze(0), ind.squeeze(0)
+    return (res, ind) if return_indices else res
 
 
 def max_unpool1d(input, indices, kernel_size, stride=None, padding=0, output_size=None) -> Tensor:
@@ -3594,3 +3621,8 @@ def upsample_nearest(input, size=None, scale_factor=None):
 def upsample_bilinear(input, size=None, scale_factor=None):
     """Deprecated in PyTorch for ``interpolate(..., mode='bilinear', align_corners=True)``."""
     return interpolate(input, size, scale_factor, mode="bilinear", align_corners=True)
+
+
+def fractional_max_pool3d_with_indices(input, kernel_size, output_size=None, output_ratio=None,
+                                       return_indices=True, _random_samples=None):
+    return fractional_max_pool3d(input, kernel_size, output_size, output_ratio, True, _random_samples)

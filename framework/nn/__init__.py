@@ -123,6 +123,7 @@ from .pooling import (
                          AvgPool2d,
                          AvgPool3d,
                          FractionalMaxPool2d,
+                         FractionalMaxPool3d,
                          LPPool1d,
                          LPPool2d,
                          LPPool3d,
@@ -175,5 +176,5 @@ __all__ = [
     "CircularPad3d", "LazyLinear", "LazyConv1d", "LazyConv2d", "LazyConv3d", "LazyConvTranspose1d",
     "LazyConvTranspose2d", "LazyConvTranspose3d", "LazyBatchNorm1d", "LazyBatchNorm2d", "LazyBatchNorm3d",
     "LazyInstanceNorm1d", "LazyInstanceNorm2d", "LazyInstanceNorm3d", "FeatureAlphaDropout",
-    "FractionalMaxPool2d", "SyncBatchNorm", "NLLLoss2d",
+    "FractionalMaxPool2d", "FractionalMaxPool3d", "SyncBatchNorm", "NLLLoss2d",
 ]

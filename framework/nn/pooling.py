@@ -225,7 +225,7 @@ class FractionalMaxPool2d(Module):
                  _random_samples=None):
         super().__init__()
         if output_size is None and output_ratio is None:
-            raise ValueError("FractionalMaxPool2d requires specifying either an output size, or a pooling "
+            raise ValueError(f"{type(self).__name__} requires specifying either an output size, or a pooling "
                              "ratio")
         if output_size is not None and output_ratio is not None:
             raise ValueError("only one of output_size and output_ratio may be specified")
@@ -233,6 +233,14 @@ class FractionalMaxPool2d(Module):
         self.return_indices = return_indices
         self.register_buffer("_random_samples", _random_samples)
 
+    _fn = staticmethod(F.fractional_max_pool2d)
+
     def forward(self, input):
-        return F.fractional_max_pool2d(input, self.kernel_size, self.output_size, self.output_ratio,
-                                       self.return_indices, _random_samples=self._random_samples)
+        return self._fn(input, self.kernel_size, self.output_size, self.output_ratio, self.return_indices,
+                        _random_samples=self._random_samples)
+
+
+class FractionalMaxPool3d(FractionalMaxPool2d):
+    """FractionalMaxPool2d over volumes (N, C, T, H, W): ``_random_samples`` (N, C, 3)."""
+
+    _fn = staticmethod(F.fractional_max_pool3d)

@@ -46,3 +46,36 @@ def test_unbatched_input_and_random_windows():
         fw.nn.FractionalMaxPool2d(2)
     with pytest.raises(ValueError, match="too large"):
         fw.nn.functional.fractional_max_pool2d(fw.tensor(x), 3, output_size=9)
+
+
+@pytest.mark.parametrize(
+    "kernel, out, ratio", [(2, (3, 4, 3), None), ((2, 3, 2), None, 0.5), (3, (2, 2, 3), None)]
+)
+def test_fractional_max_pool3d_matches_torch_for_the_same_samples(kernel, out, ratio):
+    """Volumes: the same windows as PyTorch's for the same samples (sample 0 drives T, 1 H, 2 W), values,
+    indices and the gradient (to each window's maximum)."""
+    x = np.random.default_rng(4).standard_normal((2, 3, 7, 8, 9))
+    samples = np.random.default_rng(5).uniform(0, 1, (2, 3, 3))
+    kw = dict(output_size=out, output_ratio=ratio, return_indices=True)
+    fx, tx = fw.tensor(x, requires_grad=True), torch.tensor(x, requires_grad=True)
+    fo, fi = fw.nn.functional.fractional_max_pool3d(fx, kernel, _random_samples=fw.tensor(samples), **kw)
+    to, ti = torch.nn.functional.fractional_max_pool3d(
+        tx, kernel, _random_samples=torch.tensor(samples), **kw
+    )
+    np.testing.assert_array_equal(fo.detach().numpy(), to.detach().numpy())
+    np.testing.assert_array_equal(fi.numpy(), ti.numpy())
+    fo.sum().backward()
+    to.sum().backward()
+    np.testing.assert_array_equal(fx.grad.numpy(), tx.grad.numpy())
+    m = fw.nn.FractionalMaxPool3d(
+        kernel, output_size=out, output_ratio=ratio, _random_samples=fw.tensor(samples)
+    )
+    np.testing.assert_array_equal(m(fw.tensor(x)).numpy(), to.detach().numpy())
+    assert (
+        tuple(
+            fw.nn.functional.fractional_max_pool3d(
+                fw.tensor(x[0]), kernel, output_size=out or (3, 4, 4)
+            ).shape
+        )[0]
+        == 3
+    )
