@@ -246,3 +246,20 @@ class ParameterDict(_KeyedContainer):
 
 def _as_param(v):
     return v if isinstance(v, Parameter) else Parameter(v)
+
+
+class DataParallel(Module):
+    """``torch.nn.DataParallel`` for code written for it: the framework runs on one device, so this holds
+    ``module`` (state-dict keys ``module.*``, as PyTorch's) and calls it on the whole batch. ``device_ids``
+    may name at most one device; more is an error, not a silent single-device run."""
+
+    def __init__(self, module: Module, device_ids=None, output_device=None, dim: int = 0):
+        super().__init__()
+        ids = [] if device_ids is None else list(device_ids)
+        if len(ids) > 1:
+            raise ValueError(f"DataParallel: the framework computes on one device; got device_ids={ids}")
+        self.module = module
+        self.device_ids, self.output_device, self.dim = ids, output_device, dim
+
+    def forward(self, *inputs, **kwargs):
+        return self.module(*inputs, **kwargs)

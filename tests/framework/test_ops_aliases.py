@@ -505,3 +505,14 @@ def test_forward_hooks_with_always_call_run_when_the_forward_raises():
     ok.register_forward_hook(lambda m, a, out: seen.append(out.shape), always_call=True)
     ok(fw.ones(3))
     assert seen == [(3,)]  # (once, after a forward that worked)
+
+
+def test_data_parallel_wraps_one_module_as_pytorch_names_it():
+    fw.manual_seed(0)
+    lin = fw.nn.Linear(3, 2)
+    dp = fw.nn.DataParallel(lin)
+    assert list(dp.state_dict()) == list(torch.nn.DataParallel(torch.nn.Linear(3, 2)).state_dict())
+    x = fw.randn(4, 3)
+    np.testing.assert_array_equal(dp(x).detach().numpy(), lin(x).detach().numpy())
+    with pytest.raises(ValueError, match="one device"):
+        fw.nn.DataParallel(lin, device_ids=[0, 1])
