@@ -559,43 +559,30 @@ def logaddexp2(input: Tensor, other) -> Tensor:
     return logaddexp(input * ln2, other * ln2) / ln2
 
 
-class _I0(Function):
-    """The modified Bessel function of the first kind, order 0; d/dx i0 = i1."""
+class _Bessel(Function):
+    """The modified Bessel function of the first kind of ``order`` 0 or 1; d/dx i0 = i1, and
+    d/dx i1 = i0 - i1 / x (1/2 at 0)."""
 
     saves_inputs = (0,)
 
     def forward(self, x):
         from .specfun import _special
 
-        return _special(x).i0(x).astype(x.dtype, copy=False)
+        return getattr(_special(x), f"i{self.order}")(x).astype(x.dtype, copy=False)
 
     def backward(self, g):
         (x,) = self.saved_tensors
-        return g * _I1()(x)
-
-
-class _I1(Function):
-    """Order 1, for i0's gradient; d/dx i1 = i0 - i1 / x (1/2 at 0)."""
-
-    saves_inputs = (0,)
-
-    def forward(self, x):
-        from .specfun import _special
-
-        return _special(x).i1(x).astype(x.dtype, copy=False)
-
-    def backward(self, g):
+        if self.order == 0:
+            return g * _Bessel(order=1)(x)
         from .basic import where
 
-        (x,) = self.saved_tensors
         zero = Tensor(x.data == 0)
-        safe = where(zero, 1.0, x)
-        return g * where(zero, 0.5, _I0()(x) - _I1()(x) / safe)
+        return g * where(zero, 0.5, _Bessel(order=0)(x) - _Bessel(order=1)(x) / where(zero, 1.0, x))
 
 
 def i0(input: Tensor) -> Tensor:
     """The modified Bessel function of the first kind of order 0, element-wise, as ``torch.i0``."""
-    return _I0()(_float_in(input))
+    return _Bessel(order=0)(_float_in(input))
 
 
 def is_floating_point(input: Tensor) -> bool:
