@@ -7,7 +7,8 @@ The API follows PyTorch's names and semantics: ``import framework as fw`` then `
 from . import autograd
 from .autograd import (enable_grad, inference_mode, is_grad_enabled, is_inference_mode_enabled, no_grad,
                        set_grad_enabled)
-from .backend import device
+from .backend import (are_deterministic_algorithms_enabled, device,
+                      is_deterministic_algorithms_warn_only_enabled, use_deterministic_algorithms)
 from .dtypes import (bool, cdouble, cfloat, complex64, complex128, double, dtype, float, float16, float32,
                      float64, get_default_dtype, half, int, int8, int16, int32, int64, long,
                      set_default_dtype, uint8)

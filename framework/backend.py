@@ -103,3 +103,38 @@ def to_device(array, dev: device):
     cp = cupy_module()
     with cp.cuda.Device(dev.index):
         return cp.asarray(array)
+
+
+# framework.use_deterministic_algorithms: on the CPU every operation of the framework gives the same bits on
+# every run (fixed orders of summation, on the framework's threads too). On CUDA the float scatter-adds
+# (atomic additions in an order that changes between runs) do not: with the mode on they raise, or warn
+# with ``warn_only``, as PyTorch's.
+_DETERMINISTIC = {"on": False, "warn_only": False}
+
+
+def use_deterministic_algorithms(mode: bool, *, warn_only: bool = False) -> None:
+    """Ask for operations that give the same result on every run, as PyTorch's function of that name."""
+    _DETERMINISTIC["on"], _DETERMINISTIC["warn_only"] = bool(mode), bool(warn_only)
+
+
+def are_deterministic_algorithms_enabled() -> bool:
+    return _DETERMINISTIC["on"]
+
+
+def is_deterministic_algorithms_warn_only_enabled() -> bool:
+    return _DETERMINISTIC["warn_only"]
+
+
+def alert_not_deterministic(caller: str) -> None:
+    """Called by an operation about to run without a deterministic implementation (on CUDA)."""
+    if not _DETERMINISTIC["on"]:
+        return
+    msg = (f"{caller} does not have a deterministic implementation, but you set "
+           "'use_deterministic_algorithms(True)'. You can turn off determinism just for this operation, or "
+           "use the 'warn_only=True' option, if that's acceptable for your application.")
+    if _DETERMINISTIC["warn_only"]:
+        import warnings
+
+        warnings.warn(msg, UserWarning, stacklevel=3)
+    else:
+        raise RuntimeError(msg)

@@ -820,6 +820,10 @@ def bincount(input, weights=None, minlength=0):
         raise ValueError("bincount(): the input has negative values")
     xp = get_array_module(a)
     w = None if weights is None else (weights.data if isinstance(weights, Tensor) else xp.asarray(weights))
+    if w is not None and xp is not np:
+        from ..backend import alert_not_deterministic
+
+        alert_not_deterministic("bincount with weights (CUDA, atomic float additions)")
     r = xp.bincount(a, weights=w, minlength=minlength)
     return Tensor(r.astype(np.int64) if w is None else r)
 

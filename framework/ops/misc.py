@@ -386,6 +386,10 @@ class _ScatterReduce(Function):
         touched[flat] = True
         if reduce in ("sum", "mean"):
             base = out if inc else xp.where(touched, 0, out).astype(out.dtype)
+            if xp is not np and base.dtype.kind in "fc":
+                from ..backend import alert_not_deterministic
+
+                alert_not_deterministic(f"scatter_reduce(reduce={reduce!r}) (CUDA, atomic float additions)")
             xp.add.at(base, flat, vals)
             if reduce == "mean":
                 cnt = xp.bincount(flat, minlength=out.size) + (1 if inc else 0)

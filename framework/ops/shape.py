@@ -591,6 +591,9 @@ def add_at(xp, out, key, values):
         cupyx.scatter_add(wide, key, xp.asarray(values).astype(xp.int32))
         out[...] = wide > 0
     else:
+        from ..backend import alert_not_deterministic
+
+        alert_not_deterministic("scatter_add (CUDA, atomic float additions)")
         cupyx.scatter_add(out, key, values)
 
 

@@ -1201,3 +1201,21 @@ def test_later_layers_on_gpu_match_cpu():
         return loss.item() + float(model.swa.module[1].running_var.sum().item())
 
     _same_run(build, step)
+
+
+def test_deterministic_mode_refuses_cuda_float_scatter_adds():
+    """Under use_deterministic_algorithms(True) the float scatter-adds on CUDA (atomic additions) raise, as
+    PyTorch's; integer ones (exact in any order) and the CPU's do not."""
+    idx = fw.tensor(np.array([0, 1, 1, 3]), device="cuda")
+    try:
+        fw.use_deterministic_algorithms(True)
+        with pytest.raises(RuntimeError, match="deterministic"):
+            fw.zeros(4, device="cuda").index_add(0, idx, fw.ones(4, device="cuda"))
+        with pytest.raises(RuntimeError, match="deterministic"):
+            fw.bincount(idx, weights=fw.ones(4, device="cuda"))
+        ones = fw.ones(4, dtype=fw.int64, device="cuda")
+        counts = fw.zeros(4, dtype=fw.int64, device="cuda").index_add(0, idx, ones)
+        assert counts.cpu().numpy().tolist() == [1, 2, 0, 1]
+        fw.zeros(4).index_add(0, idx.cpu(), fw.ones(4))  # (the CPU's: fine)
+    finally:
+        fw.use_deterministic_algorithms(False)

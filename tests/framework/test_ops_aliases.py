@@ -516,3 +516,37 @@ def test_data_parallel_wraps_one_module_as_pytorch_names_it():
     np.testing.assert_array_equal(dp(x).detach().numpy(), lin(x).detach().numpy())
     with pytest.raises(ValueError, match="one device"):
         fw.nn.DataParallel(lin, device_ids=[0, 1])
+
+
+def test_deterministic_mode_flags_and_cpu_operations_unaffected():
+    """The flags as PyTorch's; on the CPU every operation is deterministic, so nothing raises and two runs
+    (on the framework's threads too) give the same bits; the alert an operation without a deterministic
+    implementation raises (CUDA's float scatter-adds) raises or warns as PyTorch's."""
+    from framework.backend import alert_not_deterministic
+
+    assert not fw.are_deterministic_algorithms_enabled()
+    try:
+        fw.use_deterministic_algorithms(True)
+        assert (
+            fw.are_deterministic_algorithms_enabled()
+            and not fw.is_deterministic_algorithms_warn_only_enabled()
+        )
+        runs = []
+        for _ in range(2):
+            fw.manual_seed(0)
+            x = fw.randn(64, 16, requires_grad=True)
+            idx = fw.tensor(np.random.default_rng(0).integers(0, 8, 64))
+            y = fw.zeros(8, 16).index_add(0, idx, x * 3).sum() + fw.bincount(idx, weights=x[:, 0]).sum()
+            y = y + fw.zeros(8, 16).scatter_reduce(0, idx[:, None].expand(64, 16), x, "mean").sum()
+            y.backward()
+            runs.append(x.grad.numpy().copy())
+        np.testing.assert_array_equal(runs[0], runs[1])
+        with pytest.raises(RuntimeError, match="does not have a deterministic implementation"):
+            alert_not_deterministic("scatter_add (CUDA)")
+        fw.use_deterministic_algorithms(True, warn_only=True)
+        assert fw.is_deterministic_algorithms_warn_only_enabled()
+        with pytest.warns(UserWarning, match="deterministic"):
+            alert_not_deterministic("scatter_add (CUDA)")
+    finally:
+        fw.use_deterministic_algorithms(False)
+    alert_not_deterministic("anything")  # (mode off: nothing)
