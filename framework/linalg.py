@@ -468,7 +468,11 @@ def pinv(A: Tensor, *, atol: float | None = None, rtol: float | None = None,
          hermitian: bool = False) -> Tensor:
     """The Moore-Penrose pseudo-inverse from the SVD, as ``torch.linalg.pinv``: singular values at or
     under max(atol, rtol * largest) count as zero (default rtol: eps * max(m, n), atol 0)."""
-    A = _float_in(A)
+    return _pinv_parts(_float_in(A), atol, rtol)[0]
+
+
+def _pinv_parts(A: Tensor, atol, rtol):
+    """(pseudo-inverse, singular values, the mask of those kept) from one SVD (pinv and lstsq share it)."""
     u, s, vh = svd(A, full_matrices=False)
     eps = float(np.finfo(s.data.dtype).eps)
     if rtol is None:
@@ -478,7 +482,7 @@ def pinv(A: Tensor, *, atol: float | None = None, rtol: float | None = None,
         tol = tol.clamp(min=atol)
     keep = s > tol
     inv_s = (1.0 / s.clamp(min=1e-300)) * keep.to(s.dtype)
-    return matmul(transpose(vh, -1, -2) * inv_s.unsqueeze(-2), transpose(u, -1, -2))
+    return matmul(transpose(vh, -1, -2) * inv_s.unsqueeze(-2), transpose(u, -1, -2)), s, keep
 
 
 def matrix_rank(A: Tensor, *, atol: float | None = None, rtol: float | None = None,
@@ -523,12 +527,11 @@ def lstsq(A: Tensor, B: Tensor, rcond: float | None = None, *, driver: str | Non
         raise RuntimeError(f"torch.linalg.lstsq: input.size(-2) should match other.size(-2), got A "
                            f"{tuple(A.shape)} and B {tuple(B.shape)}")
     m, n = A.shape[-2:]
-    x = matmul(pinv(A, rtol=rcond), Bm)
+    inv, s, keep = _pinv_parts(A, None, rcond)  # (one SVD for the solution, the rank and the values)
+    x = matmul(inv, Bm)
+    s = s.detach()
     with no_grad():
-        s = svdvals(A.detach())
-        eps = float(np.finfo(s.data.dtype).eps)
-        tol = s.max(-1, keepdim=True).values * (eps * builtins.max(m, n) if rcond is None else rcond)
-        rank = (s > tol).sum(-1)
+        rank = keep.sum(-1)
     full = bool((rank.data == builtins.min(m, n)).all()) if rank.numel() else True
     lead = tuple(A.shape[:-2])
     if driver != "gelsy" and m > n and full:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from .. import dtypes
-from ..autograd import Function
 from ..tensor import Tensor
 from . import aliases, basic, complexops, compose, extra, misc, reduce, shape, specfun, spectral, stats
 from .aliases import *  # noqa: F401,F403
@@ -315,8 +314,6 @@ def _view_in_place(name, op):
     PyTorch's. A view of another tensor in the graph is refused rather than re-derived wrongly."""
 
     def method(self, *args, **kwargs):
-        import weakref
-
         from ..autograd import is_grad_enabled
 
         if not (is_grad_enabled() and self.requires_grad):
@@ -330,42 +327,23 @@ def _view_in_place(name, op):
                                f"that require grad; use {name[:-1]}() instead")
         fn, idx = self.grad_fn, self._out_idx
         old = Tensor._from_op(self.data, fn, idx)  # (the value before: the producer's output now)
-        outs = list(fn._outputs)
-        outs[idx] = weakref.ref(old)
-        fn._outputs = tuple(outs)
+        shape._point_output(fn, idx, old)
         old._hooks, self._hooks = self._hooks, []
         new = op(old, *args, **kwargs)
-        nfn = new.grad_fn
-        nouts = list(nfn._outputs)
-        nouts[new._out_idx] = weakref.ref(self)
-        nfn._outputs = tuple(nouts)
-        self.data, self.grad_fn, self._out_idx = new.data, nfn, new._out_idx
+        shape._point_output(new.grad_fn, new._out_idx, self)
+        self.data, self.grad_fn, self._out_idx = new.data, new.grad_fn, new._out_idx
         return self
 
     method.__name__ = name
     return method
 
 
-class _ZeroGradConstant(Function):
-    """``value`` in the graph of x, with a zero gradient: what a comparison done in place leaves."""
-
-    def forward(self, x):
-        return self.value
-
-    def backward(self, g):
-        from ..tensor import zeros_like
-
-        return zeros_like(g)
-
-
 def _compare_in_place(name):
-    def make(old, other):
-        from ..autograd import is_grad_enabled
+    """``t.ge_(other)`` and the like: 1 / 0 in ``t``'s own dtype (``_inplace`` gives the constant result its
+    zero gradient)."""
 
-        res = getattr(Tensor, name)(old, other).to(old.dtype)
-        if is_grad_enabled() and old.requires_grad:
-            return _ZeroGradConstant(value=res.data)(old)
-        return res
+    def make(old, other):
+        return getattr(Tensor, name)(old, other).to(old.dtype)
 
     return make
 

@@ -72,18 +72,9 @@ def isneginf(input: Tensor) -> Tensor:
 
 def dist(input: Tensor, other, p: float = 2) -> Tensor:
     """The p-norm of ``input - other`` (broadcast), as ``torch.dist``."""
-    from .basic import pow as _pow
-    from .reduce import amax, amin
-    from .reduce import sum as sum_
+    from ..linalg import vector_norm
 
-    d = (input - other).abs()
-    if p == math.inf:
-        return amax(d)
-    if p == -math.inf:
-        return amin(d)
-    if p == 0:
-        return sum_(ne(d, 0).to(d.dtype))
-    return _pow(sum_(_pow(d, p)), 1.0 / p)
+    return vector_norm(input - other, p)
 
 
 def nanquantile(input: Tensor, q, dim=None, keepdim: bool = False, *, interpolation: str = "linear"):
@@ -94,7 +85,7 @@ def nanquantile(input: Tensor, q, dim=None, keepdim: bool = False, *, interpolat
 
     x = reshape(input, (-1,)) if dim is None else input
     if dim is None:
-        keep = ~np.isnan(_host(x.data))
+        keep = ~np.isnan(x.detach().cpu().numpy())
         if keep.all() or not keep.any():
             return quantile(x, q, None, keepdim, interpolation=interpolation)
         from .shape import index_select
@@ -116,10 +107,6 @@ def nanquantile(input: Tensor, q, dim=None, keepdim: bool = False, *, interpolat
     if keepdim:
         out = out.unsqueeze(len(qshape) + d)
     return out
-
-
-def _host(a):
-    return a.get() if hasattr(a, "get") else a
 
 
 def msort(input: Tensor) -> Tensor:

@@ -368,6 +368,29 @@ def _indexed_view_key(t: Tensor):
     return fn.key if isinstance(fn, GetItem) and getattr(fn, "is_view_result", False) else None
 
 
+def _point_output(fn, idx: int, t: Tensor) -> None:
+    """Make output ``idx`` of node ``fn`` refer to ``t`` (after an in-place change, the tensor that now holds
+    that value: the snapshot of the old one, or the changed tensor itself)."""
+    import weakref
+
+    outs = list(fn._outputs)
+    outs[idx] = weakref.ref(t)
+    fn._outputs = tuple(outs)
+
+
+class _ZeroGradConstant(Function):
+    """``value`` in the graph of x with a zero gradient: what an in-place op whose result does not depend
+    on the graph (a comparison written as 1 / 0) leaves, as PyTorch's."""
+
+    def forward(self, x):
+        return self.value
+
+    def backward(self, g):
+        from ..tensor import zeros_like
+
+        return zeros_like(g)
+
+
 def _inplace(t: Tensor, make, name, other_requires_grad=False, copy_old=True):
     """Run ``make(old)`` out of place and make ``t`` hold the result, in place.
 
@@ -420,13 +443,8 @@ def _inplace(t: Tensor, make, name, other_requires_grad=False, copy_old=True):
         old = Tensor._from_op(data, t.grad_fn, t._out_idx) if t.grad_fn is not None else Tensor(data)
         if t.grad_fn is not None:
             # Re-point the producer's output to the snapshot so gradients reach it.
-            import weakref
-
-            fn = t.grad_fn
-            outs = list(fn._outputs)
-            kept = outs[t._out_idx]
-            outs[t._out_idx] = weakref.ref(old)
-            fn._outputs = tuple(outs)
+            fn, idx = t.grad_fn, t._out_idx
+            _point_output(fn, idx, old)
             old._hooks = t._hooks
             t._hooks = []
         try:
@@ -436,19 +454,15 @@ def _inplace(t: Tensor, make, name, other_requires_grad=False, copy_old=True):
                                    f"type {t.dtype}")
         except BaseException:
             if t.grad_fn is not None:  # (the op failed: ``t`` stays what it was, hooks included)
-                outs[t._out_idx] = kept
-                fn._outputs = tuple(outs)
+                _point_output(fn, idx, t)
                 t._hooks = old._hooks
             raise
+        if new.grad_fn is None:  # (a result that does not depend on the graph, a comparison's: zero gradient)
+            new = _ZeroGradConstant(value=new.data)(old)
         if new.data is not t.data:
             t.data[...] = new.data
-        import weakref
-
-        fn = new.grad_fn
-        outs = list(fn._outputs)
-        outs[new._out_idx] = weakref.ref(t)
-        fn._outputs = tuple(outs)
-        t.grad_fn, t._out_idx, t._requires_grad = fn, new._out_idx, True
+        _point_output(new.grad_fn, new._out_idx, t)
+        t.grad_fn, t._out_idx, t._requires_grad = new.grad_fn, new._out_idx, True
     else:
         new = make(Tensor(t.data))
         xp = get_array_module(t.data)
