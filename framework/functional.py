@@ -1588,22 +1588,44 @@ class _BatchNormTrain(_NormAffine):
         """sum over (N, L) of a3 * b3 (both (N, C, L)): BLAS dot products of rows, no temporary."""
         return np.matmul(a3[..., None, :], b3[..., :, None]).reshape(a3.shape[:2]).sum(0)
 
+    @staticmethod
+    def _runner(n_rows, values):
+        """run(f): [f(i0, i1)] over ranges of the batch, one per framework thread for a large batch
+        (``framework.utils.parallel.row_parts``), else the whole batch as one range. Each pass of batch
+        norm is independent per image but for its per-channel sums, which add up over the ranges."""
+        from .utils.parallel import parallel_map, row_parts
+
+        parts = row_parts(n_rows, values)
+        if parts is None:
+            return lambda f: [f(0, n_rows)]
+        return lambda f: parallel_map(lambda r: f(*r), parts)
+
     def forward(self, x, w, b):
         if not self._fast(x):
             return super().forward(x, w, b)
         c = x.shape[1]
         x3 = x.reshape(x.shape[0], c, -1)
         n = x3.shape[0] * x3.shape[2]
-        mean = _per_channel_sum(x3) / x.dtype.type(n)
-        d = np.subtract(x3, mean.reshape(1, c, 1))
-        var = self._dot_per_channel(d, d) / x.dtype.type(n)
+        run = self._runner(x3.shape[0], x3.size)
+        mean = sum(run(lambda i0, i1: _per_channel_sum(x3[i0:i1]))) / x.dtype.type(n)
+        d = np.empty_like(x3)
+
+        def centre(i0, i1):
+            np.subtract(x3[i0:i1], mean.reshape(1, c, 1), out=d[i0:i1])
+            return self._dot_per_channel(d[i0:i1], d[i0:i1])
+
+        var = sum(run(centre)) / x.dtype.type(n)
         invstd = 1.0 / np.sqrt(var + x.dtype.type(self.eps))
         scale = (invstd * w.reshape(c) if w is not None else invstd).reshape(1, c, 1)
         y = np.empty_like(x3)
-        for i0, i1 in self._chunks(x3):
-            np.multiply(d[i0:i1], scale, out=y[i0:i1])
-            if b is not None:
-                y[i0:i1] += b.reshape(1, c, 1)
+
+        def affine(i0, i1):
+            for j0, j1 in self._chunks(x3[i0:i1]):
+                np.multiply(d[i0 + j0:i0 + j1], scale, out=y[i0 + j0:i0 + j1])
+                if b is not None:
+                    y[i0 + j0:i0 + j1] += b.reshape(1, c, 1)
+
+        run(affine)
         shape = self.pshape
         self.mean, self.var, self.n = mean.reshape(shape), var.reshape(shape), n
         self.invstd = invstd.reshape(shape)
@@ -1618,8 +1640,10 @@ class _BatchNormTrain(_NormAffine):
         c = d.shape[1]
         g3 = gd.reshape(d.shape)
         invstd = self.invstd.reshape(c)
-        sg = _per_channel_sum(g3)
-        sgx = self._dot_per_channel(g3, d) * invstd  # sum(g * xhat)
+        run = self._runner(d.shape[0], d.size)
+        sums = run(lambda i0, i1: (_per_channel_sum(g3[i0:i1]), self._dot_per_channel(g3[i0:i1], d[i0:i1])))
+        sg = sum(t[0] for t in sums)
+        sgx = sum(t[1] for t in sums) * invstd  # sum(g * xhat)
         gx = None
         if need[0]:
             scale = invstd * w.data.reshape(c) if w is not None else invstd
@@ -1628,13 +1652,17 @@ class _BatchNormTrain(_NormAffine):
             bd = (-scale * invstd * sgx * inv_n).astype(d.dtype).reshape(1, c, 1)
             c0 = (-scale * sg * inv_n).astype(d.dtype).reshape(1, c, 1)
             out = np.empty_like(g3)
-            chunks = self._chunks(d)
-            buf = np.empty((chunks[0][1] - chunks[0][0],) + d.shape[1:], d.dtype)
-            for i0, i1 in chunks:  # gx = scale * (g - sum(g)/n - xhat * sum(g xhat)/n)
-                t = np.multiply(d[i0:i1], bd, out=buf[:i1 - i0])
-                o = np.multiply(g3[i0:i1], a, out=out[i0:i1])
-                o += t
-                o += c0
+
+            def grad(i0, i1):  # gx = scale * (g - sum(g)/n - xhat * sum(g xhat)/n)
+                chunks = self._chunks(d[i0:i1])
+                buf = np.empty((chunks[0][1] - chunks[0][0],) + d.shape[1:], d.dtype)
+                for j0, j1 in chunks:
+                    t = np.multiply(d[i0 + j0:i0 + j1], bd, out=buf[:j1 - j0])
+                    o = np.multiply(g3[i0 + j0:i0 + j1], a, out=out[i0 + j0:i0 + j1])
+                    o += t
+                    o += c0
+
+            run(grad)
             gx = Tensor(out.reshape(gd.shape))
         gw = Tensor(sgx.astype(d.dtype).reshape(w.shape)) if need[1] else None
         gb = Tensor(sg.reshape(b.shape)) if need[2] else None

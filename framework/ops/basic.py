@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from .. import dtypes as _dt
-from ..autograd import Function
+from ..autograd import Function, is_grad_enabled
 from ..backend import device_of, get_array_module, to_device
 from ..tensor import Tensor
 
@@ -339,11 +339,52 @@ class Relu(Function):
 
     def backward(self, g):
         (y,) = self.saved_tensors
+        if not is_grad_enabled():  # (no graph of the gradient to record: one fused pass)
+            fast = _relu_grad_array(g.data, y.data)
+            if fast is not None:
+                return Tensor(fast)
         return Mask(mask=y.data > 0)(g)  # a bool mask: x * mask keeps x's float dtype
 
 
 _RELU_CHUNK = 1 << 18
 _zero_chunks: dict = {}
+
+
+def _flat_parts(n):
+    """Ranges of a flat pass over n values, one per framework thread when it is large enough to pay
+    (``framework.utils.parallel.row_parts``), else [(0, n)]."""
+    from ..utils.parallel import row_parts
+
+    return row_parts(n, n) or [(0, n)]
+
+
+def _over_parts(fn, parts):
+    if len(parts) == 1:
+        fn(parts[0])
+        return
+    from ..utils.parallel import parallel_map
+
+    parallel_map(fn, parts)
+
+
+def _relu_grad_array(g, y):
+    """g * (y > 0) for contiguous NumPy float arrays of one dtype and shape (None otherwise): the mask
+    made and used a cache-sized chunk at a time, over the framework's threads when large."""
+    if (not isinstance(g, np.ndarray) or not isinstance(y, np.ndarray) or g.dtype != y.dtype
+            or g.dtype.kind != "f" or g.shape != y.shape
+            or not (g.flags.c_contiguous and y.flags.c_contiguous)):
+        return None
+    out = np.empty_like(g)
+    gf, yf, of = g.reshape(-1), y.reshape(-1), out.reshape(-1)
+
+    def part(r):
+        mask = np.empty(min(_RELU_CHUNK, r[1] - r[0]), bool)
+        for i in range(r[0], r[1], _RELU_CHUNK):
+            j = min(r[1], i + _RELU_CHUNK)
+            np.multiply(gf[i:j], np.greater(yf[i:j], 0, out=mask[:j - i]), out=of[i:j])
+
+    _over_parts(part, _flat_parts(gf.size))
+    return out
 
 
 def _relu_array(x, out=None):
@@ -364,10 +405,14 @@ def _relu_array(x, out=None):
     if zb is None:
         zb = _zero_chunks[x.dtype] = np.zeros(_RELU_CHUNK, dtype=x.dtype)
     xf, of = x.reshape(-1), out.reshape(-1)
-    n, c = xf.size, zb.size
-    for i in range(0, n, c):
-        j = min(n, i + c)
-        np.maximum(xf[i:j], zb[:j - i], out=of[i:j])
+    c = zb.size
+
+    def part(r):
+        for i in range(r[0], r[1], c):
+            j = min(r[1], i + c)
+            np.maximum(xf[i:j], zb[:j - i], out=of[i:j])
+
+    _over_parts(part, _flat_parts(xf.size))
     return out
 
 
