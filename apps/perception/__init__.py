@@ -91,12 +91,14 @@ def load_model(
     device: str = "cpu",
     conf: float | None = None,
     flip_test: bool = False,
+    rescore: bool = True,
 ):
-    """A :class:`~apps.perception.detector.Detector` from safetensors weights (default: committed model)."""
+    """A :class:`~apps.perception.detector.Detector` from safetensors weights (default: committed model);
+    ``rescore``: with the rescorer its model card names (:mod:`apps.perception.rescore`)."""
     from .detector import DEFAULT_WEIGHTS
     from .detector import load_model as _load
 
-    return _load(weights or DEFAULT_WEIGHTS, card, device, conf, flip_test)
+    return _load(weights or DEFAULT_WEIGHTS, card, device, conf, flip_test, rescore)
 
 
 def load_default_model(device: str = "cpu", conf: float | None = None, flip_test: bool = False):

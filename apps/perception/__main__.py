@@ -77,14 +77,14 @@ def _out_dir(path: str, flag: str = "--out") -> str:
 _FLIP_HELP = "also run the network on each frame mirrored and average the two (finer boxes, 2x model time)"
 
 
-def _load(weights, device, conf=None, flip_test=False):
+def _load(weights, device, conf=None, flip_test=False, rescore=True):
     """The detector, with damaged or mismatched weights reported in one line."""
     from framework.serialization import CheckpointError
 
     from . import load_model
 
     try:
-        return load_model(weights, device=device, conf=conf, flip_test=flip_test)
+        return load_model(weights, device=device, conf=conf, flip_test=flip_test, rescore=rescore)
     except CheckpointError as e:
         raise SystemExit(f"error: --weights: {e}") from None
     except RuntimeError as e:
@@ -194,7 +194,9 @@ def cmd_evaluate(a):
         if inside or os.path.samefile(a.save_json, a.data):
             raise SystemExit(f"error: --save-json {a.save_json!r} is an existing file of --data {a.data!r}: "
                              "write the detections elsewhere")
-    det = _load(a.weights, a.device, flip_test=a.flip_test)
+    det = _load(a.weights, a.device, flip_test=a.flip_test, rescore=not a.no_rescore)
+    if det.rescorer is not None:
+        print("boxes ranked by the rescorer's confidence (--no-rescore: by score x quality)", file=sys.stderr)
     if os.path.exists(os.path.join(a.data, "images.npy")):
         if a.kitti_difficulty:
             raise SystemExit("error: --kitti-difficulty applies to a KITTI folder, not to a training cache")
@@ -206,12 +208,44 @@ def cmd_evaluate(a):
                 "deployed)",
                 file=sys.stderr,
             )
-        m = evaluate_cache(det.model, a.data, det.size, a.limit, a.device, a.save_json, a.flip_test)
+        m = evaluate_cache(det.model, a.data, det.size, a.limit, a.device, a.save_json, a.flip_test,
+                           rescorer=det.rescorer)
     else:
         m = evaluate_folder(det, a.data, a.save_json, a.limit, kitti_difficulty=a.kitti_difficulty)
     print(format_report(m), file=sys.stderr)
     m.pop("pr_curve", None)
     print(json.dumps(_json_safe(m), allow_nan=False))  # undefined metrics (no ground truth) are null
+
+
+def cmd_rescorer(a):
+    from . import rescore
+    from .detector import DEFAULT_WEIGHTS
+    from .evaluate import evaluate_cache
+    from .train import _json_safe
+
+    for root in a.data + ([a.val] if a.val else []):
+        if not os.path.exists(os.path.join(root, "images.npy")):
+            raise SystemExit(f"error: {root!r} is not a cache (python -m apps.perception cache)")
+    if os.path.exists(a.out):
+        raise SystemExit(f"error: --out {a.out!r} exists: choose another file or remove it")
+    det = _load(a.weights, a.device, rescore=False)
+    weights = a.weights or DEFAULT_WEIGHTS
+    x, y, w, frames = rescore.collect(det.model, a.data, a.device)
+    left_out = int((w == 0).sum())
+    print(f"{frames} frames, {len(y)} boxes ({left_out} in ignore regions, left out)", file=sys.stderr)
+    meta = {"input_size": det.size, "detector_sha256": rescore.sha256_file(weights),
+            "data": [os.path.normpath(r) for r in a.data], "frames": frames, "boxes": int(len(y))}
+    model = rescore.train(x, y, w, meta, hidden=a.hidden, steps=a.steps, seed=a.seed,
+                          progress=lambda s, v: print(f"step {s} loss {v:.4f}", file=sys.stderr))
+    out = {"frames": frames, "boxes": int(len(y))}
+    if a.val:
+        base = evaluate_cache(det.model, a.val, det.size, device=a.device)
+        new = evaluate_cache(det.model, a.val, det.size, device=a.device, rescorer=model)
+        out["val"] = {k: {"mAP50": m["mAP50"], "mAP50_95": m["mAP50_95"]}
+                      for k, m in (("score_x_quality", base), ("rescorer", new))}
+        model.meta["val"] = json.dumps(_json_safe(out["val"]))
+    model.save(a.out)
+    print(json.dumps(_json_safe(out), allow_nan=False))
 
 
 def cmd_demo(a, track=True):
@@ -444,7 +478,22 @@ def main(argv=None):
         help="KITTI data: count only the objects of this benchmark level (the others are ignore regions)",
     )
     e.add_argument("--flip-test", action="store_true", help=_FLIP_HELP)
+    e.add_argument("--no-rescore", action="store_true",
+                   help="rank boxes by score x quality instead of the model card's rescorer")
     e.set_defaults(fn=cmd_evaluate)
+
+    q = sub.add_parser("rescorer", help="train a detector's box rescorer on its outputs on cached frames")
+    q.add_argument("--data", required=True, nargs="+", help="caches (python -m apps.perception cache) not "
+                   "used to train the detector")
+    q.add_argument("--weights", default=None)
+    q.add_argument("--val", default=None,
+                   help="a cache to compare rankings on (rescorer against score x quality)")
+    q.add_argument("--out", required=True, help="the rescorer file to write (.safetensors)")
+    q.add_argument("--steps", type=_number(int, 1), default=6000)
+    q.add_argument("--hidden", type=_number(int, 1), default=64)
+    q.add_argument("--seed", type=int, default=0)
+    q.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    q.set_defaults(fn=cmd_rescorer)
 
     for name, helptext in (
         ("demo", "real-time detection + tracking on a camera, file, folder or stream"),

@@ -23,6 +23,10 @@ Tuned on the validation frames with stage 14's weights (LOC_QUALITY 2, 3, 4, 6: 
 Thresholding the product instead lost more true objects than false ones: tracking on drives of seeds
 31-34 reached MOTA 0.733 at its best threshold against 0.772 on the score.
 
+A learned rescorer (:mod:`apps.perception.rescore`) can replace score x quality as the ranking: with
+``features=True`` each detection carries what it reads (the decoder's part here, the frame's part added by
+:func:`apps.perception.detector.to_frame`).
+
 Flip test (``flip_merge``, optional, as in CenterNet's paper): the network also sees each image mirrored
 left to right, and the two outputs are averaged cell by cell (the mirrored ones mapped back) before
 decoding. Twice the network's time; measured on the committed detector it raises mAP50-95 by about 0.02
@@ -55,10 +59,12 @@ REFINE_POWER = 4.0
 LOC_QUALITY = 3.0
 
 
-def _refined(prob_c: np.ndarray, reg: np.ndarray, cls, cy, cx) -> tuple[np.ndarray, np.ndarray]:
+def _refined(prob_c: np.ndarray, reg: np.ndarray, cls, cy, cx) -> tuple[np.ndarray, np.ndarray, dict]:
     """(K, 4) [centre x, centre y, log w, log h] in cells: the heatmap-weighted mean over each
-    peak's 3x3 neighbourhood (cells past the edge weigh 0); and (K,) the spread of the neighbourhood's
-    centre estimates (see the module docstring). prob_c (C, H, W), reg (4, H, W)."""
+    peak's 3x3 neighbourhood (cells past the edge weigh 0); (K,) the spread of the neighbourhood's
+    centre estimates (see the module docstring); and {"size_spread", "sharpness"} (K,) each: the
+    root-mean-square deviation of the neighbourhood's log-size estimates, and the mean probability of
+    the peak's class at its neighbours relative to the peak's. prob_c (C, H, W), reg (4, H, W)."""
     H, W = prob_c.shape[1:]
     d = np.array([-1, 0, 1])
     ny, nx = np.broadcast_arrays(cy[:, None, None] + d[None, :, None], cx[:, None, None] + d[None, None, :])
@@ -80,7 +86,11 @@ def _refined(prob_c: np.ndarray, reg: np.ndarray, cls, cy, cx) -> tuple[np.ndarr
     centre = np.where(inside, est[:2], 0.0).sum((2, 3)) / cells  # (2, K)
     size = np.exp(np.clip(box[2:], -4, 6))[:, :, None, None]  # w, h in cells
     dev = np.where(inside, (((est[:2] - centre[:, :, None, None]) / size) ** 2).sum(0), 0.0)
-    return box.T, np.sqrt(dev.sum((1, 2)) / cells)
+    log_size = np.where(inside, est[2:], 0.0).sum((2, 3)) / cells  # (2, K)
+    size_dev = np.where(inside, ((est[2:] - log_size[:, :, None, None]) ** 2).sum(0), 0.0)
+    extras = {"size_spread": np.sqrt(size_dev.sum((1, 2)) / cells),
+              "sharpness": (ratio.sum((1, 2)) - 1.0) / np.maximum(cells - 1, 1)}
+    return box.T, np.sqrt(dev.sum((1, 2)) / cells), extras
 
 
 def flip_merge(
@@ -110,6 +120,7 @@ def decode(
     nms_iou: float | None = 0.7,
     logits: bool = True,
     refine: bool = True,
+    features: bool = False,
 ) -> list[Detections]:
     """Boxes for each image of a batch, in model-input pixels (xyxy).
 
@@ -119,8 +130,12 @@ def decode(
         conf: score threshold; top_k: most peaks kept per image; nms_iou: class-aware NMS IoU
             threshold applied after peak picking (None = off); refine: average each box over the
             peak's 3x3 neighbourhood and rate its localisation (``Detections.quality``; see the module
-            docstring), else the peak cell's box alone (no quality).
+            docstring), else the peak cell's box alone (no quality); features: also give each
+            detection the decoder's part of the rescorer's features (``Detections.features``, see
+            :func:`apps.perception.rescore.decoder_features`; needs ``refine``).
     """
+    if features and not refine:
+        raise ValueError("decode: features=True needs refine=True (the features come from the refinement)")
     heat = np.asarray(heat, np.float32)
     reg = np.asarray(reg, np.float32)
     prob = sigmoid(heat) if logits else heat
@@ -138,22 +153,30 @@ def decode(
         cls, cell = np.divmod(idx, H * W)
         cy, cx = np.divmod(cell, W)
         quality = np.ones(len(idx), np.float32) if refine else None
+        feats = None
         if refine and len(idx):
-            box, spread = _refined(prob[n], reg[n], cls, cy, cx)
+            box, spread, extras = _refined(prob[n], reg[n], cls, cy, cx)
             ex, ey, lw, lh = box.T
             quality = (1.0 / (1.0 + LOC_QUALITY * spread)).astype(np.float32)
+            if features:
+                from .rescore import decoder_features
+
+                feats = decoder_features(prob[n], reg[n], cls, cy, cx, box, spread, extras)
         else:
             r = reg[n][:, cy, cx]
             ex, ey, lw, lh = cx + r[0], cy + r[1], r[2], r[3]
+            if features:  # (no peaks: features needs refine)
+                from .rescore import N_DECODER_FEATURES
+
+                feats = np.zeros((0, N_DECODER_FEATURES), np.float32)
         x, y = ex * stride, ey * stride
         w = np.exp(np.clip(lw, -4, 6)) * stride
         h = np.exp(np.clip(lh, -4, 6)) * stride
         boxes = np.stack([x - w / 2, y - h / 2, x + w / 2, y + h / 2], 1).astype(np.float32)
         scores = s[idx].astype(np.float32)
         classes = cls.astype(np.int64)
+        d = Detections(boxes, scores, classes, quality, feats)
         if nms_iou is not None and len(boxes) > 1:
-            keep = batched_nms(boxes, scores, classes, nms_iou)
-            boxes, scores, classes = boxes[keep], scores[keep], classes[keep]
-            quality = None if quality is None else quality[keep]
-        out.append(Detections(boxes, scores, classes, quality))
+            d = d.select(batched_nms(boxes, scores, classes, nms_iou))
+        out.append(d)
     return out

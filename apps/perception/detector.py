@@ -47,9 +47,14 @@ class Detector:
             layer, which is what sets the time of a small network at batch 1. The first frame of each
             shape runs eagerly (kernels compiled and tuned), then is captured. If the capture fails,
             a warning says why and the network runs eagerly from then on.
+        rescorer: an :class:`apps.perception.rescore.Rescorer` trained for these weights and this size:
+            each detection's ``confidence``, by which evaluation and the COCO export rank boxes (None:
+            they rank by score x spread quality).
     Attributes: ``net`` (the module that runs: the fused copy, or ``model``), ``classes`` (names),
         ``last_timing`` {"preprocess", "model", "decode"} in ms.
     """
+
+    rescorer = None  # (see Args)
 
     def __init__(
         self,
@@ -64,6 +69,7 @@ class Detector:
         rect: bool = True,
         cuda_graph: bool = True,
         flip_test: bool = False,
+        rescorer=None,
     ):
         import copy
 
@@ -76,6 +82,7 @@ class Detector:
         self.size, self.conf, self.nms_iou, self.device = size, conf, nms_iou, device
         self.rect = rect
         self.flip_test = flip_test
+        self.rescorer = rescorer
         self.classes = tuple(classes)
         self.card = card or {}
         self.last_timing: dict[str, float] = {}
@@ -171,8 +178,8 @@ class Detector:
         t1 = time.perf_counter()
         heat, reg = self.forward(x)
         t2 = time.perf_counter()
-        d = decode(heat, reg, STRIDE, self.conf, nms_iou=self.nms_iou)[0]
-        d = to_frame(d, meta, frame.shape[1], frame.shape[0])
+        d = decode(heat, reg, STRIDE, self.conf, nms_iou=self.nms_iou, features=self.rescorer is not None)[0]
+        d = self._rescored(to_frame(d, meta, frame.shape[1], frame.shape[0]))
         t3 = time.perf_counter()
         self.last_timing = dict(preprocess=(t1 - t0) * 1e3, model=(t2 - t1) * 1e3, decode=(t3 - t2) * 1e3)
         return d
@@ -190,8 +197,14 @@ class Detector:
         shape = shapes.pop() if len(shapes) == 1 else (self.size, self.size)
         xs, metas = zip(*(self.preprocess(f, shape) for f in frames))
         heat, reg = self.forward(np.concatenate(xs))
-        dets = decode(heat, reg, STRIDE, self.conf if conf is None else conf, nms_iou=self.nms_iou)
-        return [to_frame(d, m, f.shape[1], f.shape[0]) for d, m, f in zip(dets, metas, frames)]
+        dets = decode(heat, reg, STRIDE, self.conf if conf is None else conf, nms_iou=self.nms_iou,
+                      features=self.rescorer is not None)
+        return [self._rescored(to_frame(d, m, f.shape[1], f.shape[0]))
+                for d, m, f in zip(dets, metas, frames)]
+
+    def _rescored(self, d: Detections) -> Detections:
+        """``d`` with the rescorer's confidence (the ranking evaluation uses), where there is one."""
+        return d if self.rescorer is None else self.rescorer(d)
 
 
 def flip_forward(network, x: np.ndarray, parallel: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -213,10 +226,19 @@ def flip_forward(network, x: np.ndarray, parallel: bool = False) -> tuple[np.nda
 def to_frame(d: Detections, meta: tuple[float, float, float], width: int, height: int) -> Detections:
     """Decoded detections in letterboxed pixels -> frame pixels, clipped to the frame; boxes left under
     one pixel wide or tall (those wholly in the letterbox padding) are dropped. The one post-processing of
-    the Detector (single frames and batches) and of the evaluation on caches."""
+    the Detector (single frames and batches) and of the evaluation on caches. Detections decoded with
+    features get the rest of the rescorer's features here (:func:`apps.perception.rescore.frame_features`)."""
     boxes = unletterbox_boxes(d.boxes, meta, width, height)
     ok = (boxes[:, 2] - boxes[:, 0] >= 1) & (boxes[:, 3] - boxes[:, 1] >= 1)
-    return Detections(boxes[ok], d.scores[ok], d.classes[ok], None if d.quality is None else d.quality[ok])
+    out = d.select(ok)
+    out.boxes = boxes[ok]
+    if out.features is not None:
+        from .rescore import frame_features
+
+        r, px, py = meta
+        unclipped = (d.boxes[ok] - np.array([px, py, px, py], np.float32)) / r
+        out.features = frame_features(out.features, unclipped, out.boxes, out.classes, width, height)
+    return out
 
 
 def _to_numpy(t) -> np.ndarray:
@@ -230,9 +252,12 @@ def load_model(
     device: str = "cpu",
     conf: float | None = None,
     flip_test: bool = False,
+    rescore: bool = True,
 ) -> Detector:
     """A :class:`Detector` from a safetensors file and its model card (defaults: the committed model);
-    ``flip_test``: see :class:`Detector`."""
+    ``flip_test``: see :class:`Detector`. ``rescore``: load the rescorer the card names (``rescorer.file``,
+    beside the weights) when it was trained for these weights and input size; if it was not, a warning
+    says so and boxes rank by score x quality."""
     import framework as fw
 
     from .model import CenterNet
@@ -250,12 +275,24 @@ def load_model(
     model = CenterNet(num_classes=len(meta.get("classes", CLASSES)), width=arch.get("width", 1.0))
     state = fw.load(weights)
     model.load_state_dict(state)
+    size = int(meta.get("input_size", 320))
+    rescorer = None
+    name = (meta.get("rescorer") or {}).get("file") if rescore else None
+    if name:
+        from . import rescore as _rescore
+
+        path = os.path.join(os.path.dirname(weights), name)
+        try:
+            rescorer = _rescore.load(path, weights=weights, input_size=size)
+        except (OSError, ValueError) as e:
+            warnings.warn(f"rescorer not used: {e}", stacklevel=2)
     return Detector(
         model,
-        size=int(meta.get("input_size", 320)),
+        size=size,
         conf=conf if conf is not None else float(meta.get("default_conf", 0.3)),
         device=device,
         classes=tuple(meta.get("classes", CLASSES)),
         card=meta,
         flip_test=flip_test,
+        rescorer=rescorer,
     )

@@ -61,9 +61,13 @@ def predict_cache(
     device: str = "cpu",
     conf: float = EVAL_CONF,
     flip_test: bool = False,
+    rescorer=None,
+    features: bool = False,
 ) -> list[Detections]:
     """Run ``model`` (a CenterNet, moved to ``device``) over a cache; detections in original-frame pixels.
-    ``flip_test``: average each frame's outputs with its mirror image's (see :class:`Detector`)."""
+    ``flip_test``: average each frame's outputs with its mirror image's (see :class:`Detector`);
+    ``rescorer``: rate each box (:mod:`apps.perception.rescore`); ``features``: keep the rescorer's
+    features on the detections (implied by ``rescorer``)."""
     import framework as fw
 
     from .detector import _to_numpy, flip_forward, to_frame
@@ -84,8 +88,10 @@ def predict_cache(
             x = np.ascontiguousarray(ds.images[s : min(s + batch, n)].transpose(0, 3, 1, 2), dtype=np.float32)
             x /= 255.0
             heat, reg = flip_forward(network, x) if flip_test else network(x)
-            for d in decode(heat, reg, STRIDE, conf, top_k=100, nms_iou=0.7):
-                out.append(to_frame(d, meta, w, h))  # as the Detector delivers them
+            keep = features or rescorer is not None
+            for d in decode(heat, reg, STRIDE, conf, top_k=100, nms_iou=0.7, features=keep):
+                d = to_frame(d, meta, w, h)  # as the Detector delivers them
+                out.append(d if rescorer is None else rescorer(d))
     return out
 
 
@@ -97,9 +103,10 @@ def evaluate_cache(
     device: str = "cpu",
     save_json: str | None = None,
     flip_test: bool = False,
+    rescorer=None,
 ) -> dict:
     gts = cache_samples(root, limit)
-    dets = predict_cache(model, root, size, limit, device=device, flip_test=flip_test)
+    dets = predict_cache(model, root, size, limit, device=device, flip_test=flip_test, rescorer=rescorer)
     if save_json:
         with open(save_json, "w") as f:
             json.dump(to_coco_detections(gts, dets), f)

@@ -32,20 +32,35 @@ AREA_RNGS = {
 @dataclass
 class Detections:
     """One image's detections: ``boxes`` float32 (K, 4) xyxy pixels, ``scores`` (K,), ``classes`` (K,);
-    ``quality`` (K,) in 0..1, the decoder's rating of each box's localisation, or None."""
+    ``quality`` (K,) in 0..1, the decoder's rating of each box's localisation, or None; ``features``
+    (K, F) float32, what the learned rescorer reads (:mod:`apps.perception.rescore`), or None;
+    ``confidence`` (K,) in 0..1, the rescorer's estimate of each box's precision over the IoU thresholds
+    0.5:0.95, or None."""
 
     boxes: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
     quality: np.ndarray | None = None
+    features: np.ndarray | None = None
+    confidence: np.ndarray | None = None
 
     @staticmethod
     def empty() -> Detections:
         return Detections(np.zeros((0, 4), np.float32), np.zeros((0,), np.float32), np.zeros((0,), np.int64))
 
+    def select(self, keep) -> Detections:
+        """The detections at ``keep`` (a boolean mask or indices), every per-detection array alike."""
+        def pick(a):
+            return None if a is None else a[keep]
+
+        return Detections(self.boxes[keep], self.scores[keep], self.classes[keep], pick(self.quality),
+                          pick(self.features), pick(self.confidence))
+
     def ranked(self) -> Detections:
-        """The detections with ``scores * quality`` as their scores (unchanged without a quality): the
-        order in which evaluation ranks them (see :mod:`apps.perception.decode`)."""
+        """The detections with the scores evaluation ranks them by: the rescorer's ``confidence`` where
+        it rated them, else ``scores * quality``, else the scores (see :mod:`apps.perception.decode`)."""
+        if self.confidence is not None:
+            return Detections(self.boxes, self.confidence.astype(np.float32), self.classes)
         if self.quality is None:
             return self
         return Detections(self.boxes, (self.scores * self.quality).astype(np.float32), self.classes)
@@ -100,7 +115,7 @@ def _match(ious: np.ndarray, gt_ig: np.ndarray, gt_crowd: np.ndarray, thr: float
 def evaluate(gts, dets: list[Detections], num_classes: int = len(CLASSES), max_dets: int = 100) -> dict:
     """COCO metrics. ``gts``: list of :class:`apps.perception.formats.Sample` (boxes, classes, ignore,
     ignore_classes); ``dets``: one :class:`Detections` per sample, same order, ranked by their scores
-    (times their localisation quality where the decoder rated it: :meth:`Detections.ranked`).
+    (or the rescorer's confidence, or score x localisation quality, where given: :meth:`Detections.ranked`).
 
     Returns a dict: ``mAP50``, ``mAP50_95``, ``mAP75``, ``AP_small/medium/large`` (0.5:0.95),
     ``per_class`` {name: {AP50, AP50_95, precision, recall, n_gt}}, ``precision`` / ``recall``
