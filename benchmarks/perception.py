@@ -166,7 +166,7 @@ def main(argv=None) -> dict:
     from apps.perception.demo import run
     from apps.perception.synth import write_video
 
-    det = load_default_model()
+    det = load_default_model(rescore=False)  # as the demo runs it
     if (a.size is not None and a.size != det.size) or a.flip_test:
         from apps.perception.detector import Detector
 

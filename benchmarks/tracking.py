@@ -108,7 +108,7 @@ def main(argv=None) -> dict:
     )
     from apps.perception.synth import write_video
 
-    det = load_default_model()
+    det = load_default_model(rescore=False)  # as the demo runs it
     conf = det.conf if a.conf is None else a.conf
     det.conf = min([conf] + sweep)  # detections once at the lowest threshold, filtered for each
     scores = {name: [] for name in SETTINGS}

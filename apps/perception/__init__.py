@@ -101,9 +101,11 @@ def load_model(
     return _load(weights or DEFAULT_WEIGHTS, card, device, conf, flip_test, rescore)
 
 
-def load_default_model(device: str = "cpu", conf: float | None = None, flip_test: bool = False):
-    """The committed default detector."""
-    return load_model(None, None, device, conf, flip_test)
+def load_default_model(device: str = "cpu", conf: float | None = None, flip_test: bool = False,
+                       rescore: bool = True):
+    """The committed default detector (``rescore=False``: without its box rescorer, which only orders boxes
+    for evaluation: the real-time loop has no use for it)."""
+    return load_model(None, None, device, conf, flip_test, rescore)
 
 
 load_detector = load_default_model

@@ -259,7 +259,7 @@ def cmd_demo(a, track=True):
     if scoring:
         _score_classes(a.score_classes)  # mistakes in the options or the labels show before the video runs
         labels = read_track_labels(a.gt)
-    det = _load(a.weights, a.device, a.conf, a.flip_test)
+    det = _load(a.weights, a.device, a.conf, a.flip_test, rescore=False)  # (the demo shows scores)
     out = getattr(a, "save_tracks", None)
     _refuse_overwrite([("--save", a.save), ("--save-tracks", out)],
                       [("--source", a.source), ("--gt", getattr(a, "gt", None)), ("--save", a.save)])
