@@ -244,7 +244,7 @@ with video_tab:
     flip = st.checkbox(
         "Flip test", key="pc_flip",
         help="Also run each frame mirrored and average the two: boxes located more precisely (held-out "
-             "mAP50-95 0.639 → 0.663) for twice the network's work; the CLI's `--threads 2 --flip-test` "
+             "mAP50-95 0.647 → 0.671) for twice the network's work; the CLI's `--threads 2 --flip-test` "
              "runs the two views at once.")
     if src_path and st.button("Run detection and tracking", type="primary", key="pc_run"):
         out = str(WORK / f"{digest[:16]}_{int(conf * 100)}{'_flip' if flip else ''}.webm")
@@ -292,7 +292,7 @@ with snap_tab:
             snap_flip = st.checkbox(
                 "Flip test", key="pc_snap_flip",
                 help="Also run the mirrored image and average the two: boxes located more precisely "
-                     "(held-out mAP50-95 0.639 → 0.663), twice the network's time.")
+                     "(held-out mAP50-95 0.647 → 0.671), twice the network's time.")
             try:
                 dets = pc.detect(_detector(snap_conf, snap_flip), rgb)
                 drawn = pc.draw_detections(rgb, dets)
