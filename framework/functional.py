@@ -1588,25 +1588,17 @@ class _BatchNormTrain(_NormAffine):
         """sum over (N, L) of a3 * b3 (both (N, C, L)): BLAS dot products of rows, no temporary."""
         return np.matmul(a3[..., None, :], b3[..., :, None]).reshape(a3.shape[:2]).sum(0)
 
-    @staticmethod
-    def _runner(n_rows, values):
-        """run(f): [f(i0, i1)] over ranges of the batch, one per framework thread for a large batch
-        (``framework.utils.parallel.row_parts``), else the whole batch as one range. Each pass of batch
-        norm is independent per image but for its per-channel sums, which add up over the ranges."""
-        from .utils.parallel import parallel_map, row_parts
-
-        parts = row_parts(n_rows, values)
-        if parts is None:
-            return lambda f: [f(0, n_rows)]
-        return lambda f: parallel_map(lambda r: f(*r), parts)
-
     def forward(self, x, w, b):
         if not self._fast(x):
             return super().forward(x, w, b)
         c = x.shape[1]
         x3 = x.reshape(x.shape[0], c, -1)
         n = x3.shape[0] * x3.shape[2]
-        run = self._runner(x3.shape[0], x3.size)
+        from .utils.parallel import over_row_parts  # (each pass over ranges of the batch, see there)
+
+        def run(f):
+            return over_row_parts(f, x3.shape[0], x3.size)
+
         mean = sum(run(lambda i0, i1: _per_channel_sum(x3[i0:i1]))) / x.dtype.type(n)
         d = np.empty_like(x3)
 
@@ -1640,7 +1632,11 @@ class _BatchNormTrain(_NormAffine):
         c = d.shape[1]
         g3 = gd.reshape(d.shape)
         invstd = self.invstd.reshape(c)
-        run = self._runner(d.shape[0], d.size)
+        from .utils.parallel import over_row_parts
+
+        def run(f):
+            return over_row_parts(f, d.shape[0], d.size)
+
         sums = run(lambda i0, i1: (_per_channel_sum(g3[i0:i1]), self._dot_per_channel(g3[i0:i1], d[i0:i1])))
         sg = sum(t[0] for t in sums)
         sgx = sum(t[1] for t in sums) * invstd  # sum(g * xhat)

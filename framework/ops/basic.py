@@ -350,23 +350,6 @@ _RELU_CHUNK = 1 << 18
 _zero_chunks: dict = {}
 
 
-def _flat_parts(n):
-    """Ranges of a flat pass over n values, one per framework thread when it is large enough to pay
-    (``framework.utils.parallel.row_parts``), else [(0, n)]."""
-    from ..utils.parallel import row_parts
-
-    return row_parts(n, n) or [(0, n)]
-
-
-def _over_parts(fn, parts):
-    if len(parts) == 1:
-        fn(parts[0])
-        return
-    from ..utils.parallel import parallel_map
-
-    parallel_map(fn, parts)
-
-
 def _relu_grad_array(g, y):
     """g * (y > 0) for contiguous NumPy float arrays of one dtype and shape (None otherwise): the mask
     made and used a cache-sized chunk at a time, over the framework's threads when large."""
@@ -377,13 +360,15 @@ def _relu_grad_array(g, y):
     out = np.empty_like(g)
     gf, yf, of = g.reshape(-1), y.reshape(-1), out.reshape(-1)
 
-    def part(r):
-        mask = np.empty(min(_RELU_CHUNK, r[1] - r[0]), bool)
-        for i in range(r[0], r[1], _RELU_CHUNK):
-            j = min(r[1], i + _RELU_CHUNK)
+    def part(i0, i1):
+        mask = np.empty(min(_RELU_CHUNK, i1 - i0), bool)
+        for i in range(i0, i1, _RELU_CHUNK):
+            j = min(i1, i + _RELU_CHUNK)
             np.multiply(gf[i:j], np.greater(yf[i:j], 0, out=mask[:j - i]), out=of[i:j])
 
-    _over_parts(part, _flat_parts(gf.size))
+    from ..utils.parallel import over_row_parts
+
+    over_row_parts(part, gf.size, gf.size)
     return out
 
 
@@ -407,12 +392,14 @@ def _relu_array(x, out=None):
     xf, of = x.reshape(-1), out.reshape(-1)
     c = zb.size
 
-    def part(r):
-        for i in range(r[0], r[1], c):
-            j = min(r[1], i + c)
+    def part(i0, i1):
+        for i in range(i0, i1, c):
+            j = min(i1, i + c)
             np.maximum(xf[i:j], zb[:j - i], out=of[i:j])
 
-    _over_parts(part, _flat_parts(xf.size))
+    from ..utils.parallel import over_row_parts
+
+    over_row_parts(part, xf.size, xf.size)
     return out
 
 

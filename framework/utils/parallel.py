@@ -30,7 +30,8 @@ from __future__ import annotations
 import os
 import threading
 
-__all__ = ["parallel_map", "num_threads", "worthwhile", "set_num_threads", "get_num_threads", "row_parts"]
+__all__ = ["parallel_map", "num_threads", "worthwhile", "set_num_threads", "get_num_threads", "row_parts",
+           "over_row_parts"]
 
 # Below this many values a pass over an array (batch norm's, a ReLU's) stays on one thread: a hand-over
 # to another thread costs 50-80 us on this project's 2-core VM. Measured there on two threads, split
@@ -126,6 +127,16 @@ def row_parts(rows: int, values: int) -> list[tuple[int, int]] | None:
         return None
     parts = min(threads, rows)
     return [(i * rows // parts, (i + 1) * rows // parts) for i in range(parts)]
+
+
+def over_row_parts(fn, rows: int, values: int) -> list:
+    """[fn(start, stop)] over the ranges :func:`row_parts` gives, in parallel; [fn(0, rows)] where it gives
+    none. A pass split so must be independent per row (per-range partial results are returned in order
+    for the caller to combine)."""
+    parts = row_parts(rows, values)
+    if parts is None:
+        return [fn(0, rows)]
+    return parallel_map(lambda r: fn(*r), parts)
 
 
 def worthwhile() -> bool:
