@@ -32,7 +32,7 @@ import hashlib
 import numpy as np
 
 from .classes import NUM_CLASSES
-from .metrics import IOU_THRS, Detections
+from .metrics import IOU_THRS, Detections, _match, box_iou
 
 DECODER_FEATURES = (
     "logit / 5",
@@ -84,18 +84,6 @@ def decoder_features(prob_c, reg, cls, cy, cx, box, spread, extras) -> np.ndarra
     return np.stack(cols, 1).astype(np.float32) if k else np.zeros((0, N_DECODER_FEATURES), np.float32)
 
 
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None] - inter, 1e-9)
-
-
 def frame_features(
     decoder: np.ndarray,
     unclipped: np.ndarray,
@@ -114,7 +102,7 @@ def frame_features(
     ).astype(np.float32)
     above = np.zeros(k)
     if k > 1:
-        above = np.tril(_iou_matrix(clipped, clipped), -1).max(1)
+        above = np.tril(box_iou(clipped, clipped), -1).max(1)
     onehot = np.eye(NUM_CLASSES, dtype=np.float32)[np.asarray(classes, np.int64)]
     extra = np.stack([cxy[:, 1] / height, cxy[:, 0] / width, past, above], 1) if k else np.zeros((0, 4))
     return np.concatenate([decoder, extra.astype(np.float32), onehot], 1).astype(np.float32)
@@ -122,35 +110,25 @@ def frame_features(
 
 def coco_targets(d: Detections, sample) -> tuple[np.ndarray, np.ndarray]:
     """What COCO's matching makes of each detection of one frame: (K, 10) float32, 1 where it is a true
-    positive at IoU threshold t (greedy in the order of ``d.scores``, each ground-truth box matched
-    once, as :func:`apps.perception.metrics.evaluate`), and (K,) bool, the detections that only an
-    ignore region takes (neither true nor false: left out of training)."""
+    positive at IoU threshold t (the evaluator's own greedy matching, :func:`apps.perception.metrics._match`,
+    in the order of ``d.scores``: each ground-truth box matched once, ignore regions taking any number),
+    and (K,) bool, the detections an ignore region takes at IoU 0.5 (neither true nor false: left out of
+    training)."""
     k = len(d.scores)
     hit = np.zeros((k, len(IOU_THRS)), np.float32)
     ignored = np.zeros(k, bool)
-    order = np.argsort(-d.scores, kind="stable")
+    order = np.argsort(-d.scores, kind="mergesort")
     for c in np.unique(d.classes):
         rows = order[d.classes[order] == c]
         gt = sample.boxes[sample.classes == c]
         ign = sample.ignore[(sample.ignore_classes == c) | (sample.ignore_classes == -1)]
-        iou = _iou_matrix(d.boxes[rows], gt) if len(gt) else np.zeros((len(rows), 0))
+        crowd = np.r_[np.zeros(len(gt), bool), np.ones(len(ign), bool)]
+        ious = box_iou(d.boxes[rows], np.concatenate([gt, ign]), crowd)
         for t, thr in enumerate(IOU_THRS):
-            used = np.zeros(len(gt), bool)
-            for r, i in enumerate(rows):
-                free = np.flatnonzero(~used & (iou[r] >= thr))
-                if len(free):
-                    used[free[np.argmax(iou[r, free])]] = True
-                    hit[i, t] = 1.0
-        if len(ign):
-            b = np.asarray(d.boxes[rows], np.float64)
-            ix1 = np.maximum(b[:, None, 0], ign[None, :, 0])
-            iy1 = np.maximum(b[:, None, 1], ign[None, :, 1])
-            ix2 = np.minimum(b[:, None, 2], ign[None, :, 2])
-            iy2 = np.minimum(b[:, None, 3], ign[None, :, 3])
-            inter = np.clip(ix2 - ix1, 0, None) * np.clip(iy2 - iy1, 0, None)
-            area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-9)
-            in_ignore = (inter / area[:, None]).max(1) >= 0.5
-            ignored[rows] = in_ignore & (hit[rows, 0] == 0)
+            matched, by_ignore = _match(ious, crowd, crowd, thr)
+            hit[rows, t] = matched & ~by_ignore
+            if t == 0:
+                ignored[rows] = by_ignore
     return hit, ignored
 
 
