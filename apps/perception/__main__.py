@@ -220,7 +220,8 @@ def cmd_evaluate(a):
 def cmd_rescorer(a):
     from . import rescore
     from .detector import DEFAULT_WEIGHTS
-    from .evaluate import evaluate_cache
+    from .evaluate import cache_samples, predict_cache
+    from .metrics import evaluate
     from .train import _json_safe
 
     for root in a.data + ([a.val] if a.val else []):
@@ -238,11 +239,12 @@ def cmd_rescorer(a):
     model = rescore.train(x, y, w, meta, hidden=a.hidden, steps=a.steps, seed=a.seed,
                           progress=lambda s, v: print(f"step {s} loss {v:.4f}", file=sys.stderr))
     out = {"frames": frames, "boxes": int(len(y))}
-    if a.val:
-        base = evaluate_cache(det.model, a.val, det.size, device=a.device)
-        new = evaluate_cache(det.model, a.val, det.size, device=a.device, rescorer=model)
+    if a.val:  # one pass of the network over the validation frames, ranked both ways
+        gts = cache_samples(a.val)
+        dets = predict_cache(det.model, a.val, device=a.device, features=True)
+        rankings = (("score_x_quality", dets), ("rescorer", [model(d) for d in dets]))
         out["val"] = {k: {"mAP50": m["mAP50"], "mAP50_95": m["mAP50_95"]}
-                      for k, m in (("score_x_quality", base), ("rescorer", new))}
+                      for k, m in ((k, evaluate(gts, ds)) for k, ds in rankings)}
         model.meta["val"] = json.dumps(_json_safe(out["val"]))
     model.save(a.out)
     print(json.dumps(_json_safe(out), allow_nan=False))

@@ -27,6 +27,7 @@ and input size it was trained with: :func:`load` checks both (``detector_sha256`
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import numpy as np
@@ -173,7 +174,7 @@ class Rescorer:
         if d.features is None:
             raise ValueError("Rescorer: the detections carry no features (decode with features=True)")
         conf = 0.5 * (np.tanh(0.5 * self.logits(d.features)) + 1.0) if len(d.scores) else np.zeros(0)
-        return Detections(d.boxes, d.scores, d.classes, d.quality, d.features, conf.astype(np.float32))
+        return dataclasses.replace(d, confidence=conf.astype(np.float32))
 
     def save(self, path: str) -> None:
         import framework as fw
@@ -269,7 +270,7 @@ def train(
     )
 
 
-def collect(model, roots: list[str], device: str = "cpu", flip_test: bool = False):
+def collect(model, roots: list[str], device: str = "cpu"):
     """The training rows for a rescorer: ``model`` run over the caches ``roots``, each detection's
     features, target (fraction of IoU thresholds it is a true positive at) and weight (0 for boxes only
     an ignore region takes). Returns (features (K, N_FEATURES), targets (K,), weights (K,), frames)."""
@@ -278,7 +279,7 @@ def collect(model, roots: list[str], device: str = "cpu", flip_test: bool = Fals
     feats, targets, weights, frames = [], [], [], 0
     for root in roots:
         gts = cache_samples(root)
-        dets = predict_cache(model, root, device=device, flip_test=flip_test, features=True)
+        dets = predict_cache(model, root, device=device, features=True)
         for d, g in zip(dets, gts):
             hit, ignored = coco_targets(d, g)
             feats.append(d.features)
